@@ -1,0 +1,336 @@
+"""The configuration file: TOML, `${NAME}` taken from the environment, validated strictly.
+
+The environment is read here only, through the mapping the caller passes in, and everything else
+receives the typed :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from notifier.clanforge.status import state_id_for_name
+from notifier.events.model import EVENT_TYPES, STATE_CHANGED
+
+DEFAULT_CONFIG_PATH = Path("config/notifier.toml")
+CONFIG_ENV_VAR = "NOTIFIER_CONFIG"
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded as the one line a user sees: file, key, problem."""
+
+    def __init__(self, file: Path | str, key: str, problem: str) -> None:
+        self.file = str(file)
+        self.key = key
+        self.problem = problem
+        where = f"{self.file}: {key}: " if key else f"{self.file}: "
+        super().__init__(f"{where}{problem}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s:]+", value):
+        raise ValueError(f"must be an http(s) URL with a host, got {value!r}")
+    return value
+
+
+class DatabaseSettings(_Section):
+    url: NonEmptyStr = "sqlite+aiosqlite:///notifier.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("is not a database URL") from None
+        if url.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+            raise ValueError(
+                f"driver {url.drivername!r} is not supported; "
+                "use sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+        return value
+
+
+class ClanforgeSettings(_Section):
+    base_url: str = "https://api.multiplay.co.uk"
+    access_key: SecretStr
+    secret_key: SecretStr
+    timeout_seconds: PositiveFloat = 10
+    max_concurrency: PositiveInt = 8
+    requests_per_second: PositiveFloat = 5
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _http_url(value)
+
+    @field_validator("access_key", "secret_key")
+    @classmethod
+    def _not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("must not be empty")
+        return value
+
+
+class PollSettings(_Section):
+    interval_seconds: PositiveFloat = 30
+    running_interval_seconds: PositiveFloat = 10
+    # A failed job can be retried upstream and go back to Queued: keep looking, slowly, a while.
+    failed_interval_seconds: PositiveFloat = 300
+    failed_linger_seconds: Annotated[float, Field(ge=0)] = 3600
+
+
+class SlackSettings(_Section):
+    bot_token: SecretStr | None = None
+    base_url: str = "https://slack.com/api/"
+    signing_secret: SecretStr | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _http_url(value)
+
+
+class ServerSettings(_Section):
+    listen: str = "127.0.0.1:8080"
+    admin_token: SecretStr | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"must be HOST:PORT, got {value!r}")
+        return value
+
+
+class DeliverySettings(_Section):
+    timeout_seconds: PositiveFloat = 15
+    max_concurrency: PositiveInt = 8
+    # How often the dispatcher looks for due retries when nothing wakes it.
+    interval_seconds: PositiveFloat = 1
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class WatchSettings(_Section):
+    account_service_id: PositiveInt
+    image_version_id: PositiveInt
+    label: str = ""
+
+
+EventType = Literal[
+    "imageversion.state_changed",
+    "imageversion.completed",
+    "imageversion.failed",
+    "imageversion.squashed",
+    "imageversion.stalled",
+    "imageversion.resumed",
+    "imageversion.eta_changed",
+    "imageversion.overdue",
+    "imageversion.progress",
+    "watch.poll_failing",
+    "watch.poll_recovered",
+]
+
+
+class SubscriptionSettings(_Section):
+    name: NonEmptyStr
+    slack_channel: NonEmptyStr | None = None
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    events: list[EventType] = Field(default_factory=lambda: [STATE_CHANGED], min_length=1)
+    states: list[str] = Field(default_factory=list)
+    account_service_ids: list[PositiveInt] = Field(default_factory=list)
+    image_version_ids: list[PositiveInt] = Field(default_factory=list)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value)
+
+    @field_validator("states")
+    @classmethod
+    def _known_states(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if state_id_for_name(name) is None:
+                raise ValueError(f"unknown state {name!r}")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value()
+        if not raw.startswith("whsec_"):
+            raise ValueError("must be a Standard Webhooks secret of the form whsec_<base64>")
+        try:
+            key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("is not valid base64 after whsec_") from None
+        if not 24 <= len(key) <= 64:
+            raise ValueError(f"must decode to 24 to 64 bytes, got {len(key)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        targets = [t for t in (self.slack_channel, self.webhook_url) if t is not None]
+        if len(targets) != 1:
+            raise ValueError("needs exactly one of slack_channel or webhook_url")
+        if self.webhook_secret is not None and self.webhook_url is None:
+            raise ValueError("webhook_secret goes with webhook_url")
+        return self
+
+    @property
+    def kind(self) -> Literal["slack_channel", "webhook"]:
+        return "slack_channel" if self.slack_channel is not None else "webhook"
+
+    @property
+    def target(self) -> str:
+        target = self.slack_channel if self.slack_channel is not None else self.webhook_url
+        assert target is not None  # _one_target guarantees it
+        return target
+
+
+class Settings(_Section):
+    database: DatabaseSettings = DatabaseSettings()
+    clanforge: ClanforgeSettings
+    poll: PollSettings = PollSettings()
+    slack: SlackSettings = SlackSettings()
+    server: ServerSettings = ServerSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    log: LogSettings = LogSettings()
+    watch: list[WatchSettings] = Field(default_factory=list)
+    subscription: list[SubscriptionSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        seen_names: set[str] = set()
+        for sub in self.subscription:
+            if sub.name in seen_names:
+                raise ValueError(f"subscription name {sub.name!r} is used twice")
+            seen_names.add(sub.name)
+            if sub.slack_channel is not None and self.slack.bot_token is None:
+                raise ValueError(
+                    f"subscription {sub.name!r} posts to a Slack channel but slack.bot_token is not set"
+                )
+        seen_watches: set[tuple[int, int]] = set()
+        for w in self.watch:
+            key = (w.account_service_id, w.image_version_id)
+            if key in seen_watches:
+                raise ValueError(f"watch {key[0]}/{key[1]} is listed twice")
+            seen_watches.add(key)
+        return self
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(node: Any, env: Mapping[str, str], path: str, file: Path) -> Any:
+    if isinstance(node, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(file, path, f"environment variable {name} is not set")
+
+        return _VAR.sub(substitute, node)
+    if isinstance(node, dict):
+        return {
+            key: _interpolate(value, env, f"{path}.{key}" if path else key, file)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_interpolate(item, env, f"{path}[{i}]", file) for i, item in enumerate(node)]
+    return node
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
+    return path
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "is required"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "literal_error":
+        return f"{message}, got {error['input']!r}"
+    return message
+
+
+def parse_config(text: str, env: Mapping[str, str], file: Path | str = "<config>") -> Settings:
+    """Settings from TOML text; raises :class:`ConfigError` naming the first problem."""
+    file = Path(file)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "", f"not valid TOML: {exc}") from None
+    data = _interpolate(raw, env, "", file)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        # An unknown key usually explains a "required" one next to it (a typo): report it first.
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        first = errors[0]
+        loc = first["loc"]
+        # Model-level validators report on the object itself; name the list entry at least.
+        raise ConfigError(file, _key_path(loc) or "(top level)", _problem(first)) from None
+
+
+def load_config(path: Path | str, env: Mapping[str, str]) -> Settings:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, "", "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, "", f"cannot read: {exc}") from None
+    return parse_config(text, env, path)
+
+
+def config_path(cli_value: str | None, env: Mapping[str, str]) -> Path:
+    if cli_value:
+        return Path(cli_value)
+    return Path(env.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)

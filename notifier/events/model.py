@@ -1,0 +1,65 @@
+"""Event types and the event record shared by the detector, the store and the sinks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from notifier.clanforge.status import COMPLETE, FAILED, SQUASHED, JobStatus
+
+STATE_CHANGED: Final = "imageversion.state_changed"
+COMPLETED: Final = "imageversion.completed"
+FAILED_EVENT: Final = "imageversion.failed"
+SQUASHED_EVENT: Final = "imageversion.squashed"
+STALLED: Final = "imageversion.stalled"
+RESUMED: Final = "imageversion.resumed"
+ETA_CHANGED: Final = "imageversion.eta_changed"
+OVERDUE: Final = "imageversion.overdue"
+PROGRESS: Final = "imageversion.progress"
+POLL_FAILING: Final = "watch.poll_failing"
+POLL_RECOVERED: Final = "watch.poll_recovered"
+
+# Every type a subscription may name; configuration rejects anything else.
+EVENT_TYPES: Final = (
+    STATE_CHANGED,
+    COMPLETED,
+    FAILED_EVENT,
+    SQUASHED_EVENT,
+    STALLED,
+    RESUMED,
+    ETA_CHANGED,
+    OVERDUE,
+    PROGRESS,
+    POLL_FAILING,
+    POLL_RECOVERED,
+)
+
+TERMINAL_EVENT_FOR_STATE: Final[dict[int, str]] = {
+    COMPLETE: COMPLETED,
+    FAILED: FAILED_EVENT,
+    SQUASHED: SQUASHED_EVENT,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Detected:
+    """An event the detector found, before it has an id or a watch attached."""
+
+    type: str
+    previous: JobStatus | None
+    current: JobStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A stored event: what sinks render. ``id`` is stable and becomes the webhook-id."""
+
+    id: str
+    type: str
+    occurred_at: datetime
+    account_service_id: int
+    image_version_id: int
+    label: str
+    previous: JobStatus | None
+    current: JobStatus

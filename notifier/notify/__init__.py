@@ -1,0 +1,1 @@
+"""Telling people: subscriptions, rendering, the Slack and webhook sinks and the dispatcher."""
