@@ -1,0 +1,167 @@
+"""The schema, as SQLAlchemy 2 declarative models. Migrations in ``migrations/`` create it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Named constraints so that Alembic's batch mode on SQLite can find them again.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite (no zones) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use aware UTC datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class Watch(Base):
+    __tablename__ = "watches"
+    __table_args__ = (UniqueConstraint("account_service_id", "image_version_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_service_id: Mapped[int] = mapped_column(BigInteger)
+    image_version_id: Mapped[int] = mapped_column(BigInteger)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    source: Mapped[str] = mapped_column(String(20))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # NULL: nothing more to poll (a finished job); the watch stays listed.
+    next_poll_at: Mapped[datetime | None] = mapped_column(index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(120))
+    lease_until: Mapped[datetime | None]
+    last_polled_at: Mapped[datetime | None]
+    poll_errors: Mapped[int] = mapped_column(Integer, default=0)
+    last_poll_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class JobStatusRow(Base):
+    __tablename__ = "job_status"
+
+    watch_id: Mapped[int] = mapped_column(
+        ForeignKey("watches.id", ondelete="CASCADE"), primary_key=True
+    )
+    state_id: Mapped[int | None] = mapped_column(Integer)
+    state_name: Mapped[str] = mapped_column(String(60))
+    progress: Mapped[int] = mapped_column(Integer)
+    eta: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    failed_count: Mapped[int] = mapped_column(Integer, default=0)
+    job_created: Mapped[datetime | None]
+    job_started: Mapped[datetime | None]
+    job_updated: Mapped[datetime | None]
+    # When these values were first seen; unchanged polls write nothing here (see watches).
+    observed_at: Mapped[datetime]
+    # When the state id last changed: what the failed-job linger is measured from.
+    state_since: Mapped[datetime]
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+
+    # The sequence orders deliveries; the id is what receivers see (webhook-id).
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    watch_id: Mapped[int] = mapped_column(ForeignKey("watches.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(60))
+    account_service_id: Mapped[int] = mapped_column(BigInteger)
+    image_version_id: Mapped[int] = mapped_column(BigInteger)
+    label: Mapped[str] = mapped_column(String(200))
+    previous: Mapped[dict[str, Any] | None]
+    current: Mapped[dict[str, Any]]
+    occurred_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class SubscriptionRow(Base):
+    __tablename__ = "subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    target: Mapped[str] = mapped_column(Text)
+    # Where the secret comes from ("config" for the configuration file); never the secret itself.
+    secret_ref: Mapped[str | None] = mapped_column(String(200))
+    filters: Mapped[dict[str, Any]]
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    source: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime]
+
+
+class DeliveryRow(Base):
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "subscription_id"),
+        Index("ix_deliveries_key", "subscription_id", "watch_id", "status"),
+    )
+
+    # Within one (subscription, watch) the id follows event order: it is the send order.
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE")
+    )
+    # Copied from the event so that per-(subscription, watch) ordering needs no join.
+    watch_id: Mapped[int] = mapped_column(ForeignKey("watches.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(index=True)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(120))
+    lease_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+
+class SlackMessageRow(Base):
+    __tablename__ = "slack_messages"
+
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"), primary_key=True
+    )
+    account_service_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    image_version_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(40))
+    ts: Mapped[str] = mapped_column(String(40))
+    updated_at: Mapped[datetime]
