@@ -1,0 +1,335 @@
+"""The ``notifier`` command line: the contract in DESIGN.md, exit codes 0 / 1 / 2.
+
+Every error a user can cause ends as one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NoReturn
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.clock import utc_now
+from notifier.config import ConfigError, Settings, config_path, load_config
+from notifier.config_output import render_effective_config
+from notifier.logs import configure_logging
+from notifier.store.engine import create_engine
+from notifier.store.migrate import upgrade
+from notifier.store.outbox import list_deliveries, retry_deliveries
+from notifier.store.subscriptions import list_subscriptions
+from notifier.store.watches import DuplicateWatch, add_watch, list_watches, remove_watch
+from notifier.text_table import format_table, format_time
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad arguments: exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, like every other error we print; --help has the details.
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    config_help = "configuration file (default: $NOTIFIER_CONFIG or config/notifier.toml)"
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", help=config_help)
+
+    parser = _Parser(
+        prog="notifier",
+        description="Watches Clanforge image version builds and notifies Slack and webhooks.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str, parent: Any = commands) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = parent.add_parser(name, help=help_text, parents=[common])
+        return sub
+
+    command("run", "run the service")
+    demo = command("demo", "run the real service against a simulated Clanforge, no setup needed")
+    demo.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    command("check-config", "validate and print the effective configuration, secrets masked")
+
+    db = command("db", "database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    command("upgrade", "bring the schema up to date", db_commands)
+
+    watch = command("watch", "the watch list")
+    watch_commands = watch.add_subparsers(dest="watch_command", required=True, metavar="ACTION")
+    add = command("add", "watch an image version", watch_commands)
+    add.add_argument("--asid", type=_positive_int, required=True, help="account service id")
+    add.add_argument("--image-version", type=_positive_int, required=True)
+    add.add_argument("--label", default="", help="how people will see it in messages")
+    command("list", "list watched image versions with their state", watch_commands)
+    remove = command("remove", "stop watching an image version", watch_commands)
+    remove.add_argument("--image-version", type=_positive_int, required=True)
+    remove.add_argument("--asid", type=_positive_int, help="only under this account service")
+
+    subscription = command("subscription", "where notifications go")
+    sub_commands = subscription.add_subparsers(
+        dest="subscription_command", required=True, metavar="ACTION"
+    )
+    command("list", "list subscriptions", sub_commands)
+
+    events = command("events", "recent events, newest first")
+    events.add_argument("--limit", type=_positive_int, default=50)
+    events.add_argument("--image-version", type=_positive_int)
+
+    deliveries = command("deliveries", "the outbox")
+    delivery_commands = deliveries.add_subparsers(
+        dest="deliveries_command", required=True, metavar="ACTION"
+    )
+    listing = command("list", "list deliveries, newest first", delivery_commands)
+    listing.add_argument("--status", choices=["pending", "delivered", "dead"])
+    listing.add_argument("--limit", type=_positive_int, default=50)
+    retry = command("retry", "send dead deliveries again", delivery_commands)
+    retry.add_argument("ids", nargs="*", type=_positive_int, metavar="ID")
+    retry.add_argument("--all-dead", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"notifier: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"notifier: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OperationalError, DBAPIError) as exc:
+        reason = str(exc.orig) if exc.orig is not None else str(exc)
+        print(f"notifier: database error: {reason.splitlines()[0]}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as exc:
+        print(f"notifier: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_config(config_path(args.config, os.environ), os.environ)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from notifier.demo import run_demo
+
+        return asyncio.run(run_demo(seconds=args.seconds))
+    settings = _settings(args)
+    if args.command == "check-config":
+        print(render_effective_config(settings), end="")
+        return EXIT_OK
+    if args.command == "run":
+        configure_logging(settings.log.level, settings.log.format)
+        return asyncio.run(_run(settings))
+    handler = _DATABASE_COMMANDS[_command_key(args)]
+    return asyncio.run(_with_database(settings, lambda engine: handler(engine, args)))
+
+
+def _command_key(args: argparse.Namespace) -> str:
+    for name in ("db_command", "watch_command", "subscription_command", "deliveries_command"):
+        action = getattr(args, name, None)
+        if action:
+            return f"{args.command} {action}"
+    return str(args.command)
+
+
+async def _run(settings: Settings) -> int:
+    from notifier.service import Service
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with Service(settings) as service:
+        await service.run(stop)
+    return EXIT_OK
+
+
+async def _with_database(
+    settings: Settings, action: Callable[[AsyncEngine], Awaitable[int]]
+) -> int:
+    engine = create_engine(settings.database.url)
+    try:
+        await upgrade(engine)
+        return await action(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _db_upgrade(engine: AsyncEngine, args: argparse.Namespace) -> int:
+    print("database schema is up to date")
+    return EXIT_OK
+
+
+async def _watch_add(engine: AsyncEngine, args: argparse.Namespace) -> int:
+    try:
+        await add_watch(engine, args.asid, args.image_version, args.label, "cli", utc_now())
+    except DuplicateWatch as exc:
+        print(f"notifier: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"watching image version {args.image_version} of account service {args.asid}")
+    return EXIT_OK
+
+
+async def _watch_list(engine: AsyncEngine, args: argparse.Namespace) -> int:
+    watches = await list_watches(engine)
+    if not watches:
+        print("no image versions are watched; add one with `notifier watch add`")
+        return EXIT_OK
+    rows = []
+    for w in watches:
+        status = w.status
+        rows.append(
+            [
+                str(w.account_service_id),
+                str(w.image_version_id),
+                w.label,
+                "-" if status is None else status.state,
+                "-" if status is None else f"{status.progress}%",
+                "-" if status is None else format_time(status.eta),
+                w.source if w.active else f"{w.source} (inactive)",
+                w.last_poll_error or "",
+            ]
+        )
+    print(
+        format_table(
+            ["ASID", "IMAGE VERSION", "LABEL", "STATE", "PROGRESS", "ETA", "SOURCE", "LAST ERROR"],
+            rows,
+        )
+    )
+    return EXIT_OK
+
+
+async def _watch_remove(engine: AsyncEngine, args: argparse.Namespace) -> int:
+    removed = await remove_watch(engine, args.image_version, args.asid)
+    if not removed:
+        print(f"notifier: image version {args.image_version} is not watched", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"stopped watching image version {args.image_version}")
+    return EXIT_OK
+
+
+async def _subscription_list(engine: AsyncEngine, args: argparse.Namespace) -> int:
+    subscriptions = await list_subscriptions(engine)
+    if not subscriptions:
+        print("no subscriptions; add [[subscription]] entries to the configuration")
+        return EXIT_OK
+    rows = [
+        [
+            s.name,
+            s.kind,
+            s.target if s.kind == "slack_channel" else _host_only(s.target),
+            ", ".join(s.filters.get("events", [])) or "all",
+            "active" if s.active else "inactive",
+            s.source,
+        ]
+        for s in subscriptions
+    ]
+    print(format_table(["NAME", "KIND", "TARGET", "EVENTS", "STATUS", "SOURCE"], rows))
+    return EXIT_OK
+
+
+def _host_only(url: str) -> str:
+    """Webhook URLs often carry a token in the path or query: show where, not how."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}/…"
+
+
+async def _events(engine: AsyncEngine, args: argparse.Namespace) -> int:
+    from notifier.store.events import recent_events
+
+    events = await recent_events(engine, limit=args.limit, image_version_id=args.image_version)
+    if not events:
+        print("no events yet")
+        return EXIT_OK
+    rows = [
+        [
+            format_time(e.occurred_at),
+            e.type,
+            str(e.image_version_id),
+            e.label,
+            "-" if e.previous is None else e.previous.state,
+            e.current.state,
+            f"{e.current.progress}%",
+            e.id,
+        ]
+        for e in events
+    ]
+    print(format_table(["TIME", "TYPE", "IMAGE VERSION", "LABEL", "FROM", "TO", "PROGRESS", "ID"], rows))
+    return EXIT_OK
+
+
+async def _deliveries_list(engine: AsyncEngine, args: argparse.Namespace) -> int:
+    deliveries = await list_deliveries(engine, status=args.status, limit=args.limit)
+    if not deliveries:
+        print("no deliveries" + (f" with status {args.status}" if args.status else ""))
+        return EXIT_OK
+    rows = [
+        [
+            str(d.id),
+            d.subscription,
+            d.event_type,
+            str(d.image_version_id),
+            d.status,
+            str(d.attempts),
+            format_time(d.next_attempt_at) if d.status == "pending" else "-",
+            (d.last_error or "")[:80],
+        ]
+        for d in deliveries
+    ]
+    print(
+        format_table(
+            ["ID", "SUBSCRIPTION", "EVENT", "IMAGE VERSION", "STATUS", "ATTEMPTS", "NEXT", "LAST ERROR"],
+            rows,
+        )
+    )
+    return EXIT_OK
+
+
+async def _deliveries_retry(engine: AsyncEngine, args: argparse.Namespace) -> int:
+    if bool(args.ids) == bool(args.all_dead):
+        raise UsageError("give delivery ids or --all-dead, not both or neither")
+    count = await retry_deliveries(engine, utc_now(), ids=args.ids, all_dead=args.all_dead)
+    print(f"{count} deliver{'y' if count == 1 else 'ies'} queued to be sent again")
+    if args.ids and count < len(args.ids):
+        print("notifier: some ids were not found or already delivered", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+_DATABASE_COMMANDS: dict[str, Callable[[AsyncEngine, argparse.Namespace], Awaitable[int]]] = {
+    "db upgrade": _db_upgrade,
+    "watch add": _watch_add,
+    "watch list": _watch_list,
+    "watch remove": _watch_remove,
+    "subscription list": _subscription_list,
+    "events": _events,
+    "deliveries list": _deliveries_list,
+    "deliveries retry": _deliveries_retry,
+}

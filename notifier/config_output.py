@@ -1,0 +1,40 @@
+"""The effective configuration as ``check-config`` prints it: TOML, every secret masked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tomli_w
+from pydantic import SecretStr
+from sqlalchemy.engine import make_url
+
+from notifier.config import Settings
+
+MASK = "********"
+
+
+def _drop_none(node: Any) -> Any:
+    # TOML has no null: an unset optional key is simply left out.
+    if isinstance(node, dict):
+        return {k: _drop_none(v) for k, v in node.items() if v is not None}
+    if isinstance(node, list):
+        return [_drop_none(v) for v in node]
+    return node
+
+
+def render_effective_config(settings: Settings) -> str:
+    data = settings.model_dump(mode="python")
+    # SecretStr values dump as SecretStr objects: mask every one of them.
+    data = _mask(data)
+    data["database"]["url"] = make_url(settings.database.url).render_as_string(hide_password=True)
+    return tomli_w.dumps(_drop_none(data))
+
+
+def _mask(node: Any) -> Any:
+    if isinstance(node, SecretStr):
+        return MASK
+    if isinstance(node, dict):
+        return {k: _mask(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_mask(v) for v in node]
+    return node

@@ -1,0 +1,220 @@
+"""Wires the parts together and runs them: the one place that owns every life cycle.
+
+``async with Service(settings) as service: await service.run(stop)`` opens the database (and
+brings its schema up to date), the Clanforge, Slack and webhook HTTP sessions, syncs the
+configuration's watches and subscriptions, and runs the poll clock and the dispatcher until
+``stop`` is set; leaving the block closes what it opened, in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from contextlib import AsyncExitStack
+from datetime import timedelta
+from types import TracebackType
+from typing import Self
+
+import aiohttp
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.clanforge.client import open_clanforge
+from notifier.clock import Clock, utc_now
+from notifier.config import Settings
+from notifier.notify.dispatcher import Dispatcher
+from notifier.notify.retry import RetryPolicy
+from notifier.notify.sink import Sink
+from notifier.notify.slack import SlackSink
+from notifier.notify.subscription import Subscription
+from notifier.notify.webhook import WebhookSink
+from notifier.polling.poller import Poller, TickSummary
+from notifier.store.engine import create_engine
+from notifier.store.live_messages import DatabaseLiveMessages
+from notifier.store.migrate import upgrade
+from notifier.store.subscriptions import load_active_subscriptions, sync_config_subscriptions
+from notifier.store.watches import sync_config_watches
+
+log = logging.getLogger(__name__)
+
+# How long a stopping service waits for sends and a poll already under way.
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+def make_replica_id() -> str:
+    """Host, pid and a random suffix: written on leases, so people can tell who holds what."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+
+
+class Service:
+    def __init__(
+        self, settings: Settings, *, clock: Clock = utc_now, replica_id: str | None = None
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.replica_id = replica_id or make_replica_id()
+        self._stack = AsyncExitStack()
+        self._tick_lock = asyncio.Lock()
+        self._engine: AsyncEngine | None = None
+        self._poller: Poller | None = None
+        self._dispatcher: Dispatcher | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        assert self._engine is not None, "use the service inside `async with`"
+        return self._engine
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._open()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    async def _open(self) -> None:
+        settings = self.settings
+        engine = create_engine(settings.database.url)
+        self._stack.push_async_callback(engine.dispose)
+        self._engine = engine
+        await upgrade(engine)
+        now = self.clock()
+        await sync_config_watches(engine, settings.watch, now)
+        await sync_config_subscriptions(engine, settings.subscription, now)
+
+        clanforge = await self._stack.enter_async_context(open_clanforge(settings.clanforge))
+        delivery_timeout = aiohttp.ClientTimeout(total=settings.delivery.timeout_seconds)
+        webhook_session = await self._stack.enter_async_context(
+            aiohttp.ClientSession(timeout=delivery_timeout)
+        )
+        sinks: dict[str, Sink] = {
+            "webhook": WebhookSink(
+                webhook_session, timeout_seconds=settings.delivery.timeout_seconds, clock=self.clock
+            )
+        }
+        if settings.slack.bot_token is not None:
+            slack_session = await self._stack.enter_async_context(
+                aiohttp.ClientSession(timeout=delivery_timeout)
+            )
+            slack = AsyncWebClient(
+                token=settings.slack.bot_token.get_secret_value(),
+                base_url=settings.slack.base_url,
+                session=slack_session,
+                timeout=int(settings.delivery.timeout_seconds),
+            )
+            sinks["slack_channel"] = SlackSink(slack, DatabaseLiveMessages(engine, self.clock))
+
+        self._dispatcher = Dispatcher(
+            engine,
+            sinks,
+            self._subscriptions,
+            owner=self.replica_id,
+            clock=self.clock,
+            policy=RetryPolicy(),
+            max_concurrency=settings.delivery.max_concurrency,
+            lease=timedelta(seconds=settings.delivery.timeout_seconds * 2 + 30),
+        )
+        poll = settings.poll
+        self._poller = Poller(
+            engine,
+            clanforge,
+            self._subscriptions,
+            poll=poll,
+            max_concurrency=settings.clanforge.max_concurrency,
+            # What the rate limit lets us fetch in one interval; the rest waits for the next tick.
+            claim_limit=max(
+                settings.clanforge.max_concurrency,
+                int(settings.clanforge.requests_per_second * poll.interval_seconds),
+            ),
+            lease=timedelta(seconds=poll.interval_seconds + settings.clanforge.timeout_seconds * 3),
+            owner=self.replica_id,
+            clock=self.clock,
+            on_committed=self._dispatcher.wake,
+        )
+
+    async def _subscriptions(self) -> list[Subscription]:
+        secrets_by_name = {
+            s.name: s.webhook_secret.get_secret_value()
+            for s in self.settings.subscription
+            if s.webhook_secret is not None
+        }
+        return await load_active_subscriptions(self.engine, secrets_by_name)
+
+    async def tick(self) -> TickSummary | None:
+        """One poll tick; the lock lets shutdown wait for a tick under way instead of cutting it."""
+        assert self._poller is not None
+        async with self._tick_lock:
+            try:
+                return await self._poller.tick()
+            except Exception:
+                log.exception("poll tick failed; the next tick tries again")
+                return None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll and dispatch until ``stop`` is set, then wind down within the grace period."""
+        assert self._dispatcher is not None
+        dispatcher = self._dispatcher
+        poll = self.settings.poll
+        # The tick interval is the fastest any watch can be due; each watch's own next_poll_at
+        # (in the database) says when it actually is.
+        interval = min(poll.interval_seconds, poll.running_interval_seconds)
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=interval,
+            id="poll",
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(interval / 2)),
+            next_run_time=self.clock(),
+        )
+        scheduler.add_job(
+            dispatcher.wake,
+            "interval",
+            seconds=self.settings.delivery.interval_seconds,
+            id="dispatch",
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+        )
+        dispatching = asyncio.create_task(dispatcher.run(), name="dispatcher")
+        scheduler.start()
+        log.info("notifier running as %s", self.replica_id)
+        try:
+            stopped = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait(
+                {stopped, dispatching}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if dispatching in done:
+                dispatching.result()  # the dispatcher only ends on stop: surface its error
+        finally:
+            stopped.cancel()
+            scheduler.pause()
+            dispatcher.stop()
+            try:
+                async with asyncio.timeout(SHUTDOWN_GRACE_SECONDS):
+                    async with self._tick_lock:
+                        pass
+                    await dispatching
+            except TimeoutError:
+                log.warning("in-flight work did not finish within %.0f s", SHUTDOWN_GRACE_SECONDS)
+                dispatching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await dispatching
+            scheduler.shutdown(wait=False)
+            log.info("notifier stopped")

@@ -1,0 +1,91 @@
+"""How our dataclasses are kept in JSON columns and rows: the store's one translation layer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from notifier.clanforge.status import JobStatus
+from notifier.events.model import Event
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _parse_time(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(str(value))
+
+
+def status_to_json(status: JobStatus) -> dict[str, Any]:
+    return {
+        "image_version_id": status.image_version_id,
+        "state_id": status.state_id,
+        "state": status.state,
+        "progress": status.progress,
+        "eta": _time(status.eta),
+        "error": status.error,
+        "failed_count": status.failed_count,
+        "created": _time(status.created),
+        "started": _time(status.started),
+        "updated": _time(status.updated),
+    }
+
+
+def status_from_json(data: dict[str, Any]) -> JobStatus:
+    return JobStatus(
+        image_version_id=int(data["image_version_id"]),
+        state_id=None if data.get("state_id") is None else int(data["state_id"]),
+        state=str(data["state"]),
+        progress=int(data["progress"]),
+        eta=_parse_time(data.get("eta")),
+        error=data.get("error"),
+        failed_count=int(data.get("failed_count", 0)),
+        created=_parse_time(data.get("created")),
+        started=_parse_time(data.get("started")),
+        updated=_parse_time(data.get("updated")),
+    )
+
+
+def status_to_row(status: JobStatus) -> dict[str, Any]:
+    """Columns of ``job_status`` that come from the observation itself."""
+    return {
+        "state_id": status.state_id,
+        "state_name": status.state,
+        "progress": status.progress,
+        "eta": status.eta,
+        "error": status.error,
+        "failed_count": status.failed_count,
+        "job_created": status.created,
+        "job_started": status.started,
+        "job_updated": status.updated,
+    }
+
+
+def status_from_row(image_version_id: int, row: Any) -> JobStatus:
+    return JobStatus(
+        image_version_id=image_version_id,
+        state_id=row.state_id,
+        state=row.state_name,
+        progress=row.progress,
+        eta=row.eta,
+        error=row.error,
+        failed_count=row.failed_count,
+        created=row.job_created,
+        started=row.job_started,
+        updated=row.job_updated,
+    )
+
+
+def event_from_row(row: Any) -> Event:
+    """An :class:`Event` from a row with the ``events`` table's columns."""
+    return Event(
+        id=row.id,
+        type=row.type,
+        occurred_at=row.occurred_at,
+        account_service_id=row.account_service_id,
+        image_version_id=row.image_version_id,
+        label=row.label,
+        previous=None if row.previous is None else status_from_json(row.previous),
+        current=status_from_json(row.current),
+    )

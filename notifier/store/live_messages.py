@@ -1,0 +1,58 @@
+"""Where each Slack live message is, kept in the database so restarts keep updating it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.notify.sink import LiveMessage
+from notifier.store.tables import SlackMessageRow
+
+
+class DatabaseLiveMessages:
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime]) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    async def get(
+        self, subscription_id: int, account_service_id: int, image_version_id: int
+    ) -> LiveMessage | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(SlackMessageRow.channel, SlackMessageRow.ts).where(
+                        SlackMessageRow.subscription_id == subscription_id,
+                        SlackMessageRow.account_service_id == account_service_id,
+                        SlackMessageRow.image_version_id == image_version_id,
+                    )
+                )
+            ).first()
+        return None if row is None else LiveMessage(channel=row.channel, ts=row.ts)
+
+    async def put(
+        self,
+        subscription_id: int,
+        account_service_id: int,
+        image_version_id: int,
+        message: LiveMessage,
+    ) -> None:
+        key = (
+            SlackMessageRow.subscription_id == subscription_id,
+            SlackMessageRow.account_service_id == account_service_id,
+            SlackMessageRow.image_version_id == image_version_id,
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(delete(SlackMessageRow).where(*key))
+            await conn.execute(
+                SlackMessageRow.__table__.insert().values(
+                    subscription_id=subscription_id,
+                    account_service_id=account_service_id,
+                    image_version_id=image_version_id,
+                    channel=message.channel,
+                    ts=message.ts,
+                    updated_at=self._clock(),
+                )
+            )

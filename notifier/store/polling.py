@@ -1,0 +1,171 @@
+"""The poller's two round trips to the database: claim what is due, write what a tick saw."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.polling.plan import DueWatch, PlannedDelivery, PollPlan
+from notifier.store.codec import status_from_row, status_to_json, status_to_row
+from notifier.store.engine import is_postgres
+from notifier.store.tables import DeliveryRow, EventRow, JobStatusRow, Watch
+
+_watches = Watch.__table__
+_status = JobStatusRow.__table__
+
+
+async def claim_due_watches(
+    engine: AsyncEngine, owner: str, now: datetime, lease: timedelta, limit: int
+) -> tuple[datetime, list[DueWatch]]:
+    """Lease up to ``limit`` due watches to ``owner``; returns the lease token and the watches.
+
+    The lease expiry doubles as the claim's token: together with the owner it names exactly the
+    rows this claim took, without a list of ids going back and forth.
+    """
+    until = now + lease
+    due = (
+        select(Watch.id)
+        .where(
+            Watch.active.is_(True),
+            Watch.next_poll_at <= now,
+            or_(Watch.lease_until.is_(None), Watch.lease_until < now),
+        )
+        .order_by(Watch.next_poll_at)
+        .limit(limit)
+    )
+    if is_postgres(engine):
+        due = due.with_for_update(skip_locked=True)
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(Watch)
+            .where(Watch.id.in_(due.scalar_subquery()))
+            .values(lease_owner=owner, lease_until=until)
+            .execution_options(synchronize_session=False)
+        )
+        rows = (
+            await conn.execute(
+                select(
+                    Watch.id,
+                    Watch.account_service_id,
+                    Watch.image_version_id,
+                    Watch.label,
+                    Watch.poll_errors,
+                    *(c for c in _status.c if c.name != "watch_id"),
+                )
+                .outerjoin(JobStatusRow, JobStatusRow.watch_id == Watch.id)
+                .where(Watch.lease_owner == owner, Watch.lease_until == until)
+                .order_by(Watch.next_poll_at)
+            )
+        ).all()
+    return until, [
+        DueWatch(
+            watch_id=row.id,
+            account_service_id=row.account_service_id,
+            image_version_id=row.image_version_id,
+            label=row.label,
+            poll_errors=row.poll_errors,
+            previous=None if row.state_name is None else status_from_row(row.image_version_id, row),
+            state_since=row.state_since,
+        )
+        for row in rows
+    ]
+
+
+async def write_poll_results(
+    engine: AsyncEngine,
+    owner: str,
+    token: datetime,
+    plans: Sequence[PollPlan],
+    deliveries: Sequence[PlannedDelivery],
+    now: datetime,
+) -> list[PollPlan]:
+    """Write a tick's statuses, events, deliveries and schedules in ONE transaction.
+
+    That transaction is the delivery guarantee: a crash before it loses nothing (the next poll
+    sees the same difference), a crash after it leaves deliveries to send. A watch whose lease ran
+    out meanwhile (another replica may have it now) is left alone. Returns the plans written.
+    """
+    if not plans:
+        return []
+    async with engine.begin() as conn:
+        held = select(Watch.id).where(Watch.lease_owner == owner, Watch.lease_until == token)
+        if is_postgres(engine):
+            held = held.with_for_update()
+        ours = set((await conn.execute(held)).scalars())
+        plans = [p for p in plans if p.watch_id in ours]
+        deliveries = [d for d in deliveries if d.watch_id in ours]
+
+        new_status: list[dict[str, Any]] = []
+        changed_status: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        watch_updates: list[dict[str, Any]] = []
+        for plan in plans:
+            if plan.status is not None:
+                row = {
+                    **status_to_row(plan.status),
+                    "observed_at": now,
+                    "state_since": plan.state_since,
+                }
+                if plan.first_sighting:
+                    new_status.append({"watch_id": plan.watch_id, **row})
+                else:
+                    changed_status.append({"b_watch_id": plan.watch_id, **row})
+            events.extend(
+                {
+                    "id": e.id,
+                    "watch_id": plan.watch_id,
+                    "type": e.type,
+                    "account_service_id": e.account_service_id,
+                    "image_version_id": e.image_version_id,
+                    "label": e.label,
+                    "previous": None if e.previous is None else status_to_json(e.previous),
+                    "current": status_to_json(e.current),
+                    "occurred_at": e.occurred_at,
+                }
+                for e in plan.events
+            )
+            watch_updates.append(
+                {
+                    "b_id": plan.watch_id,
+                    "next_poll_at": plan.next_poll_at,
+                    "poll_errors": plan.poll_errors,
+                    "last_poll_error": plan.last_poll_error,
+                    "last_polled_at": now,
+                    "lease_owner": None,
+                    "lease_until": None,
+                }
+            )
+
+        if new_status:
+            await conn.execute(insert(_status), new_status)
+        if changed_status:
+            await conn.execute(
+                update(_status).where(_status.c.watch_id == bindparam("b_watch_id")),
+                changed_status,
+            )
+        if events:
+            await conn.execute(insert(EventRow.__table__), events)
+        if deliveries:
+            await conn.execute(
+                insert(DeliveryRow.__table__),
+                [
+                    {
+                        "event_id": d.event_id,
+                        "subscription_id": d.subscription_id,
+                        "watch_id": d.watch_id,
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                    }
+                    for d in deliveries
+                ],
+            )
+        await conn.execute(
+            update(_watches).where(_watches.c.id == bindparam("b_id")), watch_updates
+        )
+    return plans

@@ -1,0 +1,124 @@
+"""Subscriptions: synced from the configuration file, read by the poller and the dispatcher."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.config import SubscriptionSettings
+from notifier.notify.subscription import Subscription, SubscriptionKind
+from notifier.store.tables import SubscriptionRow
+
+CONFIG_SECRET_REF = "config"
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionView:
+    id: int
+    name: str
+    kind: str
+    target: str
+    filters: dict[str, Any]
+    active: bool
+    source: str
+
+
+def _filters(setting: SubscriptionSettings) -> dict[str, Any]:
+    return {
+        "events": list(setting.events),
+        "states": list(setting.states),
+        "account_service_ids": list(setting.account_service_ids),
+        "image_version_ids": list(setting.image_version_ids),
+    }
+
+
+async def sync_config_subscriptions(
+    engine: AsyncEngine, subscriptions: Sequence[SubscriptionSettings], now: datetime
+) -> None:
+    """Make the config-sourced subscriptions match the file, in one transaction.
+
+    A subscription gone from the file is deactivated, not deleted, so its delivery history stays.
+    """
+    wanted = {s.name: s for s in subscriptions}
+    async with engine.begin() as conn:
+        existing = {
+            row.name: row
+            for row in (
+                await conn.execute(select(SubscriptionRow.id, SubscriptionRow.name, SubscriptionRow.source))
+            ).all()
+        }
+        for name, setting in wanted.items():
+            values = {
+                "kind": setting.kind,
+                "target": setting.target,
+                "secret_ref": CONFIG_SECRET_REF if setting.webhook_secret is not None else None,
+                "filters": _filters(setting),
+                "active": True,
+                "source": "config",
+            }
+            row = existing.get(name)
+            if row is None:
+                await conn.execute(
+                    SubscriptionRow.__table__.insert().values(name=name, created_at=now, **values)
+                )
+            else:
+                await conn.execute(
+                    update(SubscriptionRow).where(SubscriptionRow.id == row.id).values(**values)
+                )
+        gone = [
+            row.id for name, row in existing.items() if row.source == "config" and name not in wanted
+        ]
+        if gone:
+            await conn.execute(
+                update(SubscriptionRow).where(SubscriptionRow.id.in_(gone)).values(active=False)
+            )
+
+
+async def list_subscriptions(engine: AsyncEngine) -> list[SubscriptionView]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(SubscriptionRow).order_by(SubscriptionRow.name))).all()
+    return [
+        SubscriptionView(
+            id=row.id,
+            name=row.name,
+            kind=row.kind,
+            target=row.target,
+            filters=row.filters,
+            active=row.active,
+            source=row.source,
+        )
+        for row in rows
+    ]
+
+
+async def load_active_subscriptions(
+    engine: AsyncEngine, config_secrets: Mapping[str, str]
+) -> list[Subscription]:
+    """Active subscriptions with their secrets resolved (secrets never live in the database)."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(SubscriptionRow)
+                .where(SubscriptionRow.active.is_(True))
+                .order_by(SubscriptionRow.id)
+            )
+        ).all()
+    return [
+        Subscription(
+            id=row.id,
+            name=row.name,
+            kind=cast(SubscriptionKind, row.kind),
+            target=row.target,
+            secret=config_secrets.get(row.name) if row.secret_ref == CONFIG_SECRET_REF else None,
+            event_types=frozenset(row.filters.get("events", ())),
+            states=frozenset(row.filters.get("states", ())),
+            account_service_ids=frozenset(row.filters.get("account_service_ids", ())),
+            image_version_ids=frozenset(row.filters.get("image_version_ids", ())),
+        )
+        for row in rows
+    ]

@@ -1,0 +1,164 @@
+"""The watch list: adding, removing, listing, and syncing the configuration file's entries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.clanforge.status import JobStatus
+from notifier.config import WatchSettings
+from notifier.store.codec import status_from_row
+from notifier.store.tables import JobStatusRow, Watch
+
+SOURCES = ("config", "cli", "api", "slack", "discovered")
+
+
+class DuplicateWatch(Exception):
+    def __init__(self, account_service_id: int, image_version_id: int) -> None:
+        super().__init__(
+            f"image version {image_version_id} of account service {account_service_id} "
+            "is already watched"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WatchView:
+    """A watch as people look at it: the watch and its last known status."""
+
+    id: int
+    account_service_id: int
+    image_version_id: int
+    label: str
+    source: str
+    active: bool
+    next_poll_at: datetime | None
+    last_polled_at: datetime | None
+    poll_errors: int
+    last_poll_error: str | None
+    status: JobStatus | None
+
+
+async def add_watch(
+    engine: AsyncEngine,
+    account_service_id: int,
+    image_version_id: int,
+    label: str,
+    source: str,
+    now: datetime,
+) -> int:
+    try:
+        async with engine.begin() as conn:
+            result = await conn.execute(
+                Watch.__table__.insert().values(
+                    account_service_id=account_service_id,
+                    image_version_id=image_version_id,
+                    label=label,
+                    source=source,
+                    active=True,
+                    next_poll_at=now,
+                    poll_errors=0,
+                    created_at=now,
+                )
+            )
+    except IntegrityError:
+        raise DuplicateWatch(account_service_id, image_version_id) from None
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+async def remove_watch(
+    engine: AsyncEngine, image_version_id: int, account_service_id: int | None = None
+) -> int:
+    """Delete the watch (and its history); returns how many were removed."""
+    stmt = delete(Watch).where(Watch.image_version_id == image_version_id)
+    if account_service_id is not None:
+        stmt = stmt.where(Watch.account_service_id == account_service_id)
+    async with engine.begin() as conn:
+        return (await conn.execute(stmt)).rowcount
+
+
+async def list_watches(engine: AsyncEngine) -> list[WatchView]:
+    status_columns = [c for c in JobStatusRow.__table__.c if c.name != "watch_id"]
+    stmt = (
+        select(Watch, *status_columns)
+        .outerjoin(JobStatusRow, JobStatusRow.watch_id == Watch.id)
+        .order_by(Watch.account_service_id, Watch.image_version_id)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(stmt)).all()
+    return [
+        WatchView(
+            id=row.id,
+            account_service_id=row.account_service_id,
+            image_version_id=row.image_version_id,
+            label=row.label,
+            source=row.source,
+            active=row.active,
+            next_poll_at=row.next_poll_at,
+            last_polled_at=row.last_polled_at,
+            poll_errors=row.poll_errors,
+            last_poll_error=row.last_poll_error,
+            status=None if row.state_name is None else status_from_row(row.image_version_id, row),
+        )
+        for row in rows
+    ]
+
+
+async def sync_config_watches(
+    engine: AsyncEngine, watches: Sequence[WatchSettings], now: datetime
+) -> None:
+    """Make the database's config-sourced watches match the file, in one transaction.
+
+    New entries start polling now; entries gone from the file stop being polled but keep their
+    history; a watch someone added by hand and then put in the file becomes the file's.
+    """
+    wanted = {(w.account_service_id, w.image_version_id): w for w in watches}
+    async with engine.begin() as conn:
+        existing = {
+            (row.account_service_id, row.image_version_id): row
+            for row in (
+                await conn.execute(
+                    select(
+                        Watch.id,
+                        Watch.account_service_id,
+                        Watch.image_version_id,
+                        Watch.label,
+                        Watch.source,
+                        Watch.active,
+                    )
+                )
+            ).all()
+        }
+        for key, setting in wanted.items():
+            row = existing.get(key)
+            if row is None:
+                await conn.execute(
+                    Watch.__table__.insert().values(
+                        account_service_id=key[0],
+                        image_version_id=key[1],
+                        label=setting.label,
+                        source="config",
+                        active=True,
+                        next_poll_at=now,
+                        poll_errors=0,
+                        created_at=now,
+                    )
+                )
+            elif row.label != setting.label or row.source != "config" or not row.active:
+                values: dict[str, object] = {"label": setting.label, "source": "config"}
+                if not row.active:
+                    values.update(active=True, next_poll_at=now)
+                await conn.execute(update(Watch).where(Watch.id == row.id).values(**values))
+        gone = [
+            row.id
+            for key, row in existing.items()
+            if row.source == "config" and row.active and key not in wanted
+        ]
+        if gone:
+            await conn.execute(update(Watch).where(Watch.id.in_(gone)).values(active=False))

@@ -1,0 +1,170 @@
+"""Shared builders and fixtures.
+
+Store tests take the ``engine`` fixture and run once on a SQLite file and once on the real
+PostgreSQL named by ``NOTIFIER_TEST_POSTGRES_URL`` (each test in a database of its own, cloned
+from a migrated template and dropped afterwards). Without that variable the PostgreSQL variant is
+skipped, and ``.ci/run`` fails when it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.clanforge.status import STATE_NAMES, JobStatus
+from notifier.events.model import STATE_CHANGED, Event
+from notifier.notify.subscription import Subscription
+from notifier.store.engine import create_engine
+from notifier.store.migrate import upgrade
+
+POSTGRES_URL_VAR = "NOTIFIER_TEST_POSTGRES_URL"
+
+T0 = datetime(2026, 11, 28, 17, 0, 0, tzinfo=UTC)
+
+
+# ---------------------------------------------------------------- builders
+
+
+def make_status(
+    state_id: int | None = 3,
+    progress: int = 0,
+    *,
+    image_version_id: int = 567890,
+    eta: datetime | None = None,
+    error: str | None = None,
+    failed_count: int = 0,
+    updated: datetime | None = T0,
+    state: str | None = None,
+) -> JobStatus:
+    return JobStatus(
+        image_version_id=image_version_id,
+        state_id=state_id,
+        state=state or STATE_NAMES.get(state_id or 0, "Unknown"),
+        progress=progress,
+        eta=eta,
+        error=error,
+        failed_count=failed_count,
+        created=T0 - timedelta(minutes=5),
+        started=None if state_id in (1, 2, 3) else T0 - timedelta(minutes=1),
+        updated=updated,
+    )
+
+
+def make_event(
+    current: JobStatus | None = None,
+    previous: JobStatus | None = None,
+    *,
+    type: str = STATE_CHANGED,
+    event_id: str = "evt_01JDEMO0000000000000000000",
+    label: str = "EU fleet, build 1.4.2",
+    account_service_id: int = 1234,
+    occurred_at: datetime = T0,
+) -> Event:
+    current = current or make_status(4, 40)
+    return Event(
+        id=event_id,
+        type=type,
+        occurred_at=occurred_at,
+        account_service_id=account_service_id,
+        image_version_id=current.image_version_id,
+        label=label,
+        previous=previous,
+        current=current,
+    )
+
+
+def make_subscription(id: int = 1, **overrides: Any) -> Subscription:
+    base = Subscription(id=id, name=f"sub{id}", kind="webhook", target="https://hooks.test/x")
+    return replace(base, **overrides)
+
+
+# ---------------------------------------------------------------- databases
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str | None]:
+    """A migrated template database for this run, or None when no PostgreSQL was given."""
+    url = os.environ.get(POSTGRES_URL_VAR)
+    if not url:
+        yield None
+        return
+    name = f"notifier_tmpl_{secrets.token_hex(4)}"
+
+    async def create() -> None:
+        await _admin(url, f'CREATE DATABASE "{name}"')
+        engine = create_engine(_with_database(url, name))
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(create())
+    try:
+        yield name
+    finally:
+        asyncio.run(_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _with_database(url: str, database: str) -> str:
+    return make_url(url).set(database=database).render_as_string(hide_password=False)
+
+
+async def _admin(url: str, statement: str) -> None:
+    conn = await asyncpg.connect(_asyncpg_dsn(url))
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_template: str | None) -> Iterator[str]:
+    """The URL of a fresh, migrated PostgreSQL database that is dropped after the test."""
+    if postgres_template is None:
+        pytest.skip(f"{POSTGRES_URL_VAR} is not set")
+    url = os.environ[POSTGRES_URL_VAR]
+    name = f"notifier_test_{secrets.token_hex(4)}"
+    asyncio.run(_admin(url, f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"'))
+    try:
+        yield _with_database(url, name)
+    finally:
+        asyncio.run(_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """A migrated database engine: every store test runs on SQLite and on PostgreSQL."""
+    engine = create_engine(database_url)
+    try:
+        await upgrade(engine)
+        yield engine
+    finally:
+        await engine.dispose()

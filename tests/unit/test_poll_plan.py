@@ -1,0 +1,104 @@
+"""What a poll means: schedules by state, events, back-off on errors, delivery fan-out."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from itertools import count
+
+import pytest
+
+from notifier.clanforge.errors import RATE_LIMITED, UNAVAILABLE, UpstreamError
+from notifier.config import PollSettings
+from notifier.polling.plan import DueWatch, next_poll_at, plan_deliveries, plan_failure, plan_success
+from tests.conftest import T0, make_status, make_subscription
+
+POLL = PollSettings(
+    interval_seconds=30,
+    running_interval_seconds=10,
+    failed_interval_seconds=300,
+    failed_linger_seconds=3600,
+)
+
+
+def due(previous=None, poll_errors: int = 0) -> DueWatch:  # type: ignore[no-untyped-def]
+    return DueWatch(
+        watch_id=7,
+        account_service_id=1234,
+        image_version_id=567890,
+        label="EU fleet",
+        poll_errors=poll_errors,
+        previous=previous,
+        state_since=None if previous is None else T0 - timedelta(minutes=3),
+    )
+
+
+def ids():  # type: ignore[no-untyped-def]
+    counter = count(1)
+    return lambda: f"evt_{next(counter)}"
+
+
+@pytest.mark.parametrize(
+    ("state_id", "after"),
+    [(1, 30), (2, 30), (3, 30), (4, 10), (None, 30)],
+)
+def test_unfinished_jobs_are_polled_again_at_their_interval(state_id: int | None, after: int) -> None:
+    assert next_poll_at(state_id, T0, T0, POLL) == T0 + timedelta(seconds=after)
+
+
+@pytest.mark.parametrize("state_id", [5, 7])
+def test_complete_and_squashed_jobs_stop_polling(state_id: int) -> None:
+    assert next_poll_at(state_id, T0, T0, POLL) is None
+
+
+def test_failed_job_lingers_slowly_then_stops() -> None:
+    assert next_poll_at(6, T0, T0 + timedelta(minutes=10), POLL) == T0 + timedelta(minutes=15)
+    assert next_poll_at(6, T0, T0 + timedelta(hours=1), POLL) is None
+
+
+def test_first_sighting_stores_status_and_emits_state_change() -> None:
+    plan = plan_success(due(), make_status(3), T0, POLL, ids())
+    assert plan.first_sighting and plan.status == make_status(3)
+    assert [e.type for e in plan.events] == ["imageversion.state_changed"]
+    assert plan.events[0].label == "EU fleet" and plan.events[0].id == "evt_1"
+    assert plan.state_since == T0
+
+
+def test_unchanged_status_writes_nothing_and_emits_nothing() -> None:
+    plan = plan_success(due(make_status(4, 40)), make_status(4, 40), T0, POLL, ids())
+    assert plan.status is None and plan.events == ()
+    assert plan.state_since == T0 - timedelta(minutes=3)
+    assert plan.next_poll_at == T0 + timedelta(seconds=10)
+
+
+def test_progress_change_is_stored_without_event() -> None:
+    plan = plan_success(due(make_status(4, 40)), make_status(4, 60), T0, POLL, ids())
+    assert plan.status is not None and plan.status.progress == 60
+    assert plan.events == ()
+
+
+def test_failed_poll_backs_off_and_keeps_the_error() -> None:
+    error = UpstreamError(UNAVAILABLE, "Clanforge answered 503", status=503)
+    first = plan_failure(due(make_status(4)), error, T0, POLL)
+    third = plan_failure(due(make_status(4), poll_errors=2), error, T0, POLL)
+    assert first.next_poll_at == T0 + timedelta(seconds=30)
+    assert third.next_poll_at == T0 + timedelta(seconds=120)
+    assert third.poll_errors == 3 and third.last_poll_error == "Clanforge answered 503"
+    assert first.status is None and first.events == ()
+
+
+def test_rate_limited_poll_waits_at_least_retry_after() -> None:
+    error = UpstreamError(RATE_LIMITED, "slow down", status=429, retry_after=600)
+    assert plan_failure(due(), error, T0, POLL).next_poll_at == T0 + timedelta(seconds=600)
+
+
+def test_each_event_goes_to_every_matching_subscription_in_order() -> None:
+    plan = plan_success(due(make_status(4)), make_status(6, error="boom"), T0, POLL, ids())
+    everything = make_subscription(1)
+    failures_only = make_subscription(2, event_types=frozenset({"imageversion.failed"}))
+    other_asid = make_subscription(3, account_service_ids=frozenset({99}))
+    planned = plan_deliveries([plan], [everything, failures_only, other_asid])
+    assert [(d.event_id, d.subscription_id) for d in planned] == [
+        ("evt_1", 1),
+        ("evt_2", 1),
+        ("evt_2", 2),
+    ]
