@@ -98,6 +98,8 @@ async def write_poll_results(
         ours = set((await conn.execute(held)).scalars())
         plans = [p for p in plans if p.watch_id in ours]
         deliveries = [d for d in deliveries if d.watch_id in ours]
+        if not plans:
+            return []
 
         new_status: list[dict[str, Any]] = []
         changed_status: list[dict[str, Any]] = []

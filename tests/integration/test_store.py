@@ -1,0 +1,189 @@
+"""The store on a real SQLite file and the real PostgreSQL: claims, the tick's one transaction,
+outbox ordering, config sync."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from itertools import count
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.config import PollSettings, SubscriptionSettings, WatchSettings
+from notifier.polling.plan import plan_deliveries, plan_success
+from notifier.store.outbox import (
+    claim_due_deliveries,
+    list_deliveries,
+    mark_delivered,
+    mark_failed,
+    retry_deliveries,
+)
+from notifier.store.polling import claim_due_watches, write_poll_results
+from notifier.store.subscriptions import (
+    list_subscriptions,
+    load_active_subscriptions,
+    sync_config_subscriptions,
+)
+from notifier.store.tables import EventRow, JobStatusRow
+from notifier.store.watches import add_watch, list_watches, sync_config_watches
+from tests.conftest import T0, make_status
+
+POLL = PollSettings(interval_seconds=30, running_interval_seconds=10)
+LEASE = timedelta(seconds=60)
+
+
+def event_ids():  # type: ignore[no-untyped-def]
+    counter = count(1)
+    return lambda: f"evt_{next(counter):04d}"
+
+
+async def count_rows(engine: AsyncEngine, table: type) -> int:
+    async with engine.connect() as conn:
+        return int(await conn.scalar(select(func.count()).select_from(table)) or 0)
+
+
+async def subscribe_webhook(engine: AsyncEngine, name: str = "chatops", **filters: object) -> None:
+    await sync_config_subscriptions(
+        engine,
+        [SubscriptionSettings(name=name, webhook_url="https://hooks.test/x", **filters)],  # type: ignore[arg-type]
+        T0,
+    )
+
+
+async def poll_once(engine: AsyncEngine, observed: dict[int, object], now=T0, ids=None):  # type: ignore[no-untyped-def]
+    """Claim what is due, 'fetch' from ``observed`` (image version -> status), write."""
+    ids = ids or event_ids()
+    token, due = await claim_due_watches(engine, "replica-a", now, LEASE, 100)
+    plans = [plan_success(w, observed[w.image_version_id], now, POLL, ids) for w in due]  # type: ignore[arg-type]
+    subscriptions = await load_active_subscriptions(engine, {})
+    deliveries = plan_deliveries(plans, subscriptions)
+    return await write_poll_results(engine, "replica-a", token, plans, deliveries, now)
+
+
+async def test_claim_takes_due_watches_once_until_the_lease_expires(engine: AsyncEngine) -> None:
+    await add_watch(engine, 1234, 1, "a", "cli", T0)
+    await add_watch(engine, 1234, 2, "b", "cli", T0 + timedelta(minutes=5))
+    _, first = await claim_due_watches(engine, "replica-a", T0, LEASE, 10)
+    _, again = await claim_due_watches(engine, "replica-b", T0 + timedelta(seconds=1), LEASE, 10)
+    _, after_lease = await claim_due_watches(engine, "replica-b", T0 + timedelta(seconds=61), LEASE, 10)
+    assert [w.image_version_id for w in first] == [1]
+    assert again == []
+    assert [w.image_version_id for w in after_lease] == [1]
+
+
+async def test_poll_writes_status_events_and_deliveries_together(engine: AsyncEngine) -> None:
+    await subscribe_webhook(engine)
+    await add_watch(engine, 1234, 567890, "EU fleet", "cli", T0)
+    written = await poll_once(engine, {567890: make_status(3)})
+    assert [e.type for p in written for e in p.events] == ["imageversion.state_changed"]
+    [view] = await list_watches(engine)
+    assert view.status == make_status(3)
+    assert view.next_poll_at == T0 + timedelta(seconds=30)
+    [delivery] = await list_deliveries(engine)
+    assert (delivery.subscription, delivery.event_type, delivery.status) == (
+        "chatops",
+        "imageversion.state_changed",
+        "pending",
+    )
+
+
+async def test_unchanged_poll_writes_no_status_row_and_no_event(engine: AsyncEngine) -> None:
+    await add_watch(engine, 1234, 567890, "EU fleet", "cli", T0)
+    await poll_once(engine, {567890: make_status(4, 40)})
+    statements: list[str] = []
+    from sqlalchemy import event
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def record(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append(statement.split()[0].upper() + " " + statement.split()[1])
+
+    later = T0 + timedelta(seconds=10)
+    await poll_once(engine, {567890: make_status(4, 40)}, now=later)
+    event.remove(engine.sync_engine, "before_cursor_execute", record)
+    assert not any("job_status" in s.lower() for s in statements if s.startswith(("UPDATE", "INSERT")))
+    assert await count_rows(engine, EventRow) == 1
+    [view] = await list_watches(engine)
+    assert view.last_polled_at == later
+
+
+async def test_terminal_state_stops_polling(engine: AsyncEngine) -> None:
+    await add_watch(engine, 1234, 567890, "EU fleet", "cli", T0)
+    await poll_once(engine, {567890: make_status(5, 100)})
+    [view] = await list_watches(engine)
+    assert view.next_poll_at is None
+    _, due = await claim_due_watches(engine, "replica-a", T0 + timedelta(days=1), LEASE, 10)
+    assert due == []
+
+
+async def test_write_skips_watches_whose_lease_was_taken_over(engine: AsyncEngine) -> None:
+    await add_watch(engine, 1234, 567890, "EU fleet", "cli", T0)
+    token, due = await claim_due_watches(engine, "replica-a", T0, LEASE, 10)
+    # replica-a stalls past its lease; replica-b claims and polls the same watch.
+    late = T0 + timedelta(seconds=61)
+    token_b, due_b = await claim_due_watches(engine, "replica-b", late, LEASE, 10)
+    plans_b = [plan_success(w, make_status(4), late, POLL, event_ids()) for w in due_b]
+    await write_poll_results(engine, "replica-b", token_b, plans_b, [], late)
+    plans_a = [plan_success(w, make_status(3), T0, POLL, lambda: "evt_a") for w in due]
+    assert await write_poll_results(engine, "replica-a", token, plans_a, [], late) == []
+    [view] = await list_watches(engine)
+    assert view.status is not None and view.status.state == "Running"
+    assert await count_rows(engine, EventRow) == 1
+
+
+async def test_outbox_hands_out_one_delivery_per_key_in_event_order(engine: AsyncEngine) -> None:
+    await subscribe_webhook(engine)
+    await add_watch(engine, 1234, 1, "a", "cli", T0)
+    await add_watch(engine, 1234, 2, "b", "cli", T0)
+    ids = event_ids()
+    await poll_once(engine, {1: make_status(3), 2: make_status(3)}, ids=ids)
+    later = T0 + timedelta(seconds=30)
+    await poll_once(engine, {1: make_status(4), 2: make_status(4)}, now=later, ids=ids)
+
+    first = await claim_due_deliveries(engine, "replica-a", later, LEASE, 10)
+    assert [(d.event.image_version_id, d.event.current.state) for d in first] == [
+        (1, "Queued"),
+        (2, "Queued"),
+    ]
+    # Image version 1's first delivery fails: its second waits; image version 2 moves on.
+    await mark_failed(engine, first[0].id, "replica-a", "HTTP 500", later + timedelta(seconds=5))
+    await mark_delivered(engine, first[1].id, "replica-a", later)
+    second = await claim_due_deliveries(engine, "replica-a", later, LEASE, 10)
+    assert [(d.event.image_version_id, d.event.current.state) for d in second] == [(2, "Running")]
+    retry = await claim_due_deliveries(engine, "replica-a", later + timedelta(seconds=6), LEASE, 10)
+    assert [(d.event.image_version_id, d.event.current.state, d.attempts) for d in retry] == [
+        (1, "Queued", 1)
+    ]
+
+
+async def test_dead_delivery_can_be_queued_again(engine: AsyncEngine) -> None:
+    await subscribe_webhook(engine)
+    await add_watch(engine, 1234, 1, "a", "cli", T0)
+    await poll_once(engine, {1: make_status(6, error="boom")})
+    claimed = await claim_due_deliveries(engine, "replica-a", T0, LEASE, 10)
+    for d in claimed:
+        await mark_failed(engine, d.id, "replica-a", "HTTP 410 Gone", None)
+    dead = await list_deliveries(engine, status="dead")
+    assert [d.last_error for d in dead] == ["HTTP 410 Gone"]
+    assert await retry_deliveries(engine, T0, all_dead=True) == 1
+    assert [d.status for d in await list_deliveries(engine)] == ["pending"]
+
+
+async def test_config_sync_is_idempotent_and_retires_removed_entries(engine: AsyncEngine) -> None:
+    watches = [
+        WatchSettings(account_service_id=1234, image_version_id=1, label="one"),
+        WatchSettings(account_service_id=1234, image_version_id=2, label="two"),
+    ]
+    await sync_config_watches(engine, watches, T0)
+    await sync_config_watches(engine, watches, T0)
+    await sync_config_watches(engine, [watches[0].model_copy(update={"label": "uno"})], T0)
+    views = {w.image_version_id: w for w in await list_watches(engine)}
+    assert (views[1].label, views[1].active) == ("uno", True)
+    assert (views[2].label, views[2].active) == ("two", False)
+
+    await subscribe_webhook(engine, "a")
+    await subscribe_webhook(engine, "a")
+    assert [(s.name, s.active) for s in await list_subscriptions(engine)] == [("a", True)]
+    await sync_config_subscriptions(engine, [], T0)
+    assert [(s.name, s.active) for s in await list_subscriptions(engine)] == [("a", False)]
+    assert await load_active_subscriptions(engine, {}) == []
+    assert await count_rows(engine, JobStatusRow) == 0
