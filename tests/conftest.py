@@ -29,6 +29,8 @@ from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
 
 POSTGRES_URL_VAR = "NOTIFIER_TEST_POSTGRES_URL"
+# Set by .ci/run: a missing PostgreSQL fails the run instead of skipping its tests.
+REQUIRE_POSTGRES_VAR = "NOTIFIER_TEST_REQUIRE_POSTGRES"
 
 T0 = datetime(2026, 11, 28, 17, 0, 0, tzinfo=UTC)
 
@@ -136,6 +138,8 @@ async def _admin(url: str, statement: str) -> None:
 def postgres_url(postgres_template: str | None) -> Iterator[str]:
     """The URL of a fresh, migrated PostgreSQL database that is dropped after the test."""
     if postgres_template is None:
+        if os.environ.get(REQUIRE_POSTGRES_VAR):
+            pytest.fail(f"{POSTGRES_URL_VAR} is not set but {REQUIRE_POSTGRES_VAR} is")
         pytest.skip(f"{POSTGRES_URL_VAR} is not set")
     url = os.environ[POSTGRES_URL_VAR]
     name = f"notifier_test_{secrets.token_hex(4)}"
