@@ -1,0 +1,63 @@
+"""The webhook body: a public contract (DESIGN.md, "Webhook payload") that receivers parse.
+
+Kept pure and separate from the sender so that the exact bytes that get signed are testable, and
+so that a change to the contract shows up as a change to this file alone.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from notifier.clanforge.status import JobStatus, state_name
+from notifier.events.model import Event
+
+
+def webhook_payload(event: Event) -> dict[str, Any]:
+    """``{type, timestamp, data}`` per the Standard Webhooks payload shape; null where unknown."""
+    previous: dict[str, Any] | None = None
+    if event.previous is not None:
+        previous = {
+            "state_id": event.previous.state_id,
+            "state": _state(event.previous),
+            "progress": event.previous.progress,
+        }
+    current = event.current
+    return {
+        "type": event.type,
+        "timestamp": rfc3339(event.occurred_at),
+        "data": {
+            "account_service_id": event.account_service_id,
+            "image_version_id": event.image_version_id,
+            "label": event.label,
+            "previous": previous,
+            "current": {
+                "state_id": current.state_id,
+                "state": _state(current),
+                "progress": current.progress,
+                "error": current.error or None,
+                "eta": rfc3339(current.eta),
+                "failed_count": current.failed_count,
+                "updated": rfc3339(current.updated),
+            },
+        },
+    }
+
+
+def encode_payload(payload: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON: these exact bytes are signed, so they must not be re-serialised later."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def rfc3339(moment: datetime | None) -> str | None:
+    """``2026-11-28T17:04:05Z``: UTC, second precision; a naive time is taken to be UTC."""
+    if moment is None:
+        return None
+    utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _state(status: JobStatus) -> str:
+    """The documented name for a known state id, so ``state`` and ``state_id`` always agree."""
+    return state_name(status.state_id, fallback=status.state)

@@ -1,0 +1,272 @@
+"""How an event reads in Slack and in a terminal: pure functions, so every wording is unit-testable.
+
+Everything that comes from upstream (labels, state names, job errors) is untrusted text: it goes
+through :func:`escape_slack` once, so a job error saying ``<!channel>`` can neither ping a channel
+nor fake a link, and through the length limits Slack enforces, so a 5,000-character stack trace
+cannot get the whole message rejected with ``invalid_blocks``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from notifier.clanforge.status import (
+    COMPLETE,
+    CREATED,
+    FAILED,
+    PENDING,
+    QUEUED,
+    RUNNING,
+    SQUASHED,
+    JobStatus,
+    state_name,
+)
+from notifier.events import model
+from notifier.events.model import Event
+
+# Slack's documented limits; going over any of them gets the whole message rejected.
+SECTION_TEXT_LIMIT: Final = 3000
+HEADER_TEXT_LIMIT: Final = 150
+MAX_BLOCKS: Final = 50
+FALLBACK_TEXT_LIMIT: Final = 4000
+TRUNCATED_MARKER: Final = "… (truncated)"
+
+_SLACK_EMOJI: Final[dict[int | None, str]] = {
+    CREATED: ":new:",
+    PENDING: ":hourglass_flowing_sand:",
+    QUEUED: ":inbox_tray:",
+    RUNNING: ":gear:",
+    COMPLETE: ":white_check_mark:",
+    FAILED: ":x:",
+    SQUASHED: ":no_entry_sign:",
+}
+_UNKNOWN_SLACK_EMOJI: Final = ":grey_question:"
+
+_TERMINAL_EMOJI: Final[dict[int | None, str]] = {
+    CREATED: "🆕",
+    PENDING: "⏳",
+    QUEUED: "📥",
+    RUNNING: "⚙️",
+    COMPLETE: "✅",
+    FAILED: "❌",
+    SQUASHED: "🚫",
+}
+_UNKNOWN_TERMINAL_EMOJI: Final = "❔"
+
+# What a reply says for events that are not a change of state; the state itself follows.
+_EVENT_PHRASES: Final[dict[str, str]] = {
+    model.STALLED: "Stalled",
+    model.RESUMED: "Moving again",
+    model.ETA_CHANGED: "ETA changed",
+    model.OVERDUE: "Overdue",
+    model.PROGRESS: "Progress",
+    model.POLL_FAILING: "Polling is failing",
+    model.POLL_RECOVERED: "Polling recovered",
+}
+
+_BAR_CELLS: Final = 10
+_FENCE_RUN: Final = re.compile(r"`{3,}")
+# A look-alike for the backtick that Slack does not treat as a code fence.
+_BACKTICK_LOOKALIKE: Final = "\u02cb"  # MODIFIER LETTER GRAVE ACCENT
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    """``text`` is what notifications, screen readers and old clients show; ``blocks`` the rest."""
+
+    text: str
+    blocks: list[dict[str, Any]]
+
+
+def escape_slack(text: str) -> str:
+    """Escape the three characters Slack parses as control sequences, and nothing else.
+
+    Slack decodes exactly ``&amp;``, ``&lt;`` and ``&gt;``; escaping more (quotes, say) would show
+    up literally in the channel.
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def truncate(text: str, limit: int) -> str:
+    """Cut ``text`` to ``limit`` characters with a visible marker, never inside an ``&...;`` escape.
+
+    Cutting ``&amp;`` in half would leave a bare ``&am`` that Slack shows as garbage.
+    """
+    if len(text) <= limit:
+        return text
+    cut = text[: max(limit - len(TRUNCATED_MARKER), 0)]
+    amp = cut.rfind("&", max(len(cut) - 4, 0))
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + TRUNCATED_MARKER
+
+
+def render_live_message(event: Event) -> SlackMessage:
+    """The one message per image version that is edited in place as the job moves."""
+    current = event.current
+    state = _state(current)
+    emoji = _SLACK_EMOJI.get(current.state_id, _UNKNOWN_SLACK_EMOJI)
+
+    status_lines = [
+        f"{emoji} *{escape_slack(state)}*   `{progress_bar(current.progress)}`",
+        f"*ETA:* {_slack_time(current.eta) if current.eta else 'no ETA'}",
+    ]
+    if current.failed_count:
+        status_lines.append(f"*Failed attempts:* {current.failed_count}")
+
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {
+                "type": "plain_text",
+                "text": truncate(escape_slack(_title(event)), HEADER_TEXT_LIMIT),
+                "emoji": True,
+            },
+        },
+        _section("\n".join(status_lines)),
+    ]
+    if _shows_error(current):
+        assert current.error is not None
+        blocks.append(_section(_error_block("*Error*\n", current.error)))
+
+    context = [
+        f"Image version `{event.image_version_id}`",
+        f"Account service `{event.account_service_id}`",
+    ]
+    if current.started is not None:
+        context.append(f"Started {_slack_time(current.started)}")
+    if current.updated is not None:
+        context.append(f"Updated {_slack_time(current.updated)}")
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": text} for text in context],
+        }
+    )
+
+    fallback = [
+        f"{escape_slack(_title(event))}: {escape_slack(state)} {current.progress}%",
+        f"ETA {_utc_text(current.eta) if current.eta else 'none'}",
+    ]
+    if _shows_error(current):
+        assert current.error is not None
+        fallback.append(f"error: {_one_line(current.error)}")
+    text = truncate(" · ".join(fallback), FALLBACK_TEXT_LIMIT)
+    return SlackMessage(text=text, blocks=blocks[:MAX_BLOCKS])
+
+
+def render_thread_reply(event: Event) -> SlackMessage:
+    """A short line under the live message, so the thread keeps the history the edits overwrite."""
+    current = event.current
+    emoji = _SLACK_EMOJI.get(current.state_id, _UNKNOWN_SLACK_EMOJI)
+    line = f"{emoji} {escape_slack(_summary(event))}"
+    blocks: list[dict[str, Any]] = [_section(line)]
+    text = line
+    if _shows_error(current):
+        assert current.error is not None
+        blocks.append(_section(_error_block("", current.error)))
+        text = f"{line} · error: {_one_line(current.error)}"
+    return SlackMessage(text=truncate(text, FALLBACK_TEXT_LIMIT), blocks=blocks)
+
+
+def render_terminal(event: Event) -> str:
+    """What the demo prints: the live message's facts as plain lines, no Slack markup."""
+    current = event.current
+    emoji = _TERMINAL_EMOJI.get(current.state_id, _UNKNOWN_TERMINAL_EMOJI)
+    eta = _utc_text(current.eta) if current.eta else "none"
+    lines = [
+        f"{emoji} {_title(event)} [{event.type}]",
+        f"   {_summary(event)}",
+        f"   {progress_bar(current.progress)}   ETA {eta}",
+    ]
+    if current.failed_count:
+        lines.append(f"   failed attempts: {current.failed_count}")
+    if _shows_error(current):
+        assert current.error is not None
+        error_lines = current.error.strip().splitlines() or [""]
+        lines.append(f"   error: {error_lines[0]}")
+        lines.extend(f"          {extra}" for extra in error_lines[1:20])
+        if len(error_lines) > 20:
+            lines.append(f"          {TRUNCATED_MARKER}")
+    times = [
+        f"image version {event.image_version_id}",
+        f"account service {event.account_service_id}",
+    ]
+    if current.started is not None:
+        times.append(f"started {_utc_text(current.started)}")
+    if current.updated is not None:
+        times.append(f"updated {_utc_text(current.updated)}")
+    lines.append("   " + " · ".join(times))
+    return "\n".join(lines)
+
+
+def progress_bar(progress: int) -> str:
+    """``▓▓▓▓▓▓░░░░ 60%``; rounds down, so a bar is only full when the job says 100."""
+    clamped = min(max(progress, 0), 100)
+    filled = clamped * _BAR_CELLS // 100
+    return "▓" * filled + "░" * (_BAR_CELLS - filled) + f" {clamped}%"
+
+
+def _title(event: Event) -> str:
+    return event.label.strip() or f"Image version {event.image_version_id}"
+
+
+def _state(status: JobStatus) -> str:
+    """Our name for a known state (upstream says "Completed" sometimes), upstream's otherwise."""
+    return state_name(status.state_id, fallback=status.state.strip() or "Unknown")
+
+
+def _summary(event: Event) -> str:
+    current = event.current
+    state = _state(current)
+    if event.type in _EVENT_PHRASES:
+        return f"{_EVENT_PHRASES[event.type]}: {state} ({current.progress}%)"
+    if event.previous is None:
+        return f"{state} ({current.progress}%)"
+    return f"{_state(event.previous)} → {state} ({current.progress}%)"
+
+
+def _shows_error(status: JobStatus) -> bool:
+    """Only a failed or squashed job shows its error: upstream keeps a stale one after a retry."""
+    return bool(status.error and status.error.strip()) and status.state_id in (FAILED, SQUASHED)
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": truncate(text, SECTION_TEXT_LIMIT)},
+    }
+
+
+def _error_block(prefix: str, error: str) -> str:
+    """The error in a code block that fits one section, with the marker outside the fence."""
+    body = _FENCE_RUN.sub(lambda m: _BACKTICK_LOOKALIKE * len(m.group()), escape_slack(error))
+    body = body.strip("\n") or " "
+    opening, closing = prefix + "```\n", "\n```"
+    room = SECTION_TEXT_LIMIT - len(opening) - len(closing)
+    if len(body) <= room:
+        return opening + body + closing
+    cut = truncate(body, room)[: -len(TRUNCATED_MARKER)]
+    return opening + cut + closing + TRUNCATED_MARKER
+
+
+def _one_line(text: str) -> str:
+    return escape_slack(" ".join(text.split()))
+
+
+def _utc(moment: datetime) -> datetime:
+    """Upstream times are UTC; a naive one (old rows, tests) is taken to be UTC too."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _utc_text(moment: datetime) -> str:
+    return _utc(moment).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _slack_time(moment: datetime) -> str:
+    """Shown in each reader's own time zone; clients that cannot do that show the UTC fallback."""
+    unix = int(_utc(moment).timestamp())
+    return f"<!date^{unix}^{{date_short_pretty}} {{time}}|{_utc_text(moment)}>"

@@ -1,0 +1,165 @@
+"""Sends events to chatops webhooks, signed per Standard Webhooks, and classifies what went wrong.
+
+The classification is the point: the dispatcher retries transient failures with backoff and
+marks permanent ones dead at once, so a 4xx must not be retried for a day and a 503 must not be
+dropped. Reasons end up in logs and the deliveries table, so they name the host and never the
+URL's query string, which often carries a token.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Final
+from urllib.parse import urlsplit
+
+import aiohttp
+import standardwebhooks
+
+from notifier import __version__
+from notifier.events.model import Event
+from notifier.notify.outcome import DeliveryFailed
+from notifier.notify.payload import encode_payload, webhook_payload
+from notifier.notify.subscription import Subscription
+
+USER_AGENT: Final = f"clanforge-notifier/{__version__}"
+# Enough for any error page worth quoting; a receiver streaming gigabytes must not stall us.
+BODY_READ_CAP: Final = 64 * 1024
+BODY_EXCERPT_CHARS: Final = 200
+_TRANSIENT_STATUSES: Final = frozenset({408, 429})
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class WebhookSink:
+    """POSTs the payload over the one shared session; the session's owner closes it."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        timeout_seconds: float,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._timeout_seconds = timeout_seconds
+        self._clock = clock
+
+    async def deliver(self, event: Event, subscription: Subscription) -> None:
+        body = encode_payload(webhook_payload(event))
+        url = subscription.target
+        where = describe_url(url)
+        headers = self._headers(event.id, body, subscription.secret)
+        try:
+            async with self._session.post(
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._timeout,
+            ) as response:
+                if 200 <= response.status < 300:
+                    return
+                await self._raise_for(response, where)
+        except DeliveryFailed:
+            raise
+        except TimeoutError as exc:
+            raise DeliveryFailed(
+                f"webhook {where} did not answer within {self._timeout_seconds:g} s"
+            ) from exc
+        except aiohttp.InvalidURL as exc:
+            raise DeliveryFailed(
+                f"webhook URL for subscription {subscription.name!r} is not a valid URL",
+                permanent=True,
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            cause = exc.os_error.strerror or type(exc.os_error).__name__
+            raise DeliveryFailed(f"could not connect to webhook {where}: {cause}") from exc
+        except aiohttp.ClientError as exc:
+            # Not str(exc): some ClientErrors quote the full URL, query string and all.
+            raise DeliveryFailed(f"webhook {where} failed: {type(exc).__name__}") from exc
+
+    def _headers(self, event_id: str, body: bytes, secret: str | None) -> dict[str, str]:
+        sent_at = self._clock().astimezone(UTC)
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": event_id,
+            "webhook-timestamp": str(int(sent_at.timestamp())),
+        }
+        if secret:
+            signer = standardwebhooks.Webhook(secret)
+            headers["webhook-signature"] = signer.sign(event_id, sent_at, body.decode("utf-8"))
+        return headers
+
+    async def _raise_for(self, response: aiohttp.ClientResponse, where: str) -> None:
+        status = response.status
+        if 300 <= status < 400:
+            location = response.headers.get("Location")
+            target = describe_url(location) if location else "nowhere"
+            raise DeliveryFailed(
+                f"webhook {where} answered {status} redirecting to {target}: "
+                "redirects are not followed, configure the final URL",
+                permanent=True,
+            )
+        if status in _TRANSIENT_STATUSES or status >= 500:
+            raise DeliveryFailed(
+                f"webhook {where} answered {status}",
+                retry_after=parse_retry_after(response.headers.get("Retry-After"), self._clock()),
+            )
+        if status == 410:
+            raise DeliveryFailed(f"webhook {where}: endpoint answered 410 Gone", permanent=True)
+        excerpt = (await read_capped(response)).decode("utf-8", errors="replace")
+        excerpt = " ".join(excerpt.split())[:BODY_EXCERPT_CHARS]
+        detail = f": {excerpt}" if excerpt else ""
+        raise DeliveryFailed(f"webhook {where} answered {status}{detail}", permanent=True)
+
+
+async def read_capped(response: aiohttp.ClientResponse, cap: int = BODY_READ_CAP) -> bytes:
+    """At most ``cap`` bytes of the body; the rest is dropped with the connection."""
+    chunks: list[bytes] = []
+    remaining = cap
+    while remaining > 0:
+        chunk = await response.content.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait per ``Retry-After`` (delta-seconds or an HTTP date); None when unusable."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - now).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)
+
+
+def describe_url(url: str) -> str:
+    """``https://host:port`` only: paths (Slack-style hook URLs) and queries often carry secrets."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unparsable URL)"
+    if not host:
+        return "(URL without a host)"
+    return f"{parts.scheme}://{host}{port}"

@@ -1,0 +1,334 @@
+"""A local Slack Web API, so tests and the demo drive the real ``AsyncWebClient`` over real HTTP.
+
+Patching the client would test our guess of what slack-sdk sends; this fake sees the actual
+requests (JSON bodies for chat.*, query or form parameters for others) and answers in Slack's
+wire format, including its failure modes: ``ok: false`` errors at HTTP 200, HTTP 429 with
+``Retry-After``, and messages that were deleted under the notifier's feet.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Final, Self
+
+from aiohttp import web
+
+SECTION_TEXT_LIMIT: Final = 3000
+HEADER_TEXT_LIMIT: Final = 150
+MAX_BLOCKS: Final = 50
+MAX_TEXT: Final = 40_000
+FAKE_TOKEN: Final = "xoxb-test"  # noqa: S105 - a fixed token a fake server accepts, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class SlackCall:
+    """One request the fake received; ``error`` is what it answered when it was not ok."""
+
+    method: str
+    args: dict[str, Any]
+    at: float
+    """``time.monotonic()`` at arrival, for latency assertions."""
+    answer: dict[str, Any] = field(default_factory=dict)
+    """What the fake answered, e.g. the ``ts`` of a new message."""
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(slots=True)
+class _Fault:
+    error: str
+    status: int
+    retry_after: float | None
+
+
+@dataclass(slots=True)
+class StoredMessage:
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]]
+    thread_ts: str | None
+    edits: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class FakeSlack:
+    """``async with FakeSlack(token="xoxb-test") as fake:``, then a client at ``fake.base_url``.
+
+    ``channels``, when given, is the set of channel ids that exist; others answer
+    ``channel_not_found`` as Slack does for a wrong id or a private channel the bot cannot see.
+    """
+
+    def __init__(
+        self,
+        token: str = FAKE_TOKEN,
+        *,
+        channels: set[str] | frozenset[str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.token = token
+        self.channels = frozenset(channels) if channels is not None else None
+        self.calls: list[SlackCall] = []
+        self.messages: dict[tuple[str, str], StoredMessage] = {}
+        self._faults: dict[str, deque[_Fault]] = {}
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self._base_url: str | None = None
+        self._ts_origin = int(time.time()) * 1_000_000
+        self._ts_counter = 0
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/api/``; the trailing slash matters to slack-sdk's URL join."""
+        if self._base_url is None:
+            raise RuntimeError("FakeSlack is not running: use `async with FakeSlack() as fake`")
+        return self._base_url
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self._base_url = f"http://{host}:{port}/api/"
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- scripting ----------------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        method: str,
+        error: str = "ratelimited",
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        """Make the next call of ``method`` fail; queued per method, used up one call each.
+
+        ``status`` defaults to 429 for ``ratelimited`` and to Slack's usual 200 otherwise.
+        """
+        if status is None:
+            status = 429 if error == "ratelimited" else 200
+        self._faults.setdefault(method, deque()).append(_Fault(error, status, retry_after))
+
+    def delete_message(self, channel: str, ts: str) -> None:
+        """As if someone deleted the message: chat.update then answers ``message_not_found``."""
+        del self.messages[(channel, ts)]
+
+    # -- inspection ---------------------------------------------------------------------------
+
+    def posts(self, channel: str | None = None) -> list[SlackCall]:
+        """Successful chat.postMessage calls, top-level and thread replies alike."""
+        return self._successful("chat.postMessage", channel)
+
+    def top_level_posts(self, channel: str | None = None) -> list[SlackCall]:
+        return [call for call in self.posts(channel) if not call.args.get("thread_ts")]
+
+    def updates(self, channel: str | None = None) -> list[SlackCall]:
+        return self._successful("chat.update", channel)
+
+    def thread_replies(self, ts: str) -> list[SlackCall]:
+        return [call for call in self.posts() if call.args.get("thread_ts") == ts]
+
+    def _successful(self, method: str, channel: str | None) -> list[SlackCall]:
+        return [
+            call
+            for call in self.calls
+            if call.method == method
+            and call.ok
+            and (channel is None or call.args.get("channel") == channel)
+        ]
+
+    # -- the wire -----------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args = await _parse_arguments(request)
+        token = _bearer(request.headers.get("Authorization")) or args.pop("token", None)
+        args.pop("token", None)
+        arrived = time.monotonic()
+
+        answer: dict[str, Any]
+        status = 200
+        headers: dict[str, str] = {}
+        fault = self._take_fault(method)
+        if token != self.token:
+            answer = {"ok": False, "error": "not_authed" if not token else "invalid_auth"}
+        elif fault is not None:
+            answer = {"ok": False, "error": fault.error}
+            status = fault.status
+            if fault.retry_after is not None:
+                headers["Retry-After"] = f"{fault.retry_after:g}"
+        elif method == "auth.test":
+            answer = self._auth_test()
+        elif method == "chat.postMessage":
+            answer = self._post_message(args)
+        elif method == "chat.update":
+            answer = self._update(args)
+        else:
+            answer = {"ok": False, "error": "unknown_method"}
+
+        error = None if answer.get("ok") else str(answer.get("error"))
+        self.calls.append(
+            SlackCall(method=method, args=args, at=arrived, answer=answer, error=error)
+        )
+        return web.json_response(answer, status=status, headers=headers)
+
+    def _take_fault(self, method: str) -> _Fault | None:
+        queue = self._faults.get(method)
+        return queue.popleft() if queue else None
+
+    def _auth_test(self) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": "https://fake.slack.com/",
+            "team": "Fake Workspace",
+            "user": "notifier",
+            "team_id": "T0FAKE",
+            "user_id": "U0FAKE",
+            "bot_id": "B0FAKE",
+        }
+
+    def _post_message(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args.get("channel") or "")
+        problem = self._check_channel(channel) or _check_content(args)
+        if problem:
+            return {"ok": False, "error": problem}
+        thread_ts = args.get("thread_ts") or None
+        ts = self._next_ts()
+        message = StoredMessage(
+            channel=channel,
+            ts=ts,
+            text=str(args.get("text") or ""),
+            blocks=list(args.get("blocks") or []),
+            thread_ts=str(thread_ts) if thread_ts else None,
+        )
+        self.messages[(channel, ts)] = message
+        return {"ok": True, "channel": channel, "ts": ts, "message": _wire_message(message)}
+
+    def _update(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args.get("channel") or "")
+        ts = str(args.get("ts") or "")
+        problem = self._check_channel(channel) or _check_content(args)
+        if problem:
+            return {"ok": False, "error": problem}
+        message = self.messages.get((channel, ts))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        message.text = str(args.get("text") or "")
+        message.blocks = list(args.get("blocks") or [])
+        message.edits += 1
+        return {
+            "ok": True,
+            "channel": channel,
+            "ts": ts,
+            "text": message.text,
+            "message": _wire_message(message),
+        }
+
+    def _check_channel(self, channel: str) -> str | None:
+        if not channel or (self.channels is not None and channel not in self.channels):
+            return "channel_not_found"
+        return None
+
+    def _next_ts(self) -> str:
+        """Unique and increasing like Slack's: seconds, a dot, six digits."""
+        self._ts_counter += 1
+        value = self._ts_origin + self._ts_counter * 100
+        return f"{value // 1_000_000}.{value % 1_000_000:06d}"
+
+
+def _check_content(args: dict[str, Any]) -> str | None:
+    """The limits the real Slack enforces, so a rendering bug fails here and not in production."""
+    text = args.get("text")
+    blocks = args.get("blocks")
+    if not text and not blocks:
+        return "no_text"
+    if text is not None and len(str(text)) > MAX_TEXT:
+        return "msg_too_long"
+    if blocks is None:
+        return None
+    if not isinstance(blocks, list) or len(blocks) > MAX_BLOCKS:
+        return "invalid_blocks"
+    for block in blocks:
+        if not isinstance(block, dict) or "type" not in block:
+            return "invalid_blocks"
+        text_object = block.get("text")
+        text_value = text_object.get("text", "") if isinstance(text_object, dict) else ""
+        if block["type"] == "header" and len(text_value) > HEADER_TEXT_LIMIT:
+            return "invalid_blocks"
+        if block["type"] == "section" and len(text_value) > SECTION_TEXT_LIMIT:
+            return "invalid_blocks"
+    return None
+
+
+def _wire_message(message: StoredMessage) -> dict[str, Any]:
+    wire: dict[str, Any] = {
+        "type": "message",
+        "user": "U0FAKE",
+        "bot_id": "B0FAKE",
+        "text": message.text,
+        "blocks": message.blocks,
+        "ts": message.ts,
+    }
+    if message.thread_ts:
+        wire["thread_ts"] = message.thread_ts
+    return wire
+
+
+def _bearer(header: str | None) -> str | None:
+    if header and header.startswith("Bearer "):
+        return header[len("Bearer ") :].strip() or None
+    return None
+
+
+async def _parse_arguments(request: web.Request) -> dict[str, Any]:
+    """Query, form and JSON arguments merged, with JSON-in-a-form-field (blocks) decoded."""
+    args: dict[str, Any] = dict(request.query)
+    if request.can_read_body:
+        if request.content_type == "application/json":
+            body = await request.json()
+            if isinstance(body, dict):
+                args.update(body)
+        else:
+            form = await request.post()
+            args.update({key: value for key, value in form.items() if isinstance(value, str)})
+    for key in ("blocks", "attachments", "metadata"):
+        value = args.get(key)
+        if isinstance(value, str):
+            try:
+                args[key] = json.loads(value)
+            except ValueError:
+                args[key] = value
+    for key in ("reply_broadcast", "unfurl_links", "unfurl_media", "mrkdwn", "as_user"):
+        value = args.get(key)
+        if isinstance(value, str):
+            args[key] = value.lower() in {"1", "true"}
+    return args

@@ -1,0 +1,132 @@
+"""A local webhook endpoint that records what arrives and answers as scripted.
+
+Tests assert on the exact bytes and headers a receiver sees, and verify signatures with the
+reference ``standardwebhooks`` implementation, the way a real chatops receiver would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import standardwebhooks
+from aiohttp import web
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    """Lower-cased names; a repeated header keeps its last value."""
+    body: bytes
+    json: Any
+    """The parsed body, or None when it was not JSON."""
+    at: float
+    """``time.monotonic()`` at arrival."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    delay: float = 0.0
+
+
+class WebhookReceiver:
+    """``async with WebhookReceiver() as receiver:`` then send to ``receiver.url``."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, path: str = "/hook") -> None:
+        self.requests: list[ReceivedRequest] = []
+        self._answers: deque[_Answer] = deque()
+        self._host = host
+        self._port = port
+        self._path = path
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+        # Set at close so that a scripted slow answer does not hold up the server's shutdown.
+        self._closing = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            raise RuntimeError("WebhookReceiver is not running: use `async with`")
+        return self._url
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self._url = f"http://{host}:{port}{self._path}"
+
+    async def close(self) -> None:
+        self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def respond_next(
+        self,
+        status: int,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+        delay: float = 0.0,
+    ) -> None:
+        """Queue one answer; requests beyond the queue get 204 No Content."""
+        self._answers.append(_Answer(status, dict(headers or {}), body, delay))
+
+    def verified_payloads(self, secret: str) -> list[Any]:
+        """Bodies whose Standard Webhooks signature checks out for ``secret``, in arrival order."""
+        verifier = standardwebhooks.Webhook(secret)
+        verified = []
+        for request in self.requests:
+            try:
+                verified.append(verifier.verify(request.body, request.headers))
+            except standardwebhooks.WebhookVerificationError:
+                continue
+        return verified
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = None
+        self.requests.append(
+            ReceivedRequest(
+                method=request.method,
+                path=request.path,
+                headers={name.lower(): value for name, value in request.headers.items()},
+                body=body,
+                json=parsed,
+                at=time.monotonic(),
+            )
+        )
+        answer = self._answers.popleft() if self._answers else _Answer(204)
+        if answer.delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), answer.delay)
+        return web.Response(status=answer.status, headers=answer.headers, body=answer.body)

@@ -1,0 +1,255 @@
+"""WebhookSink over real HTTP against a local receiver: bytes, signature and failure handling."""
+
+from __future__ import annotations
+
+import base64
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import aiohttp
+import pytest
+
+from notifier import __version__
+from notifier.clanforge.status import FAILED, RUNNING, JobStatus
+from notifier.events.model import FAILED_EVENT, Event
+from notifier.notify.outcome import DeliveryFailed
+from notifier.notify.payload import encode_payload, webhook_payload
+from notifier.notify.subscription import Subscription
+from notifier.notify.webhook import WebhookSink, parse_retry_after
+from notifier.testing.webhook_receiver import WebhookReceiver
+
+SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+SENT_AT = datetime.now(UTC).replace(microsecond=0)
+
+
+def _event() -> Event:
+    running = JobStatus(
+        image_version_id=567890,
+        state_id=RUNNING,
+        state="Running",
+        progress=80,
+        eta=datetime(2026, 11, 28, 17, 10, tzinfo=UTC),
+        error=None,
+        failed_count=0,
+        created=None,
+        started=None,
+        updated=datetime(2026, 11, 28, 17, 0, tzinfo=UTC),
+    )
+    failed = JobStatus(
+        image_version_id=567890,
+        state_id=FAILED,
+        state="Failed",
+        progress=80,
+        eta=datetime(2026, 11, 28, 17, 10, tzinfo=UTC),
+        error="Image locked by diffid 42 — ünïcode",
+        failed_count=1,
+        created=None,
+        started=None,
+        updated=datetime(2026, 11, 28, 17, 4, 1, tzinfo=UTC),
+    )
+    return Event(
+        id="evt_01JDQ3W8Z6K5X0000000000000",
+        type=FAILED_EVENT,
+        occurred_at=datetime(2026, 11, 28, 17, 4, 5, tzinfo=UTC),
+        account_service_id=1234,
+        image_version_id=567890,
+        label="EU fleet, build 1.4.2",
+        previous=running,
+        current=failed,
+    )
+
+
+def _subscription(url: str, secret: str | None = SECRET) -> Subscription:
+    return Subscription(id=7, name="chatops", kind="webhook", target=url, secret=secret)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client_session:
+        yield client_session
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    async with WebhookReceiver() as running:
+        yield running
+
+
+@pytest.fixture
+def sink(session: aiohttp.ClientSession) -> WebhookSink:
+    return WebhookSink(session, timeout_seconds=2.0, clock=lambda: SENT_AT)
+
+
+async def _failure(sink: WebhookSink, subscription: Subscription) -> DeliveryFailed:
+    with pytest.raises(DeliveryFailed) as caught:
+        await sink.deliver(_event(), subscription)
+    return caught.value
+
+
+async def test_exact_body_and_standard_webhook_headers_arrive(
+    sink: WebhookSink, receiver: WebhookReceiver
+) -> None:
+    await sink.deliver(_event(), _subscription(receiver.url))
+
+    [request] = receiver.requests
+    assert request.method == "POST"
+    assert request.path == "/hook"
+    assert request.body == encode_payload(webhook_payload(_event()))
+    assert request.json == webhook_payload(_event())
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["webhook-id"] == "evt_01JDQ3W8Z6K5X0000000000000"
+    assert request.headers["webhook-timestamp"] == str(int(SENT_AT.timestamp()))
+    assert request.headers["user-agent"] == f"clanforge-notifier/{__version__}"
+    assert request.headers["webhook-signature"].startswith("v1,")
+
+
+async def test_signature_verifies_with_the_subscription_secret_only(
+    sink: WebhookSink, receiver: WebhookReceiver
+) -> None:
+    await sink.deliver(_event(), _subscription(receiver.url))
+
+    assert receiver.verified_payloads(SECRET) == [webhook_payload(_event())]
+    other = "whsec_" + base64.b64encode(b"another secret of 32 bytes......").decode()
+    assert receiver.verified_payloads(other) == []
+
+
+async def test_unsigned_subscription_sends_no_signature_header(
+    sink: WebhookSink, receiver: WebhookReceiver
+) -> None:
+    await sink.deliver(_event(), _subscription(receiver.url, secret=None))
+
+    [request] = receiver.requests
+    assert "webhook-signature" not in request.headers
+    assert request.headers["webhook-id"] == "evt_01JDQ3W8Z6K5X0000000000000"
+
+
+async def test_resending_the_same_event_keeps_the_webhook_id(
+    session: aiohttp.ClientSession, receiver: WebhookReceiver
+) -> None:
+    times = iter([SENT_AT, SENT_AT.replace(second=(SENT_AT.second + 5) % 60)])
+    sink = WebhookSink(session, timeout_seconds=2.0, clock=lambda: next(times))
+
+    await sink.deliver(_event(), _subscription(receiver.url))
+    await sink.deliver(_event(), _subscription(receiver.url))
+
+    first, second = receiver.requests
+    assert first.headers["webhook-id"] == second.headers["webhook-id"] == _event().id
+    assert first.body == second.body
+    assert len(receiver.verified_payloads(SECRET)) == 2
+
+
+async def test_any_2xx_is_success(sink: WebhookSink, receiver: WebhookReceiver) -> None:
+    receiver.respond_next(200, body=b'{"ok": true}')
+    receiver.respond_next(202)
+
+    await sink.deliver(_event(), _subscription(receiver.url))
+    await sink.deliver(_event(), _subscription(receiver.url))
+
+    assert len(receiver.requests) == 2
+
+
+async def test_server_error_is_transient(sink: WebhookSink, receiver: WebhookReceiver) -> None:
+    receiver.respond_next(500, body=b"boom")
+
+    failure = await _failure(sink, _subscription(receiver.url))
+
+    assert not failure.permanent
+    assert failure.retry_after is None
+    assert "500" in failure.reason
+
+
+async def test_too_many_requests_is_transient_with_retry_after_seconds(
+    sink: WebhookSink, receiver: WebhookReceiver
+) -> None:
+    receiver.respond_next(429, headers={"Retry-After": "7"})
+
+    failure = await _failure(sink, _subscription(receiver.url))
+
+    assert not failure.permanent
+    assert failure.retry_after == 7
+
+
+async def test_retry_after_as_http_date_counts_from_the_clock(
+    sink: WebhookSink, receiver: WebhookReceiver
+) -> None:
+    later = SENT_AT.timestamp() + 90
+    http_date = datetime.fromtimestamp(later, UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    receiver.respond_next(503, headers={"Retry-After": http_date})
+
+    failure = await _failure(sink, _subscription(receiver.url))
+
+    assert not failure.permanent
+    assert failure.retry_after == 90
+
+
+async def test_gone_is_permanent(sink: WebhookSink, receiver: WebhookReceiver) -> None:
+    receiver.respond_next(410)
+
+    failure = await _failure(sink, _subscription(receiver.url))
+
+    assert failure.permanent
+    assert "endpoint answered 410 Gone" in failure.reason
+
+
+async def test_client_error_is_permanent_and_quotes_the_start_of_the_body(
+    sink: WebhookSink, receiver: WebhookReceiver
+) -> None:
+    receiver.respond_next(400, body=b'{"error": "unknown field \\"data\\""}' + b"x" * 1000)
+
+    failure = await _failure(sink, _subscription(receiver.url))
+
+    assert failure.permanent
+    assert "400" in failure.reason
+    assert 'unknown field \\"data\\"' in failure.reason
+    assert "x" * 200 not in failure.reason
+
+
+async def test_redirect_is_not_followed_and_is_permanent(
+    sink: WebhookSink, receiver: WebhookReceiver
+) -> None:
+    receiver.respond_next(302, headers={"Location": "https://elsewhere.example/hook?token=s3cret"})
+
+    failure = await _failure(sink, _subscription(receiver.url))
+
+    assert len(receiver.requests) == 1
+    assert failure.permanent
+    assert "302" in failure.reason
+    assert "https://elsewhere.example" in failure.reason
+    assert "s3cret" not in failure.reason
+
+
+async def test_unreachable_receiver_is_transient_and_reason_hides_the_query(
+    sink: WebhookSink,
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/hook?token=s3cret"
+
+    failure = await _failure(sink, _subscription(url))
+
+    assert not failure.permanent
+    assert f"127.0.0.1:{port}" in failure.reason
+    assert "s3cret" not in failure.reason
+
+
+async def test_receiver_slower_than_the_timeout_is_transient(
+    session: aiohttp.ClientSession, receiver: WebhookReceiver
+) -> None:
+    sink = WebhookSink(session, timeout_seconds=0.2)
+    receiver.respond_next(204, delay=5.0)
+
+    failure = await _failure(sink, _subscription(receiver.url))
+
+    assert not failure.permanent
+    assert "0.2 s" in failure.reason
+
+
+def test_unusable_retry_after_values_are_ignored() -> None:
+    assert parse_retry_after(None, SENT_AT) is None
+    assert parse_retry_after("soon", SENT_AT) is None
+    assert parse_retry_after("-3", SENT_AT) == 0
+    assert parse_retry_after("1.5", SENT_AT) == 1.5
+    assert parse_retry_after("inf", SENT_AT) is None
+    assert parse_retry_after("nan", SENT_AT) is None

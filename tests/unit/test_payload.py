@@ -1,0 +1,126 @@
+"""The webhook body is a public contract: these tests pin it to the example in DESIGN.md."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+
+from notifier.clanforge.status import COMPLETE, FAILED, RUNNING, JobStatus
+from notifier.events.model import FAILED_EVENT, STATE_CHANGED, Event
+from notifier.notify.payload import encode_payload, rfc3339, webhook_payload
+
+DESIGN_EXAMPLE = {
+    "type": "imageversion.failed",
+    "timestamp": "2026-11-28T17:04:05Z",
+    "data": {
+        "account_service_id": 1234,
+        "image_version_id": 567890,
+        "label": "EU fleet, build 1.4.2",
+        "previous": {"state_id": 4, "state": "Running", "progress": 80},
+        "current": {
+            "state_id": 6,
+            "state": "Failed",
+            "progress": 80,
+            "error": "Image locked by diffid 42",
+            "eta": "2026-11-28T17:10:00Z",
+            "failed_count": 1,
+            "updated": "2026-11-28T17:04:01Z",
+        },
+    },
+}
+
+
+def _status(**changes: object) -> JobStatus:
+    fields: dict[str, object] = {
+        "image_version_id": 567890,
+        "state_id": RUNNING,
+        "state": "Running",
+        "progress": 80,
+        "eta": datetime(2026, 11, 28, 17, 10, tzinfo=UTC),
+        "error": None,
+        "failed_count": 0,
+        "created": datetime(2026, 11, 28, 16, 0, tzinfo=UTC),
+        "started": datetime(2026, 11, 28, 16, 5, tzinfo=UTC),
+        "updated": datetime(2026, 11, 28, 17, 0, tzinfo=UTC),
+    }
+    fields.update(changes)
+    return JobStatus(**fields)  # type: ignore[arg-type]
+
+
+def _design_example_event() -> Event:
+    return Event(
+        id="evt_01JDQ0000000000000000000",
+        type=FAILED_EVENT,
+        occurred_at=datetime(2026, 11, 28, 17, 4, 5, 734_000, tzinfo=UTC),
+        account_service_id=1234,
+        image_version_id=567890,
+        label="EU fleet, build 1.4.2",
+        previous=_status(),
+        current=_status(
+            state_id=FAILED,
+            state="Failed",
+            error="Image locked by diffid 42",
+            failed_count=1,
+            updated=datetime(2026, 11, 28, 17, 4, 1, tzinfo=UTC),
+        ),
+    )
+
+
+def test_payload_equals_the_design_example() -> None:
+    assert webhook_payload(_design_example_event()) == DESIGN_EXAMPLE
+
+
+def test_first_sighting_and_missing_upstream_values_are_null() -> None:
+    event = Event(
+        id="evt_1",
+        type=STATE_CHANGED,
+        occurred_at=datetime(2026, 11, 28, 17, 4, 5, tzinfo=UTC),
+        account_service_id=1,
+        image_version_id=2,
+        label="",
+        previous=None,
+        current=_status(state_id=None, state="Rebuilding", eta=None, updated=None, error=""),
+    )
+
+    payload = webhook_payload(event)
+
+    assert payload["data"]["previous"] is None
+    assert payload["data"]["current"] == {
+        "state_id": None,
+        "state": "Rebuilding",
+        "progress": 80,
+        "error": None,
+        "eta": None,
+        "failed_count": 0,
+        "updated": None,
+    }
+
+
+def test_upstream_spelling_of_a_known_state_is_reported_by_its_documented_name() -> None:
+    completed = _status(state_id=COMPLETE, state="Completed", progress=100)
+
+    payload = webhook_payload(replace(_design_example_event(), current=completed))
+
+    assert payload["data"]["current"]["state"] == "Complete"
+
+
+def test_times_are_converted_to_utc_with_a_z_and_whole_seconds() -> None:
+    plus_two = timezone(timedelta(hours=2))
+
+    assert rfc3339(datetime(2026, 11, 28, 19, 4, 5, 999_999, tzinfo=plus_two)) == (
+        "2026-11-28T17:04:05Z"
+    )
+    assert rfc3339(datetime(2026, 11, 28, 17, 4, 5)) == "2026-11-28T17:04:05Z"  # noqa: DTZ001
+    assert rfc3339(None) is None
+
+
+def test_encoded_payload_is_compact_utf8_json() -> None:
+    event = replace(_design_example_event(), label="Flotte EU — build 1.4.2")
+
+    body = encode_payload(webhook_payload(event))
+
+    assert b", " not in body
+    assert b": " not in body
+    assert "Flotte EU — build 1.4.2".encode() in body
+    assert json.loads(body) == webhook_payload(event)
