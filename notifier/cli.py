@@ -281,7 +281,11 @@ async def _events(engine: AsyncEngine, args: argparse.Namespace) -> int:
         ]
         for e in events
     ]
-    print(format_table(["TIME", "TYPE", "IMAGE VERSION", "LABEL", "FROM", "TO", "PROGRESS", "ID"], rows))
+    print(
+        format_table(
+            ["TIME", "TYPE", "IMAGE VERSION", "LABEL", "FROM", "TO", "PROGRESS", "ID"], rows
+        )
+    )
     return EXIT_OK
 
 
@@ -305,7 +309,16 @@ async def _deliveries_list(engine: AsyncEngine, args: argparse.Namespace) -> int
     ]
     print(
         format_table(
-            ["ID", "SUBSCRIPTION", "EVENT", "IMAGE VERSION", "STATUS", "ATTEMPTS", "NEXT", "LAST ERROR"],
+            [
+                "ID",
+                "SUBSCRIPTION",
+                "EVENT",
+                "IMAGE VERSION",
+                "STATUS",
+                "ATTEMPTS",
+                "NEXT",
+                "LAST ERROR",
+            ],
             rows,
         )
     )

@@ -148,27 +148,12 @@ class WatchSettings(_Section):
     label: str = ""
 
 
-EventType = Literal[
-    "imageversion.state_changed",
-    "imageversion.completed",
-    "imageversion.failed",
-    "imageversion.squashed",
-    "imageversion.stalled",
-    "imageversion.resumed",
-    "imageversion.eta_changed",
-    "imageversion.overdue",
-    "imageversion.progress",
-    "watch.poll_failing",
-    "watch.poll_recovered",
-]
-
-
 class SubscriptionSettings(_Section):
     name: NonEmptyStr
     slack_channel: NonEmptyStr | None = None
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
-    events: list[EventType] = Field(default_factory=lambda: [STATE_CHANGED], min_length=1)
+    events: list[str] = Field(default_factory=lambda: [STATE_CHANGED], min_length=1)
     states: list[str] = Field(default_factory=list)
     account_service_ids: list[PositiveInt] = Field(default_factory=list)
     image_version_ids: list[PositiveInt] = Field(default_factory=list)
@@ -177,6 +162,15 @@ class SubscriptionSettings(_Section):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return None if value is None else _http_url(value)
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in EVENT_TYPES:
+                known = ", ".join(EVENT_TYPES)
+                raise ValueError(f"unknown event type {name!r}; known: {known}")
+        return value
 
     @field_validator("states")
     @classmethod
@@ -242,7 +236,8 @@ class Settings(_Section):
             seen_names.add(sub.name)
             if sub.slack_channel is not None and self.slack.bot_token is None:
                 raise ValueError(
-                    f"subscription {sub.name!r} posts to a Slack channel but slack.bot_token is not set"
+                    f"subscription {sub.name!r} posts to a Slack channel "
+                    "but slack.bot_token is not set"
                 )
         seen_watches: set[tuple[int, int]] = set()
         for w in self.watch:

@@ -30,8 +30,9 @@ from notifier.testing.fake_slack import FakeSlack
 from notifier.testing.webhook_receiver import ReceivedRequest, WebhookReceiver
 
 DEMO_CHANNEL = "C0DEMO"
-DEMO_SECRET = "whsec_ZGVtby1zZWNyZXQtZm9yLXRoZS1ub3RpZmllci1kZW1v"  # not a secret: the demo's own
-ACCESS_KEY, SECRET_KEY = "demo-access-key", "demo-secret-key"  # noqa: S105 - the fake's own
+# The demo's own credentials for its own local fakes: not secrets.
+DEMO_SECRET = "whsec_ZGVtby1zZWNyZXQtZm9yLXRoZS1ub3RpZmllci1kZW1v"  # noqa: S105
+ACCESS_KEY, SECRET_KEY = "demo-access-key", "demo-secret-key"
 SLACK_TOKEN = "xoxb-demo"  # noqa: S105 - the fake Slack's own
 
 POLL_SECONDS = 0.25
@@ -116,7 +117,9 @@ class _Printer:
             self._slack_seen += 1
             args = call.args
             if call.method == "chat.postMessage" and args.get("thread_ts"):
-                where = "thread reply" + (" (also sent to channel)" if _truthy(args.get("reply_broadcast")) else "")
+                where = "thread reply" + (
+                    " (also sent to channel)" if _truthy(args.get("reply_broadcast")) else ""
+                )
             elif call.method == "chat.postMessage":
                 where = "new message"
             elif call.method == "chat.update":
@@ -133,7 +136,10 @@ class _Printer:
             body = f"{payload.get('type')} · {data.get('label')} · {current.get('state')}"
             if current.get("error"):
                 body += f" · error: {current['error']}"
-            self._print(f"Webhook POST · {verified}", f"{body}\nwebhook-id: {request.headers.get('webhook-id')}")
+            self._print(
+                f"Webhook POST · {verified}",
+                f"{body}\nwebhook-id: {request.headers.get('webhook-id')}",
+            )
 
     def _print(self, title: str, body: str) -> None:
         clock = datetime.now(UTC).strftime("%H:%M:%S")
@@ -161,8 +167,12 @@ async def run_demo(seconds: float | None = None, out: TextIO = sys.stdout) -> in
             WebhookReceiver() as hooks,
         ):
             for asid, ivid, _, error, queued in WATCHES:
-                clanforge.script(asid, ivid, _lifecycle(started, fail_with=error, queued_polls=queued))
-            settings = _demo_settings(Path(tmp) / "demo.db", clanforge.base_url, slack.base_url, hooks.url)
+                clanforge.script(
+                    asid, ivid, _lifecycle(started, fail_with=error, queued_polls=queued)
+                )
+            settings = _demo_settings(
+                Path(tmp) / "demo.db", clanforge.base_url, slack.base_url, hooks.url
+            )
             print(
                 "notifier demo: watching 3 image versions on a simulated Clanforge at "
                 f"{clanforge.base_url}\nSlack channel #{DEMO_CHANNEL} and a signed chatops webhook "

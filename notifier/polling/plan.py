@@ -105,7 +105,9 @@ def plan_success(
     )
 
 
-def plan_failure(due: DueWatch, error: UpstreamError, now: datetime, poll: PollSettings) -> PollPlan:
+def plan_failure(
+    due: DueWatch, error: UpstreamError, now: datetime, poll: PollSettings
+) -> PollPlan:
     """A failed poll changes no status and creates no event; it only backs off."""
     errors = due.poll_errors + 1
     backoff = min(2 ** (errors - 1), MAX_ERROR_BACKOFF_INTERVALS) * poll.interval_seconds

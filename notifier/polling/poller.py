@@ -11,7 +11,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.clanforge.errors import UpstreamError
+from notifier.clanforge.errors import UNAVAILABLE, UpstreamError
 from notifier.clanforge.status import JobStatus
 from notifier.config import PollSettings
 from notifier.events.ids import new_event_id
@@ -77,7 +77,12 @@ class Poller:
             self._on_committed()
         failed = sum(1 for p in written if p.poll_errors)
         if events:
-            log.info("polled %d watch(es): %d event(s), %d delivery(ies)", len(written), events, len(deliveries))
+            log.info(
+                "polled %d watch(es): %d event(s), %d delivery(ies)",
+                len(written),
+                events,
+                len(deliveries),
+            )
         return TickSummary(len(written), failed, events, len(deliveries))
 
     async def _poll_one(self, watch: DueWatch) -> PollPlan:
@@ -87,8 +92,12 @@ class Poller:
                     watch.account_service_id, watch.image_version_id
                 )
             except UpstreamError as error:
-                now = self._clock()
                 if watch.poll_errors == 0:
                     log.warning("%s", error.message)
-                return plan_failure(watch, error, now, self._poll)
+                return plan_failure(watch, error, self._clock(), self._poll)
+            except Exception as exc:
+                # A bug of ours in one poll must not sink the tick's other watches.
+                log.exception("polling image version %d crashed", watch.image_version_id)
+                error = UpstreamError(UNAVAILABLE, f"internal error while polling: {exc!r}")
+                return plan_failure(watch, error, self._clock(), self._poll)
         return plan_success(watch, status, self._clock(), self._poll, new_event_id)

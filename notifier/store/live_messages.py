@@ -9,7 +9,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.notify.sink import LiveMessage
-from notifier.store.tables import SlackMessageRow
+from notifier.store.tables import SLACK_MESSAGES, SlackMessageRow
 
 
 class DatabaseLiveMessages:
@@ -47,7 +47,7 @@ class DatabaseLiveMessages:
         async with self._engine.begin() as conn:
             await conn.execute(delete(SlackMessageRow).where(*key))
             await conn.execute(
-                SlackMessageRow.__table__.insert().values(
+                SLACK_MESSAGES.insert().values(
                     subscription_id=subscription_id,
                     account_service_id=account_service_id,
                     image_version_id=image_version_id,

@@ -37,7 +37,9 @@ async def upgrade(engine: AsyncEngine) -> None:
     cfg = alembic_config()
     async with engine.begin() as conn:
         if is_postgres(engine):
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
+            )
         await conn.run_sync(_upgrade, cfg)
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from notifier.events.model import Event
 from notifier.store.codec import event_from_row
 from notifier.store.engine import is_postgres
-from notifier.store.tables import DeliveryRow, EventRow, SubscriptionRow
+from notifier.store.tables import EVENTS, DeliveryRow, EventRow, SubscriptionRow
 
 DeliveryStatus = Literal["pending", "delivered", "dead"]
 
@@ -46,7 +46,7 @@ class DeliveryView:
 
 
 def _event_columns() -> list[object]:
-    return [c for c in EventRow.__table__.c if c.name not in ("seq", "watch_id")]
+    return [c for c in EVENTS.c if c.name not in ("seq", "watch_id")]
 
 
 async def claim_due_deliveries(
@@ -151,9 +151,7 @@ async def mark_failed(
     else:
         values["next_attempt_at"] = next_attempt_at
     async with engine.begin() as conn:
-        await conn.execute(
-            update(DeliveryRow).where(_ours(delivery_id, owner)).values(**values)
-        )
+        await conn.execute(update(DeliveryRow).where(_ours(delivery_id, owner)).values(**values))
 
 
 async def release_leases(engine: AsyncEngine, owner: str) -> None:

@@ -12,10 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.polling.plan import DueWatch, PlannedDelivery, PollPlan
 from notifier.store.codec import status_from_row, status_to_json, status_to_row
 from notifier.store.engine import is_postgres
-from notifier.store.tables import DeliveryRow, EventRow, JobStatusRow, Watch
-
-_watches = Watch.__table__
-_status = JobStatusRow.__table__
+from notifier.store.tables import (
+    DELIVERIES,
+    EVENTS,
+    JOB_STATUS,
+    WATCHES,
+    JobStatusRow,
+    Watch,
+)
 
 
 async def claim_due_watches(
@@ -54,7 +58,7 @@ async def claim_due_watches(
                     Watch.image_version_id,
                     Watch.label,
                     Watch.poll_errors,
-                    *(c for c in _status.c if c.name != "watch_id"),
+                    *(c for c in JOB_STATUS.c if c.name != "watch_id"),
                 )
                 .outerjoin(JobStatusRow, JobStatusRow.watch_id == Watch.id)
                 .where(Watch.lease_owner == owner, Watch.lease_until == until)
@@ -143,17 +147,17 @@ async def write_poll_results(
             )
 
         if new_status:
-            await conn.execute(insert(_status), new_status)
+            await conn.execute(insert(JOB_STATUS), new_status)
         if changed_status:
             await conn.execute(
-                update(_status).where(_status.c.watch_id == bindparam("b_watch_id")),
+                update(JOB_STATUS).where(JOB_STATUS.c.watch_id == bindparam("b_watch_id")),
                 changed_status,
             )
         if events:
-            await conn.execute(insert(EventRow.__table__), events)
+            await conn.execute(insert(EVENTS), events)
         if deliveries:
             await conn.execute(
-                insert(DeliveryRow.__table__),
+                insert(DELIVERIES),
                 [
                     {
                         "event_id": d.event_id,
@@ -167,7 +171,5 @@ async def write_poll_results(
                     for d in deliveries
                 ],
             )
-        await conn.execute(
-            update(_watches).where(_watches.c.id == bindparam("b_id")), watch_updates
-        )
+        await conn.execute(update(WATCHES).where(WATCHES.c.id == bindparam("b_id")), watch_updates)
     return plans

@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.config import SubscriptionSettings
 from notifier.notify.subscription import Subscription, SubscriptionKind
-from notifier.store.tables import SubscriptionRow
+from notifier.store.tables import SUBSCRIPTIONS, SubscriptionRow
 
-CONFIG_SECRET_REF = "config"
+CONFIG_SECRET_REF = "config"  # noqa: S105 - names where the secret is, not a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,9 @@ async def sync_config_subscriptions(
         existing = {
             row.name: row
             for row in (
-                await conn.execute(select(SubscriptionRow.id, SubscriptionRow.name, SubscriptionRow.source))
+                await conn.execute(
+                    select(SubscriptionRow.id, SubscriptionRow.name, SubscriptionRow.source)
+                )
             ).all()
         }
         for name, setting in wanted.items():
@@ -64,14 +66,16 @@ async def sync_config_subscriptions(
             row = existing.get(name)
             if row is None:
                 await conn.execute(
-                    SubscriptionRow.__table__.insert().values(name=name, created_at=now, **values)
+                    SUBSCRIPTIONS.insert().values(name=name, created_at=now, **values)
                 )
             else:
                 await conn.execute(
                     update(SubscriptionRow).where(SubscriptionRow.id == row.id).values(**values)
                 )
         gone = [
-            row.id for name, row in existing.items() if row.source == "config" and name not in wanted
+            row.id
+            for name, row in existing.items()
+            if row.source == "config" and name not in wanted
         ]
         if gone:
             await conn.execute(

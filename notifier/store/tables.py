@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -54,7 +55,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+    }
 
 
 class Watch(Base):
@@ -139,9 +143,7 @@ class DeliveryRow(Base):
     # Within one (subscription, watch) the id follows event order: it is the send order.
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     event_id: Mapped[str] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
-    subscription_id: Mapped[int] = mapped_column(
-        ForeignKey("subscriptions.id", ondelete="CASCADE")
-    )
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"))
     # Copied from the event so that per-(subscription, watch) ordering needs no join.
     watch_id: Mapped[int] = mapped_column(ForeignKey("watches.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
@@ -165,3 +167,16 @@ class SlackMessageRow(Base):
     channel: Mapped[str] = mapped_column(String(40))
     ts: Mapped[str] = mapped_column(String(40))
     updated_at: Mapped[datetime]
+
+
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
+# Core handles for bulk statements (executemany), typed as tables for mypy.
+WATCHES = _table(Watch)
+JOB_STATUS = _table(JobStatusRow)
+EVENTS = _table(EventRow)
+SUBSCRIPTIONS = _table(SubscriptionRow)
+DELIVERIES = _table(DeliveryRow)
+SLACK_MESSAGES = _table(SlackMessageRow)

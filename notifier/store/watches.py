@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.clanforge.status import JobStatus
 from notifier.config import WatchSettings
 from notifier.store.codec import status_from_row
-from notifier.store.tables import JobStatusRow, Watch
+from notifier.store.tables import JOB_STATUS, WATCHES, JobStatusRow, Watch
 
 SOURCES = ("config", "cli", "api", "slack", "discovered")
 
@@ -54,7 +54,7 @@ async def add_watch(
     try:
         async with engine.begin() as conn:
             result = await conn.execute(
-                Watch.__table__.insert().values(
+                WATCHES.insert().values(
                     account_service_id=account_service_id,
                     image_version_id=image_version_id,
                     label=label,
@@ -84,7 +84,7 @@ async def remove_watch(
 
 
 async def list_watches(engine: AsyncEngine) -> list[WatchView]:
-    status_columns = [c for c in JobStatusRow.__table__.c if c.name != "watch_id"]
+    status_columns = [c for c in JOB_STATUS.c if c.name != "watch_id"]
     stmt = (
         select(Watch, *status_columns)
         .outerjoin(JobStatusRow, JobStatusRow.watch_id == Watch.id)
@@ -139,7 +139,7 @@ async def sync_config_watches(
             row = existing.get(key)
             if row is None:
                 await conn.execute(
-                    Watch.__table__.insert().values(
+                    WATCHES.insert().values(
                         account_service_id=key[0],
                         image_version_id=key[1],
                         label=setting.label,

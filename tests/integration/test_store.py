@@ -65,7 +65,9 @@ async def test_claim_takes_due_watches_once_until_the_lease_expires(engine: Asyn
     await add_watch(engine, 1234, 2, "b", "cli", T0 + timedelta(minutes=5))
     _, first = await claim_due_watches(engine, "replica-a", T0, LEASE, 10)
     _, again = await claim_due_watches(engine, "replica-b", T0 + timedelta(seconds=1), LEASE, 10)
-    _, after_lease = await claim_due_watches(engine, "replica-b", T0 + timedelta(seconds=61), LEASE, 10)
+    _, after_lease = await claim_due_watches(
+        engine, "replica-b", T0 + timedelta(seconds=61), LEASE, 10
+    )
     assert [w.image_version_id for w in first] == [1]
     assert again == []
     assert [w.image_version_id for w in after_lease] == [1]
@@ -100,7 +102,9 @@ async def test_unchanged_poll_writes_no_status_row_and_no_event(engine: AsyncEng
     later = T0 + timedelta(seconds=10)
     await poll_once(engine, {567890: make_status(4, 40)}, now=later)
     event.remove(engine.sync_engine, "before_cursor_execute", record)
-    assert not any("job_status" in s.lower() for s in statements if s.startswith(("UPDATE", "INSERT")))
+    assert not any(
+        "job_status" in s.lower() for s in statements if s.startswith(("UPDATE", "INSERT"))
+    )
     assert await count_rows(engine, EventRow) == 1
     [view] = await list_watches(engine)
     assert view.last_polled_at == later
@@ -126,7 +130,8 @@ async def test_write_skips_watches_whose_lease_was_taken_over(engine: AsyncEngin
     plans_a = [plan_success(w, make_status(3), T0, POLL, lambda: "evt_a") for w in due]
     assert await write_poll_results(engine, "replica-a", token, plans_a, [], late) == []
     [view] = await list_watches(engine)
-    assert view.status is not None and view.status.state == "Running"
+    assert view.status is not None
+    assert view.status.state == "Running"
     assert await count_rows(engine, EventRow) == 1
 
 

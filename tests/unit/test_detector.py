@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -37,7 +39,9 @@ def test_first_sighting_is_a_state_change_from_nothing(state_id: int) -> None:
     ],
     ids=lambda v: str(v),
 )
-def test_state_change_emits_the_documented_events(before: int, after: int, types: list[str]) -> None:
+def test_state_change_emits_the_documented_events(
+    before: int, after: int, types: list[str]
+) -> None:
     previous = make_status(before)
     events = detect(previous, make_status(after, state="Verifying" if after == 8 else None))
     assert [e.type for e in events] == types
@@ -90,6 +94,6 @@ def test_any_sequence_of_statuses_yields_a_chain_of_changes(
         if remembered is not None and remembered.state_id == observed.state_id:
             assert events == []
         remembered = carry_known_state(remembered, observed)
-    for before, after in zip(changes, changes[1:], strict=False):
+    for before, after in itertools.pairwise(changes):
         assert after.previous is not None
         assert after.previous.state_id == before.current.state_id

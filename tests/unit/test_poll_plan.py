@@ -9,7 +9,13 @@ import pytest
 
 from notifier.clanforge.errors import RATE_LIMITED, UNAVAILABLE, UpstreamError
 from notifier.config import PollSettings
-from notifier.polling.plan import DueWatch, next_poll_at, plan_deliveries, plan_failure, plan_success
+from notifier.polling.plan import (
+    DueWatch,
+    next_poll_at,
+    plan_deliveries,
+    plan_failure,
+    plan_success,
+)
 from tests.conftest import T0, make_status, make_subscription
 
 POLL = PollSettings(
@@ -41,7 +47,9 @@ def ids():  # type: ignore[no-untyped-def]
     ("state_id", "after"),
     [(1, 30), (2, 30), (3, 30), (4, 10), (None, 30)],
 )
-def test_unfinished_jobs_are_polled_again_at_their_interval(state_id: int | None, after: int) -> None:
+def test_unfinished_jobs_are_polled_again_at_their_interval(
+    state_id: int | None, after: int
+) -> None:
     assert next_poll_at(state_id, T0, T0, POLL) == T0 + timedelta(seconds=after)
 
 
@@ -57,22 +65,26 @@ def test_failed_job_lingers_slowly_then_stops() -> None:
 
 def test_first_sighting_stores_status_and_emits_state_change() -> None:
     plan = plan_success(due(), make_status(3), T0, POLL, ids())
-    assert plan.first_sighting and plan.status == make_status(3)
+    assert plan.first_sighting
+    assert plan.status == make_status(3)
     assert [e.type for e in plan.events] == ["imageversion.state_changed"]
-    assert plan.events[0].label == "EU fleet" and plan.events[0].id == "evt_1"
+    assert plan.events[0].label == "EU fleet"
+    assert plan.events[0].id == "evt_1"
     assert plan.state_since == T0
 
 
 def test_unchanged_status_writes_nothing_and_emits_nothing() -> None:
     plan = plan_success(due(make_status(4, 40)), make_status(4, 40), T0, POLL, ids())
-    assert plan.status is None and plan.events == ()
+    assert plan.status is None
+    assert plan.events == ()
     assert plan.state_since == T0 - timedelta(minutes=3)
     assert plan.next_poll_at == T0 + timedelta(seconds=10)
 
 
 def test_progress_change_is_stored_without_event() -> None:
     plan = plan_success(due(make_status(4, 40)), make_status(4, 60), T0, POLL, ids())
-    assert plan.status is not None and plan.status.progress == 60
+    assert plan.status is not None
+    assert plan.status.progress == 60
     assert plan.events == ()
 
 
@@ -82,8 +94,10 @@ def test_failed_poll_backs_off_and_keeps_the_error() -> None:
     third = plan_failure(due(make_status(4), poll_errors=2), error, T0, POLL)
     assert first.next_poll_at == T0 + timedelta(seconds=30)
     assert third.next_poll_at == T0 + timedelta(seconds=120)
-    assert third.poll_errors == 3 and third.last_poll_error == "Clanforge answered 503"
-    assert first.status is None and first.events == ()
+    assert third.poll_errors == 3
+    assert third.last_poll_error == "Clanforge answered 503"
+    assert first.status is None
+    assert first.events == ()
 
 
 def test_rate_limited_poll_waits_at_least_retry_after() -> None:

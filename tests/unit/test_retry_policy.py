@@ -26,8 +26,12 @@ def test_jitter_spreads_each_delay_by_at_most_a_fifth() -> None:
 
 
 def test_retry_after_is_a_floor() -> None:
-    assert POLICY.next_attempt(1, T0, retry_after=30, rand=lambda: 0.5) == T0 + timedelta(seconds=30)
-    assert POLICY.next_attempt(2, T0, retry_after=1, rand=lambda: 0.5) == T0 + timedelta(seconds=300)
+    assert POLICY.next_attempt(1, T0, retry_after=30, rand=lambda: 0.5) == T0 + timedelta(
+        seconds=30
+    )
+    assert POLICY.next_attempt(2, T0, retry_after=1, rand=lambda: 0.5) == T0 + timedelta(
+        seconds=300
+    )
 
 
 def test_permanent_failure_gives_up_at_once() -> None:

@@ -1,0 +1,226 @@
+"""The HTTP side of Clanforge: one request shape, every transport failure turned into UpstreamError.
+
+The client owns no session: the service opens exactly one for Clanforge (:func:`open_clanforge`)
+and shares it, so connection reuse and the per-host limit work across all watches. Interpreting
+the reply is :func:`notifier.clanforge.reply.parse_status_reply`'s job, never this module's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Final
+
+import aiohttp
+from yarl import URL
+
+from notifier.clanforge.errors import BAD_REPLY, UNAVAILABLE, UpstreamError
+from notifier.clanforge.reply import parse_status_reply
+from notifier.clanforge.status import JobStatus
+from notifier.config import ClanforgeSettings
+
+MAX_BODY_BYTES: Final = 1024 * 1024
+"""A status reply is a few hundred bytes; anything near this is not one, and is not read further."""
+
+USER_AGENT: Final = "clanforge-notifier"
+
+
+class ClanforgeClient:
+    """Fetches image version status with one pair of Clanforge credentials.
+
+    The credentials live only inside the prepared ``Authorization`` value; ``repr`` shows the base
+    URL alone, and every error message is scrubbed of the keys in case upstream echoes them.
+    """
+
+    __slots__ = ("_base", "_headers", "_max_body", "_secrets", "_session", "_timeout")
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        access_key: str,
+        secret_key: str,
+        *,
+        timeout: aiohttp.ClientTimeout | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
+        url = URL(base_url)
+        if not url.absolute or url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("Clanforge base_url must be an absolute http(s) URL")
+        if url.user is not None or url.password is not None:
+            # Refused rather than stripped: a key in the URL would end up in logs sooner or later.
+            raise ValueError("Clanforge base_url must not carry credentials; use the key settings")
+        if url.query_string or url.fragment:
+            raise ValueError("Clanforge base_url must not have a query or fragment")
+        self._session = session
+        # One string join per request, whatever the prefix and however it ends.
+        self._base = str(url).rstrip("/") + "/cfp/v1/imageversion/"
+        authorization = aiohttp.encode_basic_auth(access_key, secret_key)
+        self._headers: Final = {
+            "Authorization": authorization,
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Accept": "application/json",
+        }
+        self._secrets: Final = tuple(
+            s for s in (access_key, secret_key, authorization.removeprefix("Basic ")) if len(s) >= 4
+        )
+        self._timeout = timeout
+        self._max_body = max_body_bytes
+
+    def __repr__(self) -> str:
+        return f"ClanforgeClient(base_url={self._base.removesuffix('/cfp/v1/imageversion/')!r})"
+
+    async def fetch_status(self, account_service_id: int, image_version_id: int) -> JobStatus:
+        """The current status of one image version; raises :class:`UpstreamError` on any failure."""
+        try:
+            return await self._fetch(account_service_id, image_version_id)
+        except UpstreamError as exc:
+            raise self._scrubbed(exc) from None
+
+    async def _fetch(self, account_service_id: int, image_version_id: int) -> JobStatus:
+        subject = f"image version {image_version_id} (account service {account_service_id})"
+        url = f"{self._base}{int(image_version_id)}/status"
+        params = {"accountserviceid": str(int(account_service_id))}
+        try:
+            async with self._session.get(
+                url,
+                params=params,
+                headers=self._headers,
+                allow_redirects=False,
+                timeout=self._timeout if self._timeout is not None else self._session.timeout,
+            ) as response:
+                body = await self._read_capped(response, subject)
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+                location = response.headers.get("Location")
+        except UpstreamError:
+            raise
+        except TimeoutError:
+            # aiohttp's own timeouts (ServerTimeoutError and friends) are TimeoutErrors too.
+            raise UpstreamError(
+                UNAVAILABLE,
+                f"Clanforge did not answer within {self._timeout_text()} for {subject}",
+            ) from None
+        except aiohttp.ClientPayloadError:
+            raise UpstreamError(
+                UNAVAILABLE, f"Clanforge's reply for {subject} was cut short (truncated body)"
+            ) from None
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamError(
+                UNAVAILABLE,
+                f"could not connect to Clanforge at {exc.host}:{exc.port} for {subject}: "
+                f"{_os_error_text(exc)}",
+            ) from None
+        except aiohttp.ServerDisconnectedError:
+            raise UpstreamError(
+                UNAVAILABLE, f"Clanforge closed the connection without answering for {subject}"
+            ) from None
+        except aiohttp.ClientConnectionError as exc:
+            raise UpstreamError(
+                UNAVAILABLE,
+                f"connection to Clanforge failed for {subject}: {_os_error_text(exc)}",
+            ) from None
+        except aiohttp.ClientError as exc:
+            # Malformed HTTP from upstream or a proxy (bad status line, oversized headers...).
+            raise UpstreamError(
+                UNAVAILABLE,
+                f"Clanforge's reply for {subject} was not valid HTTP ({type(exc).__name__})",
+            ) from None
+        return parse_status_reply(
+            status,
+            body,
+            account_service_id=account_service_id,
+            image_version_id=image_version_id,
+            retry_after=retry_after,
+            location=location,
+        )
+
+    async def _read_capped(self, response: aiohttp.ClientResponse, subject: str) -> bytes:
+        declared = response.content_length
+        if declared is not None and declared > self._max_body:
+            raise self._too_large(response.status, subject)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= self._max_body:
+            chunk = await response.content.read(self._max_body + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > self._max_body:
+            raise self._too_large(response.status, subject)
+        return b"".join(chunks)
+
+    def _too_large(self, status: int, subject: str) -> UpstreamError:
+        return UpstreamError(
+            BAD_REPLY,
+            f"Clanforge answered {status} for {subject} with a body larger than "
+            f"{self._max_body} bytes, which is not a status reply",
+            status=status,
+        )
+
+    def _timeout_text(self) -> str:
+        timeout = self._timeout if self._timeout is not None else self._session.timeout
+        limits = [
+            f"{name} {value:g} s"
+            for name, value in (
+                ("total", timeout.total),
+                ("connect", timeout.connect),
+                ("read", timeout.sock_read),
+            )
+            if value is not None
+        ]
+        return f"the timeout ({', '.join(limits)})" if limits else "the timeout"
+
+    def _scrubbed(self, exc: UpstreamError) -> UpstreamError:
+        message = exc.message
+        for secret in self._secrets:
+            message = message.replace(secret, "***")
+        if message == exc.message:
+            return exc
+        return UpstreamError(exc.reason, message, status=exc.status, retry_after=exc.retry_after)
+
+
+def _os_error_text(exc: aiohttp.ClientError) -> str:
+    cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else None
+    if isinstance(exc, aiohttp.ClientOSError) and exc.strerror:
+        return str(exc.strerror)
+    if cause is not None and cause.strerror:
+        return cause.strerror
+    return type(exc).__name__
+
+
+def client_timeout(settings: ClanforgeSettings) -> aiohttp.ClientTimeout:
+    """The explicit timeout for Clanforge requests: aiohttp's default (300 s total) is far too long.
+
+    ``connect`` covers waiting for a pooled connection as well as the TCP/TLS handshake; callers
+    are expected to bound their own concurrency to ``max_concurrency`` so that wait stays short.
+    """
+    seconds = settings.timeout_seconds
+    return aiohttp.ClientTimeout(total=seconds, connect=seconds, sock_read=seconds)
+
+
+@contextlib.asynccontextmanager
+async def open_clanforge(settings: ClanforgeSettings) -> AsyncIterator[ClanforgeClient]:
+    """The one Clanforge session of the process and a client on it, closed on exit."""
+    connector = aiohttp.TCPConnector(
+        limit=settings.max_concurrency, limit_per_host=settings.max_concurrency
+    )
+    session = aiohttp.ClientSession(
+        connector=connector,
+        timeout=client_timeout(settings),
+        headers={"User-Agent": USER_AGENT},
+        cookie_jar=aiohttp.DummyCookieJar(),  # a status API has no business setting cookies
+    )
+    try:
+        yield ClanforgeClient(
+            session,
+            settings.base_url,
+            settings.access_key.get_secret_value(),
+            settings.secret_key.get_secret_value(),
+        )
+    finally:
+        await session.close()
+        # Let the connector's transports finish closing before the loop may be torn down.
+        await asyncio.sleep(0)

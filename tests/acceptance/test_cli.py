@@ -1,0 +1,187 @@
+"""The command line as people use it: exit codes, the line on stderr, the tables on stdout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from notifier.cli import main
+
+CONFIG = """
+[database]
+url = "sqlite+aiosqlite:///{db}"
+
+[clanforge]
+access_key = "${{CLANFORGE_ACCESS_KEY}}"
+secret_key = "sk"
+
+[[watch]]
+account_service_id = 1234
+image_version_id = 567890
+label = "EU fleet, build 1.4.2"
+
+[[subscription]]
+name = "chatops"
+webhook_url = "https://chatops.example.com/hooks/clanforge?token=abc"
+events = ["imageversion.failed"]
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "notifier.toml"
+    path.write_text(CONFIG.format(db=tmp_path / "notifier.db"), encoding="utf-8")
+    monkeypatch.setenv("CLANFORGE_ACCESS_KEY", "ak-cli-secret")
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_watch_add_list_remove(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys,
+        "watch",
+        "add",
+        "--asid",
+        "1234",
+        "--image-version",
+        "42",
+        "--label",
+        "nightly",
+        "--config",
+        str(config),
+    )
+    assert (code, out) == (0, "watching image version 42 of account service 1234\n")
+
+    code, out, _ = run(capsys, "watch", "list", "--config", str(config))
+    assert code == 0
+    header, row = out.splitlines()
+    assert header.split() == [
+        "ASID",
+        "IMAGE",
+        "VERSION",
+        "LABEL",
+        "STATE",
+        "PROGRESS",
+        "ETA",
+        "SOURCE",
+        "LAST",
+        "ERROR",
+    ]
+    assert row.split() == ["1234", "42", "nightly", "-", "-", "-", "cli"]
+
+    code, _, err = run(
+        capsys, "watch", "add", "--asid", "1234", "--image-version", "42", "--config", str(config)
+    )
+    assert (code, err) == (
+        1,
+        "notifier: image version 42 of account service 1234 is already watched\n",
+    )
+
+    assert run(capsys, "watch", "remove", "--image-version", "42", "--config", str(config))[0] == 0
+    code, _, err = run(capsys, "watch", "remove", "--image-version", "42", "--config", str(config))
+    assert (code, err) == (1, "notifier: image version 42 is not watched\n")
+
+
+def test_check_config_prints_masked_config(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "check-config", "--config", str(config))
+    assert (code, err) == (0, "")
+    assert 'access_key = "********"' in out
+    assert "ak-cli-secret" not in out
+
+
+def test_missing_variable_exits_2_naming_it(
+    config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CLANFORGE_ACCESS_KEY")
+    code, out, err = run(capsys, "watch", "list", "--config", str(config))
+    assert (code, out) == (2, "")
+    assert err == (
+        f"notifier: {config}: clanforge.access_key: environment variable CLANFORGE_ACCESS_KEY "
+        "is not set\n"
+    )
+
+
+def test_config_path_comes_from_environment(
+    config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NOTIFIER_CONFIG", str(config))
+    assert run(capsys, "check-config")[0] == 0
+    monkeypatch.setenv("NOTIFIER_CONFIG", str(config.parent / "missing.toml"))
+    code, _, err = run(capsys, "check-config")
+    assert (code, err) == (2, f"notifier: {config.parent / 'missing.toml'}: file not found\n")
+
+
+def test_bad_usage_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["watch", "add", "--asid", "twelve", "--image-version", "1"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "notifier watch add: error: argument --asid: 'twelve' is not a whole number "
+        "(see notifier watch add --help)\n"
+    )
+
+
+def test_subscription_list_hides_webhook_url_path(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Config subscriptions reach the database when the service starts; sync them the same way.
+    import asyncio
+
+    from notifier.clock import utc_now
+    from notifier.config import load_config
+    from notifier.store.engine import create_engine
+    from notifier.store.migrate import upgrade
+    from notifier.store.subscriptions import sync_config_subscriptions
+
+    settings = load_config(config, {"CLANFORGE_ACCESS_KEY": "x"})
+
+    async def sync() -> None:
+        engine = create_engine(settings.database.url)
+        await upgrade(engine)
+        await sync_config_subscriptions(engine, settings.subscription, utc_now())
+        await engine.dispose()
+
+    asyncio.run(sync())
+    code, out, _ = run(capsys, "subscription", "list", "--config", str(config))
+    assert code == 0
+    assert "https://chatops.example.com/…" in out
+    assert "token=abc" not in out
+
+
+def test_deliveries_list_and_retry_when_empty(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "deliveries", "list", "--status", "dead", "--config", str(config))[1] == (
+        "no deliveries with status dead\n"
+    )
+    code, out, _ = run(capsys, "deliveries", "retry", "--all-dead", "--config", str(config))
+    assert (code, out) == (0, "0 deliveries queued to be sent again\n")
+    code, _, err = run(capsys, "deliveries", "retry", "--config", str(config))
+    assert (code, err) == (
+        2,
+        "notifier: error: give delivery ids or --all-dead, not both or neither\n",
+    )
+
+
+def test_db_upgrade_on_unreachable_postgres_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "pg.toml"
+    path.write_text(
+        '[database]\nurl = "postgresql+asyncpg://nobody@127.0.0.1:1/none"\n'
+        '[clanforge]\naccess_key = "a"\nsecret_key = "b"\n',
+        encoding="utf-8",
+    )
+    code, _, err = run(capsys, "db", "upgrade", "--config", str(path))
+    assert code == 1
+    assert err.startswith("notifier: ")
+    assert err.count("\n") == 1

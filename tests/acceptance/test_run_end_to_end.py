@@ -1,0 +1,267 @@
+"""`notifier run` as a user runs it: a subprocess with a config file, against a scripted fake
+Clanforge, a fake Slack Web API and a webhook receiver, all real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from notifier.notify.render import escape_slack
+from notifier.testing.fake_clanforge import FakeClanforge, FakeReply, status_reply
+from notifier.testing.fake_slack import FakeSlack
+from notifier.testing.webhook_receiver import WebhookReceiver
+
+pytestmark = pytest.mark.slow
+
+ACCESS_KEY = "ak-e2e-secret-access"
+SECRET_KEY = "sk-e2e-secret-key"
+SLACK_TOKEN = "xoxb-e2e-secret-token"
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SECRETS = (ACCESS_KEY, SECRET_KEY, SLACK_TOKEN, WEBHOOK_SECRET, "ZWFrLWUyZS")
+
+ASID = 1234
+COMPLETES, FAILS = 567890, 567891
+ERROR = "Image locked by diffid 42 <!channel> & `rm -rf`"
+STARTED = datetime(2026, 11, 28, 17, 0, tzinfo=UTC)
+ETA = STARTED + timedelta(minutes=10)
+
+
+@dataclass
+class Upstream:
+    clanforge: FakeClanforge
+    slack: FakeSlack
+    hooks: WebhookReceiver
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    async with (
+        FakeClanforge(access_key=ACCESS_KEY, secret_key=SECRET_KEY) as clanforge,
+        FakeSlack(token=SLACK_TOKEN) as slack,
+        WebhookReceiver() as hooks,
+    ):
+        yield Upstream(clanforge, slack, hooks)
+
+
+def write_config(path: Path, up: Upstream, database: Path) -> Path:
+    path.write_text(
+        f"""
+[database]
+url = "sqlite+aiosqlite:///{database}"
+
+[clanforge]
+base_url = "{up.clanforge.base_url}"
+access_key = "${{CLANFORGE_ACCESS_KEY}}"
+secret_key = "${{CLANFORGE_SECRET_KEY}}"
+timeout_seconds = 2
+
+[poll]
+interval_seconds = 0.2
+running_interval_seconds = 0.2
+
+[slack]
+bot_token = "${{SLACK_BOT_TOKEN}}"
+base_url = "{up.slack.base_url}"
+
+[delivery]
+interval_seconds = 0.2
+
+[[watch]]
+account_service_id = {ASID}
+image_version_id = {COMPLETES}
+label = "EU fleet, build 1.4.2"
+
+[[watch]]
+account_service_id = {ASID}
+image_version_id = {FAILS}
+label = "US fleet, build 1.4.2"
+
+[[subscription]]
+name = "builds"
+slack_channel = "C0123456789"
+events = ["imageversion.state_changed"]
+
+[[subscription]]
+name = "chatops"
+webhook_url = "{up.hooks.url}"
+webhook_secret = "${{CHATOPS_WEBHOOK_SECRET}}"
+events = ["imageversion.failed", "imageversion.completed"]
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def run_env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "CLANFORGE_ACCESS_KEY": ACCESS_KEY,
+        "CLANFORGE_SECRET_KEY": SECRET_KEY,
+        "SLACK_BOT_TOKEN": SLACK_TOKEN,
+        "CHATOPS_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }
+
+
+async def start_notifier(config: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "notifier",
+        "run",
+        "--config",
+        str(config),
+        env=run_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def stop_notifier(proc: asyncio.subprocess.Process) -> tuple[int, str]:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=20)
+    return proc.returncode or 0, (out + err).decode()
+
+
+async def eventually(condition: Callable[[], bool], within: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+def lifecycle(final: dict[str, object]) -> list[dict[str, object]]:
+    return [
+        status_reply(3, 0, created=STARTED),
+        status_reply(4, 40, created=STARTED, start=STARTED, eta=ETA),
+        final,
+    ]
+
+
+async def test_lifecycle_reaches_slack_and_webhook_exactly(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    up = upstream
+    up.clanforge.script(
+        ASID, COMPLETES, lifecycle(status_reply(5, 100, created=STARTED, start=STARTED, eta=ETA))
+    )
+    up.clanforge.script(
+        ASID,
+        FAILS,
+        lifecycle(
+            status_reply(6, 40, created=STARTED, start=STARTED, eta=ETA, error=ERROR, failed=1)
+        ),
+    )
+    config = write_config(tmp_path / "notifier.toml", up, tmp_path / "notifier.db")
+    proc = await start_notifier(config)
+    try:
+        await eventually(lambda: len(up.hooks.requests) >= 2 and len(up.slack.updates()) >= 4)
+        await asyncio.sleep(0.5)  # anything more that would arrive (it must not)
+    finally:
+        code, output = await stop_notifier(proc)
+
+    assert code == 0, output
+    for secret in SECRETS:
+        assert secret not in output
+
+    # Slack: one live message per image version, updated through each state, a thread reply
+    # per change, the failure broadcast to the channel.
+    posts = up.slack.top_level_posts("C0123456789")
+    assert len(posts) == 2
+    eta_text = "ETA 2026-11-28 17:10 UTC"
+    for image_version, label, final_text in (
+        (COMPLETES, "EU fleet, build 1.4.2", "Complete 100%"),
+        (FAILS, "US fleet, build 1.4.2", "Failed 40%"),
+    ):
+        [post] = [p for p in posts if label in p.args["text"]]
+        assert "Queued 0%" in post.args["text"]
+        ts = post.answer["ts"]
+        updates = [u.args["text"] for u in up.slack.updates() if u.args["ts"] == ts]
+        assert len(updates) == 2
+        assert "Running 40%" in updates[0]
+        assert eta_text in updates[0]
+        assert final_text in updates[1]
+        assert eta_text in updates[1]
+        replies = up.slack.thread_replies(ts)
+        assert [("Queued → Running" in r.args["text"]) for r in replies] == [True, False]
+        broadcast = [r.args.get("reply_broadcast") in (True, "true", "1") for r in replies]
+        assert broadcast == [False, image_version == FAILS]
+        del image_version
+    [failed_update] = [u.args["text"] for u in up.slack.updates() if "Failed" in u.args["text"]]
+    assert escape_slack(ERROR) in failed_update
+    assert "<!channel>" not in str(up.slack.calls)
+
+    # Webhook: exactly the two terminal events, signed, with the DESIGN.md payload.
+    payloads = up.hooks.verified_payloads(WEBHOOK_SECRET)
+    assert len(payloads) == len(up.hooks.requests) == 2
+    by_type = {p["type"]: p for p in payloads}
+    assert by_type["imageversion.failed"]["data"] == {
+        "account_service_id": ASID,
+        "image_version_id": FAILS,
+        "label": "US fleet, build 1.4.2",
+        "previous": {"state_id": 4, "state": "Running", "progress": 40},
+        "current": {
+            "state_id": 6,
+            "state": "Failed",
+            "progress": 40,
+            "error": ERROR,
+            "eta": "2026-11-28T17:10:00Z",
+            "failed_count": 1,
+            "updated": by_type["imageversion.failed"]["data"]["current"]["updated"],
+        },
+    }
+    assert by_type["imageversion.completed"]["data"]["current"]["state"] == "Complete"
+    assert by_type["imageversion.completed"]["data"]["previous"]["state"] == "Running"
+    ids = {r.headers["webhook-id"] for r in up.hooks.requests}
+    assert len(ids) == 2
+    assert all(i.startswith("evt_") for i in ids)
+
+
+async def test_upstream_errors_create_no_event_and_no_delivery(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    up = upstream
+    up.clanforge.script(
+        ASID,
+        COMPLETES,
+        [
+            FakeReply.html(502),
+            FakeReply.json(200, {"success": False, "error": "internal"}),
+            FakeReply(status=500, body=b'{"success": fal'),
+        ],
+    )
+    # FAILS is not scripted: the fake answers 404 for it.
+    config = write_config(tmp_path / "notifier.toml", up, tmp_path / "notifier.db")
+    proc = await start_notifier(config)
+    try:
+        await eventually(lambda: up.clanforge.polls(ASID, COMPLETES) >= 3)
+        await asyncio.sleep(0.5)
+    finally:
+        code, output = await stop_notifier(proc)
+    assert code == 0, output
+    assert up.slack.calls == []
+    assert up.hooks.requests == []
+
+    listing = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "notifier",
+        "events",
+        "--config",
+        str(config),
+        env=run_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, _ = await listing.communicate()
+    assert listing.returncode == 0
+    assert out.decode().strip() == "no events yet"
