@@ -98,6 +98,6 @@ class Poller:
             except Exception as exc:
                 # A bug of ours in one poll must not sink the tick's other watches.
                 log.exception("polling image version %d crashed", watch.image_version_id)
-                error = UpstreamError(UNAVAILABLE, f"internal error while polling: {exc!r}")
-                return plan_failure(watch, error, self._clock(), self._poll)
+                crash = UpstreamError(UNAVAILABLE, f"internal error while polling: {exc!r}")
+                return plan_failure(watch, crash, self._clock(), self._poll)
         return plan_success(watch, status, self._clock(), self._poll, new_event_id)
