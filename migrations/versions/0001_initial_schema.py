@@ -70,6 +70,7 @@ def upgrade() -> None:
         sa.Column("label", sa.String(length=200), nullable=False),
         sa.Column("previous", sa.JSON(), nullable=True),
         sa.Column("current", sa.JSON(), nullable=False),
+        sa.Column("detail", sa.JSON(), nullable=True),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["watch_id"],

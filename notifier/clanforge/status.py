@@ -62,6 +62,8 @@ class JobStatus:
     created: datetime | None
     started: datetime | None
     updated: datetime | None
+    eta_estimated: bool = False
+    """True when upstream gave no ETA and ``eta`` is our estimate from the progress rate."""
 
     @property
     def is_terminal(self) -> bool:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from notifier.clanforge.status import COMPLETE, FAILED, SQUASHED, JobStatus
 
@@ -49,6 +50,7 @@ class Detected:
     type: str
     previous: JobStatus | None
     current: JobStatus
+    detail: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +65,9 @@ class Event:
     label: str
     previous: JobStatus | None
     current: JobStatus
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    """What a non-state event is about, as JSON-ready values, for example
+    ``{"reason": "credentials_rejected", "message": "...", "consecutive_failures": 3}`` for
+    ``watch.poll_failing`` or ``{"milestone": 50}`` for ``imageversion.progress``. Empty for state
+    events. For ``watch.*`` events ``current`` is the last known status (state None, "Unknown",
+    when the job was never seen)."""

@@ -23,26 +23,28 @@ def webhook_payload(event: Event) -> dict[str, Any]:
             "state": _state(event.previous),
             "progress": event.previous.progress,
         }
-    current = event.current
-    return {
-        "type": event.type,
-        "timestamp": rfc3339(event.occurred_at),
-        "data": {
-            "account_service_id": event.account_service_id,
-            "image_version_id": event.image_version_id,
-            "label": event.label,
-            "previous": previous,
-            "current": {
-                "state_id": current.state_id,
-                "state": _state(current),
-                "progress": current.progress,
-                "error": current.error or None,
-                "eta": rfc3339(current.eta),
-                "failed_count": current.failed_count,
-                "updated": rfc3339(current.updated),
-            },
-        },
+    status = event.current
+    current: dict[str, Any] = {
+        "state_id": status.state_id,
+        "state": _state(status),
+        "progress": status.progress,
+        "error": status.error or None,
+        "eta": rfc3339(status.eta),
+        "failed_count": status.failed_count,
+        "updated": rfc3339(status.updated),
     }
+    if status.eta_estimated:
+        current["eta_estimated"] = True
+    data: dict[str, Any] = {
+        "account_service_id": event.account_service_id,
+        "image_version_id": event.image_version_id,
+        "label": event.label,
+        "previous": previous,
+        "current": current,
+    }
+    if event.detail:
+        data["detail"] = dict(event.detail)
+    return {"type": event.type, "timestamp": rfc3339(event.occurred_at), "data": data}
 
 
 def encode_payload(payload: dict[str, Any]) -> bytes:

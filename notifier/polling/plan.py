@@ -90,6 +90,7 @@ def plan_success(
             label=due.label,
             previous=d.previous,
             current=d.current,
+            detail=d.detail,
         )
         for d in detected
     )

@@ -29,6 +29,7 @@ def status_to_json(status: JobStatus) -> dict[str, Any]:
         "created": _time(status.created),
         "started": _time(status.started),
         "updated": _time(status.updated),
+        "eta_estimated": status.eta_estimated,
     }
 
 
@@ -44,6 +45,7 @@ def status_from_json(data: dict[str, Any]) -> JobStatus:
         created=_parse_time(data.get("created")),
         started=_parse_time(data.get("started")),
         updated=_parse_time(data.get("updated")),
+        eta_estimated=bool(data.get("eta_estimated", False)),
     )
 
 
@@ -88,4 +90,5 @@ def event_from_row(row: Any) -> Event:
         label=row.label,
         previous=None if row.previous is None else status_from_json(row.previous),
         current=status_from_json(row.current),
+        detail=row.detail or {},
     )

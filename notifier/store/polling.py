@@ -130,6 +130,7 @@ async def write_poll_results(
                     "label": e.label,
                     "previous": None if e.previous is None else status_to_json(e.previous),
                     "current": status_to_json(e.current),
+                    "detail": dict(e.detail) or None,
                     "occurred_at": e.occurred_at,
                 }
                 for e in plan.events

@@ -115,6 +115,7 @@ class EventRow(Base):
     label: Mapped[str] = mapped_column(String(200))
     previous: Mapped[dict[str, Any] | None]
     current: Mapped[dict[str, Any]]
+    detail: Mapped[dict[str, Any] | None]
     occurred_at: Mapped[datetime] = mapped_column(index=True)
 
 
