@@ -36,6 +36,7 @@ from notifier.notify.webhook import WebhookSink
 from notifier.polling.poller import Poller, TickSummary
 from notifier.store.engine import create_engine
 from notifier.store.live_messages import DatabaseLiveMessages
+from notifier.store.locks import CONFIG_SYNC_LOCK, exclusive
 from notifier.store.migrate import upgrade
 from notifier.store.subscriptions import load_active_subscriptions, sync_config_subscriptions
 from notifier.store.watches import sync_config_watches
@@ -91,9 +92,11 @@ class Service:
         self._stack.push_async_callback(engine.dispose)
         self._engine = engine
         await upgrade(engine)
-        now = self.clock()
-        await sync_config_watches(engine, settings.watch, now)
-        await sync_config_subscriptions(engine, settings.subscription, now)
+        # Replicas starting together would both insert the same new entries: one at a time.
+        async with exclusive(engine, CONFIG_SYNC_LOCK):
+            now = self.clock()
+            await sync_config_watches(engine, settings.watch, now)
+            await sync_config_subscriptions(engine, settings.subscription, now)
 
         clanforge = await self._stack.enter_async_context(open_clanforge(settings.clanforge))
         delivery_timeout = aiohttp.ClientTimeout(total=settings.delivery.timeout_seconds)
@@ -125,7 +128,9 @@ class Service:
             clock=self.clock,
             policy=RetryPolicy(),
             max_concurrency=settings.delivery.max_concurrency,
-            lease=timedelta(seconds=settings.delivery.timeout_seconds * 2 + 30),
+            # Longer than any one send can take, short enough that a dead replica's claims
+            # are picked up again soon.
+            lease=timedelta(seconds=settings.delivery.timeout_seconds * 2 + 5),
         )
         poll = settings.poll
         self._poller = Poller(

@@ -1,0 +1,219 @@
+"""Three `notifier run` processes on one PostgreSQL database share 300 watches and one outbox:
+every event is delivered, none twice, no image version is polled twice within an interval, and a
+replica killed with SIGKILL loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import sys
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from notifier.testing.fake_clanforge import FakeClanforge, status_reply
+from notifier.testing.webhook_receiver import WebhookReceiver
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+ACCESS_KEY, SECRET_KEY = "ak-replicas", "sk-replicas"
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+ASID = 4321
+WATCHES = 300
+INTERVAL = 0.5
+EXPECTED_PER_WATCH = [
+    ("imageversion.state_changed", "Queued"),
+    ("imageversion.state_changed", "Running"),
+    ("imageversion.state_changed", "Complete"),
+    ("imageversion.completed", "Complete"),
+]
+
+
+def image_versions() -> range:
+    return range(700_000, 700_000 + WATCHES)
+
+
+def write_config(
+    path: Path, database_url: str, clanforge: FakeClanforge, hooks: WebhookReceiver
+) -> Path:
+    watches = "".join(
+        f"\n[[watch]]\naccount_service_id = {ASID}\nimage_version_id = {ivid}\n"
+        f'label = "build {ivid}"\n'
+        for ivid in image_versions()
+    )
+    path.write_text(
+        f"""
+[database]
+url = "{database_url}"
+
+[clanforge]
+base_url = "{clanforge.base_url}"
+access_key = "{ACCESS_KEY}"
+secret_key = "{SECRET_KEY}"
+timeout_seconds = 2
+max_concurrency = 16
+requests_per_second = 200
+
+[poll]
+interval_seconds = {INTERVAL}
+running_interval_seconds = {INTERVAL}
+
+[delivery]
+timeout_seconds = 1
+max_concurrency = 16
+interval_seconds = 0.2
+
+[[subscription]]
+name = "chatops"
+webhook_url = "{hooks.url}"
+webhook_secret = "{WEBHOOK_SECRET}"
+events = ["imageversion.state_changed", "imageversion.completed"]
+{watches}""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[tuple[FakeClanforge, WebhookReceiver]]:
+    async with (
+        FakeClanforge(access_key=ACCESS_KEY, secret_key=SECRET_KEY) as clanforge,
+        WebhookReceiver() as hooks,
+    ):
+        for ivid in image_versions():
+            clanforge.script(
+                ASID, ivid, [status_reply(3), status_reply(4, 50), status_reply(5, 100)]
+            )
+        yield clanforge, hooks
+
+
+async def start_replicas(config: Path, count: int) -> list[asyncio.subprocess.Process]:
+    return [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "notifier",
+            "run",
+            "--config",
+            str(config),
+            env=dict(os.environ),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(count)
+    ]
+
+
+async def stop_all(replicas: list[asyncio.subprocess.Process]) -> list[tuple[int | None, str]]:
+    results = []
+    for proc in replicas:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in replicas:
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+        results.append((proc.returncode, err.decode()))
+    return results
+
+
+async def eventually(condition: Callable[[], bool], within: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.1)
+
+
+def received_events(hooks: WebhookReceiver) -> dict[str, tuple[int, str, str]]:
+    """webhook-id -> (image version, type, state) of every verified request."""
+    events = {}
+    for request, payload in zip(
+        hooks.requests, hooks.verified_payloads(WEBHOOK_SECRET), strict=True
+    ):
+        data = payload["data"]
+        events[request.headers["webhook-id"]] = (
+            data["image_version_id"],
+            payload["type"],
+            data["current"]["state"],
+        )
+    return events
+
+
+def assert_every_event_arrived_in_order(hooks: WebhookReceiver) -> None:
+    per_watch: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    seen: set[str] = set()
+    for request, payload in zip(
+        hooks.requests, hooks.verified_payloads(WEBHOOK_SECRET), strict=True
+    ):
+        if request.headers["webhook-id"] in seen:
+            continue  # an at-least-once resend of the same event
+        seen.add(request.headers["webhook-id"])
+        per_watch[payload["data"]["image_version_id"]].append(
+            (payload["type"], payload["data"]["current"]["state"])
+        )
+    assert set(per_watch) == set(image_versions())
+    wrong = {ivid: events for ivid, events in per_watch.items() if events != EXPECTED_PER_WATCH}
+    assert wrong == {}
+
+
+def assert_no_image_version_polled_twice_within_an_interval(clanforge: FakeClanforge) -> None:
+    times: dict[str, list[float]] = defaultdict(list)
+    for request in clanforge.requests:
+        times[request.path].append(request.time)
+    too_close = [
+        (path, round(b - a, 3))
+        for path, polls in times.items()
+        for a, b in itertools.pairwise(polls)
+        if b - a < INTERVAL * 0.9
+    ]
+    assert too_close == []
+
+
+async def test_three_replicas_share_the_work_without_double_sends(
+    upstream: tuple[FakeClanforge, WebhookReceiver], postgres_url: str, tmp_path: Path
+) -> None:
+    clanforge, hooks = upstream
+    config = write_config(tmp_path / "notifier.toml", postgres_url, clanforge, hooks)
+    replicas = await start_replicas(config, 3)
+    try:
+        await eventually(lambda: len(hooks.requests) >= WATCHES * len(EXPECTED_PER_WATCH), 60)
+        await asyncio.sleep(1.0)  # anything extra that would arrive (it must not)
+    finally:
+        results = await stop_all(replicas)
+    assert [code for code, _ in results] == [0, 0, 0], results
+
+    ids = Counter(r.headers["webhook-id"] for r in hooks.requests)
+    assert [i for i, n in ids.items() if n > 1] == []
+    assert len(ids) == WATCHES * len(EXPECTED_PER_WATCH)
+    assert_every_event_arrived_in_order(hooks)
+    assert_no_image_version_polled_twice_within_an_interval(clanforge)
+    # Each replica did part of the polling (each logs the ticks in which it saw events).
+    assert all("polled " in err for _, err in results), [err[-500:] for _, err in results]
+
+
+async def test_a_replica_killed_mid_run_loses_nothing(
+    upstream: tuple[FakeClanforge, WebhookReceiver], postgres_url: str, tmp_path: Path
+) -> None:
+    clanforge, hooks = upstream
+    config = write_config(tmp_path / "notifier.toml", postgres_url, clanforge, hooks)
+    replicas = await start_replicas(config, 3)
+    try:
+        await eventually(lambda: len(hooks.requests) >= WATCHES, 60)
+        replicas[0].send_signal(signal.SIGKILL)
+        await replicas[0].wait()
+        # Watch leases last interval + 3 x timeout (6.5 s), delivery leases 2 x timeout + 5 s (7 s).
+        await eventually(
+            lambda: len(received_events(hooks)) >= WATCHES * len(EXPECTED_PER_WATCH), 45
+        )
+    finally:
+        results = await stop_all(replicas)
+    assert results[0][0] == -signal.SIGKILL
+    assert [code for code, _ in results[1:]] == [0, 0], results
+    assert_every_event_arrived_in_order(hooks)
+    # A resend after the kill carries the same webhook-id and the same content.
+    events = received_events(hooks)
+    assert len(events) == WATCHES * len(EXPECTED_PER_WATCH)
