@@ -91,12 +91,24 @@ class Service:
         engine = create_engine(settings.database.url)
         self._stack.push_async_callback(engine.dispose)
         self._engine = engine
-        await upgrade(engine)
+        schema = await upgrade(engine)
+        if schema.applied:
+            log.info(
+                "database schema upgraded from %s to %s", schema.before or "empty", schema.after
+            )
+        else:
+            log.info("database schema up to date at %s", schema.after)
         # Replicas starting together would both insert the same new entries: one at a time.
         async with exclusive(engine, CONFIG_SYNC_LOCK):
             now = self.clock()
-            await sync_config_watches(engine, settings.watch, now)
+            synced = await sync_config_watches(engine, settings.watch, now)
             await sync_config_subscriptions(engine, settings.subscription, now)
+        log.info(
+            "config synced: %d watches added, %d updated, %d retired",
+            synced.added,
+            synced.updated,
+            synced.retired,
+        )
 
         clanforge = await self._stack.enter_async_context(open_clanforge(settings.clanforge))
         delivery_timeout = aiohttp.ClientTimeout(total=settings.delivery.timeout_seconds)

@@ -134,20 +134,31 @@ async def _admin(url: str, statement: str) -> None:
         await conn.close()
 
 
-@pytest.fixture
-def postgres_url(postgres_template: str | None) -> Iterator[str]:
-    """The URL of a fresh, migrated PostgreSQL database that is dropped after the test."""
-    if postgres_template is None:
+def _fresh_postgres_database(template: str | None) -> Iterator[str]:
+    url = os.environ.get(POSTGRES_URL_VAR)
+    if not url:
         if os.environ.get(REQUIRE_POSTGRES_VAR):
             pytest.fail(f"{POSTGRES_URL_VAR} is not set but {REQUIRE_POSTGRES_VAR} is")
         pytest.skip(f"{POSTGRES_URL_VAR} is not set")
-    url = os.environ[POSTGRES_URL_VAR]
     name = f"notifier_test_{secrets.token_hex(4)}"
-    asyncio.run(_admin(url, f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"'))
+    create = f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")
+    asyncio.run(_admin(url, create))
     try:
         yield _with_database(url, name)
     finally:
         asyncio.run(_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def postgres_url(postgres_template: str | None) -> Iterator[str]:
+    """The URL of a fresh, migrated PostgreSQL database that is dropped after the test."""
+    yield from _fresh_postgres_database(postgres_template or "")
+
+
+@pytest.fixture
+def empty_postgres_url() -> Iterator[str]:
+    """The URL of a fresh PostgreSQL database with no schema at all, dropped after the test."""
+    yield from _fresh_postgres_database(None)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ hand it a connection we already hold (the cookbook's "connection sharing").
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib.resources import files
 
 from alembic import command
@@ -27,20 +28,37 @@ def alembic_config() -> Config:
     return cfg
 
 
-def _upgrade(connection: Connection, cfg: Config) -> None:
+@dataclass(frozen=True, slots=True)
+class SchemaUpgrade:
+    """Where the schema was before and after; equal when there was nothing to apply."""
+
+    before: str | None
+    after: str | None
+
+    @property
+    def applied(self) -> bool:
+        return self.before != self.after
+
+
+def _upgrade(connection: Connection, cfg: Config) -> SchemaUpgrade:
+    before = _current_revision(connection)
     cfg.attributes["connection"] = connection
     command.upgrade(cfg, "head")
+    return SchemaUpgrade(before, _current_revision(connection))
 
 
-async def upgrade(engine: AsyncEngine) -> None:
-    """Apply every pending migration; with several replicas exactly one applies them."""
+async def upgrade(engine: AsyncEngine) -> SchemaUpgrade:
+    """Apply every pending migration; with several replicas exactly one applies them.
+
+    The others wait on the lock, then find the schema at head and apply nothing.
+    """
     cfg = alembic_config()
     async with engine.begin() as conn:
         if is_postgres(engine):
             await conn.execute(
                 text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
             )
-        await conn.run_sync(_upgrade, cfg)
+        return await conn.run_sync(_upgrade, cfg)
 
 
 def _current_revision(connection: Connection) -> str | None:

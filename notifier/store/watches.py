@@ -110,15 +110,25 @@ async def list_watches(engine: AsyncEngine) -> list[WatchView]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class WatchSync:
+    """What a config sync changed, so each replica can say whether it was the one that did."""
+
+    added: int
+    updated: int
+    retired: int
+
+
 async def sync_config_watches(
     engine: AsyncEngine, watches: Sequence[WatchSettings], now: datetime
-) -> None:
+) -> WatchSync:
     """Make the database's config-sourced watches match the file, in one transaction.
 
     New entries start polling now; entries gone from the file stop being polled but keep their
     history; a watch someone added by hand and then put in the file becomes the file's.
     """
     wanted = {(w.account_service_id, w.image_version_id): w for w in watches}
+    added = updated = 0
     async with engine.begin() as conn:
         existing = {
             (row.account_service_id, row.image_version_id): row
@@ -150,11 +160,13 @@ async def sync_config_watches(
                         created_at=now,
                     )
                 )
+                added += 1
             elif row.label != setting.label or row.source != "config" or not row.active:
                 values: dict[str, object] = {"label": setting.label, "source": "config"}
                 if not row.active:
                     values.update(active=True, next_poll_at=now)
                 await conn.execute(update(Watch).where(Watch.id == row.id).values(**values))
+                updated += 1
         gone = [
             row.id
             for key, row in existing.items()
@@ -162,3 +174,4 @@ async def sync_config_watches(
         ]
         if gone:
             await conn.execute(update(Watch).where(Watch.id.in_(gone)).values(active=False))
+    return WatchSync(added, updated, len(gone))

@@ -217,3 +217,38 @@ async def test_a_replica_killed_mid_run_loses_nothing(
     # A resend after the kill carries the same webhook-id and the same content.
     events = received_events(hooks)
     assert len(events) == WATCHES * len(EXPECTED_PER_WATCH)
+
+
+async def read_until_running(proc: asyncio.subprocess.Process) -> str:
+    """Its log up to the line saying it runs (schema and config are settled by then)."""
+    assert proc.stderr is not None
+    lines = []
+    while True:
+        line = (await proc.stderr.readline()).decode()
+        if not line:
+            raise AssertionError("replica exited before running:\n" + "".join(lines))
+        lines.append(line)
+        if "notifier running as" in line:
+            return "".join(lines)
+
+
+async def test_two_replicas_starting_together_migrate_and_sync_once(
+    upstream: tuple[FakeClanforge, WebhookReceiver], empty_postgres_url: str, tmp_path: Path
+) -> None:
+    clanforge, hooks = upstream
+    config = write_config(tmp_path / "notifier.toml", empty_postgres_url, clanforge, hooks)
+    replicas = await start_replicas(config, 2)
+    try:
+        logs = await asyncio.wait_for(
+            asyncio.gather(*(read_until_running(proc) for proc in replicas)), timeout=30
+        )
+    finally:
+        results = await stop_all(replicas)
+    assert [code for code, _ in results] == [0, 0], results
+
+    migrated = [log for log in logs if "database schema upgraded from empty to" in log]
+    waited = [log for log in logs if "database schema up to date at" in log]
+    assert (len(migrated), len(waited)) == (1, 1), logs
+    synced = [log for log in logs if f"config synced: {WATCHES} watches added" in log]
+    found = [log for log in logs if "config synced: 0 watches added, 0 updated, 0 retired" in log]
+    assert (len(synced), len(found)) == (1, 1), logs

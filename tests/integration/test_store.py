@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.config import PollSettings, SubscriptionSettings, WatchSettings
 from notifier.polling.plan import plan_deliveries, plan_success
+from notifier.store.migrate import upgrade
 from notifier.store.outbox import (
     claim_due_deliveries,
     list_deliveries,
@@ -25,7 +26,7 @@ from notifier.store.subscriptions import (
     sync_config_subscriptions,
 )
 from notifier.store.tables import EventRow, JobStatusRow
-from notifier.store.watches import add_watch, list_watches, sync_config_watches
+from notifier.store.watches import WatchSync, add_watch, list_watches, sync_config_watches
 from tests.conftest import T0, make_status
 
 POLL = PollSettings(interval_seconds=30, running_interval_seconds=10)
@@ -192,3 +193,17 @@ async def test_config_sync_is_idempotent_and_retires_removed_entries(engine: Asy
     assert [(s.name, s.active) for s in await list_subscriptions(engine)] == [("a", False)]
     assert await load_active_subscriptions(engine, {}) == []
     assert await count_rows(engine, JobStatusRow) == 0
+
+
+async def test_upgrade_of_a_migrated_database_applies_nothing(engine: AsyncEngine) -> None:
+    again = await upgrade(engine)
+    assert not again.applied
+    assert again.before == again.after is not None
+
+
+async def test_config_sync_reports_what_it_changed(engine: AsyncEngine) -> None:
+    first = [WatchSettings(account_service_id=1, image_version_id=i, label="a") for i in (1, 2)]
+    assert await sync_config_watches(engine, first, T0) == WatchSync(added=2, updated=0, retired=0)
+    assert await sync_config_watches(engine, first, T0) == WatchSync(added=0, updated=0, retired=0)
+    second = [WatchSettings(account_service_id=1, image_version_id=1, label="b")]
+    assert await sync_config_watches(engine, second, T0) == WatchSync(added=0, updated=1, retired=1)
