@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from notifier.clanforge.status import JobStatus, state_name
 from notifier.events.model import Event
 
 
+# Bumped only for a change a receiver must handle (a field removed, renamed or retyped); added
+# fields keep the version. docs/webhook-payload.schema.json describes this version.
+PAYLOAD_VERSION: Final = 1
+
+
 def webhook_payload(event: Event) -> dict[str, Any]:
-    """``{type, timestamp, data}`` per the Standard Webhooks payload shape; null where unknown."""
+    """``{type, version, timestamp, data}`` per the Standard Webhooks payload shape.
+
+    Null where unknown.
+    """
     previous: dict[str, Any] | None = None
     if event.previous is not None:
         previous = {
@@ -44,7 +52,12 @@ def webhook_payload(event: Event) -> dict[str, Any]:
     }
     if event.detail:
         data["detail"] = dict(event.detail)
-    return {"type": event.type, "timestamp": rfc3339(event.occurred_at), "data": data}
+    return {
+        "type": event.type,
+        "version": PAYLOAD_VERSION,
+        "timestamp": rfc3339(event.occurred_at),
+        "data": data,
+    }
 
 
 def encode_payload(payload: dict[str, Any]) -> bytes:

@@ -12,6 +12,7 @@ from notifier.notify.payload import encode_payload, rfc3339, webhook_payload
 
 DESIGN_EXAMPLE = {
     "type": "imageversion.failed",
+    "version": 1,
     "timestamp": "2026-11-28T17:04:05Z",
     "data": {
         "account_service_id": 1234,

@@ -1,0 +1,91 @@
+"""Built-in body templates for chat services' incoming webhooks.
+
+Each is an ordinary template (see ``template.py``) so that a user who wants a variation copies
+one into ``template = '''...'''`` and edits it. Golden files in tests/golden/ pin what each
+renders; the shapes follow each service's incoming-webhook documentation.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+_COLOR = (
+    "{% set color = {'imageversion.failed': 13632027, 'imageversion.completed': 2664261,"
+    " 'imageversion.squashed': 9807270, 'watch.poll_failing': 16098851}.get(type, 3447003) %}"
+)
+
+# Microsoft Teams: a Workflows "post to a channel when a webhook request is received" flow takes
+# a message with an Adaptive Card attachment (the Office 365 connectors' MessageCard is retired).
+TEAMS: Final = """{
+  "type": "message",
+  "attachments": [{
+    "contentType": "application/vnd.microsoft.card.adaptive",
+    "contentUrl": null,
+    "content": {
+      "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+      "type": "AdaptiveCard",
+      "version": "1.4",
+      "body": [
+        {"type": "TextBlock", "text": {{ headline | json }}, "weight": "Bolder", "size": "Medium",
+         "wrap": true},
+        {"type": "FactSet", "facts": [
+          {"title": "State", "value": {{ data.current.state | json }}},
+          {"title": "Progress", "value": {{ (data.current.progress ~ "%") | json }}},
+          {"title": "ETA", "value": {{ (data.current.eta or "unknown") | json }}},
+          {"title": "Image version", "value": {{ (data.account_service_id ~ "/"
+            ~ data.image_version_id) | json }}}
+          {%- if data.current.error %},
+          {"title": "Error", "value": {{ data.current.error | json }}}{% endif %}
+        ]}
+      ]
+    }
+  }]
+}"""
+
+# Discord: content at most 2,000 characters, embed title 256, field values 1,024; mentions in a
+# label ("@everyone") are not pinged.
+DISCORD: Final = (
+    _COLOR
+    + """{
+  "content": {{ headline | truncate(2000, true, "…", 0) | json }},
+  "allowed_mentions": {"parse": []},
+  "embeds": [{
+    "title": {{ (data.label or ("image version " ~ data.image_version_id))
+      | truncate(256, true, "…", 0) | json }},
+    "color": {{ color }},
+    "timestamp": {{ timestamp | json }},
+    "fields": [
+      {"name": "State", "value": {{ data.current.state | json }}, "inline": true},
+      {"name": "Progress", "value": {{ (data.current.progress ~ "%") | json }}, "inline": true},
+      {"name": "ETA", "value": {{ (data.current.eta or "unknown") | json }}, "inline": true}
+      {%- if data.current.error %},
+      {"name": "Error", "value": {{ data.current.error | truncate(1024, true, "…", 0) | json }}}
+      {%- endif %}
+    ]
+  }]
+}"""
+)
+
+# Mattermost: an incoming webhook takes Markdown in "text".
+MATTERMOST: Final = """{
+  "text": {{ ("#### " ~ headline ~ "\\n"
+    ~ "| State | Progress | ETA |\\n| --- | --- | --- |\\n"
+    ~ "| " ~ data.current.state ~ " | " ~ data.current.progress ~ "% | "
+    ~ (data.current.eta or "unknown") ~ " |"
+    ~ (("\\n**Error:** " ~ data.current.error) if data.current.error else "")) | json }}
+}"""
+
+# Google Chat: a space's incoming webhook takes "text" with *bold* formatting.
+GOOGLE_CHAT: Final = """{
+  "text": {{ ("*" ~ headline ~ "*\\n"
+    ~ "State: " ~ data.current.state ~ ", progress " ~ data.current.progress ~ "%, ETA "
+    ~ (data.current.eta or "unknown")
+    ~ (("\\nError: " ~ data.current.error) if data.current.error else "")) | json }}
+}"""
+
+PRESETS: Final[dict[str, str]] = {
+    "teams": TEAMS,
+    "discord": DISCORD,
+    "mattermost": MATTERMOST,
+    "google_chat": GOOGLE_CHAT,
+}

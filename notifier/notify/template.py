@@ -1,0 +1,110 @@
+"""Webhook body templates: Jinja2 in a sandbox, with our event as context and JSON-safe output.
+
+A template is written by whoever edits the config file, and the label it formats comes from
+whoever names a watch: the sandbox keeps a template from reaching Python internals, the ``json``
+filter keeps a quote in a label from breaking the receiver's JSON, and every rendered body is
+checked to be JSON before it is sent. Templates are compiled and rendered against a sample of
+every event type at config load, so a mistake is reported at start-up, not on the first failure.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from notifier.events.model import Event
+from notifier.notify.payload import webhook_payload
+from notifier.notify.samples import sample_events
+
+
+class TemplateProblem(ValueError):
+    """A template that does not compile, fails on a sample event, or renders something not JSON."""
+
+
+def _json(value: Any) -> str:
+    """A JSON literal for ``value``: ``"text": {{ data.label | json }}`` is always valid JSON."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _environment() -> SandboxedEnvironment:
+    env = SandboxedEnvironment(
+        undefined=StrictUndefined,  # a misspelt field is an error at load, not an empty string
+        autoescape=False,
+        keep_trailing_newline=False,
+    )
+    env.filters["json"] = _json
+    return env
+
+
+_ENV = _environment()
+
+
+def headline(payload: dict[str, Any]) -> str:
+    """One human line, the same in every preset: ``EU fleet, build 1.4.2: Running → Failed (80%)``."""
+    data = payload["data"]
+    name = data["label"] or f"image version {data['image_version_id']}"
+    current = data["current"]
+    previous = data["previous"]
+    kind = payload["type"]
+    if kind.startswith("watch."):
+        what = "polling is failing" if kind == "watch.poll_failing" else "polling recovered"
+        return f"{name}: {what}"
+    moved = (
+        f"{previous['state']} → {current['state']}"
+        if previous is not None and previous["state"] != current["state"]
+        else current["state"]
+    )
+    suffix = {
+        "imageversion.stalled": ", stalled",
+        "imageversion.resumed": ", moving again",
+        "imageversion.eta_changed": ", ETA changed",
+        "imageversion.overdue": ", overdue",
+        "imageversion.progress": ", progress",
+    }.get(kind, "")
+    return f"{name}: {moved} ({current['progress']}%){suffix}"
+
+
+def context(event: Event) -> dict[str, Any]:
+    """What a template sees: the webhook payload's fields, ``event`` (the whole payload) and
+    ``headline``."""
+    payload = webhook_payload(event)
+    return {**payload, "event": payload, "headline": headline(payload)}
+
+
+@lru_cache(maxsize=64)
+def _compiled(source: str) -> Any:
+    return _ENV.from_string(source)
+
+
+def render(source: str, event: Event) -> bytes:
+    """The body for ``event``: the rendered template, checked to be JSON, sent compact UTF-8."""
+    try:
+        text = _compiled(source).render(context(event))
+    except TemplateError as exc:
+        raise TemplateProblem(f"{type(exc).__name__}: {exc}") from None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise TemplateProblem(
+            f"renders invalid JSON for {event.type} ({exc}); use the json filter for values"
+        ) from None
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def check_template(source: str) -> None:
+    """Raise :class:`TemplateProblem` unless ``source`` renders JSON for every sample event."""
+    try:
+        _compiled(source)
+    except TemplateError as exc:
+        line = getattr(exc, "lineno", None)
+        where = f" at line {line}" if line else ""
+        raise TemplateProblem(f"does not compile{where}: {exc}") from None
+    for event in sample_events():
+        try:
+            render(source, event)
+        except TemplateProblem as exc:
+            raise TemplateProblem(f"fails on a sample {event.type} event: {exc}") from None
