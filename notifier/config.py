@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -28,6 +30,8 @@ from sqlalchemy.exc import ArgumentError
 
 from notifier.clanforge.status import state_id_for_name
 from notifier.events.model import EVENT_TYPES, STATE_CHANGED
+from notifier.notify.presets import PRESETS
+from notifier.notify.template import TemplateProblem, check_template
 
 DEFAULT_CONFIG_PATH = Path("config/notifier.toml")
 CONFIG_ENV_VAR = "NOTIFIER_CONFIG"
@@ -148,11 +152,41 @@ class WatchSettings(_Section):
     label: str = ""
 
 
+def _whsec(value: SecretStr) -> SecretStr:
+    raw = value.get_secret_value()
+    if not raw.startswith("whsec_"):
+        raise ValueError("must be a Standard Webhooks secret of the form whsec_<base64>")
+    try:
+        key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("is not valid base64 after whsec_") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError(f"must decode to 24 to 64 bytes, got {len(key)}")
+    return value
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost: plain http there never leaves the machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class SubscriptionSettings(_Section):
     name: NonEmptyStr
     slack_channel: NonEmptyStr | None = None
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
+    # During a rotation: more secrets, each adding a signature beside webhook_secret's.
+    webhook_secrets: list[SecretStr] = Field(default_factory=list)
+    # Plain http to a host other than loopback sends events (and signatures) in clear text.
+    allow_http: bool = False
+    label_glob: NonEmptyStr | None = None
+    template: NonEmptyStr | None = None
+    preset: Literal["teams", "discord", "mattermost", "google_chat"] | None = None
     events: list[str] = Field(default_factory=lambda: [STATE_CHANGED], min_length=1)
     states: list[str] = Field(default_factory=list)
     account_service_ids: list[PositiveInt] = Field(default_factory=list)
@@ -182,18 +216,27 @@ class SubscriptionSettings(_Section):
 
     @field_validator("webhook_secret")
     @classmethod
-    def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return None
-        raw = value.get_secret_value()
-        if not raw.startswith("whsec_"):
-            raise ValueError("must be a Standard Webhooks secret of the form whsec_<base64>")
-        try:
-            key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("is not valid base64 after whsec_") from None
-        if not 24 <= len(key) <= 64:
-            raise ValueError(f"must decode to 24 to 64 bytes, got {len(key)}")
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is None else _whsec(value)
+
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _secrets(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for i, secret in enumerate(value):
+            try:
+                _whsec(secret)
+            except ValueError as exc:
+                raise ValueError(f"entry {i}: {exc}") from None
+        return value
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check_template(value)
+            except TemplateProblem as exc:
+                raise ValueError(f"template {exc}") from None
         return value
 
     @model_validator(mode="after")
@@ -201,9 +244,38 @@ class SubscriptionSettings(_Section):
         targets = [t for t in (self.slack_channel, self.webhook_url) if t is not None]
         if len(targets) != 1:
             raise ValueError("needs exactly one of slack_channel or webhook_url")
-        if self.webhook_secret is not None and self.webhook_url is None:
-            raise ValueError("webhook_secret goes with webhook_url")
+        webhook_only = {
+            "webhook_secret": self.webhook_secret is not None,
+            "webhook_secrets": bool(self.webhook_secrets),
+            "allow_http": self.allow_http,
+            "template": self.template is not None,
+            "preset": self.preset is not None,
+        }
+        if self.webhook_url is None:
+            for key, given in webhook_only.items():
+                if given:
+                    raise ValueError(f"{key} goes with webhook_url")
+            return self
+        if self.template is not None and self.preset is not None:
+            raise ValueError("give template or preset, not both")
+        url = urlsplit(self.webhook_url)
+        clear_text = url.scheme == "http" and not is_loopback_host(url.hostname or "")
+        if clear_text and not self.allow_http:
+            raise ValueError(
+                "webhook_url must be https:// (set allow_http = true to send in clear text)"
+            )
         return self
+
+    @property
+    def signing_secrets(self) -> tuple[str, ...]:
+        """Every secret the requests are signed with, webhook_secret first."""
+        first = [self.webhook_secret] if self.webhook_secret is not None else []
+        return tuple(s.get_secret_value() for s in [*first, *self.webhook_secrets])
+
+    @property
+    def body_template(self) -> str | None:
+        """The template source to render bodies with; None sends our own payload."""
+        return PRESETS[self.preset] if self.preset is not None else self.template
 
     @property
     def kind(self) -> Literal["slack_channel", "webhook"]:

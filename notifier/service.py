@@ -163,12 +163,15 @@ class Service:
         )
 
     async def _subscriptions(self) -> list[Subscription]:
-        secrets_by_name = {
-            s.name: s.webhook_secret.get_secret_value()
-            for s in self.settings.subscription
-            if s.webhook_secret is not None
+        secrets_by_name: dict[str, str | tuple[str, ...]] = {
+            s.name: s.signing_secrets for s in self.settings.subscription if s.signing_secrets
         }
-        return await load_active_subscriptions(self.engine, secrets_by_name)
+        templates = {
+            s.name: template
+            for s in self.settings.subscription
+            if (template := s.body_template) is not None
+        }
+        return await load_active_subscriptions(self.engine, secrets_by_name, templates)
 
     async def tick(self) -> TickSummary | None:
         """One poll tick; the lock lets shutdown wait for a tick under way instead of cutting it."""

@@ -13,7 +13,6 @@ from typing import Any, Final
 from notifier.clanforge.status import JobStatus, state_name
 from notifier.events.model import Event
 
-
 # Bumped only for a change a receiver must handle (a field removed, renamed or retyped); added
 # fields keep the version. docs/webhook-payload.schema.json describes this version.
 PAYLOAD_VERSION: Final = 1

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 import standardwebhooks
+from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 # Receivers reject timestamps further than this from their clock (the specification's advice).
 TIMESTAMP_TOLERANCE_SECONDS: Final = 5 * 60
@@ -78,7 +79,7 @@ def check_request(
         )
     try:
         signer = standardwebhooks.Webhook(secret)
-    except Exception:  # noqa: BLE001 - the library raises bare errors for bad base64
+    except (ValueError, RuntimeError, EmptyWebhookSecretError):  # bad base64, or no key
         return SignatureCheck(False, ("the secret is not whsec_<base64>",))
     try:
         expected = signer.sign(msg_id, sent_at, body.decode("utf-8"))
@@ -92,7 +93,8 @@ def check_request(
     else:
         findings.append(
             f"signature: none of the {len(offered)} offered matches; expected {expected} "
-            "(wrong secret, or the body bytes were changed: verify the raw body, not re-encoded JSON)"
+            "(wrong secret, or the body bytes were changed: verify the raw body, "
+            "not re-encoded JSON)"
         )
     age = (now - sent_at).total_seconds()
     timestamp_ok = abs(age) <= TIMESTAMP_TOLERANCE_SECONDS

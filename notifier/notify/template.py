@@ -44,7 +44,7 @@ _ENV = _environment()
 
 
 def headline(payload: dict[str, Any]) -> str:
-    """One human line, the same in every preset: ``EU fleet, build 1.4.2: Running → Failed (80%)``."""
+    """One human line for every preset: ``EU fleet, build 1.4.2: Running → Failed (80%)``."""
     data = payload["data"]
     name = data["label"] or f"image version {data['image_version_id']}"
     current = data["current"]

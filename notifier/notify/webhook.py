@@ -8,21 +8,23 @@ URL's query string, which often carries a token.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Final
+from typing import Final, NoReturn
 from urllib.parse import urlsplit
 
 import aiohttp
-import standardwebhooks
 
 from notifier import __version__
 from notifier.events.model import Event
 from notifier.notify.outcome import DeliveryFailed
 from notifier.notify.payload import encode_payload, webhook_payload
+from notifier.notify.signing import standard_headers
 from notifier.notify.subscription import Subscription
+from notifier.notify.template import TemplateProblem, render
 
 USER_AGENT: Final = f"clanforge-notifier/{__version__}"
 # Enough for any error page worth quoting; a receiver streaming gigabytes must not stall us.
@@ -50,21 +52,40 @@ class WebhookSink:
         self._clock = clock
 
     async def deliver(self, event: Event, subscription: Subscription) -> None:
-        body = encode_payload(webhook_payload(event))
+        await self.send(event, subscription)
+
+    async def send(self, event: Event, subscription: Subscription) -> int:
+        """POST ``event``; the 2xx status on success, ``DeliveryFailed`` otherwise."""
         url = subscription.target
         where = describe_url(url)
-        headers = self._headers(event.id, body, subscription.secret)
+        if subscription.template is not None:
+            try:
+                body = render(subscription.template, event)
+            except TemplateProblem as exc:
+                # Checked at config load against every event type; reaching here is a bug.
+                raise DeliveryFailed(
+                    f"subscription {subscription.name!r}: body template {exc}", permanent=True
+                ) from None
+        else:
+            body = encode_payload(webhook_payload(event))
+        headers = self._headers(event.id, body, subscription.signing_secrets)
         try:
-            async with self._session.post(
-                url,
-                data=body,
-                headers=headers,
-                allow_redirects=False,
-                timeout=self._timeout,
-            ) as response:
+            # The session timeout covers the request; this one also covers a capped body read,
+            # so a receiver trickling bytes cannot hold a dispatcher slot past the timeout.
+            async with (
+                asyncio.timeout(self._timeout_seconds),
+                self._session.post(
+                    url,
+                    data=body,
+                    headers=headers,
+                    allow_redirects=False,
+                    timeout=self._timeout,
+                ) as response,
+            ):
                 if 200 <= response.status < 300:
-                    return
+                    return response.status
                 await self._raise_for(response, where)
+                raise AssertionError("unreachable: _raise_for always raises")
         except DeliveryFailed:
             raise
         except TimeoutError as exc:
@@ -83,20 +104,14 @@ class WebhookSink:
             # Not str(exc): some ClientErrors quote the full URL, query string and all.
             raise DeliveryFailed(f"webhook {where} failed: {type(exc).__name__}") from exc
 
-    def _headers(self, event_id: str, body: bytes, secret: str | None) -> dict[str, str]:
-        sent_at = self._clock().astimezone(UTC)
-        headers = {
+    def _headers(self, event_id: str, body: bytes, secrets: tuple[str, ...]) -> dict[str, str]:
+        return {
             "content-type": "application/json",
             "user-agent": USER_AGENT,
-            "webhook-id": event_id,
-            "webhook-timestamp": str(int(sent_at.timestamp())),
+            **standard_headers(event_id, self._clock(), body, secrets),
         }
-        if secret:
-            signer = standardwebhooks.Webhook(secret)
-            headers["webhook-signature"] = signer.sign(event_id, sent_at, body.decode("utf-8"))
-        return headers
 
-    async def _raise_for(self, response: aiohttp.ClientResponse, where: str) -> None:
+    async def _raise_for(self, response: aiohttp.ClientResponse, where: str) -> NoReturn:
         status = response.status
         if 300 <= status < 400:
             location = response.headers.get("Location")

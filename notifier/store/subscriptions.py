@@ -34,6 +34,7 @@ def _filters(setting: SubscriptionSettings) -> dict[str, Any]:
         "states": list(setting.states),
         "account_service_ids": list(setting.account_service_ids),
         "image_version_ids": list(setting.image_version_ids),
+        "label_glob": setting.label_glob,
     }
 
 
@@ -58,7 +59,7 @@ async def sync_config_subscriptions(
             values = {
                 "kind": setting.kind,
                 "target": setting.target,
-                "secret_ref": CONFIG_SECRET_REF if setting.webhook_secret is not None else None,
+                "secret_ref": CONFIG_SECRET_REF if setting.signing_secrets else None,
                 "filters": _filters(setting),
                 "active": True,
                 "source": "config",
@@ -101,9 +102,16 @@ async def list_subscriptions(engine: AsyncEngine) -> list[SubscriptionView]:
 
 
 async def load_active_subscriptions(
-    engine: AsyncEngine, config_secrets: Mapping[str, str]
+    engine: AsyncEngine,
+    config_secrets: Mapping[str, str | tuple[str, ...]],
+    config_templates: Mapping[str, str] | None = None,
 ) -> list[Subscription]:
-    """Active subscriptions with their secrets resolved (secrets never live in the database)."""
+    """Active subscriptions with their secrets resolved (secrets never live in the database).
+
+    ``config_secrets`` gives a subscription's secret, or all its secrets during a rotation;
+    ``config_templates`` its body template, taken from the file like the secrets.
+    """
+    templates = config_templates or {}
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
@@ -112,17 +120,24 @@ async def load_active_subscriptions(
                 .order_by(SubscriptionRow.id)
             )
         ).all()
-    return [
-        Subscription(
-            id=row.id,
-            name=row.name,
-            kind=cast(SubscriptionKind, row.kind),
-            target=row.target,
-            secret=config_secrets.get(row.name) if row.secret_ref == CONFIG_SECRET_REF else None,
-            event_types=frozenset(row.filters.get("events", ())),
-            states=frozenset(row.filters.get("states", ())),
-            account_service_ids=frozenset(row.filters.get("account_service_ids", ())),
-            image_version_ids=frozenset(row.filters.get("image_version_ids", ())),
+    subscriptions = []
+    for row in rows:
+        found = config_secrets.get(row.name) if row.secret_ref == CONFIG_SECRET_REF else None
+        secrets = (found,) if isinstance(found, str) else tuple(found or ())
+        subscriptions.append(
+            Subscription(
+                id=row.id,
+                name=row.name,
+                kind=cast(SubscriptionKind, row.kind),
+                target=row.target,
+                secret=secrets[0] if secrets else None,
+                more_secrets=secrets[1:],
+                event_types=frozenset(row.filters.get("events", ())),
+                states=frozenset(row.filters.get("states", ())),
+                account_service_ids=frozenset(row.filters.get("account_service_ids", ())),
+                image_version_ids=frozenset(row.filters.get("image_version_ids", ())),
+                label_glob=row.filters.get("label_glob"),
+                template=templates.get(row.name),
+            )
         )
-        for row in rows
-    ]
+    return subscriptions
