@@ -93,6 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command("list", "list subscriptions", sub_commands)
 
+    webhook = command("webhook", "try webhook subscriptions and signatures")
+    webhook_commands = webhook.add_subparsers(
+        dest="webhook_command", required=True, metavar="ACTION"
+    )
+    webhook_test = command(
+        "test", "send a signed sample event; print status and response time", webhook_commands
+    )
+    webhook_test.add_argument("name", metavar="NAME", help="webhook subscription name")
+    webhook_verify = command(
+        "verify",
+        "check the signature of a captured request read from stdin (headers, blank line, body)",
+        webhook_commands,
+    )
+    webhook_verify.add_argument(
+        "--secret", required=True, help="the whsec_... secret the receiver verifies with"
+    )
+
     events = command("events", "recent events, newest first")
     events.add_argument("--limit", type=_positive_int, default=50)
     events.add_argument("--image-version", type=_positive_int)
@@ -140,7 +157,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from notifier.demo import run_demo
 
         return asyncio.run(run_demo(seconds=args.seconds))
+    if args.command == "webhook" and args.webhook_command == "verify":
+        return _webhook_verify(args.secret)
     settings = _settings(args)
+    if args.command == "webhook":
+        return asyncio.run(_webhook_test(settings, args.name))
     if args.command == "check-config":
         print(render_effective_config(settings), end="")
         return EXIT_OK
@@ -157,6 +178,27 @@ def _command_key(args: argparse.Namespace) -> str:
         if action:
             return f"{args.command} {action}"
     return str(args.command)
+
+
+def _webhook_verify(secret: str) -> int:
+    from notifier.notify.webhook_tools import verify_raw
+
+    check = verify_raw(sys.stdin.buffer.read(), secret, utc_now())
+    for finding in check.findings:
+        print(finding)
+    print("valid" if check.ok else "NOT valid")
+    return EXIT_OK if check.ok else EXIT_FAILURE
+
+
+async def _webhook_test(settings: Settings, name: str) -> int:
+    from notifier.notify.webhook_tools import NoSuchWebhook, send_test
+
+    try:
+        ok, line = await send_test(settings, name)
+    except NoSuchWebhook as exc:
+        raise UsageError(str(exc)) from None
+    print(line, file=sys.stdout if ok else sys.stderr)
+    return EXIT_OK if ok else EXIT_FAILURE
 
 
 async def _run(settings: Settings) -> int:

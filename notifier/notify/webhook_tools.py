@@ -1,0 +1,78 @@
+"""``notifier webhook test`` and ``notifier webhook verify``: trying a webhook before it matters.
+
+``test`` sends a signed sample event through the real sink, so what it proves (URL, TLS, secret,
+template, the receiver's answer) is what the service will do. ``verify`` is for the receiver's
+side: given a captured request and the secret, it says whether and why the signature fails.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import replace
+from datetime import datetime
+
+import aiohttp
+
+from notifier.config import Settings, SubscriptionSettings
+from notifier.notify.outcome import DeliveryFailed
+from notifier.notify.samples import sample_event
+from notifier.notify.signing import SignatureCheck, check_request, parse_raw_request
+from notifier.notify.subscription import Subscription
+from notifier.notify.webhook import WebhookSink, describe_url
+
+
+class NoSuchWebhook(LookupError):
+    """The name given is not a webhook subscription in the configuration."""
+
+
+def webhook_subscription(settings: Settings, name: str) -> Subscription:
+    """The configured webhook subscription ``name``, secrets and template resolved."""
+    found: SubscriptionSettings | None = next(
+        (s for s in settings.subscription if s.name == name), None
+    )
+    if found is None or found.webhook_url is None:
+        names = ", ".join(s.name for s in settings.subscription if s.webhook_url) or "none"
+        raise NoSuchWebhook(
+            f"no webhook subscription named {name!r} (webhook subscriptions: {names})"
+        )
+    signing = found.signing_secrets
+    return Subscription(
+        id=0,
+        name=found.name,
+        kind="webhook",
+        target=found.webhook_url,
+        secret=signing[0] if signing else None,
+        more_secrets=signing[1:],
+        template=found.body_template,
+    )
+
+
+async def send_test(settings: Settings, name: str) -> tuple[bool, str]:
+    """Send a sample event to subscription ``name``; (it worked, the line to print)."""
+    subscription = webhook_subscription(settings, name)
+    event = replace(sample_event(), id=f"evt_test_{secrets.token_hex(8)}")
+    timeout = settings.delivery.timeout_seconds
+    where = describe_url(subscription.target)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        sink = WebhookSink(session, timeout_seconds=timeout)
+        started = time.perf_counter()
+        try:
+            status = await sink.send(event, subscription)
+        except DeliveryFailed as exc:
+            elapsed = (time.perf_counter() - started) * 1000
+            return False, f"{name}: failed after {elapsed:.0f} ms: {exc.reason}"
+    elapsed = (time.perf_counter() - started) * 1000
+    signed = f"{len(subscription.signing_secrets)} signature(s)"
+    if not subscription.signing_secrets:
+        signed = "unsigned"
+    return True, f"{name}: {status} in {elapsed:.0f} ms ({where}, {signed}, webhook-id {event.id})"
+
+
+def verify_raw(raw: bytes, secret: str, now: datetime) -> SignatureCheck:
+    """Check a captured request (headers, blank line, body) against ``secret``."""
+    try:
+        headers, body = parse_raw_request(raw)
+    except ValueError as exc:
+        return SignatureCheck(False, (f"cannot read the request: {exc}",))
+    return check_request(headers, body, secret, now)
