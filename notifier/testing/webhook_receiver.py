@@ -38,6 +38,8 @@ class _Answer:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     delay: float = 0.0
+    stream_bytes: int = 0
+    chunk_delay: float = 0.0
 
 
 class WebhookReceiver:
@@ -45,6 +47,8 @@ class WebhookReceiver:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, path: str = "/hook") -> None:
         self.requests: list[ReceivedRequest] = []
+        self.streamed_bytes = 0
+        """Body bytes written by streamed answers before the sender hung up or we finished."""
         self._answers: deque[_Answer] = deque()
         self._host = host
         self._port = port
@@ -94,9 +98,18 @@ class WebhookReceiver:
         headers: dict[str, str] | None = None,
         body: bytes = b"",
         delay: float = 0.0,
+        stream_bytes: int = 0,
+        chunk_delay: float = 0.0,
     ) -> None:
-        """Queue one answer; requests beyond the queue get 204 No Content."""
-        self._answers.append(_Answer(status, dict(headers or {}), body, delay))
+        """Queue one answer; requests beyond the queue get 204 No Content.
+
+        ``delay`` holds the answer back (until close at the latest: a huge delay never answers).
+        ``stream_bytes`` streams a body of that many bytes in 64 KiB chunks instead of ``body``,
+        ``chunk_delay`` apart, stopping when the sender hangs up: a huge or trickling body.
+        """
+        self._answers.append(
+            _Answer(status, dict(headers or {}), body, delay, stream_bytes, chunk_delay)
+        )
 
     def verified_payloads(self, secret: str) -> list[Any]:
         """Bodies whose Standard Webhooks signature checks out for ``secret``, in arrival order."""
@@ -109,7 +122,22 @@ class WebhookReceiver:
                 continue
         return verified
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _stream(self, request: web.Request, answer: _Answer) -> web.StreamResponse:
+        response = web.StreamResponse(status=answer.status, headers=answer.headers)
+        response.content_length = answer.stream_bytes
+        chunk = b"x" * 65536
+        with contextlib.suppress(ConnectionError):
+            await response.prepare(request)
+            while self.streamed_bytes < answer.stream_bytes and not self._closing.is_set():
+                part = chunk[: answer.stream_bytes - self.streamed_bytes]
+                await response.write(part)
+                self.streamed_bytes += len(part)
+                if answer.chunk_delay > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._closing.wait(), answer.chunk_delay)
+        return response
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         try:
             parsed = json.loads(body) if body else None
@@ -129,4 +157,6 @@ class WebhookReceiver:
         if answer.delay > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), answer.delay)
+        if answer.stream_bytes:
+            return await self._stream(request, answer)
         return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
