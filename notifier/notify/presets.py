@@ -15,7 +15,8 @@ _COLOR = (
 )
 
 # Microsoft Teams: a Workflows "post to a channel when a webhook request is received" flow takes
-# a message with an Adaptive Card attachment (the Office 365 connectors' MessageCard is retired).
+# a message with an Adaptive Card attachment (the Office 365 connectors' MessageCard is retired);
+# a Teams message is limited to about 28 KB, so a long error is cut.
 TEAMS: Final = """{
   "type": "message",
   "attachments": [{
@@ -35,7 +36,8 @@ TEAMS: Final = """{
           {"title": "Image version", "value": {{ (data.account_service_id ~ "/"
             ~ data.image_version_id) | json }}}
           {%- if data.current.error %},
-          {"title": "Error", "value": {{ data.current.error | json }}}{% endif %}
+          {"title": "Error", "value": {{ data.current.error | truncate(2000, true, "…", 0)
+            | json }}}{% endif %}
         ]}
       ]
     }
@@ -72,7 +74,8 @@ MATTERMOST: Final = """{
     ~ "| State | Progress | ETA |\\n| --- | --- | --- |\\n"
     ~ "| " ~ data.current.state ~ " | " ~ data.current.progress ~ "% | "
     ~ (data.current.eta or "unknown") ~ " |"
-    ~ (("\\n**Error:** " ~ data.current.error) if data.current.error else "")) | json }}
+    ~ (("\\n**Error:** " ~ data.current.error) if data.current.error else ""))
+    | truncate(16000, true, "…", 0) | json }}
 }"""
 
 # Google Chat: a space's incoming webhook takes "text" with *bold* formatting.
@@ -80,7 +83,8 @@ GOOGLE_CHAT: Final = """{
   "text": {{ ("*" ~ headline ~ "*\\n"
     ~ "State: " ~ data.current.state ~ ", progress " ~ data.current.progress ~ "%, ETA "
     ~ (data.current.eta or "unknown")
-    ~ (("\\nError: " ~ data.current.error) if data.current.error else "")) | json }}
+    ~ (("\\nError: " ~ data.current.error) if data.current.error else ""))
+    | truncate(4000, true, "…", 0) | json }}
 }"""
 
 PRESETS: Final[dict[str, str]] = {

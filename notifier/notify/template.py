@@ -13,7 +13,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 
 from notifier.events.model import Event
@@ -27,6 +27,8 @@ class TemplateProblem(ValueError):
 
 def _json(value: Any) -> str:
     """A JSON literal for ``value``: ``"text": {{ data.label | json }}`` is always valid JSON."""
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()  # raises the usual "has no attribute" error
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -84,7 +86,7 @@ def render(source: str, event: Event) -> bytes:
     """The body for ``event``: the rendered template, checked to be JSON, sent compact UTF-8."""
     try:
         text = _compiled(source).render(context(event))
-    except TemplateError as exc:
+    except Exception as exc:  # user-written code: any error it raises is the template's fault
         raise TemplateProblem(f"{type(exc).__name__}: {exc}") from None
     try:
         value = json.loads(text)

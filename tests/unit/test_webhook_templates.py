@@ -1,0 +1,193 @@
+"""Body templates and the built-in presets: golden bodies each chat service accepts, JSON-safe
+values, a sandbox, and mistakes caught when the configuration is loaded."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from notifier.clanforge.status import QUEUED
+from notifier.config import ConfigError, parse_config
+from notifier.events.model import Event
+from notifier.notify.presets import PRESETS
+from notifier.notify.samples import sample_event, sample_events
+from notifier.notify.template import TemplateProblem, check_template, render
+from tests.conftest import make_status
+
+GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "webhook_presets"
+UPDATE_VAR = (
+    "NOTIFIER_UPDATE_GOLDEN"  # set to 1 to rewrite the golden files after a reviewed change
+)
+
+HOSTILE_LABEL = 'Say "hi" \\ {{ 7*7 }} @everyone <b>x</b>\nnext line'
+
+
+def _first_sighting() -> Event:
+    return replace(
+        sample_event(),
+        type="imageversion.state_changed",
+        previous=None,
+        current=make_status(QUEUED, 0, eta=None, image_version_id=567890),
+    )
+
+
+CASES = {"failed": sample_event, "first_sighting": _first_sighting}
+
+
+def _render(preset: str, event: Event) -> Any:
+    return json.loads(render(PRESETS[preset], event))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_preset_renders_its_golden_body(preset: str, case: str) -> None:
+    body = _render(preset, CASES[case]())
+    golden = GOLDEN / f"{preset}.{case}.json"
+    if os.environ.get(UPDATE_VAR) == "1":
+        golden.write_text(json.dumps(body, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert body == json.loads(golden.read_text(encoding="utf-8"))
+
+
+def _accepted_by_discord(body: Any) -> None:
+    # Discord's execute-webhook limits: content 2,000; up to 10 embeds; title 256; field name
+    # 256 and value 1,024, neither empty; colour a 24-bit integer.
+    assert isinstance(body["content"], str)
+    assert 0 < len(body["content"]) <= 2000
+    assert body["allowed_mentions"] == {"parse": []}
+    assert len(body["embeds"]) <= 10
+    for embed in body["embeds"]:
+        assert 0 < len(embed["title"]) <= 256
+        assert 0 <= embed["color"] <= 0xFFFFFF
+        for item in embed["fields"]:
+            assert 0 < len(item["name"]) <= 256
+            assert 0 < len(item["value"]) <= 1024
+
+
+def _accepted_by_teams(body: Any) -> None:
+    assert body["type"] == "message"
+    [attachment] = body["attachments"]
+    assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+    card = attachment["content"]
+    assert card["type"] == "AdaptiveCard"
+    assert card["version"] == "1.4"
+    for element in card["body"]:
+        assert element["type"] in {"TextBlock", "FactSet"}
+        if element["type"] == "TextBlock":
+            assert isinstance(element["text"], str)
+            assert element["text"]
+        else:
+            assert all(isinstance(f["title"], str) for f in element["facts"])
+            assert all(isinstance(f["value"], str) and f["value"] for f in element["facts"])
+
+
+def _accepted_by_text_hook(limit: int) -> Any:
+    def check(body: Any) -> None:
+        assert set(body) == {"text"}
+        assert isinstance(body["text"], str)
+        assert 0 < len(body["text"]) <= limit
+
+    return check
+
+
+ACCEPTS = {
+    "discord": _accepted_by_discord,
+    "teams": _accepted_by_teams,
+    "mattermost": _accepted_by_text_hook(16383),
+    "google_chat": _accepted_by_text_hook(4096),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_preset_body_has_the_shape_the_service_accepts_for_every_event_type(preset: str) -> None:
+    huge_error = replace(
+        sample_event(), current=replace(sample_event().current, error="E" * 50_000)
+    )
+    for event in [*sample_events(), huge_error]:
+        ACCEPTS[preset](_render(preset, event))
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_a_hostile_label_stays_inside_its_json_string(preset: str) -> None:
+    body = _render(preset, replace(sample_event(), label=HOSTILE_LABEL))
+    assert HOSTILE_LABEL in json.dumps(body, ensure_ascii=False).replace("\\n", "\n").replace(
+        '\\"', '"'
+    ).replace("\\\\", "\\")
+    assert "49" not in json.dumps(body)  # the label is data, never evaluated as a template
+
+
+def test_json_filter_makes_any_value_a_json_literal() -> None:
+    body = render(
+        '{"label": {{ data.label | json }}, "previous": {{ data.previous | json }}}',
+        replace(sample_event(), label=HOSTILE_LABEL, previous=None),
+    )
+    assert json.loads(body) == {"label": HOSTILE_LABEL, "previous": None}
+
+
+def test_template_context_has_payload_fields_event_and_headline() -> None:
+    body = render(
+        '{"t": {{ type | json }}, "v": {{ version }}, "same": {{ (event.data == data) | json }},'
+        ' "h": {{ headline | json }}}',
+        sample_event(),
+    )
+    assert json.loads(body) == {
+        "t": "imageversion.failed",
+        "v": 1,
+        "same": True,
+        "h": "EU fleet, build 1.4.2: Running → Failed (80%)",
+    }
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        ('{"text": {{ data.lable | json }}}', "'dict object' has no attribute 'lable'"),
+        ('{"text": {{ "".__class__.__mro__ | json }}}', "SecurityError"),
+        ('{"text": {{ data.label }}}', "renders invalid JSON"),
+        ('{"text": {{ data.previous.state | json }}}', "fails on a sample"),
+        ('{"text": {% if %}}', "does not compile at line 1"),
+    ],
+)
+def test_template_mistakes_are_found_before_any_event(source: str, problem: str) -> None:
+    with pytest.raises(TemplateProblem, match=problem.replace("(", r"\(").replace(")", r"\)")):
+        check_template(source)
+
+
+CONFIG = """
+[clanforge]
+access_key = "a"
+secret_key = "s"
+
+[[subscription]]
+name = "hook"
+webhook_url = "https://chat.example.com/hook"
+{extra}
+"""
+
+
+def test_a_template_error_is_a_config_error_naming_the_subscription_key() -> None:
+    extra = "template = '''{\"text\": {{ data.lable | json }}}'''"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(CONFIG.format(extra=extra), {}, "notifier.toml")
+    message = str(caught.value)
+    assert message.startswith("notifier.toml: subscription[0].template: template fails on a sample")
+    assert "lable" in message
+    assert "\n" not in message
+
+
+def test_a_preset_and_a_template_together_are_refused() -> None:
+    extra = "preset = \"discord\"\ntemplate = '{}'"
+    with pytest.raises(ConfigError, match="give template or preset, not both"):
+        parse_config(CONFIG.format(extra=extra), {}, "notifier.toml")
+
+
+def test_an_unknown_preset_is_a_config_error_listing_the_presets() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(CONFIG.format(extra='preset = "slack"'), {}, "notifier.toml")
+    assert "subscription[0].preset" in str(caught.value)
+    assert "'discord'" in str(caught.value)
+    assert "'slack'" in str(caught.value)
