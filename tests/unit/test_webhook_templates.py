@@ -114,10 +114,18 @@ def test_preset_body_has_the_shape_the_service_accepts_for_every_event_type(pres
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_a_hostile_label_stays_inside_its_json_string(preset: str) -> None:
     body = _render(preset, replace(sample_event(), label=HOSTILE_LABEL))
-    assert HOSTILE_LABEL in json.dumps(body, ensure_ascii=False).replace("\\n", "\n").replace(
-        '\\"', '"'
-    ).replace("\\\\", "\\")
+    assert any(HOSTILE_LABEL in text for text in _strings(body))
     assert "49" not in json.dumps(body)  # the label is data, never evaluated as a template
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return []
 
 
 def test_json_filter_makes_any_value_a_json_literal() -> None:
