@@ -4,6 +4,7 @@ Clanforge, a fake Slack Web API and a webhook receiver, all real servers on 127.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -12,12 +13,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from notifier.notify.render import escape_slack
 from notifier.testing.fake_clanforge import FakeClanforge, FakeReply, status_reply
 from notifier.testing.fake_slack import FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
@@ -203,6 +207,9 @@ async def test_lifecycle_reaches_slack_and_webhook_exactly(
     # Webhook: exactly the two terminal events, signed, with the DESIGN.md payload.
     payloads = up.hooks.verified_payloads(WEBHOOK_SECRET)
     assert len(payloads) == len(up.hooks.requests) == 2
+    schema = json.loads((ROOT / "docs" / "webhook-payload.schema.json").read_text("utf-8"))
+    for payload in payloads:
+        jsonschema.validate(payload, schema)
     by_type = {p["type"]: p for p in payloads}
     assert by_type["imageversion.failed"]["data"] == {
         "account_service_id": ASID,
