@@ -40,6 +40,7 @@ class _Answer:
     delay: float = 0.0
     stream_bytes: int = 0
     chunk_delay: float = 0.0
+    chunk_bytes: int = 65536
 
 
 class WebhookReceiver:
@@ -100,15 +101,19 @@ class WebhookReceiver:
         delay: float = 0.0,
         stream_bytes: int = 0,
         chunk_delay: float = 0.0,
+        chunk_bytes: int = 65536,
     ) -> None:
         """Queue one answer; requests beyond the queue get 204 No Content.
 
         ``delay`` holds the answer back (until close at the latest: a huge delay never answers).
-        ``stream_bytes`` streams a body of that many bytes in 64 KiB chunks instead of ``body``,
-        ``chunk_delay`` apart, stopping when the sender hangs up: a huge or trickling body.
+        ``stream_bytes`` streams a body of that many bytes in ``chunk_bytes`` chunks instead of
+        ``body``, ``chunk_delay`` apart, stopping when the sender hangs up: a huge or trickling
+        body.
         """
         self._answers.append(
-            _Answer(status, dict(headers or {}), body, delay, stream_bytes, chunk_delay)
+            _Answer(
+                status, dict(headers or {}), body, delay, stream_bytes, chunk_delay, chunk_bytes
+            )
         )
 
     def verified_payloads(self, secret: str) -> list[Any]:
@@ -125,7 +130,7 @@ class WebhookReceiver:
     async def _stream(self, request: web.Request, answer: _Answer) -> web.StreamResponse:
         response = web.StreamResponse(status=answer.status, headers=answer.headers)
         response.content_length = answer.stream_bytes
-        chunk = b"x" * 65536
+        chunk = b"x" * answer.chunk_bytes
         with contextlib.suppress(ConnectionError):
             await response.prepare(request)
             while self.streamed_bytes < answer.stream_bytes and not self._closing.is_set():

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import json
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import aiohttp
@@ -15,8 +17,9 @@ from notifier.clanforge.status import FAILED, RUNNING, JobStatus
 from notifier.events.model import FAILED_EVENT, Event
 from notifier.notify.outcome import DeliveryFailed
 from notifier.notify.payload import encode_payload, webhook_payload
+from notifier.notify.presets import PRESETS
 from notifier.notify.subscription import Subscription
-from notifier.notify.webhook import WebhookSink, parse_retry_after
+from notifier.notify.webhook import BODY_EXCERPT_CHARS, WebhookSink, parse_retry_after
 from notifier.testing.webhook_receiver import WebhookReceiver
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
@@ -253,3 +256,83 @@ def test_unusable_retry_after_values_are_ignored() -> None:
     assert parse_retry_after("1.5", SENT_AT) == 1.5
     assert parse_retry_after("inf", SENT_AT) is None
     assert parse_retry_after("nan", SENT_AT) is None
+
+
+NEW_SECRET = "whsec_" + base64.b64encode(b"fedcba9876543210fedcba9876543210").decode()
+
+
+async def test_during_rotation_receivers_on_the_old_or_new_secret_both_verify(
+    sink: WebhookSink, receiver: WebhookReceiver
+) -> None:
+    subscription = replace(_subscription(receiver.url), more_secrets=(NEW_SECRET,))
+
+    await sink.deliver(_event(), subscription)
+
+    [request] = receiver.requests
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    expected = json.loads(encode_payload(webhook_payload(_event())))
+    assert receiver.verified_payloads(SECRET) == [expected]
+    assert receiver.verified_payloads(NEW_SECRET) == [expected]
+
+
+async def test_templated_body_is_sent_and_signed_as_rendered(
+    sink: WebhookSink, receiver: WebhookReceiver
+) -> None:
+    subscription = replace(_subscription(receiver.url), template=PRESETS["discord"])
+
+    await sink.deliver(_event(), subscription)
+
+    [body] = receiver.verified_payloads(SECRET)
+    assert body["content"] == "EU fleet, build 1.4.2: Running → Failed (80%)"
+    assert body["embeds"][0]["fields"][3]["value"] == "Image locked by diffid 42 — ünïcode"
+
+
+async def test_huge_error_body_is_read_only_up_to_the_cap(
+    sink: WebhookSink, receiver: WebhookReceiver
+) -> None:
+    huge = 1024 * 1024 * 1024
+    receiver.respond_next(400, stream_bytes=huge)
+
+    failure = await _failure(sink, _subscription(receiver.url))
+
+    assert failure.permanent
+    assert failure.reason.startswith("webhook http://127.0.0.1:")
+    assert "answered 400: " + "x" * BODY_EXCERPT_CHARS in failure.reason
+    # We hung up after the cap: the receiver could write little more than socket buffers hold.
+    assert receiver.streamed_bytes < huge // 16
+
+
+async def test_huge_success_body_is_not_read_and_delivery_succeeds(
+    sink: WebhookSink, receiver: WebhookReceiver
+) -> None:
+    huge = 1024 * 1024 * 1024
+    receiver.respond_next(200, stream_bytes=huge)
+
+    await sink.deliver(_event(), _subscription(receiver.url))
+
+    assert receiver.streamed_bytes < huge // 16
+
+
+async def test_receiver_that_never_answers_frees_the_slot_at_the_timeout(
+    session: aiohttp.ClientSession, receiver: WebhookReceiver
+) -> None:
+    sink = WebhookSink(session, timeout_seconds=0.3)
+    receiver.respond_next(204, delay=3600)
+
+    failure = await _failure(sink, _subscription(receiver.url))
+
+    assert not failure.permanent
+    assert failure.reason.endswith("did not answer within 0.3 s")
+
+
+async def test_receiver_trickling_an_error_body_cannot_hold_the_slot_past_the_timeout(
+    session: aiohttp.ClientSession, receiver: WebhookReceiver
+) -> None:
+    sink = WebhookSink(session, timeout_seconds=0.3)
+    # 100 bytes every 50 ms: the connection never goes quiet and the cap is minutes away.
+    receiver.respond_next(400, stream_bytes=1024 * 1024, chunk_delay=0.05, chunk_bytes=100)
+
+    failure = await _failure(sink, _subscription(receiver.url))
+
+    assert not failure.permanent
+    assert "did not answer within 0.3 s" in failure.reason
