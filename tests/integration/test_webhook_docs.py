@@ -1,0 +1,71 @@
+"""The receiver example in docs/webhooks.md, run as written against the service's webhook sink."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import AsyncIterator
+from http.server import HTTPServer
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from notifier.notify.outcome import DeliveryFailed
+from notifier.notify.samples import sample_event
+from notifier.notify.subscription import Subscription
+from notifier.notify.webhook import WebhookSink
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+WRONG = "whsec_" + "A" * 40
+
+
+def _example_code() -> str:
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL)
+    assert len(blocks) == 1, "docs/webhooks.md should have exactly one Python example"
+    return str(blocks[0])
+
+
+@pytest.fixture
+async def example_receiver(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
+    """The example's Receiver class served on a free loopback port; yields its URL."""
+    monkeypatch.setenv("WEBHOOK_SECRET", SECRET)
+    namespace: dict[str, Any] = {"__name__": "docs_example"}
+    exec(compile(_example_code(), str(DOC), "exec"), namespace)  # noqa: S102 - our own docs
+    server = HTTPServer(("127.0.0.1", 0), namespace["Receiver"])
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hooks/clanforge"
+    finally:
+        await asyncio.to_thread(server.shutdown)
+        server.server_close()
+
+
+async def _send(url: str, secret: str) -> None:
+    subscription = Subscription(id=1, name="docs", kind="webhook", target=url, secret=secret)
+    async with aiohttp.ClientSession() as session:
+        await WebhookSink(session, timeout_seconds=5).deliver(sample_event(), subscription)
+
+
+async def test_docs_receiver_example_accepts_a_signed_event(
+    example_receiver: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    await _send(example_receiver, SECRET)
+
+    out = capfd.readouterr().out
+    assert "imageversion.failed EU fleet, build 1.4.2 Failed\n" in out
+
+
+async def test_docs_receiver_example_rejects_a_wrong_signature(
+    example_receiver: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(DeliveryFailed) as caught:
+        await _send(example_receiver, WRONG)
+
+    assert caught.value.permanent
+    assert "answered 401" in caught.value.reason
+    assert "imageversion.failed" not in capfd.readouterr().out
