@@ -1,0 +1,153 @@
+"""``notifier webhook test`` and ``notifier webhook verify`` as a person uses them."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from notifier.cli import main
+from notifier.testing.webhook_receiver import ReceivedRequest, WebhookReceiver
+
+OLD = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+NEW = "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk="
+
+CONFIG = """
+[clanforge]
+access_key = "ak"
+secret_key = "sk"
+
+[[subscription]]
+name = "chatops"
+webhook_url = "{url}"
+webhook_secret = "{old}"
+webhook_secrets = ["{new}"]
+events = ["imageversion.failed"]
+"""
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    async with WebhookReceiver() as running:
+        yield running
+
+
+@pytest.fixture
+def config(tmp_path: Path, receiver: WebhookReceiver) -> Path:
+    path = tmp_path / "notifier.toml"
+    path.write_text(CONFIG.format(url=receiver.url, old=OLD, new=NEW), encoding="utf-8")
+    return path
+
+
+async def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    # main() runs its own event loop: give it a thread so the receiver keeps serving on ours.
+    code = await asyncio.to_thread(main, list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def test_webhook_test_sends_a_signed_sample_and_prints_status_and_time(
+    config: Path, receiver: WebhookReceiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = await _run(capsys, "webhook", "test", "chatops", "--config", str(config))
+
+    assert (code, err) == (0, "")
+    assert re.fullmatch(
+        r"chatops: 204 in \d+ ms \(http://127\.0\.0\.1:\d+, 2 signature\(s\), "
+        r"webhook-id evt_test_[0-9a-f]{16}\)\n",
+        out,
+    )
+    [request] = receiver.requests
+    assert request.headers["webhook-id"] in out
+    for secret in (OLD, NEW):
+        [payload] = receiver.verified_payloads(secret)
+        assert payload["type"] == "imageversion.failed"
+
+
+async def test_webhook_test_reports_a_failing_receiver_and_exits_1(
+    config: Path, receiver: WebhookReceiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    receiver.respond_next(500)
+
+    code, out, err = await _run(capsys, "webhook", "test", "chatops", "--config", str(config))
+
+    assert (code, out) == (1, "")
+    assert re.fullmatch(
+        r"chatops: failed after \d+ ms: webhook http://127\.0\.0\.1:\d+ answered 500\n", err
+    )
+
+
+async def test_webhook_test_of_an_unknown_name_exits_2_listing_the_webhooks(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = await _run(capsys, "webhook", "test", "chatopz", "--config", str(config))
+
+    assert (code, out) == (2, "")
+    assert err == (
+        "notifier: error: no webhook subscription named 'chatopz' "
+        "(webhook subscriptions: chatops)\n"
+    )
+
+
+def _raw(request: ReceivedRequest) -> bytes:
+    head = "".join(f"{name}: {value}\r\n" for name, value in request.headers.items())
+    return f"POST {request.path} HTTP/1.1\r\n{head}\r\n".encode() + request.body
+
+
+async def _verify(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    raw: bytes,
+    secret: str,
+) -> tuple[int, str, str]:
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(raw)))
+    return await _run(capsys, "webhook", "verify", "--secret", secret)
+
+
+async def test_webhook_verify_accepts_a_captured_request_for_either_rotation_secret(
+    config: Path,
+    receiver: WebhookReceiver,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await _run(capsys, "webhook", "test", "chatops", "--config", str(config))
+    raw = _raw(receiver.requests[0])
+
+    for position, secret in ((1, OLD), (2, NEW)):
+        code, out, err = await _verify(capsys, monkeypatch, raw, secret)
+        assert (code, err) == (0, "")
+        lines = out.splitlines()
+        assert lines[0] == f"signature: matches ({position} of 2 offered)"
+        assert lines[1].startswith("timestamp: ")
+        assert lines[2] == "valid"
+
+
+async def test_webhook_verify_shows_the_expected_signature_for_a_changed_body(
+    config: Path,
+    receiver: WebhookReceiver,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await _run(capsys, "webhook", "test", "chatops", "--config", str(config))
+    raw = _raw(receiver.requests[0]).replace(b'"progress":80', b'"progress":81', 1)
+
+    code, out, _ = await _verify(capsys, monkeypatch, raw, OLD)
+
+    assert code == 1
+    assert "signature: none of the 2 offered matches; expected v1," in out
+    assert out.endswith("NOT valid\n")
+
+
+async def test_webhook_verify_of_garbage_says_what_it_cannot_read(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, _ = await _verify(capsys, monkeypatch, b"hello", OLD)
+
+    assert code == 1
+    assert out == (
+        "cannot read the request: no blank line between the headers and the body\nNOT valid\n"
+    )
