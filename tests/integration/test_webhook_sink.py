@@ -336,3 +336,17 @@ async def test_receiver_trickling_an_error_body_cannot_hold_the_slot_past_the_ti
 
     assert not failure.permanent
     assert "did not answer within 0.3 s" in failure.reason
+
+
+async def test_template_failing_on_a_real_event_is_permanent_and_names_the_subscription(
+    sink: WebhookSink, receiver: WebhookReceiver
+) -> None:
+    # Config load refuses this one; a template that still breaks on a real event fails for good.
+    template = '{"m": {{ data.detail.milestone | json }}}'
+    subscription = replace(_subscription(receiver.url), template=template)
+
+    failure = await _failure(sink, subscription)
+
+    assert failure.permanent
+    assert failure.reason.startswith("subscription 'chatops': body template UndefinedError")
+    assert receiver.requests == []
