@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from notifier.clanforge.status import QUEUED
 from notifier.config import ConfigError, parse_config
@@ -199,3 +201,15 @@ def test_an_unknown_preset_is_a_config_error_listing_the_presets() -> None:
     assert "subscription[0].preset" in str(caught.value)
     assert "'discord'" in str(caught.value)
     assert "'slack'" in str(caught.value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(label=st.text(max_size=300), error=st.text(min_size=1, max_size=300))
+def test_any_label_and_error_text_render_valid_json_in_every_preset(label: str, error: str) -> None:
+    base = sample_event()
+    event = replace(base, label=label, current=replace(base.current, error=error))
+    for preset, accepts in ACCEPTS.items():
+        body = _render(preset, event)
+        accepts(body)
+        if label:
+            assert any(label in text for text in _strings(body)), preset
