@@ -121,7 +121,17 @@ class SlackSettings(_Section):
         return _http_url(value)
 
 
+_LOOPBACK_HOSTS = frozenset({"localhost", "::1", "[::1]"})
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    return host in _LOOPBACK_HOSTS or host.startswith("127.")
+
+
 class ServerSettings(_Section):
+    """The built-in HTTP server (admin API, status page, metrics); runs when ``[server]`` is set."""
+
     listen: str = "127.0.0.1:8080"
     admin_token: SecretStr | None = None
 
@@ -129,9 +139,33 @@ class ServerSettings(_Section):
     @classmethod
     def _host_port(cls, value: str) -> str:
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        # Port 0 asks the system for a free port (tests, the demo); the log says which.
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError(f"must be HOST:PORT, got {value!r}")
         return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _unset_when_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        # `${NOTIFIER_ADMIN_TOKEN:-}` with the variable unset means "no token".
+        return None if value is None or not value.get_secret_value() else value
+
+    @model_validator(mode="after")
+    def _token_beyond_loopback(self) -> Self:
+        if self.admin_token is None and not is_loopback(self.host):
+            raise ValueError(
+                f"listen {self.listen!r} is reachable from other machines, so admin_token "
+                "must be set (or listen on 127.0.0.1)"
+            )
+        return self
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
 
 
 class DeliverySettings(_Section):
@@ -293,7 +327,8 @@ class Settings(_Section):
     clanforge: ClanforgeSettings
     poll: PollSettings = PollSettings()
     slack: SlackSettings = SlackSettings()
-    server: ServerSettings = ServerSettings()
+    # No [server] section: no HTTP server (several replicas in one test need no ports).
+    server: ServerSettings | None = None
     delivery: DeliverySettings = DeliverySettings()
     log: LogSettings = LogSettings()
     watch: list[WatchSettings] = Field(default_factory=list)

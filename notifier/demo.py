@@ -81,6 +81,8 @@ def _demo_settings(database: Path, clanforge_url: str, slack_url: str, hook_url:
             "poll": {"interval_seconds": POLL_SECONDS, "running_interval_seconds": POLL_SECONDS},
             "slack": {"bot_token": SLACK_TOKEN, "base_url": slack_url},
             "delivery": {"interval_seconds": 0.5},
+            # The status page, on a free port of this machine; the demo prints where.
+            "server": {"listen": "127.0.0.1:0"},
             "watch": [
                 {"account_service_id": asid, "image_version_id": ivid, "label": label}
                 for asid, ivid, label, _, _ in WATCHES
@@ -181,6 +183,8 @@ async def run_demo(seconds: float | None = None, out: TextIO = sys.stdout) -> in
             )
             printer = _Printer(slack, hooks, out)
             async with Service(settings) as service:
+                print(f"status page: {service.http_url}", file=out)
+                out.flush()
                 running = asyncio.create_task(service.run(stop))
                 deadline = None if seconds is None else loop.time() + seconds
                 while not stop.is_set():

@@ -24,9 +24,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.api.app import build_app
+from notifier.api.deps import ApiDeps
+from notifier.api.server import serve
 from notifier.clanforge.client import open_clanforge
 from notifier.clock import Clock, utc_now
 from notifier.config import Settings
+from notifier.metrics import InstrumentedSink, InstrumentedSource, Metrics
 from notifier.notify.dispatcher import Dispatcher
 from notifier.notify.retry import RetryPolicy
 from notifier.notify.sink import Sink
@@ -64,6 +68,10 @@ class Service:
         self._engine: AsyncEngine | None = None
         self._poller: Poller | None = None
         self._dispatcher: Dispatcher | None = None
+        self.metrics = Metrics()
+        self.http_url: str | None = None
+        """The HTTP server's base URL once it listens; None without a ``[server]`` section."""
+        self._scheduler_running = False
 
     @property
     def engine(self) -> AsyncEngine:
@@ -110,7 +118,10 @@ class Service:
             synced.retired,
         )
 
-        clanforge = await self._stack.enter_async_context(open_clanforge(settings.clanforge))
+        clanforge = InstrumentedSource(
+            await self._stack.enter_async_context(open_clanforge(settings.clanforge)),
+            self.metrics,
+        )
         delivery_timeout = aiohttp.ClientTimeout(total=settings.delivery.timeout_seconds)
         webhook_session = await self._stack.enter_async_context(
             aiohttp.ClientSession(timeout=delivery_timeout)
@@ -131,6 +142,10 @@ class Service:
                 timeout=int(settings.delivery.timeout_seconds),
             )
             sinks["slack_channel"] = SlackSink(slack, DatabaseLiveMessages(engine, self.clock))
+        sinks = {
+            name: InstrumentedSink(name, sink, self.metrics, self.clock)
+            for name, sink in sinks.items()
+        }
 
         self._dispatcher = Dispatcher(
             engine,
@@ -161,6 +176,18 @@ class Service:
             clock=self.clock,
             on_committed=self._dispatcher.wake,
         )
+        if settings.server is not None:
+            deps = ApiDeps(
+                engine=engine,
+                settings=settings,
+                clock=self.clock,
+                metrics=self.metrics,
+                replica_id=self.replica_id,
+                scheduler_running=lambda: self._scheduler_running,
+            )
+            self.http_url = await self._stack.enter_async_context(
+                serve(build_app(deps), settings.server)
+            )
 
     async def _subscriptions(self) -> list[Subscription]:
         secrets_by_name: dict[str, str | tuple[str, ...]] = {
@@ -214,6 +241,7 @@ class Service:
         )
         dispatching = asyncio.create_task(dispatcher.run(), name="dispatcher")
         scheduler.start()
+        self._scheduler_running = True
         log.info("notifier running as %s", self.replica_id)
         try:
             stopped = asyncio.create_task(stop.wait())
@@ -224,6 +252,7 @@ class Service:
                 dispatching.result()  # the dispatcher only ends on stop: surface its error
         finally:
             stopped.cancel()
+            self._scheduler_running = False
             scheduler.pause()
             dispatcher.stop()
             try:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.config import SubscriptionSettings
@@ -84,9 +85,60 @@ async def sync_config_subscriptions(
             )
 
 
-async def list_subscriptions(engine: AsyncEngine) -> list[SubscriptionView]:
+class DuplicateSubscription(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a subscription named {name!r} already exists")
+
+
+async def add_subscription(
+    engine: AsyncEngine,
+    *,
+    name: str,
+    kind: str,
+    target: str,
+    filters: Mapping[str, Any],
+    source: str,
+    now: datetime,
+) -> int:
+    """A subscription added at run time; it lives in the database alone and has no secret."""
+    try:
+        async with engine.begin() as conn:
+            result = await conn.execute(
+                SUBSCRIPTIONS.insert().values(
+                    name=name,
+                    kind=kind,
+                    target=target,
+                    secret_ref=None,
+                    filters=dict(filters),
+                    active=True,
+                    source=source,
+                    created_at=now,
+                )
+            )
+    except IntegrityError:
+        raise DuplicateSubscription(name) from None
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+async def remove_subscription(engine: AsyncEngine, subscription_id: int) -> bool:
+    """Delete a subscription and its deliveries; False when there is no such subscription."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            delete(SubscriptionRow).where(SubscriptionRow.id == subscription_id)
+        )
+    return result.rowcount > 0
+
+
+async def list_subscriptions(
+    engine: AsyncEngine, subscription_id: int | None = None
+) -> list[SubscriptionView]:
+    stmt = select(SubscriptionRow).order_by(SubscriptionRow.name)
+    if subscription_id is not None:
+        stmt = stmt.where(SubscriptionRow.id == subscription_id)
     async with engine.connect() as conn:
-        rows = (await conn.execute(select(SubscriptionRow).order_by(SubscriptionRow.name))).all()
+        rows = (await conn.execute(stmt)).all()
     return [
         SubscriptionView(
             id=row.id,

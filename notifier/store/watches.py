@@ -83,13 +83,32 @@ async def remove_watch(
         return (await conn.execute(stmt)).rowcount
 
 
-async def list_watches(engine: AsyncEngine) -> list[WatchView]:
+async def list_watches(
+    engine: AsyncEngine,
+    *,
+    watch_id: int | None = None,
+    active: bool | None = None,
+    account_service_id: int | None = None,
+    image_version_id: int | None = None,
+    source: str | None = None,
+) -> list[WatchView]:
+    """Watches with their last known status, narrowed by whichever filters are given."""
     status_columns = [c for c in JOB_STATUS.c if c.name != "watch_id"]
     stmt = (
         select(Watch, *status_columns)
         .outerjoin(JobStatusRow, JobStatusRow.watch_id == Watch.id)
         .order_by(Watch.account_service_id, Watch.image_version_id)
     )
+    if watch_id is not None:
+        stmt = stmt.where(Watch.id == watch_id)
+    if active is not None:
+        stmt = stmt.where(Watch.active.is_(active))
+    if account_service_id is not None:
+        stmt = stmt.where(Watch.account_service_id == account_service_id)
+    if image_version_id is not None:
+        stmt = stmt.where(Watch.image_version_id == image_version_id)
+    if source is not None:
+        stmt = stmt.where(Watch.source == source)
     async with engine.connect() as conn:
         rows = (await conn.execute(stmt)).all()
     return [
@@ -108,6 +127,28 @@ async def list_watches(engine: AsyncEngine) -> list[WatchView]:
         )
         for row in rows
     ]
+
+
+async def get_watch(engine: AsyncEngine, watch_id: int) -> WatchView | None:
+    found = await list_watches(engine, watch_id=watch_id)
+    return found[0] if found else None
+
+
+async def set_watch_active(engine: AsyncEngine, watch_id: int, active: bool, now: datetime) -> bool:
+    """Pause (no more polls) or resume (poll now) a watch; False when there is no such watch."""
+    values: dict[str, object] = {"active": active}
+    if active:
+        values["next_poll_at"] = now
+    async with engine.begin() as conn:
+        result = await conn.execute(update(Watch).where(Watch.id == watch_id).values(**values))
+    return result.rowcount > 0
+
+
+async def remove_watch_by_id(engine: AsyncEngine, watch_id: int) -> bool:
+    """Delete the watch and its history; False when there is no such watch."""
+    async with engine.begin() as conn:
+        result = await conn.execute(delete(Watch).where(Watch.id == watch_id))
+    return result.rowcount > 0
 
 
 @dataclass(frozen=True, slots=True)

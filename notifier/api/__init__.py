@@ -1,0 +1,19 @@
+"""The HTTP server: admin REST API, OpenAPI document, status page, health and metrics.
+
+Each route module exposes ``register(app, deps)``; :data:`REGISTRARS` lists the ones the
+service serves, so a new module (the Slack slash command, say) plugs in with one line here.
+"""
+
+from __future__ import annotations
+
+from notifier.api import health, openapi, rest, status_page
+from notifier.api.deps import ApiDeps, Registrar
+
+REGISTRARS: tuple[Registrar, ...] = (
+    health.register,
+    rest.register,
+    openapi.register,
+    status_page.register,
+)
+
+__all__ = ["REGISTRARS", "ApiDeps", "Registrar"]

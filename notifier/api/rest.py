@@ -1,0 +1,318 @@
+"""The admin REST API, ``/api/v1``: watches, subscriptions, events, deliveries."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from notifier.api.deps import DEPS_KEY, ApiDeps
+from notifier.api.errors import ApiError, not_found
+from notifier.api.schemas import (
+    DeliveryList,
+    DeliveryOut,
+    DeliveryRetry,
+    EventOut,
+    EventPage,
+    RetryResult,
+    SubscriptionCreate,
+    SubscriptionList,
+    SubscriptionOut,
+    WatchCreate,
+    WatchList,
+    WatchOut,
+)
+from notifier.clanforge.status import state_id_for_name
+from notifier.config import _http_url
+from notifier.events.model import EVENT_TYPES
+from notifier.store.events import events_page
+from notifier.store.outbox import DeliveryStatus, list_deliveries, retry_deliveries
+from notifier.store.subscriptions import (
+    DuplicateSubscription,
+    add_subscription,
+    list_subscriptions,
+    remove_subscription,
+)
+from notifier.store.watches import (
+    SOURCES,
+    DuplicateWatch,
+    add_watch,
+    get_watch,
+    list_watches,
+    remove_watch_by_id,
+    set_watch_active,
+)
+
+PREFIX = "/api/v1"
+MAX_PAGE = 500
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _deps(request: web.Request) -> ApiDeps:
+    return request.app[DEPS_KEY]
+
+
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(
+        text=model.model_dump_json(), status=status, content_type="application/json"
+    )
+
+
+async def _body(request: web.Request, model: type[M]) -> M:
+    raw = await request.read()
+    try:
+        data = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "bad_json", f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_json", "request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "unknown field"
+        raise ApiError(422, "invalid", f"{where}: {message}") from None
+
+
+def _int_query(request: web.Request, name: str, default: int | None = None) -> int | None:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ApiError(400, "bad_query", f"{name} must be an integer, got {text!r}") from None
+    if value < 1:
+        raise ApiError(400, "bad_query", f"{name} must be at least 1, got {value}")
+    return value
+
+
+def _limit(request: web.Request, default: int = 50) -> int:
+    value = _int_query(request, "limit", default)
+    assert value is not None
+    return min(value, MAX_PAGE)
+
+
+def _bool_query(request: web.Request, name: str) -> bool | None:
+    text = request.query.get(name)
+    if text is None:
+        return None
+    if text.lower() in ("true", "1"):
+        return True
+    if text.lower() in ("false", "0"):
+        return False
+    raise ApiError(400, "bad_query", f"{name} must be true or false, got {text!r}")
+
+
+def _path_id(request: web.Request) -> int:
+    text = request.match_info["id"]
+    try:
+        value = int(text)
+    except ValueError:
+        raise ApiError(404, "not_found", f"no such id {text!r}") from None
+    if not 1 <= value <= 2**53:
+        raise ApiError(404, "not_found", f"no such id {text!r}")
+    return value
+
+
+# ---------------------------------------------------------------- watches
+
+
+async def list_watches_handler(request: web.Request) -> web.Response:
+    deps = _deps(request)
+    source = request.query.get("source")
+    if source is not None and source not in SOURCES:
+        raise ApiError(400, "bad_query", f"source must be one of {', '.join(SOURCES)}")
+    state = request.query.get("state")
+    state_id = None
+    if state is not None:
+        state_id = state_id_for_name(state)
+        if state_id is None:
+            raise ApiError(400, "bad_query", f"unknown state {state!r}")
+    watches = await list_watches(
+        deps.engine,
+        active=_bool_query(request, "active"),
+        account_service_id=_int_query(request, "account_service_id"),
+        image_version_id=_int_query(request, "image_version_id"),
+        source=source,
+    )
+    if state_id is not None:
+        watches = [w for w in watches if w.status is not None and w.status.state_id == state_id]
+    return _json(WatchList(items=[WatchOut.of(w) for w in watches]))
+
+
+async def add_watch_handler(request: web.Request) -> web.Response:
+    deps = _deps(request)
+    body = await _body(request, WatchCreate)
+    try:
+        watch_id = await add_watch(
+            deps.engine,
+            body.account_service_id,
+            body.image_version_id,
+            body.label,
+            "api",
+            deps.clock(),
+        )
+    except DuplicateWatch as exc:
+        raise ApiError(409, "duplicate", str(exc)) from None
+    return _json(await _watch(deps, watch_id), status=201)
+
+
+async def _watch(deps: ApiDeps, watch_id: int) -> WatchOut:
+    watch = await get_watch(deps.engine, watch_id)
+    if watch is None:
+        raise not_found(f"watch {watch_id}")
+    return WatchOut.of(watch)
+
+
+async def show_watch_handler(request: web.Request) -> web.Response:
+    return _json(await _watch(_deps(request), _path_id(request)))
+
+
+async def remove_watch_handler(request: web.Request) -> web.Response:
+    watch_id = _path_id(request)
+    if not await remove_watch_by_id(_deps(request).engine, watch_id):
+        raise not_found(f"watch {watch_id}")
+    return web.Response(status=204)
+
+
+async def _set_active(request: web.Request, active: bool) -> web.Response:
+    deps = _deps(request)
+    watch_id = _path_id(request)
+    if not await set_watch_active(deps.engine, watch_id, active, deps.clock()):
+        raise not_found(f"watch {watch_id}")
+    return _json(await _watch(deps, watch_id))
+
+
+async def pause_watch_handler(request: web.Request) -> web.Response:
+    return await _set_active(request, False)
+
+
+async def resume_watch_handler(request: web.Request) -> web.Response:
+    return await _set_active(request, True)
+
+
+# ---------------------------------------------------------------- subscriptions
+
+
+async def list_subscriptions_handler(request: web.Request) -> web.Response:
+    subs = await list_subscriptions(_deps(request).engine)
+    return _json(SubscriptionList(items=[SubscriptionOut.of(s) for s in subs]))
+
+
+async def add_subscription_handler(request: web.Request) -> web.Response:
+    deps = _deps(request)
+    body = await _body(request, SubscriptionCreate)
+    if body.kind == "webhook":
+        try:
+            _http_url(body.target)
+        except ValueError as exc:
+            raise ApiError(422, "invalid", f"target: {exc}") from None
+    elif deps.settings.slack.bot_token is None:
+        raise ApiError(
+            422, "invalid", "kind: slack_channel needs slack.bot_token in the configuration"
+        )
+    try:
+        sub_id = await add_subscription(
+            deps.engine,
+            name=body.name,
+            kind=body.kind,
+            target=body.target,
+            filters=body.filters(),
+            source="api",
+            now=deps.clock(),
+        )
+    except DuplicateSubscription as exc:
+        raise ApiError(409, "duplicate", str(exc)) from None
+    (created,) = await list_subscriptions(deps.engine, sub_id)
+    return _json(SubscriptionOut.of(created), status=201)
+
+
+async def remove_subscription_handler(request: web.Request) -> web.Response:
+    deps = _deps(request)
+    sub_id = _path_id(request)
+    found = await list_subscriptions(deps.engine, sub_id)
+    if not found:
+        raise not_found(f"subscription {sub_id}")
+    if found[0].source == "config":
+        raise ApiError(
+            409,
+            "from_config",
+            f"subscription {found[0].name!r} comes from the configuration file; remove it there",
+        )
+    if not await remove_subscription(deps.engine, sub_id):
+        raise not_found(f"subscription {sub_id}")
+    return web.Response(status=204)
+
+
+# ---------------------------------------------------------------- events
+
+
+async def list_events_handler(request: web.Request) -> web.Response:
+    event_type = request.query.get("type")
+    if event_type is not None and event_type not in EVENT_TYPES:
+        raise ApiError(400, "bad_query", f"unknown event type {event_type!r}")
+    events, next_before = await events_page(
+        _deps(request).engine,
+        limit=_limit(request),
+        before=_int_query(request, "before"),
+        watch_id=_int_query(request, "watch_id"),
+        image_version_id=_int_query(request, "image_version_id"),
+        event_type=event_type,
+    )
+    return _json(EventPage(items=[EventOut.of(e) for e in events], next_before=next_before))
+
+
+# ---------------------------------------------------------------- deliveries
+
+_DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("pending", "delivered", "dead")
+
+
+async def list_deliveries_handler(request: web.Request) -> web.Response:
+    status = request.query.get("status")
+    chosen: DeliveryStatus | None = None
+    if status is not None:
+        for known in _DELIVERY_STATUSES:
+            if status == known:
+                chosen = known
+        if chosen is None:
+            raise ApiError(400, "bad_query", "status must be pending, delivered or dead")
+    deliveries = await list_deliveries(_deps(request).engine, chosen, _limit(request, 100))
+    return _json(DeliveryList(items=[DeliveryOut.of(d) for d in deliveries]))
+
+
+async def retry_deliveries_handler(request: web.Request) -> web.Response:
+    deps = _deps(request)
+    body = await _body(request, DeliveryRetry)
+    if not body.ids and not body.all_dead:
+        raise ApiError(422, "invalid", "give ids or all_dead: true")
+    retried = await retry_deliveries(
+        deps.engine, deps.clock(), ids=body.ids, all_dead=body.all_dead
+    )
+    return _json(RetryResult(retried=retried))
+
+
+def register(app: web.Application, deps: ApiDeps) -> None:
+    del deps  # handlers read it from the app, so tests can build apps side by side
+    routes: list[tuple[str, str, Any]] = [
+        ("GET", "/watches", list_watches_handler),
+        ("POST", "/watches", add_watch_handler),
+        ("GET", "/watches/{id}", show_watch_handler),
+        ("DELETE", "/watches/{id}", remove_watch_handler),
+        ("POST", "/watches/{id}/pause", pause_watch_handler),
+        ("POST", "/watches/{id}/resume", resume_watch_handler),
+        ("GET", "/subscriptions", list_subscriptions_handler),
+        ("POST", "/subscriptions", add_subscription_handler),
+        ("DELETE", "/subscriptions/{id}", remove_subscription_handler),
+        ("GET", "/events", list_events_handler),
+        ("GET", "/deliveries", list_deliveries_handler),
+        ("POST", "/deliveries/retry", retry_deliveries_handler),
+    ]
+    for method, path, handler in routes:
+        app.router.add_route(method, PREFIX + path, handler)

@@ -1,0 +1,298 @@
+"""Request and response bodies of the admin API; the OpenAPI document is generated from these.
+
+Requests are strict (a string where a number belongs is an error, unknown keys are errors), so
+what a client sends is what it meant.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from notifier.clanforge.status import JobStatus, state_id_for_name
+from notifier.events.model import EVENT_TYPES, Event
+from notifier.store.outbox import DeliveryView
+from notifier.store.subscriptions import SubscriptionView
+from notifier.store.watches import WatchView
+
+Id = Annotated[int, Field(ge=1, le=2**53)]
+"""Clanforge ids: positive, and small enough to survive a JavaScript client."""
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ErrorDetail(_Response):
+    code: str
+    message: str
+
+
+class ErrorBody(_Response):
+    error: ErrorDetail
+
+
+# ---------------------------------------------------------------- watches
+
+
+class WatchCreate(_Request):
+    account_service_id: Id
+    image_version_id: Id
+    label: Annotated[str, Field(max_length=200)] = ""
+
+
+class StatusOut(_Response):
+    state_id: int | None
+    state: str
+    progress: int
+    eta: datetime | None
+    eta_estimated: bool
+    error: str | None
+    failed_count: int
+    created: datetime | None
+    started: datetime | None
+    updated: datetime | None
+
+    @classmethod
+    def of(cls, status: JobStatus) -> StatusOut:
+        return cls(
+            state_id=status.state_id,
+            state=status.state,
+            progress=status.progress,
+            eta=status.eta,
+            eta_estimated=status.eta_estimated,
+            error=status.error,
+            failed_count=status.failed_count,
+            created=status.created,
+            started=status.started,
+            updated=status.updated,
+        )
+
+
+class WatchOut(_Response):
+    id: int
+    account_service_id: int
+    image_version_id: int
+    label: str
+    source: str
+    active: bool
+    next_poll_at: datetime | None
+    last_polled_at: datetime | None
+    poll_errors: int
+    last_poll_error: str | None
+    status: StatusOut | None
+
+    @classmethod
+    def of(cls, watch: WatchView) -> WatchOut:
+        return cls(
+            id=watch.id,
+            account_service_id=watch.account_service_id,
+            image_version_id=watch.image_version_id,
+            label=watch.label,
+            source=watch.source,
+            active=watch.active,
+            next_poll_at=watch.next_poll_at,
+            last_polled_at=watch.last_polled_at,
+            poll_errors=watch.poll_errors,
+            last_poll_error=watch.last_poll_error,
+            status=None if watch.status is None else StatusOut.of(watch.status),
+        )
+
+
+class WatchList(_Response):
+    items: list[WatchOut]
+
+
+# ---------------------------------------------------------------- subscriptions
+
+
+def _known_events(value: list[str]) -> list[str]:
+    for name in value:
+        if name not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {name!r}; known: {', '.join(EVENT_TYPES)}")
+    return value
+
+
+class SubscriptionCreate(_Request):
+    name: Annotated[str, Field(min_length=1, max_length=120)]
+    kind: Literal["slack_channel", "webhook"]
+    target: Annotated[str, Field(min_length=1, max_length=2000)]
+    """The Slack channel id, or the webhook URL (http or https)."""
+    events: Annotated[list[str], Field(min_length=1, max_length=len(EVENT_TYPES))] = Field(
+        default_factory=lambda: ["imageversion.state_changed"]
+    )
+    states: Annotated[list[str], Field(max_length=20)] = Field(default_factory=list)
+    account_service_ids: Annotated[list[Id], Field(max_length=1000)] = Field(default_factory=list)
+    image_version_ids: Annotated[list[Id], Field(max_length=1000)] = Field(default_factory=list)
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: list[str]) -> list[str]:
+        return _known_events(value)
+
+    @field_validator("states")
+    @classmethod
+    def _states(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if state_id_for_name(name) is None:
+                raise ValueError(f"unknown state {name!r}")
+        return value
+
+    def filters(self) -> dict[str, Any]:
+        return {
+            "events": list(self.events),
+            "states": list(self.states),
+            "account_service_ids": list(self.account_service_ids),
+            "image_version_ids": list(self.image_version_ids),
+        }
+
+
+class Filters(_Response):
+    events: list[str]
+    states: list[str]
+    account_service_ids: list[int]
+    image_version_ids: list[int]
+
+
+class SubscriptionOut(_Response):
+    id: int
+    name: str
+    kind: str
+    target: str
+    filters: Filters
+    active: bool
+    source: str
+
+    @classmethod
+    def of(cls, sub: SubscriptionView) -> SubscriptionOut:
+        f = sub.filters
+        return cls(
+            id=sub.id,
+            name=sub.name,
+            kind=sub.kind,
+            target=sub.target,
+            filters=Filters(
+                events=list(f.get("events", [])),
+                states=list(f.get("states", [])),
+                account_service_ids=list(f.get("account_service_ids", [])),
+                image_version_ids=list(f.get("image_version_ids", [])),
+            ),
+            active=sub.active,
+            source=sub.source,
+        )
+
+
+class SubscriptionList(_Response):
+    items: list[SubscriptionOut]
+
+
+# ---------------------------------------------------------------- events
+
+
+class EventOut(_Response):
+    id: str
+    type: str
+    occurred_at: datetime
+    account_service_id: int
+    image_version_id: int
+    label: str
+    previous: StatusOut | None
+    current: StatusOut
+    detail: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: Event) -> EventOut:
+        return cls(
+            id=event.id,
+            type=event.type,
+            occurred_at=event.occurred_at,
+            account_service_id=event.account_service_id,
+            image_version_id=event.image_version_id,
+            label=event.label,
+            previous=None if event.previous is None else StatusOut.of(event.previous),
+            current=StatusOut.of(event.current),
+            detail=dict(event.detail),
+        )
+
+
+class EventPage(_Response):
+    items: list[EventOut]
+    next_before: int | None
+    """Pass as ``before`` to get the next (older) page; null on the last page."""
+
+
+# ---------------------------------------------------------------- deliveries
+
+
+class DeliveryOut(_Response):
+    id: int
+    subscription: str
+    event_id: str
+    event_type: str
+    image_version_id: int
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    lease_owner: str | None
+    """The replica sending it right now, if any."""
+
+    @classmethod
+    def of(cls, delivery: DeliveryView) -> DeliveryOut:
+        return cls(
+            id=delivery.id,
+            subscription=delivery.subscription,
+            event_id=delivery.event_id,
+            event_type=delivery.event_type,
+            image_version_id=delivery.image_version_id,
+            status=delivery.status,
+            attempts=delivery.attempts,
+            next_attempt_at=delivery.next_attempt_at,
+            last_error=delivery.last_error,
+            created_at=delivery.created_at,
+            delivered_at=delivery.delivered_at,
+            lease_owner=delivery.lease_owner,
+        )
+
+
+class DeliveryList(_Response):
+    items: list[DeliveryOut]
+
+
+class DeliveryRetry(_Request):
+    ids: Annotated[list[Id], Field(max_length=1000)] = Field(default_factory=list)
+    all_dead: bool = False
+
+
+class RetryResult(_Response):
+    retried: int
+
+
+# ---------------------------------------------------------------- health
+
+
+class Health(_Response):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str]
+
+
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (WatchCreate, SubscriptionCreate, DeliveryRetry)
+RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
+    ErrorBody,
+    WatchOut,
+    WatchList,
+    SubscriptionOut,
+    SubscriptionList,
+    EventPage,
+    DeliveryList,
+    RetryResult,
+    Health,
+)

@@ -1,0 +1,82 @@
+"""The status page: server-rendered HTML, refreshing itself, readable on a phone.
+
+``/`` lists the watches (state badge, progress bar, ETA as a relative time, last error) and the
+deliveries in flight with the replica holding each; ``/watches/{id}`` shows one watch with a
+timeline of its events. Only a meta refresh, no JavaScript, no external assets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+from aiohttp import web
+from markupsafe import Markup
+
+from notifier.api.deps import DEPS_KEY, ApiDeps
+from notifier.api.timeline import relative_time, state_colour, timeline_svg
+from notifier.store.events import events_page
+from notifier.store.outbox import list_deliveries
+from notifier.store.watches import get_watch, list_watches
+
+REFRESH_SECONDS = 5
+TIMELINE_EVENTS = 200
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("notifier.api", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+_ENV.filters["colour"] = state_colour
+
+
+def _render(template: str, **context: Any) -> web.Response:
+    html = _ENV.get_template(template).render(refresh=REFRESH_SECONDS, **context)
+    return web.Response(text=html, content_type="text/html")
+
+
+async def index(request: web.Request) -> web.Response:
+    deps = request.app[DEPS_KEY]
+    now = deps.clock()
+    watches = await list_watches(deps.engine)
+    pending = await list_deliveries(deps.engine, "pending", limit=50)
+    dead = await list_deliveries(deps.engine, "dead", limit=10)
+    return _render(
+        "index.html",
+        title="Clanforge builds",
+        watches=watches,
+        pending=pending,
+        dead=dead,
+        when=lambda value: relative_time(value, now),
+        replica_id=deps.replica_id,
+        now=now,
+    )
+
+
+async def watch_page(request: web.Request) -> web.Response:
+    deps = request.app[DEPS_KEY]
+    try:
+        watch_id = int(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound() from None
+    watch = await get_watch(deps.engine, watch_id)
+    if watch is None:
+        raise web.HTTPNotFound(text=f"watch {watch_id} does not exist")
+    now = deps.clock()
+    events, _ = await events_page(deps.engine, limit=TIMELINE_EVENTS, watch_id=watch_id)
+    return _render(
+        "watch.html",
+        title=watch.label or f"image version {watch.image_version_id}",
+        watch=watch,
+        events=events,
+        timeline=Markup(timeline_svg(events, now)),  # noqa: S704 - built from escaped parts
+        when=lambda value: relative_time(value, now),
+        replica_id=deps.replica_id,
+        now=now,
+    )
+
+
+def register(app: web.Application, deps: ApiDeps) -> None:
+    del deps
+    app.router.add_get("/", index)
+    app.router.add_get("/watches/{id}", watch_page)

@@ -1,0 +1,170 @@
+"""Prometheus metrics: one registry per service instance, so two services (or tests) never mix.
+
+Process counters (polls, deliveries and their latencies) are counted where the work happens, by
+wrapping the Clanforge source and the sinks, so the poller and the dispatcher stay unaware of
+metrics. Whole-database figures (outbox depth, active watches, transitions by target state) are
+read from the database when ``/metrics`` is scraped: every replica reports the same values for
+them, so aggregate those with ``max``, not ``sum``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.clanforge.errors import UpstreamError
+from notifier.clanforge.status import JobStatus
+from notifier.events.model import STATE_CHANGED, Event
+from notifier.notify.outcome import DeliveryFailed
+from notifier.notify.sink import Sink
+from notifier.notify.subscription import Subscription
+from notifier.polling.poller import StatusSource
+from notifier.store.tables import DeliveryRow, EventRow, Watch
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_POLL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Event seen to delivered: milliseconds when all is well, hours when a receiver was down.
+_DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 7200.0)
+
+
+class _Transitions(Collector):
+    """``notifier_transitions_total{state}``: state changes in the event history, by new state."""
+
+    def __init__(self) -> None:
+        self.by_state: dict[str, int] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "notifier_transitions",
+            "State changes detected, by the state reached (whole database).",
+            labels=["state"],
+        )
+        for state, count in sorted(self.by_state.items()):
+            family.add_metric([state], count)
+        yield family
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.polls = Counter(
+            "notifier_polls",
+            "Status fetches from Clanforge, by outcome (ok or the failure reason).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.poll_seconds = Histogram(
+            "notifier_poll_duration_seconds",
+            "How long one status fetch from Clanforge took.",
+            buckets=_POLL_BUCKETS,
+            registry=self.registry,
+        )
+        self.deliveries = Counter(
+            "notifier_deliveries",
+            "Delivery attempts, by sink and outcome (delivered; failed, to be retried; rejected).",
+            ["sink", "outcome"],
+            registry=self.registry,
+        )
+        self.delivery_latency = Histogram(
+            "notifier_delivery_latency_seconds",
+            "From the event being seen to its delivery succeeding.",
+            ["sink"],
+            buckets=_DELIVERY_BUCKETS,
+            registry=self.registry,
+        )
+        self.outbox_depth = Gauge(
+            "notifier_outbox_depth",
+            "Deliveries waiting to be sent (whole database).",
+            registry=self.registry,
+        )
+        self.active_watches = Gauge(
+            "notifier_active_watches",
+            "Watches that are active (whole database).",
+            registry=self.registry,
+        )
+        self._transitions = _Transitions()
+        self.registry.register(self._transitions)
+
+    async def refresh(self, engine: AsyncEngine) -> None:
+        """Read the whole-database figures; called on each scrape."""
+        state = EventRow.current["state"].as_string()
+        async with engine.connect() as conn:
+            depth = await conn.scalar(
+                select(func.count()).select_from(DeliveryRow).where(DeliveryRow.status == "pending")
+            )
+            active = await conn.scalar(
+                select(func.count()).select_from(Watch).where(Watch.active.is_(True))
+            )
+            rows = (
+                await conn.execute(
+                    select(state, func.count())
+                    .where(EventRow.type == STATE_CHANGED)
+                    .group_by(state)
+                )
+            ).all()
+        self.outbox_depth.set(int(depth or 0))
+        self.active_watches.set(int(active or 0))
+        self._transitions.by_state = {str(name): int(count) for name, count in rows}
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class InstrumentedSource:
+    """A :class:`StatusSource` that counts and times each fetch."""
+
+    def __init__(self, source: StatusSource, metrics: Metrics) -> None:
+        self._source = source
+        self._metrics = metrics
+
+    async def fetch_status(self, account_service_id: int, image_version_id: int) -> JobStatus:
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await self._source.fetch_status(account_service_id, image_version_id)
+        except UpstreamError as error:
+            outcome = error.reason
+            raise
+        except Exception:
+            outcome = "internal_error"
+            raise
+        finally:
+            self._metrics.poll_seconds.observe(time.perf_counter() - started)
+            self._metrics.polls.labels(outcome).inc()
+
+
+class InstrumentedSink:
+    """A :class:`Sink` that counts outcomes and measures event-seen-to-delivered latency."""
+
+    def __init__(
+        self, name: str, sink: Sink, metrics: Metrics, clock: Callable[[], datetime]
+    ) -> None:
+        self._name = name
+        self._sink = sink
+        self._metrics = metrics
+        self._clock = clock
+
+    async def deliver(self, event: Event, subscription: Subscription) -> None:
+        try:
+            await self._sink.deliver(event, subscription)
+        except DeliveryFailed as failure:
+            outcome = "rejected" if failure.permanent else "failed"
+            self._metrics.deliveries.labels(self._name, outcome).inc()
+            raise
+        except Exception:
+            self._metrics.deliveries.labels(self._name, "failed").inc()
+            raise
+        self._metrics.deliveries.labels(self._name, "delivered").inc()
+        latency = (self._clock() - event.occurred_at).total_seconds()
+        self._metrics.delivery_latency.labels(self._name).observe(max(latency, 0.0))
