@@ -11,22 +11,32 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.api.app import build_app
+from notifier.api.deps import ApiDeps
+from notifier.api.server import serve
 from notifier.clanforge.status import STATE_NAMES, JobStatus
+from notifier.config import Settings
 from notifier.events.model import STATE_CHANGED, Event
+from notifier.metrics import Metrics
 from notifier.notify.subscription import Subscription
+from notifier.store.codec import status_to_json, status_to_row
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
+from notifier.store.tables import DELIVERIES, EVENTS, JOB_STATUS
+from notifier.store.watches import add_watch
 
 POSTGRES_URL_VAR = "NOTIFIER_TEST_POSTGRES_URL"
 # Set by .ci/run: a missing PostgreSQL fails the run instead of skipping its tests.
@@ -183,3 +193,157 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
+
+
+# ---------------------------------------------------------------- HTTP server (admin API, page)
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
+def make_settings(**sections: Any) -> Settings:
+    """Valid settings for in-process servers; the Clanforge keys are never used by these tests."""
+    data: dict[str, Any] = {
+        "clanforge": {"access_key": "ak-test", "secret_key": "sk-test"},
+        "server": {"listen": "127.0.0.1:0", "admin_token": ADMIN_TOKEN},
+    }
+    data.update(sections)
+    return Settings.model_validate(data)
+
+
+class MovableClock:
+    """A clock tests set by hand, so relative times on the page are exact."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def seed_watch(
+    engine: AsyncEngine,
+    history: Sequence[tuple[datetime, JobStatus]],
+    *,
+    account_service_id: int = 1234,
+    label: str = "EU fleet, build 1.4.2",
+    event_ids: Sequence[str] = (),
+) -> int:
+    """A watch whose job went through ``history``: one state_changed event per entry, and the
+    last entry as its current status. Returns the watch id."""
+    first_at = history[0][0] if history else T0
+    image_version_id = history[0][1].image_version_id if history else 567890
+    watch_id = await add_watch(
+        engine, account_service_id, image_version_id, label, "config", first_at
+    )
+    previous: JobStatus | None = None
+    async with engine.begin() as conn:
+        for i, (at, status) in enumerate(history):
+            await conn.execute(
+                EVENTS.insert().values(
+                    id=event_ids[i] if i < len(event_ids) else f"evt_{watch_id}_{i}",
+                    watch_id=watch_id,
+                    type=STATE_CHANGED,
+                    account_service_id=account_service_id,
+                    image_version_id=image_version_id,
+                    label=label,
+                    previous=None if previous is None else status_to_json(previous),
+                    current=status_to_json(status),
+                    detail=None,
+                    occurred_at=at,
+                )
+            )
+            previous = status
+        if history:
+            at, status = history[-1]
+            await conn.execute(
+                JOB_STATUS.insert().values(
+                    watch_id=watch_id, observed_at=at, state_since=at, **status_to_row(status)
+                )
+            )
+    return watch_id
+
+
+async def seed_delivery(
+    engine: AsyncEngine,
+    event_id: str,
+    watch_id: int,
+    subscription_id: int,
+    *,
+    status: str = "pending",
+    lease_owner: str | None = None,
+    last_error: str | None = None,
+    attempts: int = 0,
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            DELIVERIES.insert().values(
+                event_id=event_id,
+                subscription_id=subscription_id,
+                watch_id=watch_id,
+                status=status,
+                attempts=attempts,
+                next_attempt_at=T0,
+                last_error=last_error,
+                lease_owner=lease_owner,
+                lease_until=None if lease_owner is None else T0 + timedelta(minutes=1),
+                created_at=T0,
+            )
+        )
+
+
+@dataclass
+class ApiServer:
+    """The service's HTTP app on a real socket, with a client that sends the admin token."""
+
+    url: str
+    session: aiohttp.ClientSession
+    engine: AsyncEngine
+    clock: MovableClock
+    deps: ApiDeps
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = ADMIN_TOKEN,
+        **kwargs: Any,
+    ) -> tuple[int, Any]:
+        headers = dict(kwargs.pop("headers", {}))
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        async with self.session.request(
+            method, self.url + path.lstrip("/"), headers=headers, **kwargs
+        ) as response:
+            if response.content_type == "application/json":
+                return response.status, await response.json()
+            return response.status, await response.text()
+
+
+@asynccontextmanager
+async def running_api(
+    engine: AsyncEngine,
+    settings: Settings | None = None,
+    *,
+    replica_id: str = "replica-a",
+    scheduler_running: bool = True,
+) -> AsyncIterator[ApiServer]:
+    settings = settings or make_settings(slack={"bot_token": "xoxb-test"})
+    assert settings.server is not None
+    clock = MovableClock()
+    deps = ApiDeps(
+        engine=engine,
+        settings=settings,
+        clock=clock,
+        metrics=Metrics(),
+        replica_id=replica_id,
+        scheduler_running=lambda: scheduler_running,
+    )
+    async with serve(build_app(deps), settings.server) as url, aiohttp.ClientSession() as session:
+        yield ApiServer(url, session, engine, clock, deps)
+
+
+@pytest.fixture
+async def api(engine: AsyncEngine) -> AsyncIterator[ApiServer]:
+    async with running_api(engine) as server:
+        yield server

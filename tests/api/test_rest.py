@@ -1,0 +1,266 @@
+"""The admin REST API over a real socket, on SQLite and PostgreSQL: what a client sees."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from notifier.store.subscriptions import add_subscription
+from tests.conftest import T0, ApiServer, make_status, seed_delivery, seed_watch
+
+WATCH = {"account_service_id": 1234, "image_version_id": 567890, "label": "EU fleet"}
+
+
+async def test_call_without_token_is_401_with_json_error(api: ApiServer) -> None:
+    status, body = await api.call("GET", "/api/v1/watches", token=None)
+    assert status == 401
+    assert body["error"]["code"] == "unauthorized"
+    assert "Bearer" in body["error"]["message"]
+
+
+async def test_call_with_wrong_token_is_401_and_does_not_echo_it(api: ApiServer) -> None:
+    status, body = await api.call("GET", "/api/v1/watches", token="guess-guess")
+    assert status == 401
+    assert "guess-guess" not in str(body)
+
+
+async def test_added_watch_is_201_and_then_listed_and_shown(api: ApiServer) -> None:
+    status, created = await api.call("POST", "/api/v1/watches", json=WATCH)
+    assert status == 201
+    assert created["image_version_id"] == 567890
+    assert created["source"] == "api"
+    assert created["active"] is True
+    assert created["status"] is None
+
+    status, listing = await api.call("GET", "/api/v1/watches")
+    assert status == 200
+    assert [w["label"] for w in listing["items"]] == ["EU fleet"]
+
+    status, shown = await api.call("GET", f"/api/v1/watches/{created['id']}")
+    assert (status, shown["id"]) == (200, created["id"])
+
+
+async def test_duplicate_watch_is_409(api: ApiServer) -> None:
+    await api.call("POST", "/api/v1/watches", json=WATCH)
+    status, body = await api.call("POST", "/api/v1/watches", json=WATCH)
+    assert status == 409
+    assert body["error"] == {
+        "code": "duplicate",
+        "message": "image version 567890 of account service 1234 is already watched",
+    }
+
+
+async def test_body_that_is_not_json_is_400(api: ApiServer) -> None:
+    status, body = await api.call(
+        "POST", "/api/v1/watches", data=b"{nope", headers={"Content-Type": "application/json"}
+    )
+    assert status == 400
+    assert body["error"]["code"] == "bad_json"
+
+
+async def test_json_that_is_not_an_object_is_400(api: ApiServer) -> None:
+    status, body = await api.call("POST", "/api/v1/watches", json=[1, 2])
+    assert (status, body["error"]["code"]) == (400, "bad_json")
+
+
+async def test_wrong_type_is_422_naming_the_field(api: ApiServer) -> None:
+    status, body = await api.call(
+        "POST", "/api/v1/watches", json={**WATCH, "image_version_id": "567890"}
+    )
+    assert status == 422
+    assert body["error"]["code"] == "invalid"
+    assert body["error"]["message"].startswith("image_version_id: ")
+
+
+async def test_unknown_field_is_422(api: ApiServer) -> None:
+    status, body = await api.call("POST", "/api/v1/watches", json={**WATCH, "colour": "red"})
+    assert (status, body["error"]["message"]) == (422, "colour: unknown field")
+
+
+async def test_oversized_body_is_413_and_nothing_is_added(api: ApiServer) -> None:
+    status, body = await api.call("POST", "/api/v1/watches", json={**WATCH, "label": "x" * 100_000})
+    assert status == 413
+    assert body["error"]["code"] == "body_too_large"
+    _, listing = await api.call("GET", "/api/v1/watches")
+    assert listing["items"] == []
+
+
+async def test_unknown_watch_id_is_404_for_show_remove_pause_resume(api: ApiServer) -> None:
+    for method, path in [
+        ("GET", "/api/v1/watches/999"),
+        ("DELETE", "/api/v1/watches/999"),
+        ("POST", "/api/v1/watches/999/pause"),
+        ("POST", "/api/v1/watches/999/resume"),
+        ("GET", "/api/v1/watches/abc"),
+    ]:
+        status, body = await api.call(method, path)
+        assert (status, body["error"]["code"]) == (404, "not_found"), path
+
+
+async def test_pause_stops_polling_and_resume_polls_now(api: ApiServer) -> None:
+    _, created = await api.call("POST", "/api/v1/watches", json=WATCH)
+    api.clock.now = T0 + timedelta(hours=1)
+    status, paused = await api.call("POST", f"/api/v1/watches/{created['id']}/pause")
+    assert (status, paused["active"]) == (200, False)
+    _, active_only = await api.call("GET", "/api/v1/watches?active=true")
+    assert active_only["items"] == []
+    status, resumed = await api.call("POST", f"/api/v1/watches/{created['id']}/resume")
+    assert (status, resumed["active"]) == (200, True)
+    assert resumed["next_poll_at"] == "2026-11-28T18:00:00Z"
+
+
+async def test_removed_watch_is_204_then_gone(api: ApiServer) -> None:
+    _, created = await api.call("POST", "/api/v1/watches", json=WATCH)
+    status, _ = await api.call("DELETE", f"/api/v1/watches/{created['id']}")
+    assert status == 204
+    status, _ = await api.call("GET", f"/api/v1/watches/{created['id']}")
+    assert status == 404
+
+
+async def test_watch_list_filters_by_state(api: ApiServer) -> None:
+    await seed_watch(api.engine, [(T0, make_status(4, 40, image_version_id=1))], label="running")
+    await seed_watch(api.engine, [(T0, make_status(6, 60, image_version_id=2))], label="failed")
+    status, body = await api.call("GET", "/api/v1/watches?state=Failed")
+    assert status == 200
+    assert [(w["label"], w["status"]["state"]) for w in body["items"]] == [("failed", "Failed")]
+
+
+async def test_bad_query_parameter_is_400_naming_it(api: ApiServer) -> None:
+    status, body = await api.call("GET", "/api/v1/watches?account_service_id=abc")
+    assert status == 400
+    assert body["error"]["message"] == "account_service_id must be an integer, got 'abc'"
+    status, body = await api.call("GET", "/api/v1/watches?state=Exploded")
+    assert (status, body["error"]["message"]) == (400, "unknown state 'Exploded'")
+
+
+async def test_unknown_api_path_is_404_json(api: ApiServer) -> None:
+    status, body = await api.call("GET", "/api/v1/nothing-here")
+    assert (status, body["error"]["code"]) == (404, "not_found")
+
+
+async def test_wrong_method_is_405_json(api: ApiServer) -> None:
+    status, body = await api.call("PUT", "/api/v1/watches")
+    assert (status, body["error"]["code"]) == (405, "method_not_allowed")
+
+
+# ---------------------------------------------------------------- subscriptions
+
+HOOK = {
+    "name": "chatops",
+    "kind": "webhook",
+    "target": "https://chatops.example.com/hook",
+    "events": ["imageversion.failed"],
+}
+
+
+async def test_added_subscription_is_201_and_listed(api: ApiServer) -> None:
+    status, created = await api.call("POST", "/api/v1/subscriptions", json=HOOK)
+    assert status == 201
+    assert created["source"] == "api"
+    assert created["filters"]["events"] == ["imageversion.failed"]
+    _, listing = await api.call("GET", "/api/v1/subscriptions")
+    assert [s["name"] for s in listing["items"]] == ["chatops"]
+
+
+async def test_duplicate_subscription_name_is_409(api: ApiServer) -> None:
+    await api.call("POST", "/api/v1/subscriptions", json=HOOK)
+    status, body = await api.call("POST", "/api/v1/subscriptions", json=HOOK)
+    assert (status, body["error"]["message"]) == (
+        409,
+        "a subscription named 'chatops' already exists",
+    )
+
+
+async def test_subscription_with_bad_url_or_event_is_422(api: ApiServer) -> None:
+    status, body = await api.call(
+        "POST", "/api/v1/subscriptions", json={**HOOK, "target": "ftp://x"}
+    )
+    assert status == 422
+    assert body["error"]["message"].startswith("target: must be an http(s) URL")
+    status, body = await api.call(
+        "POST", "/api/v1/subscriptions", json={**HOOK, "events": ["imageversion.exploded"]}
+    )
+    assert status == 422
+    assert "unknown event type 'imageversion.exploded'" in body["error"]["message"]
+
+
+async def test_removed_subscription_is_204_config_one_is_409_unknown_is_404(
+    api: ApiServer,
+) -> None:
+    _, created = await api.call("POST", "/api/v1/subscriptions", json=HOOK)
+    config_id = await add_subscription(
+        api.engine,
+        name="builds",
+        kind="slack_channel",
+        target="C1",
+        filters={},
+        source="config",
+        now=T0,
+    )
+    status, _ = await api.call("DELETE", f"/api/v1/subscriptions/{created['id']}")
+    assert status == 204
+    status, body = await api.call("DELETE", f"/api/v1/subscriptions/{config_id}")
+    assert (status, body["error"]["code"]) == (409, "from_config")
+    status, body = await api.call("DELETE", f"/api/v1/subscriptions/{created['id']}")
+    assert status == 404
+
+
+# ---------------------------------------------------------------- events and deliveries
+
+
+async def test_events_come_newest_first_a_page_at_a_time(api: ApiServer) -> None:
+    history = [
+        (T0 + timedelta(minutes=i), make_status(state, 0, image_version_id=7))
+        for i, state in enumerate([1, 3, 4, 5])
+    ]
+    await seed_watch(api.engine, history)
+    status, page = await api.call("GET", "/api/v1/events?limit=3")
+    assert status == 200
+    assert [e["current"]["state"] for e in page["items"]] == ["Complete", "Running", "Queued"]
+    _, rest = await api.call("GET", f"/api/v1/events?limit=3&before={page['next_before']}")
+    assert [e["current"]["state"] for e in rest["items"]] == ["Created"]
+    assert rest["next_before"] is None
+
+
+async def test_deliveries_list_shows_lease_owner_and_retry_revives_dead(api: ApiServer) -> None:
+    watch_id = await seed_watch(api.engine, [(T0, make_status(6, 60))], event_ids=["evt_failed"])
+    sub_id = await add_subscription(
+        api.engine,
+        name="hook",
+        kind="webhook",
+        target="https://h.test/",
+        filters={},
+        source="api",
+        now=T0,
+    )
+    await seed_delivery(
+        api.engine,
+        "evt_failed",
+        watch_id,
+        sub_id,
+        status="dead",
+        last_error="HTTP 500",
+        attempts=10,
+    )
+    status, body = await api.call("GET", "/api/v1/deliveries?status=dead")
+    assert status == 200
+    (dead,) = body["items"]
+    assert (dead["subscription"], dead["last_error"], dead["attempts"]) == ("hook", "HTTP 500", 10)
+
+    status, body = await api.call("POST", "/api/v1/deliveries/retry", json={"all_dead": True})
+    assert (status, body) == (200, {"retried": 1})
+    _, body = await api.call("GET", "/api/v1/deliveries?status=pending")
+    assert [d["id"] for d in body["items"]] == [dead["id"]]
+
+
+async def test_retry_without_ids_or_all_dead_is_422(api: ApiServer) -> None:
+    status, body = await api.call("POST", "/api/v1/deliveries/retry", json={})
+    assert (status, body["error"]["message"]) == (422, "give ids or all_dead: true")
+
+
+async def test_openapi_document_is_served_behind_the_token(api: ApiServer) -> None:
+    status, _ = await api.call("GET", "/api/v1/openapi.json", token=None)
+    assert status == 401
+    status, doc = await api.call("GET", "/api/v1/openapi.json")
+    assert status == 200
+    assert doc["openapi"] == "3.1.0"
+    assert "/api/v1/watches/{id}/pause" in doc["paths"]
