@@ -1,0 +1,140 @@
+"""The status page and health endpoints as people and orchestrators see them."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from notifier.store.subscriptions import add_subscription
+from tests.conftest import T0, ApiServer, make_status, running_api, seed_delivery, seed_watch
+
+
+async def _three_builds(api: ApiServer) -> dict[str, int]:
+    eta = T0 + timedelta(minutes=12)
+    running = await seed_watch(
+        api.engine,
+        [
+            (T0 - timedelta(minutes=10), make_status(3, 0, image_version_id=1)),
+            (T0 - timedelta(minutes=4), make_status(4, 40, image_version_id=1, eta=eta)),
+        ],
+        label="EU fleet",
+        event_ids=["evt_eu_queued", "evt_eu_running"],
+    )
+    failed = await seed_watch(
+        api.engine,
+        [(T0 - timedelta(minutes=2), make_status(6, 60, image_version_id=2, error="Image locked"))],
+        label="US fleet",
+    )
+    complete = await seed_watch(
+        api.engine,
+        [(T0 - timedelta(hours=3), make_status(5, 100, image_version_id=3))],
+        label="APAC fleet",
+    )
+    return {"running": running, "failed": failed, "complete": complete}
+
+
+async def test_status_page_shows_each_watch_state_progress_eta_and_error(api: ApiServer) -> None:
+    await _three_builds(api)
+    status, html = await api.call("GET", "/", token=None)
+    assert status == 200
+    cards = re.findall(r'<section class="card watch.*?</section>', html, re.S)
+    assert len(cards) == 3
+    by_label = {re.search(r'class="title"[^>]*>([^<]+)', c).group(1): c for c in cards}  # type: ignore[union-attr]
+    eu = by_label["EU fleet"]
+    assert 'data-state="Running"' in eu
+    assert 'aria-valuenow="40"' in eu
+    assert "ETA in 12 min" in eu
+    us = by_label["US fleet"]
+    assert 'data-state="Failed"' in us
+    assert "Image locked" in us
+    assert 'aria-valuenow="100"' in by_label["APAC fleet"]
+    assert '<meta http-equiv="refresh"' in html
+    assert 'name="viewport"' in html
+    assert "<script" not in html
+    # Nothing loaded from elsewhere: no scripts, stylesheets or images.
+    assert "<link" not in html
+    assert " src=" not in html
+
+
+async def test_status_page_names_the_replica_holding_each_delivery_in_flight(
+    api: ApiServer,
+) -> None:
+    ids = await _three_builds(api)
+    sub = await add_subscription(
+        api.engine,
+        name="builds",
+        kind="webhook",
+        target="https://h.test/",
+        filters={},
+        source="config",
+        now=T0,
+    )
+    await seed_delivery(
+        api.engine, "evt_eu_running", ids["running"], sub, lease_owner="host-b:42:beef"
+    )
+    _, html = await api.call("GET", "/", token=None)
+    row = re.search(r"<tr data-delivery-id=.*?</tr>", html, re.S)
+    assert row is not None
+    assert "host-b:42:beef" in row.group(0)
+    assert "imageversion.state_changed" in row.group(0)
+
+
+async def test_error_text_is_escaped_on_the_page(api: ApiServer) -> None:
+    await seed_watch(
+        api.engine,
+        [(T0, make_status(6, 10, image_version_id=9, error="<script>alert(1)</script>"))],
+    )
+    _, html = await api.call("GET", "/", token=None)
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+async def test_watch_page_draws_a_timeline_band_per_state(api: ApiServer) -> None:
+    ids = await _three_builds(api)
+    status, html = await api.call("GET", f"/watches/{ids['running']}", token=None)
+    assert status == 200
+    assert "EU fleet" in html
+    bands = re.findall(r'<rect class="band" data-state="(\w+)"', html)
+    assert bands == ["Queued", "Running"]
+    assert html.count("<tr><td title=") == 2
+
+
+async def test_unknown_watch_page_is_404(api: ApiServer) -> None:
+    status, _ = await api.call("GET", "/watches/999", token=None)
+    assert status == 404
+
+
+async def test_healthz_answers_and_readyz_checks_database_and_scheduler(
+    api: ApiServer,
+) -> None:
+    assert await api.call("GET", "/healthz", token=None) == (
+        200,
+        {"status": "ok", "checks": {"process": "ok"}},
+    )
+    assert await api.call("GET", "/readyz", token=None) == (
+        200,
+        {"status": "ok", "checks": {"database": "ok", "scheduler": "ok"}},
+    )
+    async with running_api(api.engine, scheduler_running=False) as stopped:
+        status, body = await stopped.call("GET", "/readyz", token=None)
+    assert (status, body["checks"]["scheduler"]) == (503, "not running")
+
+
+async def test_metrics_report_database_figures_in_prometheus_format(api: ApiServer) -> None:
+    ids = await _three_builds(api)
+    sub = await add_subscription(
+        api.engine,
+        name="builds",
+        kind="webhook",
+        target="https://h.test/",
+        filters={},
+        source="config",
+        now=T0,
+    )
+    await seed_delivery(api.engine, "evt_eu_running", ids["running"], sub)
+    status, text = await api.call("GET", "/metrics", token=None)
+    assert status == 200
+    assert "notifier_outbox_depth 1.0" in text
+    assert "notifier_active_watches 3.0" in text
+    assert 'notifier_transitions_total{state="Running"} 1.0' in text
+    assert 'notifier_transitions_total{state="Queued"} 1.0' in text
