@@ -47,6 +47,7 @@ from notifier.store.watches import (
 
 PREFIX = "/api/v1"
 MAX_PAGE = 500
+MAX_ID = 2**53  # what the OpenAPI document promises, and what fits a database integer
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -88,8 +89,8 @@ def _int_query(request: web.Request, name: str, default: int | None = None) -> i
         value = int(text)
     except ValueError:
         raise ApiError(400, "bad_query", f"{name} must be an integer, got {text!r}") from None
-    if value < 1:
-        raise ApiError(400, "bad_query", f"{name} must be at least 1, got {value}")
+    if not 1 <= value <= MAX_ID:
+        raise ApiError(400, "bad_query", f"{name} must be between 1 and {MAX_ID}, got {value}")
     return value
 
 
@@ -116,7 +117,7 @@ def _path_id(request: web.Request) -> int:
         value = int(text)
     except ValueError:
         raise ApiError(404, "not_found", f"no such id {text!r}") from None
-    if not 1 <= value <= 2**53:
+    if not 1 <= value <= MAX_ID:
         raise ApiError(404, "not_found", f"no such id {text!r}")
     return value
 
