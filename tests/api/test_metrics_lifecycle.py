@@ -41,9 +41,11 @@ class Running:
             return parse(await response.text())
 
     async def scrape_until(self, condition: Callable[[Samples], bool]) -> Samples:
-        while not condition(samples := await self.scrape()):
+        while True:
+            samples = await self.scrape()
+            if condition(samples):
+                return samples
             await asyncio.sleep(0.05)
-        return samples
 
 
 @pytest.fixture

@@ -1,0 +1,135 @@
+"""The status page in a real browser: Debian's chromium driven by Playwright.
+
+A running service watches three image versions in different states; the test reads the page as
+a person would (states, progress bars, ETA), follows one watch to its timeline, and saves
+screenshots (desktop and phone width) under ``test-output/screenshots/`` (or
+``$NOTIFIER_TEST_OUTPUT/screenshots/``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+from playwright.async_api import Browser, async_playwright, expect
+
+from notifier.clanforge.status import COMPLETE, FAILED, QUEUED, RUNNING
+from notifier.service import Service
+from notifier.testing.fake_clanforge import FakeClanforge, status_reply
+from tests.conftest import make_settings
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ASID = 1234
+EU, US, APAC = 567890, 567891, 567892
+OUTPUT = Path(os.environ.get("NOTIFIER_TEST_OUTPUT", Path(__file__).parents[2] / "test-output"))
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"), reason="chromium is not installed"
+)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    assert CHROMIUM is not None, "chromium is not installed (.ci/run installs it)"
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+async def status_url(tmp_path: Path) -> AsyncIterator[str]:
+    eta = datetime.now(UTC) + timedelta(minutes=12)
+    async with FakeClanforge(access_key="ak", secret_key="sk") as clanforge:
+        clanforge.script(
+            ASID, EU, [status_reply(QUEUED, 0)] * 2 + [status_reply(RUNNING, 40, eta=eta)]
+        )
+        clanforge.script(
+            ASID,
+            US,
+            [status_reply(RUNNING, 60)] * 2
+            + [status_reply(FAILED, 60, error="Image locked by diffid 42", failed=1)],
+        )
+        clanforge.set_status(ASID, APAC, status_reply(COMPLETE, 100))
+        settings = make_settings(
+            database={"url": f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}"},
+            clanforge={"base_url": clanforge.base_url, "access_key": "ak", "secret_key": "sk"},
+            poll={"interval_seconds": 0.1, "running_interval_seconds": 0.1},
+            watch=[
+                {"account_service_id": ASID, "image_version_id": EU, "label": "EU fleet"},
+                {"account_service_id": ASID, "image_version_id": US, "label": "US fleet"},
+                {"account_service_id": ASID, "image_version_id": APAC, "label": "APAC fleet"},
+            ],
+        )
+        async with Service(settings) as service:
+            stop = asyncio.Event()
+            task = asyncio.create_task(service.run(stop))
+            try:
+                assert service.http_url is not None
+                await _wait_for_states(service.http_url, ["Running", "Failed", "Complete"])
+                yield service.http_url
+            finally:
+                stop.set()
+                await task
+
+
+async def _wait_for_states(url: str, states: list[str]) -> None:
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(url) as response:
+                html = await response.text()
+            if all(f'data-state="{state}"' in html for state in states):
+                return
+            await asyncio.sleep(0.05)
+
+
+async def test_status_page_shows_three_builds_and_a_timeline(
+    browser: Browser, status_url: str
+) -> None:
+    shots = OUTPUT / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    page = await browser.new_page(viewport={"width": 1100, "height": 800})
+    await page.goto(status_url)
+
+    eu = page.locator("section.watch", has_text="EU fleet")
+    await expect(eu.locator(".badge.state")).to_have_text("Running")
+    await expect(eu.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "40")
+    await expect(eu.locator(".eta")).to_contain_text("ETA in 12 min")
+
+    us = page.locator("section.watch", has_text="US fleet")
+    await expect(us.locator(".badge.state")).to_have_text("Failed")
+    await expect(us.locator(".error")).to_have_text("Image locked by diffid 42")
+
+    apac = page.locator("section.watch", has_text="APAC fleet")
+    await expect(apac.locator(".badge.state")).to_have_text("Complete")
+    await expect(apac.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
+    await page.screenshot(path=shots / "status-page.png", full_page=True)
+
+    await eu.get_by_role("link", name="EU fleet").click()
+    await expect(page.locator("svg.timeline rect.band")).to_have_count(2)
+    bands = await page.locator("svg.timeline rect.band").evaluate_all(
+        "rects => rects.map(r => r.dataset.state)"
+    )
+    assert bands == ["Queued", "Running"]
+    await page.screenshot(path=shots / "watch-timeline.png", full_page=True)
+
+    phone = await browser.new_page(viewport={"width": 390, "height": 844})
+    await phone.goto(status_url)
+    # Readable on a phone: the cards fit the screen, nothing scrolls sideways.
+    width = await phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390
+    await phone.screenshot(path=shots / "status-page-phone.png", full_page=True)
+
+    assert sorted(p.name for p in shots.glob("*.png")) == [
+        "status-page-phone.png",
+        "status-page.png",
+        "watch-timeline.png",
+    ]
