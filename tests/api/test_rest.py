@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
+import aiohttp
+import pytest
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.api import REGISTRARS, ApiDeps
+from notifier.api.app import build_app
+from notifier.api.server import serve
 from notifier.store.subscriptions import add_subscription
-from tests.conftest import T0, ApiServer, make_status, seed_delivery, seed_watch
+from tests.conftest import (
+    ADMIN_TOKEN,
+    T0,
+    ApiServer,
+    make_settings,
+    make_status,
+    seed_delivery,
+    seed_watch,
+)
 
 WATCH = {"account_service_id": 1234, "image_version_id": 567890, "label": "EU fleet"}
 
@@ -264,3 +281,37 @@ async def test_openapi_document_is_served_behind_the_token(api: ApiServer) -> No
     assert status == 200
     assert doc["openapi"] == "3.1.0"
     assert "/api/v1/watches/{id}/pause" in doc["paths"]
+
+
+async def test_admin_token_never_reaches_the_logs(
+    api: ApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await api.call("GET", "/api/v1/watches")
+    await api.call("GET", "/api/v1/watches", token="wrong-token-value")
+    await api.call("POST", "/api/v1/watches", json={"image_version_id": ADMIN_TOKEN})
+    assert ADMIN_TOKEN not in caplog.text
+    assert "wrong-token-value" not in caplog.text
+
+
+async def test_a_route_module_plugs_in_with_one_registrar_behind_the_same_auth(
+    engine: AsyncEngine,
+) -> None:
+    def register(app: web.Application, deps: ApiDeps) -> None:
+        async def hello(request: web.Request) -> web.Response:
+            return web.json_response({"replica": deps.replica_id})
+
+        app.router.add_get("/api/v1/hello", hello)
+
+    settings = make_settings()
+    assert settings.server is not None
+    deps = ApiDeps(engine=engine, settings=settings, clock=lambda: T0, replica_id="r1")
+    app = build_app(deps, [*REGISTRARS, register])
+    async with serve(app, settings.server) as url, aiohttp.ClientSession() as session:
+        async with session.get(url + "api/v1/hello") as response:
+            assert response.status == 401
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with session.get(url + "api/v1/hello", headers=headers) as response:
+            assert await response.json() == {"replica": "r1"}
+        async with session.get(url + "healthz") as response:
+            assert response.status == 200
