@@ -41,6 +41,8 @@ class WatchView:
     poll_errors: int
     last_poll_error: str | None
     status: JobStatus | None
+    lease_owner: str | None = None
+    """The replica polling it right now, if any."""
 
 
 async def add_watch(
@@ -124,6 +126,7 @@ async def list_watches(
             poll_errors=row.poll_errors,
             last_poll_error=row.last_poll_error,
             status=None if row.state_name is None else status_from_row(row.image_version_id, row),
+            lease_owner=row.lease_owner,
         )
         for row in rows
     ]

@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from sqlalchemy import update
+
 from notifier.store.subscriptions import add_subscription
+from notifier.store.tables import Watch
 from tests.conftest import T0, ApiServer, make_status, running_api, seed_delivery, seed_watch
 
 
@@ -138,3 +141,21 @@ async def test_metrics_report_database_figures_in_prometheus_format(api: ApiServ
     assert "notifier_active_watches 3.0" in text
     assert 'notifier_transitions_total{state="Running"} 1.0' in text
     assert 'notifier_transitions_total{state="Queued"} 1.0' in text
+
+
+async def test_status_page_names_the_replica_polling_a_watch(api: ApiServer) -> None:
+    ids = await _three_builds(api)
+    async with api.engine.begin() as conn:
+        await conn.execute(
+            update(Watch)
+            .where(Watch.id == ids["running"])
+            .values(lease_owner="host-c:7:cafe", lease_until=T0 + timedelta(seconds=30))
+        )
+    _, html = await api.call("GET", "/", token=None)
+    card = re.search(
+        r'<section class="card watch[^>]*data-state="Running".*?</section>', html, re.S
+    )
+    assert card is not None
+    assert "polled by host-c:7:cafe" in card.group(0)
+    _, page = await api.call("GET", f"/watches/{ids['running']}", token=None)
+    assert "polled by host-c:7:cafe" in page
