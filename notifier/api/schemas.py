@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from notifier.clanforge.status import JobStatus, state_id_for_name
 from notifier.events.model import EVENT_TYPES, Event
+from notifier.notify.webhook import describe_url
 from notifier.store.outbox import DeliveryView
 from notifier.store.subscriptions import SubscriptionView
 from notifier.store.watches import WatchView
@@ -120,6 +121,9 @@ def _known_events(value: list[str]) -> list[str]:
 
 
 class SubscriptionCreate(_Request):
+    """A subscription added at run time. Webhooks added here are sent unsigned: signing secrets
+    live in the configuration file only, never in the database."""
+
     name: Annotated[str, Field(min_length=1, max_length=120)]
     kind: Literal["slack_channel", "webhook"]
     target: Annotated[str, Field(min_length=1, max_length=2000)]
@@ -165,6 +169,8 @@ class SubscriptionOut(_Response):
     name: str
     kind: str
     target: str
+    """The Slack channel id, or the webhook's scheme, host and port only: paths and queries of
+    hook URLs often carry tokens."""
     filters: Filters
     active: bool
     source: str
@@ -176,7 +182,7 @@ class SubscriptionOut(_Response):
             id=sub.id,
             name=sub.name,
             kind=sub.kind,
-            target=sub.target,
+            target=sub.target if sub.kind == "slack_channel" else describe_url(sub.target),
             filters=Filters(
                 events=list(f.get("events", [])),
                 states=list(f.get("states", [])),

@@ -174,6 +174,7 @@ async def test_added_subscription_is_201_and_listed(api: ApiServer) -> None:
     assert status == 201
     assert created["source"] == "api"
     assert created["filters"]["events"] == ["imageversion.failed"]
+    assert created["target"] == "https://chatops.example.com"  # the path may hold a token
     _, listing = await api.call("GET", "/api/v1/subscriptions")
     assert [s["name"] for s in listing["items"]] == ["chatops"]
 
