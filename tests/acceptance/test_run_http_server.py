@@ -1,0 +1,88 @@
+"""`notifier run` with a [server] section: the status page, API and probes come up with it, and
+the admin token never shows in its output."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from notifier.testing.fake_clanforge import FakeClanforge, status_reply
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "run-admin-token-secret-4242"
+
+
+async def test_run_serves_status_page_api_and_probes(tmp_path: Path) -> None:
+    async with FakeClanforge(access_key="ak", secret_key="sk") as clanforge:
+        clanforge.set_status(1234, 567890, status_reply(4, 40))
+        config = tmp_path / "notifier.toml"
+        config.write_text(
+            f"""
+[database]
+url = "sqlite+aiosqlite:///{tmp_path / "notifier.db"}"
+
+[clanforge]
+base_url = "{clanforge.base_url}"
+access_key = "ak"
+secret_key = "sk"
+
+[poll]
+interval_seconds = 0.2
+
+[server]
+listen = "127.0.0.1:0"
+admin_token = "${{NOTIFIER_ADMIN_TOKEN}}"
+
+[[watch]]
+account_service_id = 1234
+image_version_id = 567890
+label = "EU fleet"
+""",
+            encoding="utf-8",
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "notifier",
+            "run",
+            "--config",
+            str(config),
+            env={"NOTIFIER_ADMIN_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"},
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert proc.stderr is not None
+        seen = b""
+        try:
+            while not (found := re.search(rb"status page at (http://\S+/)", seen)):
+                line = await proc.stderr.readline()
+                assert line, seen.decode()
+                seen += line
+            url = found.group(1).decode()
+            async with aiohttp.ClientSession() as session:
+                headers = {"Authorization": f"Bearer {TOKEN}"}
+                while True:
+                    async with session.get(url + "api/v1/watches", headers=headers) as response:
+                        assert response.status == 200
+                        items = (await response.json())["items"]
+                    if items and items[0]["status"] is not None:
+                        break
+                    await asyncio.sleep(0.05)
+                assert items[0]["status"]["state"] == "Running"
+                async with session.get(url) as response:
+                    assert "EU fleet" in await response.text()
+                async with session.get(url + "readyz") as response:
+                    assert response.status == 200
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            rest = await proc.stderr.read()
+            code = await proc.wait()
+        output = (seen + rest).decode()
+        assert code == 0, output
+        assert TOKEN not in output
