@@ -110,3 +110,29 @@ schema = schemathesis.openapi.from_dict(build_openapi())
 )
 def test_every_response_matches_the_openapi_document(live_api: str, case: Any) -> None:
     case.call_and_validate(base_url=live_api, headers=AUTH, checks=CHECKS)
+
+
+def test_every_api_route_is_in_the_openapi_document(tmp_path: Path) -> None:
+    settings = make_settings()
+    deps = ApiDeps(
+        engine=create_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"),
+        settings=settings,
+        clock=MovableClock(),
+    )
+    app = build_app(deps)
+    served = {
+        (route.method.lower(), route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource is not None
+        and route.resource.canonical.startswith("/api/v1/")
+        and route.method != "HEAD"
+        and route.resource.canonical != "/api/v1/openapi.json"
+    }
+    document = build_openapi()
+    documented = {
+        (method, path)
+        for path, item in document["paths"].items()
+        for method in item
+        if method != "parameters"
+    }
+    assert served == documented
