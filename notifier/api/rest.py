@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -272,18 +273,18 @@ async def list_events_handler(request: web.Request) -> web.Response:
 
 # ---------------------------------------------------------------- deliveries
 
-_DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("pending", "delivered", "dead")
+_DELIVERY_STATUSES: dict[str, DeliveryStatus] = {
+    "pending": "pending",
+    "delivered": "delivered",
+    "dead": "dead",
+}
 
 
 async def list_deliveries_handler(request: web.Request) -> web.Response:
     status = request.query.get("status")
-    chosen: DeliveryStatus | None = None
-    if status is not None:
-        for known in _DELIVERY_STATUSES:
-            if status == known:
-                chosen = known
-        if chosen is None:
-            raise ApiError(400, "bad_query", "status must be pending, delivered or dead")
+    chosen = None if status is None else _DELIVERY_STATUSES.get(status)
+    if status is not None and chosen is None:
+        raise ApiError(400, "bad_query", "status must be pending, delivered or dead")
     deliveries = await list_deliveries(_deps(request).engine, chosen, _limit(request, 100))
     return _json(DeliveryList(items=[DeliveryOut.of(d) for d in deliveries]))
 
@@ -301,7 +302,7 @@ async def retry_deliveries_handler(request: web.Request) -> web.Response:
 
 def register(app: web.Application, deps: ApiDeps) -> None:
     del deps  # handlers read it from the app, so tests can build apps side by side
-    routes: list[tuple[str, str, Any]] = [
+    routes: list[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]]] = [
         ("GET", "/watches", list_watches_handler),
         ("POST", "/watches", add_watch_handler),
         ("GET", "/watches/{id}", show_watch_handler),
