@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import aiohttp
 import pytest
+import yarl
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -316,3 +317,8 @@ async def test_a_route_module_plugs_in_with_one_registrar_behind_the_same_auth(
             assert await response.json() == {"replica": "r1"}
         async with session.get(url + "healthz") as response:
             assert response.status == 200
+
+
+async def test_percent_encoded_api_path_still_needs_the_token(api: ApiServer) -> None:
+    async with api.session.get(yarl.URL(api.url + "%61pi/v1/watches", encoded=True)) as response:
+        assert response.status == 401
