@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -45,6 +46,8 @@ from notifier.store.watches import (
     remove_watch_by_id,
     set_watch_active,
 )
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 MAX_PAGE = 500
@@ -163,6 +166,7 @@ async def add_watch_handler(request: web.Request) -> web.Response:
         )
     except DuplicateWatch as exc:
         raise ApiError(409, "duplicate", str(exc)) from None
+    log.info("api: watching %d/%d", body.account_service_id, body.image_version_id)
     return _json(await _watch(deps, watch_id), status=201)
 
 
@@ -181,6 +185,7 @@ async def remove_watch_handler(request: web.Request) -> web.Response:
     watch_id = _path_id(request)
     if not await remove_watch_by_id(_deps(request).engine, watch_id):
         raise not_found(f"watch {watch_id}")
+    log.info("api: watch %d removed", watch_id)
     return web.Response(status=204)
 
 
@@ -189,6 +194,7 @@ async def _set_active(request: web.Request, active: bool) -> web.Response:
     watch_id = _path_id(request)
     if not await set_watch_active(deps.engine, watch_id, active, deps.clock()):
         raise not_found(f"watch {watch_id}")
+    log.info("api: watch %d %s", watch_id, "resumed" if active else "paused")
     return _json(await _watch(deps, watch_id))
 
 
@@ -232,6 +238,7 @@ async def add_subscription_handler(request: web.Request) -> web.Response:
         )
     except DuplicateSubscription as exc:
         raise ApiError(409, "duplicate", str(exc)) from None
+    log.info("api: subscription %r added", body.name)
     (created,) = await list_subscriptions(deps.engine, sub_id)
     return _json(SubscriptionOut.of(created), status=201)
 
@@ -250,6 +257,7 @@ async def remove_subscription_handler(request: web.Request) -> web.Response:
         )
     if not await remove_subscription(deps.engine, sub_id):
         raise not_found(f"subscription {sub_id}")
+    log.info("api: subscription %r removed", found[0].name)
     return web.Response(status=204)
 
 
@@ -297,6 +305,7 @@ async def retry_deliveries_handler(request: web.Request) -> web.Response:
     retried = await retry_deliveries(
         deps.engine, deps.clock(), ids=body.ids, all_dead=body.all_dead
     )
+    log.info("api: %d delivery(ies) put back in line", retried)
     return _json(RetryResult(retried=retried))
 
 
