@@ -121,14 +121,6 @@ class SlackSettings(_Section):
         return _http_url(value)
 
 
-_LOOPBACK_HOSTS = frozenset({"localhost", "::1", "[::1]"})
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only accepts connections from this machine."""
-    return host in _LOOPBACK_HOSTS or host.startswith("127.")
-
-
 class ServerSettings(_Section):
     """The built-in HTTP server (admin API, status page, metrics); runs when ``[server]`` is set."""
 
@@ -152,7 +144,7 @@ class ServerSettings(_Section):
 
     @model_validator(mode="after")
     def _token_beyond_loopback(self) -> Self:
-        if self.admin_token is None and not is_loopback(self.host):
+        if self.admin_token is None and not is_loopback_host(self.host):
             raise ValueError(
                 f"listen {self.listen!r} is reachable from other machines, so admin_token "
                 "must be set (or listen on 127.0.0.1)"

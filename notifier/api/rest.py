@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -27,7 +28,7 @@ from notifier.api.schemas import (
     WatchOut,
 )
 from notifier.clanforge.status import state_id_for_name
-from notifier.config import _http_url
+from notifier.config import _http_url, is_loopback_host
 from notifier.events.model import EVENT_TYPES
 from notifier.store.events import events_page
 from notifier.store.outbox import DeliveryStatus, list_deliveries, retry_deliveries
@@ -222,6 +223,10 @@ async def add_subscription_handler(request: web.Request) -> web.Response:
             _http_url(body.target)
         except ValueError as exc:
             raise ApiError(422, "invalid", f"target: {exc}") from None
+        url = urlsplit(body.target)
+        if url.scheme == "http" and not is_loopback_host(url.hostname or ""):
+            # The configuration's rule; the API has no allow_http to send in clear text.
+            raise ApiError(422, "invalid", "target: must be https:// (http only to loopback)")
     elif deps.settings.slack.bot_token is None:
         raise ApiError(
             422, "invalid", "kind: slack_channel needs slack.bot_token in the configuration"

@@ -196,6 +196,13 @@ async def test_subscription_with_bad_url_or_event_is_422(api: ApiServer) -> None
     assert status == 422
     assert body["error"]["message"].startswith("target: must be an http(s) URL")
     status, body = await api.call(
+        "POST", "/api/v1/subscriptions", json={**HOOK, "target": "http://chatops.example.com/"}
+    )
+    assert (status, body["error"]["message"]) == (
+        422,
+        "target: must be https:// (http only to loopback)",
+    )
+    status, body = await api.call(
         "POST", "/api/v1/subscriptions", json={**HOOK, "events": ["imageversion.exploded"]}
     )
     assert status == 422
