@@ -33,7 +33,7 @@ class ClanforgeClient:
     URL alone, and every error message is scrubbed of the keys in case upstream echoes them.
     """
 
-    __slots__ = ("_base", "_headers", "_root", "_max_body", "_secrets", "_session", "_timeout")
+    __slots__ = ("_base", "_headers", "_max_body", "_root", "_secrets", "_session", "_timeout")
 
     def __init__(
         self,

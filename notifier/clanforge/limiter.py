@@ -84,7 +84,7 @@ class TokenBucket:
 
     async def acquire(self) -> None:
         """Wait until a request may be sent under this bucket."""
-        while (wait := self.reserve()) > 0:
+        while (wait := self.reserve()) > 0:  # noqa: ASYNC110 - the wait is computed, not polled
             await asyncio.sleep(wait)
 
     def rate_limited(self, retry_after: float | None) -> None:
