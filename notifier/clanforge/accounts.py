@@ -127,6 +127,7 @@ class ClanforgeAccounts:
             f"{error.message} [credential {name!r}]",
             status=error.status,
             retry_after=error.retry_after,
+            credential=name,
         )
         if error.reason in CREDENTIAL_REASONS:
             account.rejected = named
