@@ -24,7 +24,13 @@ from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
 from notifier.store.outbox import list_deliveries, retry_deliveries
 from notifier.store.subscriptions import list_subscriptions
-from notifier.store.watches import DuplicateWatch, add_watch, list_watches, remove_watch
+from notifier.store.watches import (
+    DuplicateWatch,
+    add_watch,
+    list_watches,
+    remove_watch,
+    resume_watches,
+)
 from notifier.text_table import format_table, format_time
 
 EXIT_OK = 0
@@ -86,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     remove = command("remove", "stop watching an image version", watch_commands)
     remove.add_argument("--image-version", type=_positive_int, required=True)
     remove.add_argument("--asid", type=_positive_int, help="only under this account service")
+    resume = command(
+        "resume", "poll paused watches again (after fixing keys or access)", watch_commands
+    )
+    resume.add_argument("--image-version", type=_positive_int, help="only this image version")
+    resume.add_argument("--asid", type=_positive_int, help="only under this account service")
 
     subscription = command("subscription", "where notifications go")
     sub_commands = subscription.add_subparsers(
@@ -256,7 +267,7 @@ async def _watch_list(engine: AsyncEngine, args: argparse.Namespace) -> int:
                 "-" if status is None else f"{status.progress}%",
                 "-" if status is None else format_time(status.eta),
                 w.source if w.active else f"{w.source} (inactive)",
-                w.last_poll_error or "",
+                f"paused: {w.paused_reason}" if w.paused_reason else (w.last_poll_error or ""),
             ]
         )
     print(
@@ -274,6 +285,17 @@ async def _watch_remove(engine: AsyncEngine, args: argparse.Namespace) -> int:
         print(f"notifier: image version {args.image_version} is not watched", file=sys.stderr)
         return EXIT_FAILURE
     print(f"stopped watching image version {args.image_version}")
+    return EXIT_OK
+
+
+async def _watch_resume(engine: AsyncEngine, args: argparse.Namespace) -> int:
+    resumed = await resume_watches(
+        engine, utc_now(), image_version_id=args.image_version, account_service_id=args.asid
+    )
+    if not resumed:
+        print("notifier: no paused watch matches", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"resumed {resumed} watch(es); they are polled at the next tick")
     return EXIT_OK
 
 
@@ -382,6 +404,7 @@ _DATABASE_COMMANDS: dict[str, Callable[[AsyncEngine, argparse.Namespace], Awaita
     "db upgrade": _db_upgrade,
     "watch add": _watch_add,
     "watch list": _watch_list,
+    "watch resume": _watch_resume,
     "watch remove": _watch_remove,
     "subscription list": _subscription_list,
     "events": _events,

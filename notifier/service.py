@@ -24,7 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.clanforge.client import open_clanforge
+from notifier.clanforge.accounts import ClanforgeAccounts, open_clanforge_accounts
 from notifier.clock import Clock, utc_now
 from notifier.config import Settings
 from notifier.notify.dispatcher import Dispatcher
@@ -33,6 +33,7 @@ from notifier.notify.sink import Sink
 from notifier.notify.slack import SlackSink
 from notifier.notify.subscription import Subscription
 from notifier.notify.webhook import WebhookSink
+from notifier.polling.discovery import Discovery
 from notifier.polling.poller import Poller, TickSummary
 from notifier.store.engine import create_engine
 from notifier.store.live_messages import DatabaseLiveMessages
@@ -64,6 +65,8 @@ class Service:
         self._engine: AsyncEngine | None = None
         self._poller: Poller | None = None
         self._dispatcher: Dispatcher | None = None
+        self._discovery: Discovery | None = None
+        self.clanforge: ClanforgeAccounts | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -110,7 +113,14 @@ class Service:
             synced.retired,
         )
 
-        clanforge = await self._stack.enter_async_context(open_clanforge(settings.clanforge))
+        clanforge = await self._stack.enter_async_context(
+            open_clanforge_accounts(settings.clanforge)
+        )
+        self.clanforge = clanforge
+        if settings.discovery.account_service_ids:
+            self._discovery = Discovery(
+                engine, clanforge, settings.discovery.account_service_ids, clock=self.clock
+            )
         delivery_timeout = aiohttp.ClientTimeout(total=settings.delivery.timeout_seconds)
         webhook_session = await self._stack.enter_async_context(
             aiohttp.ClientSession(timeout=delivery_timeout)
@@ -150,11 +160,15 @@ class Service:
             clanforge,
             self._subscriptions,
             poll=poll,
+            detect=settings.detect,
             max_concurrency=settings.clanforge.max_concurrency,
             # What the rate limit lets us fetch in one interval; the rest waits for the next tick.
             claim_limit=max(
                 settings.clanforge.max_concurrency,
-                int(settings.clanforge.requests_per_second * poll.interval_seconds),
+                int(
+                    sum(c.requests_per_second for c in settings.clanforge.credentials())
+                    * poll.interval_seconds
+                ),
             ),
             lease=timedelta(seconds=poll.interval_seconds + settings.clanforge.timeout_seconds * 3),
             owner=self.replica_id,
@@ -182,6 +196,15 @@ class Service:
             except Exception:
                 log.exception("poll tick failed; the next tick tries again")
                 return None
+
+    async def discover(self) -> None:
+        """One round of auto-discovery; new watches are polled by the next tick."""
+        if self._discovery is None:
+            return
+        try:
+            await self._discovery.run_once()
+        except Exception:
+            log.exception("discovery failed; the next round tries again")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and dispatch until ``stop`` is set, then wind down within the grace period."""
@@ -212,6 +235,17 @@ class Service:
             max_instances=1,
             coalesce=True,
         )
+        if self._discovery is not None:
+            scheduler.add_job(
+                self.discover,
+                "interval",
+                seconds=self.settings.discovery.interval_seconds,
+                id="discovery",
+                replace_existing=True,
+                max_instances=1,
+                coalesce=True,
+                next_run_time=self.clock(),
+            )
         dispatching = asyncio.create_task(dispatcher.run(), name="dispatcher")
         scheduler.start()
         log.info("notifier running as %s", self.replica_id)

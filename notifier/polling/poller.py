@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.clanforge.errors import UNAVAILABLE, UpstreamError
 from notifier.clanforge.status import JobStatus
-from notifier.config import PollSettings
+from notifier.config import DetectSettings, PollSettings
 from notifier.events.ids import new_event_id
 from notifier.notify.subscription import Subscription
 from notifier.polling.plan import DueWatch, PollPlan, plan_deliveries, plan_failure, plan_success
@@ -42,6 +42,7 @@ class Poller:
         load_subscriptions: Callable[[], Awaitable[Sequence[Subscription]]],
         *,
         poll: PollSettings,
+        detect: DetectSettings | None = None,
         max_concurrency: int,
         claim_limit: int,
         lease: timedelta,
@@ -53,6 +54,11 @@ class Poller:
         self._source = source
         self._load_subscriptions = load_subscriptions
         self._poll = poll
+        self._detect = detect if detect is not None else DetectSettings()
+        # One tick's polls start spread over this long instead of all at its start.
+        self._spread_seconds = poll.spread * min(
+            poll.interval_seconds, poll.running_interval_seconds
+        )
         self._slots = asyncio.Semaphore(max_concurrency)
         self._claim_limit = claim_limit
         self._lease = lease
@@ -66,13 +72,19 @@ class Poller:
         )
         if not due:
             return TickSummary(0, 0, 0, 0)
-        plans = await asyncio.gather(*(self._poll_one(watch) for watch in due))
+        step = self._spread_seconds / len(due)
+        plans = await asyncio.gather(
+            *(self._poll_one(watch, i * step) for i, watch in enumerate(due))
+        )
         subscriptions = await self._load_subscriptions()
         deliveries = plan_deliveries(plans, subscriptions)
         written = await write_poll_results(
             self._engine, self._owner, token, plans, deliveries, self._clock()
         )
         events = sum(len(p.events) for p in written)
+        for plan in written:
+            if plan.paused_reason is not None:
+                log.warning("watch %d paused: %s", plan.watch_id, plan.paused_reason)
         if deliveries:
             self._on_committed()
         failed = sum(1 for p in written if p.poll_errors)
@@ -85,7 +97,9 @@ class Poller:
             )
         return TickSummary(len(written), failed, events, len(deliveries))
 
-    async def _poll_one(self, watch: DueWatch) -> PollPlan:
+    async def _poll_one(self, watch: DueWatch, start_after: float = 0.0) -> PollPlan:
+        if start_after > 0:
+            await asyncio.sleep(start_after)
         async with self._slots:
             try:
                 status = await self._source.fetch_status(
@@ -94,10 +108,10 @@ class Poller:
             except UpstreamError as error:
                 if watch.poll_errors == 0:
                     log.warning("%s", error.message)
-                return plan_failure(watch, error, self._clock(), self._poll)
+                return plan_failure(watch, error, self._clock(), self._poll, new_event_id)
             except Exception as exc:
                 # A bug of ours in one poll must not sink the tick's other watches.
                 log.exception("polling image version %d crashed", watch.image_version_id)
                 crash = UpstreamError(UNAVAILABLE, f"internal error while polling: {exc!r}")
-                return plan_failure(watch, crash, self._clock(), self._poll)
-        return plan_success(watch, status, self._clock(), self._poll, new_event_id)
+                return plan_failure(watch, crash, self._clock(), self._poll, new_event_id)
+        return plan_success(watch, status, self._clock(), self._poll, new_event_id, self._detect)
