@@ -9,6 +9,7 @@ import pytest
 
 from notifier.clanforge.errors import RATE_LIMITED, UNAVAILABLE, UpstreamError
 from notifier.config import PollSettings
+from notifier.events.timing import Tracking
 from notifier.polling.plan import (
     DueWatch,
     next_poll_at,
@@ -26,8 +27,9 @@ POLL = PollSettings(
 )
 
 
-def due(previous=None, poll_errors: int = 0) -> DueWatch:  # type: ignore[no-untyped-def]
+def due(previous=None, poll_errors: int = 0, tracking=None) -> DueWatch:  # type: ignore[no-untyped-def]
     return DueWatch(
+        tracking=tracking,
         watch_id=7,
         account_service_id=1234,
         image_version_id=567890,
@@ -45,7 +47,7 @@ def ids():  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(
     ("state_id", "after"),
-    [(1, 30), (2, 30), (3, 30), (4, 10), (None, 30)],
+    [(1, 60), (2, 60), (3, 30), (4, 10), (None, 30)],
 )
 def test_unfinished_jobs_are_polled_again_at_their_interval(
     state_id: int | None, after: int
@@ -74,7 +76,10 @@ def test_first_sighting_stores_status_and_emits_state_change() -> None:
 
 
 def test_unchanged_status_writes_nothing_and_emits_nothing() -> None:
-    plan = plan_success(due(make_status(4, 40)), make_status(4, 40), T0, POLL, ids())
+    steady = Tracking(moved_at=T0 - timedelta(minutes=1), rate_since=T0, rate_base_progress=40)
+    plan = plan_success(
+        due(make_status(4, 40), tracking=steady), make_status(4, 40), T0, POLL, ids()
+    )
     assert plan.status is None
     assert plan.events == ()
     assert plan.state_since == T0 - timedelta(minutes=3)
@@ -90,8 +95,9 @@ def test_progress_change_is_stored_without_event() -> None:
 
 def test_failed_poll_backs_off_and_keeps_the_error() -> None:
     error = UpstreamError(UNAVAILABLE, "Clanforge answered 503", status=503)
-    first = plan_failure(due(make_status(4)), error, T0, POLL)
-    third = plan_failure(due(make_status(4), poll_errors=2), error, T0, POLL)
+    # rand 0.5 is the middle of the jitter band: the schedule's own delay.
+    first = plan_failure(due(make_status(4)), error, T0, POLL, rand=lambda: 0.5)
+    third = plan_failure(due(make_status(4), poll_errors=2), error, T0, POLL, rand=lambda: 0.5)
     assert first.next_poll_at == T0 + timedelta(seconds=30)
     assert third.next_poll_at == T0 + timedelta(seconds=120)
     assert third.poll_errors == 3
