@@ -92,6 +92,11 @@ class TokenBucket:
         now = self._now()
         self._forget_old(now)
         self.rate_limited_count += 1
+        if now < self._paused_until:
+            # Answers to requests sent before we slowed down: that overshoot is already paid for.
+            if retry_after is not None:
+                self._paused_until = max(self._paused_until, now + retry_after)
+            return
         recent = max(len(self._sent), 1) / _WINDOW
         floor = self._configured_rate * MIN_RATE_FRACTION
         self._rate = max(min(self._rate, recent) / 2, floor)
@@ -112,7 +117,8 @@ class TokenBucket:
         quiet = now - self._last_limited
         if quiet < RECOVERY_QUIET_SECONDS:
             return
-        step = self._configured_rate * RECOVERY_STEP_PER_MINUTE * (now - self._last) / 60
+        climbing = min(now - self._last, quiet - RECOVERY_QUIET_SECONDS)
+        step = self._configured_rate * RECOVERY_STEP_PER_MINUTE * climbing / 60
         self._rate = min(self._configured_rate, self._rate + step)
         if self._rate >= self._configured_rate:
             self._burst = float(self._configured_burst)
