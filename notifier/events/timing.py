@@ -152,8 +152,8 @@ def detect_timing(
     crossed = [m for m in settings.progress_milestones if m <= current.progress]
     reached = max(crossed, default=0)
     milestone = known.milestone
-    if previous is None:
-        milestone = reached
+    if previous is None or current.is_terminal:
+        milestone = reached  # a finished job says so itself; "90 %" after "Complete" is noise
     elif reached > milestone:
         milestone = reached
         event(PROGRESS, {"milestone": reached})

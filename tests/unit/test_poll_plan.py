@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from itertools import count
 
 import pytest
 
-from notifier.clanforge.errors import RATE_LIMITED, UNAVAILABLE, UpstreamError
+from notifier.clanforge.errors import (
+    ACCESS_DENIED,
+    CREDENTIALS_REJECTED,
+    NOT_FOUND,
+    RATE_LIMITED,
+    UNAVAILABLE,
+    UpstreamError,
+)
 from notifier.config import PollSettings
 from notifier.events.timing import Tracking
 from notifier.polling.plan import (
@@ -122,3 +130,71 @@ def test_each_event_goes_to_every_matching_subscription_in_order() -> None:
         ("evt_2", 1),
         ("evt_2", 2),
     ]
+
+
+FAILING_POLL = POLL.model_copy(update={"failure_threshold": 3})
+
+
+def test_poll_failing_is_raised_once_at_the_threshold_and_recovered_once() -> None:
+    error = UpstreamError(UNAVAILABLE, "Clanforge answered 503", status=503)
+    make_id = ids()
+    plans = []
+    watch = due(make_status(4, 40))
+    for _ in range(5):
+        plan = plan_failure(watch, error, T0, FAILING_POLL, make_id)
+        plans.append(plan)
+        watch = replace(watch, poll_errors=plan.poll_errors, poll_failing=plan.poll_failing)
+    assert [[e.type for e in p.events] for p in plans] == [[], [], ["watch.poll_failing"], [], []]
+    failing = plans[2].events[0]
+    assert failing.detail == {
+        "reason": "unavailable",
+        "message": "Clanforge answered 503",
+        "consecutive_failures": 3,
+        "paused": False,
+    }
+    assert failing.current == make_status(4, 40)  # the last known status, not a new one
+    recovered = plan_success(watch, make_status(4, 40), T0, FAILING_POLL, make_id)
+    assert [e.type for e in recovered.events] == ["watch.poll_recovered"]
+    assert recovered.events[0].detail == {"failed_polls": 5}
+    assert not recovered.poll_failing
+
+
+@pytest.mark.parametrize("reason", [CREDENTIALS_REJECTED, ACCESS_DENIED, NOT_FOUND])
+def test_refused_credentials_and_unknown_image_versions_pause_at_once(reason: str) -> None:
+    error = UpstreamError(reason, "Clanforge answered 401", status=401, credential="eu")
+    plan = plan_failure(due(), error, T0, FAILING_POLL, ids())
+    assert plan.next_poll_at is None
+    assert plan.paused_reason == "Clanforge answered 401"
+    assert [e.type for e in plan.events] == ["watch.poll_failing"]
+    assert plan.events[0].detail["paused"] is True
+    assert plan.events[0].detail["credential"] == "eu"
+    assert plan.events[0].current.state == "Unknown"  # never seen
+
+
+def test_rate_limited_poll_is_no_failure_of_the_watch() -> None:
+    error = UpstreamError(RATE_LIMITED, "slow down", status=429, retry_after=3)
+    plan = plan_failure(due(poll_errors=2), error, T0, FAILING_POLL, ids())
+    assert plan.poll_errors == 2
+    assert plan.events == ()
+
+
+def test_backoff_is_jittered_around_the_schedule() -> None:
+    error = UpstreamError(UNAVAILABLE, "boom")
+    low = plan_failure(due(), error, T0, POLL, rand=lambda: 0.0).next_poll_at
+    high = plan_failure(due(), error, T0, POLL, rand=lambda: 1.0).next_poll_at
+    assert low == T0 + timedelta(seconds=24)
+    assert high == T0 + timedelta(seconds=36)
+
+
+def test_per_watch_interval_overrides_the_state_interval_until_the_job_ends() -> None:
+    assert next_poll_at(3, T0, T0, POLL, 5) == T0 + timedelta(seconds=5)
+    assert next_poll_at(4, T0, T0, POLL, 5) == T0 + timedelta(seconds=5)
+    assert next_poll_at(5, T0, T0, POLL, 5) is None
+    assert next_poll_at(6, T0, T0, POLL, 5) == T0 + timedelta(seconds=300)
+
+
+def test_failed_job_retried_upstream_is_noticed_back_in_the_queue() -> None:
+    plan = plan_success(due(make_status(6, error="boom")), make_status(3), T0, POLL, ids())
+    assert [e.type for e in plan.events] == ["imageversion.state_changed"]
+    assert plan.events[0].previous is not None and plan.events[0].previous.state == "Failed"
+    assert plan.next_poll_at == T0 + timedelta(seconds=30)
