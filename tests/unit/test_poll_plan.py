@@ -196,5 +196,6 @@ def test_per_watch_interval_overrides_the_state_interval_until_the_job_ends() ->
 def test_failed_job_retried_upstream_is_noticed_back_in_the_queue() -> None:
     plan = plan_success(due(make_status(6, error="boom")), make_status(3), T0, POLL, ids())
     assert [e.type for e in plan.events] == ["imageversion.state_changed"]
-    assert plan.events[0].previous is not None and plan.events[0].previous.state == "Failed"
+    assert plan.events[0].previous is not None
+    assert plan.events[0].previous.state == "Failed"
     assert plan.next_poll_at == T0 + timedelta(seconds=30)

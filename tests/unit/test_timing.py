@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from notifier.clanforge.status import JobStatus
@@ -146,7 +145,8 @@ def test_eta_is_estimated_from_the_progress_rate_while_running_without_one() -> 
 def test_no_estimate_before_any_progress_or_when_upstream_gives_an_eta() -> None:
     job = Job(make_status(4, 20))
     job.observe(make_status(4, 20), at(10))
-    assert job.previous is not None and job.previous.eta is None
+    assert job.previous is not None
+    assert job.previous.eta is None
     job.observe(make_status(4, 30, eta=at(50)), at(11))
     assert job.previous.eta == at(50)
     assert not job.previous.eta_estimated
@@ -155,4 +155,5 @@ def test_no_estimate_before_any_progress_or_when_upstream_gives_an_eta() -> None
 def test_estimating_can_be_turned_off() -> None:
     job = Job(make_status(4, 20), DETECT.model_copy(update={"estimate_eta": False}))
     job.observe(make_status(4, 40), at(10))
-    assert job.previous is not None and job.previous.eta is None
+    assert job.previous is not None
+    assert job.previous.eta is None
