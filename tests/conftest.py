@@ -183,3 +183,51 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
+
+
+# ---------------------------------------------------------------- upstream (issue 8)
+
+
+class MovableClock:
+    """A service clock the test moves by hand, so time-based behaviour needs no waiting."""
+
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+def service_config(
+    database_url: str,
+    clanforge_url: str,
+    *,
+    clanforge_extra: str = "",
+    sections: str = "",
+    watches: list[tuple[int, int]] = (),  # type: ignore[assignment]
+    access_key: str = "ak",
+    secret_key: str = "sk",  # noqa: S107 - the fake's test credentials
+) -> str:
+    """A whole configuration file for an in-process service against a fake Clanforge."""
+    watch_tables = "".join(
+        f"\n[[watch]]\naccount_service_id = {asid}\nimage_version_id = {ivid}\n"
+        for asid, ivid in watches
+    )
+    return f"""
+[database]
+url = "{database_url}"
+
+[clanforge]
+base_url = "{clanforge_url}"
+access_key = "{access_key}"
+secret_key = "{secret_key}"
+timeout_seconds = 0.5
+{clanforge_extra}
+
+{sections}
+{watch_tables}
+"""
