@@ -1,0 +1,50 @@
+"""`notifier watch list` shows a paused watch and `notifier watch resume` polls it again."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from notifier.cli import main
+from notifier.config import load_config
+from notifier.service import Service
+from notifier.testing.fake_clanforge import FakeClanforge
+from tests.conftest import MovableClock, service_config
+
+
+async def pause_by_polling(config: Path) -> None:
+    """One real tick against a Clanforge that does not know the image version: a 404 pauses."""
+    async with FakeClanforge() as fake:
+        text = config.read_text(encoding="utf-8").replace("BASE_URL", fake.base_url)
+        config.write_text(text, encoding="utf-8")
+        async with Service(load_config(config, {}), clock=MovableClock()) as service:
+            await service.tick()
+
+
+def test_paused_watch_is_listed_as_paused_and_resumed_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "notifier.toml"
+    config.write_text(
+        service_config(
+            f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}",
+            "BASE_URL",
+            sections="[poll]\nspread = 0\n",
+            watches=[(1234, 567890)],
+        ),
+        encoding="utf-8",
+    )
+    asyncio.run(pause_by_polling(config))
+    capsys.readouterr()
+
+    assert main(["watch", "list", "--config", str(config)]) == 0
+    listing = capsys.readouterr().out
+    assert "paused: Clanforge answered 404" in listing
+
+    assert main(["watch", "resume", "--image-version", "567890", "--config", str(config)]) == 0
+    assert capsys.readouterr().out == "resumed 1 watch(es); they are polled at the next tick\n"
+
+    assert main(["watch", "resume", "--config", str(config)]) == 1
+    assert capsys.readouterr().err == "notifier: no paused watch matches\n"
