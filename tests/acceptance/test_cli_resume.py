@@ -8,18 +8,17 @@ from pathlib import Path
 import pytest
 
 from notifier.cli import main
-from notifier.config import load_config
+from notifier.config import parse_config
 from notifier.service import Service
 from notifier.testing.fake_clanforge import FakeClanforge
 from tests.conftest import MovableClock, service_config
 
 
-async def pause_by_polling(config: Path) -> None:
+async def pause_by_polling(config: Path, text: str) -> None:
     """One real tick against a Clanforge that does not know the image version: a 404 pauses."""
     async with FakeClanforge() as fake:
-        text = config.read_text(encoding="utf-8").replace("BASE_URL", fake.base_url)
-        config.write_text(text, encoding="utf-8")
-        async with Service(load_config(config, {}), clock=MovableClock()) as service:
+        settings = parse_config(text.replace("BASE_URL", fake.base_url), {}, config)
+        async with Service(settings, clock=MovableClock()) as service:
             await service.tick()
 
 
@@ -27,16 +26,15 @@ def test_paused_watch_is_listed_as_paused_and_resumed_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "notifier.toml"
-    config.write_text(
-        service_config(
-            f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}",
-            "BASE_URL",
-            sections="[poll]\nspread = 0\n",
-            watches=[(1234, 567890)],
-        ),
-        encoding="utf-8",
+    text = service_config(
+        f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}",
+        "BASE_URL",
+        sections="[poll]\nspread = 0\n",
+        watches=[(1234, 567890)],
     )
-    asyncio.run(pause_by_polling(config))
+    asyncio.run(pause_by_polling(config, text))
+    # The CLI reads the same database; its Clanforge address is never used.
+    config.write_text(text.replace("BASE_URL", "http://127.0.0.1:9"), encoding="utf-8")
     capsys.readouterr()
 
     assert main(["watch", "list", "--config", str(config)]) == 0
