@@ -58,6 +58,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     config_help = "configuration file (default: $NOTIFIER_CONFIG or config/notifier.toml)"
     common = argparse.ArgumentParser(add_help=False)
@@ -88,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--asid", type=_positive_int, required=True, help="account service id")
     add.add_argument("--image-version", type=_positive_int, required=True)
     add.add_argument("--label", default="", help="how people will see it in messages")
+    add.add_argument(
+        "--interval",
+        type=_positive_float,
+        help="poll it this often (seconds) while unfinished, instead of by state",
+    )
     command("list", "list watched image versions with their state", watch_commands)
     remove = command("remove", "stop watching an image version", watch_commands)
     remove.add_argument("--image-version", type=_positive_int, required=True)
@@ -242,7 +257,15 @@ async def _db_upgrade(engine: AsyncEngine, args: argparse.Namespace) -> int:
 
 async def _watch_add(engine: AsyncEngine, args: argparse.Namespace) -> int:
     try:
-        await add_watch(engine, args.asid, args.image_version, args.label, "cli", utc_now())
+        await add_watch(
+            engine,
+            args.asid,
+            args.image_version,
+            args.label,
+            "cli",
+            utc_now(),
+            interval_seconds=args.interval,
+        )
     except DuplicateWatch as exc:
         print(f"notifier: {exc}", file=sys.stderr)
         return EXIT_FAILURE

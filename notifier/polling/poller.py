@@ -34,6 +34,15 @@ class TickSummary:
     deliveries: int
 
 
+def start_offsets(count: int, spread_seconds: float) -> list[float]:
+    """When each of a tick's ``count`` polls starts, in seconds from the tick: evenly spread over
+    ``spread_seconds``, so upstream sees a steady trickle instead of a burst at every tick."""
+    if count <= 0:
+        return []
+    step = spread_seconds / count
+    return [i * step for i in range(count)]
+
+
 class Poller:
     def __init__(
         self,
@@ -72,9 +81,9 @@ class Poller:
         )
         if not due:
             return TickSummary(0, 0, 0, 0)
-        step = self._spread_seconds / len(due)
+        offsets = start_offsets(len(due), self._spread_seconds)
         plans = await asyncio.gather(
-            *(self._poll_one(watch, i * step) for i, watch in enumerate(due))
+            *(self._poll_one(watch, offset) for watch, offset in zip(due, offsets, strict=True))
         )
         subscriptions = await self._load_subscriptions()
         deliveries = plan_deliveries(plans, subscriptions)

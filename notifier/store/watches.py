@@ -52,7 +52,10 @@ async def add_watch(
     label: str,
     source: str,
     now: datetime,
+    *,
+    interval_seconds: float | None = None,
 ) -> int:
+    """A new watch, polled from now; ``interval_seconds`` overrides the poll interval by state."""
     try:
         async with engine.begin() as conn:
             result = await conn.execute(
@@ -65,6 +68,7 @@ async def add_watch(
                     next_poll_at=now,
                     poll_errors=0,
                     created_at=now,
+                    interval_seconds=interval_seconds,
                 )
             )
     except IntegrityError:
@@ -158,6 +162,17 @@ async def add_discovered_watches(
     """
     if not image_version_ids:
         return []
+    try:
+        return await _insert_discovered(engine, account_service_id, image_version_ids, now)
+    except IntegrityError:
+        # Another replica added some of them between our read and our insert: they are watched
+        # either way, and the next round adds whatever is still missing.
+        return []
+
+
+async def _insert_discovered(
+    engine: AsyncEngine, account_service_id: int, image_version_ids: Sequence[int], now: datetime
+) -> list[int]:
     async with engine.begin() as conn:
         known = set(
             (

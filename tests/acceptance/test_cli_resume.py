@@ -6,10 +6,13 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from notifier.cli import main
 from notifier.config import parse_config
 from notifier.service import Service
+from notifier.store.engine import create_engine
+from notifier.store.tables import Watch
 from notifier.testing.fake_clanforge import FakeClanforge
 from tests.conftest import MovableClock, service_config
 
@@ -46,3 +49,30 @@ def test_paused_watch_is_listed_as_paused_and_resumed_once(
 
     assert main(["watch", "resume", "--config", str(config)]) == 1
     assert capsys.readouterr().err == "notifier: no paused watch matches\n"
+
+
+def test_watch_add_takes_its_own_poll_interval_and_refuses_a_bad_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "notifier.toml"
+    config.write_text(
+        service_config(f"sqlite+aiosqlite:///{tmp_path / 'n.db'}", "http://127.0.0.1:9"),
+        encoding="utf-8",
+    )
+    base = ["watch", "add", "--asid", "1", "--image-version", "2", "--config", str(config)]
+    with pytest.raises(SystemExit) as exited:
+        main([*base, "--interval", "0"])
+    assert exited.value.code == 2
+    assert "--interval: must be more than 0, got '0'" in capsys.readouterr().err
+    assert main([*base, "--interval", "5"]) == 0
+    capsys.readouterr()
+
+    async def interval() -> float | None:
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'n.db'}")
+        try:
+            async with engine.connect() as conn:
+                return (await conn.execute(select(Watch.interval_seconds))).scalar_one()
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(interval()) == 5

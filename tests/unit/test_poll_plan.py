@@ -25,6 +25,7 @@ from notifier.polling.plan import (
     plan_failure,
     plan_success,
 )
+from notifier.polling.poller import start_offsets
 from tests.conftest import T0, make_status, make_subscription
 
 POLL = PollSettings(
@@ -199,3 +200,9 @@ def test_failed_job_retried_upstream_is_noticed_back_in_the_queue() -> None:
     assert plan.events[0].previous is not None
     assert plan.events[0].previous.state == "Failed"
     assert plan.next_poll_at == T0 + timedelta(seconds=30)
+
+
+def test_a_ticks_polls_start_evenly_spread_over_the_spread_window() -> None:
+    assert start_offsets(4, 2.0) == [0.0, 0.5, 1.0, 1.5]
+    assert start_offsets(3, 0.0) == [0.0, 0.0, 0.0]
+    assert start_offsets(0, 1.0) == []
