@@ -1,4 +1,4 @@
-"""The migrations and notifier/store/tables.py describe the same schema, on SQLite and PostgreSQL."""
+"""The migrations and notifier/store/tables.py describe one schema, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
