@@ -191,6 +191,8 @@ class Service:
         """One poll tick; the lock lets shutdown wait for a tick under way instead of cutting it."""
         assert self._poller is not None
         async with self._tick_lock:
+            if self.clanforge is not None:
+                self.clanforge.new_round()
             try:
                 return await self._poller.tick()
             except Exception:

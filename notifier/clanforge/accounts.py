@@ -4,10 +4,12 @@ Every watch is polled with the credential bound to its account service (``[[clan
 or the default pair under ``[clanforge]``). All credentials share the process's one Clanforge HTTP
 session; each has its own :class:`TokenBucket`, since Clanforge limits requests per credential.
 
-A 429 slows that credential's bucket. A 401 or 403 means the credential itself is refused: for a
-short while afterwards every other poll with it fails at once with the same reason and no request
+A 429 slows that credential's bucket. A 401 or 403 means the credential itself is refused: for the
+rest of that poll round every other poll with it fails at once with the same reason and no request
 is sent, so each of its watches is paused (see the poll plan) without hammering upstream with keys
-it has just refused.
+it has just refused. The next round asks again (:meth:`ClanforgeAccounts.new_round`), so a watch
+resumed after the keys or the access were fixed is really polled, and a watch of the credential
+that was not due yet costs at most one refused request before it is paused too.
 """
 
 from __future__ import annotations
@@ -29,9 +31,6 @@ from notifier.clanforge.limiter import TokenBucket
 from notifier.clanforge.status import JobStatus
 from notifier.config import ClanforgeSettings, Credential
 
-REJECTION_MEMORY_SECONDS: Final = 60.0
-"""How long a refused credential fails every poll without asking upstream again."""
-
 CREDENTIAL_REASONS: Final = frozenset({CREDENTIALS_REJECTED, ACCESS_DENIED})
 
 
@@ -41,7 +40,6 @@ class _Account:
     client: ClanforgeClient
     bucket: TokenBucket
     rejected: UpstreamError | None = None
-    rejected_at: float = 0.0
 
 
 class ClanforgeAccounts:
@@ -80,6 +78,11 @@ class ClanforgeAccounts:
                 return account.bucket
         raise KeyError(name)
 
+    def new_round(self) -> None:
+        """A new poll round: credentials refused in the last one are asked again."""
+        for account in self._accounts:
+            account.rejected = None
+
     def credential_name(self, account_service_id: int) -> str | None:
         account = self._account(account_service_id)
         return None if account is None else account.credential.name
@@ -112,9 +115,7 @@ class ClanforgeAccounts:
                 "(add it to a [[clanforge.account]])",
             )
         if account.rejected is not None:
-            if self._now() - account.rejected_at < REJECTION_MEMORY_SECONDS:
-                raise account.rejected
-            account.rejected = None
+            raise account.rejected
         return account
 
     def _noted(self, account: _Account, error: UpstreamError) -> UpstreamError:
@@ -131,7 +132,6 @@ class ClanforgeAccounts:
         )
         if error.reason in CREDENTIAL_REASONS:
             account.rejected = named
-            account.rejected_at = self._now()
         return named
 
 

@@ -167,9 +167,20 @@ account_service_ids = [2222]
     async with Service(parse_config(config, {}), clock=clock) as service:
         await ticks(service, clock, 3)
         events = await events_of(service, IVID2)
-    assert types(events) == ["watch.poll_failing"]
-    assert events[0].detail["reason"] == "access_denied"
-    assert events[0].detail["credential"] == "eu"
+        assert types(events) == ["watch.poll_failing"]
+        assert events[0].detail["reason"] == "access_denied"
+        assert events[0].detail["credential"] == "eu"
+        assert fake.polls(OTHER_ASID, IVID2) == 1
+        # Access is granted upstream, and the watch resumed: recovered once, then its state.
+        fake.add_credentials("eu-ak", "eu-sk", [ASID, OTHER_ASID])
+        await resume_watches(service.engine, clock(), account_service_id=OTHER_ASID)
+        await ticks(service, clock, 3)
+        events = await events_of(service, IVID2)
+    assert types(events) == [
+        "watch.poll_failing",
+        "watch.poll_recovered",
+        "imageversion.state_changed",
+    ]
 
 
 async def test_unknown_image_version_pauses_that_watch_only(
@@ -184,8 +195,19 @@ async def test_unknown_image_version_pauses_that_watch_only(
         await ticks(service, clock, 4)
         missing = await events_of(service, IVID2)
         known = await events_of(service, IVID)
-    assert types(missing) == ["watch.poll_failing"]
-    assert missing[0].detail["reason"] == "not_found"
-    assert fake.polls(ASID, IVID2) == 1
-    assert fake.polls(ASID, IVID) == 4
-    assert types(known) == ["imageversion.state_changed"]
+        assert types(missing) == ["watch.poll_failing"]
+        assert missing[0].detail["reason"] == "not_found"
+        assert missing[0].detail["paused"] is True
+        assert fake.polls(ASID, IVID2) == 1
+        assert fake.polls(ASID, IVID) == 4
+        assert types(known) == ["imageversion.state_changed"]
+        # The image version was created after all (a typo fixed upstream): resume, recover once.
+        fake.set_status(ASID, IVID2, status_reply(2))
+        await resume_watches(service.engine, clock(), image_version_id=IVID2)
+        await ticks(service, clock, 3)
+        missing = await events_of(service, IVID2)
+    assert types(missing) == [
+        "watch.poll_failing",
+        "watch.poll_recovered",
+        "imageversion.state_changed",
+    ]
