@@ -67,6 +67,18 @@ _EVENT_PHRASES: Final[dict[str, str]] = {
     model.POLL_RECOVERED: "Polling recovered",
 }
 
+# The note a non-state event adds to the live message, which is all a channel sees of it: the
+# sink replies in the thread for state changes only.
+_NOTE_EMOJI: Final[dict[str, str]] = {
+    model.STALLED: ":warning:",
+    model.RESUMED: ":arrow_forward:",
+    model.ETA_CHANGED: ":clock3:",
+    model.OVERDUE: ":alarm_clock:",
+    model.PROGRESS: ":chart_with_upwards_trend:",
+    model.POLL_FAILING: ":electric_plug:",
+    model.POLL_RECOVERED: ":white_check_mark:",
+}
+
 _BAR_CELLS: Final = 10
 _FENCE_RUN: Final = re.compile(r"`{3,}")
 # A look-alike for the backtick that Slack does not treat as a code fence.
@@ -128,6 +140,9 @@ def render_live_message(event: Event) -> SlackMessage:
         },
         _section("\n".join(status_lines)),
     ]
+    note = _note(event)
+    if note:
+        blocks.append(_section(note))
     if _shows_error(current):
         assert current.error is not None
         blocks.append(_section(_error_block("*Error*\n", current.error)))
@@ -154,6 +169,13 @@ def render_live_message(event: Event) -> SlackMessage:
     if _shows_error(current):
         assert current.error is not None
         fallback.append(f"error: {_one_line(current.error)}")
+    if event.type in _EVENT_PHRASES:
+        said = detail_text(event)
+        fallback.append(
+            escape_slack(
+                f"{_EVENT_PHRASES[event.type]}: {said}" if said else _EVENT_PHRASES[event.type]
+            )
+        )
     text = truncate(" · ".join(fallback), FALLBACK_TEXT_LIMIT)
     return SlackMessage(text=text, blocks=blocks[:MAX_BLOCKS])
 
@@ -217,6 +239,15 @@ def _title(event: Event) -> str:
 def _state(status: JobStatus) -> str:
     """Our name for a known state (upstream says "Completed" sometimes), upstream's otherwise."""
     return state_name(status.state_id, fallback=status.state.strip() or "Unknown")
+
+
+def _note(event: Event) -> str:
+    """The live message's line for a non-state event (stalled, polling failing...); else empty."""
+    if event.type not in _EVENT_PHRASES:
+        return ""
+    said = detail_text(event)
+    phrase = f"*{_EVENT_PHRASES[event.type]}*"
+    return f"{_NOTE_EMOJI[event.type]} {phrase}" + (f": {escape_slack(said)}" if said else "")
 
 
 def _estimated(status: JobStatus) -> str:

@@ -75,3 +75,27 @@ def test_an_upstream_eta_carries_no_estimate_mark() -> None:
     event = make_event(make_status(4, 40, eta=T0 + timedelta(minutes=30)))
     assert "estimated" not in render_live_message(event).text
     assert "eta_estimated" not in webhook_payload(event)["data"]["current"]
+
+
+def test_the_live_message_carries_a_note_for_events_that_are_not_state_changes() -> None:
+    event = replace(
+        make_event(make_status(4, 40), type=POLL_FAILING),
+        detail={"reason": "unavailable", "message": "Clanforge answered 503", "paused": False},
+    )
+    live = render_live_message(event)
+    assert live.blocks[2]["text"]["text"] == (
+        ":electric_plug: *Polling is failing*: unavailable: Clanforge answered 503"
+    )
+    assert live.text.endswith("Polling is failing: unavailable: Clanforge answered 503")
+    state = render_live_message(make_event(make_status(4, 40)))
+    assert [b["type"] for b in state.blocks] == ["header", "section", "context"]
+
+
+def test_a_stall_note_says_how_long_the_job_has_not_moved() -> None:
+    event = replace(
+        make_event(make_status(4, 40), type=STALLED),
+        detail={"why": "no_progress", "still_for_seconds": 1200, "threshold_seconds": 900},
+    )
+    assert render_live_message(event).blocks[2]["text"]["text"] == (
+        ":warning: *Stalled*: no progress for 20 min"
+    )
