@@ -136,7 +136,8 @@ async def resume_watches(
 ) -> int:
     """Poll paused watches again from now (all of them, or those named); returns how many.
 
-    The failing flag stays set, so the first poll that works again sends watch.poll_recovered.
+    The failing flag and the count of failed polls stay, so the first poll that works again
+    sends watch.poll_recovered saying how many failed.
     """
     stmt = update(Watch).where(Watch.paused_reason.is_not(None))
     if image_version_id is not None:
@@ -145,7 +146,7 @@ async def resume_watches(
         stmt = stmt.where(Watch.account_service_id == account_service_id)
     async with engine.begin() as conn:
         result = await conn.execute(
-            stmt.values(paused_reason=None, next_poll_at=now, poll_errors=0).execution_options(
+            stmt.values(paused_reason=None, next_poll_at=now).execution_options(
                 synchronize_session=False
             )
         )

@@ -211,3 +211,4 @@ async def test_unknown_image_version_pauses_that_watch_only(
         "watch.poll_recovered",
         "imageversion.state_changed",
     ]
+    assert missing[1].detail == {"failed_polls": 1}
