@@ -93,7 +93,7 @@ def detect_timing(
             stalled = False
             if not current.is_terminal:
                 still_for = (now - (known.moved_at or now)).total_seconds()
-                event(RESUMED, {"still_for_seconds": int(still_for)})
+                event(RESUMED, {"stalled_seconds": int(still_for)})
     if not stalled and not current.is_terminal:
         if current.state_id == RUNNING:
             threshold, since, why = settings.stall_after_seconds, moved_at, "no_progress"
@@ -106,7 +106,7 @@ def detect_timing(
             stalled = True
             event(
                 STALLED,
-                {"why": why, "still_for_seconds": int(still), "threshold_seconds": threshold},
+                {"why": why, "stalled_seconds": int(still), "threshold_seconds": threshold},
             )
 
     # Our progress-rate clock starts on the first poll that sees the job Running.
@@ -145,7 +145,7 @@ def detect_timing(
             overdue = False
         elif not overdue:
             overdue = True
-            event(OVERDUE, {"eta": _rfc3339(current.eta), "late_seconds": int(late)})
+            event(OVERDUE, {"eta": _rfc3339(current.eta), "overdue_seconds": int(late)})
 
     # Milestones: one event for the highest one crossed since the last poll; a job that starts
     # over (a retry) re-arms the ones it fell back below.

@@ -286,10 +286,10 @@ def detail_text(event: Event) -> str:
         text = ", ".join(parts)
         message = detail.get("message")
         return f"{text}: {_one_line_raw(str(message))}" if message else text
-    if event.type == model.POLL_RECOVERED and detail.get("failed_polls"):
-        return f"after {detail['failed_polls']} failed polls"
-    if event.type == model.STALLED and "still_for_seconds" in detail:
-        minutes = int(detail["still_for_seconds"]) // 60
+    if event.type == model.POLL_RECOVERED and detail.get("consecutive_failures"):
+        return f"after {detail['consecutive_failures']} failed polls"
+    if event.type == model.STALLED and "stalled_seconds" in detail:
+        minutes = int(detail["stalled_seconds"]) // 60
         what = "waiting" if detail.get("why") == "waiting" else "no progress"
         return f"{what} for {minutes} min"
     if event.type == model.ETA_CHANGED and "eta" in detail:

@@ -138,7 +138,9 @@ def plan_success(
         last = due.previous if due.previous is not None else current
         detected.insert(
             0,
-            Detected(POLL_RECOVERED, last, current, {"failed_polls": due.poll_errors}),
+            Detected(
+                POLL_RECOVERED, last, current, {"consecutive_failures": max(due.poll_errors, 1)}
+            ),
         )
     detected.extend(timing)
     events = _events(due, detected, now, new_event_id)

@@ -85,7 +85,7 @@ async def test_failing_polls_raise_one_health_event_and_one_recovery_and_no_stat
     assert failing.detail["consecutive_failures"] == 2
     assert failing.detail["paused"] is False
     assert failing.current.state == "Running"
-    assert events[2].detail == {"failed_polls": 4}
+    assert events[2].detail == {"consecutive_failures": 4}
 
 
 async def test_refused_credential_pauses_every_watch_of_it_and_says_which(
@@ -211,4 +211,4 @@ async def test_unknown_image_version_pauses_that_watch_only(
         "watch.poll_recovered",
         "imageversion.state_changed",
     ]
-    assert missing[1].detail == {"failed_polls": 1}
+    assert missing[1].detail == {"consecutive_failures": 1}

@@ -156,7 +156,7 @@ def test_poll_failing_is_raised_once_at_the_threshold_and_recovered_once() -> No
     assert failing.current == make_status(4, 40)  # the last known status, not a new one
     recovered = plan_success(watch, make_status(4, 40), T0, FAILING_POLL, make_id)
     assert [e.type for e in recovered.events] == ["watch.poll_recovered"]
-    assert recovered.events[0].detail == {"failed_polls": 5}
+    assert recovered.events[0].detail == {"consecutive_failures": 5}
     assert not recovered.poll_failing
 
 

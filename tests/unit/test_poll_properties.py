@@ -6,7 +6,9 @@ from __future__ import annotations
 import itertools
 import json
 from datetime import timedelta
+from pathlib import Path
 
+import jsonschema
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +30,7 @@ from notifier.events.model import (
     TERMINAL_EVENT_FOR_STATE,
     Event,
 )
+from notifier.notify.payload import webhook_payload
 from notifier.polling.plan import DueWatch, plan_failure, plan_success
 from tests.conftest import T0, make_status
 
@@ -123,7 +126,7 @@ def test_health_events_alternate_and_need_a_run_of_failures(
 
 
 @given(st.lists(st.sampled_from([UNAVAILABLE, BAD_REPLY]), min_size=1, max_size=20))
-def test_failed_polls_never_make_a_state_event(reasons: list[str]) -> None:
+def test_consecutive_failures_never_make_a_state_event(reasons: list[str]) -> None:
     events = run([("status", 4, 50, None)] + [("error", r, 0, None) for r in reasons])
     assert [e.type for e in events if not e.type.startswith("watch.")][:1] == [STATE_CHANGED]
     assert sum(1 for e in events if e.type == STATE_CHANGED) == 1
@@ -196,3 +199,22 @@ def test_install_status_lists_each_image_version_once_in_reply_order() -> None:
         }
     ).encode()
     assert parse_install_status_reply(200, body, account_service_id=1) == [702, 701]
+
+
+_SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "docs" / "webhook-payload.schema.json").read_text(
+        encoding="utf-8"
+    )
+)
+_VALIDATOR = jsonschema.Draft202012Validator(
+    _SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(observations, min_size=1, max_size=40))
+def test_every_event_a_poll_history_makes_has_a_payload_valid_against_the_schema(
+    history: list[tuple[str, int | str | None, int, int | None]],
+) -> None:
+    for event in run(history):
+        _VALIDATOR.validate(webhook_payload(event))

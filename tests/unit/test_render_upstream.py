@@ -46,17 +46,17 @@ def test_poll_recovered_and_timing_events_read_as_sentences() -> None:
         return render_terminal(replace(make_event(make_status(4, 40), type=type), detail=detail))
 
     assert "Polling recovered: Running (40%) · after 4 failed polls" in said(
-        POLL_RECOVERED, {"failed_polls": 4}
+        POLL_RECOVERED, {"consecutive_failures": 4}
     )
     assert "Stalled: Running (40%) · no progress for 15 min" in said(
-        STALLED, {"why": "no_progress", "still_for_seconds": 900, "threshold_seconds": 900}
+        STALLED, {"why": "no_progress", "stalled_seconds": 900, "threshold_seconds": 900}
     )
     assert "ETA changed: Running (40%) · ETA 2026-11-28 17:30 UTC → 2026-11-28 17:40 UTC" in said(
         ETA_CHANGED,
         {"previous_eta": "2026-11-28T17:30:00Z", "eta": "2026-11-28T17:40:00Z", "estimated": False},
     )
     assert "Overdue: Running (40%) · ETA 2026-11-28 17:10 UTC has passed" in said(
-        OVERDUE, {"eta": "2026-11-28T17:10:00Z", "late_seconds": 400}
+        OVERDUE, {"eta": "2026-11-28T17:10:00Z", "overdue_seconds": 400}
     )
     assert "Progress: Running (40%) · reached 25%" in said(PROGRESS, {"milestone": 25})
 
@@ -94,7 +94,7 @@ def test_the_live_message_carries_a_note_for_events_that_are_not_state_changes()
 def test_a_stall_note_says_how_long_the_job_has_not_moved() -> None:
     event = replace(
         make_event(make_status(4, 40), type=STALLED),
-        detail={"why": "no_progress", "still_for_seconds": 1200, "threshold_seconds": 900},
+        detail={"why": "no_progress", "stalled_seconds": 1200, "threshold_seconds": 900},
     )
     assert render_live_message(event).blocks[2]["text"]["text"] == (
         ":warning: *Stalled*: no progress for 20 min"
