@@ -15,6 +15,7 @@ that was not due yet costs at most one refused request before it is paused too.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from notifier.clanforge.errors import (
 from notifier.clanforge.limiter import TokenBucket
 from notifier.clanforge.status import JobStatus
 from notifier.config import ClanforgeSettings, Credential
+
+log = logging.getLogger(__name__)
 
 CREDENTIAL_REASONS: Final = frozenset({CREDENTIALS_REJECTED, ACCESS_DENIED})
 
@@ -121,8 +124,15 @@ class ClanforgeAccounts:
     def _noted(self, account: _Account, error: UpstreamError) -> UpstreamError:
         """Act on what the error says about the credential, and name the credential in it."""
         name = account.credential.name
-        if error.reason == RATE_LIMITED:
-            account.bucket.rate_limited(error.retry_after)
+        if error.reason == RATE_LIMITED and account.bucket.rate_limited(error.retry_after):
+            log.warning(
+                "Clanforge rate-limited credential %r: waiting %s, then %.2f requests/s",
+                name,
+                f"{error.retry_after:g} s (Retry-After)"
+                if error.retry_after is not None
+                else "a moment",
+                account.bucket.rate,
+            )
         named = UpstreamError(
             error.reason,
             f"{error.message} [credential {name!r}]",

@@ -87,8 +87,11 @@ class TokenBucket:
         while (wait := self.reserve()) > 0:  # noqa: ASYNC110 - the wait is computed, not polled
             await asyncio.sleep(wait)
 
-    def rate_limited(self, retry_after: float | None) -> None:
-        """Upstream answered 429: pause for ``retry_after`` and slow down below what we sent."""
+    def rate_limited(self, retry_after: float | None) -> bool:
+        """Upstream answered 429: pause for ``retry_after`` and slow down below what we sent.
+
+        Returns whether this 429 slowed the bucket down (False for answers to the same overshoot).
+        """
         now = self._now()
         self._forget_old(now)
         self.rate_limited_count += 1
@@ -96,7 +99,7 @@ class TokenBucket:
             # Answers to requests sent before we slowed down: that overshoot is already paid for.
             if retry_after is not None:
                 self._paused_until = max(self._paused_until, now + retry_after)
-            return
+            return False
         recent = max(len(self._sent), 1) / _WINDOW
         floor = self._configured_rate * MIN_RATE_FRACTION
         self._rate = max(min(self._rate, recent) / 2, floor)
@@ -105,6 +108,7 @@ class TokenBucket:
         pause = retry_after if retry_after is not None else 1 / self._rate
         self._paused_until = max(self._paused_until, now + pause)
         self._last_limited = now
+        return True
 
     def _refill(self, now: float) -> None:
         if now > self._last:

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.clanforge.errors import UNAVAILABLE, UpstreamError
+from notifier.clanforge.errors import RATE_LIMITED, UNAVAILABLE, UpstreamError
 from notifier.clanforge.status import JobStatus
 from notifier.config import DetectSettings, PollSettings
 from notifier.events.ids import new_event_id
@@ -115,7 +115,8 @@ class Poller:
                     watch.account_service_id, watch.image_version_id
                 )
             except UpstreamError as error:
-                if watch.poll_errors == 0:
+                # 429s are logged once per slow-down by the rate limiter, not once per watch.
+                if watch.poll_errors == 0 and error.reason != RATE_LIMITED:
                     log.warning("%s", error.message)
                 return plan_failure(watch, error, self._clock(), self._poll, new_event_id)
             except Exception as exc:

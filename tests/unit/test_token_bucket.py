@@ -52,8 +52,8 @@ def test_answers_to_the_same_overshoot_slow_down_only_once() -> None:
     bucket = TokenBucket(20, 20, now=clock)
     for _ in range(10):
         bucket.reserve()
-    for _ in range(5):
-        bucket.rate_limited(retry_after=1)
+    slowed = [bucket.rate_limited(retry_after=1) for _ in range(5)]
+    assert slowed == [True, False, False, False, False]
     assert bucket.rate == 5
     assert bucket.rate_limited_count == 5
 
