@@ -123,6 +123,10 @@ def plan_success(
     new_event_id: Callable[[], str],
     detect_settings: DetectSettings = _DEFAULT_DETECT,
 ) -> PollPlan:
+    """What a poll that got a status means: state events, timing events, our ETA, recovery.
+
+    The status (with the timing memory) is written only when it or that memory changed.
+    """
     observed = carry_known_state(due.previous, observed)
     state_changed = due.previous is None or due.previous.state_id != observed.state_id
     state_since = now if state_changed or due.state_since is None else due.state_since
