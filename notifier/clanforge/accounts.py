@@ -56,7 +56,6 @@ class ClanforgeAccounts:
     ) -> None:
         if not accounts:
             raise ValueError("at least one Clanforge credential is needed")
-        self._now = now
         self._accounts = [
             _Account(
                 credential,
