@@ -24,7 +24,13 @@ from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
 from notifier.store.outbox import list_deliveries, retry_deliveries
 from notifier.store.subscriptions import list_subscriptions
-from notifier.store.watches import DuplicateWatch, add_watch, list_watches, remove_watch
+from notifier.store.watches import (
+    DuplicateWatch,
+    add_watch,
+    list_watches,
+    remove_watch,
+    resume_watches,
+)
 from notifier.text_table import format_table, format_time
 
 EXIT_OK = 0
@@ -49,6 +55,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text!r}")
     return value
 
 
@@ -82,10 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--asid", type=_positive_int, required=True, help="account service id")
     add.add_argument("--image-version", type=_positive_int, required=True)
     add.add_argument("--label", default="", help="how people will see it in messages")
+    add.add_argument(
+        "--interval",
+        type=_positive_float,
+        help="poll it this often (seconds) while unfinished, instead of by state",
+    )
     command("list", "list watched image versions with their state", watch_commands)
     remove = command("remove", "stop watching an image version", watch_commands)
     remove.add_argument("--image-version", type=_positive_int, required=True)
     remove.add_argument("--asid", type=_positive_int, help="only under this account service")
+    resume = command(
+        "resume", "poll paused watches again (after fixing keys or access)", watch_commands
+    )
+    resume.add_argument("--image-version", type=_positive_int, help="only this image version")
+    resume.add_argument("--asid", type=_positive_int, help="only under this account service")
 
     subscription = command("subscription", "where notifications go")
     sub_commands = subscription.add_subparsers(
@@ -231,7 +257,15 @@ async def _db_upgrade(engine: AsyncEngine, args: argparse.Namespace) -> int:
 
 async def _watch_add(engine: AsyncEngine, args: argparse.Namespace) -> int:
     try:
-        await add_watch(engine, args.asid, args.image_version, args.label, "cli", utc_now())
+        await add_watch(
+            engine,
+            args.asid,
+            args.image_version,
+            args.label,
+            "cli",
+            utc_now(),
+            interval_seconds=args.interval,
+        )
     except DuplicateWatch as exc:
         print(f"notifier: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -256,7 +290,7 @@ async def _watch_list(engine: AsyncEngine, args: argparse.Namespace) -> int:
                 "-" if status is None else f"{status.progress}%",
                 "-" if status is None else format_time(status.eta),
                 w.source if w.active else f"{w.source} (inactive)",
-                w.last_poll_error or "",
+                f"paused: {w.paused_reason}" if w.paused_reason else (w.last_poll_error or ""),
             ]
         )
     print(
@@ -274,6 +308,17 @@ async def _watch_remove(engine: AsyncEngine, args: argparse.Namespace) -> int:
         print(f"notifier: image version {args.image_version} is not watched", file=sys.stderr)
         return EXIT_FAILURE
     print(f"stopped watching image version {args.image_version}")
+    return EXIT_OK
+
+
+async def _watch_resume(engine: AsyncEngine, args: argparse.Namespace) -> int:
+    resumed = await resume_watches(
+        engine, utc_now(), image_version_id=args.image_version, account_service_id=args.asid
+    )
+    if not resumed:
+        print("notifier: no paused watch matches", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"resumed {resumed} watch(es); they are polled at the next tick")
     return EXIT_OK
 
 
@@ -382,6 +427,7 @@ _DATABASE_COMMANDS: dict[str, Callable[[AsyncEngine, argparse.Namespace], Awaita
     "db upgrade": _db_upgrade,
     "watch add": _watch_add,
     "watch list": _watch_list,
+    "watch resume": _watch_resume,
     "watch remove": _watch_remove,
     "subscription list": _subscription_list,
     "events": _events,

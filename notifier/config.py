@@ -9,11 +9,13 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import math
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -81,13 +83,59 @@ class DatabaseSettings(_Section):
         return value
 
 
-class ClanforgeSettings(_Section):
-    base_url: str = "https://api.multiplay.co.uk"
+def _secret_not_empty(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and not value.get_secret_value():
+        raise ValueError("must not be empty")
+    return value
+
+
+DEFAULT_ACCOUNT: Final = "default"
+"""The name of the credential pair given directly under ``[clanforge]``."""
+
+
+class ClanforgeAccountSettings(_Section):
+    """One more Clanforge credential pair, bound to the account services it may see.
+
+    Each account has its own rate limit: Clanforge counts requests per credential.
+    """
+
+    name: NonEmptyStr
     access_key: SecretStr
     secret_key: SecretStr
+    account_service_ids: list[PositiveInt] = Field(min_length=1)
+    requests_per_second: PositiveFloat | None = None
+    burst: PositiveInt | None = None
+
+    @field_validator("access_key", "secret_key")
+    @classmethod
+    def _not_empty(cls, value: SecretStr) -> SecretStr:
+        _secret_not_empty(value)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A resolved credential pair with its own rate limit; ``account_service_ids`` empty means
+    "every account service no other credential claims" (the default pair)."""
+
+    name: str
+    access_key: SecretStr
+    secret_key: SecretStr
+    requests_per_second: float
+    burst: int
+    account_service_ids: frozenset[int]
+
+
+class ClanforgeSettings(_Section):
+    base_url: str = "https://api.multiplay.co.uk"
+    access_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
     timeout_seconds: PositiveFloat = 10
     max_concurrency: PositiveInt = 8
     requests_per_second: PositiveFloat = 5
+    # Requests a credential may send back to back before the rate applies; default: one second's.
+    burst: PositiveInt | None = None
+    account: list[ClanforgeAccountSettings] = Field(default_factory=list)
 
     @field_validator("base_url")
     @classmethod
@@ -96,10 +144,67 @@ class ClanforgeSettings(_Section):
 
     @field_validator("access_key", "secret_key")
     @classmethod
-    def _not_empty(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value():
-            raise ValueError("must not be empty")
-        return value
+    def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        return _secret_not_empty(value)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> Self:
+        if (self.access_key is None) != (self.secret_key is None):
+            raise ValueError("access_key and secret_key go together")
+        if self.access_key is None and not self.account:
+            raise ValueError(
+                "needs access_key and secret_key, or at least one [[clanforge.account]]"
+            )
+        names: set[str] = {DEFAULT_ACCOUNT} if self.access_key is not None else set()
+        bound: dict[int, str] = {}
+        for account in self.account:
+            if account.name in names:
+                raise ValueError(f"account name {account.name!r} is used twice")
+            names.add(account.name)
+            for asid in account.account_service_ids:
+                if asid in bound:
+                    raise ValueError(
+                        f"account service {asid} is bound to both {bound[asid]!r} "
+                        f"and {account.name!r}"
+                    )
+                bound[asid] = account.name
+        return self
+
+    def credentials(self) -> list[Credential]:
+        """Every credential pair, the default one (if any) first."""
+        default_burst = self.burst or max(1, math.ceil(self.requests_per_second))
+        found: list[Credential] = []
+        if self.access_key is not None and self.secret_key is not None:
+            found.append(
+                Credential(
+                    DEFAULT_ACCOUNT,
+                    self.access_key,
+                    self.secret_key,
+                    self.requests_per_second,
+                    default_burst,
+                    frozenset(),
+                )
+            )
+        for account in self.account:
+            rate = account.requests_per_second or self.requests_per_second
+            found.append(
+                Credential(
+                    account.name,
+                    account.access_key,
+                    account.secret_key,
+                    rate,
+                    account.burst or self.burst or max(1, math.ceil(rate)),
+                    frozenset(account.account_service_ids),
+                )
+            )
+        return found
+
+    def credential_for(self, account_service_id: int) -> str | None:
+        """The name of the credential that polls ``account_service_id``; None when none may."""
+        for account in self.account:
+            if account_service_id in account.account_service_ids:
+                return account.name
+        return DEFAULT_ACCOUNT if self.access_key is not None else None
 
 
 class PollSettings(_Section):
@@ -108,6 +213,40 @@ class PollSettings(_Section):
     # A failed job can be retried upstream and go back to Queued: keep looking, slowly, a while.
     failed_interval_seconds: PositiveFloat = 300
     failed_linger_seconds: Annotated[float, Field(ge=0)] = 3600
+    # Created and Pending jobs rarely move fast: poll them slower; default twice interval_seconds.
+    waiting_interval_seconds: PositiveFloat | None = None
+    # One watch.poll_failing after this many failed polls in a row (401/403/404 pause at once).
+    failure_threshold: PositiveInt = 3
+    # Fraction of the tick over which one tick's polls are spread instead of all at its start.
+    spread: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+    def waiting_interval(self) -> float:
+        return self.waiting_interval_seconds or self.interval_seconds * 2
+
+
+class DetectSettings(_Section):
+    """Timing detectors; 0 (or an empty list) turns one off for everyone. Subscriptions that do
+    not want an event type leave it out of their ``events`` filter."""
+
+    # Running with no change of progress or jobupdated for this long: imageversion.stalled.
+    stall_after_seconds: Annotated[float, Field(ge=0)] = 900
+    # Created, Pending or Queued for this long: imageversion.stalled too.
+    waiting_stall_after_seconds: Annotated[float, Field(ge=0)] = 1800
+    # The ETA moved later by more than this: imageversion.eta_changed (once per step this size).
+    eta_slip_seconds: Annotated[float, Field(ge=0)] = 600
+    # The ETA passed this long ago and the job is not finished: imageversion.overdue.
+    overdue_grace_seconds: Annotated[float, Field(ge=0)] = 300
+    # Progress percentages that raise imageversion.progress when crossed.
+    progress_milestones: list[Annotated[int, Field(gt=0, lt=100)]] = Field(default_factory=list)
+    # Without an upstream jobeta while Running, estimate one from the progress rate.
+    estimate_eta: bool = True
+
+
+class DiscoverySettings(_Section):
+    """Opt-in: watch every image version being installed under these account services."""
+
+    account_service_ids: list[PositiveInt] = Field(default_factory=list)
+    interval_seconds: PositiveFloat = 60
 
 
 class SlackSettings(_Section):
@@ -176,6 +315,8 @@ class WatchSettings(_Section):
     account_service_id: PositiveInt
     image_version_id: PositiveInt
     label: str = ""
+    # Overrides the state-based poll interval of this watch while its job is not finished.
+    interval_seconds: PositiveFloat | None = None
 
 
 def _whsec(value: SecretStr) -> SecretStr:
@@ -318,6 +459,8 @@ class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     clanforge: ClanforgeSettings
     poll: PollSettings = PollSettings()
+    detect: DetectSettings = DetectSettings()
+    discovery: DiscoverySettings = DiscoverySettings()
     slack: SlackSettings = SlackSettings()
     # No [server] section: no HTTP server (several replicas in one test need no ports).
     server: ServerSettings | None = None
@@ -344,6 +487,14 @@ class Settings(_Section):
             if key in seen_watches:
                 raise ValueError(f"watch {key[0]}/{key[1]} is listed twice")
             seen_watches.add(key)
+            if self.clanforge.credential_for(w.account_service_id) is None:
+                raise ValueError(
+                    f"watch {key[0]}/{key[1]}: no [[clanforge.account]] lists account service "
+                    f"{key[0]} and there is no default access_key"
+                )
+        for asid in self.discovery.account_service_ids:
+            if self.clanforge.credential_for(asid) is None:
+                raise ValueError(f"discovery: no credential may see account service {asid}")
         return self
 
 

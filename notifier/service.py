@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.api.app import build_app
 from notifier.api.deps import ApiDeps
 from notifier.api.server import serve
-from notifier.clanforge.client import open_clanforge
+from notifier.clanforge.accounts import ClanforgeAccounts, open_clanforge_accounts
 from notifier.clock import Clock, utc_now
 from notifier.config import Settings
 from notifier.metrics import InstrumentedSink, InstrumentedSource, Metrics
@@ -37,6 +37,7 @@ from notifier.notify.sink import Sink
 from notifier.notify.slack import SlackSink
 from notifier.notify.subscription import Subscription
 from notifier.notify.webhook import WebhookSink
+from notifier.polling.discovery import Discovery
 from notifier.polling.poller import Poller, TickSummary
 from notifier.store.engine import create_engine
 from notifier.store.live_messages import DatabaseLiveMessages
@@ -72,6 +73,8 @@ class Service:
         self.http_url: str | None = None
         """The HTTP server's base URL once it listens; None without a ``[server]`` section."""
         self._scheduler_running = False
+        self._discovery: Discovery | None = None
+        self.clanforge: ClanforgeAccounts | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -118,10 +121,15 @@ class Service:
             synced.retired,
         )
 
-        clanforge = InstrumentedSource(
-            await self._stack.enter_async_context(open_clanforge(settings.clanforge)),
-            self.metrics,
+        accounts = await self._stack.enter_async_context(
+            open_clanforge_accounts(settings.clanforge)
         )
+        self.clanforge = accounts
+        clanforge = InstrumentedSource(accounts, self.metrics)
+        if settings.discovery.account_service_ids:
+            self._discovery = Discovery(
+                engine, accounts, settings.discovery.account_service_ids, clock=self.clock
+            )
         delivery_timeout = aiohttp.ClientTimeout(total=settings.delivery.timeout_seconds)
         webhook_session = await self._stack.enter_async_context(
             aiohttp.ClientSession(timeout=delivery_timeout)
@@ -165,11 +173,15 @@ class Service:
             clanforge,
             self._subscriptions,
             poll=poll,
+            detect=settings.detect,
             max_concurrency=settings.clanforge.max_concurrency,
             # What the rate limit lets us fetch in one interval; the rest waits for the next tick.
             claim_limit=max(
                 settings.clanforge.max_concurrency,
-                int(settings.clanforge.requests_per_second * poll.interval_seconds),
+                int(
+                    sum(c.requests_per_second for c in settings.clanforge.credentials())
+                    * poll.interval_seconds
+                ),
             ),
             lease=timedelta(seconds=poll.interval_seconds + settings.clanforge.timeout_seconds * 3),
             owner=self.replica_id,
@@ -204,11 +216,22 @@ class Service:
         """One poll tick; the lock lets shutdown wait for a tick under way instead of cutting it."""
         assert self._poller is not None
         async with self._tick_lock:
+            if self.clanforge is not None:
+                self.clanforge.new_round()
             try:
                 return await self._poller.tick()
             except Exception:
                 log.exception("poll tick failed; the next tick tries again")
                 return None
+
+    async def discover(self) -> None:
+        """One round of auto-discovery; new watches are polled by the next tick."""
+        if self._discovery is None:
+            return
+        try:
+            await self._discovery.run_once()
+        except Exception:
+            log.exception("discovery failed; the next round tries again")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and dispatch until ``stop`` is set, then wind down within the grace period."""
@@ -239,6 +262,17 @@ class Service:
             max_instances=1,
             coalesce=True,
         )
+        if self._discovery is not None:
+            scheduler.add_job(
+                self.discover,
+                "interval",
+                seconds=self.settings.discovery.interval_seconds,
+                id="discovery",
+                replace_existing=True,
+                max_instances=1,
+                coalesce=True,
+                next_run_time=self.clock(),
+            )
         dispatching = asyncio.create_task(dispatcher.run(), name="dispatcher")
         scheduler.start()
         self._scheduler_running = True

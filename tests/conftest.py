@@ -219,6 +219,10 @@ class MovableClock:
     def __call__(self) -> datetime:
         return self.now
 
+    def advance(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
 
 async def seed_watch(
     engine: AsyncEngine,
@@ -347,3 +351,37 @@ async def running_api(
 async def api(engine: AsyncEngine) -> AsyncIterator[ApiServer]:
     async with running_api(engine) as server:
         yield server
+
+
+# ---------------------------------------------------------------- upstream (issue 8)
+
+
+def service_config(
+    database_url: str,
+    clanforge_url: str,
+    *,
+    clanforge_extra: str = "",
+    sections: str = "",
+    watches: list[tuple[int, int]] = (),  # type: ignore[assignment]
+    access_key: str = "ak",
+    secret_key: str = "sk",  # noqa: S107 - the fake's test credentials
+) -> str:
+    """A whole configuration file for an in-process service against a fake Clanforge."""
+    watch_tables = "".join(
+        f"\n[[watch]]\naccount_service_id = {asid}\nimage_version_id = {ivid}\n"
+        for asid, ivid in watches
+    )
+    return f"""
+[database]
+url = "{database_url}"
+
+[clanforge]
+base_url = "{clanforge_url}"
+access_key = "{access_key}"
+secret_key = "{secret_key}"
+timeout_seconds = 0.5
+{clanforge_extra}
+
+{sections}
+{watch_tables}
+"""

@@ -16,7 +16,7 @@ import aiohttp
 from yarl import URL
 
 from notifier.clanforge.errors import BAD_REPLY, UNAVAILABLE, UpstreamError
-from notifier.clanforge.reply import parse_status_reply
+from notifier.clanforge.reply import parse_install_status_reply, parse_status_reply
 from notifier.clanforge.status import JobStatus
 from notifier.config import ClanforgeSettings
 
@@ -33,7 +33,7 @@ class ClanforgeClient:
     URL alone, and every error message is scrubbed of the keys in case upstream echoes them.
     """
 
-    __slots__ = ("_base", "_headers", "_max_body", "_secrets", "_session", "_timeout")
+    __slots__ = ("_base", "_headers", "_max_body", "_root", "_secrets", "_session", "_timeout")
 
     def __init__(
         self,
@@ -55,7 +55,8 @@ class ClanforgeClient:
             raise ValueError("Clanforge base_url must not have a query or fragment")
         self._session = session
         # One string join per request, whatever the prefix and however it ends.
-        self._base = str(url).rstrip("/") + "/cfp/v1/imageversion/"
+        self._root = str(url).rstrip("/")
+        self._base = self._root + "/cfp/v1/imageversion/"
         authorization = aiohttp.encode_basic_auth(access_key, secret_key)
         self._headers: Final = {
             "Authorization": authorization,
@@ -78,9 +79,35 @@ class ClanforgeClient:
         except UpstreamError as exc:
             raise self._scrubbed(exc) from None
 
+    async def fetch_install_targets(self, account_service_id: int) -> list[int]:
+        """Image versions being installed under an account service (auto-discovery)."""
+        subject = f"image installs of account service {account_service_id}"
+        url = f"{self._root}/cfp/v1/imageinstall/status"
+        try:
+            status, body, retry_after, _ = await self._get(url, account_service_id, subject)
+            return parse_install_status_reply(
+                status, body, account_service_id=account_service_id, retry_after=retry_after
+            )
+        except UpstreamError as exc:
+            raise self._scrubbed(exc) from None
+
     async def _fetch(self, account_service_id: int, image_version_id: int) -> JobStatus:
         subject = f"image version {image_version_id} (account service {account_service_id})"
         url = f"{self._base}{int(image_version_id)}/status"
+        status, body, retry_after, location = await self._get(url, account_service_id, subject)
+        return parse_status_reply(
+            status,
+            body,
+            account_service_id=account_service_id,
+            image_version_id=image_version_id,
+            retry_after=retry_after,
+            location=location,
+        )
+
+    async def _get(
+        self, url: str, account_service_id: int, subject: str
+    ) -> tuple[int, bytes, str | None, str | None]:
+        """One GET: status, capped body, Retry-After and Location; transport failures raised."""
         params = {"accountserviceid": str(int(account_service_id))}
         try:
             async with self._session.get(
@@ -127,14 +154,7 @@ class ClanforgeClient:
                 UNAVAILABLE,
                 f"Clanforge's reply for {subject} was not valid HTTP ({type(exc).__name__})",
             ) from None
-        return parse_status_reply(
-            status,
-            body,
-            account_service_id=account_service_id,
-            image_version_id=image_version_id,
-            retry_after=retry_after,
-            location=location,
-        )
+        return status, body, retry_after, location
 
     async def _read_capped(self, response: aiohttp.ClientResponse, subject: str) -> bytes:
         declared = response.content_length
@@ -202,8 +222,8 @@ def client_timeout(settings: ClanforgeSettings) -> aiohttp.ClientTimeout:
 
 
 @contextlib.asynccontextmanager
-async def open_clanforge(settings: ClanforgeSettings) -> AsyncIterator[ClanforgeClient]:
-    """The one Clanforge session of the process and a client on it, closed on exit."""
+async def clanforge_session(settings: ClanforgeSettings) -> AsyncIterator[aiohttp.ClientSession]:
+    """The one Clanforge session of the process, shared by every credential's client."""
     connector = aiohttp.TCPConnector(
         limit=settings.max_concurrency, limit_per_host=settings.max_concurrency
     )
@@ -214,13 +234,21 @@ async def open_clanforge(settings: ClanforgeSettings) -> AsyncIterator[Clanforge
         cookie_jar=aiohttp.DummyCookieJar(),  # a status API has no business setting cookies
     )
     try:
-        yield ClanforgeClient(
-            session,
-            settings.base_url,
-            settings.access_key.get_secret_value(),
-            settings.secret_key.get_secret_value(),
-        )
+        yield session
     finally:
         await session.close()
         # Let the connector's transports finish closing before the loop may be torn down.
         await asyncio.sleep(0)
+
+
+@contextlib.asynccontextmanager
+async def open_clanforge(settings: ClanforgeSettings) -> AsyncIterator[ClanforgeClient]:
+    """The Clanforge session and a client with the first credential pair on it, closed on exit."""
+    credential = settings.credentials()[0]
+    async with clanforge_session(settings) as session:
+        yield ClanforgeClient(
+            session,
+            settings.base_url,
+            credential.access_key.get_secret_value(),
+            credential.secret_key.get_secret_value(),
+        )

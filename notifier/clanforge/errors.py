@@ -34,6 +34,8 @@ class UpstreamError(Exception):
     message: str
     status: int | None
     retry_after: float | None
+    credential: str | None
+    """The name of the credential pair the request was made with, when one was."""
 
     def __init__(
         self,
@@ -42,6 +44,7 @@ class UpstreamError(Exception):
         *,
         status: int | None = None,
         retry_after: float | None = None,
+        credential: str | None = None,
     ) -> None:
         if reason not in REASONS:
             raise ValueError(f"unknown upstream error reason {reason!r}")
@@ -50,6 +53,7 @@ class UpstreamError(Exception):
         self.message = message
         self.status = status
         self.retry_after = retry_after
+        self.credential = credential
 
     def __str__(self) -> str:
         return self.message

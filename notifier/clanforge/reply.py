@@ -210,6 +210,65 @@ def _one_line(text: str, limit: int) -> str:
 # --- success replies -----------------------------------------------------------------------------
 
 
+def parse_install_status_reply(
+    status: int,
+    body: bytes,
+    *,
+    account_service_id: int,
+    retry_after: str | None = None,
+    now: datetime | None = None,
+) -> list[int]:
+    """The image versions being installed under an account service, each once, in reply order.
+
+    The reply is ``{"installs": [{..., "target_imageversionid": N}, ...]}``: one entry per machine,
+    so the same image version shows up many times. An entry without a usable id is skipped (it
+    names nothing to watch); a reply that is not that shape is an :class:`UpstreamError`.
+    """
+    subject = f"image installs of account service {account_service_id}"
+    if not 200 <= status < 300:
+        raise _http_error(status, body, subject, retry_after, now, None)
+    data = _decode_json(body)
+    if data is _NOT_JSON:
+        raise UpstreamError(
+            BAD_REPLY,
+            f"Clanforge answered {status} for {subject} with {_describe_non_json(body)}",
+            status=status,
+        )
+    if not isinstance(data, dict):
+        raise UpstreamError(
+            BAD_REPLY,
+            f"Clanforge answered {status} for {subject} with JSON {_json_kind(data)}, "
+            "not an object",
+            status=status,
+        )
+    success = data.get("success")
+    if success is False or _is_false_text(success):
+        text = _one_line(_error_text_from_json(data), MAX_UPSTREAM_TEXT)
+        raise UpstreamError(
+            BAD_REPLY,
+            f"Clanforge answered {status} for {subject}: success is false"
+            + (f": {text}" if text else ""),
+            status=status,
+        )
+    installs = data.get("installs", [])
+    if installs is None:
+        installs = []
+    if not isinstance(installs, list):
+        raise UpstreamError(
+            BAD_REPLY,
+            f"Clanforge answered {status} for {subject}: installs is {_json_kind(installs)}, "
+            "not a list",
+            status=status,
+        )
+    found: dict[int, None] = {}
+    for entry in installs:
+        if isinstance(entry, dict):
+            target = _as_int(entry.get("target_imageversionid"))
+            if target is not None and target > 0:
+                found[target] = None
+    return list(found)
+
+
 class _NotJson:
     pass
 

@@ -67,6 +67,18 @@ _EVENT_PHRASES: Final[dict[str, str]] = {
     model.POLL_RECOVERED: "Polling recovered",
 }
 
+# The note a non-state event adds to the live message, which is all a channel sees of it: the
+# sink replies in the thread for state changes only.
+_NOTE_EMOJI: Final[dict[str, str]] = {
+    model.STALLED: ":warning:",
+    model.RESUMED: ":arrow_forward:",
+    model.ETA_CHANGED: ":clock3:",
+    model.OVERDUE: ":alarm_clock:",
+    model.PROGRESS: ":chart_with_upwards_trend:",
+    model.POLL_FAILING: ":electric_plug:",
+    model.POLL_RECOVERED: ":white_check_mark:",
+}
+
 _BAR_CELLS: Final = 10
 _FENCE_RUN: Final = re.compile(r"`{3,}")
 # A look-alike for the backtick that Slack does not treat as a code fence.
@@ -112,7 +124,7 @@ def render_live_message(event: Event) -> SlackMessage:
 
     status_lines = [
         f"{emoji} *{escape_slack(state)}*   `{progress_bar(current.progress)}`",
-        f"*ETA:* {_slack_time(current.eta) if current.eta else 'no ETA'}",
+        f"*ETA:* {_slack_time(current.eta) if current.eta else 'no ETA'}{_estimated(current)}",
     ]
     if current.failed_count:
         status_lines.append(f"*Failed attempts:* {current.failed_count}")
@@ -128,6 +140,9 @@ def render_live_message(event: Event) -> SlackMessage:
         },
         _section("\n".join(status_lines)),
     ]
+    note = _note(event)
+    if note:
+        blocks.append(_section(note))
     if _shows_error(current):
         assert current.error is not None
         blocks.append(_section(_error_block("*Error*\n", current.error)))
@@ -149,11 +164,18 @@ def render_live_message(event: Event) -> SlackMessage:
 
     fallback = [
         f"{escape_slack(_title(event))}: {escape_slack(state)} {current.progress}%",
-        f"ETA {_utc_text(current.eta) if current.eta else 'none'}",
+        f"ETA {_utc_text(current.eta) if current.eta else 'none'}{_estimated(current)}",
     ]
     if _shows_error(current):
         assert current.error is not None
         fallback.append(f"error: {_one_line(current.error)}")
+    if event.type in _EVENT_PHRASES:
+        said = detail_text(event)
+        fallback.append(
+            escape_slack(
+                f"{_EVENT_PHRASES[event.type]}: {said}" if said else _EVENT_PHRASES[event.type]
+            )
+        )
     text = truncate(" · ".join(fallback), FALLBACK_TEXT_LIMIT)
     return SlackMessage(text=text, blocks=blocks[:MAX_BLOCKS])
 
@@ -176,7 +198,7 @@ def render_terminal(event: Event) -> str:
     """What the demo prints: the live message's facts as plain lines, no Slack markup."""
     current = event.current
     emoji = _TERMINAL_EMOJI.get(current.state_id, _UNKNOWN_TERMINAL_EMOJI)
-    eta = _utc_text(current.eta) if current.eta else "none"
+    eta = (_utc_text(current.eta) if current.eta else "none") + _estimated(current)
     lines = [
         f"{emoji} {_title(event)} [{event.type}]",
         f"   {_summary(event)}",
@@ -219,14 +241,81 @@ def _state(status: JobStatus) -> str:
     return state_name(status.state_id, fallback=status.state.strip() or "Unknown")
 
 
+def _note(event: Event) -> str:
+    """The live message's line for a non-state event (stalled, polling failing...); else empty."""
+    if event.type not in _EVENT_PHRASES:
+        return ""
+    said = detail_text(event)
+    phrase = f"*{_EVENT_PHRASES[event.type]}*"
+    return f"{_NOTE_EMOJI[event.type]} {phrase}" + (f": {escape_slack(said)}" if said else "")
+
+
+def _estimated(status: JobStatus) -> str:
+    """Marks an ETA we computed from the progress rate, so nobody takes it for upstream's."""
+    return " (estimated)" if status.eta and status.eta_estimated else ""
+
+
 def _summary(event: Event) -> str:
     current = event.current
     state = _state(current)
     if event.type in _EVENT_PHRASES:
-        return f"{_EVENT_PHRASES[event.type]}: {state} ({current.progress}%)"
+        summary = f"{_EVENT_PHRASES[event.type]}: {state} ({current.progress}%)"
+        said = detail_text(event)
+        return f"{summary} · {said}" if said else summary
     if event.previous is None:
         return f"{state} ({current.progress}%)"
     return f"{_state(event.previous)} → {state} ({current.progress}%)"
+
+
+def detail_text(event: Event) -> str:
+    """What a non-state event's detail says, in words; empty when it says nothing we know.
+
+    Only our own values go in here, plus upstream's one-line error message for poll failures,
+    which the callers escape like every other upstream text.
+    """
+    detail = event.detail
+    if event.type == model.POLL_FAILING:
+        reason = str(detail.get("reason", "")).replace("_", " ")
+        parts = [reason] if reason else []
+        if detail.get("credential"):
+            parts.append(f"credential {detail['credential']}")
+        if detail.get("consecutive_failures"):
+            parts.append(f"{detail['consecutive_failures']} failed polls in a row")
+        if detail.get("paused"):
+            parts.append("polling paused until `notifier watch resume`")
+        text = ", ".join(parts)
+        message = detail.get("message")
+        return f"{text}: {_one_line_raw(str(message))}" if message else text
+    if event.type == model.POLL_RECOVERED and detail.get("consecutive_failures"):
+        return f"after {detail['consecutive_failures']} failed polls"
+    if event.type == model.STALLED and "stalled_seconds" in detail:
+        minutes = int(detail["stalled_seconds"]) // 60
+        what = "waiting" if detail.get("why") == "waiting" else "no progress"
+        return f"{what} for {minutes} min"
+    if event.type == model.ETA_CHANGED and "eta" in detail:
+        estimated = " (estimated)" if detail.get("estimated") else ""
+        return (
+            f"ETA {_rfc_text(detail.get('previous_eta'))} → {_rfc_text(detail['eta'])}{estimated}"
+        )
+    if event.type == model.OVERDUE and "eta" in detail:
+        return f"ETA {_rfc_text(detail['eta'])} has passed"
+    if event.type == model.PROGRESS and "milestone" in detail:
+        return f"reached {detail['milestone']}%"
+    return ""
+
+
+def _rfc_text(value: object) -> str:
+    """``2026-11-28T17:04:05Z`` from a detail, shown like every other time here."""
+    if not isinstance(value, str):
+        return "?"
+    try:
+        return _utc_text(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except ValueError:
+        return value
+
+
+def _one_line_raw(text: str) -> str:
+    return truncate(" ".join(text.split()), 500)
 
 
 def _shows_error(status: JobStatus) -> bool:

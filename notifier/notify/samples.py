@@ -78,15 +78,27 @@ def sample_events() -> list[Event]:
         _event(model.COMPLETED, running, _status(COMPLETE, 100)),
         sample_event(),
         _event(model.SQUASHED_EVENT, running, _status(SQUASHED, 40)),
-        _event(model.STALLED, running, running, {"stalled_seconds": 900}),
+        _event(
+            model.STALLED,
+            running,
+            running,
+            {"why": "no_progress", "stalled_seconds": 900, "threshold_seconds": 900},
+        ),
         _event(model.RESUMED, running, _status(RUNNING, 45), {"stalled_seconds": 1200}),
         _event(
             model.ETA_CHANGED,
             running,
             _status(RUNNING, 40, eta=datetime(2026, 11, 28, 17, 30, tzinfo=UTC)),
-            {"previous_eta": "2026-11-28T17:10:00Z"},
+            {
+                "previous_eta": "2026-11-28T17:10:00Z",
+                "eta": "2026-11-28T17:30:00Z",
+                "slipped_seconds": 1200,
+                "estimated": False,
+            },
         ),
-        _event(model.OVERDUE, running, running, {"overdue_seconds": 600}),
+        _event(
+            model.OVERDUE, running, running, {"eta": "2026-11-28T17:10:00Z", "overdue_seconds": 600}
+        ),
         _event(model.PROGRESS, running, _status(RUNNING, 50), {"milestone": 50}),
         _event(
             model.POLL_FAILING,
@@ -96,6 +108,8 @@ def sample_events() -> list[Event]:
                 "reason": "credentials_rejected",
                 "message": "Clanforge rejected the access key",
                 "consecutive_failures": 3,
+                "paused": True,
+                "credential": "default",
             },
         ),
         _event(model.POLL_RECOVERED, None, running, {"consecutive_failures": 3}),

@@ -6,19 +6,43 @@ writes every plan of the tick in one transaction.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, Final
 
-from notifier.clanforge.errors import UpstreamError
-from notifier.clanforge.status import COMPLETE, FAILED, RUNNING, SQUASHED, JobStatus
-from notifier.config import PollSettings
+from notifier.clanforge.errors import (
+    ACCESS_DENIED,
+    CREDENTIALS_REJECTED,
+    NOT_FOUND,
+    RATE_LIMITED,
+    UpstreamError,
+)
+from notifier.clanforge.status import (
+    COMPLETE,
+    CREATED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SQUASHED,
+    JobStatus,
+)
+from notifier.config import DetectSettings, PollSettings
 from notifier.events.detector import carry_known_state, detect
-from notifier.events.model import Event
+from notifier.events.ids import new_event_id as default_event_id
+from notifier.events.model import POLL_FAILING, POLL_RECOVERED, Detected, Event
+from notifier.events.timing import Tracking, detect_timing, estimate_eta
+from notifier.notify.retry import RetryPolicy
 from notifier.notify.subscription import Subscription, matches
 
 # Polling errors back off to at most this many intervals, so a recovered upstream is seen soon.
 MAX_ERROR_BACKOFF_INTERVALS = 8
+
+PAUSING_REASONS: Final = frozenset({CREDENTIALS_REJECTED, ACCESS_DENIED, NOT_FOUND})
+"""Failures that polling again cannot fix: the watch waits for ``notifier watch resume``."""
+
+_DEFAULT_DETECT: Final = DetectSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +56,11 @@ class DueWatch:
     poll_errors: int
     previous: JobStatus | None
     state_since: datetime | None
+    tracking: Tracking | None = None
+    poll_failing: bool = False
+    """A ``watch.poll_failing`` was sent and no ``watch.poll_recovered`` since."""
+    interval_seconds: float | None = None
+    """This watch's own poll interval, overriding the one by state while the job is unfinished."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +74,11 @@ class PollPlan:
     first_sighting: bool = False
     state_since: datetime | None = None
     events: Sequence[Event] = field(default_factory=tuple)
+    tracking: Tracking | None = None
+    """The timing memory to store with ``status`` (written together with it)."""
+    poll_failing: bool = False
+    paused_reason: str | None = None
+    """Set when this poll paused the watch: why, in one line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,17 +89,29 @@ class PlannedDelivery:
 
 
 def next_poll_at(
-    state_id: int | None, state_since: datetime, now: datetime, poll: PollSettings
+    state_id: int | None,
+    state_since: datetime,
+    now: datetime,
+    poll: PollSettings,
+    override_seconds: float | None = None,
 ) -> datetime | None:
-    """When to look again; None once the job is finished for good."""
+    """When to look again; None once the job is finished for good.
+
+    Running polls fastest, Queued (and unknown states) at the base interval, Created and Pending
+    slower; a Failed job lingers at a slow poll because a retry sends it back to Queued.
+    """
     if state_id in (COMPLETE, SQUASHED):
         return None
     if state_id == FAILED:
         if now - state_since >= timedelta(seconds=poll.failed_linger_seconds):
             return None
         return now + timedelta(seconds=poll.failed_interval_seconds)
+    if override_seconds is not None:
+        return now + timedelta(seconds=override_seconds)
     if state_id == RUNNING:
         return now + timedelta(seconds=poll.running_interval_seconds)
+    if state_id in (CREATED, PENDING):
+        return now + timedelta(seconds=poll.waiting_interval())
     return now + timedelta(seconds=poll.interval_seconds)
 
 
@@ -75,12 +121,144 @@ def plan_success(
     now: datetime,
     poll: PollSettings,
     new_event_id: Callable[[], str],
+    detect_settings: DetectSettings = _DEFAULT_DETECT,
 ) -> PollPlan:
-    detected = detect(due.previous, observed)
-    current = carry_known_state(due.previous, observed)
-    state_changed = due.previous is None or due.previous.state_id != current.state_id
+    """What a poll that got a status means: state events, timing events, our ETA, recovery.
+
+    The status (with the timing memory) is written only when it or that memory changed.
+    """
+    observed = carry_known_state(due.previous, observed)
+    state_changed = due.previous is None or due.previous.state_id != observed.state_id
     state_since = now if state_changed or due.state_since is None else due.state_since
-    events = tuple(
+    tracking = due.tracking if due.tracking is not None else Tracking()
+    if state_changed:
+        tracking = Tracking()
+    current = estimate_eta(observed, tracking, now, detect_settings)
+    detected = detect(due.previous, current)
+    timing, new_tracking = detect_timing(
+        due.previous, due.tracking, current, state_since, now, detect_settings
+    )
+    if due.poll_failing:
+        last = due.previous if due.previous is not None else current
+        detected.insert(
+            0,
+            Detected(
+                POLL_RECOVERED, last, current, {"consecutive_failures": max(due.poll_errors, 1)}
+            ),
+        )
+    detected.extend(timing)
+    events = _events(due, detected, now, new_event_id)
+    changed = current != due.previous or new_tracking != due.tracking
+    return PollPlan(
+        watch_id=due.watch_id,
+        next_poll_at=next_poll_at(current.state_id, state_since, now, poll, due.interval_seconds),
+        poll_errors=0,
+        last_poll_error=None,
+        status=current if changed else None,
+        first_sighting=due.previous is None,
+        state_since=state_since,
+        events=events,
+        tracking=new_tracking,
+        poll_failing=False,
+    )
+
+
+def error_backoff_policy(poll: PollSettings) -> RetryPolicy:
+    """The shared retry policy, with a schedule that doubles from the base poll interval."""
+    return RetryPolicy(
+        schedule_seconds=tuple(
+            poll.interval_seconds * 2**step
+            for step in range(MAX_ERROR_BACKOFF_INTERVALS.bit_length())
+        ),
+    )
+
+
+def plan_failure(
+    due: DueWatch,
+    error: UpstreamError,
+    now: datetime,
+    poll: PollSettings,
+    new_event_id: Callable[[], str] | None = None,
+    rand: Callable[[], float] = random.random,
+) -> PollPlan:
+    """A failed poll changes no status and no state event; it backs off, and tells people once.
+
+    A 429 is upstream pacing us, not a fault of this watch: it waits ``Retry-After`` and counts
+    for nothing. Rejected credentials, a denied account service or an unknown image version
+    pause the watch at once (polling again cannot fix them). Anything else backs off with
+    jitter per the shared retry policy, and after ``poll.failure_threshold`` failures in a row
+    raises one ``watch.poll_failing``.
+    """
+    if error.reason == RATE_LIMITED:
+        wait = error.retry_after if error.retry_after is not None else poll.interval_seconds
+        return PollPlan(
+            watch_id=due.watch_id,
+            next_poll_at=now + timedelta(seconds=wait),
+            poll_errors=due.poll_errors,
+            last_poll_error=error.message,
+            poll_failing=due.poll_failing,
+        )
+    errors = due.poll_errors + 1
+    pausing = error.reason in PAUSING_REASONS
+    if pausing:
+        when: datetime | None = None
+    else:
+        policy = error_backoff_policy(poll)
+        attempt = min(errors, len(policy.schedule_seconds))
+        when = policy.next_attempt(attempt, now, retry_after=error.retry_after, rand=rand)
+    failing = due.poll_failing
+    events: tuple[Event, ...] = ()
+    if not failing and (pausing or errors >= poll.failure_threshold):
+        failing = True
+        detail: dict[str, Any] = {
+            "reason": error.reason,
+            "message": error.message,
+            "consecutive_failures": errors,
+            "paused": pausing,
+        }
+        if error.credential is not None:
+            detail["credential"] = error.credential
+        last = due.previous if due.previous is not None else _unknown(due.image_version_id)
+        events = _events(
+            due,
+            [Detected(POLL_FAILING, last, last, detail)],
+            now,
+            new_event_id or default_event_id,
+        )
+    return PollPlan(
+        watch_id=due.watch_id,
+        next_poll_at=when,
+        poll_errors=errors,
+        last_poll_error=error.message,
+        events=events,
+        poll_failing=failing,
+        paused_reason=error.message if pausing else None,
+    )
+
+
+def _unknown(image_version_id: int) -> JobStatus:
+    """The status a ``watch.*`` event carries for a job never seen: state unknown."""
+    return JobStatus(
+        image_version_id=image_version_id,
+        state_id=None,
+        state="Unknown",
+        progress=0,
+        eta=None,
+        error=None,
+        failed_count=0,
+        created=None,
+        started=None,
+        updated=None,
+    )
+
+
+def _events(
+    due: DueWatch,
+    detected: Sequence[Detected],
+    now: datetime,
+    new_event_id: Callable[[], str],
+) -> tuple[Event, ...]:
+    return tuple(
         Event(
             id=new_event_id(),
             type=d.type,
@@ -90,35 +268,9 @@ def plan_success(
             label=due.label,
             previous=d.previous,
             current=d.current,
-            detail=d.detail,
+            detail=dict(d.detail),
         )
         for d in detected
-    )
-    return PollPlan(
-        watch_id=due.watch_id,
-        next_poll_at=next_poll_at(current.state_id, state_since, now, poll),
-        poll_errors=0,
-        last_poll_error=None,
-        status=None if current == due.previous else current,
-        first_sighting=due.previous is None,
-        state_since=state_since,
-        events=events,
-    )
-
-
-def plan_failure(
-    due: DueWatch, error: UpstreamError, now: datetime, poll: PollSettings
-) -> PollPlan:
-    """A failed poll changes no status and creates no event; it only backs off."""
-    errors = due.poll_errors + 1
-    backoff = min(2 ** (errors - 1), MAX_ERROR_BACKOFF_INTERVALS) * poll.interval_seconds
-    if error.retry_after is not None:
-        backoff = max(backoff, error.retry_after)
-    return PollPlan(
-        watch_id=due.watch_id,
-        next_poll_at=now + timedelta(seconds=backoff),
-        poll_errors=errors,
-        last_poll_error=error.message,
     )
 
 

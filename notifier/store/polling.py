@@ -10,7 +10,13 @@ from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.polling.plan import DueWatch, PlannedDelivery, PollPlan
-from notifier.store.codec import status_from_row, status_to_json, status_to_row
+from notifier.store.codec import (
+    status_from_row,
+    status_to_json,
+    status_to_row,
+    tracking_from_row,
+    tracking_to_row,
+)
 from notifier.store.engine import is_postgres
 from notifier.store.tables import (
     DELIVERIES,
@@ -58,6 +64,8 @@ async def claim_due_watches(
                     Watch.image_version_id,
                     Watch.label,
                     Watch.poll_errors,
+                    Watch.poll_failing,
+                    Watch.interval_seconds,
                     *(c for c in JOB_STATUS.c if c.name != "watch_id"),
                 )
                 .outerjoin(JobStatusRow, JobStatusRow.watch_id == Watch.id)
@@ -74,6 +82,9 @@ async def claim_due_watches(
             poll_errors=row.poll_errors,
             previous=None if row.state_name is None else status_from_row(row.image_version_id, row),
             state_since=row.state_since,
+            tracking=None if row.state_name is None else tracking_from_row(row),
+            poll_failing=bool(row.poll_failing),
+            interval_seconds=row.interval_seconds,
         )
         for row in rows
     ]
@@ -113,6 +124,7 @@ async def write_poll_results(
             if plan.status is not None:
                 row = {
                     **status_to_row(plan.status),
+                    **(tracking_to_row(plan.tracking) if plan.tracking is not None else {}),
                     "observed_at": now,
                     "state_since": plan.state_since,
                 }
@@ -142,6 +154,8 @@ async def write_poll_results(
                     "poll_errors": plan.poll_errors,
                     "last_poll_error": plan.last_poll_error,
                     "last_polled_at": now,
+                    "poll_failing": plan.poll_failing,
+                    "paused_reason": plan.paused_reason,
                     "lease_owner": None,
                     "lease_until": None,
                 }

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -79,6 +81,12 @@ class Watch(Base):
     poll_errors: Mapped[int] = mapped_column(Integer, default=0)
     last_poll_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
+    # A watch.poll_failing went out and no watch.poll_recovered yet.
+    poll_failing: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Why polling stopped until `notifier watch resume` (credentials refused, not found).
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    # Overrides the poll interval by state while the job is unfinished.
+    interval_seconds: Mapped[float | None] = mapped_column(Float)
 
 
 class JobStatusRow(Base):
@@ -100,6 +108,15 @@ class JobStatusRow(Base):
     observed_at: Mapped[datetime]
     # When the state id last changed: what the failed-job linger is measured from.
     state_since: Mapped[datetime]
+    eta_estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The timing detectors' memory (notifier.events.timing.Tracking).
+    moved_at: Mapped[datetime | None]
+    stalled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    eta_baseline: Mapped[datetime | None]
+    overdue: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    milestone: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    rate_since: Mapped[datetime | None]
+    rate_base_progress: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class EventRow(Base):

@@ -43,6 +43,8 @@ class WatchView:
     status: JobStatus | None
     lease_owner: str | None = None
     """The replica polling it right now, if any."""
+    paused_reason: str | None = None
+    poll_failing: bool = False
 
 
 async def add_watch(
@@ -52,7 +54,10 @@ async def add_watch(
     label: str,
     source: str,
     now: datetime,
+    *,
+    interval_seconds: float | None = None,
 ) -> int:
+    """A new watch, polled from now; ``interval_seconds`` overrides the poll interval by state."""
     try:
         async with engine.begin() as conn:
             result = await conn.execute(
@@ -65,6 +70,7 @@ async def add_watch(
                     next_poll_at=now,
                     poll_errors=0,
                     created_at=now,
+                    interval_seconds=interval_seconds,
                 )
             )
     except IntegrityError:
@@ -127,6 +133,8 @@ async def list_watches(
             last_poll_error=row.last_poll_error,
             status=None if row.state_name is None else status_from_row(row.image_version_id, row),
             lease_owner=row.lease_owner,
+            paused_reason=row.paused_reason,
+            poll_failing=bool(row.poll_failing),
         )
         for row in rows
     ]
@@ -163,6 +171,85 @@ class WatchSync:
     retired: int
 
 
+async def resume_watches(
+    engine: AsyncEngine,
+    now: datetime,
+    *,
+    image_version_id: int | None = None,
+    account_service_id: int | None = None,
+) -> int:
+    """Poll paused watches again from now (all of them, or those named); returns how many.
+
+    The failing flag and the count of failed polls stay, so the first poll that works again
+    sends watch.poll_recovered saying how many failed.
+    """
+    stmt = update(Watch).where(Watch.paused_reason.is_not(None))
+    if image_version_id is not None:
+        stmt = stmt.where(Watch.image_version_id == image_version_id)
+    if account_service_id is not None:
+        stmt = stmt.where(Watch.account_service_id == account_service_id)
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            stmt.values(paused_reason=None, next_poll_at=now).execution_options(
+                synchronize_session=False
+            )
+        )
+        return result.rowcount
+
+
+async def add_discovered_watches(
+    engine: AsyncEngine, account_service_id: int, image_version_ids: Sequence[int], now: datetime
+) -> list[int]:
+    """Watch the image versions not watched yet (source ``discovered``); returns the new ones.
+
+    A pair already in the list, whatever its source or state, is left exactly as it is: someone
+    may have removed a label or stopped it on purpose.
+    """
+    if not image_version_ids:
+        return []
+    try:
+        return await _insert_discovered(engine, account_service_id, image_version_ids, now)
+    except IntegrityError:
+        # Another replica added some of them between our read and our insert: they are watched
+        # either way, and the next round adds whatever is still missing.
+        return []
+
+
+async def _insert_discovered(
+    engine: AsyncEngine, account_service_id: int, image_version_ids: Sequence[int], now: datetime
+) -> list[int]:
+    async with engine.begin() as conn:
+        known = set(
+            (
+                await conn.execute(
+                    select(Watch.image_version_id).where(
+                        Watch.account_service_id == account_service_id,
+                        Watch.image_version_id.in_(list(image_version_ids)),
+                    )
+                )
+            ).scalars()
+        )
+        new = [ivid for ivid in dict.fromkeys(image_version_ids) if ivid not in known]
+        if new:
+            await conn.execute(
+                WATCHES.insert(),
+                [
+                    {
+                        "account_service_id": account_service_id,
+                        "image_version_id": ivid,
+                        "label": "",
+                        "source": "discovered",
+                        "active": True,
+                        "next_poll_at": now,
+                        "poll_errors": 0,
+                        "created_at": now,
+                    }
+                    for ivid in new
+                ],
+            )
+    return new
+
+
 async def sync_config_watches(
     engine: AsyncEngine, watches: Sequence[WatchSettings], now: datetime
 ) -> WatchSync:
@@ -185,6 +272,7 @@ async def sync_config_watches(
                         Watch.label,
                         Watch.source,
                         Watch.active,
+                        Watch.interval_seconds,
                     )
                 )
             ).all()
@@ -202,11 +290,21 @@ async def sync_config_watches(
                         next_poll_at=now,
                         poll_errors=0,
                         created_at=now,
+                        interval_seconds=setting.interval_seconds,
                     )
                 )
                 added += 1
-            elif row.label != setting.label or row.source != "config" or not row.active:
-                values: dict[str, object] = {"label": setting.label, "source": "config"}
+            elif (
+                row.label != setting.label
+                or row.source != "config"
+                or not row.active
+                or row.interval_seconds != setting.interval_seconds
+            ):
+                values: dict[str, object] = {
+                    "label": setting.label,
+                    "source": "config",
+                    "interval_seconds": setting.interval_seconds,
+                }
                 if not row.active:
                     values.update(active=True, next_poll_at=now)
                 await conn.execute(update(Watch).where(Watch.id == row.id).values(**values))

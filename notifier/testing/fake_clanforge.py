@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -202,8 +203,20 @@ class FakeClanforge:
         secret_key: str = "sk",  # noqa: S107 - a fake's well-known test credentials
         path_prefix: str = "",
         record: bool = True,
+        rate_limit: int | None = None,
+        retry_after: str | None = "1",
     ) -> None:
+        """``rate_limit``: answer 429 (with ``Retry-After: retry_after`` unless None) to any
+        request past that many per second and credential, as Clanforge does."""
         self._authorization = aiohttp.encode_basic_auth(access_key, secret_key)
+        # Authorization value -> the account services it may see (None: all of them).
+        self._credentials: dict[str, frozenset[int] | None] = {self._authorization: None}
+        self._rate_limit = rate_limit
+        self._retry_after = retry_after
+        self._accepted: dict[str, deque[float]] = {}
+        self._installs: dict[int, Step] = {}
+        self.limited_at: list[float] = []
+        """``time.monotonic()`` of every 429 the rate limit sent."""
         self._prefix = "/" + path_prefix.strip("/") if path_prefix.strip("/") else ""
         self._record = record
         self._scripts: dict[tuple[int, int], _Script] = {}
@@ -220,6 +233,9 @@ class FakeClanforge:
             self._prefix + r"/cfp/v1/imageversion/{ivid:\d+}/status",
             self._handle_status,
             allow_head=False,
+        )
+        app.router.add_get(
+            self._prefix + "/cfp/v1/imageinstall/status", self._handle_installs, allow_head=False
         )
         # handler_cancellation: a delayed step must not hold up shutdown once the client gave up.
         runner = web.AppRunner(
@@ -266,6 +282,33 @@ class FakeClanforge:
         """Make the pair unknown again (404), as if the image version had been deleted."""
         self._scripts.pop((account_service_id, image_version_id), None)
 
+    def add_credentials(
+        self, access_key: str, secret_key: str, account_service_ids: Iterable[int]
+    ) -> None:
+        """Accept another key pair, for these account services only (403 for any other)."""
+        authorization = aiohttp.encode_basic_auth(access_key, secret_key)
+        self._credentials[authorization] = frozenset(account_service_ids)
+
+    def set_installs(self, account_service_id: int, installs: Sequence[int] | FakeReply) -> None:
+        """Answer the install-status endpoint for this account service: one incomplete install
+        per machine, so each image version is listed twice, as on a fleet of two machines."""
+        if isinstance(installs, FakeReply):
+            self._installs[account_service_id] = installs
+            return
+        entries = [
+            {
+                "jobid": 1000 + i,
+                "jobstateid": 4,
+                "jobstatename": "Running",
+                "jobprogress": 10,
+                "machine": f"machine-{i % 2}",
+                "location": "eu-west",
+                "target_imageversionid": ivid,
+            }
+            for i, ivid in enumerate(ivid for ivid in installs for _ in range(2))
+        ]
+        self._installs[account_service_id] = {"installs": entries}
+
     def polls(self, account_service_id: int, image_version_id: int) -> int:
         """How many requests named this pair, whatever they were answered."""
         return self._polls.get((account_service_id, image_version_id), 0)
@@ -310,8 +353,9 @@ class FakeClanforge:
             )
         key = (int(asid_text), image_version_id)
         self._polls[key] = self._polls.get(key, 0) + 1
-        if request.headers.get("Authorization") != self._authorization:
-            return self._send(_UNAUTHORIZED)
+        refused = self._gate(request, key[0])
+        if refused is not None:
+            return self._send(refused)
         script = self._scripts.get(key)
         if script is None:
             return self._send(
@@ -337,6 +381,57 @@ class FakeClanforge:
                 request.transport.close()
             return response
         return self._send(step)
+
+    async def _handle_installs(self, request: web.Request) -> web.StreamResponse:
+        asid_text = request.query.get("accountserviceid", "")
+        if self._record:
+            self.requests.append(
+                RecordedRequest(
+                    method=request.method,
+                    path=request.path,
+                    query=dict(request.query),
+                    headers=dict(request.headers),
+                    time=time.monotonic(),
+                )
+            )
+        if not asid_text.isdigit():
+            return self._send(
+                _Prepared(400, _error_body(400, "accountserviceid is required"), JSON_HEADERS)
+            )
+        refused = self._gate(request, int(asid_text))
+        if refused is not None:
+            return self._send(refused)
+        step = self._installs.get(int(asid_text), {"installs": []})
+        if isinstance(step, FakeReply):
+            return self._send(_Prepared(step.status, step.body, dict(step.headers)))
+        return self._send(_Prepared(200, json.dumps(step).encode(), JSON_HEADERS))
+
+    def _gate(self, request: web.Request, account_service_id: int) -> _Prepared | None:
+        """401 for unknown keys, 403 for an account service they may not see, 429 past the
+        rate limit; None when the request may be answered."""
+        authorization = request.headers.get("Authorization", "")
+        if authorization not in self._credentials:
+            return _UNAUTHORIZED
+        allowed = self._credentials[authorization]
+        if allowed is not None and account_service_id not in allowed:
+            return _Prepared(
+                403,
+                _error_body(403, f"Access denied to account service {account_service_id}"),
+                JSON_HEADERS,
+            )
+        if self._rate_limit is not None:
+            now = time.monotonic()
+            window = self._accepted.setdefault(authorization, deque())
+            while window and window[0] <= now - 1.0:
+                window.popleft()
+            if len(window) >= self._rate_limit:
+                self.limited_at.append(now)
+                headers = dict(JSON_HEADERS)
+                if self._retry_after is not None:
+                    headers["Retry-After"] = self._retry_after
+                return _Prepared(429, _error_body(429, "Too many requests"), headers)
+            window.append(now)
+        return None
 
     @staticmethod
     def _send(step: _Prepared) -> web.Response:

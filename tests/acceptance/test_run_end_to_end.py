@@ -233,7 +233,7 @@ async def test_lifecycle_reaches_slack_and_webhook_exactly(
     assert all(i.startswith("evt_") for i in ids)
 
 
-async def test_upstream_errors_create_no_event_and_no_delivery(
+async def test_upstream_errors_create_no_state_event_and_no_delivery(
     upstream: Upstream, tmp_path: Path
 ) -> None:
     up = upstream
@@ -271,4 +271,7 @@ async def test_upstream_errors_create_no_event_and_no_delivery(
     )
     out, _ = await listing.communicate()
     assert listing.returncode == 0
-    assert out.decode().strip() == "no events yet"
+    # Only health events (poll failing: 3 failures in a row, and the 404 at once), one per
+    # watch; no subscription here asked for them, so nothing was delivered.
+    rows = out.decode().strip().splitlines()[1:]
+    assert sorted(row.split()[2] for row in rows) == ["watch.poll_failing"] * 2

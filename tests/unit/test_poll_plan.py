@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from itertools import count
 
 import pytest
 
-from notifier.clanforge.errors import RATE_LIMITED, UNAVAILABLE, UpstreamError
+from notifier.clanforge.errors import (
+    ACCESS_DENIED,
+    CREDENTIALS_REJECTED,
+    NOT_FOUND,
+    RATE_LIMITED,
+    UNAVAILABLE,
+    UpstreamError,
+)
 from notifier.config import PollSettings
+from notifier.events.timing import Tracking
 from notifier.polling.plan import (
     DueWatch,
     next_poll_at,
@@ -16,6 +25,7 @@ from notifier.polling.plan import (
     plan_failure,
     plan_success,
 )
+from notifier.polling.poller import start_offsets
 from tests.conftest import T0, make_status, make_subscription
 
 POLL = PollSettings(
@@ -26,8 +36,9 @@ POLL = PollSettings(
 )
 
 
-def due(previous=None, poll_errors: int = 0) -> DueWatch:  # type: ignore[no-untyped-def]
+def due(previous=None, poll_errors: int = 0, tracking=None) -> DueWatch:  # type: ignore[no-untyped-def]
     return DueWatch(
+        tracking=tracking,
         watch_id=7,
         account_service_id=1234,
         image_version_id=567890,
@@ -45,7 +56,7 @@ def ids():  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(
     ("state_id", "after"),
-    [(1, 30), (2, 30), (3, 30), (4, 10), (None, 30)],
+    [(1, 60), (2, 60), (3, 30), (4, 10), (None, 30)],
 )
 def test_unfinished_jobs_are_polled_again_at_their_interval(
     state_id: int | None, after: int
@@ -74,7 +85,10 @@ def test_first_sighting_stores_status_and_emits_state_change() -> None:
 
 
 def test_unchanged_status_writes_nothing_and_emits_nothing() -> None:
-    plan = plan_success(due(make_status(4, 40)), make_status(4, 40), T0, POLL, ids())
+    steady = Tracking(moved_at=T0 - timedelta(minutes=1), rate_since=T0, rate_base_progress=40)
+    plan = plan_success(
+        due(make_status(4, 40), tracking=steady), make_status(4, 40), T0, POLL, ids()
+    )
     assert plan.status is None
     assert plan.events == ()
     assert plan.state_since == T0 - timedelta(minutes=3)
@@ -90,8 +104,9 @@ def test_progress_change_is_stored_without_event() -> None:
 
 def test_failed_poll_backs_off_and_keeps_the_error() -> None:
     error = UpstreamError(UNAVAILABLE, "Clanforge answered 503", status=503)
-    first = plan_failure(due(make_status(4)), error, T0, POLL)
-    third = plan_failure(due(make_status(4), poll_errors=2), error, T0, POLL)
+    # rand 0.5 is the middle of the jitter band: the schedule's own delay.
+    first = plan_failure(due(make_status(4)), error, T0, POLL, rand=lambda: 0.5)
+    third = plan_failure(due(make_status(4), poll_errors=2), error, T0, POLL, rand=lambda: 0.5)
     assert first.next_poll_at == T0 + timedelta(seconds=30)
     assert third.next_poll_at == T0 + timedelta(seconds=120)
     assert third.poll_errors == 3
@@ -116,3 +131,78 @@ def test_each_event_goes_to_every_matching_subscription_in_order() -> None:
         ("evt_2", 1),
         ("evt_2", 2),
     ]
+
+
+FAILING_POLL = POLL.model_copy(update={"failure_threshold": 3})
+
+
+def test_poll_failing_is_raised_once_at_the_threshold_and_recovered_once() -> None:
+    error = UpstreamError(UNAVAILABLE, "Clanforge answered 503", status=503)
+    make_id = ids()
+    plans = []
+    watch = due(make_status(4, 40))
+    for _ in range(5):
+        plan = plan_failure(watch, error, T0, FAILING_POLL, make_id)
+        plans.append(plan)
+        watch = replace(watch, poll_errors=plan.poll_errors, poll_failing=plan.poll_failing)
+    assert [[e.type for e in p.events] for p in plans] == [[], [], ["watch.poll_failing"], [], []]
+    failing = plans[2].events[0]
+    assert failing.detail == {
+        "reason": "unavailable",
+        "message": "Clanforge answered 503",
+        "consecutive_failures": 3,
+        "paused": False,
+    }
+    assert failing.current == make_status(4, 40)  # the last known status, not a new one
+    recovered = plan_success(watch, make_status(4, 40), T0, FAILING_POLL, make_id)
+    assert [e.type for e in recovered.events] == ["watch.poll_recovered"]
+    assert recovered.events[0].detail == {"consecutive_failures": 5}
+    assert not recovered.poll_failing
+
+
+@pytest.mark.parametrize("reason", [CREDENTIALS_REJECTED, ACCESS_DENIED, NOT_FOUND])
+def test_refused_credentials_and_unknown_image_versions_pause_at_once(reason: str) -> None:
+    error = UpstreamError(reason, "Clanforge answered 401", status=401, credential="eu")
+    plan = plan_failure(due(), error, T0, FAILING_POLL, ids())
+    assert plan.next_poll_at is None
+    assert plan.paused_reason == "Clanforge answered 401"
+    assert [e.type for e in plan.events] == ["watch.poll_failing"]
+    assert plan.events[0].detail["paused"] is True
+    assert plan.events[0].detail["credential"] == "eu"
+    assert plan.events[0].current.state == "Unknown"  # never seen
+
+
+def test_rate_limited_poll_is_no_failure_of_the_watch() -> None:
+    error = UpstreamError(RATE_LIMITED, "slow down", status=429, retry_after=3)
+    plan = plan_failure(due(poll_errors=2), error, T0, FAILING_POLL, ids())
+    assert plan.poll_errors == 2
+    assert plan.events == ()
+
+
+def test_backoff_is_jittered_around_the_schedule() -> None:
+    error = UpstreamError(UNAVAILABLE, "boom")
+    low = plan_failure(due(), error, T0, POLL, rand=lambda: 0.0).next_poll_at
+    high = plan_failure(due(), error, T0, POLL, rand=lambda: 1.0).next_poll_at
+    assert low == T0 + timedelta(seconds=24)
+    assert high == T0 + timedelta(seconds=36)
+
+
+def test_per_watch_interval_overrides_the_state_interval_until_the_job_ends() -> None:
+    assert next_poll_at(3, T0, T0, POLL, 5) == T0 + timedelta(seconds=5)
+    assert next_poll_at(4, T0, T0, POLL, 5) == T0 + timedelta(seconds=5)
+    assert next_poll_at(5, T0, T0, POLL, 5) is None
+    assert next_poll_at(6, T0, T0, POLL, 5) == T0 + timedelta(seconds=300)
+
+
+def test_failed_job_retried_upstream_is_noticed_back_in_the_queue() -> None:
+    plan = plan_success(due(make_status(6, error="boom")), make_status(3), T0, POLL, ids())
+    assert [e.type for e in plan.events] == ["imageversion.state_changed"]
+    assert plan.events[0].previous is not None
+    assert plan.events[0].previous.state == "Failed"
+    assert plan.next_poll_at == T0 + timedelta(seconds=30)
+
+
+def test_a_ticks_polls_start_evenly_spread_over_the_spread_window() -> None:
+    assert start_offsets(4, 2.0) == [0.0, 0.5, 1.0, 1.5]
+    assert start_offsets(3, 0.0) == [0.0, 0.0, 0.0]
+    assert start_offsets(0, 1.0) == []

@@ -1,0 +1,69 @@
+"""Several credentials on one Clanforge session: each watch goes out with its own credential,
+and a 429 or a refusal touches that credential alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from notifier.clanforge.accounts import open_clanforge_accounts
+from notifier.clanforge.errors import CREDENTIALS_REJECTED, RATE_LIMITED, UpstreamError
+from notifier.config import parse_config
+from notifier.testing.fake_clanforge import FakeClanforge, status_reply
+
+CONFIG = """
+[clanforge]
+base_url = "{url}"
+access_key = "ak"
+secret_key = "sk"
+requests_per_second = 10
+burst = 10
+
+[[clanforge.account]]
+name = "us-fleet"
+access_key = "us-ak"
+secret_key = "us-sk"
+account_service_ids = [2222]
+requests_per_second = 4
+"""
+
+
+async def test_each_account_service_is_polled_with_its_own_credential_and_limit() -> None:
+    async with FakeClanforge(rate_limit=3, retry_after="1") as fake:
+        fake.add_credentials("us-ak", "us-sk", [2222])
+        fake.set_status(1234, 1, status_reply(4, 10))
+        fake.set_status(2222, 2, status_reply(3))
+        settings = parse_config(CONFIG.format(url=fake.base_url), {})
+        async with open_clanforge_accounts(settings.clanforge) as accounts:
+            assert (await accounts.fetch_status(2222, 2)).state == "Queued"
+            assert (await accounts.fetch_status(1234, 1)).state == "Running"
+            for _ in range(2):
+                await accounts.fetch_status(1234, 1)
+            with pytest.raises(UpstreamError) as limited:
+                await accounts.fetch_status(1234, 1)
+            assert limited.value.reason == RATE_LIMITED
+            assert limited.value.credential == "default"
+            # The default credential slowed down; us-fleet did not, and is not limited upstream.
+            assert accounts.bucket("default").rate < 10
+            assert accounts.bucket("us-fleet").rate == 4
+            assert (await accounts.fetch_status(2222, 2)).state == "Queued"
+        us_requests = [r for r in fake.requests if r.query.get("accountserviceid") == "2222"]
+        assert len(us_requests) == 2
+
+
+async def test_a_refused_credential_fails_the_rest_of_its_round_without_asking_again() -> None:
+    async with FakeClanforge() as fake:
+        fake.set_status(2222, 2, status_reply(3))
+        fake.set_status(2222, 3, status_reply(3))
+        settings = parse_config(CONFIG.format(url=fake.base_url), {})
+        async with open_clanforge_accounts(settings.clanforge) as accounts:
+            for ivid in (2, 3):
+                with pytest.raises(UpstreamError) as refused:
+                    await accounts.fetch_status(2222, ivid)
+                assert refused.value.reason == CREDENTIALS_REJECTED
+                assert "[credential 'us-fleet']" in refused.value.message
+                assert "us-sk" not in refused.value.message
+            assert fake.polls(2222, 2) == 1
+            assert fake.polls(2222, 3) == 0
+            accounts.new_round()
+            fake.add_credentials("us-ak", "us-sk", [2222])
+            assert (await accounts.fetch_status(2222, 3)).state == "Queued"

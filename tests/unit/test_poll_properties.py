@@ -1,0 +1,220 @@
+"""Property tests over whole poll histories: any mix of statuses and failures, through the same
+pure plan functions the poller uses, keeps the promises subscribers rely on."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import jsonschema
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from notifier.clanforge.errors import (
+    BAD_REPLY,
+    CREDENTIALS_REJECTED,
+    NOT_FOUND,
+    RATE_LIMITED,
+    UNAVAILABLE,
+    UpstreamError,
+)
+from notifier.clanforge.reply import parse_install_status_reply
+from notifier.clanforge.status import TERMINAL_STATES
+from notifier.config import DetectSettings, PollSettings
+from notifier.events.model import (
+    POLL_FAILING,
+    POLL_RECOVERED,
+    STATE_CHANGED,
+    TERMINAL_EVENT_FOR_STATE,
+    Event,
+)
+from notifier.notify.payload import webhook_payload
+from notifier.polling.plan import DueWatch, plan_failure, plan_success
+from tests.conftest import T0, make_status
+
+POLL = PollSettings(interval_seconds=30, running_interval_seconds=10, failure_threshold=3)
+DETECT = DetectSettings(
+    stall_after_seconds=120,
+    waiting_stall_after_seconds=300,
+    eta_slip_seconds=60,
+    overdue_grace_seconds=30,
+    progress_milestones=[25, 50, 75],
+)
+
+observations = st.one_of(
+    st.tuples(
+        st.just("status"),
+        st.sampled_from([1, 2, 3, 4, 4, 4, 5, 6, 7, None, 9]),
+        st.integers(0, 100),
+        st.none() | st.integers(0, 7200),
+    ),
+    st.tuples(
+        st.just("error"),
+        st.sampled_from([UNAVAILABLE, BAD_REPLY, RATE_LIMITED]),
+        st.just(0),
+        st.none(),
+    ),
+)
+
+
+def run(history: list[tuple[str, int | str | None, int, int | None]]) -> list[Event]:
+    """Every event the plan functions produce for ``history``, one poll a minute."""
+    counter = itertools.count()
+    watch = DueWatch(1, 1234, 567890, "x", 0, None, None)
+    events: list[Event] = []
+    for minute, (kind, value, progress, eta_offset) in enumerate(history):
+        now = T0 + timedelta(minutes=minute)
+        if kind == "error":
+            assert isinstance(value, str)
+            plan = plan_failure(
+                watch, UpstreamError(value, "boom"), now, POLL, lambda: f"e{next(counter)}"
+            )
+        else:
+            assert value is None or isinstance(value, int)
+            eta = None if eta_offset is None else T0 + timedelta(seconds=eta_offset)
+            status = make_status(value, progress, eta=eta, state=None if value != 9 else "Odd")
+            plan = plan_success(watch, status, now, POLL, lambda: f"e{next(counter)}", DETECT)
+        events.extend(plan.events)
+        watch = DueWatch(
+            1,
+            1234,
+            567890,
+            "x",
+            plan.poll_errors,
+            plan.status if plan.status is not None else watch.previous,
+            plan.state_since if plan.state_since is not None else watch.state_since,
+            plan.tracking if plan.tracking is not None else watch.tracking,
+            plan.poll_failing,
+        )
+    return events
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(observations, min_size=1, max_size=40))
+def test_state_changes_chain_and_terminal_events_come_once_per_entry(
+    history: list[tuple[str, int | str | None, int, int | None]],
+) -> None:
+    events = run(history)
+    changes = [e for e in events if e.type == STATE_CHANGED]
+    for before, after in itertools.pairwise(changes):
+        assert after.previous is not None
+        assert after.previous.state_id == before.current.state_id
+    for change in changes:
+        assert change.previous is None or change.previous.state_id != change.current.state_id
+    terminal_types = set(TERMINAL_EVENT_FOR_STATE.values())
+    terminal = [e for e in events if e.type in terminal_types]
+    entries = [c for c in changes if c.current.state_id in TERMINAL_STATES]
+    assert len(terminal) == len(entries)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(observations, min_size=1, max_size=40))
+def test_health_events_alternate_and_need_a_run_of_failures(
+    history: list[tuple[str, int | str | None, int, int | None]],
+) -> None:
+    events = run(history)
+    health = [e.type for e in events if e.type in (POLL_FAILING, POLL_RECOVERED)]
+    assert health == [POLL_FAILING, POLL_RECOVERED] * (len(health) // 2) + (
+        [POLL_FAILING] if len(health) % 2 else []
+    )
+    for event in events:
+        if event.type == POLL_FAILING:
+            assert event.detail["consecutive_failures"] >= POLL.failure_threshold
+            assert event.detail["reason"] != RATE_LIMITED
+
+
+@given(st.lists(st.sampled_from([UNAVAILABLE, BAD_REPLY]), min_size=1, max_size=20))
+def test_consecutive_failures_never_make_a_state_event(reasons: list[str]) -> None:
+    events = run([("status", 4, 50, None)] + [("error", r, 0, None) for r in reasons])
+    assert [e.type for e in events if not e.type.startswith("watch.")][:1] == [STATE_CHANGED]
+    assert sum(1 for e in events if e.type == STATE_CHANGED) == 1
+
+
+@given(st.sampled_from([CREDENTIALS_REJECTED, NOT_FOUND]))
+def test_a_pausing_error_is_reported_once_even_before_the_threshold(reason: str) -> None:
+    watch = DueWatch(1, 1234, 567890, "x", 0, None, None)
+    plan = plan_failure(watch, UpstreamError(reason, "no"), T0, POLL)
+    assert [e.type for e in plan.events] == [POLL_FAILING]
+    assert plan.next_poll_at is None
+
+
+install_entries = st.lists(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "target_imageversionid": st.none()
+            | st.integers(-5, 10**12)
+            | st.text(max_size=5)
+            | st.booleans(),
+            "jobstateid": st.integers(0, 9),
+            "machine": st.text(max_size=10),
+        },
+    )
+    | st.integers()
+    | st.none(),
+    max_size=20,
+)
+
+
+@given(
+    status=st.sampled_from([200, 200, 401, 403, 429, 500, 503]),
+    data=st.one_of(
+        st.fixed_dictionaries({"installs": install_entries}),
+        st.fixed_dictionaries({"installs": st.none() | st.text() | st.integers()}),
+        st.fixed_dictionaries({"success": st.booleans(), "installs": install_entries}),
+        st.lists(st.integers(), max_size=3),
+        st.text(max_size=20),
+    ),
+)
+def test_any_install_status_reply_gives_distinct_positive_ids_or_an_upstream_error(
+    status: int, data: object
+) -> None:
+    body = json.dumps(data).encode()
+    result: list[int] | UpstreamError
+    try:
+        result = parse_install_status_reply(status, body, account_service_id=1234)
+    except UpstreamError as error:
+        result = error
+    if isinstance(result, UpstreamError):
+        assert result.message
+        assert "\n" not in result.message
+        return
+    found = result
+    assert 200 <= status < 300
+    assert len(found) == len(set(found))
+    assert all(isinstance(ivid, int) and ivid > 0 for ivid in found)
+
+
+def test_install_status_lists_each_image_version_once_in_reply_order() -> None:
+    body = json.dumps(
+        {
+            "installs": [
+                {"target_imageversionid": 702, "machine": "a"},
+                {"target_imageversionid": "701", "machine": "a"},
+                {"target_imageversionid": 702, "machine": "b"},
+                {"machine": "c"},
+            ]
+        }
+    ).encode()
+    assert parse_install_status_reply(200, body, account_service_id=1) == [702, 701]
+
+
+_SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "docs" / "webhook-payload.schema.json").read_text(
+        encoding="utf-8"
+    )
+)
+_VALIDATOR = jsonschema.Draft202012Validator(
+    _SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(observations, min_size=1, max_size=40))
+def test_every_event_a_poll_history_makes_has_a_payload_valid_against_the_schema(
+    history: list[tuple[str, int | str | None, int, int | None]],
+) -> None:
+    for event in run(history):
+        _VALIDATOR.validate(webhook_payload(event))
