@@ -52,7 +52,9 @@ _SAMPLE_PAYLOAD: dict[str, Any] = {
 }
 
 
-async def _bare_post(url: str, count: int, concurrency: int, session: aiohttp.ClientSession) -> None:
+async def _bare_post(
+    url: str, count: int, concurrency: int, session: aiohttp.ClientSession
+) -> None:
     body = json.dumps(_SAMPLE_PAYLOAD, separators=(",", ":")).encode()
     headers = {
         "content-type": "application/json",
@@ -127,4 +129,3 @@ async def run_dispatch(count: int, *, concurrency: int, repetitions: int) -> dic
             return await measure_dispatch(
                 remote, count, concurrency=concurrency, repetitions=repetitions, workdir=Path(tmp)
             )
-

@@ -23,8 +23,9 @@ from notifier.config import Settings, parse_config
 from notifier.store.tables import WATCHES
 
 ASID = 1000
+REPOSITORY = Path(__file__).resolve().parent.parent
 # A fixed secret so the receiver side can verify signatures (24 random-looking bytes).
-WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # noqa: S105 - a benchmark fixture
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,9 @@ class Remote:
         result: dict[str, Any] = await self._call("GET", "arrivals")
         return result
 
+    async def polls(self) -> int:
+        return int((await self._call("GET", "polls"))["polls"])
+
     async def clear(self) -> None:
         await self._call("POST", "clear")
 
@@ -78,9 +82,10 @@ async def servers(watches: int, *, record: bool = False) -> AsyncIterator[Remote
         *command,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=REPOSITORY,
     )
-    assert process.stdout is not None and process.stdin is not None
+    assert process.stdout is not None
+    assert process.stdin is not None
     try:
         line = await asyncio.wait_for(process.stdout.readline(), 120)
         if not line:

@@ -96,7 +96,9 @@ class SqlCounter:
         }
 
 
-async def _bare_fetch(session: aiohttp.ClientSession, urls: Sequence[str], concurrency: int) -> None:
+async def _bare_fetch(
+    session: aiohttp.ClientSession, urls: Sequence[str], concurrency: int
+) -> None:
     pending = iter(urls)
 
     async def worker() -> None:
@@ -206,7 +208,8 @@ async def _profile_tick(
     profiler = Profiler(interval=0.0005, async_mode="enabled")
     with profiler:
         await _timed_tick(service, count)
-    target.write_text(profiler.output_text(unicode=False, color=False, show_all=False))
+    report = profiler.output_text(unicode=False, color=False, show_all=False)
+    await asyncio.to_thread(target.write_text, report)
 
 
 async def run_poll(

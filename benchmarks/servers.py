@@ -1,4 +1,4 @@
-"""The benchmarks' far side, in a process of its own: a fake Clanforge, a webhook receiver, a remote.
+"""The benchmarks' far side, in a process of its own: fake Clanforge, webhook receiver, remote.
 
 Run as ``python -m benchmarks.servers --watches N --asid A``. It prints one JSON line with the
 three base URLs, then serves until its standard input closes. Keeping the servers out of the
@@ -55,6 +55,7 @@ class Servers:
         control.router.add_get("/control/first-poll", self._first_poll)
         control.router.add_get("/control/arrivals", self._arrivals)
         control.router.add_post("/control/clear", self._clear)
+        control.router.add_get("/control/polls", self._polls)
         urls = {"clanforge": self.fake.base_url}
         for name, app, path in (("webhook", receiver, "/hook"), ("control", control, "")):
             runner = web.AppRunner(app, access_log=None)
@@ -104,6 +105,11 @@ class Servers:
 
     async def _arrivals(self, request: web.Request) -> web.Response:
         return web.json_response({"received": self.received, "arrivals": self.arrivals})
+
+    async def _polls(self, request: web.Request) -> web.Response:
+        """Status requests answered so far, over every watch."""
+        total = sum(self.fake.polls(self.asid, ivid) for ivid in range(1, self.watches + 1))
+        return web.json_response({"polls": total})
 
     async def _clear(self, request: web.Request) -> web.Response:
         self.fake.requests.clear()
