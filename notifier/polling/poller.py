@@ -86,6 +86,8 @@ class Poller:
         writing: asyncio.Task[TickSummary] | None = None
         try:
             token, due = await self._claim(remaining)
+            # Once per tick, not per batch: subscriptions change at human speed.
+            subscriptions = await self._load_subscriptions() if due else []
             while due:
                 remaining -= len(due)
                 plans = await self._poll_all(due)
@@ -98,7 +100,7 @@ class Poller:
                     if remaining > 0 and len(plans) == self._batch_size
                     else (token, [])
                 )
-                writing = asyncio.create_task(self._write(written_token, plans))
+                writing = asyncio.create_task(self._write(written_token, plans, subscriptions))
             if writing is not None:
                 total += await writing
                 writing = None
@@ -128,8 +130,9 @@ class Poller:
         await asyncio.gather(*(worker() for _ in range(min(self._concurrency, len(due)))))
         return [plan for plan in plans if plan is not None]
 
-    async def _write(self, token: datetime, plans: list[PollPlan]) -> TickSummary:
-        subscriptions = await self._load_subscriptions()
+    async def _write(
+        self, token: datetime, plans: list[PollPlan], subscriptions: Sequence[Subscription]
+    ) -> TickSummary:
         deliveries = plan_deliveries(plans, subscriptions)
         written = await write_poll_results(
             self._engine, self._owner, token, plans, deliveries, self._clock()
