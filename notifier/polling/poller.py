@@ -78,37 +78,47 @@ class Poller:
     async def tick(self) -> TickSummary:
         """Poll up to ``claim_limit`` due watches, a batch at a time.
 
-        Each batch is written in one transaction while the next one is being fetched, so the
-        database's work (in its driver thread) overlaps the network's instead of adding to it.
+        While one batch is being fetched, the database writes the previous batch and then claims
+        the next one (in that order, one transaction at a time, in its driver thread): the
+        database's work overlaps the network's instead of adding to it.
         """
         total = TickSummary(0, 0, 0, 0)
         remaining = self._claim_limit
         writing: asyncio.Task[TickSummary] | None = None
+        database: asyncio.Task[tuple[TickSummary, datetime, list[DueWatch]]] | None = None
         try:
             token, due = await self._claim(remaining)
             # Once per tick, not per batch: subscriptions change at human speed.
             subscriptions = await self._load_subscriptions() if due else []
             while due:
                 remaining -= len(due)
+                more = remaining > 0 and len(due) == self._batch_size
+                database = asyncio.create_task(self._write_then_claim(writing, remaining, more))
+                writing = None
                 plans = await self._poll_all(due)
-                if writing is not None:
-                    total += await writing
-                    writing = None
-                written_token = token
-                token, due = (
-                    await self._claim(remaining)
-                    if remaining > 0 and len(plans) == self._batch_size
-                    else (token, [])
-                )
-                writing = asyncio.create_task(self._write(written_token, plans, subscriptions))
+                written, next_token, next_due = await database
+                database = None
+                total += written
+                writing = asyncio.create_task(self._write(token, plans, subscriptions))
+                token, due = next_token, next_due
             if writing is not None:
                 total += await writing
                 writing = None
         finally:
-            if writing is not None:
-                # Cancelled mid-tick: the write either commits whole or not at all.
-                writing.cancel()
+            # Cancelled mid-tick: a write either commits whole or not at all.
+            for task in (database, writing):
+                if task is not None:
+                    task.cancel()
         return total
+
+    async def _write_then_claim(
+        self, writing: asyncio.Task[TickSummary] | None, remaining: int, more: bool
+    ) -> tuple[TickSummary, datetime, list[DueWatch]]:
+        written = await writing if writing is not None else TickSummary(0, 0, 0, 0)
+        if not more:
+            return written, self._clock(), []
+        token, due = await self._claim(remaining)
+        return written, token, due
 
     async def _claim(self, remaining: int) -> tuple[datetime, list[DueWatch]]:
         limit = min(remaining, self._batch_size)
