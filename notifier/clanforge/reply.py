@@ -201,7 +201,9 @@ def _error_text_from_json(data: Any, depth: int = 0) -> str:
 
 
 def _one_line(text: str, limit: int) -> str:
-    cleaned = _SPACE.sub(" ", "".join(c if c.isprintable() else " " for c in text)).strip()
+    # Every poll passes the state name through here: skip the per-character pass when clean.
+    printable = text if text.isprintable() else "".join(c if c.isprintable() else " " for c in text)
+    cleaned = _SPACE.sub(" ", printable).strip()
     if len(cleaned) > limit:
         return cleaned[: limit - 1].rstrip() + "…"
     return cleaned
@@ -319,7 +321,9 @@ def _job_status(
         )
 
     success = data.get("success")
-    if success is False or _as_int(success) == 0 or _is_false_text(success):
+    if success is not True and (
+        success is False or _as_int(success) == 0 or _is_false_text(success)
+    ):
         text = _one_line(_error_text_from_json(data), MAX_UPSTREAM_TEXT)
         raise bad("success is false" + (f": {text}" if text else ""))
 
@@ -362,6 +366,8 @@ def _job_status(
 
 def _as_int(value: Any) -> int | None:
     """An integer from a loosely typed field; None for anything else, booleans included."""
+    if type(value) is int:  # the common case first: this runs several times per poll
+        return value
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -387,6 +393,8 @@ def _as_number(value: Any) -> float | None:
 
 def _as_time(value: Any) -> datetime | None:
     """Unix seconds (number or digit string) as aware UTC; 0, empty and absurd values are None."""
+    if type(value) is int:  # the common case first: four of these per poll
+        return datetime.fromtimestamp(value, UTC) if 0 < value <= _MAX_UNIX_SECONDS else None
     # Integers are compared as they are: a huge one must not overflow on the way to float.
     plain_int = isinstance(value, int) and not isinstance(value, bool)
     seconds: float | None = value if plain_int else _as_number(value)

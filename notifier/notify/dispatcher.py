@@ -21,7 +21,7 @@ from notifier.notify.subscription import Subscription
 from notifier.store.outbox import (
     ClaimedDelivery,
     claim_due_deliveries,
-    mark_delivered,
+    mark_delivered_many,
     mark_failed,
     release_leases,
 )
@@ -90,20 +90,38 @@ class Dispatcher:
             event = delivery.event
             key = (delivery.subscription_id, event.account_service_id, event.image_version_id)
             by_key[key].append(delivery)
-        await asyncio.gather(
-            *(self._send_in_order(batch, subscriptions) for batch in by_key.values())
-        )
+        delivered: list[int] = []
+        try:
+            await asyncio.gather(
+                *(self._send_in_order(batch, subscriptions, delivered) for batch in by_key.values())
+            )
+        finally:
+            # One transaction for the batch's successes: one per send cost more than the send.
+            await mark_delivered_many(self._engine, delivered, self._owner, self._clock())
         return len(claimed)
 
     async def _send_in_order(
-        self, batch: list[ClaimedDelivery], subscriptions: Mapping[int, Subscription]
+        self,
+        batch: list[ClaimedDelivery],
+        subscriptions: Mapping[int, Subscription],
+        delivered: list[int],
     ) -> None:
         for delivery in batch:
-            if not await self._send(delivery, subscriptions.get(delivery.subscription_id)):
+            subscription = subscriptions.get(delivery.subscription_id)
+            if not await self._send(delivery, subscription, delivered):
                 # Whatever follows for this key waits until this one gets through.
                 return
 
-    async def _send(self, delivery: ClaimedDelivery, subscription: Subscription | None) -> bool:
+    async def _send(
+        self,
+        delivery: ClaimedDelivery,
+        subscription: Subscription | None,
+        delivered: list[int],
+    ) -> bool:
+        """Send one delivery; False when the ones behind it must wait.
+
+        A success is appended to ``delivered``, recorded with the rest of the batch's.
+        """
         attempts = delivery.attempts + 1
         if subscription is None:
             await mark_failed(
@@ -152,5 +170,5 @@ class Dispatcher:
                     failure.reason,
                 )
             return False
-        await mark_delivered(self._engine, delivery.id, self._owner, self._clock())
+        delivered.append(delivery.id)
         return True

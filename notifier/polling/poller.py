@@ -33,6 +33,19 @@ class TickSummary:
     events: int
     deliveries: int
 
+    def __add__(self, other: TickSummary) -> TickSummary:
+        return TickSummary(
+            self.polled + other.polled,
+            self.failed + other.failed,
+            self.events + other.events,
+            self.deliveries + other.deliveries,
+        )
+
+
+# Watches claimed, fetched and written together. It bounds the tick's memory whatever the watch
+# list's size, and keeps the SQL per watch constant: a few statements per batch.
+DEFAULT_BATCH_SIZE = 1000
+
 
 def start_offsets(count: int, spread_seconds: float) -> list[float]:
     """When each of a tick's ``count`` polls starts, in seconds from the tick: evenly spread over
@@ -58,17 +71,19 @@ class Poller:
         owner: str,
         clock: Callable[[], datetime],
         on_committed: Callable[[], None],
+        batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
         self._engine = engine
         self._source = source
         self._load_subscriptions = load_subscriptions
         self._poll = poll
         self._detect = detect if detect is not None else DetectSettings()
-        # One tick's polls start spread over this long instead of all at its start.
+        # A full tick's polls start spread over this long instead of all at its start.
         self._spread_seconds = poll.spread * min(
             poll.interval_seconds, poll.running_interval_seconds
         )
-        self._slots = asyncio.Semaphore(max_concurrency)
+        self._concurrency = max_concurrency
+        self._batch_size = batch_size
         self._claim_limit = claim_limit
         self._lease = lease
         self._owner = owner
@@ -76,16 +91,83 @@ class Poller:
         self._on_committed = on_committed
 
     async def tick(self) -> TickSummary:
-        token, due = await claim_due_watches(
-            self._engine, self._owner, self._clock(), self._lease, self._claim_limit
+        """Poll up to ``claim_limit`` due watches, a batch at a time.
+
+        While one batch is being fetched, the database writes the previous batch and then claims
+        the next one (in that order, one transaction at a time, in its driver thread): the
+        database's work overlaps the network's instead of adding to it.
+        """
+        total = TickSummary(0, 0, 0, 0)
+        remaining = self._claim_limit
+        writing: asyncio.Task[TickSummary] | None = None
+        database: asyncio.Task[tuple[TickSummary, datetime, list[DueWatch]]] | None = None
+        try:
+            token, due = await self._claim(remaining)
+            # Once per tick, not per batch: subscriptions change at human speed.
+            subscriptions = await self._load_subscriptions() if due else []
+            while due:
+                remaining -= len(due)
+                more = remaining > 0 and len(due) == self._batch_size
+                database = asyncio.create_task(self._write_then_claim(writing, remaining, more))
+                writing = None
+                plans = await self._poll_all(due)
+                written, next_token, next_due = await database
+                database = None
+                total += written
+                writing = asyncio.create_task(self._write(token, plans, subscriptions))
+                token, due = next_token, next_due
+            if writing is not None:
+                total += await writing
+                writing = None
+        finally:
+            # Cancelled mid-tick: a write either commits whole or not at all.
+            for task in (database, writing):
+                if task is not None:
+                    task.cancel()
+        return total
+
+    async def _write_then_claim(
+        self, writing: asyncio.Task[TickSummary] | None, remaining: int, more: bool
+    ) -> tuple[TickSummary, datetime, list[DueWatch]]:
+        written = await writing if writing is not None else TickSummary(0, 0, 0, 0)
+        if not more:
+            return written, self._clock(), []
+        token, due = await self._claim(remaining)
+        return written, token, due
+
+    async def _claim(self, remaining: int) -> tuple[datetime, list[DueWatch]]:
+        limit = min(remaining, self._batch_size)
+        return await claim_due_watches(self._engine, self._owner, self._clock(), self._lease, limit)
+
+    async def _poll_all(self, due: Sequence[DueWatch]) -> list[PollPlan]:
+        """Fetch every watch of a batch, at most ``max_concurrency`` requests in flight.
+
+        A fixed pool of workers rather than a task per watch waiting on a semaphore: the tasks
+        would cost memory and scheduling for nothing but waiting their turn.
+        """
+        plans: list[PollPlan | None] = [None] * len(due)
+        positions = iter(range(len(due)))
+        # A batch takes its share of the tick's spread, so a full tick's polls trickle out over
+        # the spread instead of bursting at its start.
+        offsets = start_offsets(
+            len(due), self._spread_seconds * len(due) / max(self._claim_limit, len(due))
         )
-        if not due:
-            return TickSummary(0, 0, 0, 0)
-        offsets = start_offsets(len(due), self._spread_seconds)
-        plans = await asyncio.gather(
-            *(self._poll_one(watch, offset) for watch, offset in zip(due, offsets, strict=True))
-        )
-        subscriptions = await self._load_subscriptions()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        async def worker() -> None:
+            for position in positions:
+                delay = started + offsets[position] - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                plans[position] = await self._poll_one(due[position])
+
+        await asyncio.gather(*(worker() for _ in range(min(self._concurrency, len(due)))))
+        return [plan for plan in plans if plan is not None]
+
+    async def _write(
+        self, token: datetime, plans: list[PollPlan], subscriptions: Sequence[Subscription]
+    ) -> TickSummary:
         deliveries = plan_deliveries(plans, subscriptions)
         written = await write_poll_results(
             self._engine, self._owner, token, plans, deliveries, self._clock()
@@ -106,22 +188,19 @@ class Poller:
             )
         return TickSummary(len(written), failed, events, len(deliveries))
 
-    async def _poll_one(self, watch: DueWatch, start_after: float = 0.0) -> PollPlan:
-        if start_after > 0:
-            await asyncio.sleep(start_after)
-        async with self._slots:
-            try:
-                status = await self._source.fetch_status(
-                    watch.account_service_id, watch.image_version_id
-                )
-            except UpstreamError as error:
-                # 429s are logged once per slow-down by the rate limiter, not once per watch.
-                if watch.poll_errors == 0 and error.reason != RATE_LIMITED:
-                    log.warning("%s", error.message)
-                return plan_failure(watch, error, self._clock(), self._poll, new_event_id)
-            except Exception as exc:
-                # A bug of ours in one poll must not sink the tick's other watches.
-                log.exception("polling image version %d crashed", watch.image_version_id)
-                crash = UpstreamError(UNAVAILABLE, f"internal error while polling: {exc!r}")
-                return plan_failure(watch, crash, self._clock(), self._poll, new_event_id)
+    async def _poll_one(self, watch: DueWatch) -> PollPlan:
+        try:
+            status = await self._source.fetch_status(
+                watch.account_service_id, watch.image_version_id
+            )
+        except UpstreamError as error:
+            # 429s are logged once per slow-down by the rate limiter, not once per watch.
+            if watch.poll_errors == 0 and error.reason != RATE_LIMITED:
+                log.warning("%s", error.message)
+            return plan_failure(watch, error, self._clock(), self._poll, new_event_id)
+        except Exception as exc:
+            # A bug of ours in one poll must not sink the tick's other watches.
+            log.exception("polling image version %d crashed", watch.image_version_id)
+            crash = UpstreamError(UNAVAILABLE, f"internal error while polling: {exc!r}")
+            return plan_failure(watch, crash, self._clock(), self._poll, new_event_id)
         return plan_success(watch, status, self._clock(), self._poll, new_event_id, self._detect)

@@ -16,6 +16,7 @@ from notifier.store.outbox import (
     claim_due_deliveries,
     list_deliveries,
     mark_delivered,
+    mark_delivered_many,
     mark_failed,
     retry_deliveries,
 )
@@ -207,3 +208,25 @@ async def test_config_sync_reports_what_it_changed(engine: AsyncEngine) -> None:
     assert await sync_config_watches(engine, first, T0) == WatchSync(added=0, updated=0, retired=0)
     second = [WatchSettings(account_service_id=1, image_version_id=1, label="b")]
     assert await sync_config_watches(engine, second, T0) == WatchSync(added=0, updated=1, retired=1)
+
+
+async def test_a_batch_marked_delivered_at_once_skips_rows_another_replica_holds(
+    engine: AsyncEngine,
+) -> None:
+    await subscribe_webhook(engine)
+    for ivid in (1, 2, 3):
+        await add_watch(engine, 1234, ivid, str(ivid), "cli", T0)
+    await poll_once(engine, {1: make_status(3), 2: make_status(3), 3: make_status(3)})
+    mine = await claim_due_deliveries(engine, "replica-a", T0, LEASE, 2)
+    theirs = await claim_due_deliveries(engine, "replica-b", T0, LEASE, 10)
+    assert len(mine) == 2
+    assert len(theirs) == 1
+
+    await mark_delivered_many(engine, [d.id for d in mine + theirs], "replica-a", T0)
+
+    by_status = {d.id: (d.status, d.attempts, d.lease_owner) for d in await list_deliveries(engine)}
+    assert by_status == {
+        mine[0].id: ("delivered", 1, None),
+        mine[1].id: ("delivered", 1, None),
+        theirs[0].id: ("pending", 0, "replica-b"),
+    }

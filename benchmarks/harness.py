@@ -1,0 +1,191 @@
+"""What every benchmark shares: the servers process, a service configuration, seeded watches."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import statistics
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from sqlalchemy import insert, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.config import Settings, parse_config
+from notifier.store.tables import WATCHES
+
+ASID = 1000
+REPOSITORY = Path(__file__).resolve().parent.parent
+# A fixed secret so the receiver side can verify signatures (24 random-looking bytes).
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # noqa: S105 - a benchmark fixture
+
+
+@dataclass(frozen=True, slots=True)
+class ServerUrls:
+    clanforge: str
+    webhook: str
+    control: str
+
+
+class Remote:
+    """Drives the servers process through its control app."""
+
+    def __init__(self, session: aiohttp.ClientSession, urls: ServerUrls) -> None:
+        self._session = session
+        self.urls = urls
+
+    async def _call(self, method: str, path: str, **params: Any) -> Any:
+        async with self._session.request(
+            method, f"{self.urls.control}/control/{path}", params=params
+        ) as response:
+            response.raise_for_status()
+            return await response.json()
+
+    async def set_state(self, state: int, ivid: int | None = None) -> float:
+        """Flip one job (or all); returns the servers' monotonic time of the flip."""
+        params: dict[str, Any] = {"state": state}
+        if ivid is not None:
+            params["ivid"] = ivid
+        return float((await self._call("POST", "state", **params))["at"])
+
+    async def first_poll(self, ivid: int, after: float) -> float | None:
+        at = (await self._call("GET", "first-poll", ivid=ivid, after=repr(after)))["at"]
+        return None if at is None else float(at)
+
+    async def arrivals(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("GET", "arrivals")
+        return result
+
+    async def polls(self) -> int:
+        return int((await self._call("GET", "polls"))["polls"])
+
+    async def clear(self) -> None:
+        await self._call("POST", "clear")
+
+
+@asynccontextmanager
+async def servers(watches: int, *, record: bool = False) -> AsyncIterator[Remote]:
+    """Start ``python -m benchmarks.servers`` and yield a remote for it; stop it on exit."""
+    command = [sys.executable, "-m", "benchmarks.servers", "--watches", str(watches)]
+    command += ["--asid", str(ASID)]
+    if record:
+        command.append("--record")
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=REPOSITORY,
+    )
+    assert process.stdout is not None
+    assert process.stdin is not None
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), 120)
+        if not line:
+            raise RuntimeError("the benchmark servers process exited before it was ready")
+        urls = ServerUrls(**json.loads(line))
+        async with aiohttp.ClientSession() as session:
+            yield Remote(session, urls)
+    finally:
+        process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+def service_config(
+    database: Path,
+    urls: ServerUrls,
+    *,
+    concurrency: int,
+    interval: float = 30,
+    subscriptions: bool = True,
+) -> str:
+    """TOML for the service under test: every due watch claimed in one tick, no cap, no spread."""
+    text = f"""
+[database]
+url = "sqlite+aiosqlite:///{database}"
+
+[clanforge]
+base_url = "{urls.clanforge}"
+access_key = "ak"
+secret_key = "sk"
+max_concurrency = {concurrency}
+requests_per_second = 1000000
+
+[poll]
+interval_seconds = {interval}
+running_interval_seconds = {interval}
+# Polls all start at once: the bare loop does not pace itself either (the default, 0.5, trickles
+# a tick's polls over half the interval on purpose, which is waiting, not cost).
+spread = 0
+
+[delivery]
+max_concurrency = {concurrency}
+
+[log]
+level = "WARNING"
+"""
+    if subscriptions:
+        text += f"""
+[[subscription]]
+name = "bench"
+webhook_url = "{urls.webhook}"
+webhook_secret = "{WEBHOOK_SECRET}"
+events = ["imageversion.state_changed"]
+"""
+    return text
+
+
+def service_settings(database: Path, urls: ServerUrls, **options: Any) -> Settings:
+    return parse_config(service_config(database, urls, **options), env={})
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def seed_watches(engine: AsyncEngine, count: int) -> None:
+    """Watch image versions 1..count, all due now (setup, not measured)."""
+    now = utc_now()
+    rows = [
+        {
+            "account_service_id": ASID,
+            "image_version_id": ivid,
+            "label": f"bench {ivid}",
+            "source": "cli",
+            "active": True,
+            "next_poll_at": now,
+            "poll_errors": 0,
+            "created_at": now,
+        }
+        for ivid in range(1, count + 1)
+    ]
+    async with engine.begin() as conn:
+        for start in range(0, len(rows), 5000):
+            await conn.execute(insert(WATCHES), rows[start : start + 5000])
+
+
+async def make_all_due(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(update(WATCHES).values(next_poll_at=utc_now()))
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile: the value at or below which ``fraction`` of samples fall."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(fraction * len(ordered))))
+    return ordered[rank - 1]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)

@@ -1,0 +1,90 @@
+"""The results as one table: each figure beside the target the issue set for it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from notifier.text_table import format_table
+
+# The targets: (limit, applies at N or None for every N). Figures at other sizes have none.
+POLL_RATIO_TARGET = {"unchanged": (1.15, 10_000), "changed": (1.3, 10_000)}
+RSS_TARGET_MB = (150.0, 100_000)
+LATENCY_P99_TARGET_MS = 50.0
+DISPATCH_RATIO_TARGET = 1.3
+
+
+def _verdict(value: float, limit: float | None) -> str:
+    if limit is None:
+        return ""
+    return "ok" if value <= limit else "MISSED"
+
+
+def rows(results: dict[str, Any]) -> list[list[str]]:
+    table: list[list[str]] = []
+    for poll in results["poll"]:
+        n = poll["watches"]
+        for scenario in ("unchanged", "changed"):
+            figures = poll[scenario]
+            limit, at = POLL_RATIO_TARGET[scenario]
+            target = limit if n == at else None
+            table.append(
+                [
+                    f"poll overhead, {scenario}",
+                    f"{n:,}",
+                    f"{figures['ratio']:.3f} (service {figures['service_per_second']:,.0f}/s,"
+                    f" bare {figures['bare_per_second']:,.0f}/s)",
+                    f"<= {limit}" if target else "",
+                    _verdict(figures["ratio"], target),
+                ]
+            )
+        for scenario in ("unchanged", "changed"):
+            db = poll[scenario]["db_per_tick"]
+            table.append(
+                [
+                    f"SQL per tick, {scenario}",
+                    f"{n:,}",
+                    f"{db['statements']} statements ({db['statements_per_1000_watches']}/1,000"
+                    f" watches), {db['commits']} commits,"
+                    f" {db['status_rows_written']} status rows written",
+                    "constant; 0 status rows" if scenario == "unchanged" else "constant",
+                    "ok" if scenario == "changed" or db["status_rows_written"] == 0 else "MISSED",
+                ]
+            )
+    latency = results["latency"]
+    table.append(
+        [
+            "flip -> signed webhook, minus wait for poll",
+            f"{latency['transitions']} transitions",
+            f"p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms",
+            f"p99 <= {LATENCY_P99_TARGET_MS:g} ms",
+            _verdict(latency["p99_ms"], LATENCY_P99_TARGET_MS),
+        ]
+    )
+    dispatch = results["dispatch"]
+    table.append(
+        [
+            "dispatch throughput",
+            f"{dispatch['deliveries']:,} deliveries",
+            f"{dispatch['ratio']:.3f} (service {dispatch['service_per_second']:,.0f}/s,"
+            f" bare {dispatch['bare_per_second']:,.0f}/s)",
+            f"<= {DISPATCH_RATIO_TARGET}",
+            _verdict(dispatch["ratio"], DISPATCH_RATIO_TARGET),
+        ]
+    )
+    for memory in results["memory"]:
+        limit, at = RSS_TARGET_MB
+        target = limit if memory["watches"] == at else None
+        table.append(
+            [
+                "peak RSS of notifier run",
+                f"{memory['watches']:,}",
+                f"{memory['peak_rss_mb']} MB",
+                f"<= {limit:g} MB" if target else "",
+                _verdict(memory["peak_rss_mb"], target),
+            ]
+        )
+    return table
+
+
+def render_table(results: dict[str, Any]) -> str:
+    return format_table(["measure", "N", "result", "target", "verdict"], rows(results))

@@ -1,0 +1,53 @@
+"""The benchmark harness runs: `python -m benchmarks --quick` writes a well-formed results file.
+
+Only the shape is checked, never a timing: figures from a smoke run on a shared machine mean
+nothing, and the real figures live in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_quick_benchmark_run_writes_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    finished = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert "poll overhead, unchanged" in finished.stdout
+    results = json.loads(out.read_text())
+
+    assert results["quick"] is True
+    assert results["machine"]["cpus"] >= 1
+    for poll in results["poll"]:
+        for scenario in ("unchanged", "changed"):
+            figures = poll[scenario]
+            assert figures["ratio"] > 0
+            runs = results["plan"]["poll_repetitions"]
+            assert len(figures["bare_seconds"]) == len(figures["service_seconds"]) == runs
+            assert figures["db_per_tick"]["commits"] >= 1
+        # A poll that saw nothing new writes no status row; one where every job moved writes all.
+        assert poll["unchanged"]["db_per_tick"]["status_rows_written"] == 0
+        assert poll["changed"]["db_per_tick"]["status_rows_written"] == poll["watches"]
+    latency = results["latency"]
+    assert latency["transitions"] == results["plan"]["transitions"]
+    assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+    assert results["dispatch"]["deliveries"] == results["plan"]["dispatch_count"]
+    assert results["dispatch"]["ratio"] > 0
+    assert [m["watches"] for m in results["memory"]] == results["plan"]["memory_counts"]
+    assert all(m["peak_rss_mb"] > 0 for m in results["memory"])
