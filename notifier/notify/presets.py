@@ -68,22 +68,26 @@ DISCORD: Final = (
 }"""
 )
 
-# Mattermost: an incoming webhook takes Markdown in "text".
+# Mattermost: an incoming webhook takes Markdown in "text". The upstream error goes in a code
+# block, where Mattermost neither formats it nor notifies an "@channel" or "@all" in it.
 MATTERMOST: Final = """{
   "text": {{ ("#### " ~ headline ~ "\\n"
     ~ "| State | Progress | ETA |\\n| --- | --- | --- |\\n"
     ~ "| " ~ data.current.state ~ " | " ~ data.current.progress ~ "% | "
     ~ (data.current.eta or "unknown") ~ " |"
-    ~ (("\\n**Error:** " ~ data.current.error) if data.current.error else ""))
+    ~ (("\\n**Error:**\\n" ~ (data.current.error | truncate(15000, true, "…", 0) | code_block))
+       if data.current.error else ""))
     | truncate(16000, true, "…", 0) | json }}
 }"""
 
-# Google Chat: a space's incoming webhook takes "text" with *bold* formatting.
+# Google Chat: a space's incoming webhook takes "text" with *bold* formatting. The upstream error
+# goes in a code block, with "<" replaced: Chat reads "<users/all>" as a mention of everyone.
 GOOGLE_CHAT: Final = """{
   "text": {{ ("*" ~ headline ~ "*\\n"
     ~ "State: " ~ data.current.state ~ ", progress " ~ data.current.progress ~ "%, ETA "
     ~ (data.current.eta or "unknown")
-    ~ (("\\nError: " ~ data.current.error) if data.current.error else ""))
+    ~ (("\\nError:\\n" ~ (data.current.error | replace("<", "\\u2039")
+         | truncate(3800, true, "…", 0) | code_block)) if data.current.error else ""))
     | truncate(4000, true, "…", 0) | json }}
 }"""
 

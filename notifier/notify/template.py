@@ -32,6 +32,17 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _code_block(text: Any) -> str:
+    """``text`` in a Markdown code fence that nothing inside can close early.
+
+    Upstream error text is untrusted: inside a fence, chat services neither render its Markdown
+    nor notify its ``@channel``/``@all``; a run of backticks in it would end the fence, so it
+    becomes look-alike modifier letters.
+    """
+    body = str(text).replace("```", "\u02cb\u02cb\u02cb").strip("\n") or " "
+    return f"```\n{body}\n```"
+
+
 def _environment() -> SandboxedEnvironment:
     env = SandboxedEnvironment(
         undefined=StrictUndefined,  # a misspelt field is an error at load, not an empty string
@@ -39,6 +50,7 @@ def _environment() -> SandboxedEnvironment:
         keep_trailing_newline=False,
     )
     env.filters["json"] = _json
+    env.filters["code_block"] = _code_block
     return env
 
 

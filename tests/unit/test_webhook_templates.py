@@ -213,3 +213,25 @@ def test_any_label_and_error_text_render_valid_json_in_every_preset(label: str, 
         accepts(body)
         if label:
             assert any(label in text for text in _strings(body)), preset
+
+
+HOSTILE_ERROR = "disk full @channel @all <users/all> <!here>\n```\n**not bold** ``` end"
+
+
+@pytest.mark.parametrize("preset", ["mattermost", "google_chat"])
+def test_an_upstream_error_cannot_mention_everyone_or_escape_its_code_block(preset: str) -> None:
+    event = sample_event()
+    event = replace(event, current=replace(event.current, error=HOSTILE_ERROR))
+
+    text = _render(preset, event)["text"]
+
+    # The error sits in the one fenced block at the end, which nothing inside it can close.
+    before, fence, inside = text.partition("```\n")
+    assert fence
+    assert inside.endswith("\n```")
+    assert "```" not in inside.removesuffix("\n```")
+    assert "@channel @all" in inside
+    assert "**not bold**" in inside
+    assert "@channel" not in before
+    if preset == "google_chat":  # Chat reads <users/all> as a mention of everyone
+        assert "<users/all>" not in text
