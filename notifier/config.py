@@ -332,6 +332,14 @@ def _whsec(value: SecretStr) -> SecretStr:
     return value
 
 
+def _scheme_host(url: str) -> str:
+    """``'https://host'`` or a shape description: enough to find the mistake, no path or token."""
+    parts = urlsplit(url)
+    if not parts.scheme:
+        return "no scheme (write https://...)"
+    return repr(f"{parts.scheme}://{parts.hostname or ''}")
+
+
 def is_loopback_host(host: str) -> bool:
     """127.0.0.0/8, ::1 and localhost: plain http there never leaves the machine."""
     if host.lower() == "localhost":
@@ -362,7 +370,23 @@ class SubscriptionSettings(_Section):
     @field_validator("webhook_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        return None if value is None else _http_url(value)
+        # Never quote the URL back: webhook URLs (Discord, Teams, Slack) carry their token in
+        # the path, and this message is printed and logged.
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port out of range
+        except ValueError:
+            raise ValueError("is not a valid URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http(s) URL with a host, got {_scheme_host(value)}")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "must not carry user:password@ (it would be stored and logged with the URL; "
+                "the signature authenticates us)"
+            )
+        return value
 
     @field_validator("events")
     @classmethod

@@ -83,3 +83,20 @@ def test_label_glob_and_preset_are_kept() -> None:
     assert sub.label_glob == "EU*"
     assert sub.body_template is not None
     assert "AdaptiveCard" in sub.body_template
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("discord.com/api/webhooks/123/t0ken-s3cret", "no scheme (write https://...)"),
+        ("ftp://chat.example.com/hook/t0ken-s3cret", "got 'ftp://chat.example.com'"),
+        ("https://bot:t0ken-s3cret@chat.example.com/hook", "must not carry user:password@"),
+        ("https://chat.example.com:99999/hook/t0ken-s3cret", "is not a valid URL"),
+    ],
+)
+def test_a_bad_webhook_url_is_named_without_quoting_its_token(url: str, problem: str) -> None:
+    message = _error(f'webhook_url = "{url}"')
+
+    assert message.startswith("notifier.toml: subscription[0].webhook_url: ")
+    assert problem in message
+    assert "t0ken-s3cret" not in message
