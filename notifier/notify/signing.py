@@ -90,6 +90,11 @@ def check_request(
     if signature_ok:
         position = offered.index(expected) + 1
         findings.append(f"signature: matches ({position} of {len(offered)} offered)")
+    elif _matches_without_trailing_newline(signer, msg_id, sent_at, body, offered):
+        findings.append(
+            "signature: matches only without the body's trailing newline, which the sender "
+            "did not sign: the capture or your framework added it; verify the exact bytes"
+        )
     else:
         findings.append(
             f"signature: none of the {len(offered)} offered matches; expected {expected} "
@@ -107,6 +112,19 @@ def check_request(
             "(a replayed request, or a clock that is wrong)"
         )
     return SignatureCheck(signature_ok and timestamp_ok, tuple(findings))
+
+
+def _matches_without_trailing_newline(
+    signer: standardwebhooks.Webhook,
+    msg_id: str,
+    sent_at: datetime,
+    body: bytes,
+    offered: Sequence[str],
+) -> bool:
+    stripped = body.rstrip(b"\r\n")
+    if stripped == body:
+        return False
+    return signer.sign(msg_id, sent_at, stripped.decode("utf-8")) in offered
 
 
 def parse_raw_request(raw: bytes) -> tuple[dict[str, str], bytes]:

@@ -122,3 +122,15 @@ def test_raw_request_parsing_skips_the_request_line_and_honours_content_length()
 def test_raw_request_without_a_blank_line_is_refused() -> None:
     with pytest.raises(ValueError, match="no blank line"):
         parse_raw_request(b"webhook-id: x\n")
+
+
+def test_check_request_spots_a_trailing_newline_the_sender_did_not_sign() -> None:
+    now = _now()
+    headers = standard_headers("evt_1", now, BODY, [OLD])
+
+    check = check_request(headers, BODY + b"\n", OLD, now)
+
+    assert not check.ok
+    assert check.findings[0].startswith(
+        "signature: matches only without the body's trailing newline"
+    )
