@@ -30,7 +30,7 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from notifier.clanforge.status import state_id_for_name
+from notifier.clanforge.status import STATE_NAMES, state_id_for_name
 from notifier.events.model import EVENT_TYPES, STATE_CHANGED
 from notifier.notify.presets import PRESETS
 from notifier.notify.template import TemplateProblem, check_template
@@ -402,7 +402,8 @@ class SubscriptionSettings(_Section):
     def _known_states(cls, value: list[str]) -> list[str]:
         for name in value:
             if state_id_for_name(name) is None:
-                raise ValueError(f"unknown state {name!r}")
+                known = ", ".join(STATE_NAMES.values())
+                raise ValueError(f"unknown state {name!r}; known: {known}")
         return value
 
     @field_validator("webhook_secret")

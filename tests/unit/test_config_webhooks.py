@@ -69,7 +69,10 @@ def test_a_bad_rotation_secret_is_named_by_its_position() -> None:
 
 def test_an_unknown_state_name_is_a_config_error_naming_it() -> None:
     message = _error('webhook_url = "https://x.example/h"\nstates = ["Failed", "Exploded"]')
-    assert message == "notifier.toml: subscription[0].states: unknown state 'Exploded'"
+    assert message == (
+        "notifier.toml: subscription[0].states: unknown state 'Exploded'; "
+        "known: Created, Pending, Queued, Running, Complete, Failed, Squashed"
+    )
 
 
 def test_webhook_only_keys_on_a_slack_subscription_are_refused() -> None:
