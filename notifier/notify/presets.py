@@ -35,8 +35,8 @@ TEAMS: Final = """{
           {"title": "ETA", "value": {{ (data.current.eta or "unknown") | json }}},
           {"title": "Image version", "value": {{ (data.account_service_id ~ "/"
             ~ data.image_version_id) | json }}}
-          {%- if data.current.error %},
-          {"title": "Error", "value": {{ data.current.error | truncate(2000, true, "…", 0)
+          {%- if error %},
+          {"title": "Error", "value": {{ error | truncate(2000, true, "…", 0)
             | json }}}{% endif %}
         ]}
       ]
@@ -60,8 +60,8 @@ DISCORD: Final = (
       {"name": "State", "value": {{ data.current.state | json }}, "inline": true},
       {"name": "Progress", "value": {{ (data.current.progress ~ "%") | json }}, "inline": true},
       {"name": "ETA", "value": {{ (data.current.eta or "unknown") | json }}, "inline": true}
-      {%- if data.current.error %},
-      {"name": "Error", "value": {{ data.current.error | truncate(1024, true, "…", 0) | json }}}
+      {%- if error %},
+      {"name": "Error", "value": {{ error | truncate(1024, true, "…", 0) | json }}}
       {%- endif %}
     ]
   }]
@@ -75,8 +75,8 @@ MATTERMOST: Final = """{
     ~ "| State | Progress | ETA |\\n| --- | --- | --- |\\n"
     ~ "| " ~ data.current.state ~ " | " ~ data.current.progress ~ "% | "
     ~ (data.current.eta or "unknown") ~ " |"
-    ~ (("\\n**Error:**\\n" ~ (data.current.error | truncate(15000, true, "…", 0) | code_block))
-       if data.current.error else ""))
+    ~ (("\\n**Error:**\\n" ~ (error | truncate(15000, true, "…", 0) | code_block))
+       if error else ""))
     | truncate(16000, true, "…", 0) | json }}
 }"""
 
@@ -86,8 +86,8 @@ GOOGLE_CHAT: Final = """{
   "text": {{ ("*" ~ headline ~ "*\\n"
     ~ "State: " ~ data.current.state ~ ", progress " ~ data.current.progress ~ "%, ETA "
     ~ (data.current.eta or "unknown")
-    ~ (("\\nError:\\n" ~ (data.current.error | replace("<", "\\u2039")
-         | truncate(3800, true, "…", 0) | code_block)) if data.current.error else ""))
+    ~ (("\\nError:\\n" ~ (error | replace("<", "\\u2039")
+         | truncate(3800, true, "…", 0) | code_block)) if error else ""))
     | truncate(4000, true, "…", 0) | json }}
 }"""
 

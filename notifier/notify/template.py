@@ -16,6 +16,7 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 
+from notifier.clanforge.status import FAILED, SQUASHED
 from notifier.events.model import Event
 from notifier.notify.payload import webhook_payload
 from notifier.notify.samples import sample_events
@@ -82,11 +83,25 @@ def headline(payload: dict[str, Any]) -> str:
     return f"{name}: {moved} ({current['progress']}%){suffix}"
 
 
+def shown_error(payload: dict[str, Any]) -> str | None:
+    """The job error worth showing: only once the job failed or was squashed. Upstream keeps a
+    stale error on a job retried after a failure, which must not read as a new one (the Slack
+    rendering follows the same rule)."""
+    current = payload["data"]["current"]
+    error = (current["error"] or "").strip()
+    return error if error and current["state_id"] in (FAILED, SQUASHED) else None
+
+
 def context(event: Event) -> dict[str, Any]:
-    """What a template sees: the webhook payload's fields, ``event`` (the whole payload) and
-    ``headline``."""
+    """What a template sees: the webhook payload's fields, ``event`` (the whole payload),
+    ``headline`` and ``error`` (see :func:`shown_error`)."""
     payload = webhook_payload(event)
-    return {**payload, "event": payload, "headline": headline(payload)}
+    return {
+        **payload,
+        "event": payload,
+        "headline": headline(payload),
+        "error": shown_error(payload),
+    }
 
 
 @lru_cache(maxsize=64)

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier.clanforge.status import QUEUED
+from notifier.clanforge.status import QUEUED, RUNNING
 from notifier.config import ConfigError, parse_config
 from notifier.events.model import Event
 from notifier.notify.presets import PRESETS
@@ -235,3 +235,17 @@ def test_an_upstream_error_cannot_mention_everyone_or_escape_its_code_block(pres
     assert "@channel" not in before
     if preset == "google_chat":  # Chat reads <users/all> as a mention of everyone
         assert "<users/all>" not in text
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_a_stale_error_on_a_job_retried_after_a_failure_is_not_shown(preset: str) -> None:
+    # Upstream keeps the old error when a failed job is retried and runs again.
+    running = make_status(RUNNING, 30, error="Image locked by diffid 42", image_version_id=567890)
+    event = replace(sample_event(), type="imageversion.state_changed", current=running)
+
+    body = json.dumps(_render(preset, event), ensure_ascii=False)
+
+    assert "Image locked" not in body
+    assert "Image locked by diffid 42" in json.dumps(
+        _render(preset, sample_event()), ensure_ascii=False
+    )
