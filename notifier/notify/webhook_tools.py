@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
@@ -51,7 +51,14 @@ def webhook_subscription(settings: Settings, name: str) -> Subscription:
 async def send_test(settings: Settings, name: str) -> tuple[bool, str]:
     """Send a sample event to subscription ``name``; (it worked, the line to print)."""
     subscription = webhook_subscription(settings, name)
-    event = replace(sample_event(), id=f"evt_test_{secrets.token_hex(8)}")
+    # Times around now, so the sample reads like a job that just failed rather than one that
+    # failed at the sample's fixed date (receivers may order or age events by them).
+    now = datetime.now(UTC).replace(microsecond=0)
+    sample = sample_event()
+    current = replace(
+        sample.current, eta=now + timedelta(minutes=6), updated=now - timedelta(seconds=4)
+    )
+    event = replace(sample, id=f"evt_test_{secrets.token_hex(8)}", occurred_at=now, current=current)
     timeout = settings.delivery.timeout_seconds
     where = describe_url(subscription.target)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:

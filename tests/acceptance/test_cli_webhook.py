@@ -6,6 +6,7 @@ import asyncio
 import io
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,11 @@ async def test_webhook_test_sends_a_signed_sample_and_prints_status_and_time(
     for secret in (OLD, NEW):
         [payload] = receiver.verified_payloads(secret)
         assert payload["type"] == "imageversion.failed"
+    # The sample reads like a job that just failed: detected when it was sent, ETA still ahead.
+    sent = datetime.fromtimestamp(int(request.headers["webhook-timestamp"]), UTC)
+    detected = datetime.fromisoformat(payload["timestamp"])
+    assert detected <= sent
+    assert datetime.fromisoformat(payload["data"]["current"]["eta"]) > detected
 
 
 async def test_webhook_test_reports_a_failing_receiver_and_exits_1(
