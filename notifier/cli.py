@@ -33,6 +33,9 @@ from notifier.store.watches import (
 )
 from notifier.text_table import format_table, format_time
 
+# Where `webhook verify` finds the secret when --secret is not given.
+WEBHOOK_SECRET_ENV_VAR = "NOTIFIER_WEBHOOK_SECRET"  # noqa: S105 - a variable's name
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -133,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
         webhook_commands,
     )
     webhook_verify.add_argument(
-        "--secret", required=True, help="the whsec_... secret the receiver verifies with"
+        "--secret",
+        help="the whsec_... secret the receiver verifies with "
+        f"(default: ${WEBHOOK_SECRET_ENV_VAR}, which keeps it out of shell history)",
     )
 
     events = command("events", "recent events, newest first")
@@ -184,7 +189,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return asyncio.run(run_demo(seconds=args.seconds))
     if args.command == "webhook" and args.webhook_command == "verify":
-        return _webhook_verify(args.secret)
+        secret = args.secret or os.environ.get(WEBHOOK_SECRET_ENV_VAR)
+        if not secret:
+            raise UsageError(f"give --secret whsec_... or set {WEBHOOK_SECRET_ENV_VAR}")
+        return _webhook_verify(secret)
     settings = _settings(args)
     if args.command == "webhook":
         return asyncio.run(_webhook_test(settings, args.name))

@@ -157,3 +157,31 @@ async def test_webhook_verify_of_garbage_says_what_it_cannot_read(
     assert out == (
         "cannot read the request: no blank line between the headers and the body\nNOT valid\n"
     )
+
+
+async def test_webhook_verify_takes_the_secret_from_the_environment(
+    config: Path,
+    receiver: WebhookReceiver,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await _run(capsys, "webhook", "test", "chatops", "--config", str(config))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(_raw(receiver.requests[0]))))
+    monkeypatch.setenv("NOTIFIER_WEBHOOK_SECRET", NEW)
+
+    code, out, _ = await _run(capsys, "webhook", "verify")
+
+    assert code == 0
+    assert out.endswith("valid\n")
+
+
+async def test_webhook_verify_without_any_secret_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NOTIFIER_WEBHOOK_SECRET", raising=False)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"x: y\r\n\r\n{}")))
+
+    code, out, err = await _run(capsys, "webhook", "verify")
+
+    assert (code, out) == (2, "")
+    assert err == "notifier: error: give --secret whsec_... or set NOTIFIER_WEBHOOK_SECRET\n"
