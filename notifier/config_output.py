@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import tomli_w
 from pydantic import SecretStr
@@ -27,7 +28,19 @@ def render_effective_config(settings: Settings) -> str:
     # SecretStr values dump as SecretStr objects: mask every one of them.
     data = _mask(data)
     data["database"]["url"] = make_url(settings.database.url).render_as_string(hide_password=True)
+    for subscription in data["subscription"]:
+        if subscription.get("webhook_url"):
+            subscription["webhook_url"] = _masked_url(subscription["webhook_url"])
     return tomli_w.dumps(_drop_none(data))
+
+
+def _masked_url(url: str) -> str:
+    """``https://discord.com/…``: chat services' webhook URLs carry their token in the path or
+    query, so the effective configuration shows where, not how."""
+    parts = urlsplit(url)
+    if parts.path in ("", "/") and not parts.query:
+        return url
+    return f"{parts.scheme}://{parts.netloc}/…"
 
 
 def _mask(node: Any) -> Any:

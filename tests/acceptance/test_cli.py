@@ -95,6 +95,9 @@ def test_check_config_prints_masked_config(
     assert (code, err) == (0, "")
     assert 'access_key = "********"' in out
     assert "ak-cli-secret" not in out
+    # A webhook URL's path and query often are its credential (Discord, Teams, Slack).
+    assert 'webhook_url = "https://chatops.example.com/…"' in out
+    assert "token=abc" not in out
 
 
 def test_missing_variable_exits_2_naming_it(
