@@ -87,7 +87,7 @@ GOOGLE_CHAT: Final = """{
     ~ "State: " ~ data.current.state ~ ", progress " ~ data.current.progress ~ "%, ETA "
     ~ (data.current.eta or "unknown")
     ~ (("\\nError:\\n" ~ (error | replace("<", "\\u2039")
-         | truncate(3800, true, "…", 0) | code_block)) if error else ""))
+         | truncate(3500, true, "…", 0) | code_block)) if error else ""))
     | truncate(4000, true, "…", 0) | json }}
 }"""
 
