@@ -249,3 +249,13 @@ def test_a_stale_error_on_a_job_retried_after_a_failure_is_not_shown(preset: str
     assert "Image locked by diffid 42" in json.dumps(
         _render(preset, sample_event()), ensure_ascii=False
     )
+
+
+@pytest.mark.parametrize("preset", ["mattermost", "google_chat"])
+def test_a_huge_error_is_cut_inside_its_code_block_which_stays_closed(preset: str) -> None:
+    event = sample_event()
+    event = replace(event, current=replace(event.current, error="x" * 50_000))
+
+    text = _render(preset, event)["text"]
+
+    assert text.endswith("…\n```")
