@@ -45,7 +45,7 @@ TEAMS: Final = """{
 }"""
 
 # Discord: content at most 2,000 characters, embed title 256, field values 1,024; mentions in a
-# label ("@everyone") are not pinged.
+# label ("@everyone") are not pinged. The upstream error is shown as code, not as Markdown.
 DISCORD: Final = (
     _COLOR
     + """{
@@ -61,7 +61,7 @@ DISCORD: Final = (
       {"name": "Progress", "value": {{ (data.current.progress ~ "%") | json }}, "inline": true},
       {"name": "ETA", "value": {{ (data.current.eta or "unknown") | json }}, "inline": true}
       {%- if error %},
-      {"name": "Error", "value": {{ error | truncate(1024, true, "…", 0) | json }}}
+      {"name": "Error", "value": {{ error | truncate(1000, true, "…", 0) | code_block | json }}}
       {%- endif %}
     ]
   }]

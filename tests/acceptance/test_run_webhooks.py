@@ -125,4 +125,4 @@ label_glob = "US*"
     body = request.json
     assert body["content"] == "US fleet, build 1.4.2: Running → Failed (40%)"
     assert body["allowed_mentions"] == {"parse": []}
-    assert body["embeds"][0]["fields"][3] == {"name": "Error", "value": ERROR}
+    assert body["embeds"][0]["fields"][3] == {"name": "Error", "value": f"```\n{ERROR}\n```"}

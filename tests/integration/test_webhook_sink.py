@@ -284,7 +284,9 @@ async def test_templated_body_is_sent_and_signed_as_rendered(
 
     [body] = receiver.verified_payloads(SECRET)
     assert body["content"] == "EU fleet, build 1.4.2: Running → Failed (80%)"
-    assert body["embeds"][0]["fields"][3]["value"] == "Image locked by diffid 42 — ünïcode"
+    assert (
+        body["embeds"][0]["fields"][3]["value"] == "```\nImage locked by diffid 42 — ünïcode\n```"
+    )
 
 
 async def test_huge_error_body_is_read_only_up_to_the_cap(
