@@ -6,6 +6,7 @@ import asyncio
 import re
 import threading
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from http.server import HTTPServer
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,14 @@ import pytest
 
 from notifier.notify.outcome import DeliveryFailed
 from notifier.notify.samples import sample_event
+from notifier.notify.signing import check_request, parse_raw_request
 from notifier.notify.subscription import Subscription
 from notifier.notify.webhook import WebhookSink
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 WRONG = "whsec_" + "A" * 40
+NEW_SECRET = "whsec_QmV0dGVyIGEgbG9uZ2VyIHNlY3JldCB0aGFuIG5vdA=="
 
 
 def _example_code() -> str:
@@ -69,3 +72,17 @@ async def test_docs_receiver_example_rejects_a_wrong_signature(
     assert caught.value.permanent
     assert "answered 401" in caught.value.reason
     assert "imageversion.failed" not in capfd.readouterr().out
+
+
+def test_the_request_shown_in_the_docs_is_really_signed_with_both_rotation_secrets() -> None:
+    shown = DOC.read_text(encoding="utf-8").split("```http\n", 1)[1].split("\n```", 1)[0]
+    headers, body = parse_raw_request(shown.encode())
+    signed_at = datetime.fromtimestamp(int(headers["webhook-timestamp"]), UTC)
+
+    for position, secret in enumerate((SECRET, NEW_SECRET), start=1):
+        check = check_request(headers, body, secret, signed_at)
+        assert check.ok, check.findings
+        assert check.findings[0] == f"signature: matches ({position} of 2 offered)"
+    later = check_request(headers, body, SECRET, signed_at + timedelta(hours=1))
+    assert not later.ok
+    assert "receivers reject more than 5 minutes off" in later.findings[1]
