@@ -25,6 +25,7 @@ from notifier.config import Settings
 from notifier.service import Service
 from notifier.store.outbox import outbox_depth
 from notifier.store.watches import list_watches
+from notifier.notify.blocks_text import blocks_to_text
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FakeSlack
 from notifier.testing.webhook_receiver import ReceivedRequest, WebhookReceiver
@@ -128,7 +129,14 @@ class _Printer:
                 where = "message updated"
             else:
                 continue
-            self._print(f"Slack #{args.get('channel', '?')} · {where}", str(args.get("text", "")))
+            blocks = args.get("blocks")
+            # The live message as Slack lays it out; thread replies are one line, their text.
+            body = (
+                blocks_to_text(blocks)
+                if isinstance(blocks, list) and not args.get("thread_ts")
+                else str(args.get("text", ""))
+            )
+            self._print(f"Slack #{args.get('channel', '?')} · {where}", body)
         for request in self._hooks.requests[self._hooks_seen :]:
             self._hooks_seen += 1
             payload = request.json if isinstance(request.json, dict) else {}

@@ -56,6 +56,13 @@ _TERMINAL_EMOJI: Final[dict[int | None, str]] = {
 }
 _UNKNOWN_TERMINAL_EMOJI: Final = "❔"
 
+_FINISHED: Final = frozenset({COMPLETE, FAILED, SQUASHED})
+
+# So that a terminal shows the same picture as Slack (see notify/blocks_text.py).
+SLACK_TO_TERMINAL_EMOJI: Final[dict[str, str]] = {
+    _SLACK_EMOJI[state]: _TERMINAL_EMOJI[state] for state in _SLACK_EMOJI
+} | {_UNKNOWN_SLACK_EMOJI: _UNKNOWN_TERMINAL_EMOJI, ":warning:": "⚠️"}
+
 # What a reply says for events that are not a change of state; the state itself follows.
 _EVENT_PHRASES: Final[dict[str, str]] = {
     model.STALLED: "Stalled",
@@ -116,11 +123,44 @@ def truncate(text: str, limit: int) -> str:
     return cut + TRUNCATED_MARKER
 
 
+@dataclass(frozen=True, slots=True)
+class WatchInfo:
+    """What the live message says about the watch itself, whatever its status."""
+
+    account_service_id: int
+    image_version_id: int
+    label: str
+
+    @classmethod
+    def of(cls, event: Event) -> WatchInfo:
+        return cls(event.account_service_id, event.image_version_id, event.label)
+
+
+# Events whose news is not in the status itself: the live message flags them until the next one.
+_WARNINGS: Final[dict[str, str]] = {
+    model.STALLED: ":warning: *Stalled*: no progress for a while",
+    model.OVERDUE: ":warning: *Overdue*: the ETA has passed",
+    model.POLL_FAILING: ":warning: *Polling is failing*: this status may be out of date",
+}
+
+
 def render_live_message(event: Event) -> SlackMessage:
-    """The one message per image version that is edited in place as the job moves."""
-    current = event.current
+    """The live message as of ``event`` alone (the sink renders the newest status instead)."""
+    return render(WatchInfo.of(event), event.current, event)
+
+
+def render(watch: WatchInfo, status: JobStatus, event: Event | None = None) -> SlackMessage:
+    """The one message per image version that is edited in place as the job moves.
+
+    ``status`` is the newest known status, which may be newer than ``event``'s: that is how
+    several pending updates of one message become a single ``chat.update``. ``event`` only adds
+    a warning line for news the status cannot show (stalled, overdue, polling failing), so two
+    renderings of one status are identical and an update that changes nothing can be skipped.
+    """
+    current = status
     state = _state(current)
     emoji = _SLACK_EMOJI.get(current.state_id, _UNKNOWN_SLACK_EMOJI)
+    title = _watch_title(watch)
 
     status_lines = [
         f"{emoji} *{escape_slack(state)}*   `{progress_bar(current.progress)}`",
@@ -128,13 +168,15 @@ def render_live_message(event: Event) -> SlackMessage:
     ]
     if current.failed_count:
         status_lines.append(f"*Failed attempts:* {current.failed_count}")
+    if event is not None and event.type in _WARNINGS and current.state_id not in _FINISHED:
+        status_lines.append(_WARNINGS[event.type])
 
     blocks: list[dict[str, Any]] = [
         {
             "type": "header",
             "text": {
                 "type": "plain_text",
-                "text": truncate(escape_slack(_title(event)), HEADER_TEXT_LIMIT),
+                "text": truncate(escape_slack(title), HEADER_TEXT_LIMIT),
                 "emoji": True,
             },
         },
@@ -148,8 +190,8 @@ def render_live_message(event: Event) -> SlackMessage:
         blocks.append(_section(_error_block("*Error*\n", current.error)))
 
     context = [
-        f"Image version `{event.image_version_id}`",
-        f"Account service `{event.account_service_id}`",
+        f"Image version `{watch.image_version_id}`",
+        f"Account service `{watch.account_service_id}`",
     ]
     if current.started is not None:
         context.append(f"Started {_slack_time(current.started)}")
@@ -163,7 +205,7 @@ def render_live_message(event: Event) -> SlackMessage:
     )
 
     fallback = [
-        f"{escape_slack(_title(event))}: {escape_slack(state)} {current.progress}%",
+        f"{escape_slack(title)}: {escape_slack(state)} {current.progress}%",
         f"ETA {_utc_text(current.eta) if current.eta else 'none'}{_estimated(current)}",
     ]
     if _shows_error(current):
@@ -233,7 +275,11 @@ def progress_bar(progress: int) -> str:
 
 
 def _title(event: Event) -> str:
-    return event.label.strip() or f"Image version {event.image_version_id}"
+    return _watch_title(WatchInfo.of(event))
+
+
+def _watch_title(watch: WatchInfo) -> str:
+    return watch.label.strip() or f"Image version {watch.image_version_id}"
 
 
 def _state(status: JobStatus) -> str:

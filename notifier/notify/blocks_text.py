@@ -1,0 +1,45 @@
+"""Block Kit read back as plain terminal text, so the demo shows exactly what Slack shows.
+
+The demo prints what reached the (fake) Slack, not a second rendering of the event: a wording
+change in ``render.py`` shows up in both places or in neither.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, Final
+
+from notifier.notify.render import SLACK_TO_TERMINAL_EMOJI
+
+# <!date^1764349800^{date_short_pretty} {time}|2026-11-28 17:10 UTC>: the terminal gets the UTC text.
+_DATE: Final = re.compile(r"<!date\^\d+\^[^|>]*\|([^>]*)>")
+_EMOJI: Final = re.compile(r":[a-z0-9_+-]+:")
+_FENCE: Final = re.compile(r"```\n?")
+_BOLD: Final = re.compile(r"\*([^*\n]+)\*")
+_CODE: Final = re.compile(r"`([^`\n]+)`")
+
+
+def blocks_to_text(blocks: Sequence[dict[str, Any]]) -> str:
+    """One block a paragraph: the header underlined, sections as lines, context joined by ' · '."""
+    paragraphs: list[str] = []
+    for block in blocks:
+        kind = block.get("type")
+        if kind == "header":
+            title = _plain(str(block.get("text", {}).get("text", "")))
+            paragraphs.append(f"{title}\n{'─' * min(len(title), 60)}")
+        elif kind == "section":
+            paragraphs.append(_plain(str(block.get("text", {}).get("text", ""))))
+        elif kind == "context":
+            texts = [str(element.get("text", "")) for element in block.get("elements", [])]
+            paragraphs.append(_plain(" · ".join(texts)))
+    return "\n".join(paragraphs)
+
+
+def _plain(mrkdwn: str) -> str:
+    text = _DATE.sub(lambda m: m.group(1), mrkdwn)
+    text = _EMOJI.sub(lambda m: SLACK_TO_TERMINAL_EMOJI.get(m.group(), m.group()), text)
+    text = _FENCE.sub("", text)
+    text = _CODE.sub(lambda m: m.group(1), _BOLD.sub(lambda m: m.group(1), text))
+    # Last, so that an escaped "&lt;" from upstream reads as "<" and is not parsed again above.
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
