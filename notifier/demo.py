@@ -22,10 +22,10 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from notifier.clanforge.status import COMPLETE, CREATED, FAILED, QUEUED, RUNNING
 from notifier.config import Settings
+from notifier.notify.blocks_text import blocks_to_text
 from notifier.service import Service
 from notifier.store.outbox import outbox_depth
 from notifier.store.watches import list_watches
-from notifier.notify.blocks_text import blocks_to_text
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FakeSlack
 from notifier.testing.webhook_receiver import ReceivedRequest, WebhookReceiver

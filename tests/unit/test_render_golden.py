@@ -1,6 +1,6 @@
 """The Block Kit JSON of the live message, pinned: any change in layout shows up in review.
 
-Regenerate after an intended change with ``NOTIFIER_UPDATE_GOLDEN=1 pytest tests/unit/test_render_golden.py``
+Regenerate after an intended change with ``NOTIFIER_UPDATE_GOLDEN=1 pytest THIS_FILE``
 and paste the files into Slack's Block Kit Builder to look at them.
 """
 
