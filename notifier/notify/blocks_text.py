@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from notifier.notify.render import SLACK_TO_TERMINAL_EMOJI
 
-2026-11-28 17:10 UTC>: the terminal gets the UTC text.|2026-11-28 17:10 UTC>: the terminal gets the UTC text.
+# In <!date^UNIX^{date_short_pretty} {time}|2026-11-28 17:10 UTC> the terminal shows the fallback.
 _DATE: Final = re.compile(r"<!date\^\d+\^[^|>]*\|([^>]*)>")
 _EMOJI: Final = re.compile(r":[a-z0-9_+-]+:")
 _FENCE: Final = re.compile(r"```\n?")
