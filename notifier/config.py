@@ -253,6 +253,8 @@ class SlackSettings(_Section):
     bot_token: SecretStr | None = None
     base_url: str = "https://slack.com/api/"
     signing_secret: SecretStr | None = None
+    # Slack asks for about one message per second per channel; 0 turns pacing off (tests).
+    channel_interval_seconds: Annotated[float, Field(ge=0)] = 1.0
 
     @field_validator("base_url")
     @classmethod

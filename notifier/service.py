@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -32,6 +33,7 @@ from notifier.clock import Clock, utc_now
 from notifier.config import Settings
 from notifier.metrics import InstrumentedSink, InstrumentedSource, Metrics
 from notifier.notify.dispatcher import Dispatcher
+from notifier.notify.pacing import ChannelPacer
 from notifier.notify.retry import RetryPolicy
 from notifier.notify.sink import Sink
 from notifier.notify.slack import SlackSink
@@ -44,7 +46,7 @@ from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.locks import CONFIG_SYNC_LOCK, exclusive
 from notifier.store.migrate import upgrade
 from notifier.store.subscriptions import load_active_subscriptions, sync_config_subscriptions
-from notifier.store.watches import sync_config_watches
+from notifier.store.watches import newest_status, sync_config_watches
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +151,12 @@ class Service:
                 session=slack_session,
                 timeout=int(settings.delivery.timeout_seconds),
             )
-            sinks["slack_channel"] = SlackSink(slack, DatabaseLiveMessages(engine, self.clock))
+            sinks["slack_channel"] = SlackSink(
+                slack,
+                DatabaseLiveMessages(engine, self.clock),
+                newest_status=functools.partial(newest_status, engine),
+                pacer=ChannelPacer(settings.slack.channel_interval_seconds),
+            )
         sinks = {
             name: InstrumentedSink(name, sink, self.metrics, self.clock)
             for name, sink in sinks.items()

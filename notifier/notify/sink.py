@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from notifier.events.model import Event
@@ -18,6 +19,20 @@ class Sink(Protocol):
 class LiveMessage:
     channel: str
     ts: str
+    rendered: str | None = None
+    """Fingerprint of what the message shows now (None: unknown, always update)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPost:
+    """A first post that was started at ``since`` and whose ``ts`` was never stored.
+
+    Either the post failed, or it reached Slack and the process died before storing the answer:
+    the sink looks in the channel's history before posting again.
+    """
+
+    channel: str
+    since: datetime
 
 
 class LiveMessages(Protocol):
@@ -28,7 +43,13 @@ class LiveMessages(Protocol):
 
     async def get(
         self, subscription_id: int, account_service_id: int, image_version_id: int
-    ) -> LiveMessage | None: ...
+    ) -> LiveMessage | PendingPost | None: ...
+
+    async def reserve(
+        self, subscription_id: int, account_service_id: int, image_version_id: int, channel: str
+    ) -> PendingPost:
+        """Record that a first post is about to be made, before making it."""
+        ...
 
     async def put(
         self,

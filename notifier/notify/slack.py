@@ -9,7 +9,10 @@ dispatcher owns retries, and one sleeping inside a call would hold a delivery le
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -17,13 +20,19 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from notifier.clanforge.status import FAILED, SQUASHED
+from notifier.clanforge.status import FAILED, SQUASHED, JobStatus
 from notifier.events.model import STATE_CHANGED, Event
 from notifier.notify.outcome import DeliveryFailed
-from notifier.notify.render import SlackMessage, render_live_message, render_thread_reply
-from notifier.notify.sink import LiveMessage, LiveMessages
+from notifier.notify.pacing import ChannelPacer
+from notifier.notify.render import SlackMessage, WatchInfo, render, render_thread_reply
+from notifier.notify.sink import LiveMessage, LiveMessages, PendingPost
 from notifier.notify.subscription import Subscription
 from notifier.notify.webhook import parse_retry_after
+
+log = logging.getLogger(__name__)
+
+# Slack's guidance for chat.postMessage: about one message per second per channel.
+DEFAULT_CHANNEL_INTERVAL_SECONDS: Final = 1.0
 
 # chat.update cannot edit this message any more: post a fresh one and keep updating that.
 _MESSAGE_GONE: Final = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
@@ -39,12 +48,36 @@ _AUTH_HINT: Final = "check [slack] bot_token (the token was rejected or its app 
 _BROADCAST_STATES: Final = frozenset({FAILED, SQUASHED})
 
 
-class SlackSink:
-    """Delivers to ``slack_channel`` subscriptions through an injected ``AsyncWebClient``."""
+StatusLookup = Callable[[int, int], Awaitable[JobStatus | None]]
+"""``(account_service_id, image_version_id) -> newest known status``, read when rendering."""
 
-    def __init__(self, client: AsyncWebClient, live_messages: LiveMessages) -> None:
+# Tags our live messages so that one posted just before a crash can be found again.
+_METADATA_TYPE: Final = "clanforge_live_message"
+# How far before the pending marker to look: clocks of replicas and Slack differ a little.
+_HISTORY_SLACK_SECONDS: Final = 60.0
+
+
+class SlackSink:
+    """Delivers to ``slack_channel`` subscriptions through an injected ``AsyncWebClient``.
+
+    Merging: the live message is rendered from the *newest* known status (``newest_status``), not
+    the status of the event being delivered, and an update that would show exactly what the
+    message already shows is skipped. So a backlog of N events for one image version costs one
+    ``chat.update`` (plus one thread reply per state change, which are never merged).
+    """
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        live_messages: LiveMessages,
+        *,
+        newest_status: StatusLookup | None = None,
+        pacer: ChannelPacer | None = None,
+    ) -> None:
         self._client = client
         self._live = live_messages
+        self._newest_status = newest_status
+        self._pacer = pacer or ChannelPacer(DEFAULT_CHANNEL_INTERVAL_SECONDS)
 
     async def deliver(self, event: Event, subscription: Subscription) -> None:
         if subscription.kind != "slack_channel":
@@ -55,7 +88,10 @@ class SlackSink:
         try:
             await self._deliver(event, subscription)
         except SlackApiError as exc:
-            raise _classify(exc, subscription.target) from exc
+            failure = _classify(exc, subscription.target)
+            if failure.retry_after is not None or _error_code(exc) == "ratelimited":
+                self._pacer.back_off(subscription.target, failure.retry_after or 1.0)
+            raise failure from exc
         except TimeoutError as exc:
             raise DeliveryFailed("Slack did not answer in time") from exc
         except aiohttp.ClientError as exc:
@@ -64,25 +100,37 @@ class SlackSink:
 
     async def _deliver(self, event: Event, subscription: Subscription) -> None:
         key = (subscription.id, event.account_service_id, event.image_version_id)
-        message = render_live_message(event)
+        status = None
+        if self._newest_status is not None:
+            status = await self._newest_status(event.account_service_id, event.image_version_id)
+        message = render(WatchInfo.of(event), status or event.current, event)
+        shown = fingerprint(message)
+
         earlier = await self._live.get(*key)
+        if isinstance(earlier, PendingPost):
+            earlier = await self._recover(earlier, key)
         if earlier is None:
-            live = await self._post(subscription.target, message)
-            await self._live.put(*key, live)
+            live = await self._post(subscription.target, message, shown, key)
+        elif earlier.rendered == shown:
+            live = earlier  # already shows the newest state: this update is merged into that one
         else:
             live = earlier
             try:
+                await self._pacer.wait_turn(earlier.channel)
                 await self._client.chat_update(
                     channel=earlier.channel, ts=earlier.ts, text=message.text, blocks=message.blocks
                 )
             except SlackApiError as exc:
                 if _error_code(exc) not in _MESSAGE_GONE:
                     raise
-                live = await self._post(subscription.target, message)
+                live = await self._post(subscription.target, message, shown, key)
+            else:
+                live = LiveMessage(channel=earlier.channel, ts=earlier.ts, rendered=shown)
                 await self._live.put(*key, live)
 
         if event.type == STATE_CHANGED and earlier is not None:
             reply = render_thread_reply(event)
+            await self._pacer.wait_turn(live.channel)
             await self._client.chat_postMessage(
                 channel=live.channel,
                 thread_ts=live.ts,
@@ -91,12 +139,75 @@ class SlackSink:
                 reply_broadcast=event.current.state_id in _BROADCAST_STATES,
             )
 
-    async def _post(self, channel: str, message: SlackMessage) -> LiveMessage:
+    async def _post(
+        self, channel: str, message: SlackMessage, shown: str, key: tuple[int, int, int]
+    ) -> LiveMessage:
+        """Post a new live message, with a marker stored first so a crash cannot duplicate it."""
+        await self._live.reserve(*key, channel)
+        await self._pacer.wait_turn(channel)
         response = await self._client.chat_postMessage(
-            channel=channel, text=message.text, blocks=message.blocks
+            channel=channel,
+            text=message.text,
+            blocks=message.blocks,
+            metadata={"event_type": _METADATA_TYPE, "event_payload": _payload(key)},
         )
         # Slack answers with the channel id even when given a name; chat.update needs the id.
-        return LiveMessage(channel=str(response["channel"]), ts=str(response["ts"]))
+        live = LiveMessage(channel=str(response["channel"]), ts=str(response["ts"]), rendered=shown)
+        await self._live.put(*key, live)
+        return live
+
+    async def _recover(self, pending: PendingPost, key: tuple[int, int, int]) -> LiveMessage | None:
+        """Find the message an interrupted first post may have left, by its metadata.
+
+        Needs the ``channels:history`` scope (``groups:history`` for private channels). Without
+        it, or when nothing is found, a fresh message is posted: at worst one duplicate after a
+        crash in that window, which is logged.
+        """
+        oldest = pending.since.timestamp() - _HISTORY_SLACK_SECONDS
+        try:
+            response = await self._client.conversations_history(
+                channel=pending.channel,
+                oldest=f"{oldest:.6f}",
+                include_all_metadata=True,
+                limit=200,
+            )
+        except SlackApiError as exc:
+            code = _error_code(exc)
+            if code == "ratelimited" or code in _TRANSIENT_ERRORS:
+                raise
+            log.warning(
+                "a post to %s may have been interrupted and its history cannot be read (%s); "
+                "posting a fresh live message, which may duplicate it",
+                pending.channel,
+                code,
+            )
+            return None
+        wanted = _payload(key)
+        for found in response.get("messages") or []:
+            metadata = found.get("metadata") or {}
+            if (
+                metadata.get("event_type") == _METADATA_TYPE
+                and metadata.get("event_payload") == wanted
+            ):
+                live = LiveMessage(channel=pending.channel, ts=str(found["ts"]))
+                await self._live.put(*key, live)
+                return live
+        return None
+
+
+def fingerprint(message: SlackMessage) -> str:
+    """Stable digest of what a message shows, stored to skip updates that change nothing."""
+    encoded = json.dumps([message.text, message.blocks], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def _payload(key: tuple[int, int, int]) -> dict[str, int]:
+    subscription_id, account_service_id, image_version_id = key
+    return {
+        "subscription_id": subscription_id,
+        "account_service_id": account_service_id,
+        "image_version_id": image_version_id,
+    }
 
 
 def _classify(exc: SlackApiError, channel: str) -> DeliveryFailed:

@@ -1,15 +1,32 @@
-"""Where each Slack live message is, kept in the database so restarts keep updating it."""
+"""Where each Slack live message is, kept in the database so restarts keep updating it.
+
+A row without ``ts`` is a first post under way: :meth:`DatabaseLiveMessages.reserve` writes it
+before ``chat.postMessage`` so that a crash between Slack's answer and :meth:`put` is visible to
+the next attempt (on this replica or another), which then looks for the message it may have
+posted instead of posting a second one.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.notify.sink import LiveMessage
+from notifier.notify.sink import LiveMessage, PendingPost
 from notifier.store.tables import SLACK_MESSAGES, SlackMessageRow
+
+
+def _key(
+    subscription_id: int, account_service_id: int, image_version_id: int
+) -> tuple[ColumnElement[bool], ...]:
+    return (
+        SlackMessageRow.subscription_id == subscription_id,
+        SlackMessageRow.account_service_id == account_service_id,
+        SlackMessageRow.image_version_id == image_version_id,
+    )
 
 
 class DatabaseLiveMessages:
@@ -19,18 +36,36 @@ class DatabaseLiveMessages:
 
     async def get(
         self, subscription_id: int, account_service_id: int, image_version_id: int
-    ) -> LiveMessage | None:
+    ) -> LiveMessage | PendingPost | None:
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
-                    select(SlackMessageRow.channel, SlackMessageRow.ts).where(
-                        SlackMessageRow.subscription_id == subscription_id,
-                        SlackMessageRow.account_service_id == account_service_id,
-                        SlackMessageRow.image_version_id == image_version_id,
-                    )
+                    select(
+                        SlackMessageRow.channel,
+                        SlackMessageRow.ts,
+                        SlackMessageRow.rendered,
+                        SlackMessageRow.pending_since,
+                        SlackMessageRow.updated_at,
+                    ).where(*_key(subscription_id, account_service_id, image_version_id))
                 )
             ).first()
-        return None if row is None else LiveMessage(channel=row.channel, ts=row.ts)
+        if row is None:
+            return None
+        if row.ts is None:
+            return PendingPost(channel=row.channel, since=row.pending_since or row.updated_at)
+        return LiveMessage(channel=row.channel, ts=row.ts, rendered=row.rendered)
+
+    async def reserve(
+        self, subscription_id: int, account_service_id: int, image_version_id: int, channel: str
+    ) -> PendingPost:
+        now = self._clock()
+        await self._replace(
+            subscription_id,
+            account_service_id,
+            image_version_id,
+            {"channel": channel, "ts": None, "rendered": None, "pending_since": now},
+        )
+        return PendingPost(channel=channel, since=now)
 
     async def put(
         self,
@@ -39,20 +74,37 @@ class DatabaseLiveMessages:
         image_version_id: int,
         message: LiveMessage,
     ) -> None:
-        key = (
-            SlackMessageRow.subscription_id == subscription_id,
-            SlackMessageRow.account_service_id == account_service_id,
-            SlackMessageRow.image_version_id == image_version_id,
+        await self._replace(
+            subscription_id,
+            account_service_id,
+            image_version_id,
+            {
+                "channel": message.channel,
+                "ts": message.ts,
+                "rendered": message.rendered,
+                "pending_since": None,
+            },
         )
+
+    async def _replace(
+        self,
+        subscription_id: int,
+        account_service_id: int,
+        image_version_id: int,
+        values: dict[str, Any],
+    ) -> None:
         async with self._engine.begin() as conn:
-            await conn.execute(delete(SlackMessageRow).where(*key))
+            await conn.execute(
+                delete(SlackMessageRow).where(
+                    *_key(subscription_id, account_service_id, image_version_id)
+                )
+            )
             await conn.execute(
                 SLACK_MESSAGES.insert().values(
                     subscription_id=subscription_id,
                     account_service_id=account_service_id,
                     image_version_id=image_version_id,
-                    channel=message.channel,
-                    ts=message.ts,
                     updated_at=self._clock(),
+                    **values,
                 )
             )

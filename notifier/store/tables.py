@@ -183,8 +183,12 @@ class SlackMessageRow(Base):
     account_service_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     image_version_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     channel: Mapped[str] = mapped_column(String(40))
-    ts: Mapped[str] = mapped_column(String(40))
+    # NULL while the first post is under way (see pending_since): a crash there is recoverable.
+    ts: Mapped[str | None] = mapped_column(String(40))
     updated_at: Mapped[datetime]
+    # Fingerprint of the blocks the message shows now: an update that changes nothing is skipped.
+    rendered: Mapped[str | None] = mapped_column(String(64))
+    pending_since: Mapped[datetime | None]
 
 
 def _table(model: type[Base]) -> Table:

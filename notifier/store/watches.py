@@ -317,3 +317,21 @@ async def sync_config_watches(
         if gone:
             await conn.execute(update(Watch).where(Watch.id.in_(gone)).values(active=False))
     return WatchSync(added, updated, len(gone))
+
+
+async def newest_status(
+    engine: AsyncEngine, account_service_id: int, image_version_id: int
+) -> JobStatus | None:
+    """The last known status of one image version: what its Slack live message should show."""
+    status_columns = [c for c in JOB_STATUS.c if c.name != "watch_id"]
+    stmt = (
+        select(*status_columns)
+        .join(Watch, JobStatusRow.watch_id == Watch.id)
+        .where(
+            Watch.account_service_id == account_service_id,
+            Watch.image_version_id == image_version_id,
+        )
+    )
+    async with engine.connect() as conn:
+        row = (await conn.execute(stmt)).first()
+    return None if row is None else status_from_row(image_version_id, row)

@@ -73,8 +73,15 @@ class FakeSlack:
         channels: set[str] | frozenset[str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        post_interval_seconds: float | None = None,
     ) -> None:
+        """``post_interval_seconds``: answer a chat.postMessage to a channel with HTTP 429 and
+        ``Retry-After`` when it comes sooner than this after that channel's last accepted one
+        (Slack's "about one message per second per channel"). ``rate_limited`` counts those."""
         self.token = token
+        self.post_interval_seconds = post_interval_seconds
+        self.rate_limited = 0
+        self._last_post_at: dict[str, float] = {}
         self.channels = frozenset(channels) if channels is not None else None
         self.calls: list[SlackCall] = []
         self.messages: dict[tuple[str, str], StoredMessage] = {}
@@ -138,6 +145,13 @@ class FakeSlack:
             status = 429 if error == "ratelimited" else 200
         self._faults.setdefault(method, deque()).append(_Fault(error, status, retry_after))
 
+    def add_message(self, message: StoredMessage) -> None:
+        """As if this message had been posted earlier (by a process that then died)."""
+        self.messages[(message.channel, message.ts)] = message
+
+    def next_ts(self) -> str:
+        return self._next_ts()
+
     def delete_message(self, channel: str, ts: str) -> None:
         """As if someone deleted the message: chat.update then answers ``message_not_found``."""
         del self.messages[(channel, ts)]
@@ -188,8 +202,17 @@ class FakeSlack:
                 headers["Retry-After"] = f"{fault.retry_after:g}"
         elif method == "auth.test":
             answer = self._auth_test()
+        elif method == "chat.postMessage" and (wait := self._too_soon(args, arrived)):
+            answer = {"ok": False, "error": "ratelimited"}
+            status = 429
+            headers["Retry-After"] = f"{wait:.3f}"
+            self.rate_limited += 1
         elif method == "chat.postMessage":
             answer = self._post_message(args)
+            if answer.get("ok"):
+                self._last_post_at[str(answer["channel"])] = arrived
+        elif method == "conversations.history":
+            answer = self._history(args)
         elif method == "chat.update":
             answer = self._update(args)
         else:
@@ -200,6 +223,40 @@ class FakeSlack:
             SlackCall(method=method, args=args, at=arrived, answer=answer, error=error)
         )
         return web.json_response(answer, status=status, headers=headers)
+
+    def _too_soon(self, args: dict[str, Any], arrived: float) -> float | None:
+        if self.post_interval_seconds is None:
+            return None
+        last = self._last_post_at.get(str(args.get("channel") or ""))
+        if last is None or arrived - last >= self.post_interval_seconds:
+            return None
+        return self.post_interval_seconds - (arrived - last)
+
+    def _history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Top-level messages of a channel, newest first, metadata only when asked for."""
+        channel = str(args.get("channel") or "")
+        problem = self._check_channel(channel)
+        if problem:
+            return {"ok": False, "error": problem}
+        oldest = float(args.get("oldest") or 0)
+        limit = int(args.get("limit") or 100)
+        with_metadata = str(args.get("include_all_metadata", "")).lower() in {"1", "true"}
+        found = sorted(
+            (
+                m
+                for (c, ts), m in self.messages.items()
+                if c == channel and m.thread_ts is None and float(ts) > oldest
+            ),
+            key=lambda m: float(m.ts),
+            reverse=True,
+        )
+        wire = []
+        for message in found[:limit]:
+            item = _wire_message(message)
+            if with_metadata and "metadata" in message.extra:
+                item["metadata"] = message.extra["metadata"]
+            wire.append(item)
+        return {"ok": True, "messages": wire, "has_more": len(found) > limit}
 
     def _take_fault(self, method: str) -> _Fault | None:
         queue = self._faults.get(method)
@@ -230,6 +287,8 @@ class FakeSlack:
             blocks=list(args.get("blocks") or []),
             thread_ts=str(thread_ts) if thread_ts else None,
         )
+        if isinstance(args.get("metadata"), dict):
+            message.extra["metadata"] = args["metadata"]
         self.messages[(channel, ts)] = message
         return {"ok": True, "channel": channel, "ts": ts, "message": _wire_message(message)}
 
@@ -327,7 +386,14 @@ async def _parse_arguments(request: web.Request) -> dict[str, Any]:
                 args[key] = json.loads(value)
             except ValueError:
                 args[key] = value
-    for key in ("reply_broadcast", "unfurl_links", "unfurl_media", "mrkdwn", "as_user"):
+    for key in (
+        "reply_broadcast",
+        "unfurl_links",
+        "unfurl_media",
+        "mrkdwn",
+        "as_user",
+        "include_all_metadata",
+    ):
         value = args.get(key)
         if isinstance(value, str):
             args[key] = value.lower() in {"1", "true"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from notifier.clanforge.status import COMPLETE, FAILED, QUEUED, RUNNING, SQUASHED, JobStatus
 from notifier.events.model import ETA_CHANGED, FAILED_EVENT, STATE_CHANGED, Event
 from notifier.notify.outcome import DeliveryFailed
-from notifier.notify.sink import LiveMessage
+from notifier.notify.pacing import ChannelPacer
+from notifier.notify.sink import LiveMessage, PendingPost
 from notifier.notify.slack import SlackSink
 from notifier.notify.subscription import Subscription
 from notifier.testing.fake_slack import FakeSlack
@@ -29,12 +31,19 @@ class MemoryLiveMessages:
     """The LiveMessages seam kept in a dict; the real one lives in the database."""
 
     def __init__(self) -> None:
-        self.stored: dict[tuple[int, int, int], LiveMessage] = {}
+        self.stored: dict[tuple[int, int, int], LiveMessage | PendingPost] = {}
 
     async def get(
         self, subscription_id: int, account_service_id: int, image_version_id: int
-    ) -> LiveMessage | None:
+    ) -> LiveMessage | PendingPost | None:
         return self.stored.get((subscription_id, account_service_id, image_version_id))
+
+    async def reserve(
+        self, subscription_id: int, account_service_id: int, image_version_id: int, channel: str
+    ) -> PendingPost:
+        pending = PendingPost(channel=channel, since=datetime.now(UTC))
+        self.stored[(subscription_id, account_service_id, image_version_id)] = pending
+        return pending
 
     async def put(
         self,
@@ -101,7 +110,7 @@ def live() -> MemoryLiveMessages:
 @pytest.fixture
 def sink(fake: FakeSlack, session: aiohttp.ClientSession, live: MemoryLiveMessages) -> SlackSink:
     client = AsyncWebClient(token=TOKEN, base_url=fake.base_url, session=session)
-    return SlackSink(client, live)
+    return SlackSink(client, live, pacer=ChannelPacer(0))
 
 
 async def _failure(sink: SlackSink, event: Event, subscription: Subscription) -> DeliveryFailed:
@@ -119,7 +128,9 @@ async def test_first_sighting_posts_one_live_message_and_remembers_it(
     assert post.args["channel"] == CHANNEL
     assert "Queued 0%" in post.args["text"]
     assert post.args["blocks"][0]["type"] == "header"
-    assert live.stored == {(3, 1234, 567890): LiveMessage(channel=CHANNEL, ts=post.answer["ts"])}
+    stored = live.stored[(3, 1234, 567890)]
+    assert isinstance(stored, LiveMessage)
+    assert (stored.channel, stored.ts) == (CHANNEL, post.answer["ts"])
     assert fake.updates() == []
 
 
@@ -173,9 +184,10 @@ async def test_squashed_job_reply_is_broadcast_but_completed_is_not(
 async def test_events_other_than_state_changes_update_without_a_reply(
     sink: SlackSink, fake: FakeSlack
 ) -> None:
+    later_eta = replace(RUNNING_40, eta=datetime(2026, 11, 28, 17, 30, tzinfo=UTC))
     await sink.deliver(_event(RUNNING_40), SUBSCRIPTION)
-    await sink.deliver(_event(RUNNING_40, RUNNING_40, type=ETA_CHANGED), SUBSCRIPTION)
-    await sink.deliver(_event(FAILED_80, RUNNING_40, type=FAILED_EVENT), SUBSCRIPTION)
+    await sink.deliver(_event(later_eta, RUNNING_40, type=ETA_CHANGED), SUBSCRIPTION)
+    await sink.deliver(_event(FAILED_80, later_eta, type=FAILED_EVENT), SUBSCRIPTION)
 
     assert len(fake.top_level_posts()) == 1
     assert len(fake.updates()) == 2
@@ -213,7 +225,9 @@ async def test_message_that_can_no_longer_be_edited_is_replaced(
     await sink.deliver(_event(RUNNING_40, QUEUED_0), SUBSCRIPTION)
 
     first, fresh = fake.top_level_posts()
-    assert live.stored[(3, 1234, 567890)] == LiveMessage(CHANNEL, fresh.answer["ts"])
+    stored = live.stored[(3, 1234, 567890)]
+    assert isinstance(stored, LiveMessage)
+    assert (stored.channel, stored.ts) == (CHANNEL, fresh.answer["ts"])
     assert fresh.answer["ts"] != first.answer["ts"]
     assert len(fake.thread_replies(fresh.answer["ts"])) == 1
 
