@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -35,7 +36,7 @@ from notifier.notify.subscription import Subscription
 from notifier.store.codec import status_to_json, status_to_row
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
-from notifier.store.tables import DELIVERIES, EVENTS, JOB_STATUS
+from notifier.store.tables import DELIVERIES, EVENTS, JOB_STATUS, SUBSCRIPTIONS
 from notifier.store.watches import add_watch
 
 POSTGRES_URL_VAR = "NOTIFIER_TEST_POSTGRES_URL"
@@ -385,3 +386,68 @@ timeout_seconds = 0.5
 {sections}
 {watch_tables}
 """
+
+
+# ---------------------------------------------------------------- outbox seeding
+
+
+async def seed_subscription(engine: AsyncEngine, subscription: Subscription) -> Subscription:
+    """Store ``subscription`` as the config sync would; returns it with the database id."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            SUBSCRIPTIONS.insert().values(
+                name=subscription.name,
+                kind=subscription.kind,
+                target=subscription.target,
+                filters={},
+                active=True,
+                source="config",
+                created_at=T0,
+            )
+        )
+    key = result.inserted_primary_key
+    assert key is not None
+    return replace(subscription, id=int(key[0]))
+
+
+async def seed_events(
+    engine: AsyncEngine, watch_id: int, subscription_ids: list[int], events: list[Event]
+) -> None:
+    """What a poll tick writes: the events, one pending delivery each, the newest status."""
+    async with engine.begin() as conn:
+        for event in events:
+            await conn.execute(
+                EVENTS.insert().values(
+                    id=event.id,
+                    watch_id=watch_id,
+                    type=event.type,
+                    account_service_id=event.account_service_id,
+                    image_version_id=event.image_version_id,
+                    label=event.label,
+                    previous=None if event.previous is None else status_to_json(event.previous),
+                    current=status_to_json(event.current),
+                    detail=None,
+                    occurred_at=event.occurred_at,
+                )
+            )
+            for subscription_id in subscription_ids:
+                await conn.execute(
+                    DELIVERIES.insert().values(
+                        event_id=event.id,
+                        subscription_id=subscription_id,
+                        watch_id=watch_id,
+                        status="pending",
+                        attempts=0,
+                        next_attempt_at=T0,
+                        created_at=T0,
+                    )
+                )
+        await conn.execute(delete(JOB_STATUS).where(JOB_STATUS.c.watch_id == watch_id))
+        await conn.execute(
+            JOB_STATUS.insert().values(
+                watch_id=watch_id,
+                observed_at=T0,
+                state_since=T0,
+                **status_to_row(events[-1].current),
+            )
+        )

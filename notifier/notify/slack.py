@@ -128,7 +128,9 @@ class SlackSink:
                 live = LiveMessage(channel=earlier.channel, ts=earlier.ts, rendered=shown)
                 await self._live.put(*key, live)
 
-        if event.type == STATE_CHANGED and earlier is not None:
+        # The first post announces the job itself; a first sighting has no change to reply about
+        # (even when an interrupted post was found again and this is its retry).
+        if event.type == STATE_CHANGED and earlier is not None and event.previous is not None:
             reply = render_thread_reply(event)
             await self._pacer.wait_turn(live.channel)
             await self._client.chat_postMessage(
