@@ -244,7 +244,7 @@ async def test_interrupted_post_with_nothing_to_find_posts_a_fresh_message(
 
     [post] = fake.top_level_posts()
     assert "Queued 0%" in post.args["text"]
-    assert [c.method for c in fake.calls][0] == "conversations.history"
+    assert fake.calls[0].method == "conversations.history"
 
 
 async def test_twenty_image_versions_at_once_arrive_in_order_without_a_429_storm(
