@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Select, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.config import SubscriptionSettings
+from notifier.events.model import STATE_CHANGED
 from notifier.notify.subscription import Subscription, SubscriptionKind
+from notifier.store.engine import is_postgres
 from notifier.store.tables import SUBSCRIPTIONS, SubscriptionRow
 
 CONFIG_SECRET_REF = "config"  # noqa: S105 - names where the secret is, not a secret
@@ -193,3 +195,115 @@ async def load_active_subscriptions(
             )
         )
     return subscriptions
+
+
+def channel_subscription_name(channel: str) -> str:
+    """The one subscription a Slack channel gets from ``/imagewatch`` commands."""
+    return f"slack:{channel}"
+
+
+async def follow_in_channel(
+    engine: AsyncEngine, channel: str, image_version_id: int, now: datetime
+) -> bool:
+    """Make ``channel`` receive ``image_version_id``'s state changes; False if it already did."""
+    name = channel_subscription_name(channel)
+    try:
+        return await _follow(engine, name, channel, image_version_id, now)
+    except IntegrityError:
+        # Two commands in one new channel at once: the other inserted the row, so update it.
+        return await _follow(engine, name, channel, image_version_id, now)
+
+
+async def _follow(
+    engine: AsyncEngine, name: str, channel: str, image_version_id: int, now: datetime
+) -> bool:
+    async with engine.begin() as conn:
+        row = (await conn.execute(_locked_by_name(engine, name))).first()
+        if row is None:
+            await conn.execute(
+                SUBSCRIPTIONS.insert().values(
+                    name=name,
+                    kind="slack_channel",
+                    target=channel,
+                    secret_ref=None,
+                    filters={"events": [STATE_CHANGED], "image_version_ids": [image_version_id]},
+                    active=True,
+                    source="slack",
+                    created_at=now,
+                )
+            )
+            return True
+        ids = list(row.filters.get("image_version_ids", []))
+        if row.active and image_version_id in ids:
+            return False
+        if not row.active:
+            ids = []  # an inactive subscription's old list is not what the channel asks for now
+        filters = {**row.filters, "image_version_ids": [*ids, image_version_id]}
+        await conn.execute(
+            update(SubscriptionRow)
+            .where(SubscriptionRow.id == row.id)
+            .values(filters=filters, active=True)
+        )
+        return True
+
+
+async def unfollow_in_channel(engine: AsyncEngine, channel: str, image_version_id: int) -> bool:
+    """Stop sending ``image_version_id`` to ``channel``; False if it was not followed there.
+
+    The last one removed deactivates the subscription: an empty filter would mean "everything".
+    """
+    async with engine.begin() as conn:
+        row = (
+            await conn.execute(_locked_by_name(engine, channel_subscription_name(channel)))
+        ).first()
+        if row is None or not row.active:
+            return False
+        ids = list(row.filters.get("image_version_ids", []))
+        if image_version_id not in ids:
+            return False
+        ids.remove(image_version_id)
+        await conn.execute(
+            update(SubscriptionRow)
+            .where(SubscriptionRow.id == row.id)
+            .values(filters={**row.filters, "image_version_ids": ids}, active=bool(ids))
+        )
+        return True
+
+
+async def followed_in_channel(engine: AsyncEngine, channel: str) -> list[int]:
+    """Image version ids the channel follows through ``/imagewatch``, in the order added."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(SubscriptionRow.filters, SubscriptionRow.active).where(
+                    SubscriptionRow.name == channel_subscription_name(channel)
+                )
+            )
+        ).first()
+    if row is None or not row.active:
+        return []
+    return [int(i) for i in row.filters.get("image_version_ids", [])]
+
+
+async def followed_by_other_channels(
+    engine: AsyncEngine, channel: str, image_version_id: int
+) -> bool:
+    """Whether another channel's ``/imagewatch`` subscription still wants this image version."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(SubscriptionRow.filters).where(
+                    SubscriptionRow.source == "slack",
+                    SubscriptionRow.active.is_(True),
+                    SubscriptionRow.name != channel_subscription_name(channel),
+                )
+            )
+        ).all()
+    return any(image_version_id in row.filters.get("image_version_ids", []) for row in rows)
+
+
+def _locked_by_name(engine: AsyncEngine, name: str) -> Select[Any]:
+    stmt = select(SubscriptionRow.id, SubscriptionRow.filters, SubscriptionRow.active).where(
+        SubscriptionRow.name == name
+    )
+    return stmt.with_for_update() if is_postgres(engine) else stmt

@@ -1,0 +1,112 @@
+"""``/imagewatch`` as typed in Slack, parsed into a command: pure, so every wording is tested.
+
+Parsing knows nothing of Slack's HTTP or the database; :mod:`notifier.api.slack_commands` verifies
+the request, runs the command and answers. Errors are one line that says what was wrong and how
+to write it instead, because the person who reads them is in the middle of typing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from notifier.notify.render import escape_slack
+
+LABEL_LIMIT: Final = 200  # the watches table's label column
+
+USAGE: Final = (
+    "*/imagewatch* follows Clanforge image builds in this channel:\n"
+    "• `/imagewatch add ACCOUNT_SERVICE_ID IMAGE_VERSION_ID [label]`: watch it and post here\n"
+    "• `/imagewatch remove IMAGE_VERSION_ID`: stop posting it here\n"
+    "• `/imagewatch list`: what this channel follows\n"
+    "• `/imagewatch status IMAGE_VERSION_ID`: its last known state\n"
+    "• `/imagewatch help`: this text"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Add:
+    account_service_id: int
+    image_version_id: int
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Remove:
+    image_version_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListFollowed:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    image_version_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    pass
+
+
+Command = Add | Remove | ListFollowed | Status | Help
+
+
+class BadCommand(ValueError):
+    """What was wrong with the text, worded for the person who typed it."""
+
+
+def parse(text: str) -> Command:
+    words = text.split()
+    if not words:
+        return Help()
+    verb, args = words[0].lower(), words[1:]
+    if verb == "help":
+        return Help()
+    if verb == "list":
+        _no_more(verb, args)
+        return ListFollowed()
+    if verb == "add":
+        if len(args) < 2:
+            raise BadCommand(
+                "add needs an account service id and an image version id: "
+                "`/imagewatch add 1234 567890 [label]`"
+            )
+        label = " ".join(args[2:])
+        if len(label) > LABEL_LIMIT:
+            raise BadCommand(f"the label is {len(label)} characters long; at most {LABEL_LIMIT}")
+        return Add(
+            account_service_id=_id("account service id", args[0]),
+            image_version_id=_id("image version id", args[1]),
+            label=label,
+        )
+    if verb in ("remove", "status"):
+        if len(args) != 1:
+            raise BadCommand(
+                f"{verb} needs exactly one image version id: `/imagewatch {verb} 567890`"
+            )
+        ivid = _id("image version id", args[0])
+        return Remove(ivid) if verb == "remove" else Status(ivid)
+    raise BadCommand(f"unknown subcommand {_quoted(verb)}; use add, remove, list, status or help")
+
+
+def _id(what: str, word: str) -> int:
+    if not word.isascii() or not word.isdigit() or int(word) <= 0:
+        raise BadCommand(f"the {what} must be a positive number, got {_quoted(word)}")
+    value = int(word)
+    if value >= 2**63:
+        raise BadCommand(f"the {what} {word[:24]} is too large")
+    return value
+
+
+def _no_more(verb: str, args: list[str]) -> None:
+    if args:
+        raise BadCommand(f"{verb} takes no arguments, got {_quoted(' '.join(args))}")
+
+
+def _quoted(word: str) -> str:
+    """Echo what was typed, short and inert: Slack shows it back in the reply."""
+    shown = word if len(word) <= 40 else word[:40] + "…"
+    return "`" + escape_slack(shown.replace("`", "'")) + "`"

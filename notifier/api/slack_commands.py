@@ -1,0 +1,195 @@
+"""``POST /slack/commands``: the ``/imagewatch`` slash command on the service's HTTP server.
+
+Every request is checked with the app's signing secret (slack-sdk's ``SignatureVerifier``, which
+also rejects timestamps more than five minutes off, so a captured request cannot be replayed
+later); anything else gets 401 and changes nothing. Answers are ephemeral: only the person who
+typed the command sees them. A command in a channel is about that channel: ``add`` subscribes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+from urllib.parse import parse_qs
+
+from aiohttp import web
+from slack_sdk.signature import SignatureVerifier
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.api.imagewatch_command import (
+    USAGE,
+    Add,
+    BadCommand,
+    Command,
+    Help,
+    ListFollowed,
+    Remove,
+    Status,
+    parse,
+)
+from notifier.notify.render import escape_slack, progress_bar
+from notifier.store.subscriptions import (
+    follow_in_channel,
+    followed_by_other_channels,
+    followed_in_channel,
+    unfollow_in_channel,
+)
+from notifier.store.watches import DuplicateWatch, WatchView, add_watch, list_watches, remove_watch
+
+log = logging.getLogger(__name__)
+
+PATH: Final = "/slack/commands"
+# Slack sends a few hundred bytes; anything much bigger is not Slack.
+_MAX_BODY: Final = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SlackCommandDeps:
+    engine: AsyncEngine
+    verifier: SignatureVerifier
+    """``SignatureVerifier(signing_secret)``; tests inject its clock."""
+    clock: Callable[[], datetime]
+
+
+def register(app: web.Application, deps: SlackCommandDeps) -> None:
+    """Add ``POST /slack/commands`` to ``app`` (the API's registrar hook calls this)."""
+    app.router.add_post(PATH, _Handler(deps).handle)
+
+
+class _Handler:
+    def __init__(self, deps: SlackCommandDeps) -> None:
+        self._deps = deps
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > _MAX_BODY:
+            return web.Response(status=413, text="request too large\n")
+        body = await request.read()
+        if len(body) > _MAX_BODY:
+            return web.Response(status=413, text="request too large\n")
+        if not self._verified(request, body):
+            return web.Response(status=401, text="invalid or stale Slack signature\n")
+        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items() if v}
+        channel = form.get("channel_id", "").strip()
+        if not channel:
+            return _ephemeral("this command has no channel_id; run it from a Slack channel")
+        try:
+            command = parse(form.get("text", ""))
+        except BadCommand as exc:
+            return _ephemeral(f":warning: {exc}\nSee `/imagewatch help`.")
+        log.info(
+            "slash command %s from user %s in channel %s",
+            type(command).__name__,
+            form.get("user_id", "?"),
+            channel,
+        )
+        return _ephemeral(await self._run(command, channel))
+
+    def _verified(self, request: web.Request, body: bytes) -> bool:
+        timestamp = request.headers.get("X-Slack-Request-Timestamp")
+        signature = request.headers.get("X-Slack-Signature")
+        try:
+            return self._deps.verifier.is_valid(body, timestamp, signature)
+        except ValueError:  # a timestamp that is not a number
+            return False
+
+    async def _run(self, command: Command, channel: str) -> str:
+        engine, now = self._deps.engine, self._deps.clock()
+        if isinstance(command, Help):
+            return USAGE
+        if isinstance(command, Add):
+            known = await _watch(engine, command.image_version_id)
+            if known is not None and known.account_service_id != command.account_service_id:
+                return (
+                    f":warning: image version {command.image_version_id} is already watched "
+                    f"under account service {known.account_service_id}, not "
+                    f"{command.account_service_id}; nothing changed"
+                )
+            watched = "Already watching"
+            if known is None:
+                try:
+                    await add_watch(
+                        engine,
+                        command.account_service_id,
+                        command.image_version_id,
+                        command.label,
+                        "slack",
+                        now,
+                    )
+                    watched = "Now watching"
+                except DuplicateWatch:
+                    pass  # added by someone else meanwhile: fine, it is watched
+                known = await _watch(engine, command.image_version_id)
+            newly = await follow_in_channel(engine, channel, command.image_version_id, now)
+            where = "will post its progress here" if newly else "this channel already follows it"
+            return f"{watched} image version {_name(command.image_version_id, known)}; {where}."
+        if isinstance(command, Remove):
+            known = await _watch(engine, command.image_version_id)
+            if not await unfollow_in_channel(engine, channel, command.image_version_id):
+                return (
+                    f":warning: this channel does not follow image version "
+                    f"{command.image_version_id}; `/imagewatch list` shows what it follows"
+                )
+            stopped = ""
+            if (
+                known is not None
+                and known.source == "slack"
+                and not await followed_by_other_channels(engine, channel, command.image_version_id)
+            ):
+                await remove_watch(engine, command.image_version_id, known.account_service_id)
+                stopped = " No other channel follows it, so it is no longer watched."
+            return (
+                f"This channel no longer follows image version "
+                f"{_name(command.image_version_id, known)}.{stopped}"
+            )
+        if isinstance(command, ListFollowed):
+            followed = await followed_in_channel(engine, channel)
+            if not followed:
+                return "This channel follows no image versions. Add one with `/imagewatch add`."
+            watches = {w.image_version_id: w for w in await list_watches(engine)}
+            lines = [_line(ivid, watches.get(ivid)) for ivid in followed]
+            return "This channel follows:\n" + "\n".join(lines)
+        assert isinstance(command, Status)
+        known = await _watch(engine, command.image_version_id)
+        if known is None:
+            return (
+                f":warning: image version {command.image_version_id} is not watched; "
+                "`/imagewatch add ACCOUNT_SERVICE_ID IMAGE_VERSION_ID` watches it"
+            )
+        return _line(command.image_version_id, known)
+
+
+async def _watch(engine: AsyncEngine, image_version_id: int) -> WatchView | None:
+    return next(
+        (w for w in await list_watches(engine) if w.image_version_id == image_version_id), None
+    )
+
+
+def _name(image_version_id: int, watch: WatchView | None) -> str:
+    label = watch.label.strip() if watch is not None else ""
+    return f"{image_version_id} ({escape_slack(label)})" if label else str(image_version_id)
+
+
+def _line(image_version_id: int, watch: WatchView | None) -> str:
+    if watch is None:
+        return f"• {image_version_id}: no longer watched"
+    status = watch.status
+    if status is None:
+        state = "not polled yet"
+    else:
+        state = f"*{escape_slack(status.state)}* `{progress_bar(status.progress)}`"
+        if status.eta is not None:
+            state += f", ETA {status.eta:%Y-%m-%d %H:%M} UTC"
+    problem = (
+        f" (polling failing: {escape_slack(watch.last_poll_error)})"
+        if (watch.poll_errors and watch.last_poll_error)
+        else ""
+    )
+    return f"• {_name(image_version_id, watch)}: {state}{problem}"
+
+
+def _ephemeral(text: str) -> web.Response:
+    payload: dict[str, Any] = {"response_type": "ephemeral", "text": text}
+    return web.json_response(payload)
