@@ -40,7 +40,7 @@ def test_each_subcommand_is_understood(text: str, command: object) -> None:
         ("add 1234 -5", "the image version id must be a positive number, got `-5`"),
         ("add 1234 0", "the image version id must be a positive number, got `0`"),
         ("add 1234 99999999999999999999", "the image version id 99999999999999999999 is too large"),
-        ("add 1234 ５６７", "the image version id must be a positive number"),
+        ("add 1234 \uff15\uff16\uff17", "the image version id must be a positive number"),
         ("remove", "remove needs exactly one image version id"),
         ("status 1 2", "status needs exactly one image version id"),
         ("list everything", "list takes no arguments, got `everything`"),
