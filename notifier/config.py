@@ -364,6 +364,8 @@ class SubscriptionSettings(_Section):
     label_glob: NonEmptyStr | None = None
     template: NonEmptyStr | None = None
     preset: Literal["teams", "discord", "mattermost", "google_chat"] | None = None
+    # A Slack incoming-webhook URL (post-only; the URL is the credential, so it is a secret).
+    slack_webhook_url: SecretStr | None = None
     events: list[str] = Field(default_factory=lambda: [STATE_CHANGED], min_length=1)
     states: list[str] = Field(default_factory=list)
     account_service_ids: list[PositiveInt] = Field(default_factory=list)
@@ -387,6 +389,16 @@ class SubscriptionSettings(_Section):
             raise ValueError(
                 "must not carry user:password@ (it would be stored and logged with the URL; "
                 "the signature authenticates us)"
+            )
+        return value
+
+    @field_validator("slack_webhook_url")
+    @classmethod
+    def _slack_hook(cls, value: SecretStr | None) -> SecretStr | None:
+        # Not _http_url: its message quotes the value, and this value is a credential.
+        if value is not None and not re.match(r"^https?://[^/\s:]+/", value.get_secret_value()):
+            raise ValueError(
+                "must be the URL Slack gave for the incoming webhook (https://hooks.slack.com/...)"
             )
         return value
 
@@ -435,9 +447,13 @@ class SubscriptionSettings(_Section):
 
     @model_validator(mode="after")
     def _one_target(self) -> Self:
-        targets = [t for t in (self.slack_channel, self.webhook_url) if t is not None]
+        targets = [
+            t
+            for t in (self.slack_channel, self.webhook_url, self.slack_webhook_url)
+            if t is not None
+        ]
         if len(targets) != 1:
-            raise ValueError("needs exactly one of slack_channel or webhook_url")
+            raise ValueError("needs exactly one of slack_channel, slack_webhook_url or webhook_url")
         webhook_only = {
             "webhook_secret": self.webhook_secret is not None,
             "webhook_secrets": bool(self.webhook_secrets),
@@ -472,11 +488,25 @@ class SubscriptionSettings(_Section):
         return PRESETS[self.preset] if self.preset is not None else self.template
 
     @property
-    def kind(self) -> Literal["slack_channel", "webhook"]:
+    def kind(self) -> Literal["slack_channel", "slack_webhook", "webhook"]:
+        if self.slack_webhook_url is not None:
+            return "slack_webhook"
         return "slack_channel" if self.slack_channel is not None else "webhook"
 
     @property
+    def config_secrets(self) -> tuple[str, ...]:
+        """What the subscription's ``secret`` (and ``more_secrets``) come from, never stored:
+        the signing secrets, or for ``slack_webhook`` the incoming-webhook URL itself."""
+        if self.slack_webhook_url is not None:
+            return (self.slack_webhook_url.get_secret_value(),)
+        return self.signing_secrets
+
+    @property
     def target(self) -> str:
+        if self.slack_webhook_url is not None:
+            # Only the host goes to the database and to listings: the URL is the credential.
+            parts = urlsplit(self.slack_webhook_url.get_secret_value())
+            return f"{parts.scheme}://{parts.hostname}"
         target = self.slack_channel if self.slack_channel is not None else self.webhook_url
         assert target is not None  # _one_target guarantees it
         return target

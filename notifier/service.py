@@ -37,6 +37,7 @@ from notifier.notify.pacing import ChannelPacer
 from notifier.notify.retry import RetryPolicy
 from notifier.notify.sink import Sink
 from notifier.notify.slack import SlackSink
+from notifier.notify.slack_webhook import SlackWebhookSink
 from notifier.notify.subscription import Subscription
 from notifier.notify.webhook import WebhookSink
 from notifier.polling.discovery import Discovery
@@ -141,6 +142,14 @@ class Service:
                 webhook_session, timeout_seconds=settings.delivery.timeout_seconds, clock=self.clock
             )
         }
+        slack_pacer = ChannelPacer(settings.slack.channel_interval_seconds)
+        if any(s.kind == "slack_webhook" for s in settings.subscription):
+            hook_session = await self._stack.enter_async_context(
+                aiohttp.ClientSession(timeout=delivery_timeout)
+            )
+            sinks["slack_webhook"] = SlackWebhookSink(
+                hook_session, timeout_seconds=settings.delivery.timeout_seconds, pacer=slack_pacer
+            )
         if settings.slack.bot_token is not None:
             slack_session = await self._stack.enter_async_context(
                 aiohttp.ClientSession(timeout=delivery_timeout)
@@ -155,7 +164,7 @@ class Service:
                 slack,
                 DatabaseLiveMessages(engine, self.clock),
                 newest_status=functools.partial(newest_status, engine),
-                pacer=ChannelPacer(settings.slack.channel_interval_seconds),
+                pacer=slack_pacer,
             )
         sinks = {
             name: InstrumentedSink(name, sink, self.metrics, self.clock)
@@ -210,7 +219,7 @@ class Service:
 
     async def _subscriptions(self) -> list[Subscription]:
         secrets_by_name: dict[str, str | tuple[str, ...]] = {
-            s.name: s.signing_secrets for s in self.settings.subscription if s.signing_secrets
+            s.name: s.config_secrets for s in self.settings.subscription if s.config_secrets
         }
         templates = {
             s.name: template

@@ -15,7 +15,7 @@ from typing import Final, Literal
 from notifier.clanforge.status import state_id_for_name
 from notifier.events.model import Event
 
-SubscriptionKind = Literal["slack_channel", "webhook"]
+SubscriptionKind = Literal["slack_channel", "slack_webhook", "webhook"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +24,10 @@ class Subscription:
     name: str
     kind: SubscriptionKind
     target: str
-    """The Slack channel id, or the webhook URL."""
+    """The Slack channel id, the webhook URL, or for ``slack_webhook`` only the hook's host."""
     secret: str | None = None
-    """The webhook signing secret (whsec_...), resolved; never stored in the database."""
+    """Resolved, never stored in the database: the webhook signing secret (whsec_...), or for
+    ``slack_webhook`` the incoming-webhook URL itself (it is the credential)."""
     event_types: frozenset[str] = field(default_factory=frozenset)
     states: frozenset[str] = field(default_factory=frozenset)
     account_service_ids: frozenset[int] = field(default_factory=frozenset)

@@ -62,7 +62,7 @@ async def sync_config_subscriptions(
             values = {
                 "kind": setting.kind,
                 "target": setting.target,
-                "secret_ref": CONFIG_SECRET_REF if setting.signing_secrets else None,
+                "secret_ref": CONFIG_SECRET_REF if setting.config_secrets else None,
                 "filters": _filters(setting),
                 "active": True,
                 "source": "config",

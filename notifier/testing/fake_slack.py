@@ -21,6 +21,8 @@ SECTION_TEXT_LIMIT: Final = 3000
 HEADER_TEXT_LIMIT: Final = 150
 MAX_BLOCKS: Final = 50
 MAX_TEXT: Final = 40_000
+HOOK_METHOD: Final = "incoming-webhook"
+"""The name ``fail_next`` takes to script a failure of the incoming-webhook endpoint."""
 FAKE_TOKEN: Final = "xoxb-test"  # noqa: S105 - a fixed token a fake server accepts, not a secret
 
 
@@ -85,6 +87,8 @@ class FakeSlack:
         self.channels = frozenset(channels) if channels is not None else None
         self.calls: list[SlackCall] = []
         self.messages: dict[tuple[str, str], StoredMessage] = {}
+        self.hook_posts: list[dict[str, Any]] = []
+        """What incoming-webhook URLs received, with ``path`` (the part after /services/)."""
         self._faults: dict[str, deque[_Fault]] = {}
         self._host = host
         self._port = port
@@ -103,6 +107,7 @@ class FakeSlack:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
+        app.router.add_post("/services/{path:.+}", self._handle_hook)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
@@ -257,6 +262,26 @@ class FakeSlack:
                 item["metadata"] = message.extra["metadata"]
             wire.append(item)
         return {"ok": True, "messages": wire, "has_more": len(found) > limit}
+
+    def webhook_url(self, path: str = "T0FAKE/B0FAKE/fakeHookSecret") -> str:
+        """An incoming-webhook URL served by this fake; posts land in ``hook_posts``."""
+        return self.base_url.removesuffix("api/") + "services/" + path
+
+    async def _handle_hook(self, request: web.Request) -> web.Response:
+        """Incoming webhooks answer plain text: ``ok``, or an error code with a 4xx/5xx."""
+        args = await _parse_arguments(request)
+        fault = self._take_fault(HOOK_METHOD)
+        if fault is not None:
+            headers = {}
+            if fault.retry_after is not None:
+                headers["Retry-After"] = f"{fault.retry_after:g}"
+            status = fault.status if fault.status != 200 else 400
+            return web.Response(status=status, text=fault.error, headers=headers)
+        problem = _check_content(args)
+        if problem:
+            return web.Response(status=400, text=problem)
+        self.hook_posts.append({"path": request.match_info["path"], **args})
+        return web.Response(text="ok")
 
     def _take_fault(self, method: str) -> _Fault | None:
         queue = self._faults.get(method)

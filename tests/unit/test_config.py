@@ -128,7 +128,8 @@ def test_database_password_is_masked_in_effective_config() -> None:
                 'slack_channel = "C0123456789"',
                 'slack_channel = "C0123456789"\nwebhook_url = "https://x.test/"',
             ),
-            "notifier.toml: subscription[0]: needs exactly one of slack_channel or webhook_url",
+            "notifier.toml: subscription[0]: needs exactly one of slack_channel, "
+            "slack_webhook_url or webhook_url",
         ),
         (
             ('name = "chatops"', 'name = "builds"'),
@@ -180,3 +181,29 @@ def test_slack_channel_subscription_needs_a_bot_token() -> None:
     text = VALID.replace('bot_token = "${SLACK_BOT_TOKEN}"\n', "")
     with pytest.raises(ConfigError, match=r"slack\.bot_token is not set"):
         parse_config(text, ENV, "notifier.toml")
+
+
+HOOK_URL = "https://hooks.slack.com/services/T000/B000/XXXXsecretXXXX"
+
+
+def test_slack_incoming_webhook_subscription_keeps_its_url_secret() -> None:
+    text = VALID + '\n[[subscription]]\nname = "hook"\nslack_webhook_url = "${SLACK_HOOK}"\n'
+    settings = parse_config(text, {**ENV, "SLACK_HOOK": HOOK_URL}, "notifier.toml")
+
+    hook = settings.subscription[2]
+    assert (hook.kind, hook.target, hook.secret) == (
+        "slack_webhook",
+        "https://hooks.slack.com",
+        HOOK_URL,
+    )
+    assert HOOK_URL not in render_effective_config(settings)
+
+
+def test_bad_slack_incoming_webhook_url_is_named_but_not_quoted() -> None:
+    text = VALID + '\n[[subscription]]\nname = "hook"\nslack_webhook_url = "hooks/XXXXsecret"\n'
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, ENV, "notifier.toml")
+    assert str(caught.value).startswith(
+        "notifier.toml: subscription[2].slack_webhook_url: must be the URL Slack gave"
+    )
+    assert "XXXXsecret" not in str(caught.value)
