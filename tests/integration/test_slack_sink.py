@@ -354,3 +354,29 @@ async def test_fake_slack_answers_auth_test_for_the_right_token(
 
     assert answer["ok"] is True
     assert answer["bot_id"] == "B0FAKE"
+
+
+async def test_hostile_joberror_arrives_escaped_and_truncated_everywhere(
+    sink: SlackSink, fake: FakeSlack
+) -> None:
+    error = "<!channel> see <https://evil.example|click> & run ```rm -rf``` " + "y" * 5000
+    await sink.deliver(_event(RUNNING_40), SUBSCRIPTION)
+
+    await sink.deliver(_event(_status(FAILED, "Failed", 80, error=error), RUNNING_40), SUBSCRIPTION)
+
+    [update] = fake.updates()
+    [reply] = fake.thread_replies(update.args["ts"])
+    for call in (update, reply):
+        assert call.ok
+        texts = [call.args["text"]] + [
+            b["text"]["text"] for b in call.args["blocks"] if b["type"] == "section"
+        ]
+        joined = "\n".join(texts)
+        assert "<!channel>" not in joined and "<https://evil" not in joined
+        assert "&lt;!channel&gt; see &lt;https://evil.example|click&gt; &amp; run" in joined
+        [code] = [t for t in texts[1:] if "```" in t]
+        assert code.count("```") == 2, "upstream backticks must not close the code block"
+        assert code.endswith("```… (truncated)")
+        assert len(code) <= 3000
+        assert call.args["text"].endswith("… (truncated)")
+        assert len(call.args["text"]) <= 4000
