@@ -372,7 +372,8 @@ async def test_hostile_joberror_arrives_escaped_and_truncated_everywhere(
             b["text"]["text"] for b in call.args["blocks"] if b["type"] == "section"
         ]
         joined = "\n".join(texts)
-        assert "<!channel>" not in joined and "<https://evil" not in joined
+        assert "<!channel>" not in joined
+        assert "<https://evil" not in joined
         assert "&lt;!channel&gt; see &lt;https://evil.example|click&gt; &amp; run" in joined
         [code] = [t for t in texts[1:] if "```" in t]
         assert code.count("```") == 2, "upstream backticks must not close the code block"
