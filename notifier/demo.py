@@ -22,7 +22,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from notifier.clanforge.status import COMPLETE, CREATED, FAILED, QUEUED, RUNNING
 from notifier.config import Settings
-from notifier.notify.blocks_text import blocks_to_text
+from notifier.notify.blocks_text import blocks_to_text, mrkdwn_to_text
 from notifier.service import Service
 from notifier.store.outbox import outbox_depth
 from notifier.store.watches import list_watches
@@ -134,7 +134,7 @@ class _Printer:
             body = (
                 blocks_to_text(blocks)
                 if isinstance(blocks, list) and not args.get("thread_ts")
-                else str(args.get("text", ""))
+                else mrkdwn_to_text(str(args.get("text", "")))
             )
             self._print(f"Slack #{args.get('channel', '?')} · {where}", body)
         for request in self._hooks.requests[self._hooks_seen :]:

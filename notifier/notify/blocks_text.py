@@ -36,6 +36,11 @@ def blocks_to_text(blocks: Sequence[dict[str, Any]]) -> str:
     return "\n".join(paragraphs)
 
 
+def mrkdwn_to_text(mrkdwn: str) -> str:
+    """A single mrkdwn text (a thread reply's ``text``) as the terminal shows it."""
+    return _plain(mrkdwn)
+
+
 def _plain(mrkdwn: str) -> str:
     text = _DATE.sub(lambda m: m.group(1), mrkdwn)
     text = _EMOJI.sub(lambda m: SLACK_TO_TERMINAL_EMOJI.get(m.group(), m.group()), text)

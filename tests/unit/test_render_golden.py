@@ -15,7 +15,7 @@ import pytest
 
 from notifier.clanforge.status import FAILED, RUNNING
 from notifier.events.model import FAILED_EVENT, STALLED, STATE_CHANGED
-from notifier.notify.blocks_text import blocks_to_text
+from notifier.notify.blocks_text import blocks_to_text, mrkdwn_to_text
 from notifier.notify.render import SlackMessage, WatchInfo, render, render_thread_reply
 from tests.conftest import make_event, make_status
 
@@ -95,3 +95,8 @@ def test_terminal_view_of_blocks_shows_what_slack_shows_without_markup() -> None
     assert "Image version 567890 · Account service 1234" in text
     for markup in ("<!date", "&lt;", "&amp;", "```", ":x:"):
         assert markup not in text
+
+
+def test_terminal_view_of_a_thread_reply_uses_the_same_emoji() -> None:
+    reply = render_thread_reply(make_event(FAILED_80, RUNNING_60))
+    assert mrkdwn_to_text(reply.text).startswith("❌ Running → Failed (80%) · error: Image locked")
