@@ -9,13 +9,11 @@ typed the command sees them. A command in a channel is about that channel: ``add
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import parse_qs
 
 from aiohttp import web
+from slack_sdk.signature import Clock as SignatureClock
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,6 +28,8 @@ from notifier.api.imagewatch_command import (
     Status,
     parse,
 )
+from notifier.clock import Clock
+from notifier.config import Settings
 from notifier.notify.render import escape_slack, progress_bar
 from notifier.store.subscriptions import (
     follow_in_channel,
@@ -46,22 +46,48 @@ PATH: Final = "/slack/commands"
 _MAX_BODY: Final = 16 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class SlackCommandDeps:
-    engine: AsyncEngine
-    verifier: SignatureVerifier
-    """``SignatureVerifier(signing_secret)``; tests inject its clock."""
-    clock: Callable[[], datetime]
+class CommandDeps(Protocol):
+    """What the handler needs from the API's shared dependencies (``notifier.api.deps.ApiDeps``)."""
+
+    @property
+    def engine(self) -> AsyncEngine: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def clock(self) -> Clock: ...
 
 
-def register(app: web.Application, deps: SlackCommandDeps) -> None:
-    """Add ``POST /slack/commands`` to ``app`` (the API's registrar hook calls this)."""
-    app.router.add_post(PATH, _Handler(deps).handle)
+def register(
+    app: web.Application, deps: CommandDeps, *, verifier_clock: SignatureClock | None = None
+) -> None:
+    """Add ``POST /slack/commands`` to ``app`` (the API's registrar list calls this).
+
+    ``verifier_clock`` lets tests move time for the five-minute replay window.
+    """
+    secret = deps.settings.slack.signing_secret
+    if secret is None or not secret.get_secret_value():
+        app.router.add_post(PATH, _disabled)
+        return
+    verifier = SignatureVerifier(
+        secret.get_secret_value(), **({"clock": verifier_clock} if verifier_clock else {})
+    )
+    app.router.add_post(PATH, _Handler(deps.engine, verifier, deps.clock).handle)
+
+
+async def _disabled(request: web.Request) -> web.Response:
+    """Without a signing secret no request can be verified, so none is accepted."""
+    return web.Response(
+        status=401, text="slash commands are off: [slack] signing_secret is not set\n"
+    )
 
 
 class _Handler:
-    def __init__(self, deps: SlackCommandDeps) -> None:
-        self._deps = deps
+    def __init__(self, engine: AsyncEngine, verifier: SignatureVerifier, clock: Clock) -> None:
+        self._engine = engine
+        self._verifier = verifier
+        self._clock = clock
 
     async def handle(self, request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > _MAX_BODY:
@@ -91,12 +117,12 @@ class _Handler:
         timestamp = request.headers.get("X-Slack-Request-Timestamp")
         signature = request.headers.get("X-Slack-Signature")
         try:
-            return self._deps.verifier.is_valid(body, timestamp, signature)
+            return self._verifier.is_valid(body, timestamp, signature)
         except ValueError:  # a timestamp that is not a number
             return False
 
     async def _run(self, command: Command, channel: str) -> str:
-        engine, now = self._deps.engine, self._deps.clock()
+        engine, now = self._engine, self._clock()
         if isinstance(command, Help):
             return USAGE
         if isinstance(command, Add):

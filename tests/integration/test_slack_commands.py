@@ -7,8 +7,9 @@ later" needs no waiting.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,8 +20,10 @@ from slack_sdk.signature import Clock, SignatureVerifier
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.api.slack_commands import PATH, SlackCommandDeps, register
+from notifier.api.slack_commands import PATH, register
 from notifier.clanforge.status import RUNNING
+from notifier.clock import utc_now
+from notifier.config import Settings
 from notifier.notify.subscription import matches
 from notifier.store.subscriptions import load_active_subscriptions
 from notifier.store.tables import SubscriptionRow, Watch
@@ -29,6 +32,25 @@ from tests.conftest import T0, make_event, make_status, seed_events
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 CHANNEL = "C0BUILDS"
+
+
+@dataclass(frozen=True)
+class _Deps:
+    """The fields of the API's shared dependencies that the handler uses."""
+
+    engine: AsyncEngine
+    settings: Settings
+    clock: Callable[[], datetime] = utc_now
+
+
+def _settings(signing_secret: str | None) -> Settings:
+    slack = {} if signing_secret is None else {"signing_secret": signing_secret}
+    return Settings.model_validate(
+        {
+            "clanforge": {"access_key": "a", "secret_key": "s"},
+            "slack": slack,
+        }
+    )
 
 
 class FrozenClock(Clock):
@@ -47,14 +69,7 @@ def clock() -> FrozenClock:
 @pytest.fixture
 async def client(engine: AsyncEngine, clock: FrozenClock) -> AsyncIterator[TestClient[Any, Any]]:
     app = web.Application()
-    register(
-        app,
-        SlackCommandDeps(
-            engine=engine,
-            verifier=SignatureVerifier(SECRET, clock=clock),
-            clock=lambda: datetime.now(UTC),
-        ),
-    )
+    register(app, _Deps(engine, _settings(SECRET)), verifier_clock=clock)
     async with TestClient(TestServer(app, host="127.0.0.1")) as running:
         yield running
 
@@ -224,3 +239,15 @@ async def test_timestamp_within_five_minutes_is_accepted(
 ) -> None:
     answer = await _command(client, "help", at=clock.value - 4 * 60)
     assert "/imagewatch" in answer
+
+
+async def test_without_a_signing_secret_every_command_is_refused(engine: AsyncEngine) -> None:
+    app = web.Application()
+    register(app, _Deps(engine, _settings(None)))
+    body, headers = _signed("add 1234 567890")
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        response = await client.post(PATH, data=body, headers=headers)
+
+        assert response.status == 401
+        assert "signing_secret is not set" in await response.text()
+    assert await _rows(engine) == (0, 0)
