@@ -51,6 +51,12 @@ class LiveMessages(Protocol):
         """Record that a first post is about to be made, before making it."""
         ...
 
+    async def release(
+        self, subscription_id: int, account_service_id: int, image_version_id: int
+    ) -> None:
+        """Drop the marker of a first post that Slack refused: there is nothing to look for."""
+        ...
+
     async def put(
         self,
         subscription_id: int,

@@ -147,12 +147,17 @@ class SlackSink:
         """Post a new live message, with a marker stored first so a crash cannot duplicate it."""
         await self._live.reserve(*key, channel)
         await self._pacer.wait_turn(channel)
-        response = await self._client.chat_postMessage(
-            channel=channel,
-            text=message.text,
-            blocks=message.blocks,
-            metadata={"event_type": _METADATA_TYPE, "event_payload": _payload(key)},
-        )
+        try:
+            response = await self._client.chat_postMessage(
+                channel=channel,
+                text=message.text,
+                blocks=message.blocks,
+                metadata={"event_type": _METADATA_TYPE, "event_payload": _payload(key)},
+            )
+        except SlackApiError:
+            # Slack answered and refused: no message exists, so the next try need not search.
+            await self._live.release(*key)
+            raise
         # Slack answers with the channel id even when given a name; chat.update needs the id.
         live = LiveMessage(channel=str(response["channel"]), ts=str(response["ts"]), rendered=shown)
         await self._live.put(*key, live)

@@ -67,6 +67,17 @@ class DatabaseLiveMessages:
         )
         return PendingPost(channel=channel, since=now)
 
+    async def release(
+        self, subscription_id: int, account_service_id: int, image_version_id: int
+    ) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                delete(SlackMessageRow).where(
+                    *_key(subscription_id, account_service_id, image_version_id),
+                    SlackMessageRow.ts.is_(None),
+                )
+            )
+
     async def put(
         self,
         subscription_id: int,

@@ -281,3 +281,17 @@ async def test_twenty_image_versions_at_once_arrive_in_order_without_a_429_storm
             # Two state changes pending for one message: ONE chat.update, showing the newest.
             [update] = [u for u in fake.updates() if u.args["ts"] == ts]
             assert update.args["text"].startswith(f"{label}: Failed 80%")
+
+
+async def test_refused_first_post_leaves_no_marker_to_search_for(
+    engine: AsyncEngine, fake: FakeSlack, session: aiohttp.ClientSession
+) -> None:
+    builds = await _subscribe(engine, "builds", CHANNEL)
+    watch = await add_watch(engine, 1234, 567890, "EU fleet", "config", T0)
+    fake.fail_next("chat.postMessage", "internal_error", status=500)
+
+    await seed_events(engine, watch, [builds.id], _lifecycle()[:1])
+    await _drain(engine, _sink(engine, fake, session), [builds])
+
+    assert [c.method for c in fake.calls] == ["chat.postMessage", "chat.postMessage"]
+    assert await DatabaseLiveMessages(engine, _now).get(builds.id, 1234, 567890) is not None

@@ -45,6 +45,13 @@ class MemoryLiveMessages:
         self.stored[(subscription_id, account_service_id, image_version_id)] = pending
         return pending
 
+    async def release(
+        self, subscription_id: int, account_service_id: int, image_version_id: int
+    ) -> None:
+        key = (subscription_id, account_service_id, image_version_id)
+        if isinstance(self.stored.get(key), PendingPost):
+            del self.stored[key]
+
     async def put(
         self,
         subscription_id: int,
