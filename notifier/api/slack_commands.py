@@ -149,7 +149,12 @@ class _Handler:
                     pass  # added by someone else meanwhile: fine, it is watched
                 known = await _watch(engine, command.image_version_id)
             newly = await follow_in_channel(engine, channel, command.image_version_id, now)
-            where = "will post its progress here" if newly else "this channel already follows it"
+            # Slack does not say whether the bot is in the channel; without it every post fails.
+            where = (
+                "will post its progress here (if the bot is not in this channel yet, `/invite` it)"
+                if newly
+                else "this channel already follows it"
+            )
             return f"{watched} image version {_name(command.image_version_id, known)}; {where}."
         if isinstance(command, Remove):
             known = await _watch(engine, command.image_version_id)

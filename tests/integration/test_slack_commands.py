@@ -117,7 +117,8 @@ async def test_add_watches_the_image_version_and_subscribes_the_channel(
     answer = await _command(client, "add 1234 567890 EU fleet <b>")
 
     assert answer == (
-        "Now watching image version 567890 (EU fleet &lt;b&gt;); will post its progress here."
+        "Now watching image version 567890 (EU fleet &lt;b&gt;); will post its progress here "
+        "(if the bot is not in this channel yet, `/invite` it)."
     )
     [watch] = await list_watches(engine)
     assert (watch.account_service_id, watch.image_version_id, watch.source) == (
@@ -141,7 +142,7 @@ async def test_add_again_or_from_another_channel_says_what_already_holds(
     wrong_account = await _command(client, "add 999 567890")
 
     assert again == "Already watching image version 567890; this channel already follows it."
-    assert elsewhere == "Already watching image version 567890; will post its progress here."
+    assert elsewhere.startswith("Already watching image version 567890; will post its progress")
     assert "already watched under account service 1234, not 999; nothing changed" in wrong_account
     assert await _rows(engine) == (1, 2)
 
