@@ -254,7 +254,7 @@ async def test_twenty_image_versions_at_once_arrive_in_order_without_a_429_storm
     """Paced, (almost) nothing is refused; unpaced, the 429s are retried and order still holds."""
     async with FakeSlack(channels={CHANNEL}, post_interval_seconds=0.05) as fake:
         builds = await _subscribe(engine, "builds", CHANNEL)
-        sink = _sink(engine, fake, session, interval=0.06 if paced else 0)
+        sink = _sink(engine, fake, session, interval=0.08 if paced else 0)
         watches = {
             ivid: await add_watch(engine, 1234, ivid, f"build {ivid}", "config", T0)
             for ivid in range(1000, 1020)
