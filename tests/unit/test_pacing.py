@@ -1,0 +1,61 @@
+"""The per-channel pacer with a fake clock: spacing, order, and backing off after a 429."""
+
+from __future__ import annotations
+
+import asyncio
+
+from notifier.notify.pacing import ChannelPacer
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 6))
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def _pacer(time: FakeTime) -> ChannelPacer:
+    return ChannelPacer(1.0, clock=time.clock, sleep=time.sleep)
+
+
+async def test_sends_to_one_channel_are_spaced_and_keep_their_order() -> None:
+    time = FakeTime()
+    pacer = _pacer(time)
+    turns: list[tuple[int, float]] = []
+
+    async def send(n: int) -> None:
+        await pacer.wait_turn("C1")
+        turns.append((n, time.now))
+
+    await asyncio.gather(*(send(n) for n in range(4)))
+
+    assert turns == [(0, 100.0), (1, 101.0), (2, 102.0), (3, 103.0)]
+
+
+async def test_channels_do_not_wait_for_each_other() -> None:
+    time = FakeTime()
+    pacer = _pacer(time)
+
+    await pacer.wait_turn("C1")
+    await pacer.wait_turn("C2")
+
+    assert time.slept == []
+
+
+async def test_a_429_pushes_the_channels_next_turn_back() -> None:
+    time = FakeTime()
+    pacer = _pacer(time)
+    await pacer.wait_turn("C1")
+
+    pacer.back_off("C1", 30)
+    await pacer.wait_turn("C1")
+
+    assert time.slept == [30.0]
+    assert time.now == 130.0
