@@ -191,10 +191,10 @@ def test_slack_incoming_webhook_subscription_keeps_its_url_secret() -> None:
     settings = parse_config(text, {**ENV, "SLACK_HOOK": HOOK_URL}, "notifier.toml")
 
     hook = settings.subscription[2]
-    assert (hook.kind, hook.target, hook.secret) == (
+    assert (hook.kind, hook.target, hook.config_secrets) == (
         "slack_webhook",
         "https://hooks.slack.com",
-        HOOK_URL,
+        (HOOK_URL,),
     )
     assert HOOK_URL not in render_effective_config(settings)
 
