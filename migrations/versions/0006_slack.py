@@ -1,7 +1,7 @@
 """slack live messages: pending posts and what the message shows
 
 Revision ID: 0006_slack
-Revises: 0001
+Revises: 0004_upstream
 Create Date: 2026-11-29 01:25:00
 
 ``ts`` becomes nullable: a row without ``ts`` is a post under way (written before
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_slack"
-down_revision: str | None = "0001"
+down_revision: str | None = "0004_upstream"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

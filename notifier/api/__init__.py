@@ -6,7 +6,7 @@ service serves, so a new module (the Slack slash command, say) plugs in with one
 
 from __future__ import annotations
 
-from notifier.api import health, openapi, rest, status_page
+from notifier.api import health, openapi, rest, slack_commands, status_page
 from notifier.api.deps import ApiDeps, Registrar
 
 REGISTRARS: tuple[Registrar, ...] = (
@@ -14,6 +14,7 @@ REGISTRARS: tuple[Registrar, ...] = (
     rest.register,
     openapi.register,
     status_page.register,
+    slack_commands.register,
 )
 
 __all__ = ["REGISTRARS", "ApiDeps", "Registrar"]

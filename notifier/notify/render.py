@@ -56,7 +56,6 @@ _TERMINAL_EMOJI: Final[dict[int | None, str]] = {
 }
 _UNKNOWN_TERMINAL_EMOJI: Final = "❔"
 
-_FINISHED: Final = frozenset({COMPLETE, FAILED, SQUASHED})
 
 # So that a terminal shows the same picture as Slack (see notify/blocks_text.py).
 SLACK_TO_TERMINAL_EMOJI: Final[dict[str, str]] = {
@@ -136,14 +135,6 @@ class WatchInfo:
         return cls(event.account_service_id, event.image_version_id, event.label)
 
 
-# Events whose news is not in the status itself: the live message flags them until the next one.
-_WARNINGS: Final[dict[str, str]] = {
-    model.STALLED: ":warning: *Stalled*: no progress for a while",
-    model.OVERDUE: ":warning: *Overdue*: the ETA has passed",
-    model.POLL_FAILING: ":warning: *Polling is failing*: this status may be out of date",
-}
-
-
 def render_live_message(event: Event) -> SlackMessage:
     """The live message as of ``event`` alone (the sink renders the newest status instead)."""
     return render(WatchInfo.of(event), event.current, event)
@@ -154,8 +145,8 @@ def render(watch: WatchInfo, status: JobStatus, event: Event | None = None) -> S
 
     ``status`` is the newest known status, which may be newer than ``event``'s: that is how
     several pending updates of one message become a single ``chat.update``. ``event`` only adds
-    a warning line for news the status cannot show (stalled, overdue, polling failing), so two
-    renderings of one status are identical and an update that changes nothing can be skipped.
+    a note for news the status cannot show (stalled, overdue, polling failing), so two
+    renderings of one status after state changes are identical and the second can be skipped.
     """
     current = status
     state = _state(current)
@@ -168,8 +159,6 @@ def render(watch: WatchInfo, status: JobStatus, event: Event | None = None) -> S
     ]
     if current.failed_count:
         status_lines.append(f"*Failed attempts:* {current.failed_count}")
-    if event is not None and event.type in _WARNINGS and current.state_id not in _FINISHED:
-        status_lines.append(_WARNINGS[event.type])
 
     blocks: list[dict[str, Any]] = [
         {
@@ -182,7 +171,7 @@ def render(watch: WatchInfo, status: JobStatus, event: Event | None = None) -> S
         },
         _section("\n".join(status_lines)),
     ]
-    note = _note(event)
+    note = _note(event) if event is not None else ""
     if note:
         blocks.append(_section(note))
     if _shows_error(current):
@@ -211,7 +200,7 @@ def render(watch: WatchInfo, status: JobStatus, event: Event | None = None) -> S
     if _shows_error(current):
         assert current.error is not None
         fallback.append(f"error: {_one_line(current.error)}")
-    if event.type in _EVENT_PHRASES:
+    if event is not None and event.type in _EVENT_PHRASES:
         said = detail_text(event)
         fallback.append(
             escape_slack(

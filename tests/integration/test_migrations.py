@@ -39,7 +39,7 @@ async def test_slack_revision_reverts_dropping_only_unfinished_posts(engine: Asy
     await live.reserve(subscription.id, 1, 11, "C1")
 
     async with engine.begin() as conn:
-        await conn.run_sync(_downgrade, "0001")
+        await conn.run_sync(_downgrade, "0004_upstream")
     await upgrade(engine)
 
     assert await live.get(subscription.id, 1, 10) == LiveMessage("C1", "1.000100")

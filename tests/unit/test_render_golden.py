@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from notifier.clanforge.status import FAILED, RUNNING
-from notifier.events.model import FAILED_EVENT, STALLED, STATE_CHANGED
+from notifier.events.model import FAILED_EVENT, STATE_CHANGED
 from notifier.notify.blocks_text import blocks_to_text, mrkdwn_to_text
 from notifier.notify.render import SlackMessage, WatchInfo, render, render_thread_reply
 from tests.conftest import make_event, make_status
@@ -61,13 +61,6 @@ def test_rendering_ignores_which_state_event_triggered_it() -> None:
     """Two pending updates of one message render the same, so the second one can be skipped."""
     older = make_event(make_status(RUNNING, 20), type=STATE_CHANGED)
     assert render(WATCH, RUNNING_60, older) == render(WATCH, RUNNING_60, make_event(RUNNING_60))
-
-
-def test_stalled_job_is_flagged_until_it_finishes() -> None:
-    stalled = render(WATCH, RUNNING_60, make_event(RUNNING_60, type=STALLED))
-    assert ":warning: *Stalled*" in stalled.blocks[1]["text"]["text"]
-    done = render(WATCH, FAILED_80, make_event(FAILED_80, type=STALLED))
-    assert "Stalled" not in done.blocks[1]["text"]["text"]
 
 
 @pytest.mark.parametrize("name", ["slack_live_running.json", "slack_live_failed.json"])
