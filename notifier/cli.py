@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any, NoReturn
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -22,8 +23,13 @@ from notifier.config_output import render_effective_config
 from notifier.logs import configure_logging
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
-from notifier.store.outbox import list_deliveries, retry_deliveries
-from notifier.store.subscriptions import list_subscriptions
+from notifier.store.outbox import DeliveryView, list_deliveries, retry_deliveries
+from notifier.store.subscriptions import (
+    NotDisabled,
+    SubscriptionView,
+    enable_subscription,
+    list_subscriptions,
+)
 from notifier.store.watches import (
     DuplicateWatch,
     add_watch,
@@ -118,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
         dest="subscription_command", required=True, metavar="ACTION"
     )
     command("list", "list subscriptions", sub_commands)
+    enable = command(
+        "enable", "send to a subscription again after its receiver disabled it", sub_commands
+    )
+    enable.add_argument("name", metavar="NAME")
 
     webhook = command("webhook", "try webhook subscriptions and signatures")
     webhook_commands = webhook.add_subparsers(
@@ -333,12 +343,31 @@ async def _subscription_list(engine: AsyncEngine, args: argparse.Namespace) -> i
             s.kind,
             s.target if s.kind == "slack_channel" else _host_only(s.target),
             ", ".join(s.filters.get("events", [])) or "all",
-            "active" if s.active else "inactive",
+            _subscription_status(s),
             s.source,
         ]
         for s in subscriptions
     ]
     print(format_table(["NAME", "KIND", "TARGET", "EVENTS", "STATUS", "SOURCE"], rows))
+    return EXIT_OK
+
+
+def _subscription_status(s: SubscriptionView) -> str:
+    if s.disabled_reason is not None:
+        return f"disabled: {s.disabled_reason}"
+    return "active" if s.active else "inactive"
+
+
+async def _subscription_enable(engine: AsyncEngine, args: argparse.Namespace) -> int:
+    try:
+        await enable_subscription(engine, args.name)
+    except NotDisabled as exc:
+        print(f"notifier: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(
+        f"subscription {args.name!r} is enabled; its dead deliveries go out again with "
+        "`notifier deliveries retry --all-dead`"
+    )
     return EXIT_OK
 
 
@@ -381,15 +410,18 @@ async def _deliveries_list(engine: AsyncEngine, args: argparse.Namespace) -> int
     if not deliveries:
         print("no deliveries" + (f" with status {args.status}" if args.status else ""))
         return EXIT_OK
+    now = utc_now()
     rows = [
         [
             str(d.id),
             d.subscription,
             d.event_type,
+            d.event_id,
             str(d.image_version_id),
             d.status,
             str(d.attempts),
             format_time(d.next_attempt_at) if d.status == "pending" else "-",
+            _lease(d, now),
             (d.last_error or "")[:80],
         ]
         for d in deliveries
@@ -400,16 +432,25 @@ async def _deliveries_list(engine: AsyncEngine, args: argparse.Namespace) -> int
                 "ID",
                 "SUBSCRIPTION",
                 "EVENT",
+                "EVENT ID",
                 "IMAGE VERSION",
                 "STATUS",
                 "ATTEMPTS",
                 "NEXT",
+                "LEASED BY",
                 "LAST ERROR",
             ],
             rows,
         )
     )
     return EXIT_OK
+
+
+def _lease(d: DeliveryView, now: datetime) -> str:
+    """The replica sending it now; an expired lease means that replica died mid-send."""
+    if d.lease_owner is None or d.lease_until is None:
+        return "-"
+    return d.lease_owner if d.lease_until > now else f"{d.lease_owner} (expired)"
 
 
 async def _deliveries_retry(engine: AsyncEngine, args: argparse.Namespace) -> int:
@@ -430,6 +471,7 @@ _DATABASE_COMMANDS: dict[str, Callable[[AsyncEngine, argparse.Namespace], Awaita
     "watch resume": _watch_resume,
     "watch remove": _watch_remove,
     "subscription list": _subscription_list,
+    "subscription enable": _subscription_enable,
     "events": _events,
     "deliveries list": _deliveries_list,
     "deliveries retry": _deliveries_retry,

@@ -43,6 +43,8 @@ class DeliveryView:
     created_at: datetime
     delivered_at: datetime | None
     lease_owner: str | None
+    """The replica id (host:pid:suffix) sending it right now, if any."""
+    lease_until: datetime | None
 
 
 def _event_columns() -> list[object]:
@@ -112,66 +114,51 @@ async def claim_due_deliveries(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    delivery_id: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    delivery_id: int
+    error: str
+    retry_at: datetime | None
+    """None: no further attempt, the delivery is dead."""
+
+
+Outcome = Delivered | Failed
+
+
 def _ours(delivery_id: int, owner: str) -> ColumnElement[bool]:
     return and_(DeliveryRow.id == delivery_id, DeliveryRow.lease_owner == owner)
 
 
-# Ids per UPDATE ... WHERE id IN (...): well under SQLite's and asyncpg's bind parameter limits.
-_IDS_PER_STATEMENT = 500
+async def record_outcomes(engine: AsyncEngine, owner: str, outcomes: Sequence[Outcome]) -> None:
+    """Record the outcome of several attempts in one transaction (one SQLite write lock).
 
-
-async def mark_delivered(engine: AsyncEngine, delivery_id: int, owner: str, now: datetime) -> None:
-    await mark_delivered_many(engine, [delivery_id], owner, now)
-
-
-async def mark_delivered_many(
-    engine: AsyncEngine, delivery_ids: Sequence[int], owner: str, now: datetime
-) -> None:
-    """Record successful sends in one transaction, a statement per 500 ids.
-
-    A transaction per send cost more than the send itself. A crash between the sends and this
-    commit sends those deliveries again once their lease runs out: at least once, and the
-    webhook-id lets receivers drop the repeat.
+    Only rows this owner still leases change: if our lease ran out and another loop took the
+    delivery over, its outcome is the one that counts.
     """
-    if not delivery_ids:
+    if not outcomes:
         return
     async with engine.begin() as conn:
-        for start in range(0, len(delivery_ids), _IDS_PER_STATEMENT):
-            chunk = list(delivery_ids[start : start + _IDS_PER_STATEMENT])
+        for outcome in outcomes:
+            values: dict[str, object] = {
+                "attempts": DeliveryRow.attempts + 1,
+                "lease_owner": None,
+                "lease_until": None,
+            }
+            if isinstance(outcome, Delivered):
+                values.update(status="delivered", delivered_at=outcome.at, last_error=None)
+            elif outcome.retry_at is None:
+                values.update(status="dead", last_error=outcome.error)
+            else:
+                values.update(last_error=outcome.error, next_attempt_at=outcome.retry_at)
             await conn.execute(
-                update(DeliveryRow)
-                .where(DeliveryRow.id.in_(chunk), DeliveryRow.lease_owner == owner)
-                .values(
-                    status="delivered",
-                    attempts=DeliveryRow.attempts + 1,
-                    delivered_at=now,
-                    last_error=None,
-                    lease_owner=None,
-                    lease_until=None,
-                )
+                update(DeliveryRow).where(_ours(outcome.delivery_id, owner)).values(**values)
             )
-
-
-async def mark_failed(
-    engine: AsyncEngine,
-    delivery_id: int,
-    owner: str,
-    error: str,
-    next_attempt_at: datetime | None,
-) -> None:
-    """Record a failed attempt; ``next_attempt_at`` None means give up (dead)."""
-    values: dict[str, object] = {
-        "attempts": DeliveryRow.attempts + 1,
-        "last_error": error,
-        "lease_owner": None,
-        "lease_until": None,
-    }
-    if next_attempt_at is None:
-        values["status"] = "dead"
-    else:
-        values["next_attempt_at"] = next_attempt_at
-    async with engine.begin() as conn:
-        await conn.execute(update(DeliveryRow).where(_ours(delivery_id, owner)).values(**values))
 
 
 async def release_leases(engine: AsyncEngine, owner: str) -> None:
@@ -201,6 +188,7 @@ async def list_deliveries(
             DeliveryRow.created_at,
             DeliveryRow.delivered_at,
             DeliveryRow.lease_owner,
+            DeliveryRow.lease_until,
         )
         .join(EventRow, EventRow.id == DeliveryRow.event_id)
         .join(SubscriptionRow, SubscriptionRow.id == DeliveryRow.subscription_id)
