@@ -4,13 +4,12 @@ outbox ordering, config sync."""
 from __future__ import annotations
 
 from datetime import timedelta
-from itertools import count
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.config import PollSettings, SubscriptionSettings, WatchSettings
-from notifier.polling.plan import plan_deliveries, plan_success
+from notifier.config import SubscriptionSettings, WatchSettings
+from notifier.polling.plan import plan_success
 from notifier.store.migrate import upgrade
 from notifier.store.outbox import (
     Delivered,
@@ -28,15 +27,9 @@ from notifier.store.subscriptions import (
 )
 from notifier.store.tables import EventRow, JobStatusRow
 from notifier.store.watches import WatchSync, add_watch, list_watches, sync_config_watches
-from tests.conftest import T0, make_status
+from tests.conftest import POLL, T0, event_ids, make_status, poll_once
 
-POLL = PollSettings(interval_seconds=30, running_interval_seconds=10)
 LEASE = timedelta(seconds=60)
-
-
-def event_ids():  # type: ignore[no-untyped-def]
-    counter = count(1)
-    return lambda: f"evt_{next(counter):04d}"
 
 
 async def count_rows(engine: AsyncEngine, table: type) -> int:
@@ -50,16 +43,6 @@ async def subscribe_webhook(engine: AsyncEngine, name: str = "chatops", **filter
         [SubscriptionSettings(name=name, webhook_url="https://hooks.test/x", **filters)],  # type: ignore[arg-type]
         T0,
     )
-
-
-async def poll_once(engine: AsyncEngine, observed: dict[int, object], now=T0, ids=None):  # type: ignore[no-untyped-def]
-    """Claim what is due, 'fetch' from ``observed`` (image version -> status), write."""
-    ids = ids or event_ids()
-    token, due = await claim_due_watches(engine, "replica-a", now, LEASE, 100)
-    plans = [plan_success(w, observed[w.image_version_id], now, POLL, ids) for w in due]  # type: ignore[arg-type]
-    subscriptions = await load_active_subscriptions(engine, {})
-    deliveries = plan_deliveries(plans, subscriptions)
-    return await write_poll_results(engine, "replica-a", token, plans, deliveries, now)
 
 
 async def test_claim_takes_due_watches_once_until_the_lease_expires(engine: AsyncEngine) -> None:

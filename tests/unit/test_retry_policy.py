@@ -1,4 +1,4 @@
-"""The one delivery retry policy: a pure function of attempts, clock, age and the receiver's hint."""
+"""The one delivery retry policy: a pure function of attempts, clock, age and the receiver."""
 
 from __future__ import annotations
 
