@@ -459,7 +459,10 @@ async def _deliveries_retry(engine: AsyncEngine, args: argparse.Namespace) -> in
     count = await retry_deliveries(engine, utc_now(), ids=args.ids, all_dead=args.all_dead)
     print(f"{count} deliver{'y' if count == 1 else 'ies'} queued to be sent again")
     if args.ids and count < len(args.ids):
-        print("notifier: some ids were not found or already delivered", file=sys.stderr)
+        print(
+            "notifier: some ids were not found, already delivered or being sent right now",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     return EXIT_OK
 

@@ -205,8 +205,15 @@ async def list_deliveries(
 async def retry_deliveries(
     engine: AsyncEngine, now: datetime, ids: Sequence[int] = (), all_dead: bool = False
 ) -> int:
-    """Put dead (or pending) deliveries back in line to be sent now; returns how many."""
-    stmt = update(DeliveryRow).where(DeliveryRow.status != "delivered")
+    """Put dead (or waiting) deliveries back in line to be sent now; returns how many.
+
+    One that a replica is sending right now is left alone: taking its lease away would let a
+    second loop send it at the same time.
+    """
+    stmt = update(DeliveryRow).where(
+        DeliveryRow.status != "delivered",
+        or_(DeliveryRow.lease_until.is_(None), DeliveryRow.lease_until < now),
+    )
     if all_dead:
         stmt = stmt.where(DeliveryRow.status == "dead")
     else:
