@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from notifier.events.model import Event
@@ -36,4 +37,16 @@ class LiveMessages(Protocol):
         account_service_id: int,
         image_version_id: int,
         message: LiveMessage,
-    ) -> None: ...
+    ) -> None:
+        """Store where the live message is (and forget the post under way, if any)."""
+
+    async def begin_post(
+        self, subscription_id: int, account_service_id: int, image_version_id: int
+    ) -> None:
+        """Note that a new live message is about to be posted (see ``posting_since``)."""
+
+    async def posting_since(
+        self, subscription_id: int, account_service_id: int, image_version_id: int
+    ) -> datetime | None:
+        """When an earlier attempt began posting a live message whose ``ts`` was never stored:
+        it may be in the channel already."""

@@ -9,6 +9,7 @@ dispatcher owns retries, and one sleeping inside a call would hold a delivery le
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -33,7 +34,13 @@ _TRANSIENT_ERRORS: Final = frozenset(
     {"ratelimited", "fatal_error", "internal_error", "service_unavailable", "request_timeout"}
 )
 
+log = logging.getLogger(__name__)
+
 _AUTH_HINT: Final = "check [slack] bot_token (the token was rejected or its app was removed)"
+
+_LIVE_MESSAGE_EVENT_TYPE: Final = "clanforge_notifier_live_message"
+# Slack's ts comes from Slack's clock, the post's start from ours: look a little further back.
+_POST_CLOCK_SKEW_SECONDS: Final = 300
 
 # Broadcast so that people who do not follow the thread still see the job went wrong.
 _BROADCAST_STATES: Final = frozenset({FAILED, SQUASHED})
@@ -66,8 +73,17 @@ class SlackSink:
         key = (subscription.id, event.account_service_id, event.image_version_id)
         message = render_live_message(event)
         earlier = await self._live.get(*key)
+        adopted = False
         if earlier is None:
-            live = await self._post(subscription.target, message)
+            # An earlier attempt of this very delivery may have posted and died before storing
+            # the ts: adopt that message (an update, no thread reply) rather than post again.
+            earlier = await self._find_posted(subscription, event)
+            adopted = earlier is not None
+            if earlier is not None:
+                await self._live.put(*key, earlier)
+        if earlier is None:
+            await self._live.begin_post(*key)
+            live = await self._post(subscription.target, message, _metadata(subscription, event))
             await self._live.put(*key, live)
         else:
             live = earlier
@@ -78,10 +94,13 @@ class SlackSink:
             except SlackApiError as exc:
                 if _error_code(exc) not in _MESSAGE_GONE:
                     raise
-                live = await self._post(subscription.target, message)
+                await self._live.begin_post(*key)
+                live = await self._post(
+                    subscription.target, message, _metadata(subscription, event)
+                )
                 await self._live.put(*key, live)
 
-        if event.type == STATE_CHANGED and earlier is not None:
+        if event.type == STATE_CHANGED and earlier is not None and not adopted:
             reply = render_thread_reply(event)
             await self._client.chat_postMessage(
                 channel=live.channel,
@@ -91,12 +110,60 @@ class SlackSink:
                 reply_broadcast=event.current.state_id in _BROADCAST_STATES,
             )
 
-    async def _post(self, channel: str, message: SlackMessage) -> LiveMessage:
+    async def _post(
+        self, channel: str, message: SlackMessage, metadata: dict[str, Any]
+    ) -> LiveMessage:
         response = await self._client.chat_postMessage(
-            channel=channel, text=message.text, blocks=message.blocks
+            channel=channel, text=message.text, blocks=message.blocks, metadata=metadata
         )
         # Slack answers with the channel id even when given a name; chat.update needs the id.
         return LiveMessage(channel=str(response["channel"]), ts=str(response["ts"]))
+
+    async def _find_posted(self, subscription: Subscription, event: Event) -> LiveMessage | None:
+        """The live message an interrupted earlier attempt posted, found by its metadata.
+
+        Only looked for when a post was begun and its ts never stored (a crash in between), so
+        a channel's history is read once per crash, not once per message. Without the
+        ``channels:history`` scope this cannot look: it says so and a second message is posted.
+        """
+        key = (subscription.id, event.account_service_id, event.image_version_id)
+        since = await self._live.posting_since(*key)
+        if since is None:
+            return None
+        wanted = _metadata(subscription, event)
+        try:
+            response = await self._client.conversations_history(
+                channel=subscription.target,
+                oldest=f"{since.timestamp() - _POST_CLOCK_SKEW_SECONDS:.6f}",
+                include_all_metadata=True,
+                limit=200,
+            )
+        except SlackApiError as exc:
+            log.warning(
+                "subscription %r: cannot look for a live message an interrupted attempt may have "
+                "posted (Slack says %s; the app needs channels:history); posting a new one",
+                subscription.name,
+                _error_code(exc),
+            )
+            return None
+        for found in response.get("messages") or []:
+            if found.get("metadata") == wanted and found.get("ts"):
+                return LiveMessage(
+                    channel=str(response.get("channel") or subscription.target), ts=str(found["ts"])
+                )
+        return None
+
+
+def _metadata(subscription: Subscription, event: Event) -> dict[str, Any]:
+    """Tags the live message with its key, so that it can be found again after a crash."""
+    return {
+        "event_type": _LIVE_MESSAGE_EVENT_TYPE,
+        "event_payload": {
+            "subscription_id": subscription.id,
+            "account_service_id": event.account_service_id,
+            "image_version_id": event.image_version_id,
+        },
+    }
 
 
 def _classify(exc: SlackApiError, channel: str) -> DeliveryFailed:

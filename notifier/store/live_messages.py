@@ -9,7 +9,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.notify.sink import LiveMessage
-from notifier.store.tables import SLACK_MESSAGES, SlackMessageRow
+from notifier.store.tables import SLACK_MESSAGES, SLACK_POSTS, SlackMessageRow, SlackPostRow
 
 
 class DatabaseLiveMessages:
@@ -45,6 +45,13 @@ class DatabaseLiveMessages:
             SlackMessageRow.image_version_id == image_version_id,
         )
         async with self._engine.begin() as conn:
+            await conn.execute(
+                delete(SlackPostRow).where(
+                    SlackPostRow.subscription_id == subscription_id,
+                    SlackPostRow.account_service_id == account_service_id,
+                    SlackPostRow.image_version_id == image_version_id,
+                )
+            )
             await conn.execute(delete(SlackMessageRow).where(*key))
             await conn.execute(
                 SLACK_MESSAGES.insert().values(
@@ -54,5 +61,38 @@ class DatabaseLiveMessages:
                     channel=message.channel,
                     ts=message.ts,
                     updated_at=self._clock(),
+                )
+            )
+
+    async def posting_since(
+        self, subscription_id: int, account_service_id: int, image_version_id: int
+    ) -> datetime | None:
+        async with self._engine.connect() as conn:
+            started: datetime | None = await conn.scalar(
+                select(SlackPostRow.started_at).where(
+                    SlackPostRow.subscription_id == subscription_id,
+                    SlackPostRow.account_service_id == account_service_id,
+                    SlackPostRow.image_version_id == image_version_id,
+                )
+            )
+        return started
+
+    async def begin_post(
+        self, subscription_id: int, account_service_id: int, image_version_id: int
+    ) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                delete(SlackPostRow).where(
+                    SlackPostRow.subscription_id == subscription_id,
+                    SlackPostRow.account_service_id == account_service_id,
+                    SlackPostRow.image_version_id == image_version_id,
+                )
+            )
+            await conn.execute(
+                SLACK_POSTS.insert().values(
+                    subscription_id=subscription_id,
+                    account_service_id=account_service_id,
+                    image_version_id=image_version_id,
+                    started_at=self._clock(),
                 )
             )

@@ -190,6 +190,23 @@ class SlackMessageRow(Base):
     updated_at: Mapped[datetime]
 
 
+class SlackPostRow(Base):
+    """A live message being posted: written before chat.postMessage, removed with the ``ts``.
+
+    Still there on a later attempt means an earlier one may have posted and died before storing
+    the ``ts``: the sink then looks for that message instead of posting a second one.
+    """
+
+    __tablename__ = "slack_posts"
+
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"), primary_key=True
+    )
+    account_service_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    image_version_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    started_at: Mapped[datetime]
+
+
 def _table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
@@ -201,3 +218,4 @@ EVENTS = _table(EventRow)
 SUBSCRIPTIONS = _table(SubscriptionRow)
 DELIVERIES = _table(DeliveryRow)
 SLACK_MESSAGES = _table(SlackMessageRow)
+SLACK_POSTS = _table(SlackPostRow)

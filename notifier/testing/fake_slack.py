@@ -192,6 +192,8 @@ class FakeSlack:
             answer = self._post_message(args)
         elif method == "chat.update":
             answer = self._update(args)
+        elif method == "conversations.history":
+            answer = self._history(args)
         else:
             answer = {"ok": False, "error": "unknown_method"}
 
@@ -230,8 +232,37 @@ class FakeSlack:
             blocks=list(args.get("blocks") or []),
             thread_ts=str(thread_ts) if thread_ts else None,
         )
+        if isinstance(args.get("metadata"), dict):
+            message.extra["metadata"] = args["metadata"]
         self.messages[(channel, ts)] = message
         return {"ok": True, "channel": channel, "ts": ts, "message": _wire_message(message)}
+
+    def _history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Top-level messages of a channel, newest first, from ``oldest`` on; metadata only
+        with ``include_all_metadata``, as Slack does."""
+        channel = str(args.get("channel") or "")
+        problem = self._check_channel(channel)
+        if problem:
+            return {"ok": False, "error": problem}
+        oldest = float(args.get("oldest") or 0)
+        limit = int(args.get("limit") or 100)
+        with_metadata = str(args.get("include_all_metadata", "")).lower() in {"1", "true"}
+        found = sorted(
+            (
+                m
+                for m in self.messages.values()
+                if m.channel == channel and m.thread_ts is None and float(m.ts) >= oldest
+            ),
+            key=lambda m: float(m.ts),
+            reverse=True,
+        )[:limit]
+        wire = []
+        for message in found:
+            item = _wire_message(message)
+            if with_metadata and "metadata" in message.extra:
+                item["metadata"] = message.extra["metadata"]
+            wire.append(item)
+        return {"ok": True, "channel": channel, "messages": wire, "has_more": False}
 
     def _update(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = str(args.get("channel") or "")

@@ -237,7 +237,7 @@ async def test_sigkill_at_random_moments_loses_no_event_and_resends_keep_the_web
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 30)
     output = log.read_text()
-    assert arrived, output[-3000:]
+    assert arrived, (live_messages(upstream.slack), first_arrivals(hooks), output[-3000:])
     assert proc.returncode == 0, output[-3000:]
 
     # Every expected event arrived, in order per image version.

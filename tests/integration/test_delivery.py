@@ -432,3 +432,44 @@ async def lifecycle_second_version(engine: AsyncEngine) -> None:
             now=T0 + timedelta(hours=step, minutes=1),
             ids=lambda: next(ids),
         )
+
+
+async def test_slack_live_message_posted_before_a_crash_is_updated_not_posted_again(
+    engine: AsyncEngine, clock: HandClock, session: aiohttp.ClientSession
+) -> None:
+    """An attempt posted the live message and died before storing its ts: the resend finds
+    the message by its metadata and updates it."""
+    async with FakeSlack(token=SLACK_TOKEN) as slack:
+        await sync_config_subscriptions(
+            engine, [SubscriptionSettings(name="builds", slack_channel=CHANNEL)], T0
+        )
+        await lifecycle(engine, [1], [QUEUED, RUNNING])
+        clock.now = T0 + timedelta(hours=2)
+        [subscription] = await load_active_subscriptions(engine, {})
+        client = AsyncWebClient(token=SLACK_TOKEN, base_url=slack.base_url, session=session)
+        live = DatabaseLiveMessages(engine, clock)
+        # What the interrupted attempt got done: the intent noted, the message posted.
+        await live.begin_post(subscription.id, ASID, 1)
+        await client.chat_postMessage(
+            channel=CHANNEL,
+            text="build 1: Queued",
+            metadata={
+                "event_type": "clanforge_notifier_live_message",
+                "event_payload": {
+                    "subscription_id": subscription.id,
+                    "account_service_id": ASID,
+                    "image_version_id": 1,
+                },
+            },
+        )
+        d = dispatcher(engine, clock, {"slack_channel": SlackSink(client, live)})
+
+        await d.dispatch_until_idle()
+
+        [message] = slack.top_level_posts(CHANNEL)
+        assert [u.args["ts"] for u in slack.updates(CHANNEL)] == [message.answer["ts"]] * 2
+        assert "Running" in slack.messages[(CHANNEL, message.answer["ts"])].text
+        # The reply for Running only: the Queued one is the message itself.
+        [reply] = slack.thread_replies(message.answer["ts"])
+        assert "Running" in reply.args["text"]
+    assert {x.status for x in await deliveries(engine)} == {"delivered"}

@@ -30,6 +30,7 @@ class MemoryLiveMessages:
 
     def __init__(self) -> None:
         self.stored: dict[tuple[int, int, int], LiveMessage] = {}
+        self.posting: dict[tuple[int, int, int], datetime] = {}
 
     async def get(
         self, subscription_id: int, account_service_id: int, image_version_id: int
@@ -44,6 +45,17 @@ class MemoryLiveMessages:
         message: LiveMessage,
     ) -> None:
         self.stored[(subscription_id, account_service_id, image_version_id)] = message
+        self.posting.pop((subscription_id, account_service_id, image_version_id), None)
+
+    async def begin_post(
+        self, subscription_id: int, account_service_id: int, image_version_id: int
+    ) -> None:
+        self.posting[(subscription_id, account_service_id, image_version_id)] = datetime.now(UTC)
+
+    async def posting_since(
+        self, subscription_id: int, account_service_id: int, image_version_id: int
+    ) -> datetime | None:
+        return self.posting.get((subscription_id, account_service_id, image_version_id))
 
 
 def _status(state_id: int, state: str, progress: int, error: str | None = None) -> JobStatus:
