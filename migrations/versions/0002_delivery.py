@@ -1,4 +1,4 @@
-"""delivery: subscriptions disabled by their receiver, Slack posts under way
+"""delivery: subscriptions disabled by their receiver, Slack posts under way, live message age
 
 Revision ID: 0002_delivery
 Revises: 0004_upstream
@@ -20,6 +20,8 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
         batch_op.add_column(sa.Column("disabled_reason", sa.Text(), nullable=True))
+    with op.batch_alter_table("slack_messages", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("shows_event_at", sa.DateTime(timezone=True), nullable=True))
     op.create_table(
         "slack_posts",
         sa.Column("subscription_id", sa.Integer(), nullable=False),
@@ -43,5 +45,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("slack_posts")
+    with op.batch_alter_table("slack_messages", schema=None) as batch_op:
+        batch_op.drop_column("shows_event_at")
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
         batch_op.drop_column("disabled_reason")

@@ -19,6 +19,8 @@ class Sink(Protocol):
 class LiveMessage:
     channel: str
     ts: str
+    shows: datetime | None = None
+    """When the event the message shows happened: an older one never overwrites it."""
 
 
 class LiveMessages(Protocol):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -79,12 +80,14 @@ class SlackSink:
             # the ts: adopt that message (an update, no thread reply) rather than post again.
             earlier = await self._find_posted(subscription, event)
             adopted = earlier is not None
-            if earlier is not None:
-                await self._live.put(*key, earlier)
         if earlier is None:
             await self._live.begin_post(*key)
             live = await self._post(subscription.target, message, _metadata(subscription, event))
-            await self._live.put(*key, live)
+            await self._live.put(*key, replace(live, shows=event.occurred_at))
+        elif earlier.shows is not None and event.occurred_at < earlier.shows:
+            # A late send of an older event (a dead delivery retried by hand): the live message
+            # never goes back to an older state; the thread still gets its line.
+            live = earlier
         else:
             live = earlier
             try:
@@ -98,7 +101,7 @@ class SlackSink:
                 live = await self._post(
                     subscription.target, message, _metadata(subscription, event)
                 )
-                await self._live.put(*key, live)
+            await self._live.put(*key, replace(live, shows=event.occurred_at))
 
         if event.type == STATE_CHANGED and earlier is not None and not adopted:
             reply = render_thread_reply(event)

@@ -23,14 +23,18 @@ class DatabaseLiveMessages:
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
-                    select(SlackMessageRow.channel, SlackMessageRow.ts).where(
+                    select(
+                        SlackMessageRow.channel, SlackMessageRow.ts, SlackMessageRow.shows_event_at
+                    ).where(
                         SlackMessageRow.subscription_id == subscription_id,
                         SlackMessageRow.account_service_id == account_service_id,
                         SlackMessageRow.image_version_id == image_version_id,
                     )
                 )
             ).first()
-        return None if row is None else LiveMessage(channel=row.channel, ts=row.ts)
+        if row is None:
+            return None
+        return LiveMessage(channel=row.channel, ts=row.ts, shows=row.shows_event_at)
 
     async def put(
         self,
@@ -60,6 +64,7 @@ class DatabaseLiveMessages:
                     image_version_id=image_version_id,
                     channel=message.channel,
                     ts=message.ts,
+                    shows_event_at=message.shows,
                     updated_at=self._clock(),
                 )
             )

@@ -188,6 +188,8 @@ class SlackMessageRow(Base):
     channel: Mapped[str] = mapped_column(String(40))
     ts: Mapped[str] = mapped_column(String(40))
     updated_at: Mapped[datetime]
+    # When the event the message shows happened: a late older event must not overwrite it.
+    shows_event_at: Mapped[datetime | None]
 
 
 class SlackPostRow(Base):

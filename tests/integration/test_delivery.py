@@ -21,7 +21,7 @@ from notifier.notify.sink import Sink
 from notifier.notify.slack import SlackSink
 from notifier.notify.webhook import WebhookSink
 from notifier.store.live_messages import DatabaseLiveMessages
-from notifier.store.outbox import DeliveryView, list_deliveries
+from notifier.store.outbox import DeliveryView, list_deliveries, retry_deliveries
 from notifier.store.subscriptions import (
     enable_subscription,
     list_subscriptions,
@@ -472,4 +472,34 @@ async def test_slack_live_message_posted_before_a_crash_is_updated_not_posted_ag
         # The reply for Running only: the Queued one is the message itself.
         [reply] = slack.thread_replies(message.answer["ts"])
         assert "Running" in reply.args["text"]
+    assert {x.status for x in await deliveries(engine)} == {"delivered"}
+
+
+async def test_slack_live_message_never_goes_back_to_an_older_state(
+    engine: AsyncEngine, clock: HandClock, session: aiohttp.ClientSession
+) -> None:
+    """Queued went dead, Running went out; Queued retried by hand later only adds a thread line."""
+    async with FakeSlack(token=SLACK_TOKEN) as slack:
+        await sync_config_subscriptions(
+            engine, [SubscriptionSettings(name="builds", slack_channel=CHANNEL)], T0
+        )
+        await lifecycle(engine, [1], [QUEUED, RUNNING])
+        clock.now = T0 + timedelta(hours=2)
+        client = AsyncWebClient(token=SLACK_TOKEN, base_url=slack.base_url, session=session)
+        d = dispatcher(
+            engine, clock, {"slack_channel": SlackSink(client, DatabaseLiveMessages(engine, clock))}
+        )
+        slack.fail_next("chat.postMessage", "not_in_channel")
+        await d.dispatch_until_idle()
+        [live] = slack.top_level_posts(CHANNEL)
+        assert "Running" in live.args["text"]
+
+        assert await retry_deliveries(engine, clock.now, all_dead=True) == 1
+        await d.dispatch_until_idle()
+
+        ts = live.answer["ts"]
+        assert "Running" in slack.messages[(CHANNEL, ts)].text
+        assert slack.updates(CHANNEL) == []
+        [reply] = slack.thread_replies(ts)
+        assert "Queued" in reply.args["text"]
     assert {x.status for x in await deliveries(engine)} == {"delivered"}

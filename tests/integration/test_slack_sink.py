@@ -22,6 +22,7 @@ from notifier.testing.fake_slack import FakeSlack
 
 TOKEN = "xoxb-test-token"
 CHANNEL = "C0123"
+OCCURRED = datetime(2026, 11, 28, 17, 4, 5, tzinfo=UTC)
 SUBSCRIPTION = Subscription(id=3, name="builds", kind="slack_channel", target=CHANNEL)
 
 
@@ -84,7 +85,7 @@ def _event(
     return Event(
         id=f"evt_{type}_{current.state}",
         type=type,
-        occurred_at=datetime(2026, 11, 28, 17, 4, 5, tzinfo=UTC),
+        occurred_at=OCCURRED,
         account_service_id=1234,
         image_version_id=567890,
         label="EU fleet, build 1.4.2",
@@ -131,7 +132,9 @@ async def test_first_sighting_posts_one_live_message_and_remembers_it(
     assert post.args["channel"] == CHANNEL
     assert "Queued 0%" in post.args["text"]
     assert post.args["blocks"][0]["type"] == "header"
-    assert live.stored == {(3, 1234, 567890): LiveMessage(channel=CHANNEL, ts=post.answer["ts"])}
+    assert live.stored == {
+        (3, 1234, 567890): LiveMessage(channel=CHANNEL, ts=post.answer["ts"], shows=OCCURRED)
+    }
     assert fake.updates() == []
 
 
@@ -225,7 +228,7 @@ async def test_message_that_can_no_longer_be_edited_is_replaced(
     await sink.deliver(_event(RUNNING_40, QUEUED_0), SUBSCRIPTION)
 
     first, fresh = fake.top_level_posts()
-    assert live.stored[(3, 1234, 567890)] == LiveMessage(CHANNEL, fresh.answer["ts"])
+    assert live.stored[(3, 1234, 567890)] == LiveMessage(CHANNEL, fresh.answer["ts"], OCCURRED)
     assert fresh.answer["ts"] != first.answer["ts"]
     assert len(fake.thread_replies(fresh.answer["ts"])) == 1
 
