@@ -32,6 +32,7 @@ from notifier.store.outbox import (
     Failed,
     Outcome,
     claim_due_deliveries,
+    extend_leases,
     record_outcomes,
     release_leases,
 )
@@ -68,6 +69,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._sending: dict[asyncio.Task[None], int] = {}
         self._pending_outcomes: list[tuple[Outcome, asyncio.Future[None]]] = []
         self._outcomes_ready = asyncio.Event()
 
@@ -86,6 +88,7 @@ class Dispatcher:
     async def run(self) -> None:
         """Dispatch whenever woken, until :meth:`stop`; a failing pass is logged, not fatal."""
         writer = asyncio.create_task(self._write_outcomes(), name="delivery-outcomes")
+        heartbeat = asyncio.create_task(self._keep_leases(), name="delivery-leases")
         try:
             while not self._stopping:
                 await self._wake.wait()
@@ -97,9 +100,21 @@ class Dispatcher:
                 except Exception:
                     log.exception("dispatch pass failed; trying again at the next wake-up")
         finally:
-            await self._wind_down(writer)
+            await self._wind_down(writer, heartbeat)
 
-    async def _wind_down(self, writer: asyncio.Task[None]) -> None:
+    async def _keep_leases(self) -> None:
+        """Extend the leases of sends under way every third of a lease, so that a send slower
+        than one lease (a slow receiver, several Slack calls) is not taken over and sent twice."""
+        period = self._lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(period)
+            ids = list(self._sending.values())
+            try:
+                await extend_leases(self._engine, self._owner, ids, self._clock() + self._lease)
+            except Exception:
+                log.exception("could not extend %d delivery lease(s)", len(ids))
+
+    async def _wind_down(self, writer: asyncio.Task[None], heartbeat: asyncio.Task[None]) -> None:
         if self._in_flight:
             log.info(
                 "waiting up to %g s for %d send(s) under way",
@@ -116,6 +131,9 @@ class Dispatcher:
                     self._shutdown_grace,
                 )
                 await asyncio.wait(late)
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await writer
@@ -154,10 +172,12 @@ class Dispatcher:
                 name=f"delivery-{delivery.id}",
             )
             self._in_flight.add(task)
+            self._sending[task] = delivery.id
             task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
+        self._sending.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery task failed", exc_info=task.exception())
         # A slot is free, and the next delivery of the same key may be due now.

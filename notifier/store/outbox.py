@@ -161,6 +161,20 @@ async def record_outcomes(engine: AsyncEngine, owner: str, outcomes: Sequence[Ou
             )
 
 
+async def extend_leases(
+    engine: AsyncEngine, owner: str, delivery_ids: Sequence[int], until: datetime
+) -> None:
+    """Keep the leases of sends still under way (a slow receiver, several Slack calls)."""
+    if not delivery_ids:
+        return
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(DeliveryRow)
+            .where(DeliveryRow.id.in_(list(delivery_ids)), DeliveryRow.lease_owner == owner)
+            .values(lease_until=until)
+        )
+
+
 async def release_leases(engine: AsyncEngine, owner: str) -> None:
     """Give back what this process claimed but did not send, so others need not wait it out."""
     async with engine.begin() as conn:

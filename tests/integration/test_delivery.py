@@ -4,8 +4,9 @@ that retry delays are checked without waiting for them."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 
 import aiohttp
@@ -14,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.clanforge.status import COMPLETE, QUEUED, RUNNING
+from notifier.clock import utc_now
 from notifier.config import SubscriptionSettings
 from notifier.notify.dispatcher import Dispatcher
 from notifier.notify.retry import RetryPolicy
@@ -116,6 +118,14 @@ async def lifecycle(
 
 async def deliveries(engine: AsyncEngine) -> list[DeliveryView]:
     return sorted(await list_deliveries(engine), key=lambda d: d.id)
+
+
+async def until(condition: Callable[[], bool], within: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
 
 
 def arrived(receiver: WebhookReceiver) -> list[tuple[int, str, str]]:
@@ -503,3 +513,44 @@ async def test_slack_live_message_never_goes_back_to_an_older_state(
         [reply] = slack.thread_replies(ts)
         assert "Queued" in reply.args["text"]
     assert {x.status for x in await deliveries(engine)} == {"delivered"}
+
+
+async def test_a_send_slower_than_the_lease_keeps_its_lease_and_is_not_sent_twice(
+    engine: AsyncEngine, session: aiohttp.ClientSession, receiver: WebhookReceiver
+) -> None:
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, [1], [QUEUED])
+    receiver.respond_next(204, delay=4.0)
+
+    def replica(name: str) -> Dispatcher:
+        async def subscriptions():  # type: ignore[no-untyped-def]
+            return await load_active_subscriptions(engine, {})
+
+        return Dispatcher(
+            engine,
+            {"webhook": WebhookSink(session, timeout_seconds=10)},
+            subscriptions,
+            owner=name,
+            clock=utc_now,
+            policy=RetryPolicy(),
+            max_concurrency=4,
+            lease=timedelta(seconds=1.5),
+        )
+
+    slow, other = replica("replica-slow"), replica("replica-other")
+    running = asyncio.create_task(slow.run())
+    slow.wake()
+    try:
+        await until(lambda: bool(receiver.requests))
+        await asyncio.sleep(2.5)  # past the first lease: the heartbeat has extended it
+        [leased] = await deliveries(engine)
+        assert leased.lease_owner == "replica-slow"
+        await other.dispatch_until_idle()
+        assert len(receiver.requests) == 1
+        await until(lambda: slow.in_flight == 0)
+    finally:
+        slow.stop()
+        await running
+    [done] = await deliveries(engine)
+    assert (done.status, done.attempts, done.lease_owner) == ("delivered", 1, None)
+    assert len(receiver.requests) == 1
