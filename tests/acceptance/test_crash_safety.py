@@ -9,6 +9,7 @@ with ``pytest tests/acceptance/test_crash_safety.py -k sigkill -s``. ``NOTIFIER_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -156,6 +157,31 @@ async def wait_for(condition: Callable[[], bool], within: float) -> bool:
     return True
 
 
+async def use_the_cli_meanwhile(config: Path, results: list[tuple[int | None, str]]) -> None:
+    """`deliveries list` and `deliveries retry --all-dead` (a write) in a loop; (exit, stderr)."""
+    while True:
+        for action in (["list", "--status", "pending"], ["retry", "--all-dead"]):
+            cli = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "notifier",
+                "deliveries",
+                *action,
+                "--config",
+                str(config),
+                env={**os.environ, "SLACK_BOT_TOKEN": SLACK_TOKEN},
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            try:
+                _, err = await cli.communicate()
+            except asyncio.CancelledError:
+                cli.kill()
+                await cli.wait()
+                raise
+            results.append((cli.returncode, err.decode()))
+
+
 def first_arrivals(hooks: WebhookReceiver) -> dict[int, list[tuple[str, str]]]:
     """Per image version, (type, state) of each webhook-id the first time it arrived."""
     seen: set[str] = set()
@@ -221,6 +247,9 @@ async def test_sigkill_at_random_moments_loses_no_event_and_resends_keep_the_web
         assert proc.returncode == -signal.SIGKILL, log.read_text()[-2000:]
 
     proc = await start(config, log)
+    # Operators use the CLI on the same SQLite file while the service writes: never "locked".
+    cli_results: list[tuple[int | None, str]] = []
+    operator = asyncio.create_task(use_the_cli_meanwhile(config, cli_results))
     try:
         arrived = await wait_for(all_arrived, 120)
         arrived = arrived and await wait_for(
@@ -234,10 +263,15 @@ async def test_sigkill_at_random_moments_loses_no_event_and_resends_keep_the_web
             30,
         )
     finally:
+        operator.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await operator
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 30)
     output = log.read_text()
     assert arrived, (live_messages(upstream.slack), first_arrivals(hooks), output[-3000:])
+    assert cli_results
+    assert [r for r in cli_results if r[0] != 0 or r[1]] == []
     assert proc.returncode == 0, output[-3000:]
 
     # Every expected event arrived, in order per image version.
@@ -267,7 +301,8 @@ async def test_sigkill_at_random_moments_loses_no_event_and_resends_keep_the_web
             f"{kills['random']} at random), {expected_count} webhook events expected, "
             f"{len(bodies)} received, {duplicates} duplicate deliveries (same webhook-id), "
             f"{sum(len(t) for t in messages.values())} Slack live messages for "
-            f"{len(IMAGE_VERSIONS)} image versions"
+            f"{len(IMAGE_VERSIONS)} image versions; {len(cli_results)} CLI runs meanwhile, "
+            "none failed"
         )
     assert sum(kills.values()) >= kills_wanted * 2 // 3
 
