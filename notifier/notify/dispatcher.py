@@ -192,6 +192,10 @@ class Dispatcher:
     ) -> Outcome:
         attempts = delivery.attempts + 1
         if subscription is None:
+            log.warning(
+                "delivery %d is dead: its subscription was removed or disabled meanwhile",
+                delivery.id,
+            )
             return Failed(delivery.id, "subscription is gone or inactive", None)
         sink = self._sinks.get(subscription.kind)
         try:
