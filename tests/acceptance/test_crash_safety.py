@@ -182,6 +182,17 @@ async def use_the_cli_meanwhile(config: Path, results: list[tuple[int | None, st
             results.append((cli.returncode, err.decode()))
 
 
+def outbox(database: Path) -> list[tuple[str, str, int, str | None]]:
+    """(subscription, status, attempts, last error) of every delivery not delivered."""
+    with sqlite3.connect(database) as db:
+        return list(
+            db.execute(
+                "SELECT s.name, d.status, d.attempts, d.last_error FROM deliveries d "
+                "JOIN subscriptions s ON s.id = d.subscription_id WHERE d.status != 'delivered'"
+            )
+        )
+
+
 def first_arrivals(hooks: WebhookReceiver) -> dict[int, list[tuple[str, str]]]:
     """Per image version, (type, state) of each webhook-id the first time it arrived."""
     seen: set[str] = set()
@@ -269,7 +280,13 @@ async def test_sigkill_at_random_moments_loses_no_event_and_resends_keep_the_web
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 30)
     output = log.read_text()
-    assert arrived, (live_messages(upstream.slack), first_arrivals(hooks), output[-3000:])
+    assert arrived, (
+        live_messages(upstream.slack),
+        [(c.method, c.error) for c in upstream.slack.calls if c.error][:10],
+        outbox(tmp_path / "notifier.db"),
+        first_arrivals(hooks),
+        output[-3000:],
+    )
     assert cli_results
     assert [r for r in cli_results if r[0] != 0 or r[1]] == []
     assert proc.returncode == 0, output[-3000:]
