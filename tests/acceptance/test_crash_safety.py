@@ -85,6 +85,9 @@ timeout_seconds = 1
 interval_seconds = 0.2
 lease_seconds = 2
 shutdown_grace_seconds = {grace}
+# Crash safety is under test here, not the schedule: retry soon, never give up.
+retry_schedule_seconds = [0.2, 0.5, 1]
+max_attempts = 1000
 
 [[subscription]]
 name = "builds"
