@@ -284,6 +284,7 @@ async def test_sigkill_at_random_moments_loses_no_event_and_resends_keep_the_web
         await asyncio.wait_for(proc.wait(), 30)
     output = log.read_text()
     assert arrived, (
+        f"seed {seed}",
         live_messages(upstream.slack),
         [(c.method, c.error) for c in upstream.slack.calls if c.error][:10],
         outbox(tmp_path / "notifier.db"),
