@@ -262,8 +262,14 @@ class Service:
             misfire_grace_time=max(1, int(interval / 2)),
             next_run_time=self.clock(),
         )
+
+        async def wake_dispatcher() -> None:
+            # A coroutine on purpose: APScheduler runs plain functions in a worker thread, and
+            # an asyncio.Event set from there may not wake the loop (not thread-safe).
+            dispatcher.wake()
+
         scheduler.add_job(
-            dispatcher.wake,
+            wake_dispatcher,
             "interval",
             seconds=self.settings.delivery.interval_seconds,
             id="dispatch",
