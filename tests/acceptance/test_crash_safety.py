@@ -328,8 +328,9 @@ async def test_sigkill_at_random_moments_loses_no_event_and_resends_keep_the_web
     assert sum(kills.values()) >= kills_wanted * 2 // 3
 
 
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 async def test_sigterm_finishes_the_send_under_way_and_exits_0(
-    upstream: Upstream, tmp_path: Path
+    upstream: Upstream, tmp_path: Path, stop_signal: signal.Signals
 ) -> None:
     hooks = upstream.hooks
     for ivid in IMAGE_VERSIONS:
@@ -340,7 +341,7 @@ async def test_sigterm_finishes_the_send_under_way_and_exits_0(
     proc = await start(config, log)
     assert await wait_for(lambda: len(hooks.requests) >= 1, 30), log.read_text()
 
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(stop_signal)
     await asyncio.wait_for(proc.wait(), 20)
 
     output = log.read_text()
