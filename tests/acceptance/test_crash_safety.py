@@ -315,6 +315,7 @@ async def test_sigkill_at_random_moments_loses_no_event_and_resends_keep_the_web
         statuses = Counter(s for (s,) in db.execute("SELECT status FROM deliveries"))
     assert set(statuses) == {"delivered"}
 
+    lookups = sum(1 for c in upstream.slack.calls if c.method == "conversations.history")
     with capsys.disabled():
         print(
             f"\ncrash test (seed {seed}): {sum(kills.values())} SIGKILLs "
@@ -322,8 +323,8 @@ async def test_sigkill_at_random_moments_loses_no_event_and_resends_keep_the_web
             f"{kills['random']} at random), {expected_count} webhook events expected, "
             f"{len(bodies)} received, {duplicates} duplicate deliveries (same webhook-id), "
             f"{sum(len(t) for t in messages.values())} Slack live messages for "
-            f"{len(IMAGE_VERSIONS)} image versions; {len(cli_results)} CLI runs meanwhile, "
-            "none failed"
+            f"{len(IMAGE_VERSIONS)} image versions ({lookups} looked up after a crash between "
+            f"post and commit); {len(cli_results)} CLI runs meanwhile, none failed"
         )
     assert sum(kills.values()) >= kills_wanted * 2 // 3
 
