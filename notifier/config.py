@@ -318,9 +318,22 @@ class DeliverySettings(_Section):
     max_attempts: PositiveInt = DEFAULT_MAX_ATTEMPTS
     max_age_seconds: PositiveFloat = DEFAULT_MAX_AGE_SECONDS
     # How long a claimed delivery is ours: a replica that dies mid-send is replaced after this.
+    # Default: 2 x timeout_seconds + 5 (see _default_lease).
     lease_seconds: PositiveFloat = 35
     # On SIGTERM/SIGINT, how long sends (and a poll) under way may take to finish.
     shutdown_grace_seconds: Annotated[float, Field(ge=0)] = 10
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_lease(cls, data: Any) -> Any:
+        """Unless set, a lease outlasts two timed-out requests: long enough for any one send
+        (the dispatcher also extends leases of sends under way), short enough that a dead
+        replica's deliveries go out again soon."""
+        if isinstance(data, dict) and "lease_seconds" not in data:
+            timeout = data.get("timeout_seconds", 15)
+            if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+                return {**data, "lease_seconds": 2 * timeout + 5}
+        return data
 
     @field_validator("retry_schedule_seconds")
     @classmethod

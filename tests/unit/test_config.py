@@ -204,6 +204,14 @@ def test_delivery_section_configures_the_one_retry_policy() -> None:
     assert (settings.delivery.lease_seconds, settings.delivery.shutdown_grace_seconds) == (35, 10)
 
 
+def test_delivery_lease_defaults_to_twice_the_timeout_plus_five() -> None:
+    text = DELIVERY.replace("lease_seconds = 35\n", "").replace(
+        "timeout_seconds = 15", "timeout_seconds = 1"
+    )
+    assert parse_config(text, ENV, "notifier.toml").delivery.lease_seconds == 7
+    assert parse_config(VALID, ENV, "notifier.toml").delivery.lease_seconds == 35
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
