@@ -554,3 +554,28 @@ async def test_a_send_slower_than_the_lease_keeps_its_lease_and_is_not_sent_twic
     [done] = await deliveries(engine)
     assert (done.status, done.attempts, done.lease_owner) == ("delivered", 1, None)
     assert len(receiver.requests) == 1
+
+
+async def test_a_delivery_failing_max_attempts_times_is_dead_with_why(
+    engine: AsyncEngine,
+    clock: HandClock,
+    session: aiohttp.ClientSession,
+    receiver: WebhookReceiver,
+) -> None:
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, [1], [QUEUED])
+    clock.now = T0 + timedelta(hours=1)
+    for _ in range(3):
+        receiver.respond_next(503)
+    policy = RetryPolicy(schedule_seconds=(1, 2), max_attempts=3, max_age_seconds=86400)
+    d = dispatcher(engine, clock, {"webhook": WebhookSink(session, timeout_seconds=2)}, policy)
+
+    for _ in range(4):
+        await d.dispatch_until_idle()
+        clock.advance(10)
+
+    [dead] = await deliveries(engine)
+    assert (dead.status, dead.attempts) == ("dead", 3)
+    assert dead.last_error is not None
+    assert dead.last_error.endswith("answered 503 (gave up after 3 attempts)")
+    assert len(receiver.requests) == 3
