@@ -142,7 +142,8 @@ class Dispatcher:
         await release_leases(self._engine, self._owner)
 
     async def dispatch_until_idle(self) -> None:
-        """Send everything due now and wait for it: for tests and the demo, not the service."""
+        """Send everything due now and wait for it, without the loop of :meth:`run` (a one-off
+        drain: what tests use to step through retries with their own clock)."""
         writer = asyncio.create_task(self._write_outcomes(), name="delivery-outcomes")
         try:
             while True:

@@ -55,7 +55,9 @@ async def upstream() -> AsyncIterator[Upstream]:
         yield Upstream(clanforge, slack, hooks)
 
 
-def write_config(path: Path, up: Upstream, database: Path, *, grace: float = 10) -> Path:
+def write_config(
+    path: Path, up: Upstream, database: Path, *, grace: float = 10, timeout: float = 1
+) -> Path:
     watches = "".join(
         f"\n[[watch]]\naccount_service_id = {ASID}\nimage_version_id = {ivid}\n"
         f'label = "build {ivid}"\n'
@@ -81,9 +83,9 @@ bot_token = "${{SLACK_BOT_TOKEN}}"
 base_url = "{up.slack.base_url}"
 
 [delivery]
-timeout_seconds = 1
+timeout_seconds = {timeout}
 interval_seconds = 0.2
-lease_seconds = 2
+lease_seconds = {timeout + 1}
 shutdown_grace_seconds = {grace}
 # Crash safety is under test here, not the schedule: retry soon, never give up.
 retry_schedule_seconds = [0.2, 0.5, 1]
@@ -336,8 +338,8 @@ async def test_sigterm_finishes_the_send_under_way_and_exits_0(
     hooks = upstream.hooks
     for ivid in IMAGE_VERSIONS:
         upstream.clanforge.set_status(ASID, ivid, status_reply(3))
-    hooks.respond_next(204, delay=0.7)  # the first webhook is slow (under timeout_seconds)
-    config = write_config(tmp_path / "notifier.toml", upstream, tmp_path / "notifier.db")
+    hooks.respond_next(204, delay=1.5)  # the first webhook is slow (under timeout_seconds)
+    config = write_config(tmp_path / "notifier.toml", upstream, tmp_path / "notifier.db", timeout=5)
     log = tmp_path / "notifier.log"
     proc = await start(config, log)
     assert await wait_for(lambda: len(hooks.requests) >= 1, 30), log.read_text()
