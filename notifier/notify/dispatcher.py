@@ -69,6 +69,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._in_flight: set[asyncio.Task[None]] = set()
+        # Receivers that answered "slow down" with a Retry-After: nothing goes to them before.
+        self._slow_down_until: dict[int, datetime] = {}
         self._sending: dict[asyncio.Task[None], int] = {}
         self._pending_outcomes: list[tuple[Outcome, asyncio.Future[None]]] = []
         self._outcomes_ready = asyncio.Event()
@@ -161,8 +163,10 @@ class Dispatcher:
         free = self._max_concurrency - len(self._in_flight)
         if free <= 0:
             return  # a finishing send wakes us
+        now = self._clock()
+        self._slow_down_until = {s: t for s, t in self._slow_down_until.items() if t > now}
         claimed = await claim_due_deliveries(
-            self._engine, self._owner, self._clock(), self._lease, free
+            self._engine, self._owner, now, self._lease, free, self._slow_down_until.keys()
         )
         if not claimed:
             return
@@ -223,6 +227,13 @@ class Dispatcher:
         attempts: int,
         failure: DeliveryFailed,
     ) -> Outcome:
+        if failure.retry_after is not None and not failure.permanent:
+            # A rate limit is the receiver's (Slack's per channel, a webhook endpoint's), not
+            # this image version's: hold back every delivery to it, not only this one.
+            until = self._clock() + timedelta(seconds=failure.retry_after)
+            self._slow_down_until[subscription.id] = max(
+                until, self._slow_down_until.get(subscription.id, until)
+            )
         decision = self._policy.decide(
             attempts,
             self._clock(),

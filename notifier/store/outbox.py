@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -52,13 +52,19 @@ def _event_columns() -> list[object]:
 
 
 async def claim_due_deliveries(
-    engine: AsyncEngine, owner: str, now: datetime, lease: timedelta, limit: int
+    engine: AsyncEngine,
+    owner: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    skip_subscriptions: Collection[int] = (),
 ) -> list[ClaimedDelivery]:
     """Lease due deliveries, only the oldest pending one of each (subscription, watch).
 
     Taking only the head of each key keeps a channel's or receiver's messages about one image
     version in event order: a delivery waiting for its retry holds back the ones behind it, and
-    nothing else.
+    nothing else. ``skip_subscriptions`` are left alone this time (their receiver asked us to
+    slow down).
     """
     until = now + lease
     earlier = aliased(DeliveryRow)
@@ -79,6 +85,8 @@ async def claim_due_deliveries(
         .order_by(DeliveryRow.id)
         .limit(limit)
     )
+    if skip_subscriptions:
+        due = due.where(DeliveryRow.subscription_id.not_in(list(skip_subscriptions)))
     if is_postgres(engine):
         due = due.with_for_update(skip_locked=True)
     async with engine.begin() as conn:

@@ -579,3 +579,37 @@ async def test_a_delivery_failing_max_attempts_times_is_dead_with_why(
     assert dead.last_error is not None
     assert dead.last_error.endswith("answered 503 (gave up after 3 attempts)")
     assert len(receiver.requests) == 3
+
+
+async def test_retry_after_slows_down_the_whole_receiver_not_other_subscriptions(
+    engine: AsyncEngine,
+    clock: HandClock,
+    session: aiohttp.ClientSession,
+    receiver: WebhookReceiver,
+) -> None:
+    async with WebhookReceiver() as other:
+        await sync_config_subscriptions(
+            engine,
+            [
+                SubscriptionSettings(name="chatops", webhook_url=receiver.url),
+                SubscriptionSettings(name="other", webhook_url=other.url),
+            ],
+            T0,
+        )
+        await lifecycle(engine, [1, 2], [QUEUED])
+        clock.now = T0 + timedelta(hours=1)
+        receiver.respond_next(429, headers={"Retry-After": "60"})
+        # One send at a time: image version 1 to chatops is the first request made.
+        d = dispatcher(
+            engine, clock, {"webhook": WebhookSink(session, timeout_seconds=2)}, max_concurrency=1
+        )
+
+        await d.dispatch_until_idle()
+        # chatops asked to slow down: image version 2 waits too; "other" is not held back.
+        assert [r.json["data"]["image_version_id"] for r in receiver.requests] == [1]
+        assert sorted(r.json["data"]["image_version_id"] for r in other.requests) == [1, 2]
+
+        clock.advance(61)
+        await d.dispatch_until_idle()
+        assert sorted(r.json["data"]["image_version_id"] for r in receiver.requests) == [1, 1, 2]
+    assert {x.status for x in await deliveries(engine)} == {"delivered"}
