@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from notifier.store.engine import create_engine
+from notifier.store.outbox import list_deliveries
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
@@ -56,7 +58,7 @@ async def upstream() -> AsyncIterator[Upstream]:
 
 
 def write_config(
-    path: Path, up: Upstream, database: Path, *, grace: float = 10, timeout: float = 1
+    path: Path, up: Upstream, database_url: str, *, grace: float = 10, timeout: float = 1
 ) -> Path:
     watches = "".join(
         f"\n[[watch]]\naccount_service_id = {ASID}\nimage_version_id = {ivid}\n"
@@ -66,7 +68,7 @@ def write_config(
     path.write_text(
         f"""
 [database]
-url = "sqlite+aiosqlite:///{database}"
+url = "{database_url}"
 
 [clanforge]
 base_url = "{up.clanforge.base_url}"
@@ -137,6 +139,10 @@ def script_lifecycles(clanforge: FakeClanforge) -> dict[int, list[tuple[str, str
     return expected
 
 
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}"
+
+
 async def start(config: Path, log: Path) -> asyncio.subprocess.Process:
     with log.open("ab") as out:
         return await asyncio.create_subprocess_exec(
@@ -187,15 +193,16 @@ async def use_the_cli_meanwhile(config: Path, results: list[tuple[int | None, st
             results.append((cli.returncode, err.decode()))
 
 
-def outbox(database: Path) -> list[tuple[str, str, int, str | None]]:
-    """(subscription, status, attempts, last error) of every delivery not delivered."""
-    with sqlite3.connect(database) as db:
-        return list(
-            db.execute(
-                "SELECT s.name, d.status, d.attempts, d.last_error FROM deliveries d "
-                "JOIN subscriptions s ON s.id = d.subscription_id WHERE d.status != 'delivered'"
-            )
-        )
+async def outbox(database_url: str) -> list[tuple[str, str, int, str | None]]:
+    """(subscription, status, attempts, last error) of every delivery."""
+    engine = create_engine(database_url)
+    try:
+        return [
+            (d.subscription, d.status, d.attempts, d.last_error)
+            for d in await list_deliveries(engine, limit=10_000)
+        ]
+    finally:
+        await engine.dispose()
 
 
 def first_arrivals(hooks: WebhookReceiver) -> dict[int, list[tuple[str, str]]]:
@@ -225,14 +232,14 @@ def live_messages(slack: FakeSlack) -> dict[int, list[str]]:
 
 @pytest.mark.timeout(300)
 async def test_sigkill_at_random_moments_loses_no_event_and_resends_keep_the_webhook_id(
-    upstream: Upstream, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    upstream: Upstream, tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     kills_wanted = int(os.environ.get("NOTIFIER_CRASH_KILLS", "12"))
     seed = int(os.environ.get("NOTIFIER_CRASH_SEED", str(random.randrange(1_000_000))))
     rng = random.Random(seed)
     expected = script_lifecycles(upstream.clanforge)
     expected_count = sum(len(events) for events in expected.values())
-    config = write_config(tmp_path / "notifier.toml", upstream, tmp_path / "notifier.db")
+    config = write_config(tmp_path / "notifier.toml", upstream, database_url)
     log = tmp_path / "notifier.log"
     hooks, clanforge = upstream.hooks, upstream.clanforge
 
@@ -289,7 +296,7 @@ async def test_sigkill_at_random_moments_loses_no_event_and_resends_keep_the_web
         f"seed {seed}",
         live_messages(upstream.slack),
         [(c.method, c.error) for c in upstream.slack.calls if c.error][:10],
-        outbox(tmp_path / "notifier.db"),
+        [d for d in await outbox(database_url) if d[1] != "delivered"],
         first_arrivals(hooks),
         output[-3000:],
     )
@@ -313,14 +320,13 @@ async def test_sigkill_at_random_moments_loses_no_event_and_resends_keep_the_web
         IMAGE_VERSIONS, 1
     )
     assert "database is locked" not in output
-    with sqlite3.connect(tmp_path / "notifier.db") as db:
-        statuses = Counter(s for (s,) in db.execute("SELECT status FROM deliveries"))
-    assert set(statuses) == {"delivered"}
+    assert {status for _, status, _, _ in await outbox(database_url)} == {"delivered"}
 
     lookups = sum(1 for c in upstream.slack.calls if c.method == "conversations.history")
     with capsys.disabled():
         print(
-            f"\ncrash test (seed {seed}): {sum(kills.values())} SIGKILLs "
+            f"\ncrash test on {database_url.split('+')[0]} (seed {seed}): "
+            f"{sum(kills.values())} SIGKILLs "
             f"({kills['poll']} around a poll, {kills['send']} around a send, "
             f"{kills['random']} at random), {expected_count} webhook events expected, "
             f"{len(bodies)} received, {duplicates} duplicate deliveries (same webhook-id), "
@@ -339,7 +345,7 @@ async def test_sigterm_finishes_the_send_under_way_and_exits_0(
     for ivid in IMAGE_VERSIONS:
         upstream.clanforge.set_status(ASID, ivid, status_reply(3))
     hooks.respond_next(204, delay=1.5)  # the first webhook is slow (under timeout_seconds)
-    config = write_config(tmp_path / "notifier.toml", upstream, tmp_path / "notifier.db", timeout=5)
+    config = write_config(tmp_path / "notifier.toml", upstream, sqlite_url(tmp_path), timeout=5)
     log = tmp_path / "notifier.log"
     proc = await start(config, log)
     assert await wait_for(lambda: len(hooks.requests) >= 1, 30), log.read_text()
@@ -372,7 +378,7 @@ async def test_sigterm_past_the_grace_period_releases_the_lease_and_the_resend_k
     for ivid in IMAGE_VERSIONS:
         upstream.clanforge.set_status(ASID, ivid, status_reply(3))
     hooks.respond_next(204, delay=10)  # far longer than the grace period
-    config = write_config(tmp_path / "notifier.toml", upstream, tmp_path / "notifier.db", grace=0.2)
+    config = write_config(tmp_path / "notifier.toml", upstream, sqlite_url(tmp_path), grace=0.2)
     log = tmp_path / "notifier.log"
     proc = await start(config, log)
     assert await wait_for(lambda: len(hooks.requests) >= 1, 30), log.read_text()
