@@ -1,9 +1,10 @@
 """`notifier run` killed with SIGKILL again and again while image versions move through their
 lifecycles, and stopped with SIGTERM while a send is under way.
 
-The crash test prints its figures (kills, events expected and received, duplicates); run it alone
-with ``pytest tests/acceptance/test_crash_safety.py -k sigkill -s``. ``NOTIFIER_CRASH_KILLS`` and
-``NOTIFIER_CRASH_SEED`` change how many kills and which moments.
+The crash test runs on SQLite and (with ``NOTIFIER_TEST_POSTGRES_URL``) PostgreSQL and prints
+its figures (kills, events expected and received, duplicates): ``pytest
+tests/acceptance/test_crash_safety.py -k sigkill``. ``NOTIFIER_CRASH_KILLS`` (default 12) and
+``NOTIFIER_CRASH_SEED`` choose how many kills and which moments.
 """
 
 from __future__ import annotations
