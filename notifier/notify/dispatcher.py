@@ -68,10 +68,10 @@ class Dispatcher:
         self._shutdown_grace = shutdown_grace
         self._wake = asyncio.Event()
         self._stopping = False
-        self._in_flight: set[asyncio.Task[None]] = set()
+        # Sends under way: their task and the delivery each one holds the lease of.
+        self._in_flight: dict[asyncio.Task[None], int] = {}
         # Receivers that answered "slow down" with a Retry-After: nothing goes to them before.
         self._slow_down_until: dict[int, datetime] = {}
-        self._sending: dict[asyncio.Task[None], int] = {}
         self._pending_outcomes: list[tuple[Outcome, asyncio.Future[None]]] = []
         self._outcomes_ready = asyncio.Event()
 
@@ -110,7 +110,7 @@ class Dispatcher:
         period = self._lease.total_seconds() / 3
         while True:
             await asyncio.sleep(period)
-            ids = list(self._sending.values())
+            ids = list(self._in_flight.values())
             try:
                 await extend_leases(self._engine, self._owner, ids, self._clock() + self._lease)
             except Exception:
@@ -176,13 +176,11 @@ class Dispatcher:
                 self._send(delivery, subscriptions.get(delivery.subscription_id)),
                 name=f"delivery-{delivery.id}",
             )
-            self._in_flight.add(task)
-            self._sending[task] = delivery.id
+            self._in_flight[task] = delivery.id
             task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
-        self._sending.pop(task, None)
+        self._in_flight.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery task failed", exc_info=task.exception())
         # A slot is free, and the next delivery of the same key may be due now.
