@@ -339,7 +339,7 @@ async def test_sigkill_at_random_moments_loses_no_event_and_resends_keep_the_web
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
-async def test_sigterm_finishes_the_send_under_way_and_exits_0(
+async def test_sigterm_or_sigint_finishes_the_send_under_way_and_exits_0(
     upstream: Upstream, tmp_path: Path, stop_signal: signal.Signals
 ) -> None:
     hooks = upstream.hooks
