@@ -27,13 +27,13 @@ def _layout(connection: Connection) -> tuple[set[str], set[str]]:
 
 async def test_delivery_revision_goes_down_and_up_again(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
-        await conn.run_sync(_downgrade, "0001")
+        await conn.run_sync(_downgrade, "0004_upstream")
         tables, columns = await conn.run_sync(_layout)
     assert "slack_posts" not in tables
     assert "disabled_reason" not in columns
 
     result = await upgrade(engine)
-    assert (result.before, result.after) == ("0001", "0002_delivery")
+    assert (result.before, result.after) == ("0004_upstream", "0002_delivery")
     async with engine.connect() as conn:
         tables, columns = await conn.run_sync(_layout)
     assert "slack_posts" in tables
