@@ -143,6 +143,21 @@ class Dispatcher:
         await self._flush_outcomes()
         await release_leases(self._engine, self._owner)
 
+    async def dispatch_once(self) -> int:
+        """Claim what the free send slots allow, send it and record the outcomes; returns how
+        many were claimed (0: nothing is due). The service's ``dispatch_due`` loops on it."""
+        writer = asyncio.create_task(self._write_outcomes(), name="delivery-outcomes")
+        try:
+            claimed = await self._fill_slots()
+            if self._in_flight:
+                await asyncio.wait(set(self._in_flight))
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            await self._flush_outcomes()
+        return claimed
+
     async def dispatch_until_idle(self) -> None:
         """Send everything due now and wait for it, without the loop of :meth:`run` (a one-off
         drain: what tests use to step through retries with their own clock)."""
@@ -159,17 +174,18 @@ class Dispatcher:
                 await writer
             await self._flush_outcomes()
 
-    async def _fill_slots(self) -> None:
+    async def _fill_slots(self) -> int:
+        """Claim up to the free send slots and start sending; returns how many were claimed."""
         free = self._max_concurrency - len(self._in_flight)
         if free <= 0:
-            return  # a finishing send wakes us
+            return 0  # a finishing send wakes us
         now = self._clock()
         self._slow_down_until = {s: t for s, t in self._slow_down_until.items() if t > now}
         claimed = await claim_due_deliveries(
             self._engine, self._owner, now, self._lease, free, self._slow_down_until.keys()
         )
         if not claimed:
-            return
+            return 0
         subscriptions = {s.id: s for s in await self._load_subscriptions()}
         for delivery in claimed:
             task = asyncio.create_task(
@@ -178,6 +194,7 @@ class Dispatcher:
             )
             self._in_flight[task] = delivery.id
             task.add_done_callback(self._finished)
+        return len(claimed)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(task, None)
