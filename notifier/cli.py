@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any, NoReturn
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -22,8 +23,13 @@ from notifier.config_output import render_effective_config
 from notifier.logs import configure_logging
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
-from notifier.store.outbox import list_deliveries, retry_deliveries
-from notifier.store.subscriptions import list_subscriptions
+from notifier.store.outbox import DeliveryView, list_deliveries, retry_deliveries
+from notifier.store.subscriptions import (
+    NotDisabled,
+    SubscriptionView,
+    enable_subscription,
+    list_subscriptions,
+)
 from notifier.store.watches import (
     DuplicateWatch,
     add_watch,
@@ -121,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
         dest="subscription_command", required=True, metavar="ACTION"
     )
     command("list", "list subscriptions", sub_commands)
+    enable = command(
+        "enable", "send to a subscription again after its receiver disabled it", sub_commands
+    )
+    enable.add_argument("name", metavar="NAME")
 
     webhook = command("webhook", "try webhook subscriptions and signatures")
     webhook_commands = webhook.add_subparsers(
@@ -341,12 +351,31 @@ async def _subscription_list(engine: AsyncEngine, args: argparse.Namespace) -> i
             s.kind,
             s.target if s.kind == "slack_channel" else _host_only(s.target),
             ", ".join(s.filters.get("events", [])) or "all",
-            "active" if s.active else "inactive",
+            _subscription_status(s),
             s.source,
         ]
         for s in subscriptions
     ]
     print(format_table(["NAME", "KIND", "TARGET", "EVENTS", "STATUS", "SOURCE"], rows))
+    return EXIT_OK
+
+
+def _subscription_status(s: SubscriptionView) -> str:
+    if s.disabled_reason is not None:
+        return f"disabled: {s.disabled_reason}"
+    return "active" if s.active else "inactive"
+
+
+async def _subscription_enable(engine: AsyncEngine, args: argparse.Namespace) -> int:
+    try:
+        await enable_subscription(engine, args.name)
+    except NotDisabled as exc:
+        print(f"notifier: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(
+        f"subscription {args.name!r} is enabled; its dead deliveries go out again with "
+        "`notifier deliveries retry --all-dead`"
+    )
     return EXIT_OK
 
 
@@ -389,15 +418,18 @@ async def _deliveries_list(engine: AsyncEngine, args: argparse.Namespace) -> int
     if not deliveries:
         print("no deliveries" + (f" with status {args.status}" if args.status else ""))
         return EXIT_OK
+    now = utc_now()
     rows = [
         [
             str(d.id),
             d.subscription,
             d.event_type,
+            d.event_id,
             str(d.image_version_id),
             d.status,
             str(d.attempts),
             format_time(d.next_attempt_at) if d.status == "pending" else "-",
+            _lease(d, now),
             (d.last_error or "")[:80],
         ]
         for d in deliveries
@@ -408,10 +440,12 @@ async def _deliveries_list(engine: AsyncEngine, args: argparse.Namespace) -> int
                 "ID",
                 "SUBSCRIPTION",
                 "EVENT",
+                "EVENT ID",
                 "IMAGE VERSION",
                 "STATUS",
                 "ATTEMPTS",
                 "NEXT",
+                "LEASED BY",
                 "LAST ERROR",
             ],
             rows,
@@ -420,13 +454,23 @@ async def _deliveries_list(engine: AsyncEngine, args: argparse.Namespace) -> int
     return EXIT_OK
 
 
+def _lease(d: DeliveryView, now: datetime) -> str:
+    """The replica sending it now; an expired lease means that replica died mid-send."""
+    if d.lease_owner is None or d.lease_until is None:
+        return "-"
+    return d.lease_owner if d.lease_until > now else f"{d.lease_owner} (expired)"
+
+
 async def _deliveries_retry(engine: AsyncEngine, args: argparse.Namespace) -> int:
     if bool(args.ids) == bool(args.all_dead):
         raise UsageError("give delivery ids or --all-dead, not both or neither")
     count = await retry_deliveries(engine, utc_now(), ids=args.ids, all_dead=args.all_dead)
     print(f"{count} deliver{'y' if count == 1 else 'ies'} queued to be sent again")
     if args.ids and count < len(args.ids):
-        print("notifier: some ids were not found or already delivered", file=sys.stderr)
+        print(
+            "notifier: some ids were not found, already delivered or being sent right now",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     return EXIT_OK
 
@@ -438,6 +482,7 @@ _DATABASE_COMMANDS: dict[str, Callable[[AsyncEngine, argparse.Namespace], Awaita
     "watch resume": _watch_resume,
     "watch remove": _watch_remove,
     "subscription list": _subscription_list,
+    "subscription enable": _subscription_enable,
     "events": _events,
     "deliveries list": _deliveries_list,
     "deliveries retry": _deliveries_retry,

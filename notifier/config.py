@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import itertools
 import math
 import re
 import tomllib
@@ -33,6 +34,12 @@ from sqlalchemy.exc import ArgumentError
 from notifier.clanforge.status import STATE_NAMES, state_id_for_name
 from notifier.events.model import EVENT_TYPES, STATE_CHANGED
 from notifier.notify.presets import PRESETS
+from notifier.notify.retry import (
+    DEFAULT_MAX_AGE_SECONDS,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_SCHEDULE_SECONDS,
+    RetryPolicy,
+)
 from notifier.notify.template import TemplateProblem, check_template
 
 DEFAULT_CONFIG_PATH = Path("config/notifier.toml")
@@ -306,6 +313,52 @@ class DeliverySettings(_Section):
     max_concurrency: PositiveInt = 8
     # How often the dispatcher looks for due retries when nothing wakes it.
     interval_seconds: PositiveFloat = 1
+    # Delays between attempts (full jitter between one step and the next); the last is the cap.
+    retry_schedule_seconds: list[PositiveFloat] = Field(
+        default_factory=lambda: list(DEFAULT_SCHEDULE_SECONDS), min_length=1
+    )
+    max_attempts: PositiveInt = DEFAULT_MAX_ATTEMPTS
+    max_age_seconds: PositiveFloat = DEFAULT_MAX_AGE_SECONDS
+    # How long a claimed delivery is ours: a replica that dies mid-send is replaced after this.
+    # Default: 2 x timeout_seconds + 5 (see _default_lease).
+    lease_seconds: PositiveFloat = 35
+    # On SIGTERM/SIGINT, how long sends (and a poll) under way may take to finish.
+    shutdown_grace_seconds: Annotated[float, Field(ge=0)] = 10
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_lease(cls, data: Any) -> Any:
+        """Unless set, a lease outlasts two timed-out requests: long enough for any one send
+        (the dispatcher also extends leases of sends under way), short enough that a dead
+        replica's deliveries go out again soon."""
+        if isinstance(data, dict) and "lease_seconds" not in data:
+            timeout = data.get("timeout_seconds", 15)
+            if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+                return {**data, "lease_seconds": 2 * timeout + 5}
+        return data
+
+    @field_validator("retry_schedule_seconds")
+    @classmethod
+    def _growing(cls, value: list[float]) -> list[float]:
+        if any(later < earlier for earlier, later in itertools.pairwise(value)):
+            raise ValueError("must not decrease from one step to the next")
+        return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> Self:
+        if self.lease_seconds <= self.timeout_seconds:
+            raise ValueError(
+                f"lease_seconds ({self.lease_seconds:g}) must be longer than timeout_seconds "
+                f"({self.timeout_seconds:g}), or a slow send could be sent twice"
+            )
+        return self
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            schedule_seconds=tuple(self.retry_schedule_seconds),
+            max_attempts=self.max_attempts,
+            max_age_seconds=self.max_age_seconds,
+        )
 
 
 class LogSettings(_Section):

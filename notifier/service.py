@@ -9,7 +9,6 @@ configuration's watches and subscriptions, and runs the poll clock and the dispa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
@@ -34,7 +33,6 @@ from notifier.config import Settings
 from notifier.metrics import InstrumentedSink, InstrumentedSource, Metrics
 from notifier.notify.dispatcher import Dispatcher
 from notifier.notify.pacing import ChannelPacer
-from notifier.notify.retry import RetryPolicy
 from notifier.notify.sink import Sink
 from notifier.notify.slack import SlackSink
 from notifier.notify.slack_webhook import SlackWebhookSink
@@ -46,13 +44,11 @@ from notifier.store.engine import create_engine
 from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.locks import CONFIG_SYNC_LOCK, exclusive
 from notifier.store.migrate import upgrade
+from notifier.store.polling import release_watch_leases
 from notifier.store.subscriptions import load_active_subscriptions, sync_config_subscriptions
 from notifier.store.watches import newest_status, sync_config_watches
 
 log = logging.getLogger(__name__)
-
-# How long a stopping service waits for sends and a poll already under way.
-SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 def make_replica_id() -> str:
@@ -177,11 +173,12 @@ class Service:
             self._subscriptions,
             owner=self.replica_id,
             clock=self.clock,
-            policy=RetryPolicy(),
+            policy=settings.delivery.retry_policy(),
             max_concurrency=settings.delivery.max_concurrency,
-            # Longer than any one send can take, short enough that a dead replica's claims
-            # are picked up again soon.
-            lease=timedelta(seconds=settings.delivery.timeout_seconds * 2 + 5),
+            # Longer than any one send can take (config checks), short enough that a dead
+            # replica's claims are picked up again soon.
+            lease=timedelta(seconds=settings.delivery.lease_seconds),
+            shutdown_grace=settings.delivery.shutdown_grace_seconds,
         )
         poll = settings.poll
         self._poller = Poller(
@@ -281,8 +278,14 @@ class Service:
             misfire_grace_time=max(1, int(interval / 2)),
             next_run_time=self.clock(),
         )
+
+        async def wake_dispatcher() -> None:
+            # A coroutine on purpose: APScheduler runs plain functions in a worker thread, and
+            # an asyncio.Event set from there may not wake the loop (not thread-safe).
+            dispatcher.wake()
+
         scheduler.add_job(
-            dispatcher.wake,
+            wake_dispatcher,
             "interval",
             seconds=self.settings.delivery.interval_seconds,
             id="dispatch",
@@ -316,16 +319,17 @@ class Service:
             stopped.cancel()
             self._scheduler_running = False
             scheduler.pause()
+            # The dispatcher stops claiming, gives its sends the grace period, records their
+            # outcomes and releases its leases; a poll under way gets the same grace.
             dispatcher.stop()
+            grace = self.settings.delivery.shutdown_grace_seconds
             try:
-                async with asyncio.timeout(SHUTDOWN_GRACE_SECONDS):
+                async with asyncio.timeout(grace):
                     async with self._tick_lock:
                         pass
-                    await dispatching
             except TimeoutError:
-                log.warning("in-flight work did not finish within %.0f s", SHUTDOWN_GRACE_SECONDS)
-                dispatching.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await dispatching
+                log.warning("the poll under way did not finish within %g s", grace)
+            await dispatching
+            await release_watch_leases(self.engine, self.replica_id)
             scheduler.shutdown(wait=False)
             log.info("notifier stopped")

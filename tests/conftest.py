@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,16 @@ from notifier.api.app import build_app
 from notifier.api.deps import ApiDeps
 from notifier.api.server import serve
 from notifier.clanforge.status import STATE_NAMES, JobStatus
-from notifier.config import Settings
+from notifier.config import PollSettings, Settings
 from notifier.events.model import STATE_CHANGED, Event
 from notifier.metrics import Metrics
 from notifier.notify.subscription import Subscription
+from notifier.polling.plan import PollPlan, plan_deliveries, plan_success
 from notifier.store.codec import status_to_json, status_to_row
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
+from notifier.store.polling import claim_due_watches, write_poll_results
+from notifier.store.subscriptions import load_active_subscriptions
 from notifier.store.tables import DELIVERIES, EVENTS, JOB_STATUS, SUBSCRIPTIONS
 from notifier.store.watches import add_watch
 
@@ -100,6 +104,31 @@ def make_event(
 def make_subscription(id: int = 1, **overrides: Any) -> Subscription:
     base = Subscription(id=id, name=f"sub{id}", kind="webhook", target="https://hooks.test/x")
     return replace(base, **overrides)
+
+
+def event_ids() -> Callable[[], str]:
+    """Predictable event ids (evt_0001, evt_0002, ...), in the order events are made."""
+    counter = count(1)
+    return lambda: f"evt_{next(counter):04d}"
+
+
+POLL = PollSettings(interval_seconds=30, running_interval_seconds=10)
+
+
+async def poll_once(
+    engine: AsyncEngine,
+    observed: Mapping[int, JobStatus],
+    now: datetime = T0,
+    ids: Callable[[], str] | None = None,
+) -> list[PollPlan]:
+    """One poll tick through the real store, 'fetching' from ``observed`` (image version ->
+    status): claims what is due, writes status, events and deliveries in one transaction."""
+    ids = ids or event_ids()
+    token, due = await claim_due_watches(engine, "replica-a", now, timedelta(seconds=60), 100)
+    plans = [plan_success(w, observed[w.image_version_id], now, POLL, ids) for w in due]
+    subscriptions = await load_active_subscriptions(engine, {})
+    deliveries = plan_deliveries(plans, subscriptions)
+    return await write_poll_results(engine, "replica-a", token, plans, deliveries, now)
 
 
 # ---------------------------------------------------------------- databases

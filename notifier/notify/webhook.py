@@ -127,7 +127,7 @@ class WebhookSink:
                 retry_after=parse_retry_after(response.headers.get("Retry-After"), self._clock()),
             )
         if status == 410:
-            raise DeliveryFailed(f"webhook {where}: endpoint answered 410 Gone", permanent=True)
+            raise DeliveryFailed(f"webhook {where}: endpoint answered 410 Gone", gone=True)
         excerpt = (await read_capped(response)).decode("utf-8", errors="replace")
         excerpt = " ".join(excerpt.split())[:BODY_EXCERPT_CHARS]
         detail = f": {excerpt}" if excerpt else ""

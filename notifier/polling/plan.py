@@ -6,7 +6,9 @@ writes every plan of the tick in one transaction.
 
 from __future__ import annotations
 
+import math
 import random
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,7 +35,7 @@ from notifier.events.detector import carry_known_state, detect
 from notifier.events.ids import new_event_id as default_event_id
 from notifier.events.model import POLL_FAILING, POLL_RECOVERED, Detected, Event
 from notifier.events.timing import Tracking, detect_timing, estimate_eta
-from notifier.notify.retry import RetryPolicy
+from notifier.notify.retry import Retry, RetryPolicy
 from notifier.notify.subscription import Subscription, matches
 
 # Polling errors back off to at most this many intervals, so a recovered upstream is seen soon.
@@ -170,6 +172,9 @@ def error_backoff_policy(poll: PollSettings) -> RetryPolicy:
             poll.interval_seconds * 2**step
             for step in range(MAX_ERROR_BACKOFF_INTERVALS.bit_length())
         ),
+        # A watch keeps being polled (at the capped delay) however long upstream fails.
+        max_attempts=sys.maxsize,
+        max_age_seconds=math.inf,
     )
 
 
@@ -205,7 +210,9 @@ def plan_failure(
     else:
         policy = error_backoff_policy(poll)
         attempt = min(errors, len(policy.schedule_seconds))
-        when = policy.next_attempt(attempt, now, retry_after=error.retry_after, rand=rand)
+        decision = policy.decide(attempt, now, now, retry_after=error.retry_after, rand=rand)
+        assert isinstance(decision, Retry)  # no attempt or age limit: always a next poll
+        when = decision.at
     failing = due.poll_failing
     events: tuple[Event, ...] = ()
     if not failing and (pausing or errors >= poll.failure_threshold):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -43,6 +43,8 @@ class DeliveryView:
     created_at: datetime
     delivered_at: datetime | None
     lease_owner: str | None
+    """The replica id (host:pid:suffix) sending it right now, if any."""
+    lease_until: datetime | None
 
 
 def _event_columns() -> list[object]:
@@ -50,13 +52,19 @@ def _event_columns() -> list[object]:
 
 
 async def claim_due_deliveries(
-    engine: AsyncEngine, owner: str, now: datetime, lease: timedelta, limit: int
+    engine: AsyncEngine,
+    owner: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    skip_subscriptions: Collection[int] = (),
 ) -> list[ClaimedDelivery]:
     """Lease due deliveries, only the oldest pending one of each (subscription, watch).
 
     Taking only the head of each key keeps a channel's or receiver's messages about one image
     version in event order: a delivery waiting for its retry holds back the ones behind it, and
-    nothing else.
+    nothing else. ``skip_subscriptions`` are left alone this time (their receiver asked us to
+    slow down).
     """
     until = now + lease
     earlier = aliased(DeliveryRow)
@@ -77,6 +85,8 @@ async def claim_due_deliveries(
         .order_by(DeliveryRow.id)
         .limit(limit)
     )
+    if skip_subscriptions:
+        due = due.where(DeliveryRow.subscription_id.not_in(list(skip_subscriptions)))
     if is_postgres(engine):
         due = due.with_for_update(skip_locked=True)
     async with engine.begin() as conn:
@@ -112,66 +122,65 @@ async def claim_due_deliveries(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    delivery_id: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    delivery_id: int
+    error: str
+    retry_at: datetime | None
+    """None: no further attempt, the delivery is dead."""
+
+
+Outcome = Delivered | Failed
+
+
 def _ours(delivery_id: int, owner: str) -> ColumnElement[bool]:
     return and_(DeliveryRow.id == delivery_id, DeliveryRow.lease_owner == owner)
 
 
-# Ids per UPDATE ... WHERE id IN (...): well under SQLite's and asyncpg's bind parameter limits.
-_IDS_PER_STATEMENT = 500
+async def record_outcomes(engine: AsyncEngine, owner: str, outcomes: Sequence[Outcome]) -> None:
+    """Record the outcome of several attempts in one transaction (one SQLite write lock).
 
-
-async def mark_delivered(engine: AsyncEngine, delivery_id: int, owner: str, now: datetime) -> None:
-    await mark_delivered_many(engine, [delivery_id], owner, now)
-
-
-async def mark_delivered_many(
-    engine: AsyncEngine, delivery_ids: Sequence[int], owner: str, now: datetime
-) -> None:
-    """Record successful sends in one transaction, a statement per 500 ids.
-
-    A transaction per send cost more than the send itself. A crash between the sends and this
-    commit sends those deliveries again once their lease runs out: at least once, and the
-    webhook-id lets receivers drop the repeat.
+    Only rows this owner still leases change: if our lease ran out and another loop took the
+    delivery over, its outcome is the one that counts.
     """
-    if not delivery_ids:
+    if not outcomes:
         return
     async with engine.begin() as conn:
-        for start in range(0, len(delivery_ids), _IDS_PER_STATEMENT):
-            chunk = list(delivery_ids[start : start + _IDS_PER_STATEMENT])
+        for outcome in outcomes:
+            values: dict[str, object] = {
+                "attempts": DeliveryRow.attempts + 1,
+                "lease_owner": None,
+                "lease_until": None,
+            }
+            if isinstance(outcome, Delivered):
+                values.update(status="delivered", delivered_at=outcome.at, last_error=None)
+            elif outcome.retry_at is None:
+                values.update(status="dead", last_error=outcome.error)
+            else:
+                values.update(last_error=outcome.error, next_attempt_at=outcome.retry_at)
             await conn.execute(
-                update(DeliveryRow)
-                .where(DeliveryRow.id.in_(chunk), DeliveryRow.lease_owner == owner)
-                .values(
-                    status="delivered",
-                    attempts=DeliveryRow.attempts + 1,
-                    delivered_at=now,
-                    last_error=None,
-                    lease_owner=None,
-                    lease_until=None,
-                )
+                update(DeliveryRow).where(_ours(outcome.delivery_id, owner)).values(**values)
             )
 
 
-async def mark_failed(
-    engine: AsyncEngine,
-    delivery_id: int,
-    owner: str,
-    error: str,
-    next_attempt_at: datetime | None,
+async def extend_leases(
+    engine: AsyncEngine, owner: str, delivery_ids: Sequence[int], until: datetime
 ) -> None:
-    """Record a failed attempt; ``next_attempt_at`` None means give up (dead)."""
-    values: dict[str, object] = {
-        "attempts": DeliveryRow.attempts + 1,
-        "last_error": error,
-        "lease_owner": None,
-        "lease_until": None,
-    }
-    if next_attempt_at is None:
-        values["status"] = "dead"
-    else:
-        values["next_attempt_at"] = next_attempt_at
+    """Keep the leases of sends still under way (a slow receiver, several Slack calls)."""
+    if not delivery_ids:
+        return
     async with engine.begin() as conn:
-        await conn.execute(update(DeliveryRow).where(_ours(delivery_id, owner)).values(**values))
+        await conn.execute(
+            update(DeliveryRow)
+            .where(DeliveryRow.id.in_(list(delivery_ids)), DeliveryRow.lease_owner == owner)
+            .values(lease_until=until)
+        )
 
 
 async def release_leases(engine: AsyncEngine, owner: str) -> None:
@@ -201,6 +210,7 @@ async def list_deliveries(
             DeliveryRow.created_at,
             DeliveryRow.delivered_at,
             DeliveryRow.lease_owner,
+            DeliveryRow.lease_until,
         )
         .join(EventRow, EventRow.id == DeliveryRow.event_id)
         .join(SubscriptionRow, SubscriptionRow.id == DeliveryRow.subscription_id)
@@ -217,8 +227,15 @@ async def list_deliveries(
 async def retry_deliveries(
     engine: AsyncEngine, now: datetime, ids: Sequence[int] = (), all_dead: bool = False
 ) -> int:
-    """Put dead (or pending) deliveries back in line to be sent now; returns how many."""
-    stmt = update(DeliveryRow).where(DeliveryRow.status != "delivered")
+    """Put dead (or waiting) deliveries back in line to be sent now; returns how many.
+
+    One that a replica is sending right now is left alone: taking its lease away would let a
+    second loop send it at the same time.
+    """
+    stmt = update(DeliveryRow).where(
+        DeliveryRow.status != "delivered",
+        or_(DeliveryRow.lease_until.is_(None), DeliveryRow.lease_until < now),
+    )
     if all_dead:
         stmt = stmt.where(DeliveryRow.status == "dead")
     else:

@@ -188,3 +188,13 @@ async def write_poll_results(
             )
         await conn.execute(update(WATCHES).where(WATCHES.c.id == bindparam("b_id")), watch_updates)
     return plans
+
+
+async def release_watch_leases(engine: AsyncEngine, owner: str) -> None:
+    """Give back watch claims at shutdown, so another replica polls them without waiting."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(Watch)
+            .where(Watch.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None)
+        )

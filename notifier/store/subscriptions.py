@@ -15,7 +15,7 @@ from notifier.config import SubscriptionSettings
 from notifier.events.model import STATE_CHANGED
 from notifier.notify.subscription import Subscription, SubscriptionKind
 from notifier.store.engine import is_postgres
-from notifier.store.tables import SUBSCRIPTIONS, SubscriptionRow
+from notifier.store.tables import SUBSCRIPTIONS, DeliveryRow, SubscriptionRow
 
 CONFIG_SECRET_REF = "config"  # noqa: S105 - names where the secret is, not a secret
 
@@ -29,6 +29,7 @@ class SubscriptionView:
     filters: dict[str, Any]
     active: bool
     source: str
+    disabled_reason: str | None = None
 
 
 def _filters(setting: SubscriptionSettings) -> dict[str, Any]:
@@ -54,7 +55,12 @@ async def sync_config_subscriptions(
             row.name: row
             for row in (
                 await conn.execute(
-                    select(SubscriptionRow.id, SubscriptionRow.name, SubscriptionRow.source)
+                    select(
+                        SubscriptionRow.id,
+                        SubscriptionRow.name,
+                        SubscriptionRow.source,
+                        SubscriptionRow.disabled_reason,
+                    )
                 )
             ).all()
         }
@@ -73,6 +79,8 @@ async def sync_config_subscriptions(
                     SUBSCRIPTIONS.insert().values(name=name, created_at=now, **values)
                 )
             else:
+                # A receiver that said "gone" stays disabled until `subscription enable`.
+                values["active"] = row.disabled_reason is None
                 await conn.execute(
                     update(SubscriptionRow).where(SubscriptionRow.id == row.id).values(**values)
                 )
@@ -150,9 +158,54 @@ async def list_subscriptions(
             filters=row.filters,
             active=row.active,
             source=row.source,
+            disabled_reason=row.disabled_reason,
         )
         for row in rows
     ]
+
+
+async def disable_subscription(engine: AsyncEngine, subscription_id: int, reason: str) -> None:
+    """Stop sending to a subscription whose receiver is gone; its pending deliveries go dead.
+
+    They stay in the outbox with the reason, so that after ``enable`` an operator can send them
+    with ``deliveries retry --all-dead``.
+    """
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(SubscriptionRow)
+            .where(SubscriptionRow.id == subscription_id)
+            .values(active=False, disabled_reason=reason)
+        )
+        await conn.execute(
+            update(DeliveryRow)
+            .where(DeliveryRow.subscription_id == subscription_id, DeliveryRow.status == "pending")
+            .values(status="dead", last_error=f"subscription disabled: {reason}")
+        )
+
+
+class NotDisabled(Exception):
+    """``enable`` of a subscription that does not exist or was not disabled."""
+
+
+async def enable_subscription(engine: AsyncEngine, name: str) -> None:
+    """Undo :func:`disable_subscription`; raises :class:`NotDisabled` with the reason why not."""
+    async with engine.begin() as conn:
+        row = (
+            await conn.execute(
+                select(SubscriptionRow.id, SubscriptionRow.disabled_reason).where(
+                    SubscriptionRow.name == name
+                )
+            )
+        ).first()
+        if row is None:
+            raise NotDisabled(f"no subscription is named {name!r}")
+        if row.disabled_reason is None:
+            raise NotDisabled(f"subscription {name!r} is not disabled")
+        await conn.execute(
+            update(SubscriptionRow)
+            .where(SubscriptionRow.id == row.id)
+            .values(active=True, disabled_reason=None)
+        )
 
 
 async def load_active_subscriptions(

@@ -149,6 +149,9 @@ class SubscriptionRow(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     source: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime]
+    # Set when a receiver said it is gone for good (HTTP 410): inactive until someone runs
+    # `notifier subscription enable`, even if the configuration still lists it.
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class DeliveryRow(Base):

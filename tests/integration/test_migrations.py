@@ -7,7 +7,7 @@ from typing import Any
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection
+from sqlalchemy import Connection, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.notify.sink import LiveMessage, PendingPost
@@ -45,3 +45,18 @@ async def test_slack_revision_reverts_dropping_only_unfinished_posts(engine: Asy
     assert await live.get(subscription.id, 1, 10) == LiveMessage("C1", "1.000100")
     assert await live.get(subscription.id, 1, 11) is None
     assert isinstance(await live.reserve(subscription.id, 1, 11, "C1"), PendingPost)
+
+
+def _subscription_columns(connection: Connection) -> set[str]:
+    return {c["name"] for c in inspect(connection).get_columns("subscriptions")}
+
+
+async def test_delivery_revision_goes_down_and_up_again(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(_downgrade, "0006_slack")
+        assert "disabled_reason" not in await conn.run_sync(_subscription_columns)
+
+    result = await upgrade(engine)
+    assert (result.before, result.after) == ("0006_slack", "0007_delivery")
+    async with engine.connect() as conn:
+        assert "disabled_reason" in await conn.run_sync(_subscription_columns)

@@ -93,7 +93,7 @@ async def _drain(engine: AsyncEngine, sink: SlackSink, subscriptions: list[Subsc
         load,
         owner="test",
         clock=_now,
-        policy=RetryPolicy(schedule_seconds=(0.05,) * 50, jitter=0),
+        policy=RetryPolicy(schedule_seconds=(0.05,) * 50, max_attempts=1000),
         max_concurrency=8,
         lease=timedelta(seconds=30),
     )

@@ -4,20 +4,19 @@ outbox ordering, config sync."""
 from __future__ import annotations
 
 from datetime import timedelta
-from itertools import count
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.config import PollSettings, SubscriptionSettings, WatchSettings
-from notifier.polling.plan import plan_deliveries, plan_success
+from notifier.config import SubscriptionSettings, WatchSettings
+from notifier.polling.plan import plan_success
 from notifier.store.migrate import upgrade
 from notifier.store.outbox import (
+    Delivered,
+    Failed,
     claim_due_deliveries,
     list_deliveries,
-    mark_delivered,
-    mark_delivered_many,
-    mark_failed,
+    record_outcomes,
     retry_deliveries,
 )
 from notifier.store.polling import claim_due_watches, write_poll_results
@@ -28,15 +27,9 @@ from notifier.store.subscriptions import (
 )
 from notifier.store.tables import EventRow, JobStatusRow
 from notifier.store.watches import WatchSync, add_watch, list_watches, sync_config_watches
-from tests.conftest import T0, make_status
+from tests.conftest import POLL, T0, event_ids, make_status, poll_once
 
-POLL = PollSettings(interval_seconds=30, running_interval_seconds=10)
 LEASE = timedelta(seconds=60)
-
-
-def event_ids():  # type: ignore[no-untyped-def]
-    counter = count(1)
-    return lambda: f"evt_{next(counter):04d}"
 
 
 async def count_rows(engine: AsyncEngine, table: type) -> int:
@@ -50,16 +43,6 @@ async def subscribe_webhook(engine: AsyncEngine, name: str = "chatops", **filter
         [SubscriptionSettings(name=name, webhook_url="https://hooks.test/x", **filters)],  # type: ignore[arg-type]
         T0,
     )
-
-
-async def poll_once(engine: AsyncEngine, observed: dict[int, object], now=T0, ids=None):  # type: ignore[no-untyped-def]
-    """Claim what is due, 'fetch' from ``observed`` (image version -> status), write."""
-    ids = ids or event_ids()
-    token, due = await claim_due_watches(engine, "replica-a", now, LEASE, 100)
-    plans = [plan_success(w, observed[w.image_version_id], now, POLL, ids) for w in due]  # type: ignore[arg-type]
-    subscriptions = await load_active_subscriptions(engine, {})
-    deliveries = plan_deliveries(plans, subscriptions)
-    return await write_poll_results(engine, "replica-a", token, plans, deliveries, now)
 
 
 async def test_claim_takes_due_watches_once_until_the_lease_expires(engine: AsyncEngine) -> None:
@@ -152,8 +135,14 @@ async def test_outbox_hands_out_one_delivery_per_key_in_event_order(engine: Asyn
         (2, "Queued"),
     ]
     # Image version 1's first delivery fails: its second waits; image version 2 moves on.
-    await mark_failed(engine, first[0].id, "replica-a", "HTTP 500", later + timedelta(seconds=5))
-    await mark_delivered(engine, first[1].id, "replica-a", later)
+    await record_outcomes(
+        engine,
+        "replica-a",
+        [
+            Failed(first[0].id, "HTTP 500", later + timedelta(seconds=5)),
+            Delivered(first[1].id, later),
+        ],
+    )
     second = await claim_due_deliveries(engine, "replica-a", later, LEASE, 10)
     assert [(d.event.image_version_id, d.event.current.state) for d in second] == [(2, "Running")]
     retry = await claim_due_deliveries(engine, "replica-a", later + timedelta(seconds=6), LEASE, 10)
@@ -167,8 +156,9 @@ async def test_dead_delivery_can_be_queued_again(engine: AsyncEngine) -> None:
     await add_watch(engine, 1234, 1, "a", "cli", T0)
     await poll_once(engine, {1: make_status(6, error="boom")})
     claimed = await claim_due_deliveries(engine, "replica-a", T0, LEASE, 10)
-    for d in claimed:
-        await mark_failed(engine, d.id, "replica-a", "HTTP 410 Gone", None)
+    await record_outcomes(
+        engine, "replica-a", [Failed(d.id, "HTTP 410 Gone", None) for d in claimed]
+    )
     dead = await list_deliveries(engine, status="dead")
     assert [d.last_error for d in dead] == ["HTTP 410 Gone"]
     assert await retry_deliveries(engine, T0, all_dead=True) == 1
@@ -222,7 +212,7 @@ async def test_a_batch_marked_delivered_at_once_skips_rows_another_replica_holds
     assert len(mine) == 2
     assert len(theirs) == 1
 
-    await mark_delivered_many(engine, [d.id for d in mine + theirs], "replica-a", T0)
+    await record_outcomes(engine, "replica-a", [Delivered(d.id, T0) for d in mine + theirs])
 
     by_status = {d.id: (d.status, d.attempts, d.lease_owner) for d in await list_deliveries(engine)}
     assert by_status == {

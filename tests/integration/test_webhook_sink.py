@@ -26,6 +26,14 @@ SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode
 SENT_AT = datetime.now(UTC).replace(microsecond=0)
 
 
+@pytest.fixture(autouse=True)
+def _sent_just_now() -> None:
+    """Receivers reject timestamps over 5 minutes old, and the whole suite runs longer than that:
+    "now" is each test's now, not the moment this module was imported."""
+    global SENT_AT
+    SENT_AT = datetime.now(UTC).replace(microsecond=0)
+
+
 def _event() -> Event:
     running = JobStatus(
         image_version_id=567890,

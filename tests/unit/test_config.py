@@ -207,3 +207,68 @@ def test_bad_slack_incoming_webhook_url_is_named_but_not_quoted() -> None:
         "notifier.toml: subscription[2].slack_webhook_url: must be the URL Slack gave"
     )
     assert "XXXXsecret" not in str(caught.value)
+
+
+DELIVERY = (
+    VALID
+    + """
+[delivery]
+timeout_seconds = 15
+retry_schedule_seconds = [5, 300, 1800]
+max_attempts = 4
+max_age_seconds = 86400
+lease_seconds = 35
+shutdown_grace_seconds = 10
+"""
+)
+
+
+def test_delivery_section_configures_the_one_retry_policy() -> None:
+    settings = parse_config(DELIVERY, ENV, "notifier.toml")
+    policy = settings.delivery.retry_policy()
+    assert policy.schedule_seconds == (5, 300, 1800)
+    assert (policy.max_attempts, policy.max_age_seconds) == (4, 86400)
+    assert (settings.delivery.lease_seconds, settings.delivery.shutdown_grace_seconds) == (35, 10)
+
+
+def test_delivery_lease_defaults_to_twice_the_timeout_plus_five() -> None:
+    text = DELIVERY.replace("lease_seconds = 35\n", "").replace(
+        "timeout_seconds = 15", "timeout_seconds = 1"
+    )
+    assert parse_config(text, ENV, "notifier.toml").delivery.lease_seconds == 7
+    assert parse_config(VALID, ENV, "notifier.toml").delivery.lease_seconds == 35
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ("lease_seconds = 35", "lease_seconds = 15"),
+            "notifier.toml: delivery: lease_seconds (15) must be longer than timeout_seconds (15)",
+        ),
+        (
+            ("[5, 300, 1800]", "[300, 5]"),
+            "notifier.toml: delivery.retry_schedule_seconds: must not decrease",
+        ),
+        (
+            ("[5, 300, 1800]", "[]"),
+            "notifier.toml: delivery.retry_schedule_seconds: List should have at least 1 item",
+        ),
+        (
+            ("max_attempts = 4", "max_attempts = 0"),
+            "notifier.toml: delivery.max_attempts: Input should be greater than 0",
+        ),
+        (
+            ("shutdown_grace_seconds = 10", "shutdown_grace = 10"),
+            "notifier.toml: delivery.shutdown_grace: unknown key",
+        ),
+    ],
+    ids=lambda v: v[1] if isinstance(v, tuple) else None,
+)
+def test_delivery_mistake_is_one_line_naming_the_key(change: tuple[str, str], message: str) -> None:
+    text = DELIVERY.replace(*change)
+    assert text != DELIVERY
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, ENV, "notifier.toml")
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)

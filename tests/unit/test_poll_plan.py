@@ -104,9 +104,9 @@ def test_progress_change_is_stored_without_event() -> None:
 
 def test_failed_poll_backs_off_and_keeps_the_error() -> None:
     error = UpstreamError(UNAVAILABLE, "Clanforge answered 503", status=503)
-    # rand 0.5 is the middle of the jitter band: the schedule's own delay.
-    first = plan_failure(due(make_status(4)), error, T0, POLL, rand=lambda: 0.5)
-    third = plan_failure(due(make_status(4), poll_errors=2), error, T0, POLL, rand=lambda: 0.5)
+    # rand 1.0 is the top of the jitter band (previous step .. this one): the schedule's delay.
+    first = plan_failure(due(make_status(4)), error, T0, POLL, rand=lambda: 1.0)
+    third = plan_failure(due(make_status(4), poll_errors=2), error, T0, POLL, rand=lambda: 1.0)
     assert first.next_poll_at == T0 + timedelta(seconds=30)
     assert third.next_poll_at == T0 + timedelta(seconds=120)
     assert third.poll_errors == 3
@@ -179,12 +179,12 @@ def test_rate_limited_poll_is_no_failure_of_the_watch() -> None:
     assert plan.events == ()
 
 
-def test_backoff_is_jittered_around_the_schedule() -> None:
+def test_backoff_is_jittered_between_the_previous_step_and_this_one() -> None:
     error = UpstreamError(UNAVAILABLE, "boom")
-    low = plan_failure(due(), error, T0, POLL, rand=lambda: 0.0).next_poll_at
-    high = plan_failure(due(), error, T0, POLL, rand=lambda: 1.0).next_poll_at
-    assert low == T0 + timedelta(seconds=24)
-    assert high == T0 + timedelta(seconds=36)
+    low = plan_failure(due(poll_errors=2), error, T0, POLL, rand=lambda: 0.0).next_poll_at
+    high = plan_failure(due(poll_errors=2), error, T0, POLL, rand=lambda: 1.0).next_poll_at
+    assert low == T0 + timedelta(seconds=60)
+    assert high == T0 + timedelta(seconds=120)
 
 
 def test_per_watch_interval_overrides_the_state_interval_until_the_job_ends() -> None:

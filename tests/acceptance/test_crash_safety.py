@@ -1,0 +1,411 @@
+"""`notifier run` killed with SIGKILL again and again while image versions move through their
+lifecycles, and stopped with SIGTERM while a send is under way.
+
+The crash test runs on SQLite and (with ``NOTIFIER_TEST_POSTGRES_URL``) PostgreSQL and prints
+its figures (kills, events expected and received, duplicates): ``pytest
+tests/acceptance/test_crash_safety.py -k sigkill``. ``NOTIFIER_CRASH_KILLS`` (default 12) and
+``NOTIFIER_CRASH_SEED`` choose how many kills and which moments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import sqlite3
+import sys
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from notifier.store.engine import create_engine
+from notifier.store.outbox import list_deliveries
+from notifier.testing.fake_clanforge import FakeClanforge, status_reply
+from notifier.testing.fake_slack import FakeSlack
+from notifier.testing.webhook_receiver import WebhookReceiver
+
+pytestmark = pytest.mark.slow
+
+ACCESS_KEY, SECRET_KEY = "ak-crash", "sk-crash"
+SLACK_TOKEN = "xoxb-crash-token"
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+CHANNEL = "C0CRASH"
+ASID = 4321
+# Six image versions out of step with each other; the last one fails.
+IMAGE_VERSIONS = [900_001, 900_002, 900_003, 900_004, 900_005, 900_006]
+FAILS = 900_006
+
+
+@dataclass
+class Upstream:
+    clanforge: FakeClanforge
+    slack: FakeSlack
+    hooks: WebhookReceiver
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    async with (
+        FakeClanforge(access_key=ACCESS_KEY, secret_key=SECRET_KEY) as clanforge,
+        FakeSlack(token=SLACK_TOKEN) as slack,
+        WebhookReceiver() as hooks,
+    ):
+        yield Upstream(clanforge, slack, hooks)
+
+
+def write_config(
+    path: Path, up: Upstream, database_url: str, *, grace: float = 10, timeout: float = 1
+) -> Path:
+    watches = "".join(
+        f"\n[[watch]]\naccount_service_id = {ASID}\nimage_version_id = {ivid}\n"
+        f'label = "build {ivid}"\n'
+        for ivid in IMAGE_VERSIONS
+    )
+    path.write_text(
+        f"""
+[database]
+url = "{database_url}"
+
+[clanforge]
+base_url = "{up.clanforge.base_url}"
+access_key = "{ACCESS_KEY}"
+secret_key = "{SECRET_KEY}"
+timeout_seconds = 1
+
+[poll]
+interval_seconds = 0.25
+running_interval_seconds = 0.25
+
+[slack]
+bot_token = "${{SLACK_BOT_TOKEN}}"
+base_url = "{up.slack.base_url}"
+
+[delivery]
+timeout_seconds = {timeout}
+interval_seconds = 0.2
+lease_seconds = {timeout + 1}
+shutdown_grace_seconds = {grace}
+# Crash safety is under test here, not the schedule: retry soon, never give up.
+retry_schedule_seconds = [0.2, 0.5, 1]
+max_attempts = 1000
+
+[[subscription]]
+name = "builds"
+slack_channel = "{CHANNEL}"
+events = ["imageversion.state_changed"]
+
+[[subscription]]
+name = "chatops"
+webhook_url = "{up.hooks.url}"
+webhook_secret = "{WEBHOOK_SECRET}"
+events = ["imageversion.state_changed", "imageversion.completed", "imageversion.failed"]
+{watches}""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def script_lifecycles(clanforge: FakeClanforge) -> dict[int, list[tuple[str, str]]]:
+    """Each image version: Queued, Running 30 %, Running 70 %, then Complete (or Failed), each
+    state answered to several polls (a kill between a poll and its commit uses one up, so every
+    state is still seen). Returns the webhook events each must produce, in order."""
+    expected: dict[int, list[tuple[str, str]]] = {}
+    for n, ivid in enumerate(IMAGE_VERSIONS):
+        repeat = 6 + 2 * n
+        final = (
+            status_reply(6, 70, error="Image locked by diffid 42", failed=1)
+            if ivid == FAILS
+            else status_reply(5, 100)
+        )
+        clanforge.script(
+            ASID,
+            ivid,
+            [status_reply(3)] * repeat
+            + [status_reply(4, 30)] * repeat
+            + [status_reply(4, 70)] * repeat
+            + [final],
+        )
+        end, terminal = ("Failed", "failed") if ivid == FAILS else ("Complete", "completed")
+        expected[ivid] = [
+            ("imageversion.state_changed", "Queued"),
+            ("imageversion.state_changed", "Running"),
+            ("imageversion.state_changed", end),
+            (f"imageversion.{terminal}", end),
+        ]
+    return expected
+
+
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}"
+
+
+async def start(config: Path, log: Path) -> asyncio.subprocess.Process:
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "notifier",
+            "run",
+            "--config",
+            str(config),
+            env={**os.environ, "SLACK_BOT_TOKEN": SLACK_TOKEN},
+            stdout=out,
+            stderr=out,
+        )
+
+
+async def wait_for(condition: Callable[[], bool], within: float) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.005)
+    return True
+
+
+async def use_the_cli_meanwhile(config: Path, results: list[tuple[int | None, str]]) -> None:
+    """`deliveries list` and `deliveries retry --all-dead` (a write) in a loop; (exit, stderr)."""
+    while True:
+        for action in (["list", "--status", "pending"], ["retry", "--all-dead"]):
+            cli = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "notifier",
+                "deliveries",
+                *action,
+                "--config",
+                str(config),
+                env={**os.environ, "SLACK_BOT_TOKEN": SLACK_TOKEN},
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            try:
+                _, err = await cli.communicate()
+            except asyncio.CancelledError:
+                cli.kill()
+                await cli.wait()
+                raise
+            results.append((cli.returncode, err.decode()))
+
+
+async def outbox(database_url: str) -> list[tuple[str, str, int, str | None]]:
+    """(subscription, status, attempts, last error) of every delivery."""
+    engine = create_engine(database_url)
+    try:
+        return [
+            (d.subscription, d.status, d.attempts, d.last_error)
+            for d in await list_deliveries(engine, limit=10_000)
+        ]
+    finally:
+        await engine.dispose()
+
+
+def first_arrivals(hooks: WebhookReceiver) -> dict[int, list[tuple[str, str]]]:
+    """Per image version, (type, state) of each webhook-id the first time it arrived."""
+    seen: set[str] = set()
+    per_version: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for request, payload in zip(
+        hooks.requests, hooks.verified_payloads(WEBHOOK_SECRET), strict=True
+    ):
+        if request.headers["webhook-id"] in seen:
+            continue
+        seen.add(request.headers["webhook-id"])
+        data = payload["data"]
+        per_version[data["image_version_id"]].append((payload["type"], data["current"]["state"]))
+    return per_version
+
+
+def live_messages(slack: FakeSlack) -> dict[int, list[str]]:
+    """Per image version, the current text of each top-level message posted about it."""
+    found: dict[int, list[str]] = defaultdict(list)
+    for message in slack.messages.values():
+        if message.thread_ts is None:
+            [ivid] = [v for v in IMAGE_VERSIONS if f"build {v}" in message.text]
+            found[ivid].append(message.text)
+    return found
+
+
+@pytest.mark.timeout(300)
+async def test_sigkill_at_random_moments_loses_no_event_and_resends_keep_the_webhook_id(
+    upstream: Upstream, tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kills_wanted = int(os.environ.get("NOTIFIER_CRASH_KILLS", "12"))
+    seed = int(os.environ.get("NOTIFIER_CRASH_SEED", str(random.randrange(1_000_000))))
+    rng = random.Random(seed)
+    expected = script_lifecycles(upstream.clanforge)
+    expected_count = sum(len(events) for events in expected.values())
+    config = write_config(tmp_path / "notifier.toml", upstream, database_url)
+    log = tmp_path / "notifier.log"
+    hooks, clanforge = upstream.hooks, upstream.clanforge
+
+    def all_arrived() -> bool:
+        return sum(len(v) for v in first_arrivals(hooks).values()) >= expected_count
+
+    kills: Counter[str] = Counter()
+    for n in range(kills_wanted):
+        proc = await start(config, log)
+        # Three kinds of moment, in turn: while a status request is in flight or just answered
+        # (between poll and commit), while a webhook is being sent or just was (before the
+        # "delivered" mark commits), and at a random time.
+        moment = ("poll", "send", "random")[n % 3]
+        if moment == "poll":
+            polls = len(clanforge.requests)
+            await wait_for(lambda polls=polls: len(clanforge.requests) > polls, 5)  # type: ignore[misc]
+            await asyncio.sleep(rng.uniform(0, 0.03))
+        elif moment == "send":
+            sent = len(hooks.requests)
+            await wait_for(lambda sent=sent: len(hooks.requests) > sent, 5)  # type: ignore[misc]
+            await asyncio.sleep(rng.uniform(0, 0.03))
+        else:
+            await asyncio.sleep(rng.uniform(0.3, 2.0))
+        if proc.returncode is None:
+            proc.kill()
+            kills[moment] += 1
+        await proc.wait()
+        assert proc.returncode == -signal.SIGKILL, log.read_text()[-2000:]
+
+    proc = await start(config, log)
+    # Operators use the CLI on the same SQLite file while the service writes: never "locked".
+    cli_results: list[tuple[int | None, str]] = []
+    operator = asyncio.create_task(use_the_cli_meanwhile(config, cli_results))
+    try:
+        arrived = await wait_for(all_arrived, 120)
+        arrived = arrived and await wait_for(
+            lambda: (
+                all(
+                    len(texts) == 1 and ("Complete" in texts[0] or "Failed" in texts[0])
+                    for texts in live_messages(upstream.slack).values()
+                )
+                and len(live_messages(upstream.slack)) == len(IMAGE_VERSIONS)
+            ),
+            30,
+        )
+    finally:
+        operator.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await operator
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
+    output = log.read_text()
+    assert arrived, (
+        f"seed {seed}",
+        live_messages(upstream.slack),
+        [(c.method, c.error) for c in upstream.slack.calls if c.error][:10],
+        [d for d in await outbox(database_url) if d[1] != "delivered"],
+        first_arrivals(hooks),
+        output[-3000:],
+    )
+    assert cli_results
+    assert [r for r in cli_results if r[0] != 0 or r[1]] == []
+    assert proc.returncode == 0, output[-3000:]
+
+    # Every expected event arrived, in order per image version.
+    assert first_arrivals(hooks) == expected
+    # Every request is signed; a resend carries the same webhook-id and the same body.
+    verified = hooks.verified_payloads(WEBHOOK_SECRET)
+    assert len(verified) == len(hooks.requests)
+    bodies: dict[str, set[bytes]] = defaultdict(set)
+    for request in hooks.requests:
+        bodies[request.headers["webhook-id"]].add(request.body)
+    assert all(len(b) == 1 for b in bodies.values())
+    duplicates = len(hooks.requests) - len(bodies)
+    # One live message per channel and image version, showing where the job ended.
+    messages = live_messages(upstream.slack)
+    assert {ivid: len(texts) for ivid, texts in messages.items()} == dict.fromkeys(
+        IMAGE_VERSIONS, 1
+    )
+    assert "database is locked" not in output
+    assert {status for _, status, _, _ in await outbox(database_url)} == {"delivered"}
+
+    lookups = sum(1 for c in upstream.slack.calls if c.method == "conversations.history")
+    with capsys.disabled():
+        print(
+            f"\ncrash test on {database_url.split('+')[0]} (seed {seed}): "
+            f"{sum(kills.values())} SIGKILLs "
+            f"({kills['poll']} around a poll, {kills['send']} around a send, "
+            f"{kills['random']} at random), {expected_count} webhook events expected, "
+            f"{len(bodies)} received, {duplicates} duplicate deliveries (same webhook-id), "
+            f"{sum(len(t) for t in messages.values())} Slack live messages for "
+            f"{len(IMAGE_VERSIONS)} image versions ({lookups} looked up after a crash between "
+            f"post and commit); {len(cli_results)} CLI runs meanwhile, none failed"
+        )
+    assert sum(kills.values()) >= kills_wanted * 2 // 3
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+async def test_sigterm_or_sigint_finishes_the_send_under_way_and_exits_0(
+    upstream: Upstream, tmp_path: Path, stop_signal: signal.Signals
+) -> None:
+    hooks = upstream.hooks
+    for ivid in IMAGE_VERSIONS:
+        upstream.clanforge.set_status(ASID, ivid, status_reply(3))
+    hooks.respond_next(204, delay=1.5)  # the first webhook is slow (under timeout_seconds)
+    config = write_config(tmp_path / "notifier.toml", upstream, sqlite_url(tmp_path), timeout=5)
+    log = tmp_path / "notifier.log"
+    proc = await start(config, log)
+    assert await wait_for(lambda: len(hooks.requests) >= 1, 30), log.read_text()
+
+    proc.send_signal(stop_signal)
+    await asyncio.wait_for(proc.wait(), 20)
+
+    output = log.read_text()
+    assert proc.returncode == 0, output
+    assert "notifier stopped" in output
+    with sqlite3.connect(tmp_path / "notifier.db") as db:
+        first = db.execute(
+            "SELECT d.status FROM deliveries d JOIN events e ON e.id = d.event_id "
+            "WHERE e.id = ? AND d.subscription_id = "
+            "(SELECT id FROM subscriptions WHERE name = 'chatops')",
+            (hooks.requests[0].headers["webhook-id"],),
+        ).fetchone()
+        leased = db.execute(
+            "SELECT (SELECT count(*) FROM deliveries WHERE lease_owner IS NOT NULL)"
+            " + (SELECT count(*) FROM watches WHERE lease_owner IS NOT NULL)"
+        ).fetchone()
+    assert first == ("delivered",)
+    assert leased == (0,)
+
+
+async def test_sigterm_past_the_grace_period_releases_the_lease_and_the_resend_keeps_the_id(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    hooks = upstream.hooks
+    for ivid in IMAGE_VERSIONS:
+        upstream.clanforge.set_status(ASID, ivid, status_reply(3))
+    hooks.respond_next(204, delay=10)  # far longer than the grace period
+    config = write_config(tmp_path / "notifier.toml", upstream, sqlite_url(tmp_path), grace=0.2)
+    log = tmp_path / "notifier.log"
+    proc = await start(config, log)
+    assert await wait_for(lambda: len(hooks.requests) >= 1, 30), log.read_text()
+    slow_id = hooks.requests[0].headers["webhook-id"]
+
+    proc.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(proc.wait(), 20)
+    output = log.read_text()
+    assert proc.returncode == 0, output
+    assert "did not finish within 0.2 s" in output
+    with sqlite3.connect(tmp_path / "notifier.db") as db:
+        row = db.execute(
+            "SELECT d.status, d.lease_owner FROM deliveries d "
+            "JOIN subscriptions s ON s.id = d.subscription_id "
+            "WHERE d.event_id = ? AND s.name = 'chatops'",
+            (slow_id,),
+        ).fetchone()
+    assert row == ("pending", None)
+
+    # Restarted, it sends that one again at once (no lease to wait out), with the same id.
+    proc = await start(config, log)
+    try:
+        assert await wait_for(
+            lambda: [r.headers["webhook-id"] for r in hooks.requests].count(slow_id) >= 2, 30
+        ), log.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 20)
+    assert proc.returncode == 0

@@ -1,0 +1,184 @@
+"""SQLite under load: one `notifier run` moving 200 image versions through their lifecycles to a
+webhook and a Slack channel, while operators use the CLI (reads and writes) on the same file.
+Nothing is lost, and no "database is locked" reaches anyone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from notifier.testing.fake_clanforge import FakeClanforge, status_reply
+from notifier.testing.fake_slack import FakeSlack
+from notifier.testing.webhook_receiver import WebhookReceiver
+
+pytestmark = pytest.mark.slow
+
+ACCESS_KEY, SECRET_KEY, SLACK_TOKEN = "ak-load", "sk-load", "xoxb-load"
+ASID = 5150
+WATCHES = range(800_000, 800_200)
+CHANNEL = "C0LOAD"
+
+
+def write_config(
+    path: Path, database: Path, clanforge: FakeClanforge, slack: FakeSlack, hooks: WebhookReceiver
+) -> None:
+    watches = "".join(
+        f'\n[[watch]]\naccount_service_id = {ASID}\nimage_version_id = {ivid}\nlabel = "b{ivid}"\n'
+        for ivid in WATCHES
+    )
+    path.write_text(
+        f"""
+[database]
+url = "sqlite+aiosqlite:///{database}"
+
+[clanforge]
+base_url = "{clanforge.base_url}"
+access_key = "{ACCESS_KEY}"
+secret_key = "{SECRET_KEY}"
+timeout_seconds = 2
+max_concurrency = 16
+requests_per_second = 400
+
+[poll]
+interval_seconds = 0.5
+running_interval_seconds = 0.5
+
+[slack]
+bot_token = "{SLACK_TOKEN}"
+base_url = "{slack.base_url}"
+# The fake Slack has no rate limit; paced at Slack's 1 message/s, 200 builds take 10 minutes.
+channel_interval_seconds = 0
+
+[delivery]
+timeout_seconds = 2
+max_concurrency = 16
+interval_seconds = 0.2
+lease_seconds = 5
+
+[[subscription]]
+name = "builds"
+slack_channel = "{CHANNEL}"
+
+[[subscription]]
+name = "chatops"
+webhook_url = "{hooks.url}"
+events = ["imageversion.state_changed", "imageversion.completed"]
+{watches}""",
+        encoding="utf-8",
+    )
+
+
+async def cli(config: Path, *argv: str) -> tuple[int | None, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "notifier",
+        *argv,
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        _, err = await proc.communicate()
+    except asyncio.CancelledError:
+        proc.kill()
+        await proc.wait()
+        raise
+    return proc.returncode, err.decode()
+
+
+async def operators(config: Path, results: list[tuple[int | None, str]]) -> None:
+    n = 0
+    while True:
+        n += 1
+        for argv in (
+            ("deliveries", "list", "--status", "pending"),
+            ("deliveries", "retry", "--all-dead"),
+            ("watch", "add", "--asid", str(ASID), "--image-version", str(900_000 + n)),
+            ("watch", "remove", "--image-version", str(900_000 + n)),
+        ):
+            results.append(await cli(config, *argv))
+
+
+async def eventually(condition: Callable[[], bool], within: float) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True
+
+
+def all_live_messages_show_complete(slack: FakeSlack) -> bool:
+    """Updates of one message may be merged, so count where each message ends, not updates."""
+    return all(
+        "Complete" in slack.messages[(CHANNEL, post.answer["ts"])].text
+        for post in slack.top_level_posts(CHANNEL)
+    )
+
+
+@pytest.mark.timeout(240)
+async def test_sqlite_under_load_with_the_cli_alongside_never_says_locked(tmp_path: Path) -> None:
+    async with (
+        FakeClanforge(access_key=ACCESS_KEY, secret_key=SECRET_KEY, record=False) as clanforge,
+        FakeSlack(token=SLACK_TOKEN) as slack,
+        WebhookReceiver() as hooks,
+    ):
+        for ivid in WATCHES:
+            clanforge.script(
+                ASID, ivid, [status_reply(3), status_reply(4, 50), status_reply(5, 100)]
+            )
+        # Operators' watches (900_000 + n) are unknown upstream: 404s, handled as poll errors.
+        config = tmp_path / "notifier.toml"
+        write_config(config, tmp_path / "notifier.db", clanforge, slack, hooks)
+        log = tmp_path / "notifier.log"
+        with log.open("wb") as out:
+            service = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "notifier",
+                "run",
+                "--config",
+                str(config),
+                env=dict(os.environ),
+                stdout=out,
+                stderr=out,
+            )
+        results: list[tuple[int | None, str]] = []
+        cli_task = asyncio.create_task(operators(config, results))
+        expected_hooks = len(WATCHES) * 4
+        try:
+            done = await eventually(
+                lambda: (
+                    len({r.headers["webhook-id"] for r in hooks.requests}) >= expected_hooks
+                    and len(slack.top_level_posts(CHANNEL)) >= len(WATCHES)
+                    and all_live_messages_show_complete(slack)
+                ),
+                180,
+            )
+        finally:
+            cli_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await cli_task
+            service.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(service.wait(), 30)
+        output = log.read_text()
+        assert done, output[-3000:]
+        assert service.returncode == 0, output[-3000:]
+
+    assert "database is locked" not in output
+    assert results
+    assert [r for r in results if r[0] != 0 or "locked" in r[1]] == []
+    per_version = Counter(r.json["data"]["image_version_id"] for r in hooks.requests)
+    assert set(per_version) == set(WATCHES)
+    assert len(slack.top_level_posts(CHANNEL)) == len(WATCHES)

@@ -1,0 +1,583 @@
+"""Fault injection: the dispatcher, the real outbox (SQLite and PostgreSQL) and the real sinks
+against the fake webhook receiver and fake Slack, with the dispatcher's clock moved by hand so
+that retry delays are checked without waiting for them."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+
+import aiohttp
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.clanforge.status import COMPLETE, QUEUED, RUNNING
+from notifier.clock import utc_now
+from notifier.config import SubscriptionSettings
+from notifier.notify.dispatcher import Dispatcher
+from notifier.notify.retry import RetryPolicy
+from notifier.notify.sink import Sink
+from notifier.notify.slack import SlackSink
+from notifier.notify.webhook import WebhookSink
+from notifier.store.live_messages import DatabaseLiveMessages
+from notifier.store.outbox import DeliveryView, list_deliveries, retry_deliveries
+from notifier.store.subscriptions import (
+    enable_subscription,
+    list_subscriptions,
+    load_active_subscriptions,
+    sync_config_subscriptions,
+)
+from notifier.store.watches import add_watch, newest_status
+from notifier.testing.fake_slack import FakeSlack
+from notifier.testing.webhook_receiver import WebhookReceiver
+from tests.conftest import T0, event_ids, make_status, poll_once
+
+SLACK_TOKEN = "xoxb-delivery-test"
+CHANNEL = "C0DELIVERY"
+ASID = 1234
+
+
+class HandClock:
+    """The dispatcher's clock; tests move it past retry delays instead of sleeping."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    async with WebhookReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def clock() -> HandClock:
+    return HandClock(T0)
+
+
+def dispatcher(
+    engine: AsyncEngine,
+    clock: HandClock,
+    sinks: dict[str, Sink],
+    policy: RetryPolicy | None = None,
+    max_concurrency: int = 4,
+) -> Dispatcher:
+    async def subscriptions():  # type: ignore[no-untyped-def]
+        return await load_active_subscriptions(engine, {})
+
+    return Dispatcher(
+        engine,
+        sinks,
+        subscriptions,
+        owner="replica-test",
+        clock=clock,
+        policy=policy or RetryPolicy(),
+        max_concurrency=max_concurrency,
+        lease=timedelta(seconds=30),
+    )
+
+
+def webhook_dispatcher(
+    engine: AsyncEngine, clock: HandClock, session: aiohttp.ClientSession, timeout: float = 2.0
+) -> Dispatcher:
+    return dispatcher(engine, clock, {"webhook": WebhookSink(session, timeout_seconds=timeout)})
+
+
+async def subscribe(engine: AsyncEngine, name: str = "chatops", **target: str) -> None:
+    setting = SubscriptionSettings(name=name, **target)  # type: ignore[arg-type]
+    await sync_config_subscriptions(engine, [setting], T0)
+
+
+async def lifecycle(
+    engine: AsyncEngine, image_version_ids: list[int], states: list[int] | None = None
+) -> None:
+    """Each image version goes through ``states`` (default Queued, Running, Complete): one
+    state_changed event per step, in the outbox in that order."""
+    ids = event_ids()
+    for ivid in image_version_ids:
+        await add_watch(engine, ASID, ivid, f"build {ivid}", "cli", T0)
+    for step, state in enumerate(states or [QUEUED, RUNNING, COMPLETE]):
+        observed = {ivid: make_status(state, image_version_id=ivid) for ivid in image_version_ids}
+        await poll_once(engine, observed, now=T0 + timedelta(hours=step), ids=ids)
+
+
+async def deliveries(engine: AsyncEngine) -> list[DeliveryView]:
+    return sorted(await list_deliveries(engine), key=lambda d: d.id)
+
+
+async def until(condition: Callable[[], bool], within: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+def arrived(receiver: WebhookReceiver) -> list[tuple[int, str, str]]:
+    """(image version, state, webhook-id) of each request, in arrival order."""
+    return [
+        (
+            r.json["data"]["image_version_id"],
+            r.json["data"]["current"]["state"],
+            r.headers["webhook-id"],
+        )
+        for r in receiver.requests
+    ]
+
+
+async def test_429_retry_after_holds_the_next_attempt_back_at_least_that_long(
+    engine: AsyncEngine,
+    clock: HandClock,
+    session: aiohttp.ClientSession,
+    receiver: WebhookReceiver,
+) -> None:
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, [1], [QUEUED])
+    clock.now = T0 + timedelta(hours=1)
+    receiver.respond_next(429, headers={"Retry-After": "120"})
+    d = webhook_dispatcher(engine, clock, session)
+
+    await d.dispatch_until_idle()
+    [pending] = await deliveries(engine)
+    assert (pending.status, pending.attempts) == ("pending", 1)
+    assert pending.last_error is not None
+    assert "answered 429" in pending.last_error
+    assert pending.next_attempt_at >= clock.now + timedelta(seconds=120)
+
+    clock.advance(119)
+    await d.dispatch_until_idle()
+    assert len(receiver.requests) == 1
+
+    clock.advance(2)
+    await d.dispatch_until_idle()
+    [done] = await deliveries(engine)
+    assert (done.status, done.attempts, done.last_error) == ("delivered", 2, None)
+    first, second = receiver.requests
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+
+
+async def test_500_then_success_is_delivered_on_the_retry(
+    engine: AsyncEngine,
+    clock: HandClock,
+    session: aiohttp.ClientSession,
+    receiver: WebhookReceiver,
+) -> None:
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, [1], [QUEUED])
+    clock.now = T0 + timedelta(hours=1)
+    receiver.respond_next(500, body=b"oops")
+    d = webhook_dispatcher(engine, clock, session)
+
+    await d.dispatch_until_idle()
+    [failed] = await deliveries(engine)
+    assert failed.status == "pending"
+    assert failed.last_error is not None
+    assert "answered 500" in failed.last_error
+    # The first retry comes within the first step of the schedule (5 s).
+    assert failed.next_attempt_at <= clock.now + timedelta(seconds=5)
+
+    clock.advance(5)
+    await d.dispatch_until_idle()
+    [done] = await deliveries(engine)
+    assert (done.status, done.attempts) == ("delivered", 2)
+    assert len(receiver.requests) == 2
+
+
+async def test_timeout_then_success_is_delivered_on_the_retry(
+    engine: AsyncEngine,
+    clock: HandClock,
+    session: aiohttp.ClientSession,
+    receiver: WebhookReceiver,
+) -> None:
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, [1], [QUEUED])
+    clock.now = T0 + timedelta(hours=1)
+    receiver.respond_next(204, delay=5.0)
+    d = webhook_dispatcher(engine, clock, session, timeout=0.3)
+
+    await d.dispatch_until_idle()
+    [failed] = await deliveries(engine)
+    assert failed.status == "pending"
+    assert failed.last_error is not None
+    assert "did not answer within 0.3 s" in failed.last_error
+
+    clock.advance(5)
+    await d.dispatch_until_idle()
+    [done] = await deliveries(engine)
+    assert (done.status, done.attempts) == ("delivered", 2)
+
+
+async def test_permanent_webhook_error_is_dead_at_once_with_reason_and_one_log_line(
+    engine: AsyncEngine,
+    clock: HandClock,
+    session: aiohttp.ClientSession,
+    receiver: WebhookReceiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, [1], [QUEUED])
+    clock.now = T0 + timedelta(hours=1)
+    receiver.respond_next(404, body=b"no such hook")
+    d = webhook_dispatcher(engine, clock, session)
+
+    with caplog.at_level(logging.ERROR, logger="notifier.notify.dispatcher"):
+        await d.dispatch_until_idle()
+        clock.advance(86400)
+        await d.dispatch_until_idle()
+
+    [dead] = await deliveries(engine)
+    assert (dead.status, dead.attempts) == ("dead", 1)
+    assert dead.last_error is not None
+    assert "answered 404: no such hook" in dead.last_error
+    assert len(receiver.requests) == 1
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "subscription 'chatops'" in line
+    assert "answered 404: no such hook" in line
+    assert f"notifier deliveries retry {dead.id}" in line
+
+
+async def test_permanent_slack_error_is_dead_at_once_naming_what_to_fix(
+    engine: AsyncEngine,
+    clock: HandClock,
+    session: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with FakeSlack(token=SLACK_TOKEN) as slack:
+        await sync_config_subscriptions(
+            engine, [SubscriptionSettings(name="builds", slack_channel=CHANNEL)], T0
+        )
+        await lifecycle(engine, [1], [QUEUED])
+        clock.now = T0 + timedelta(hours=1)
+        client = AsyncWebClient(token=SLACK_TOKEN, base_url=slack.base_url, session=session)
+        sink = SlackSink(client, DatabaseLiveMessages(engine, clock))
+        slack.fail_next("chat.postMessage", "not_in_channel")
+        d = dispatcher(engine, clock, {"slack_channel": sink})
+
+        with caplog.at_level(logging.ERROR, logger="notifier.notify.dispatcher"):
+            await d.dispatch_until_idle()
+
+    [dead] = await deliveries(engine)
+    assert (dead.status, dead.attempts) == ("dead", 1)
+    assert dead.last_error == f"Slack says not_in_channel: invite the bot to {CHANNEL}"
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "subscription 'builds'" in line
+    assert f"invite the bot to {CHANNEL}" in line
+
+
+async def test_slack_429_waits_for_its_retry_after(
+    engine: AsyncEngine, clock: HandClock, session: aiohttp.ClientSession
+) -> None:
+    async with FakeSlack(token=SLACK_TOKEN) as slack:
+        await sync_config_subscriptions(
+            engine, [SubscriptionSettings(name="builds", slack_channel=CHANNEL)], T0
+        )
+        await lifecycle(engine, [1], [QUEUED])
+        clock.now = T0 + timedelta(hours=1)
+        client = AsyncWebClient(token=SLACK_TOKEN, base_url=slack.base_url, session=session)
+        sink = SlackSink(client, DatabaseLiveMessages(engine, clock))
+        slack.fail_next("chat.postMessage", "ratelimited", retry_after=30)
+        d = dispatcher(engine, clock, {"slack_channel": sink})
+
+        await d.dispatch_until_idle()
+        [pending] = await deliveries(engine)
+        assert pending.status == "pending"
+        assert pending.next_attempt_at >= clock.now + timedelta(seconds=30)
+        clock.advance(29)
+        await d.dispatch_until_idle()
+        assert slack.top_level_posts() == []
+        clock.advance(2)
+        await d.dispatch_until_idle()
+        assert len(slack.top_level_posts(CHANNEL)) == 1
+    [done] = await deliveries(engine)
+    assert (done.status, done.attempts) == ("delivered", 2)
+
+
+async def test_410_gone_disables_the_subscription_until_enabled(
+    engine: AsyncEngine,
+    clock: HandClock,
+    session: aiohttp.ClientSession,
+    receiver: WebhookReceiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, [1])
+    clock.now = T0 + timedelta(hours=3)
+    receiver.respond_next(410)
+    d = webhook_dispatcher(engine, clock, session)
+
+    with caplog.at_level(logging.ERROR, logger="notifier.notify.dispatcher"):
+        await d.dispatch_until_idle()
+
+    assert len(receiver.requests) == 1
+    assert [(x.status, x.attempts) for x in await deliveries(engine)] == [
+        ("dead", 1),
+        ("dead", 0),
+        ("dead", 0),
+    ]
+    [view] = await list_subscriptions(engine)
+    assert view.disabled_reason is not None
+    assert "410 Gone" in view.disabled_reason
+    assert not view.active
+    assert await load_active_subscriptions(engine, {}) == []
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "subscription 'chatops' disabled" in line
+    assert "notifier subscription enable chatops" in line
+
+    # A restart syncing the configuration does not bring it back; `enable` does.
+    await subscribe(engine, webhook_url=receiver.url)
+    assert await load_active_subscriptions(engine, {}) == []
+    await enable_subscription(engine, "chatops")
+    [view] = await list_subscriptions(engine)
+    assert (view.active, view.disabled_reason) == (True, None)
+
+
+async def test_3xx_is_a_failure_and_is_not_followed(
+    engine: AsyncEngine,
+    clock: HandClock,
+    session: aiohttp.ClientSession,
+    receiver: WebhookReceiver,
+) -> None:
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, [1], [QUEUED])
+    clock.now = T0 + timedelta(hours=1)
+    receiver.respond_next(307, headers={"Location": receiver.url + "/elsewhere"})
+    await webhook_dispatcher(engine, clock, session).dispatch_until_idle()
+
+    [dead] = await deliveries(engine)
+    assert dead.status == "dead"
+    assert dead.last_error is not None
+    assert "redirects are not followed" in dead.last_error
+    assert [r.path for r in receiver.requests] == ["/hook"]
+
+
+async def test_receiver_down_for_a_while_then_back_gets_everything_in_order(
+    engine: AsyncEngine, clock: HandClock, session: aiohttp.ClientSession
+) -> None:
+    async with WebhookReceiver() as first:
+        url = first.url
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    await subscribe(engine, webhook_url=url)
+    await lifecycle(engine, [1, 2, 3])
+    clock.now = T0 + timedelta(hours=3)
+    d = webhook_dispatcher(engine, clock, session)
+
+    # Down: each image version's first delivery is tried and fails; nothing behind it is tried.
+    for _ in range(3):
+        await d.dispatch_until_idle()
+        clock.advance(1800)
+    down = await deliveries(engine)
+    assert {x.status for x in down} == {"pending"}
+    assert sorted(x.attempts for x in down) == [0, 0, 0, 0, 0, 0, 3, 3, 3]
+    assert all("could not connect" in (x.last_error or "") for x in down if x.attempts)
+
+    async with WebhookReceiver(port=port) as back:
+        clock.advance(7200)
+        await d.dispatch_until_idle()
+        got = arrived(back)
+
+    assert {x.status for x in await deliveries(engine)} == {"delivered"}
+    for ivid in (1, 2, 3):
+        states = [state for v, state, _ in got if v == ivid]
+        assert states == ["Queued", "Running", "Complete"]
+    assert len({webhook_id for _, _, webhook_id in got}) == 9
+
+
+async def test_retrying_first_event_holds_back_its_image_version_only(
+    engine: AsyncEngine,
+    clock: HandClock,
+    session: aiohttp.ClientSession,
+    receiver: WebhookReceiver,
+) -> None:
+    """The first of three events for one image version fails twice; the receiver still sees the
+    three in order, and another image version's events are not held up meanwhile."""
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, [1])
+    await lifecycle_second_version(engine)
+    clock.now = T0 + timedelta(hours=3)
+    receiver.respond_next(500)  # image version 1, Queued: the first request made
+    # One send at a time makes "the first request" image version 1's first event.
+    d = dispatcher(
+        engine, clock, {"webhook": WebhookSink(session, timeout_seconds=2.0)}, max_concurrency=1
+    )
+
+    await d.dispatch_until_idle()
+    receiver.respond_next(500)
+    clock.advance(5)
+    await d.dispatch_until_idle()
+    # Image version 2 got all of its events while image version 1 was failing.
+    assert [s for v, s, _ in arrived(receiver) if v == 2] == ["Queued", "Running", "Complete"]
+    assert [s for v, s, _ in arrived(receiver) if v == 1] == ["Queued", "Queued"]
+
+    clock.advance(300)
+    await d.dispatch_until_idle()
+    got = [s for v, s, _ in arrived(receiver) if v == 1]
+    assert got == ["Queued", "Queued", "Queued", "Running", "Complete"]
+    queued_ids = {i for v, s, i in arrived(receiver) if v == 1 and s == "Queued"}
+    assert len(queued_ids) == 1  # the same webhook-id on every retry
+    assert {x.status for x in await deliveries(engine)} == {"delivered"}
+
+
+async def lifecycle_second_version(engine: AsyncEngine) -> None:
+    ids = iter(f"evt_b{n}" for n in range(10))
+    await add_watch(engine, ASID, 2, "build 2", "cli", T0)
+    for step, state in enumerate([QUEUED, RUNNING, COMPLETE]):
+        await poll_once(
+            engine,
+            {2: make_status(state, image_version_id=2)},
+            now=T0 + timedelta(hours=step, minutes=1),
+            ids=lambda: next(ids),
+        )
+
+
+async def test_slack_live_message_never_goes_back_to_an_older_state(
+    engine: AsyncEngine, clock: HandClock, session: aiohttp.ClientSession
+) -> None:
+    """Queued went dead, Running went out; Queued retried by hand later changes nothing shown."""
+    async with FakeSlack(token=SLACK_TOKEN) as slack:
+        await sync_config_subscriptions(
+            engine, [SubscriptionSettings(name="builds", slack_channel=CHANNEL)], T0
+        )
+        await lifecycle(engine, [1], [QUEUED, RUNNING])
+        clock.now = T0 + timedelta(hours=2)
+        client = AsyncWebClient(token=SLACK_TOKEN, base_url=slack.base_url, session=session)
+        d = dispatcher(
+            engine,
+            clock,
+            {
+                "slack_channel": SlackSink(
+                    client,
+                    DatabaseLiveMessages(engine, clock),
+                    newest_status=functools.partial(newest_status, engine),
+                )
+            },
+        )
+        slack.fail_next("chat.postMessage", "not_in_channel")
+        await d.dispatch_until_idle()
+        [live] = slack.top_level_posts(CHANNEL)
+        assert "Running" in live.args["text"]
+
+        assert await retry_deliveries(engine, clock.now, all_dead=True) == 1
+        await d.dispatch_until_idle()
+
+        ts = live.answer["ts"]
+        assert "Running" in slack.messages[(CHANNEL, ts)].text
+        assert slack.updates(CHANNEL) == []
+        # Queued was the job's first sighting: the live message itself, so no thread line either.
+        assert slack.thread_replies(ts) == []
+    assert {x.status for x in await deliveries(engine)} == {"delivered"}
+
+
+async def test_a_send_slower_than_the_lease_keeps_its_lease_and_is_not_sent_twice(
+    engine: AsyncEngine, session: aiohttp.ClientSession, receiver: WebhookReceiver
+) -> None:
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, [1], [QUEUED])
+    receiver.respond_next(204, delay=4.0)
+
+    def replica(name: str) -> Dispatcher:
+        async def subscriptions():  # type: ignore[no-untyped-def]
+            return await load_active_subscriptions(engine, {})
+
+        return Dispatcher(
+            engine,
+            {"webhook": WebhookSink(session, timeout_seconds=10)},
+            subscriptions,
+            owner=name,
+            clock=utc_now,
+            policy=RetryPolicy(),
+            max_concurrency=4,
+            lease=timedelta(seconds=1.5),
+        )
+
+    slow, other = replica("replica-slow"), replica("replica-other")
+    running = asyncio.create_task(slow.run())
+    slow.wake()
+    try:
+        await until(lambda: bool(receiver.requests))
+        await asyncio.sleep(2.5)  # past the first lease: the heartbeat has extended it
+        [leased] = await deliveries(engine)
+        assert leased.lease_owner == "replica-slow"
+        await other.dispatch_until_idle()
+        assert len(receiver.requests) == 1
+        await until(lambda: slow.in_flight == 0)
+    finally:
+        slow.stop()
+        await running
+    [done] = await deliveries(engine)
+    assert (done.status, done.attempts, done.lease_owner) == ("delivered", 1, None)
+    assert len(receiver.requests) == 1
+
+
+async def test_a_delivery_failing_max_attempts_times_is_dead_with_why(
+    engine: AsyncEngine,
+    clock: HandClock,
+    session: aiohttp.ClientSession,
+    receiver: WebhookReceiver,
+) -> None:
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, [1], [QUEUED])
+    clock.now = T0 + timedelta(hours=1)
+    for _ in range(3):
+        receiver.respond_next(503)
+    policy = RetryPolicy(schedule_seconds=(1, 2), max_attempts=3, max_age_seconds=86400)
+    d = dispatcher(engine, clock, {"webhook": WebhookSink(session, timeout_seconds=2)}, policy)
+
+    for _ in range(4):
+        await d.dispatch_until_idle()
+        clock.advance(10)
+
+    [dead] = await deliveries(engine)
+    assert (dead.status, dead.attempts) == ("dead", 3)
+    assert dead.last_error is not None
+    assert dead.last_error.endswith("answered 503 (gave up after 3 attempts)")
+    assert len(receiver.requests) == 3
+
+
+async def test_retry_after_slows_down_the_whole_receiver_not_other_subscriptions(
+    engine: AsyncEngine,
+    clock: HandClock,
+    session: aiohttp.ClientSession,
+    receiver: WebhookReceiver,
+) -> None:
+    async with WebhookReceiver() as other:
+        await sync_config_subscriptions(
+            engine,
+            [
+                SubscriptionSettings(name="chatops", webhook_url=receiver.url),
+                SubscriptionSettings(name="other", webhook_url=other.url),
+            ],
+            T0,
+        )
+        await lifecycle(engine, [1, 2], [QUEUED])
+        clock.now = T0 + timedelta(hours=1)
+        receiver.respond_next(429, headers={"Retry-After": "60"})
+        # One send at a time: image version 1 to chatops is the first request made.
+        d = dispatcher(
+            engine, clock, {"webhook": WebhookSink(session, timeout_seconds=2)}, max_concurrency=1
+        )
+
+        await d.dispatch_until_idle()
+        # chatops asked to slow down: image version 2 waits too; "other" is not held back.
+        assert [r.json["data"]["image_version_id"] for r in receiver.requests] == [1]
+        assert sorted(r.json["data"]["image_version_id"] for r in other.requests) == [1, 2]
+
+        clock.advance(61)
+        await d.dispatch_until_idle()
+        assert sorted(r.json["data"]["image_version_id"] for r in receiver.requests) == [1, 1, 2]
+    assert {x.status for x in await deliveries(engine)} == {"delivered"}
