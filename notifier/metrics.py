@@ -127,6 +127,8 @@ class InstrumentedSource:
     def __init__(self, source: StatusSource, metrics: Metrics) -> None:
         self._source = source
         self._metrics = metrics
+        # The success counter's child, resolved once: ``labels()`` per poll is a lock and a lookup.
+        self._ok = metrics.polls.labels("ok")
 
     async def fetch_status(self, account_service_id: int, image_version_id: int) -> JobStatus:
         started = time.perf_counter()
@@ -141,7 +143,7 @@ class InstrumentedSource:
             raise
         finally:
             self._metrics.poll_seconds.observe(time.perf_counter() - started)
-            self._metrics.polls.labels(outcome).inc()
+            (self._ok if outcome == "ok" else self._metrics.polls.labels(outcome)).inc()
 
 
 class InstrumentedSink:
