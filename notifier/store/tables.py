@@ -162,7 +162,7 @@ class DeliveryRow(Base):
 
     # Within one (subscription, watch) the id follows event order: it is the send order.
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    # NULL for a live-message refresh (kind "refresh"): that is no event, it shows the newest status.
+    # NULL for a live-message refresh (kind "refresh"): no event, it shows the newest status.
     event_id: Mapped[str | None] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
     subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"))
     # "event", or "refresh": re-render a Slack live message after a progress/ETA-only change.
