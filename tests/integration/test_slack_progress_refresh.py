@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.clanforge.client import ClanforgeClient
 from notifier.clanforge.status import COMPLETE, RUNNING
 from notifier.config import PollSettings
+from notifier.events.model import LIVE_REFRESH, Event
 from notifier.notify.dispatcher import Dispatcher
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.retry import RetryPolicy
@@ -37,7 +38,7 @@ from notifier.store.watches import add_watch, newest_status
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FAKE_TOKEN, FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.conftest import running_api, seed_subscription
+from tests.conftest import make_status, running_api, seed_subscription
 
 ASID = 1234
 IVID = 567890
@@ -85,12 +86,13 @@ class Harness:
             clock=_now,
             on_committed=lambda: None,
         )
-        sink = SlackSink(
+        self.sink = SlackSink(
             AsyncWebClient(token=FAKE_TOKEN, base_url=slack.base_url, session=session),
             DatabaseLiveMessages(engine, _now),
             newest_status=lambda asid, ivid: newest_status(engine, asid, ivid),
             pacer=ChannelPacer(0),
         )
+        sink = self.sink
         self.dispatcher = Dispatcher(
             engine,
             {"slack_channel": sink, "webhook": WebhookSink(session, timeout_seconds=2.0)},
@@ -102,9 +104,12 @@ class Harness:
             lease=timedelta(seconds=30),
         )
 
-    async def poll(self, state_id: int, progress: int, eta: datetime = ETA) -> None:
-        """Upstream now says this; the watch is due and one tick sees it."""
-        self.clanforge.set_status(ASID, IVID, status_reply(state_id, progress, eta=eta))
+    async def poll(
+        self, state_id: int, progress: int, eta: datetime = ETA, ivids: tuple[int, ...] = (IVID,)
+    ) -> None:
+        """Upstream now says this of each image version; all watches are due, one tick sees it."""
+        for ivid in ivids:
+            self.clanforge.set_status(ASID, ivid, status_reply(state_id, progress, eta=eta))
         async with self.engine.begin() as conn:
             await conn.execute(update(WATCHES).values(next_poll_at=_now()))
         await self.poller.tick()
@@ -276,3 +281,42 @@ async def test_a_channel_without_a_live_message_gets_no_refresh(harness: Harness
     await harness.drain()
     assert harness.slack.posts(LATE) == []
     assert len(harness.slack.updates(CHANNEL)) == 1
+
+
+async def test_a_tick_queues_the_refreshes_of_all_its_watches_in_one_statement(
+    harness: Harness,
+) -> None:
+    ivids = (IVID, IVID + 1, IVID + 2)
+    for ivid in ivids[1:]:
+        await add_watch(harness.engine, ASID, ivid, f"build {ivid}", "config", _now())
+    await harness.poll(RUNNING, 30, ivids=ivids)
+    await harness.drain()
+    writes = DeliveryWrites(harness.engine)
+
+    await harness.poll(RUNNING, 50, ivids=ivids)
+
+    assert len(writes.statements) == 1
+    assert await pending(harness.engine, "refresh") == 3
+    await harness.drain()
+    updates = harness.slack.updates(CHANNEL)
+    assert len(updates) == 3
+    assert all("Running 50%" in u.args["text"] for u in updates)
+
+
+async def test_a_refresh_for_a_message_not_posted_yet_sends_nothing(harness: Harness) -> None:
+    builds = harness.subscriptions[0]
+    refresh = Event(
+        id="refresh-1",
+        type=LIVE_REFRESH,
+        occurred_at=_now(),
+        account_service_id=ASID,
+        image_version_id=IVID,
+        label="EU fleet, build 1.4.2",
+        previous=None,
+        current=make_status(RUNNING, 40, image_version_id=IVID),
+    )
+
+    await harness.sink.deliver(refresh, builds)
+
+    assert harness.slack.posts(CHANNEL) == []
+    assert harness.slack.updates(CHANNEL) == []
