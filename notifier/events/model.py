@@ -36,6 +36,11 @@ EVENT_TYPES: Final = (
     POLL_RECOVERED,
 )
 
+LIVE_REFRESH: Final = "internal.live_refresh"
+"""Not an event: the type of the stand-in the outbox hands the Slack sink for a live-message
+refresh (a progress/ETA-only change). Never stored in ``events``, never in ``EVENT_TYPES``, so no
+webhook, events list, timeline or filter ever sees it."""
+
 TERMINAL_EVENT_FOR_STATE: Final[dict[int, str]] = {
     COMPLETE: COMPLETED,
     FAILED: FAILED_EVENT,

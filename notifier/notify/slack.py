@@ -21,7 +21,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from notifier.clanforge.status import FAILED, SQUASHED, JobStatus
-from notifier.events.model import STATE_CHANGED, Event
+from notifier.events.model import LIVE_REFRESH, STATE_CHANGED, Event
 from notifier.notify.outcome import DeliveryFailed
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.render import SlackMessage, WatchInfo, render, render_thread_reply
@@ -64,6 +64,8 @@ class SlackSink:
     the status of the event being delivered, and an update that would show exactly what the
     message already shows is skipped. So a backlog of N events for one image version costs one
     ``chat.update`` (plus one thread reply per state change, which are never merged).
+
+    A ``LIVE_REFRESH`` (progress or ETA moved, state did not) only updates an existing message.
     """
 
     def __init__(
@@ -103,10 +105,14 @@ class SlackSink:
         status = None
         if self._newest_status is not None:
             status = await self._newest_status(event.account_service_id, event.image_version_id)
-        message = render(WatchInfo.of(event), status or event.current, event)
+        refresh = event.type == LIVE_REFRESH
+        # A refresh is no event: no note, no reply; it only shows the newest status.
+        message = render(WatchInfo.of(event), status or event.current, None if refresh else event)
         shown = fingerprint(message)
 
         earlier = await self._live.get(*key)
+        if refresh and not isinstance(earlier, LiveMessage):
+            return  # nothing posted yet (or a post under way): the event delivery posts it
         if isinstance(earlier, PendingPost):
             earlier = await self._recover(earlier, key)
         if earlier is None:

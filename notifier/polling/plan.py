@@ -81,11 +81,21 @@ class PollPlan:
     poll_failing: bool = False
     paused_reason: str | None = None
     """Set when this poll paused the watch: why, in one line."""
+    shown_changed: bool = False
+    """Same state, but what a live message shows (progress, ETA, estimated ETA) changed."""
 
 
 @dataclass(frozen=True, slots=True)
 class PlannedDelivery:
     event_id: str
+    subscription_id: int
+    watch_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRefresh:
+    """Re-render this subscription's Slack live message of this watch, if it has one."""
+
     subscription_id: int
     watch_id: int
 
@@ -151,6 +161,9 @@ def plan_success(
     detected.extend(timing)
     events = _events(due, detected, now, new_event_id)
     changed = current != due.previous or new_tracking != due.tracking
+    shown_changed = (
+        due.previous is not None and not state_changed and _shown(current) != _shown(due.previous)
+    )
     return PollPlan(
         watch_id=due.watch_id,
         next_poll_at=next_poll_at(current.state_id, state_since, now, poll, due.interval_seconds),
@@ -162,7 +175,13 @@ def plan_success(
         events=events,
         tracking=new_tracking,
         poll_failing=False,
+        shown_changed=shown_changed,
     )
+
+
+def _shown(status: JobStatus) -> tuple[int, datetime | None, bool]:
+    """The parts of a status that a live message shows and that change without a state change."""
+    return (status.progress, status.eta, status.eta_estimated)
 
 
 def error_backoff_policy(poll: PollSettings) -> RetryPolicy:
@@ -291,4 +310,25 @@ def plan_deliveries(
         for event in plan.events
         for subscription in subscriptions
         if matches(subscription, event)
+    ]
+
+
+def plan_refreshes(
+    plans: Sequence[PollPlan],
+    subscriptions: Sequence[Subscription],
+    deliveries: Sequence[PlannedDelivery],
+) -> list[PlannedRefresh]:
+    """A live-message refresh per Slack channel for each watch whose shown status moved.
+
+    Only a progress/ETA-only change needs one: a state change has its events, and a pair that
+    already gets a delivery this tick re-renders the newest status with it. The store writes a
+    refresh only where a live message exists and merges it into an unclaimed one already queued.
+    """
+    covered = {(d.subscription_id, d.watch_id) for d in deliveries}
+    return [
+        PlannedRefresh(subscription.id, plan.watch_id)
+        for plan in plans
+        if plan.shown_changed
+        for subscription in subscriptions
+        if subscription.kind == "slack_channel" and (subscription.id, plan.watch_id) not in covered
     ]

@@ -16,7 +16,14 @@ from notifier.clanforge.status import JobStatus
 from notifier.config import DetectSettings, PollSettings
 from notifier.events.ids import new_event_id
 from notifier.notify.subscription import Subscription
-from notifier.polling.plan import DueWatch, PollPlan, plan_deliveries, plan_failure, plan_success
+from notifier.polling.plan import (
+    DueWatch,
+    PollPlan,
+    plan_deliveries,
+    plan_failure,
+    plan_refreshes,
+    plan_success,
+)
 from notifier.store.polling import claim_due_watches, write_poll_results
 
 log = logging.getLogger(__name__)
@@ -169,14 +176,15 @@ class Poller:
         self, token: datetime, plans: list[PollPlan], subscriptions: Sequence[Subscription]
     ) -> TickSummary:
         deliveries = plan_deliveries(plans, subscriptions)
+        refreshes = plan_refreshes(plans, subscriptions, deliveries)
         written = await write_poll_results(
-            self._engine, self._owner, token, plans, deliveries, self._clock()
+            self._engine, self._owner, token, plans, deliveries, self._clock(), refreshes
         )
         events = sum(len(p.events) for p in written)
         for plan in written:
             if plan.paused_reason is not None:
                 log.warning("watch %d paused: %s", plan.watch_id, plan.paused_reason)
-        if deliveries:
+        if deliveries or refreshes:
             self._on_committed()
         failed = sum(1 for p in written if p.poll_errors)
         if events:

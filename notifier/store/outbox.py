@@ -5,17 +5,25 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from notifier.events.model import Event
-from notifier.store.codec import event_from_row
+from notifier.events.model import LIVE_REFRESH, Event
+from notifier.store.codec import event_from_row, status_from_row
 from notifier.store.engine import is_postgres
-from notifier.store.tables import EVENTS, DeliveryRow, EventRow, SubscriptionRow
+from notifier.store.tables import (
+    EVENTS,
+    JOB_STATUS,
+    DeliveryRow,
+    EventRow,
+    JobStatusRow,
+    SubscriptionRow,
+    Watch,
+)
 
 DeliveryStatus = Literal["pending", "delivered", "dead"]
 
@@ -49,6 +57,32 @@ class DeliveryView:
 
 def _event_columns() -> list[object]:
     return [c for c in EVENTS.c if c.name not in ("seq", "watch_id")]
+
+
+def _refresh_columns() -> list[object]:
+    """What a live-message refresh (no event) is rendered from: its watch and newest status."""
+    return [
+        Watch.account_service_id.label("w_account_service_id"),
+        Watch.image_version_id.label("w_image_version_id"),
+        Watch.label.label("w_label"),
+        *(c for c in JOB_STATUS.c if c.name != "watch_id"),
+    ]
+
+
+def _claimed_event(row: Any) -> Event:
+    """The event of a delivery, or for a refresh a stand-in of type ``LIVE_REFRESH``."""
+    if row.delivery_kind != "refresh":
+        return event_from_row(row)
+    return Event(
+        id=f"refresh-{row.delivery_id}",
+        type=LIVE_REFRESH,
+        occurred_at=row.delivery_created_at,
+        account_service_id=row.w_account_service_id,
+        image_version_id=row.w_image_version_id,
+        label=row.w_label,
+        previous=None,
+        current=status_from_row(row.w_image_version_id, row),
+    )
 
 
 async def claim_due_deliveries(
@@ -93,7 +127,8 @@ async def claim_due_deliveries(
         await conn.execute(
             update(DeliveryRow)
             .where(DeliveryRow.id.in_(due.scalar_subquery()))
-            .values(lease_owner=owner, lease_until=until)
+            # A claimed refresh frees its slot: a change seen during its send queues another.
+            .values(lease_owner=owner, lease_until=until, refresh_slot=None)
             .execution_options(synchronize_session=False)
         )
         rows = (
@@ -103,9 +138,13 @@ async def claim_due_deliveries(
                     DeliveryRow.subscription_id,
                     DeliveryRow.attempts,
                     DeliveryRow.created_at.label("delivery_created_at"),
+                    DeliveryRow.kind.label("delivery_kind"),
                     *_event_columns(),
+                    *_refresh_columns(),
                 )
-                .join(EventRow, EventRow.id == DeliveryRow.event_id)
+                .outerjoin(EventRow, EventRow.id == DeliveryRow.event_id)
+                .join(Watch, Watch.id == DeliveryRow.watch_id)
+                .outerjoin(JobStatusRow, JobStatusRow.watch_id == DeliveryRow.watch_id)
                 .where(DeliveryRow.lease_owner == owner, DeliveryRow.lease_until == until)
                 .order_by(DeliveryRow.id)
             )
@@ -116,7 +155,7 @@ async def claim_due_deliveries(
             subscription_id=row.subscription_id,
             attempts=row.attempts,
             created_at=row.delivery_created_at,
-            event=event_from_row(row),
+            event=_claimed_event(row),
         )
         for row in rows
     ]

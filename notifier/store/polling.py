@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import Insert, bindparam, insert, literal, null, or_, select, true, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.polling.plan import DueWatch, PlannedDelivery, PollPlan
+from notifier.polling.plan import DueWatch, PlannedDelivery, PlannedRefresh, PollPlan
 from notifier.store.codec import (
     status_from_row,
     status_to_json,
@@ -22,6 +23,7 @@ from notifier.store.tables import (
     DELIVERIES,
     EVENTS,
     JOB_STATUS,
+    SLACK_MESSAGES,
     WATCHES,
     JobStatusRow,
     Watch,
@@ -97,6 +99,7 @@ async def write_poll_results(
     plans: Sequence[PollPlan],
     deliveries: Sequence[PlannedDelivery],
     now: datetime,
+    refreshes: Sequence[PlannedRefresh] = (),
 ) -> list[PollPlan]:
     """Write a tick's statuses, events, deliveries and schedules in ONE transaction.
 
@@ -113,6 +116,7 @@ async def write_poll_results(
         ours = set((await conn.execute(held)).scalars())
         plans = [p for p in plans if p.watch_id in ours]
         deliveries = [d for d in deliveries if d.watch_id in ours]
+        refreshes = [r for r in refreshes if r.watch_id in ours]
         if not plans:
             return []
 
@@ -186,6 +190,11 @@ async def write_poll_results(
                     for d in deliveries
                 ],
             )
+        if refreshes:
+            await conn.execute(
+                _refresh_insert(engine, now),
+                [{"b_sub": r.subscription_id, "b_watch": r.watch_id} for r in refreshes],
+            )
         await conn.execute(update(WATCHES).where(WATCHES.c.id == bindparam("b_id")), watch_updates)
     return plans
 
@@ -198,3 +207,48 @@ async def release_watch_leases(engine: AsyncEngine, owner: str) -> None:
             .where(Watch.lease_owner == owner)
             .values(lease_owner=None, lease_until=None)
         )
+
+
+def _refresh_insert(engine: AsyncEngine, now: datetime) -> Insert:
+    """Queue a refresh where the live message exists, merged into an unclaimed one if queued.
+
+    One statement for the whole tick (executemany): the live-message check is its SELECT and the
+    merge is the unique (subscription, watch, refresh_slot) key with ON CONFLICT DO NOTHING.
+    """
+    live = (
+        select(
+            null().label("event_id"),
+            SLACK_MESSAGES.c.subscription_id,
+            WATCHES.c.id,
+            literal("refresh").label("kind"),
+            true().label("refresh_slot"),
+            literal("pending").label("status"),
+            literal(0).label("attempts"),
+            literal(now, DELIVERIES.c.next_attempt_at.type).label("next_attempt_at"),
+            literal(now, DELIVERIES.c.created_at.type).label("created_at"),
+        )
+        .join(
+            WATCHES,
+            (WATCHES.c.account_service_id == SLACK_MESSAGES.c.account_service_id)
+            & (WATCHES.c.image_version_id == SLACK_MESSAGES.c.image_version_id),
+        )
+        .where(
+            WATCHES.c.id == bindparam("b_watch"),
+            SLACK_MESSAGES.c.subscription_id == bindparam("b_sub"),
+            SLACK_MESSAGES.c.ts.is_not(None),
+        )
+    )
+    columns = [
+        "event_id",
+        "subscription_id",
+        "watch_id",
+        "kind",
+        "refresh_slot",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+    ]
+    if is_postgres(engine):
+        return postgresql.insert(DELIVERIES).from_select(columns, live).on_conflict_do_nothing()
+    return sqlite.insert(DELIVERIES).from_select(columns, live).on_conflict_do_nothing()

@@ -191,12 +191,19 @@ class DeliveryRow(Base):
     __table_args__ = (
         UniqueConstraint("event_id", "subscription_id"),
         Index("ix_deliveries_key", "subscription_id", "watch_id", "status"),
+        # At most one unclaimed live-message refresh per (subscription, watch): NULLs never clash.
+        UniqueConstraint("subscription_id", "watch_id", "refresh_slot"),
     )
 
     # Within one (subscription, watch) the id follows event order: it is the send order.
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    event_id: Mapped[str] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    # NULL for a live-message refresh (kind "refresh"): no event, it shows the newest status.
+    event_id: Mapped[str | None] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
     subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"))
+    # "event", or "refresh": re-render a Slack live message after a progress/ETA-only change.
+    kind: Mapped[str] = mapped_column(String(10), default="event", server_default="event")
+    # True while a refresh is unclaimed (coalescing key), NULL otherwise; cleared when claimed.
+    refresh_slot: Mapped[bool | None] = mapped_column(Boolean)
     # Copied from the event so that per-(subscription, watch) ordering needs no join.
     watch_id: Mapped[int] = mapped_column(ForeignKey("watches.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)

@@ -7,14 +7,22 @@ from typing import Any
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.notify.sink import LiveMessage, PendingPost
 from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.migrate import alembic_config, upgrade
-from notifier.store.tables import Base
-from tests.conftest import T0, make_subscription, seed_subscription
+from notifier.store.tables import DELIVERIES, Base
+from notifier.store.watches import add_watch
+from tests.conftest import (
+    T0,
+    make_event,
+    make_status,
+    make_subscription,
+    seed_events,
+    seed_subscription,
+)
 
 
 def _diff(connection: Connection) -> list[Any]:
@@ -57,6 +65,34 @@ async def test_delivery_revision_goes_down_and_up_again(engine: AsyncEngine) -> 
         assert "disabled_reason" not in await conn.run_sync(_subscription_columns)
 
     result = await upgrade(engine)
-    assert (result.before, result.after) == ("0006_slack", "0007_delivery")
+    assert result.before == "0006_slack" and result.applied
     async with engine.connect() as conn:
         assert "disabled_reason" in await conn.run_sync(_subscription_columns)
+
+
+async def test_live_refresh_revision_reverts_dropping_only_refreshes(engine: AsyncEngine) -> None:
+    subscription = await seed_subscription(engine, make_subscription(kind="slack_channel"))
+    watch = await add_watch(engine, 1234, 567890, "EU fleet", "config", T0)
+    await seed_events(engine, watch, [subscription.id], [make_event(make_status(3))])
+    async with engine.begin() as conn:
+        await conn.execute(
+            DELIVERIES.insert().values(
+                event_id=None,
+                subscription_id=subscription.id,
+                watch_id=watch,
+                kind="refresh",
+                refresh_slot=True,
+                status="pending",
+                attempts=0,
+                next_attempt_at=T0,
+                created_at=T0,
+            )
+        )
+
+    async with engine.begin() as conn:
+        await conn.run_sync(_downgrade, "0007_delivery")
+    await upgrade(engine)
+
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(DELIVERIES.c.kind, DELIVERIES.c.event_id))).all()
+    assert [(row.kind, row.event_id is not None) for row in rows] == [("event", True)]

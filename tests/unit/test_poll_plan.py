@@ -23,6 +23,7 @@ from notifier.polling.plan import (
     next_poll_at,
     plan_deliveries,
     plan_failure,
+    plan_refreshes,
     plan_success,
 )
 from notifier.polling.poller import start_offsets
@@ -100,6 +101,53 @@ def test_progress_change_is_stored_without_event() -> None:
     assert plan.status is not None
     assert plan.status.progress == 60
     assert plan.events == ()
+
+
+def test_progress_or_eta_only_change_plans_a_refresh_per_slack_channel() -> None:
+    eta = T0 + timedelta(minutes=30)
+    moved = plan_success(due(make_status(4, 40)), make_status(4, 41), T0, POLL, ids())
+    later = plan_success(
+        due(make_status(4, 40, eta=eta)),
+        make_status(4, 40, eta=eta + timedelta(minutes=2)),
+        T0,
+        POLL,
+        ids(),
+    )
+    slack = make_subscription(1, kind="slack_channel", target="C0BUILDS")
+    hook = make_subscription(2)
+    slack_hook = make_subscription(3, kind="slack_webhook", target="hooks.slack.com")
+    planned = plan_refreshes([moved, later], [slack, hook, slack_hook], [])
+    assert [(r.subscription_id, r.watch_id) for r in planned] == [(1, 7), (1, 7)]
+
+
+def test_unchanged_poll_or_state_change_plans_no_refresh() -> None:
+    slack = make_subscription(1, kind="slack_channel", target="C0BUILDS")
+    unchanged = plan_success(due(make_status(4, 40)), make_status(4, 40), T0, POLL, ids())
+    first = plan_success(due(), make_status(4, 40), T0, POLL, ids())
+    state = plan_success(due(make_status(3, 0)), make_status(4, 40), T0, POLL, ids())
+    plans = [unchanged, first, state]
+    assert [p.shown_changed for p in plans] == [False, False, False]
+    assert plan_refreshes(plans, [slack], plan_deliveries(plans, [slack])) == []
+
+
+def test_a_pair_already_getting_a_delivery_this_tick_needs_no_refresh() -> None:
+    eta = T0 + timedelta(minutes=30)
+    slipped = plan_success(
+        due(make_status(4, 40, eta=eta), tracking=Tracking(moved_at=T0, eta_baseline=eta)),
+        make_status(4, 40, eta=eta + timedelta(hours=1)),
+        T0,
+        POLL,
+        ids(),
+    )
+    assert [e.type for e in slipped.events] == ["imageversion.eta_changed"]
+    everything = make_subscription(1, kind="slack_channel", target="C0BUILDS")
+    failures = make_subscription(
+        2, kind="slack_channel", target="C0FAIL", event_types=frozenset({"imageversion.failed"})
+    )
+    subscriptions = [everything, failures]
+    deliveries = plan_deliveries([slipped], subscriptions)
+    planned = plan_refreshes([slipped], subscriptions, deliveries)
+    assert [r.subscription_id for r in planned] == [2]
 
 
 def test_failed_poll_backs_off_and_keeps_the_error() -> None:

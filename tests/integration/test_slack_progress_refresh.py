@@ -1,0 +1,322 @@
+"""Progress/ETA-only changes refresh the Slack live message: real poller, dispatcher and sink.
+
+Fake Clanforge answers the polls, fake Slack records the calls, the database is real (SQLite and
+PostgreSQL). A refresh is an internal outbox row, never an event: webhooks and the events API
+see nothing of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import event as sa_event
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.clanforge.client import ClanforgeClient
+from notifier.clanforge.status import COMPLETE, RUNNING
+from notifier.config import PollSettings
+from notifier.events.model import LIVE_REFRESH, Event
+from notifier.notify.dispatcher import Dispatcher
+from notifier.notify.pacing import ChannelPacer
+from notifier.notify.retry import RetryPolicy
+from notifier.notify.slack import SlackSink
+from notifier.notify.subscription import Subscription
+from notifier.notify.webhook import WebhookSink
+from notifier.polling.poller import Poller
+from notifier.store.events import recent_events
+from notifier.store.live_messages import DatabaseLiveMessages
+from notifier.store.tables import WATCHES, DeliveryRow
+from notifier.store.watches import add_watch, newest_status
+from notifier.testing.fake_clanforge import FakeClanforge, status_reply
+from notifier.testing.fake_slack import FAKE_TOKEN, FakeSlack
+from notifier.testing.webhook_receiver import WebhookReceiver
+from tests.conftest import make_status, running_api, seed_subscription
+
+ASID = 1234
+IVID = 567890
+CHANNEL = "C0BUILDS"
+LATE = "C0LATE"
+SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+# Far enough out that small moves stay under the 600 s eta_changed step.
+ETA = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Harness:
+    """One replica's poller and dispatcher, stepped by hand: a tick, then a drain."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        clanforge: FakeClanforge,
+        slack: FakeSlack,
+        session: aiohttp.ClientSession,
+        subscriptions: list[Subscription],
+        receiver: WebhookReceiver,
+    ) -> None:
+        self.engine = engine
+        self.clanforge = clanforge
+        self.slack = slack
+        self.subscriptions = subscriptions
+        self.receiver = receiver
+
+        async def load() -> list[Subscription]:
+            return self.subscriptions
+
+        self.poller = Poller(
+            engine,
+            ClanforgeClient(session, clanforge.base_url, "ak", "sk"),
+            load,
+            poll=PollSettings(interval_seconds=30),
+            max_concurrency=2,
+            claim_limit=100,
+            lease=timedelta(minutes=1),
+            owner="test",
+            clock=_now,
+            on_committed=lambda: None,
+        )
+        self.sink = SlackSink(
+            AsyncWebClient(token=FAKE_TOKEN, base_url=slack.base_url, session=session),
+            DatabaseLiveMessages(engine, _now),
+            newest_status=lambda asid, ivid: newest_status(engine, asid, ivid),
+            pacer=ChannelPacer(0),
+        )
+        sink = self.sink
+        self.dispatcher = Dispatcher(
+            engine,
+            {"slack_channel": sink, "webhook": WebhookSink(session, timeout_seconds=2.0)},
+            load,
+            owner="test",
+            clock=_now,
+            policy=RetryPolicy(schedule_seconds=(0.05,) * 50, max_attempts=1000),
+            max_concurrency=8,
+            lease=timedelta(seconds=30),
+        )
+
+    async def poll(
+        self, state_id: int, progress: int, eta: datetime = ETA, ivids: tuple[int, ...] = (IVID,)
+    ) -> None:
+        """Upstream now says this of each image version; all watches are due, one tick sees it."""
+        for ivid in ivids:
+            self.clanforge.set_status(ASID, ivid, status_reply(state_id, progress, eta=eta))
+        async with self.engine.begin() as conn:
+            await conn.execute(update(WATCHES).values(next_poll_at=_now()))
+        await self.poller.tick()
+
+    async def drain(self) -> None:
+        while await pending(self.engine):
+            if not await self.dispatcher.dispatch_once():
+                await asyncio.sleep(0.02)
+
+
+async def pending(engine: AsyncEngine, kind: str | None = None) -> int:
+    stmt = select(func.count()).select_from(DeliveryRow).where(DeliveryRow.status == "pending")
+    if kind is not None:
+        stmt = stmt.where(DeliveryRow.kind == kind)
+    async with engine.connect() as conn:
+        return int(await conn.scalar(stmt) or 0)
+
+
+async def deliveries_of(engine: AsyncEngine, subscription_id: int) -> int:
+    async with engine.connect() as conn:
+        count = await conn.scalar(
+            select(func.count())
+            .select_from(DeliveryRow)
+            .where(DeliveryRow.subscription_id == subscription_id)
+        )
+    return int(count or 0)
+
+
+class DeliveryWrites:
+    """The statements a tick sent that write deliveries, from SQLAlchemy's own events."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.statements: list[str] = []
+        sa_event.listen(engine.sync_engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if " ".join(statement.split()).upper().startswith("INSERT INTO DELIVERIES"):
+            self.statements.append(statement)
+
+
+@pytest.fixture
+async def harness(engine: AsyncEngine) -> AsyncIterator[Harness]:
+    async with (
+        FakeClanforge(record=False) as clanforge,
+        FakeSlack(channels={CHANNEL, LATE}) as slack,
+        WebhookReceiver() as receiver,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+    ):
+        builds = await seed_subscription(
+            engine, Subscription(id=0, name="builds", kind="slack_channel", target=CHANNEL)
+        )
+        hook = await seed_subscription(
+            engine,
+            Subscription(id=0, name="hook", kind="webhook", target=receiver.url, secret=SECRET),
+        )
+        await add_watch(engine, ASID, IVID, "EU fleet, build 1.4.2", "config", _now())
+        yield Harness(engine, clanforge, slack, session, [builds, hook], receiver)
+
+
+async def _running_message_posted(harness: Harness) -> str:
+    """First sighting at Running 30%: the live message is posted; returns its ts."""
+    await harness.poll(RUNNING, 30)
+    await harness.drain()
+    [post] = harness.slack.top_level_posts(CHANNEL)
+    assert "Running 30%" in post.args["text"]
+    return str(post.answer["ts"])
+
+
+async def test_progress_only_change_updates_the_live_message_without_a_reply(
+    harness: Harness,
+) -> None:
+    ts = await _running_message_posted(harness)
+
+    await harness.poll(RUNNING, 45, eta=ETA + timedelta(minutes=3))
+    await harness.drain()
+
+    [update_call] = harness.slack.updates(CHANNEL)
+    assert update_call.args["ts"] == ts
+    assert "Running 45%" in update_call.args["text"]
+    assert harness.slack.thread_replies(ts) == []
+    assert len(harness.slack.top_level_posts(CHANNEL)) == 1
+
+
+async def test_progress_changes_while_a_refresh_is_pending_become_one_update_with_the_newest(
+    harness: Harness,
+) -> None:
+    ts = await _running_message_posted(harness)
+    writes = DeliveryWrites(harness.engine)
+
+    for progress in (35, 40, 47):  # three ticks, the dispatcher busy elsewhere meanwhile
+        await harness.poll(RUNNING, progress)
+    assert await pending(harness.engine, "refresh") == 1
+    # One statement per tick queues (or merges) the refresh, whatever the number of watches.
+    assert len(writes.statements) == 3
+
+    await harness.drain()
+    [update_call] = harness.slack.updates(CHANNEL)
+    assert update_call.args["ts"] == ts
+    assert "Running 47%" in update_call.args["text"]
+    assert harness.slack.thread_replies(ts) == []
+
+
+async def test_a_refresh_never_moves_the_message_back_behind_a_state_change(
+    harness: Harness,
+) -> None:
+    ts = await _running_message_posted(harness)
+
+    await harness.poll(RUNNING, 60)  # refresh queued
+    await harness.poll(COMPLETE, 100)  # state change queued behind it
+    await harness.drain()
+
+    updates = harness.slack.updates(CHANNEL)
+    # The refresh already renders the newest status; the state change only adds its reply.
+    assert "Complete 100%" in updates[-1].args["text"]
+    assert all("Running" not in u.args["text"] for u in updates)
+    [reply] = harness.slack.thread_replies(ts)
+    assert "Complete" in reply.args["text"]
+
+
+async def test_progress_only_changes_reach_no_webhook_and_no_events_list(
+    engine: AsyncEngine, harness: Harness
+) -> None:
+    await _running_message_posted(harness)
+    hook = next(s for s in harness.subscriptions if s.kind == "webhook")
+    events_before = await recent_events(engine, 100)
+    hook_deliveries = await deliveries_of(engine, hook.id)
+
+    for progress in (35, 40, 47):
+        await harness.poll(RUNNING, progress)
+    await harness.drain()
+
+    assert len(harness.slack.updates(CHANNEL)) == 1
+    assert await deliveries_of(engine, hook.id) == hook_deliveries == 1
+    [payload] = harness.receiver.verified_payloads(SECRET)
+    assert payload["type"] == "imageversion.state_changed"
+    assert await recent_events(engine, 100) == events_before
+    async with running_api(engine) as api:
+        status, page = await api.call("GET", "/api/v1/events?limit=100")
+    assert status == 200
+    assert [e["type"] for e in page["items"]] == ["imageversion.state_changed"]
+
+
+async def test_an_unchanged_poll_plans_no_refresh(harness: Harness) -> None:
+    await _running_message_posted(harness)
+    late = await seed_subscription(
+        harness.engine, Subscription(id=0, name="late", kind="slack_channel", target=LATE)
+    )
+    harness.subscriptions.append(late)
+    writes = DeliveryWrites(harness.engine)
+
+    await harness.poll(RUNNING, 30)  # the same as before
+
+    assert writes.statements == []
+    assert await pending(harness.engine, "refresh") == 0
+    await harness.drain()
+    assert harness.slack.updates(CHANNEL) == []
+
+
+async def test_a_channel_without_a_live_message_gets_no_refresh(harness: Harness) -> None:
+    await _running_message_posted(harness)
+    late = await seed_subscription(
+        harness.engine, Subscription(id=0, name="late", kind="slack_channel", target=LATE)
+    )
+    harness.subscriptions.append(late)
+
+    await harness.poll(RUNNING, 55)
+
+    assert await deliveries_of(harness.engine, late.id) == 0
+    await harness.drain()
+    assert harness.slack.posts(LATE) == []
+    assert len(harness.slack.updates(CHANNEL)) == 1
+
+
+async def test_a_tick_queues_the_refreshes_of_all_its_watches_in_one_statement(
+    harness: Harness,
+) -> None:
+    ivids = (IVID, IVID + 1, IVID + 2)
+    for ivid in ivids[1:]:
+        await add_watch(harness.engine, ASID, ivid, f"build {ivid}", "config", _now())
+    await harness.poll(RUNNING, 30, ivids=ivids)
+    await harness.drain()
+    writes = DeliveryWrites(harness.engine)
+
+    await harness.poll(RUNNING, 50, ivids=ivids)
+
+    assert len(writes.statements) == 1
+    assert await pending(harness.engine, "refresh") == 3
+    await harness.drain()
+    updates = harness.slack.updates(CHANNEL)
+    assert len(updates) == 3
+    assert all("Running 50%" in u.args["text"] for u in updates)
+
+
+async def test_a_refresh_for_a_message_not_posted_yet_sends_nothing(harness: Harness) -> None:
+    builds = harness.subscriptions[0]
+    refresh = Event(
+        id="refresh-1",
+        type=LIVE_REFRESH,
+        occurred_at=_now(),
+        account_service_id=ASID,
+        image_version_id=IVID,
+        label="EU fleet, build 1.4.2",
+        previous=None,
+        current=make_status(RUNNING, 40, image_version_id=IVID),
+    )
+
+    await harness.sink.deliver(refresh, builds)
+
+    assert harness.slack.posts(CHANNEL) == []
+    assert harness.slack.updates(CHANNEL) == []
