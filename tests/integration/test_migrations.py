@@ -65,7 +65,8 @@ async def test_delivery_revision_goes_down_and_up_again(engine: AsyncEngine) -> 
         assert "disabled_reason" not in await conn.run_sync(_subscription_columns)
 
     result = await upgrade(engine)
-    assert result.before == "0006_slack" and result.applied
+    assert result.before == "0006_slack"
+    assert result.applied
     async with engine.connect() as conn:
         assert "disabled_reason" in await conn.run_sync(_subscription_columns)
 
