@@ -77,9 +77,21 @@ def parse_status_reply(
     redirect (only used to word the message), ``now`` the clock for HTTP-date ``Retry-After``.
     """
     subject = f"image version {image_version_id} (account service {account_service_id})"
+    data = _reply_object(status, body, subject, retry_after, now, location)
+    return _job_status(data, status, subject, image_version_id)
+
+
+def _reply_object(
+    status: int,
+    body: bytes,
+    subject: str,
+    retry_after: str | None,
+    now: datetime | None,
+    location: str | None,
+) -> dict[str, Any]:
+    """The JSON object of a successful reply, or the :class:`UpstreamError` that says why not."""
     if not 200 <= status < 300:
         raise _http_error(status, body, subject, retry_after, now, location)
-
     data = _decode_json(body)
     if data is _NOT_JSON:
         raise UpstreamError(
@@ -94,7 +106,7 @@ def parse_status_reply(
             "not an object",
             status=status,
         )
-    return _job_status(data, status, subject, image_version_id)
+    return data
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -227,22 +239,7 @@ def parse_install_status_reply(
     names nothing to watch); a reply that is not that shape is an :class:`UpstreamError`.
     """
     subject = f"image installs of account service {account_service_id}"
-    if not 200 <= status < 300:
-        raise _http_error(status, body, subject, retry_after, now, None)
-    data = _decode_json(body)
-    if data is _NOT_JSON:
-        raise UpstreamError(
-            BAD_REPLY,
-            f"Clanforge answered {status} for {subject} with {_describe_non_json(body)}",
-            status=status,
-        )
-    if not isinstance(data, dict):
-        raise UpstreamError(
-            BAD_REPLY,
-            f"Clanforge answered {status} for {subject} with JSON {_json_kind(data)}, "
-            "not an object",
-            status=status,
-        )
+    data = _reply_object(status, body, subject, retry_after, now, None)
     success = data.get("success")
     if success is False or _is_false_text(success):
         text = _one_line(_error_text_from_json(data), MAX_UPSTREAM_TEXT)
