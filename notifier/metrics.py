@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.clanforge.errors import UpstreamError
-from notifier.clanforge.status import JobStatus
+from notifier.clanforge.status import FetchedStatus
 from notifier.events.model import STATE_CHANGED, Event
 from notifier.notify.outcome import DeliveryFailed
 from notifier.notify.sink import Sink
@@ -130,11 +130,15 @@ class InstrumentedSource:
         # The success counter's child, resolved once: ``labels()`` per poll is a lock and a lookup.
         self._ok = metrics.polls.labels("ok")
 
-    async def fetch_status(self, account_service_id: int, image_version_id: int) -> JobStatus:
+    async def fetch_status(
+        self, account_service_id: int, image_version_id: int, known_digest: bytes | None = None
+    ) -> FetchedStatus:
         started = time.perf_counter()
         outcome = "ok"
         try:
-            return await self._source.fetch_status(account_service_id, image_version_id)
+            return await self._source.fetch_status(
+                account_service_id, image_version_id, known_digest
+            )
         except UpstreamError as error:
             outcome = error.reason
             raise

@@ -38,7 +38,7 @@ from notifier.polling.plan import PollPlan, plan_deliveries, plan_success
 from notifier.store.codec import status_to_json, status_to_row
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
-from notifier.store.polling import claim_due_watches, write_poll_results
+from notifier.store.polling import claim_due_watches, load_due_watches, write_poll_results
 from notifier.store.subscriptions import load_active_subscriptions
 from notifier.store.tables import DELIVERIES, EVENTS, JOB_STATUS, SUBSCRIPTIONS
 from notifier.store.watches import add_watch
@@ -124,11 +124,12 @@ async def poll_once(
     """One poll tick through the real store, 'fetching' from ``observed`` (image version ->
     status): claims what is due, writes status, events and deliveries in one transaction."""
     ids = ids or event_ids()
-    token, due = await claim_due_watches(engine, "replica-a", now, timedelta(seconds=60), 100)
+    token, claimed = await claim_due_watches(engine, "replica-a", now, timedelta(seconds=60), 100)
+    due = await load_due_watches(engine, claimed)
     plans = [plan_success(w, observed[w.image_version_id], now, POLL, ids) for w in due]
     subscriptions = await load_active_subscriptions(engine, {})
     deliveries = plan_deliveries(plans, subscriptions)
-    return await write_poll_results(engine, "replica-a", token, plans, deliveries, now)
+    return (await write_poll_results(engine, "replica-a", token, plans, deliveries, now)).plans
 
 
 # ---------------------------------------------------------------- databases

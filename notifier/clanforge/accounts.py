@@ -29,7 +29,7 @@ from notifier.clanforge.errors import (
     UpstreamError,
 )
 from notifier.clanforge.limiter import TokenBucket
-from notifier.clanforge.status import JobStatus
+from notifier.clanforge.status import FetchedStatus
 from notifier.config import ClanforgeSettings, Credential
 
 log = logging.getLogger(__name__)
@@ -89,11 +89,15 @@ class ClanforgeAccounts:
         account = self._account(account_service_id)
         return None if account is None else account.credential.name
 
-    async def fetch_status(self, account_service_id: int, image_version_id: int) -> JobStatus:
+    async def fetch_status(
+        self, account_service_id: int, image_version_id: int, known_digest: bytes | None = None
+    ) -> FetchedStatus:
         account = self._ready(account_service_id)
         await account.bucket.acquire()
         try:
-            return await account.client.fetch_status(account_service_id, image_version_id)
+            return await account.client.fetch_status(
+                account_service_id, image_version_id, known_digest
+            )
         except UpstreamError as error:
             raise self._noted(account, error) from None
 

@@ -13,11 +13,16 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 import aiohttp
+from multidict import CIMultiDict
 from yarl import URL
 
 from notifier.clanforge.errors import BAD_REPLY, UNAVAILABLE, UpstreamError
-from notifier.clanforge.reply import parse_install_status_reply, parse_status_reply
-from notifier.clanforge.status import JobStatus
+from notifier.clanforge.reply import (
+    parse_install_status_reply,
+    parse_status_reply,
+    reply_digest,
+)
+from notifier.clanforge.status import FetchedStatus
 from notifier.config import ClanforgeSettings
 
 MAX_BODY_BYTES: Final = 1024 * 1024
@@ -58,11 +63,14 @@ class ClanforgeClient:
         self._root = str(url).rstrip("/")
         self._base = self._root + "/cfp/v1/imageversion/"
         authorization = aiohttp.encode_basic_auth(access_key, secret_key)
-        self._headers: Final = {
-            "Authorization": authorization,
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Accept": "application/json",
-        }
+        # Built once as aiohttp's own header type, which it then merges without converting.
+        self._headers: Final = CIMultiDict(
+            {
+                "Authorization": authorization,
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Accept": "application/json",
+            }
+        )
         self._secrets: Final = tuple(
             s for s in (access_key, secret_key, authorization.removeprefix("Basic ")) if len(s) >= 4
         )
@@ -72,10 +80,15 @@ class ClanforgeClient:
     def __repr__(self) -> str:
         return f"ClanforgeClient(base_url={self._base.removesuffix('/cfp/v1/imageversion/')!r})"
 
-    async def fetch_status(self, account_service_id: int, image_version_id: int) -> JobStatus:
-        """The current status of one image version; raises :class:`UpstreamError` on any failure."""
+    async def fetch_status(
+        self, account_service_id: int, image_version_id: int, known_digest: bytes | None = None
+    ) -> FetchedStatus:
+        """The current status of one image version; raises :class:`UpstreamError` on any failure.
+
+        A successful reply whose digest is ``known_digest`` is not parsed (``status`` is None).
+        """
         try:
-            return await self._fetch(account_service_id, image_version_id)
+            return await self._fetch(account_service_id, image_version_id, known_digest)
         except UpstreamError as exc:
             raise self._scrubbed(exc) from None
 
@@ -91,17 +104,25 @@ class ClanforgeClient:
         except UpstreamError as exc:
             raise self._scrubbed(exc) from None
 
-    async def _fetch(self, account_service_id: int, image_version_id: int) -> JobStatus:
+    async def _fetch(
+        self, account_service_id: int, image_version_id: int, known_digest: bytes | None
+    ) -> FetchedStatus:
         subject = f"image version {image_version_id} (account service {account_service_id})"
         url = f"{self._base}{int(image_version_id)}/status"
         status, body, retry_after, location = await self._get(url, account_service_id, subject)
-        return parse_status_reply(
-            status,
-            body,
-            account_service_id=account_service_id,
-            image_version_id=image_version_id,
-            retry_after=retry_after,
-            location=location,
+        digest = reply_digest(body)
+        if digest == known_digest and 200 <= status < 300:
+            return FetchedStatus(digest, None)
+        return FetchedStatus(
+            digest,
+            parse_status_reply(
+                status,
+                body,
+                account_service_id=account_service_id,
+                image_version_id=image_version_id,
+                retry_after=retry_after,
+                location=location,
+            ),
         )
 
     async def _get(

@@ -16,6 +16,7 @@ Policy, decided once here:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -79,6 +80,14 @@ def parse_status_reply(
     subject = f"image version {image_version_id} (account service {account_service_id})"
     data = _reply_object(status, body, subject, retry_after, now, location)
     return _job_status(data, status, subject, image_version_id)
+
+
+def reply_digest(body: bytes) -> bytes:
+    """A short fingerprint of a reply body: two replies with the same one say the same thing.
+
+    Compared before parsing, it settles the common poll (nothing changed) without a parse.
+    """
+    return hashlib.blake2b(body, digest_size=16).digest()
 
 
 def _reply_object(

@@ -68,3 +68,15 @@ class JobStatus:
     @property
     def is_terminal(self) -> bool:
         return self.state_id in TERMINAL_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedStatus:
+    """One status reply: the digest of its body, and the status it describes.
+
+    ``status`` is None when the body's digest equals the one the caller already knew: the reply
+    was not parsed, because it says exactly what the caller stored from it last time.
+    """
+
+    digest: bytes
+    status: JobStatus | None

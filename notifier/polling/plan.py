@@ -11,8 +11,8 @@ import random
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Final
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, NamedTuple
 
 from notifier.clanforge.errors import (
     ACCESS_DENIED,
@@ -34,7 +34,7 @@ from notifier.config import DetectSettings, PollSettings
 from notifier.events.detector import carry_known_state, detect
 from notifier.events.ids import new_event_id as default_event_id
 from notifier.events.model import POLL_FAILING, POLL_RECOVERED, Detected, Event
-from notifier.events.timing import Tracking, detect_timing, estimate_eta
+from notifier.events.timing import WAITING_STATES, Tracking, detect_timing, estimate_eta
 from notifier.notify.retry import Retry, RetryPolicy
 from notifier.notify.subscription import Subscription, matches
 
@@ -63,6 +63,41 @@ class DueWatch:
     """A ``watch.poll_failing`` was sent and no ``watch.poll_recovered`` since."""
     interval_seconds: float | None = None
     """This watch's own poll interval, overriding the one by state while the job is unfinished."""
+    reply_digest: bytes | None = None
+    """Digest of the reply body behind ``previous``; None for rows stored before digests were."""
+
+
+class ClaimedWatch(NamedTuple):
+    """A watch claimed for this tick: what polling it takes, and enough of its memory to tell
+    whether a reply is news.
+
+    Most polls of a large watch list return exactly the bytes of the last reply. Those are settled
+    from this alone (:func:`quiet_next_poll`); only the others load the full :class:`DueWatch`.
+    A tuple because a tick makes one per watch, straight from a row: the cheapest record there is.
+    """
+
+    watch_id: int
+    account_service_id: int
+    image_version_id: int
+    poll_errors: int = 0
+    poll_failing: bool = False
+    interval_seconds: float | None = None
+    reply_digest: bytes | None = None
+    """Digest of the reply body behind the stored status; None before the first sighting."""
+    # The stored status and timing memory that decide when time alone can make news.
+    state_id: int | None = None
+    progress: int = 0
+    eta: datetime | None = None
+    eta_estimated: bool = False
+    state_since: datetime | None = None
+    moved_at: datetime | None = None
+    stalled: bool = False
+    overdue: bool = False
+    rate_base_progress: int = 0
+
+
+QUIET_NEVER: Final = datetime.min.replace(tzinfo=UTC)
+"""What :func:`quiet_until` answers when no poll of this watch can be settled without planning."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +118,8 @@ class PollPlan:
     """Set when this poll paused the watch: why, in one line."""
     shown_changed: bool = False
     """Same state, but what a live message shows (progress, ETA, estimated ETA) changed."""
+    reply_digest: bytes | None = None
+    """Digest of the reply behind ``status``, stored with it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,19 +149,99 @@ def next_poll_at(
     Running polls fastest, Queued (and unknown states) at the base interval, Created and Pending
     slower; a Failed job lingers at a slow poll because a retry sends it back to Queued.
     """
+    if state_id == FAILED and now - state_since >= timedelta(seconds=poll.failed_linger_seconds):
+        return None
+    interval = poll_interval(state_id, poll, override_seconds)
+    return None if interval is None else now + timedelta(seconds=interval)
+
+
+def poll_interval(
+    state_id: int | None, poll: PollSettings, override_seconds: float | None = None
+) -> float | None:
+    """Seconds between polls of a job in this state; None for a job finished for good."""
     if state_id in (COMPLETE, SQUASHED):
         return None
     if state_id == FAILED:
-        if now - state_since >= timedelta(seconds=poll.failed_linger_seconds):
-            return None
-        return now + timedelta(seconds=poll.failed_interval_seconds)
+        return poll.failed_interval_seconds
     if override_seconds is not None:
-        return now + timedelta(seconds=override_seconds)
+        return override_seconds
     if state_id == RUNNING:
-        return now + timedelta(seconds=poll.running_interval_seconds)
+        return poll.running_interval_seconds
     if state_id in (CREATED, PENDING):
-        return now + timedelta(seconds=poll.waiting_interval())
-    return now + timedelta(seconds=poll.interval_seconds)
+        return poll.waiting_interval()
+    return poll.interval_seconds
+
+
+def quiet_until(
+    watch: ClaimedWatch, poll: PollSettings, detect: DetectSettings = _DEFAULT_DETECT
+) -> datetime | None:
+    """Until when a reply identical to the last one can only confirm the stored status.
+
+    Before this moment, polling the same bytes again makes no event and changes nothing stored:
+    the detectors see no difference and no deadline of theirs has come. None: no deadline at all.
+    :data:`QUIET_NEVER`: our ETA estimate moves with the clock, so every poll is planned.
+    Each deadline mirrors one time-driven rule of :func:`plan_success`; the property tests hold
+    the two together.
+    """
+    state = watch.state_id
+    if state in (COMPLETE, SQUASHED):
+        return None
+    if state == FAILED:
+        if watch.state_since is None:
+            return QUIET_NEVER
+        return watch.state_since + timedelta(seconds=poll.failed_linger_seconds)
+    if watch.eta_estimated or (
+        state == RUNNING
+        and detect.estimate_eta
+        and watch.eta is None
+        and watch.rate_base_progress < watch.progress < 100
+    ):
+        return QUIET_NEVER
+    deadlines: list[datetime] = []
+    if not watch.stalled:
+        if state == RUNNING and detect.stall_after_seconds > 0:
+            if watch.moved_at is None:
+                return QUIET_NEVER
+            deadlines.append(watch.moved_at + timedelta(seconds=detect.stall_after_seconds))
+        elif state in WAITING_STATES and detect.waiting_stall_after_seconds > 0:
+            if watch.state_since is None:
+                return QUIET_NEVER
+            deadlines.append(
+                watch.state_since + timedelta(seconds=detect.waiting_stall_after_seconds)
+            )
+    if watch.eta is not None and not watch.overdue:
+        deadlines.append(watch.eta + timedelta(seconds=detect.overdue_grace_seconds))
+    return min(deadlines, default=None)
+
+
+def known_digest(
+    watch: ClaimedWatch,
+    now: datetime,
+    poll: PollSettings,
+    detect: DetectSettings = _DEFAULT_DETECT,
+) -> bytes | None:
+    """The digest of a reply that would need no planning at ``now``, or None if every reply does.
+
+    A reply with this digest is the one behind the stored status, and nothing time-driven is due:
+    :func:`quiet_next_poll` schedules it without parsing. A recovery to announce, or a timing
+    deadline reached, needs :func:`plan_success` whatever the reply.
+    """
+    if watch.reply_digest is None or watch.poll_errors or watch.poll_failing:
+        return None
+    until = quiet_until(watch, poll, detect)
+    if until is not None and now >= until:
+        return None
+    return watch.reply_digest
+
+
+def quiet_next_poll(watch: ClaimedWatch, now: datetime, poll: PollSettings) -> datetime | None:
+    """When to poll again after the :func:`known_digest` reply came back at ``now``.
+
+    Nothing else is written for such a poll; this is the schedule :func:`plan_success` would
+    have set for it.
+    """
+    interval = poll_interval(watch.state_id, poll, watch.interval_seconds)
+    return None if interval is None else now + timedelta(seconds=interval)
 
 
 def plan_success(
@@ -134,10 +251,13 @@ def plan_success(
     poll: PollSettings,
     new_event_id: Callable[[], str],
     detect_settings: DetectSettings = _DEFAULT_DETECT,
+    reply_digest: bytes | None = None,
 ) -> PollPlan:
     """What a poll that got a status means: state events, timing events, our ETA, recovery.
 
-    The status (with the timing memory) is written only when it or that memory changed.
+    The status (with the timing memory and the reply's digest) is written only when it or that
+    memory changed, or when a stored status has no digest yet (written once, so later identical
+    replies are settled by :func:`known_digest`).
     """
     observed = carry_known_state(due.previous, observed)
     state_changed = due.previous is None or due.previous.state_id != observed.state_id
@@ -160,7 +280,11 @@ def plan_success(
         )
     detected.extend(timing)
     events = _events(due, detected, now, new_event_id)
-    changed = current != due.previous or new_tracking != due.tracking
+    changed = (
+        current != due.previous
+        or new_tracking != due.tracking
+        or (due.reply_digest is None and reply_digest is not None)
+    )
     shown_changed = (
         due.previous is not None and not state_changed and _shown(current) != _shown(due.previous)
     )
@@ -176,6 +300,7 @@ def plan_success(
         tracking=new_tracking,
         poll_failing=False,
         shown_changed=shown_changed,
+        reply_digest=reply_digest,
     )
 
 

@@ -7,30 +7,44 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Final, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.clanforge.errors import RATE_LIMITED, UNAVAILABLE, UpstreamError
-from notifier.clanforge.status import JobStatus
+from notifier.clanforge.status import FetchedStatus
 from notifier.config import DetectSettings, PollSettings
 from notifier.events.ids import new_event_id
 from notifier.notify.subscription import Subscription
 from notifier.polling.plan import (
-    DueWatch,
+    ClaimedWatch,
     PollPlan,
+    known_digest,
     plan_deliveries,
     plan_failure,
     plan_refreshes,
     plan_success,
+    quiet_next_poll,
 )
-from notifier.store.polling import claim_due_watches, write_poll_results
+from notifier.store.polling import claim_due_watches, load_due_watches, write_poll_results
 
 log = logging.getLogger(__name__)
 
 
 class StatusSource(Protocol):
-    async def fetch_status(self, account_service_id: int, image_version_id: int) -> JobStatus: ...
+    async def fetch_status(
+        self, account_service_id: int, image_version_id: int, known_digest: bytes | None = None
+    ) -> FetchedStatus: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """One batch's fetches: the watches, what each fetch got and when, and the batch's clock."""
+
+    token: datetime
+    watches: Sequence[ClaimedWatch]
+    outcomes: Sequence[tuple[datetime, FetchedStatus | UpstreamError]]
+    started: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +121,7 @@ class Poller:
         total = TickSummary(0, 0, 0, 0)
         remaining = self._claim_limit
         writing: asyncio.Task[TickSummary] | None = None
-        database: asyncio.Task[tuple[TickSummary, datetime, list[DueWatch]]] | None = None
+        database: asyncio.Task[tuple[TickSummary, datetime, list[ClaimedWatch]]] | None = None
         try:
             token, due = await self._claim(remaining)
             # Once per tick, not per batch: subscriptions change at human speed.
@@ -117,11 +131,11 @@ class Poller:
                 more = remaining > 0 and len(due) == self._batch_size
                 database = asyncio.create_task(self._write_then_claim(writing, remaining, more))
                 writing = None
-                plans = await self._poll_all(due)
+                batch = await self._poll_all(token, due)
                 written, next_token, next_due = await database
                 database = None
                 total += written
-                writing = asyncio.create_task(self._write(token, plans, subscriptions))
+                writing = asyncio.create_task(self._write(batch, subscriptions))
                 token, due = next_token, next_due
             if writing is not None:
                 total += await writing
@@ -135,24 +149,30 @@ class Poller:
 
     async def _write_then_claim(
         self, writing: asyncio.Task[TickSummary] | None, remaining: int, more: bool
-    ) -> tuple[TickSummary, datetime, list[DueWatch]]:
+    ) -> tuple[TickSummary, datetime, list[ClaimedWatch]]:
         written = await writing if writing is not None else TickSummary(0, 0, 0, 0)
         if not more:
             return written, self._clock(), []
         token, due = await self._claim(remaining)
         return written, token, due
 
-    async def _claim(self, remaining: int) -> tuple[datetime, list[DueWatch]]:
+    async def _claim(self, remaining: int) -> tuple[datetime, list[ClaimedWatch]]:
         limit = min(remaining, self._batch_size)
         return await claim_due_watches(self._engine, self._owner, self._clock(), self._lease, limit)
 
-    async def _poll_all(self, due: Sequence[DueWatch]) -> list[PollPlan]:
+    async def _poll_all(self, token: datetime, due: Sequence[ClaimedWatch]) -> _Batch:
         """Fetch every watch of a batch, at most ``max_concurrency`` requests in flight.
 
         A fixed pool of workers rather than a task per watch waiting on a semaphore: the tasks
-        would cost memory and scheduling for nothing but waiting their turn.
+        would cost memory and scheduling for nothing but waiting their turn. Each fetch says
+        which reply would be no news (:func:`known_digest`, decided once for the batch), so the
+        client skips parsing it.
         """
-        plans: list[PollPlan | None] = [None] * len(due)
+        started = self._clock()
+        known = [known_digest(watch, started, self._poll, self._detect) for watch in due]
+        outcomes: list[tuple[datetime, FetchedStatus | UpstreamError]] = [
+            (started, _NOT_POLLED)
+        ] * len(due)
         positions = iter(range(len(due)))
         # A batch takes its share of the tick's spread, so a full tick's polls trickle out over
         # the spread instead of bursting at its start.
@@ -160,26 +180,95 @@ class Poller:
             len(due), self._spread_seconds * len(due) / max(self._claim_limit, len(due))
         )
         loop = asyncio.get_running_loop()
-        started = loop.time()
+        begun = loop.time()
 
         async def worker() -> None:
             for position in positions:
-                delay = started + offsets[position] - loop.time()
+                delay = begun + offsets[position] - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                plans[position] = await self._poll_one(due[position])
+                outcome = await self._fetch(due[position], known[position])
+                outcomes[position] = (self._clock(), outcome)
 
         await asyncio.gather(*(worker() for _ in range(min(self._concurrency, len(due)))))
-        return [plan for plan in plans if plan is not None]
+        return _Batch(token, due, outcomes, started)
 
-    async def _write(
-        self, token: datetime, plans: list[PollPlan], subscriptions: Sequence[Subscription]
-    ) -> TickSummary:
+    async def _fetch(
+        self, watch: ClaimedWatch, known: bytes | None
+    ) -> FetchedStatus | UpstreamError:
+        try:
+            return await self._source.fetch_status(
+                watch.account_service_id, watch.image_version_id, known
+            )
+        except UpstreamError as error:
+            # 429s are logged once per slow-down by the rate limiter, not once per watch.
+            if watch.poll_errors == 0 and error.reason != RATE_LIMITED:
+                log.warning("%s", error.message)
+            return error
+        except Exception as exc:
+            # A bug of ours in one poll must not sink the tick's other watches.
+            log.exception("polling image version %d crashed", watch.image_version_id)
+            return UpstreamError(UNAVAILABLE, f"internal error while polling: {exc!r}")
+
+    async def _plan(self, batch: _Batch) -> tuple[list[PollPlan], dict[datetime | None, list[int]]]:
+        """What each fetch of the batch means: full plans, in the batch's order, and the watches
+        whose reply was no news, by their next poll.
+
+        The quiet ones are settled from the claim alone; the rest load the watch's full memory
+        first (one query for all of them).
+        """
+        quiet: dict[datetime | None, list[int]] = {}
+        rest: list[int] = []
+        for position, (watch, (_, outcome)) in enumerate(
+            zip(batch.watches, batch.outcomes, strict=True)
+        ):
+            if isinstance(outcome, FetchedStatus) and outcome.status is None:
+                next_at = quiet_next_poll(watch, batch.started, self._poll)
+                quiet.setdefault(next_at, []).append(watch.watch_id)
+            else:
+                rest.append(position)
+        plans: list[PollPlan] = []
+        if not rest:
+            return plans, quiet
+        memories = await load_due_watches(self._engine, [batch.watches[i] for i in rest])
+        by_id = {memory.watch_id: memory for memory in memories}
+        for position in rest:
+            memory = by_id.get(batch.watches[position].watch_id)
+            if memory is None:
+                continue  # removed while it was being polled
+            at, outcome = batch.outcomes[position]
+            if isinstance(outcome, UpstreamError):
+                plans.append(plan_failure(memory, outcome, at, self._poll, new_event_id))
+            else:
+                assert outcome.status is not None  # only a known digest skips the parse
+                plans.append(
+                    plan_success(
+                        memory,
+                        outcome.status,
+                        at,
+                        self._poll,
+                        new_event_id,
+                        self._detect,
+                        outcome.digest,
+                    )
+                )
+        return plans, quiet
+
+    async def _write(self, batch: _Batch, subscriptions: Sequence[Subscription]) -> TickSummary:
+        plans, quiet = await self._plan(batch)
         deliveries = plan_deliveries(plans, subscriptions)
         refreshes = plan_refreshes(plans, subscriptions, deliveries)
-        written = await write_poll_results(
-            self._engine, self._owner, token, plans, deliveries, self._clock(), refreshes
+        result = await write_poll_results(
+            self._engine,
+            self._owner,
+            batch.token,
+            plans,
+            deliveries,
+            self._clock(),
+            refreshes,
+            quiet,
         )
+        written = result.plans
         events = sum(len(p.events) for p in written)
         for plan in written:
             if plan.paused_reason is not None:
@@ -190,25 +279,12 @@ class Poller:
         if events:
             log.info(
                 "polled %d watch(es): %d event(s), %d delivery(ies)",
-                len(written),
+                len(written) + result.quiet,
                 events,
                 len(deliveries),
             )
-        return TickSummary(len(written), failed, events, len(deliveries))
+        return TickSummary(len(written) + result.quiet, failed, events, len(deliveries))
 
-    async def _poll_one(self, watch: DueWatch) -> PollPlan:
-        try:
-            status = await self._source.fetch_status(
-                watch.account_service_id, watch.image_version_id
-            )
-        except UpstreamError as error:
-            # 429s are logged once per slow-down by the rate limiter, not once per watch.
-            if watch.poll_errors == 0 and error.reason != RATE_LIMITED:
-                log.warning("%s", error.message)
-            return plan_failure(watch, error, self._clock(), self._poll, new_event_id)
-        except Exception as exc:
-            # A bug of ours in one poll must not sink the tick's other watches.
-            log.exception("polling image version %d crashed", watch.image_version_id)
-            crash = UpstreamError(UNAVAILABLE, f"internal error while polling: {exc!r}")
-            return plan_failure(watch, crash, self._clock(), self._poll, new_event_id)
-        return plan_success(watch, status, self._clock(), self._poll, new_event_id, self._detect)
+
+# A placeholder until a batch's fetch fills its slot; every slot is filled before planning.
+_NOT_POLLED: Final = UpstreamError(UNAVAILABLE, "not polled")

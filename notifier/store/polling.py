@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Insert, bindparam, insert, literal, null, or_, select, true, update
+from sqlalchemy import (
+    Insert,
+    bindparam,
+    false,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.polling.plan import DueWatch, PlannedDelivery, PlannedRefresh, PollPlan
+from notifier.polling.plan import (
+    ClaimedWatch,
+    DueWatch,
+    PlannedDelivery,
+    PlannedRefresh,
+    PollPlan,
+)
 from notifier.store.codec import (
     status_from_row,
     status_to_json,
@@ -32,11 +51,13 @@ from notifier.store.tables import (
 
 async def claim_due_watches(
     engine: AsyncEngine, owner: str, now: datetime, lease: timedelta, limit: int
-) -> tuple[datetime, list[DueWatch]]:
+) -> tuple[datetime, list[ClaimedWatch]]:
     """Lease up to ``limit`` due watches to ``owner``; returns the lease token and the watches.
 
     The lease expiry doubles as the claim's token: together with the owner it names exactly the
-    rows this claim took, without a list of ids going back and forth.
+    rows this claim took, without a list of ids going back and forth. Only the columns that poll
+    a watch and tell whether its reply is news are read; :func:`load_due_watches` reads the rest
+    for the few watches that need it.
     """
     until = now + lease
     due = (
@@ -60,36 +81,84 @@ async def claim_due_watches(
         )
         rows = (
             await conn.execute(
+                _CLAIMED.where(Watch.lease_owner == owner, Watch.lease_until == until)
+            )
+        ).all()
+    # The select's columns are ClaimedWatch's fields, in order.
+    return until, [ClaimedWatch(*row) for row in rows]
+
+
+_CLAIMED = (
+    select(
+        Watch.id,
+        Watch.account_service_id,
+        Watch.image_version_id,
+        Watch.poll_errors,
+        Watch.poll_failing,
+        Watch.interval_seconds,
+        JobStatusRow.reply_digest,
+        JobStatusRow.state_id,
+        func.coalesce(JobStatusRow.progress, 0),
+        JobStatusRow.eta,
+        func.coalesce(JobStatusRow.eta_estimated, false()),
+        JobStatusRow.state_since,
+        JobStatusRow.moved_at,
+        func.coalesce(JobStatusRow.stalled, false()),
+        func.coalesce(JobStatusRow.overdue, false()),
+        func.coalesce(JobStatusRow.rate_base_progress, 0),
+    )
+    .outerjoin(JobStatusRow, JobStatusRow.watch_id == Watch.id)
+    .order_by(Watch.next_poll_at)
+)
+
+
+async def load_due_watches(engine: AsyncEngine, claimed: Sequence[ClaimedWatch]) -> list[DueWatch]:
+    """The full memory (stored status, timing, label) of claimed watches, in their order."""
+    if not claimed:
+        return []
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
                 select(
                     Watch.id,
-                    Watch.account_service_id,
-                    Watch.image_version_id,
                     Watch.label,
-                    Watch.poll_errors,
-                    Watch.poll_failing,
-                    Watch.interval_seconds,
                     *(c for c in JOB_STATUS.c if c.name != "watch_id"),
                 )
                 .outerjoin(JobStatusRow, JobStatusRow.watch_id == Watch.id)
-                .where(Watch.lease_owner == owner, Watch.lease_until == until)
-                .order_by(Watch.next_poll_at)
+                .where(Watch.id.in_(bindparam("ids", expanding=True))),
+                {"ids": [w.watch_id for w in claimed]},
             )
         ).all()
-    return until, [
+    by_id = {row.id: row for row in rows}
+    return [
         DueWatch(
-            watch_id=row.id,
-            account_service_id=row.account_service_id,
-            image_version_id=row.image_version_id,
+            watch_id=watch.watch_id,
+            account_service_id=watch.account_service_id,
+            image_version_id=watch.image_version_id,
             label=row.label,
-            poll_errors=row.poll_errors,
-            previous=None if row.state_name is None else status_from_row(row.image_version_id, row),
+            poll_errors=watch.poll_errors,
+            previous=None
+            if row.state_name is None
+            else status_from_row(watch.image_version_id, row),
             state_since=row.state_since,
             tracking=None if row.state_name is None else tracking_from_row(row),
-            poll_failing=bool(row.poll_failing),
-            interval_seconds=row.interval_seconds,
+            poll_failing=watch.poll_failing,
+            interval_seconds=watch.interval_seconds,
+            reply_digest=row.reply_digest,
         )
-        for row in rows
+        for watch in claimed
+        if (row := by_id.get(watch.watch_id)) is not None
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class PollWrite:
+    """What one write of a batch's polls took effect on."""
+
+    plans: list[PollPlan]
+    """The plans written (those of watches whose lease was still this claim's)."""
+    quiet: int
+    """Quiet polls written: only their schedule."""
 
 
 async def write_poll_results(
@@ -100,16 +169,34 @@ async def write_poll_results(
     deliveries: Sequence[PlannedDelivery],
     now: datetime,
     refreshes: Sequence[PlannedRefresh] = (),
-) -> list[PollPlan]:
-    """Write a tick's statuses, events, deliveries and schedules in ONE transaction.
+    quiet: Mapping[datetime | None, Sequence[int]] | None = None,
+) -> PollWrite:
+    """Write a batch's statuses, events, deliveries and schedules in ONE transaction.
 
     That transaction is the delivery guarantee: a crash before it loses nothing (the next poll
     sees the same difference), a crash after it leaves deliveries to send. A watch whose lease ran
-    out meanwhile (another replica may have it now) is left alone. Returns the plans written.
+    out meanwhile (another replica may have it now) is left alone. ``quiet`` holds the watches
+    whose poll was no news, by their next poll: one UPDATE per schedule sets them all.
     """
-    if not plans:
-        return []
+    quiet = quiet or {}
+    if not plans and not quiet:
+        return PollWrite([], 0)
     async with engine.begin() as conn:
+        quiet_written = 0
+        for next_at, ids in quiet.items():
+            result = await conn.execute(
+                _QUIET_UPDATE,
+                {
+                    "next_poll_at": next_at,
+                    "last_polled_at": now,
+                    "ids": ids,
+                    "owner": owner,
+                    "token": token,
+                },
+            )
+            quiet_written += result.rowcount
+        if not plans:
+            return PollWrite([], quiet_written)
         held = select(Watch.id).where(Watch.lease_owner == owner, Watch.lease_until == token)
         if is_postgres(engine):
             held = held.with_for_update()
@@ -118,7 +205,7 @@ async def write_poll_results(
         deliveries = [d for d in deliveries if d.watch_id in ours]
         refreshes = [r for r in refreshes if r.watch_id in ours]
         if not plans:
-            return []
+            return PollWrite([], quiet_written)
 
         new_status: list[dict[str, Any]] = []
         changed_status: list[dict[str, Any]] = []
@@ -131,6 +218,7 @@ async def write_poll_results(
                     **(tracking_to_row(plan.tracking) if plan.tracking is not None else {}),
                     "observed_at": now,
                     "state_since": plan.state_since,
+                    "reply_digest": plan.reply_digest,
                 }
                 if plan.first_sighting:
                     new_status.append({"watch_id": plan.watch_id, **row})
@@ -196,7 +284,28 @@ async def write_poll_results(
                 [{"b_sub": r.subscription_id, "b_watch": r.watch_id} for r in refreshes],
             )
         await conn.execute(update(WATCHES).where(WATCHES.c.id == bindparam("b_id")), watch_updates)
-    return plans
+    return PollWrite(plans, quiet_written)
+
+
+# Everything a quiet poll writes: the new schedule, and a clean bill of health.
+_QUIET_UPDATE = (
+    update(WATCHES)
+    .where(
+        WATCHES.c.id.in_(bindparam("ids", expanding=True)),
+        WATCHES.c.lease_owner == bindparam("owner"),
+        WATCHES.c.lease_until == bindparam("token"),
+    )
+    .values(
+        next_poll_at=bindparam("next_poll_at"),
+        last_polled_at=bindparam("last_polled_at"),
+        poll_errors=0,
+        last_poll_error=None,
+        poll_failing=False,
+        paused_reason=None,
+        lease_owner=None,
+        lease_until=None,
+    )
+)
 
 
 async def release_watch_leases(engine: AsyncEngine, owner: str) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -149,6 +150,8 @@ class JobStatusRow(Base):
     milestone: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     rate_since: Mapped[datetime | None]
     rate_base_progress: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Digest of the reply body behind this status: an identical reply is settled without parsing.
+    reply_digest: Mapped[bytes | None] = mapped_column(LargeBinary(16))
 
 
 class EventRow(Base):

@@ -34,8 +34,8 @@ async def test_each_account_service_is_polled_with_its_own_credential_and_limit(
         fake.set_status(2222, 2, status_reply(3))
         settings = parse_config(CONFIG.format(url=fake.base_url), {})
         async with open_clanforge_accounts(settings.clanforge) as accounts:
-            assert (await accounts.fetch_status(2222, 2)).state == "Queued"
-            assert (await accounts.fetch_status(1234, 1)).state == "Running"
+            assert (await accounts.fetch_status(2222, 2)).status.state == "Queued"
+            assert (await accounts.fetch_status(1234, 1)).status.state == "Running"
             for _ in range(2):
                 await accounts.fetch_status(1234, 1)
             with pytest.raises(UpstreamError) as limited:
@@ -45,7 +45,7 @@ async def test_each_account_service_is_polled_with_its_own_credential_and_limit(
             # The default credential slowed down; us-fleet did not, and is not limited upstream.
             assert accounts.bucket("default").rate < 10
             assert accounts.bucket("us-fleet").rate == 4
-            assert (await accounts.fetch_status(2222, 2)).state == "Queued"
+            assert (await accounts.fetch_status(2222, 2)).status.state == "Queued"
         us_requests = [r for r in fake.requests if r.query.get("accountserviceid") == "2222"]
         assert len(us_requests) == 2
 
@@ -66,4 +66,4 @@ async def test_a_refused_credential_fails_the_rest_of_its_round_without_asking_a
             assert fake.polls(2222, 3) == 0
             accounts.new_round()
             fake.add_credentials("us-ak", "us-sk", [2222])
-            assert (await accounts.fetch_status(2222, 3)).state == "Queued"
+            assert (await accounts.fetch_status(2222, 3)).status.state == "Queued"

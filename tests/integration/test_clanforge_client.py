@@ -72,7 +72,7 @@ async def test_sends_documented_path_query_and_headers(
 ) -> None:
     fake.set_status(ASID, IVID, status_reply(4, 40, start=START))
 
-    status = await client.fetch_status(ASID, IVID)
+    status = (await client.fetch_status(ASID, IVID)).status
 
     assert (status.state_id, status.state, status.progress) == (4, "Running", 40)
     assert status.started == datetime.fromtimestamp(START, UTC)
@@ -96,7 +96,7 @@ async def test_base_url_with_path_prefix_is_joined_without_losing_the_prefix(
         prefixed.set_status(ASID, IVID, status_reply(3))
         client = ClanforgeClient(session, prefixed.base_url + suffix, ACCESS_KEY, SECRET_KEY)
 
-        status = await client.fetch_status(ASID, IVID)
+        status = (await client.fetch_status(ASID, IVID)).status
 
     assert status.state == "Queued"
     assert prefixed.requests[0].path == f"/prefix/cfp/v1/imageversion/{IVID}/status"
@@ -107,7 +107,7 @@ async def test_scripted_steps_are_served_in_order_and_the_last_repeats(
 ) -> None:
     fake.script(ASID, IVID, [status_reply(3), status_reply(4, 50), status_reply(5, 100)])
 
-    seen = [(await client.fetch_status(ASID, IVID)).state for _ in range(4)]
+    seen = [(await client.fetch_status(ASID, IVID)).status.state for _ in range(4)]
 
     assert seen == ["Queued", "Running", "Complete", "Complete"]
     assert fake.polls(ASID, IVID) == 4
@@ -142,7 +142,7 @@ async def test_scripted_500_html_page_is_unavailable(
     fake.script(ASID, IVID, [FakeReply.html(500, "Internal Server Error"), status_reply(4)])
 
     error = await fetch_error(client)
-    recovered = await client.fetch_status(ASID, IVID)
+    recovered = (await client.fetch_status(ASID, IVID)).status
 
     assert error.reason == UNAVAILABLE
     assert "500 Internal Server Error" in error.message
@@ -295,7 +295,7 @@ async def test_open_clanforge_builds_one_bounded_session_and_closes_it(
         assert session.timeout.total == 3
         assert session.timeout.sock_read == 3
 
-    assert [s.state for s in statuses] == ["Pending"] * 5
+    assert [s.status.state for s in statuses if s.status] == ["Pending"] * 5
     assert session.closed
     assert ACCESS_KEY not in repr(client)
 

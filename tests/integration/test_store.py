@@ -19,7 +19,7 @@ from notifier.store.outbox import (
     record_outcomes,
     retry_deliveries,
 )
-from notifier.store.polling import claim_due_watches, write_poll_results
+from notifier.store.polling import claim_due_watches, load_due_watches, write_poll_results
 from notifier.store.subscriptions import (
     list_subscriptions,
     load_active_subscriptions,
@@ -106,14 +106,16 @@ async def test_terminal_state_stops_polling(engine: AsyncEngine) -> None:
 
 async def test_write_skips_watches_whose_lease_was_taken_over(engine: AsyncEngine) -> None:
     await add_watch(engine, 1234, 567890, "EU fleet", "cli", T0)
-    token, due = await claim_due_watches(engine, "replica-a", T0, LEASE, 10)
+    token, claimed = await claim_due_watches(engine, "replica-a", T0, LEASE, 10)
+    due = await load_due_watches(engine, claimed)
     # replica-a stalls past its lease; replica-b claims and polls the same watch.
     late = T0 + timedelta(seconds=61)
-    token_b, due_b = await claim_due_watches(engine, "replica-b", late, LEASE, 10)
+    token_b, claimed_b = await claim_due_watches(engine, "replica-b", late, LEASE, 10)
+    due_b = await load_due_watches(engine, claimed_b)
     plans_b = [plan_success(w, make_status(4), late, POLL, event_ids()) for w in due_b]
     await write_poll_results(engine, "replica-b", token_b, plans_b, [], late)
     plans_a = [plan_success(w, make_status(3), T0, POLL, lambda: "evt_a") for w in due]
-    assert await write_poll_results(engine, "replica-a", token, plans_a, [], late) == []
+    assert (await write_poll_results(engine, "replica-a", token, plans_a, [], late)).plans == []
     [view] = await list_watches(engine)
     assert view.status is not None
     assert view.status.state == "Running"
