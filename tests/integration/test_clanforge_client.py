@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -22,8 +23,9 @@ from notifier.clanforge.errors import (
     UNAVAILABLE,
     UpstreamError,
 )
+from notifier.clanforge.status import FetchedStatus
 from notifier.config import ClanforgeSettings
-from notifier.testing.fake_clanforge import FakeClanforge, FakeReply, status_reply
+from notifier.testing.fake_clanforge import JSON_HEADERS, FakeClanforge, FakeReply, status_reply
 
 ASID = 1234
 IVID = 567890
@@ -147,6 +149,37 @@ async def test_scripted_500_html_page_is_unavailable(
     assert error.reason == UNAVAILABLE
     assert "500 Internal Server Error" in error.message
     assert recovered.state_id == 4
+
+
+async def test_a_reply_with_the_known_digest_is_not_parsed(
+    fake: FakeClanforge, client: ClanforgeClient
+) -> None:
+    fake.set_status(ASID, IVID, status_reply(3))
+    first = await client.fetch_status(ASID, IVID)
+    again = await client.fetch_status(ASID, IVID, first.digest)
+    fake.set_status(ASID, IVID, status_reply(4, 10))
+    moved = await client.fetch_status(ASID, IVID, first.digest)
+
+    assert first.status is not None
+    assert first.status.state == "Queued"
+    assert again == FetchedStatus(first.digest, None)
+    assert moved.status is not None
+    assert moved.status.state == "Running"
+    assert moved.digest != first.digest
+
+
+async def test_an_error_status_is_raised_even_with_the_known_body(
+    fake: FakeClanforge, client: ClanforgeClient
+) -> None:
+    body = json.dumps(status_reply(3, image_version_id=IVID)).encode()
+    fake.script(ASID, IVID, [FakeReply(200, body, JSON_HEADERS), FakeReply(503, body)])
+    known = (await client.fetch_status(ASID, IVID)).digest
+
+    with pytest.raises(UpstreamError) as raised:
+        await client.fetch_status(ASID, IVID, known)
+
+    assert raised.value.reason == UNAVAILABLE
+    assert raised.value.status == 503
 
 
 async def test_rate_limit_carries_retry_after(fake: FakeClanforge, client: ClanforgeClient) -> None:

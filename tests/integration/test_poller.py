@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.clanforge.client import ClanforgeClient
-from notifier.config import PollSettings
+from notifier.config import DetectSettings, PollSettings
 from notifier.notify.subscription import Subscription
 from notifier.polling.poller import Poller
-from notifier.store.tables import WATCHES
+from notifier.store.tables import EVENTS, JOB_STATUS, WATCHES
 from notifier.store.watches import add_watch, list_watches
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 
@@ -43,6 +44,8 @@ async def make_poller(
     *,
     claim_limit: int = 100,
     batch_size: int = 3,
+    clock: Callable[[], datetime] = utc_now,
+    detect: DetectSettings | None = None,
 ) -> Poller:
     return Poller(
         engine,
@@ -53,7 +56,8 @@ async def make_poller(
         claim_limit=claim_limit,
         lease=timedelta(minutes=1),
         owner="test",
-        clock=utc_now,
+        clock=clock,
+        detect=detect,
         on_committed=lambda: None,
         batch_size=batch_size,
     )
@@ -141,6 +145,97 @@ async def test_a_poll_that_sees_no_change_writes_no_status_row(
     assert {w.id: w.status for w in await list_watches(engine)} == before
 
 
-async def _make_all_due(engine: AsyncEngine) -> None:
+async def _make_all_due(engine: AsyncEngine, when: datetime | None = None) -> None:
     async with engine.begin() as conn:
-        await conn.execute(update(WATCHES).values(next_poll_at=utc_now()))
+        await conn.execute(update(WATCHES).values(next_poll_at=when or utc_now()))
+
+
+async def test_a_repeated_reply_is_settled_by_the_claim_and_one_update_per_batch(
+    engine: AsyncEngine, fake: FakeClanforge
+) -> None:
+    await watch_queued_jobs(engine, fake, 4)
+    async with aiohttp.ClientSession() as session:
+        poller = await make_poller(engine, session, fake, batch_size=3)
+        await poller.tick()
+        await _make_all_due(engine)
+        statements = Statements(engine)
+        started = utc_now()
+        summary = await poller.tick()
+
+    assert (summary.polled, summary.events) == (4, 0)
+    # Per batch (3 + 1 watches): the claim's UPDATE and SELECT, and one UPDATE of the schedules.
+    # No statement loads a stored status: the repeated replies were settled without it.
+    verbs = Counter(s.split()[0] for s in statements.sql if not s.startswith("BEGIN"))
+    assert verbs == {"UPDATE": 4, "SELECT": 2}
+    assert statements.writes_to("job_status") == []
+    for watch in await list_watches(engine):
+        assert watch.last_polled_at is not None
+        assert watch.last_polled_at >= started
+        assert watch.next_poll_at is not None
+        assert watch.next_poll_at >= started + timedelta(seconds=30)
+        assert watch.poll_errors == 0
+
+
+async def test_the_same_meaning_in_other_bytes_is_no_news_either(
+    engine: AsyncEngine, fake: FakeClanforge
+) -> None:
+    await watch_queued_jobs(engine, fake, 1)
+    async with aiohttp.ClientSession() as session:
+        poller = await make_poller(engine, session, fake)
+        await poller.tick()
+        fake.set_status(ASID, 1, {**status_reply(3), "servertime": 1})  # a new field
+        await _make_all_due(engine)
+        statements = Statements(engine)
+        summary = await poller.tick()
+
+    assert (summary.polled, summary.events) == (1, 0)
+    assert statements.writes_to("job_status") == []
+    assert statements.writes_to("events") == []
+
+
+async def test_a_status_stored_without_a_digest_gets_one_on_its_next_poll(
+    engine: AsyncEngine, fake: FakeClanforge
+) -> None:
+    await watch_queued_jobs(engine, fake, 2)
+    async with aiohttp.ClientSession() as session:
+        poller = await make_poller(engine, session, fake)
+        await poller.tick()
+        async with engine.begin() as conn:  # as rows written before digests were
+            await conn.execute(update(JOB_STATUS).values(reply_digest=None))
+        await _make_all_due(engine)
+        backfill = Statements(engine)
+        first = await poller.tick()
+        await _make_all_due(engine)
+        settled = Statements(engine)
+        second = await poller.tick()
+        async with engine.connect() as conn:
+            digests = (await conn.execute(select(JOB_STATUS.c.reply_digest))).scalars().all()
+            events = (await conn.execute(select(EVENTS.c.type))).scalars().all()
+
+    assert (first.events, second.events) == (0, 0)
+    assert len(backfill.writes_to("job_status")) == 1  # one executemany for both rows
+    assert all(d is not None and len(d) == 16 for d in digests)
+    assert settled.writes_to("job_status") == []
+    assert events == ["imageversion.state_changed"] * 2  # the first sightings only
+
+
+async def test_a_job_that_repeats_itself_past_the_stall_threshold_is_reported_stalled(
+    engine: AsyncEngine, fake: FakeClanforge
+) -> None:
+    start = utc_now()
+    now = [start]
+    fake.set_status(ASID, 1, status_reply(4, 40))
+    await add_watch(engine, ASID, 1, "build 1", "cli", start)
+    detect = DetectSettings(stall_after_seconds=600)
+    async with aiohttp.ClientSession() as session:
+        poller = await make_poller(engine, session, fake, clock=lambda: now[0], detect=detect)
+        polls = []
+        for minutes in (0, 1, 9, 11, 12):  # the same reply every time
+            now[0] = start + timedelta(minutes=minutes)
+            await _make_all_due(engine, now[0])
+            polls.append((await poller.tick()).events)
+        async with engine.connect() as conn:
+            events = (await conn.execute(select(EVENTS.c.type))).scalars().all()
+
+    assert polls == [1, 0, 0, 1, 0]
+    assert events == ["imageversion.state_changed", "imageversion.stalled"]

@@ -21,7 +21,7 @@ from notifier.clanforge.errors import (
     UpstreamError,
 )
 from notifier.clanforge.reply import parse_install_status_reply
-from notifier.clanforge.status import TERMINAL_STATES
+from notifier.clanforge.status import TERMINAL_STATES, JobStatus
 from notifier.config import DetectSettings, PollSettings
 from notifier.events.model import (
     POLL_FAILING,
@@ -30,8 +30,16 @@ from notifier.events.model import (
     TERMINAL_EVENT_FOR_STATE,
     Event,
 )
+from notifier.events.timing import Tracking
 from notifier.notify.payload import webhook_payload
-from notifier.polling.plan import DueWatch, plan_failure, plan_success
+from notifier.polling.plan import (
+    ClaimedWatch,
+    DueWatch,
+    known_digest,
+    plan_failure,
+    plan_success,
+    quiet_next_poll,
+)
 from tests.conftest import T0, make_status
 
 POLL = PollSettings(interval_seconds=30, running_interval_seconds=10, failure_threshold=3)
@@ -218,3 +226,122 @@ def test_every_event_a_poll_history_makes_has_a_payload_valid_against_the_schema
 ) -> None:
     for event in run(history):
         _VALIDATOR.validate(webhook_payload(event))
+
+
+def claimed_from(watch: DueWatch, digest: bytes | None) -> ClaimedWatch:
+    """The claim's view of a watch's stored memory (the store selects the same columns)."""
+    status, tracking = watch.previous, watch.tracking or Tracking()
+    return ClaimedWatch(
+        watch_id=watch.watch_id,
+        account_service_id=watch.account_service_id,
+        image_version_id=watch.image_version_id,
+        poll_errors=watch.poll_errors,
+        poll_failing=watch.poll_failing,
+        interval_seconds=watch.interval_seconds,
+        reply_digest=digest if status is not None else None,
+        state_id=None if status is None else status.state_id,
+        progress=0 if status is None else status.progress,
+        eta=None if status is None else status.eta,
+        eta_estimated=False if status is None else status.eta_estimated,
+        state_since=watch.state_since,
+        moved_at=tracking.moved_at,
+        stalled=tracking.stalled,
+        overdue=tracking.overdue,
+        rate_base_progress=tracking.rate_base_progress,
+    )
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.lists(observations, min_size=1, max_size=25),
+    st.integers(0, 4 * 3600),
+    st.booleans(),
+    st.sampled_from([0, 120, 3600]),
+    st.sampled_from([0, 300, 7200]),
+)
+def test_a_reply_settled_unparsed_is_exactly_what_full_planning_would_decide(
+    history: list[tuple[str, int | str | None, int, int | None]],
+    later_seconds: int,
+    estimate: bool,
+    stall_after: int,
+    waiting_stall_after: int,
+) -> None:
+    """Whenever the poller skips parsing a repeated reply, planning it in full would have made no
+    event, written no status and scheduled the same next poll: skipping loses nothing."""
+    detect = DETECT.model_copy(
+        update={
+            "estimate_eta": estimate,
+            "stall_after_seconds": stall_after,
+            "waiting_stall_after_seconds": waiting_stall_after,
+        }
+    )
+    counter = itertools.count()
+    watch = DueWatch(1, 1234, 567890, "x", 0, None, None)
+    last: JobStatus | None = None
+    now = T0
+    for minute, (kind, value, progress, eta_offset) in enumerate(history):
+        now = T0 + timedelta(minutes=minute)
+        if kind == "error":
+            assert isinstance(value, str)
+            plan = plan_failure(watch, UpstreamError(value, "boom"), now, POLL)
+        else:
+            assert value is None or isinstance(value, int)
+            eta = None if eta_offset is None else T0 + timedelta(seconds=eta_offset)
+            last = make_status(value, progress, eta=eta, state=None if value != 9 else "Odd")
+            plan = plan_success(watch, last, now, POLL, lambda: f"e{next(counter)}", detect)
+        watch = DueWatch(
+            1,
+            1234,
+            567890,
+            "x",
+            plan.poll_errors,
+            plan.status if plan.status is not None else watch.previous,
+            plan.state_since if plan.state_since is not None else watch.state_since,
+            plan.tracking if plan.tracking is not None else watch.tracking,
+            plan.poll_failing,
+        )
+    if last is None or watch.previous is None:
+        return
+    later = now + timedelta(seconds=later_seconds)
+    claimed = claimed_from(watch, b"digest-of-last")
+    if known_digest(claimed, later, POLL, detect) is None:
+        return  # this poll is planned in full
+    full = plan_success(watch, last, later, POLL, lambda: "never", detect)
+    assert full.events == ()
+    assert full.status is None
+    assert (full.poll_errors, full.poll_failing, full.shown_changed) == (0, False, False)
+    assert full.next_poll_at == quiet_next_poll(claimed, later, POLL)
+
+
+def test_a_stall_deadline_makes_the_same_reply_planned_again() -> None:
+    running = make_status(4, 40)
+    first = plan_success(DueWatch(1, 1234, 567890, "x", 0, None, None), running, T0, POLL, str)
+    assert first.tracking is not None
+    watch = DueWatch(1, 1234, 567890, "x", 0, first.status, T0, first.tracking)
+    claimed = claimed_from(watch, b"d")
+    just_before = T0 + timedelta(seconds=DETECT.stall_after_seconds - 1)
+    assert known_digest(claimed, just_before, POLL, DETECT) == b"d"
+    assert known_digest(claimed, just_before + timedelta(seconds=1), POLL, DETECT) is None
+
+
+def test_a_watch_with_poll_errors_is_planned_in_full_whatever_the_reply() -> None:
+    watch = DueWatch(1, 1234, 567890, "x", 2, make_status(3), T0, Tracking(moved_at=T0))
+    assert known_digest(claimed_from(watch, b"d"), T0, POLL, DETECT) is None
+
+
+def test_a_job_with_our_eta_estimate_is_planned_in_full_on_every_poll() -> None:
+    """Our estimate moves with the clock even when upstream's reply does not."""
+    ids = itertools.count()
+    watch = DueWatch(1, 1234, 567890, "x", 0, None, None)
+    for minute, progress in enumerate((10, 30)):
+        now = T0 + timedelta(minutes=minute)
+        plan = plan_success(watch, make_status(4, progress), now, POLL, lambda: f"e{next(ids)}")
+        watch = DueWatch(
+            1, 1234, 567890, "x", 0, plan.status or watch.previous, plan.state_since, plan.tracking
+        )
+    assert watch.previous is not None
+    assert watch.previous.eta_estimated
+    later = T0 + timedelta(minutes=2, seconds=30)  # before the job could count as stalled
+    assert known_digest(claimed_from(watch, b"d"), later, POLL, DETECT) is None
+    again = plan_success(watch, make_status(4, 30), later, POLL, str)
+    assert again.status is not None  # the estimate moved
