@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from notifier.clanforge.status import JobStatus
 from notifier.events.model import Event
@@ -105,6 +106,77 @@ def status_from_row(image_version_id: int, row: Any) -> JobStatus:
         updated=row.job_updated,
         eta_estimated=bool(getattr(row, "eta_estimated", False)),
     )
+
+
+MEMORY_COLUMNS: Final = (
+    "state_id",
+    "state_name",
+    "progress",
+    "eta",
+    "error",
+    "failed_count",
+    "job_created",
+    "job_started",
+    "job_updated",
+    "eta_estimated",
+    "moved_at",
+    "stalled",
+    "eta_baseline",
+    "overdue",
+    "milestone",
+    "rate_since",
+    "rate_base_progress",
+)
+"""The ``job_status`` columns :func:`memory_from_values` reads, in its order."""
+
+
+def memory_from_values(image_version_id: int, values: Sequence[Any]) -> tuple[JobStatus, Tracking]:
+    """The stored status and timing memory from :data:`MEMORY_COLUMNS`' values, by position.
+
+    The poll tick decodes one per changed watch; positions cost a fraction of named lookups.
+    """
+    (
+        state_id,
+        state_name,
+        progress,
+        eta,
+        error,
+        failed_count,
+        created,
+        started,
+        updated,
+        eta_estimated,
+        moved_at,
+        stalled,
+        eta_baseline,
+        overdue,
+        milestone,
+        rate_since,
+        rate_base_progress,
+    ) = values
+    status = JobStatus(
+        image_version_id,
+        state_id,
+        state_name,
+        progress,
+        eta,
+        error,
+        failed_count,
+        created,
+        started,
+        updated,
+        bool(eta_estimated),
+    )
+    tracking = Tracking(
+        moved_at,
+        bool(stalled),
+        eta_baseline,
+        bool(overdue),
+        milestone or 0,
+        rate_since,
+        rate_base_progress or 0,
+    )
+    return status, tracking
 
 
 def event_from_row(row: Any) -> Event:

@@ -31,10 +31,10 @@ from notifier.polling.plan import (
     PollPlan,
 )
 from notifier.store.codec import (
-    status_from_row,
+    MEMORY_COLUMNS,
+    memory_from_values,
     status_to_json,
     status_to_row,
-    tracking_from_row,
     tracking_to_row,
 )
 from notifier.store.engine import is_postgres
@@ -117,38 +117,48 @@ async def load_due_watches(engine: AsyncEngine, claimed: Sequence[ClaimedWatch])
     if not claimed:
         return []
     async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(
-                    Watch.id,
-                    Watch.label,
-                    *(c for c in JOB_STATUS.c if c.name != "watch_id"),
-                )
-                .outerjoin(JobStatusRow, JobStatusRow.watch_id == Watch.id)
-                .where(Watch.id.in_(bindparam("ids", expanding=True))),
-                {"ids": [w.watch_id for w in claimed]},
-            )
-        ).all()
-    by_id = {row.id: row for row in rows}
-    return [
-        DueWatch(
-            watch_id=watch.watch_id,
-            account_service_id=watch.account_service_id,
-            image_version_id=watch.image_version_id,
-            label=row.label,
-            poll_errors=watch.poll_errors,
-            previous=None
-            if row.state_name is None
-            else status_from_row(watch.image_version_id, row),
-            state_since=row.state_since,
-            tracking=None if row.state_name is None else tracking_from_row(row),
-            poll_failing=watch.poll_failing,
-            interval_seconds=watch.interval_seconds,
-            reply_digest=row.reply_digest,
+        rows = (await conn.execute(_MEMORY, {"ids": [w.watch_id for w in claimed]})).all()
+    by_id = {row[0]: row for row in rows}
+    due = []
+    for watch in claimed:
+        row = by_id.get(watch.watch_id)
+        if row is None:
+            continue  # removed since the claim
+        _, label, state_since, digest, *memory = row
+        status, tracking = (
+            (None, None)
+            if memory[1] is None  # no state name: never seen
+            else memory_from_values(watch.image_version_id, memory)
         )
-        for watch in claimed
-        if (row := by_id.get(watch.watch_id)) is not None
-    ]
+        due.append(
+            DueWatch(
+                watch_id=watch.watch_id,
+                account_service_id=watch.account_service_id,
+                image_version_id=watch.image_version_id,
+                label=label,
+                poll_errors=watch.poll_errors,
+                previous=status,
+                state_since=state_since,
+                tracking=tracking,
+                poll_failing=watch.poll_failing,
+                interval_seconds=watch.interval_seconds,
+                reply_digest=digest,
+            )
+        )
+    return due
+
+
+_MEMORY = (
+    select(
+        Watch.id,
+        Watch.label,
+        JobStatusRow.state_since,
+        JobStatusRow.reply_digest,
+        *(JOB_STATUS.c[name] for name in MEMORY_COLUMNS),
+    )
+    .outerjoin(JobStatusRow, JobStatusRow.watch_id == Watch.id)
+    .where(Watch.id.in_(bindparam("ids", expanding=True)))
+)
 
 
 @dataclass(frozen=True, slots=True)
