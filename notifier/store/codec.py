@@ -179,6 +179,29 @@ def memory_from_values(image_version_id: int, values: Sequence[Any]) -> tuple[Jo
     return status, tracking
 
 
+def memory_to_values(status: JobStatus, tracking: Tracking) -> tuple[Any, ...]:
+    """The values of :data:`MEMORY_COLUMNS` for a status and its timing memory, by position."""
+    return (
+        status.state_id,
+        status.state,
+        status.progress,
+        status.eta,
+        status.error,
+        status.failed_count,
+        status.created,
+        status.started,
+        status.updated,
+        status.eta_estimated,
+        tracking.moved_at,
+        tracking.stalled,
+        tracking.eta_baseline,
+        tracking.overdue,
+        tracking.milestone,
+        tracking.rate_since,
+        tracking.rate_base_progress,
+    )
+
+
 def event_from_row(row: Any) -> Event:
     """An :class:`Event` from a row with the ``events`` table's columns."""
     return Event(

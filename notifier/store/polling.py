@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     Insert,
+    Table,
     bindparam,
     false,
     func,
@@ -23,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.events.timing import Tracking
 from notifier.polling.plan import (
     ClaimedWatch,
     DueWatch,
@@ -30,12 +33,12 @@ from notifier.polling.plan import (
     PlannedRefresh,
     PollPlan,
 )
+from notifier.store.bulk import BulkStatement
 from notifier.store.codec import (
     MEMORY_COLUMNS,
     memory_from_values,
+    memory_to_values,
     status_to_json,
-    status_to_row,
-    tracking_to_row,
 )
 from notifier.store.engine import is_postgres
 from notifier.store.tables import (
@@ -217,85 +220,123 @@ async def write_poll_results(
         if not plans:
             return PollWrite([], quiet_written)
 
-        new_status: list[dict[str, Any]] = []
-        changed_status: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
-        watch_updates: list[dict[str, Any]] = []
+        new_status: list[tuple[Any, ...]] = []
+        changed_status: list[tuple[Any, ...]] = []
+        events: list[tuple[Any, ...]] = []
+        watch_updates: list[tuple[Any, ...]] = []
         for plan in plans:
             if plan.status is not None:
-                row = {
-                    **status_to_row(plan.status),
-                    **(tracking_to_row(plan.tracking) if plan.tracking is not None else {}),
-                    "observed_at": now,
-                    "state_since": plan.state_since,
-                    "reply_digest": plan.reply_digest,
-                }
-                if plan.first_sighting:
-                    new_status.append({"watch_id": plan.watch_id, **row})
-                else:
-                    changed_status.append({"b_watch_id": plan.watch_id, **row})
+                status = (
+                    *memory_to_values(plan.status, plan.tracking or Tracking()),
+                    now,
+                    plan.state_since,
+                    plan.reply_digest,
+                )
+                (new_status if plan.first_sighting else changed_status).append(
+                    (plan.watch_id, *status)
+                )
             events.extend(
-                {
-                    "id": e.id,
-                    "watch_id": plan.watch_id,
-                    "type": e.type,
-                    "account_service_id": e.account_service_id,
-                    "image_version_id": e.image_version_id,
-                    "label": e.label,
-                    "previous": None if e.previous is None else status_to_json(e.previous),
-                    "current": status_to_json(e.current),
-                    "detail": dict(e.detail) or None,
-                    "occurred_at": e.occurred_at,
-                }
+                (
+                    e.id,
+                    plan.watch_id,
+                    e.type,
+                    e.account_service_id,
+                    e.image_version_id,
+                    e.label,
+                    None if e.previous is None else status_to_json(e.previous),
+                    status_to_json(e.current),
+                    dict(e.detail) or None,
+                    e.occurred_at,
+                )
                 for e in plan.events
             )
             watch_updates.append(
-                {
-                    "b_id": plan.watch_id,
-                    "next_poll_at": plan.next_poll_at,
-                    "poll_errors": plan.poll_errors,
-                    "last_poll_error": plan.last_poll_error,
-                    "last_polled_at": now,
-                    "poll_failing": plan.poll_failing,
-                    "paused_reason": plan.paused_reason,
-                    "lease_owner": None,
-                    "lease_until": None,
-                }
+                (
+                    plan.watch_id,
+                    plan.next_poll_at,
+                    plan.poll_errors,
+                    plan.last_poll_error,
+                    now,
+                    plan.poll_failing,
+                    plan.paused_reason,
+                )
             )
 
-        if new_status:
-            await conn.execute(insert(JOB_STATUS), new_status)
-        if changed_status:
-            await conn.execute(
-                update(JOB_STATUS).where(JOB_STATUS.c.watch_id == bindparam("b_watch_id")),
-                changed_status,
-            )
-        if events:
-            await conn.execute(insert(EVENTS), events)
-        if deliveries:
-            await conn.execute(
-                insert(DELIVERIES),
-                [
-                    {
-                        "event_id": d.event_id,
-                        "subscription_id": d.subscription_id,
-                        "watch_id": d.watch_id,
-                        "status": "pending",
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "created_at": now,
-                    }
-                    for d in deliveries
-                ],
-            )
+        await _INSERT_STATUS.execute(conn, new_status)
+        await _UPDATE_STATUS.execute(conn, changed_status)
+        await _INSERT_EVENTS.execute(conn, events)
+        await _INSERT_DELIVERIES.execute(
+            conn,
+            [
+                (d.event_id, d.subscription_id, d.watch_id, "event", "pending", 0, now, now)
+                for d in deliveries
+            ],
+        )
         if refreshes:
             await conn.execute(
                 _refresh_insert(engine, now),
                 [{"b_sub": r.subscription_id, "b_watch": r.watch_id} for r in refreshes],
             )
-        await conn.execute(update(WATCHES).where(WATCHES.c.id == bindparam("b_id")), watch_updates)
+        await _UPDATE_WATCHES.execute(conn, watch_updates)
     return PollWrite(plans, quiet_written)
 
+
+def _binds(table: Table, names: Sequence[str]) -> dict[str, BindParameter[Any]]:
+    return {name: bindparam(name, type_=table.c[name].type) for name in names}
+
+
+# What a written status row holds besides its key, in the order of its row tuples.
+_STATUS_NAMES = (*MEMORY_COLUMNS, "observed_at", "state_since", "reply_digest")
+_INSERT_STATUS = BulkStatement(
+    insert(JOB_STATUS).values(_binds(JOB_STATUS, ("watch_id", *_STATUS_NAMES))),
+    ("watch_id", *_STATUS_NAMES),
+)
+_UPDATE_STATUS = BulkStatement(
+    update(JOB_STATUS)
+    .where(JOB_STATUS.c.watch_id == bindparam("b_watch_id", type_=JOB_STATUS.c.watch_id.type))
+    .values(_binds(JOB_STATUS, _STATUS_NAMES)),
+    ("b_watch_id", *_STATUS_NAMES),
+)
+_EVENT_NAMES = (
+    "id",
+    "watch_id",
+    "type",
+    "account_service_id",
+    "image_version_id",
+    "label",
+    "previous",
+    "current",
+    "detail",
+    "occurred_at",
+)
+_INSERT_EVENTS = BulkStatement(insert(EVENTS).values(_binds(EVENTS, _EVENT_NAMES)), _EVENT_NAMES)
+_DELIVERY_NAMES = (
+    "event_id",
+    "subscription_id",
+    "watch_id",
+    "kind",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+)
+_INSERT_DELIVERIES = BulkStatement(
+    insert(DELIVERIES).values(_binds(DELIVERIES, _DELIVERY_NAMES)), _DELIVERY_NAMES
+)
+_WATCH_NAMES = (
+    "next_poll_at",
+    "poll_errors",
+    "last_poll_error",
+    "last_polled_at",
+    "poll_failing",
+    "paused_reason",
+)
+_UPDATE_WATCHES = BulkStatement(
+    update(WATCHES)
+    .where(WATCHES.c.id == bindparam("b_id", type_=WATCHES.c.id.type))
+    .values({**_binds(WATCHES, _WATCH_NAMES), "lease_owner": null(), "lease_until": null()}),
+    ("b_id", *_WATCH_NAMES),
+)
 
 # Everything a quiet poll writes: the new schedule, and a clean bill of health.
 _QUIET_UPDATE = (
