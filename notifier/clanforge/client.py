@@ -87,8 +87,24 @@ class ClanforgeClient:
 
         A successful reply whose digest is ``known_digest`` is not parsed (``status`` is None).
         """
+        subject = f"image version {image_version_id} (account service {account_service_id})"
+        url = f"{self._base}{int(image_version_id)}/status"
         try:
-            return await self._fetch(account_service_id, image_version_id, known_digest)
+            status, body, retry_after, location = await self._get(url, account_service_id, subject)
+            digest = reply_digest(body)
+            if digest == known_digest and 200 <= status < 300:
+                return FetchedStatus(digest, None)
+            return FetchedStatus(
+                digest,
+                parse_status_reply(
+                    status,
+                    body,
+                    account_service_id=account_service_id,
+                    image_version_id=image_version_id,
+                    retry_after=retry_after,
+                    location=location,
+                ),
+            )
         except UpstreamError as exc:
             raise self._scrubbed(exc) from None
 
@@ -104,27 +120,6 @@ class ClanforgeClient:
         except UpstreamError as exc:
             raise self._scrubbed(exc) from None
 
-    async def _fetch(
-        self, account_service_id: int, image_version_id: int, known_digest: bytes | None
-    ) -> FetchedStatus:
-        subject = f"image version {image_version_id} (account service {account_service_id})"
-        url = f"{self._base}{int(image_version_id)}/status"
-        status, body, retry_after, location = await self._get(url, account_service_id, subject)
-        digest = reply_digest(body)
-        if digest == known_digest and 200 <= status < 300:
-            return FetchedStatus(digest, None)
-        return FetchedStatus(
-            digest,
-            parse_status_reply(
-                status,
-                body,
-                account_service_id=account_service_id,
-                image_version_id=image_version_id,
-                retry_after=retry_after,
-                location=location,
-            ),
-        )
-
     async def _get(
         self, url: str, account_service_id: int, subject: str
     ) -> tuple[int, bytes, str | None, str | None]:
@@ -138,7 +133,12 @@ class ClanforgeClient:
                 allow_redirects=False,
                 timeout=self._timeout if self._timeout is not None else self._session.timeout,
             ) as response:
-                body = await self._read_capped(response, subject)
+                declared = response.content_length
+                if declared is not None and declared <= self._max_body:
+                    # aiohttp stops at the declared length, so the cap holds without a loop.
+                    body = await response.read()
+                else:
+                    body = await self._read_capped(response, subject)
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
                 location = response.headers.get("Location")
@@ -178,12 +178,9 @@ class ClanforgeClient:
         return status, body, retry_after, location
 
     async def _read_capped(self, response: aiohttp.ClientResponse, subject: str) -> bytes:
-        declared = response.content_length
-        if declared is not None:
-            if declared > self._max_body:
-                raise self._too_large(response.status, subject)
-            # aiohttp stops at the declared length, so the cap holds without the chunked loop.
-            return await response.read()
+        """A body of unknown length, read in chunks up to the cap (or one declared too large)."""
+        if response.content_length is not None:
+            raise self._too_large(response.status, subject)
         chunks: list[bytes] = []
         size = 0
         while size <= self._max_body:
