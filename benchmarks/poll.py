@@ -8,7 +8,9 @@ else. Two scenarios: ``unchanged`` (every reply equals the stored status) and ``
 job flips state, so each watch writes its status, an event and a delivery).
 
 SQL is counted with a ``before_cursor_execute`` listener (each executemany counts once, as it is
-one round trip to the driver) and commits with a ``commit`` listener.
+one round trip to the driver) and commits with a ``commit`` listener. Beside the wall-clock ratio
+(the target's), the CPU time of this process per side (fastest repetition) gives a CPU ratio: the
+wall ratio swings with whatever else the machine runs, the CPU ratio much less.
 """
 
 from __future__ import annotations
@@ -165,6 +167,8 @@ async def measure_poll(
             for scenario in ("unchanged", "changed"):
                 bare_times: list[float] = []
                 service_times: list[float] = []
+                bare_cpu: list[float] = []
+                service_cpu: list[float] = []
                 for rep in range(repetitions):
                     if scenario == "changed":
                         flips += 1
@@ -172,14 +176,17 @@ async def measure_poll(
                     await make_all_due(engine)
                     order = ("bare", "service") if rep % 2 == 0 else ("service", "bare")
                     for side in order:
+                        cpu = time.process_time()
                         if side == "bare":
                             started = time.perf_counter()
                             await _bare_fetch(bare, urls, concurrency)
                             bare_times.append(time.perf_counter() - started)
+                            bare_cpu.append(time.process_time() - cpu)
                         else:
                             counter.reset()
                             counter.active = True
                             service_times.append(await _timed_tick(service, count))
+                            service_cpu.append(time.process_time() - cpu)
                             counter.active = False
                 ratios = [s / b for s, b in zip(service_times, bare_times, strict=True)]
                 db = counter.snapshot()
@@ -190,6 +197,11 @@ async def measure_poll(
                     "bare_per_second": round(count / median(bare_times), 1),
                     "service_per_second": round(count / median(service_times), 1),
                     "ratio": round(median(ratios), 3),
+                    # The driver process's CPU (all its threads) per side: on a shared machine
+                    # the wall ratio swings with the neighbours' load; this one much less.
+                    "bare_cpu_us_per_watch": round(min(bare_cpu) * 1e6 / count, 1),
+                    "service_cpu_us_per_watch": round(min(service_cpu) * 1e6 / count, 1),
+                    "cpu_ratio": round(min(service_cpu) / min(bare_cpu), 3),
                     "db_per_tick": db,
                 }
             if profile_to is not None:

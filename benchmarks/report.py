@@ -32,7 +32,8 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
                     f"poll overhead, {scenario}",
                     f"{n:,}",
                     f"{figures['ratio']:.3f} (service {figures['service_per_second']:,.0f}/s,"
-                    f" bare {figures['bare_per_second']:,.0f}/s)",
+                    f" bare {figures['bare_per_second']:,.0f}/s; CPU ratio"
+                    f" {figures.get('cpu_ratio', float('nan')):.2f})",
                     f"<= {limit}" if target else "",
                     _verdict(figures["ratio"], target),
                 ]
