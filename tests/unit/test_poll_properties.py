@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import jsonschema
@@ -67,13 +68,25 @@ observations = st.one_of(
 )
 
 
-def run(history: list[tuple[str, int | str | None, int, int | None]]) -> list[Event]:
-    """Every event the plan functions produce for ``history``, one poll a minute."""
+@dataclass
+class Replay:
+    """Where a poll history leaves a watch: its memory, the events, the last status and time."""
+
+    watch: DueWatch
+    events: list[Event]
+    last: JobStatus | None
+    now: datetime
+
+
+def replay(
+    history: list[tuple[str, int | str | None, int, int | None]], detect: DetectSettings = DETECT
+) -> Replay:
+    """Every poll of ``history``, one a minute, through the plan functions the poller uses."""
     counter = itertools.count()
-    watch = DueWatch(1, 1234, 567890, "x", 0, None, None)
-    events: list[Event] = []
+    result = Replay(DueWatch(1, 1234, 567890, "x", 0, None, None), [], None, T0)
     for minute, (kind, value, progress, eta_offset) in enumerate(history):
-        now = T0 + timedelta(minutes=minute)
+        result.now = now = T0 + timedelta(minutes=minute)
+        watch = result.watch
         if kind == "error":
             assert isinstance(value, str)
             plan = plan_failure(
@@ -83,9 +96,10 @@ def run(history: list[tuple[str, int | str | None, int, int | None]]) -> list[Ev
             assert value is None or isinstance(value, int)
             eta = None if eta_offset is None else T0 + timedelta(seconds=eta_offset)
             status = make_status(value, progress, eta=eta, state=None if value != 9 else "Odd")
-            plan = plan_success(watch, status, now, POLL, lambda: f"e{next(counter)}", DETECT)
-        events.extend(plan.events)
-        watch = DueWatch(
+            plan = plan_success(watch, status, now, POLL, lambda: f"e{next(counter)}", detect)
+            result.last = status
+        result.events.extend(plan.events)
+        result.watch = DueWatch(
             1,
             1234,
             567890,
@@ -96,7 +110,12 @@ def run(history: list[tuple[str, int | str | None, int, int | None]]) -> list[Ev
             plan.tracking if plan.tracking is not None else watch.tracking,
             plan.poll_failing,
         )
-    return events
+    return result
+
+
+def run(history: list[tuple[str, int | str | None, int, int | None]]) -> list[Event]:
+    """Every event the plan functions produce for ``history``, one poll a minute."""
+    return replay(history).events
 
 
 @settings(max_examples=300, deadline=None)
@@ -275,31 +294,8 @@ def test_a_reply_settled_unparsed_is_exactly_what_full_planning_would_decide(
             "waiting_stall_after_seconds": waiting_stall_after,
         }
     )
-    counter = itertools.count()
-    watch = DueWatch(1, 1234, 567890, "x", 0, None, None)
-    last: JobStatus | None = None
-    now = T0
-    for minute, (kind, value, progress, eta_offset) in enumerate(history):
-        now = T0 + timedelta(minutes=minute)
-        if kind == "error":
-            assert isinstance(value, str)
-            plan = plan_failure(watch, UpstreamError(value, "boom"), now, POLL)
-        else:
-            assert value is None or isinstance(value, int)
-            eta = None if eta_offset is None else T0 + timedelta(seconds=eta_offset)
-            last = make_status(value, progress, eta=eta, state=None if value != 9 else "Odd")
-            plan = plan_success(watch, last, now, POLL, lambda: f"e{next(counter)}", detect)
-        watch = DueWatch(
-            1,
-            1234,
-            567890,
-            "x",
-            plan.poll_errors,
-            plan.status if plan.status is not None else watch.previous,
-            plan.state_since if plan.state_since is not None else watch.state_since,
-            plan.tracking if plan.tracking is not None else watch.tracking,
-            plan.poll_failing,
-        )
+    done = replay(history, detect)
+    watch, last, now = done.watch, done.last, done.now
     if last is None or watch.previous is None:
         return
     later = now + timedelta(seconds=later_seconds)
