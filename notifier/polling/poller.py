@@ -182,33 +182,37 @@ class Poller:
         loop = asyncio.get_running_loop()
         begun = loop.time()
 
+        fetch = self._source.fetch_status
+        clock = self._clock
+
         async def worker() -> None:
             for position in positions:
                 delay = begun + offsets[position] - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                outcome = await self._fetch(due[position], known[position])
-                outcomes[position] = (self._clock(), outcome)
+                watch = due[position]
+                outcome: FetchedStatus | UpstreamError
+                try:
+                    outcome = await fetch(
+                        watch.account_service_id, watch.image_version_id, known[position]
+                    )
+                except UpstreamError as error:
+                    outcome = self._failed(watch, error)
+                except Exception as exc:
+                    # A bug of ours in one poll must not sink the tick's other watches.
+                    log.exception("polling image version %d crashed", watch.image_version_id)
+                    outcome = UpstreamError(UNAVAILABLE, f"internal error while polling: {exc!r}")
+                outcomes[position] = (clock(), outcome)
 
         await asyncio.gather(*(worker() for _ in range(min(self._concurrency, len(due)))))
         return _Batch(token, due, outcomes, started)
 
-    async def _fetch(
-        self, watch: ClaimedWatch, known: bytes | None
-    ) -> FetchedStatus | UpstreamError:
-        try:
-            return await self._source.fetch_status(
-                watch.account_service_id, watch.image_version_id, known
-            )
-        except UpstreamError as error:
-            # 429s are logged once per slow-down by the rate limiter, not once per watch.
-            if watch.poll_errors == 0 and error.reason != RATE_LIMITED:
-                log.warning("%s", error.message)
-            return error
-        except Exception as exc:
-            # A bug of ours in one poll must not sink the tick's other watches.
-            log.exception("polling image version %d crashed", watch.image_version_id)
-            return UpstreamError(UNAVAILABLE, f"internal error while polling: {exc!r}")
+    @staticmethod
+    def _failed(watch: ClaimedWatch, error: UpstreamError) -> UpstreamError:
+        # 429s are logged once per slow-down by the rate limiter, not once per watch.
+        if watch.poll_errors == 0 and error.reason != RATE_LIMITED:
+            log.warning("%s", error.message)
+        return error
 
     async def _plan(self, batch: _Batch) -> tuple[list[PollPlan], dict[datetime | None, list[int]]]:
         """What each fetch of the batch means: full plans, in the batch's order, and the watches
