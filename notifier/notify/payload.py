@@ -16,6 +16,8 @@ from notifier.events.model import Event
 # Bumped only for a change a receiver must handle (a field removed, renamed or retyped); added
 # fields keep the version. docs/webhook-payload.schema.json describes this version.
 PAYLOAD_VERSION: Final = 1
+# What json.dumps(ensure_ascii=False, separators=(",", ":")) builds on every call, built once.
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def webhook_payload(event: Event) -> dict[str, Any]:
@@ -61,7 +63,7 @@ def webhook_payload(event: Event) -> dict[str, Any]:
 
 def encode_payload(payload: dict[str, Any]) -> bytes:
     """Compact UTF-8 JSON: these exact bytes are signed, so they must not be re-serialised later."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode(payload).encode("utf-8")
 
 
 def rfc3339(moment: datetime | None) -> str | None:
