@@ -53,38 +53,13 @@ class DeliveryView:
     lease_until: datetime | None
 
 
-def _event_columns() -> list[object]:
-    return [c for c in EVENTS.c if c.name not in ("seq", "watch_id")]
+def _claim_statements(for_update: bool) -> tuple[Update, Select[Any], Select[Any]]:
+    """The claim, built once per backend: compiled once, then only its parameters change.
 
-
-def _refresh_columns() -> list[object]:
-    """What a live-message refresh (no event) is rendered from: its watch and newest status."""
-    return [
-        WATCHES.c.account_service_id.label("w_account_service_id"),
-        WATCHES.c.image_version_id.label("w_image_version_id"),
-        WATCHES.c.label.label("w_label"),
-        *(c for c in JOB_STATUS.c if c.name != "watch_id"),
-    ]
-
-
-def _claimed_event(row: Any) -> Event:
-    """The event of a delivery, or for a refresh a stand-in of type ``LIVE_REFRESH``."""
-    if row.delivery_kind != "refresh":
-        return event_from_row(row)
-    return Event(
-        id=f"refresh-{row.delivery_id}",
-        type=LIVE_REFRESH,
-        occurred_at=row.delivery_created_at,
-        account_service_id=row.w_account_service_id,
-        image_version_id=row.w_image_version_id,
-        label=row.w_label,
-        previous=None,
-        current=status_from_row(row.w_image_version_id, row),
-    )
-
-
-def _claim_statements(for_update: bool) -> tuple[Update, Select[Any]]:
-    """The claim, built once per backend: compiled once, then only its parameters change."""
+    The lease UPDATE returns the deliveries' own columns; the events are read by id in a second
+    statement, and only when a refresh is among them its watch and newest status in a third:
+    joining the status's twenty columns onto every event delivery cost more than reading them.
+    """
     d = DELIVERIES.c
     earlier = DELIVERIES.alias("earlier")
     head_of_key = ~exists().where(
@@ -93,7 +68,7 @@ def _claim_statements(for_update: bool) -> tuple[Update, Select[Any]]:
         earlier.c.status == "pending",
         earlier.c.id < d.id,
     )
-    now = bindparam("b_now", type_=DELIVERIES.c.next_attempt_at.type)
+    now = bindparam("b_now", type_=d.next_attempt_at.type)
     due = (
         select(d.id)
         .where(
@@ -115,30 +90,43 @@ def _claim_statements(for_update: bool) -> tuple[Update, Select[Any]]:
         .values(
             lease_owner=bindparam("b_owner"), lease_until=bindparam("b_until"), refresh_slot=None
         )
-        .returning(d.id)
+        .returning(
+            d.id, d.subscription_id, d.attempts, d.created_at, d.kind, d.event_id, d.watch_id
+        )
     )
-    rows = (
+    events = select(*(c for c in EVENTS.c if c.name not in ("seq", "watch_id"))).where(
+        EVENTS.c.id.in_(bindparam("b_ids", expanding=True))
+    )
+    refreshed = (
         select(
-            d.id.label("delivery_id"),
-            d.subscription_id,
-            d.attempts,
-            d.created_at.label("delivery_created_at"),
-            d.kind.label("delivery_kind"),
-            *_event_columns(),
-            *_refresh_columns(),
+            WATCHES.c.id.label("w_id"),
+            WATCHES.c.account_service_id.label("w_account_service_id"),
+            WATCHES.c.image_version_id.label("w_image_version_id"),
+            WATCHES.c.label.label("w_label"),
+            *(c for c in JOB_STATUS.c if c.name != "watch_id"),
         )
-        .select_from(
-            DELIVERIES.outerjoin(EVENTS, EVENTS.c.id == d.event_id)
-            .join(WATCHES, WATCHES.c.id == d.watch_id)
-            .outerjoin(JOB_STATUS, JOB_STATUS.c.watch_id == d.watch_id)
-        )
-        .where(d.id.in_(bindparam("b_ids", expanding=True)))
-        .order_by(d.id)
+        .select_from(WATCHES.outerjoin(JOB_STATUS, JOB_STATUS.c.watch_id == WATCHES.c.id))
+        .where(WATCHES.c.id.in_(bindparam("b_ids", expanding=True)))
     )
-    return lease, rows
+    return lease, events, refreshed
 
 
 _CLAIM = {False: _claim_statements(False), True: _claim_statements(True)}
+
+
+def _refresh_event(delivery: Any, watch: Any) -> Event:
+    """A live-message refresh has no event: a stand-in of type ``LIVE_REFRESH`` showing the
+    watch's newest status."""
+    return Event(
+        id=f"refresh-{delivery.id}",
+        type=LIVE_REFRESH,
+        occurred_at=delivery.created_at,
+        account_service_id=watch.w_account_service_id,
+        image_version_id=watch.w_image_version_id,
+        label=watch.w_label,
+        previous=None,
+        current=status_from_row(watch.w_image_version_id, watch),
+    )
 
 
 async def claim_due_deliveries(
@@ -154,39 +142,49 @@ async def claim_due_deliveries(
     Taking only the head of each key keeps a channel's or receiver's messages about one image
     version in event order: a delivery waiting for its retry holds back the ones behind it, and
     nothing else. ``skip_subscriptions`` are left alone this time (their receiver asked us to
-    slow down). What was claimed is read back by the ids the lease update returned: deliveries
-    this owner claimed earlier and still holds are not handed out twice.
+    slow down). What was claimed is what the lease update returned: deliveries this owner
+    claimed earlier and still holds are not handed out twice.
     """
-    lease_stmt, rows_stmt = _CLAIM[is_postgres(engine)]
+    lease_stmt, events_stmt, refreshed_stmt = _CLAIM[is_postgres(engine)]
     async with engine.begin() as conn:
-        claimed = (
-            (
-                await conn.execute(
-                    lease_stmt,
-                    {
-                        "b_now": now,
-                        "b_skip": list(skip_subscriptions),
-                        "b_limit": limit,
-                        "b_owner": owner,
-                        "b_until": now + lease,
-                    },
-                )
+        leased = (
+            await conn.execute(
+                lease_stmt,
+                {
+                    "b_now": now,
+                    "b_skip": list(skip_subscriptions),
+                    "b_limit": limit,
+                    "b_owner": owner,
+                    "b_until": now + lease,
+                },
             )
-            .scalars()
-            .all()
-        )
-        if not claimed:
+        ).all()
+        if not leased:
             return []
-        rows = (await conn.execute(rows_stmt, {"b_ids": list(claimed)})).all()
+        claimed = sorted(leased, key=lambda delivery: delivery.id)
+        event_ids = [x.event_id for x in claimed if x.kind != "refresh"]
+        refreshed_ids = [x.watch_id for x in claimed if x.kind == "refresh"]
+        events: dict[str, Event] = {}
+        if event_ids:
+            rows = await conn.execute(events_stmt, {"b_ids": event_ids})
+            events = {row.id: event_from_row(row) for row in rows}
+        watches: dict[int, Any] = {}
+        if refreshed_ids:
+            rows = await conn.execute(refreshed_stmt, {"b_ids": refreshed_ids})
+            watches = {row.w_id: row for row in rows}
     return [
         ClaimedDelivery(
-            id=row.delivery_id,
-            subscription_id=row.subscription_id,
-            attempts=row.attempts,
-            created_at=row.delivery_created_at,
-            event=_claimed_event(row),
+            id=delivery.id,
+            subscription_id=delivery.subscription_id,
+            attempts=delivery.attempts,
+            created_at=delivery.created_at,
+            event=(
+                _refresh_event(delivery, watches[delivery.watch_id])
+                if delivery.kind == "refresh"
+                else events[delivery.event_id]
+            ),
         )
-        for row in rows
+        for delivery in claimed
     ]
 
 
