@@ -54,7 +54,7 @@ SubscriptionLoader = Callable[[], Awaitable[Sequence[Subscription]]]
 # Deliveries held at once per send slot: enough that a claim's fixed cost (a transaction, two
 # statements, loading subscriptions) is shared by many sends, few enough that a slow receiver
 # does not sit on many leases that another replica could serve.
-CLAIM_BATCH_PER_SLOT = 16
+CLAIM_BATCH_PER_SLOT = 32
 
 
 class Dispatcher:
