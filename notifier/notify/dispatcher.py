@@ -204,18 +204,16 @@ class Dispatcher:
         claimed = await claim_due_deliveries(
             self._engine, self._owner, now, self._lease, room, self._slow_down_until.keys()
         )
-        if not claimed:
-            return 0
-        subscriptions = {s.id: s for s in await self._load_subscriptions()}
-        for delivery in claimed:
-            self._held.add(delivery.id)
-            self._queue.append((delivery, subscriptions.get(delivery.subscription_id)))
-        if self._stopping:
-            return len(claimed)  # stopped meanwhile: the wind-down releases them
-        for _ in range(min(self._max_concurrency - len(self._workers), len(self._queue))):
-            worker = asyncio.create_task(self._work(), name="delivery-worker")
-            self._workers.add(worker)
-            worker.add_done_callback(self._finished)
+        if claimed:
+            subscriptions = {s.id: s for s in await self._load_subscriptions()}
+            for delivery in claimed:
+                self._held.add(delivery.id)
+                self._queue.append((delivery, subscriptions.get(delivery.subscription_id)))
+        if not self._stopping:  # stopped meanwhile: the wind-down releases what is queued
+            for _ in range(min(self._max_concurrency - len(self._workers), len(self._queue))):
+                worker = asyncio.create_task(self._work(), name="delivery-worker")
+                self._workers.add(worker)
+                worker.add_done_callback(self._finished)
         return len(claimed)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
