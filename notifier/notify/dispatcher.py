@@ -94,6 +94,7 @@ class Dispatcher:
         self._slow_down_until: dict[int, datetime] = {}
         self._pending_outcomes: list[Outcome] = []
         self._outcomes_ready = asyncio.Event()
+        self._writer_closing = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -160,11 +161,7 @@ class Dispatcher:
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
-        # Anything the writer had not taken yet (it was cancelled between batches).
-        await self._flush_outcomes()
+        await self._close_writer(writer)
         await release_leases(self._engine, self._owner)
         self._held.clear()
 
@@ -175,16 +172,14 @@ class Dispatcher:
         writer = asyncio.create_task(self._write_outcomes(), name="delivery-outcomes")
         try:
             claimed = await self._fill_slots()
-            while self._held:
-                # A worker finished or outcomes were committed: room to claim, or done.
+            # Done when nothing is held and nothing happened since the last claim: outcomes
+            # committed during a claim may have made the next delivery of a key due.
+            while self._held or self._wake.is_set():
                 await self._wake.wait()
                 self._wake.clear()
                 claimed += await self._fill_slots()
         finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
-            await self._flush_outcomes()
+            await self._close_writer(writer)
         return claimed
 
     async def dispatch_until_idle(self) -> None:
@@ -339,9 +334,23 @@ class Dispatcher:
         return Failed(delivery.id, failure.reason, decision.at)
 
     async def _write_outcomes(self) -> None:
-        while True:
+        while not self._writer_closing:
             await self._outcomes_ready.wait()
             self._outcomes_ready.clear()
+            await self._flush_outcomes()
+
+    async def _close_writer(self, writer: asyncio.Task[None]) -> None:
+        """Let the writer finish the transaction it is in, then record what is left.
+
+        Not a cancel: sends no longer wait for their outcome to commit, so a writer cancelled
+        mid-transaction would drop outcomes of sends that went out (they would go out again).
+        """
+        self._writer_closing = True
+        self._outcomes_ready.set()
+        try:
+            await writer
+        finally:
+            self._writer_closing = False
             await self._flush_outcomes()
 
     async def _flush_outcomes(self) -> None:

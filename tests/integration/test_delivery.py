@@ -647,3 +647,36 @@ async def test_queued_deliveries_to_a_receiver_that_asks_to_slow_down_go_back_un
     clock.advance(61)
     await d.dispatch_until_idle()
     assert sorted(r.json["data"]["image_version_id"] for r in receiver.requests) == [1, 1, 2, 3]
+
+
+async def test_stopping_records_every_send_that_went_out_and_gives_the_queued_rest_back(
+    engine: AsyncEngine, session: aiohttp.ClientSession, receiver: WebhookReceiver
+) -> None:
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, list(range(1, 41)), [QUEUED])
+    for _ in range(40):
+        receiver.respond_next(204, delay=0.05)
+    d = Dispatcher(
+        engine,
+        {"webhook": WebhookSink(session, timeout_seconds=5)},
+        functools.partial(load_active_subscriptions, engine, {}),
+        owner="replica-stopping",
+        clock=utc_now,
+        policy=RetryPolicy(),
+        max_concurrency=2,
+        lease=timedelta(seconds=30),
+    )
+    running = asyncio.create_task(d.run())
+    d.wake()
+    await until(lambda: len(receiver.requests) >= 10)
+    d.stop()
+    await running
+
+    sent = {r.json["data"]["image_version_id"] for r in receiver.requests}
+    rows = await deliveries(engine)
+    assert 10 <= len(sent) < 40
+    # What reached the receiver is recorded as delivered; what was only queued is pending again,
+    # unattempted, with no lease to wait out.
+    assert sorted((x.status, x.attempts, x.lease_owner) for x in rows) == sorted(
+        [("delivered", 1, None)] * len(sent) + [("pending", 0, None)] * (40 - len(sent))
+    )
