@@ -1,8 +1,9 @@
 """The dispatcher: sends what the outbox holds, records each outcome, schedules retries.
 
-It claims deliveries in batches (one claim statement per batch, not per send: per-send claims
-cost more than the sends) into a local queue that a fixed pool of ``max_concurrency`` workers
-drains; a claim is made when the queue runs low, so sending and claiming overlap. The heartbeat
+It claims deliveries in batches (one claim transaction per batch, not per free slot: claims of a
+few deliveries each cost more than the sends) into a local queue that a fixed pool of
+``max_concurrency`` workers drains; a claim is made when the queue runs low, so sending and
+claiming overlap. The heartbeat
 extends the leases of everything held, queued or under way, so a queued delivery never waits out
 its lease. Each (subscription, watch) is claimed only at its head, so a batch holds at most one
 delivery per key and per-key order is kept whatever the queue does. The poller wakes it right
