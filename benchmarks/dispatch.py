@@ -81,6 +81,9 @@ async def measure_dispatch(
     )
     bare_times: list[float] = []
     service_times: list[float] = []
+    # CPU per request in microseconds: (event loop thread, whole process with its threads).
+    bare_cpu: list[tuple[float, float]] = []
+    service_cpu: list[tuple[float, float]] = []
     async with Service(settings) as service:
         await seed_watches(service.engine, count)
         connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
@@ -100,12 +103,15 @@ async def measure_dispatch(
                 order = ("bare", "service") if rep % 2 == 0 else ("service", "bare")
                 for side in order:
                     started = time.perf_counter()
+                    cpu = time.thread_time(), time.process_time()
                     if side == "bare":
                         await _bare_post(remote.urls.webhook, count, concurrency, session)
                         bare_times.append(time.perf_counter() - started)
+                        bare_cpu.append(_cpu_since(cpu, count))
                     else:
                         sent = await service.dispatch_due()
                         service_times.append(time.perf_counter() - started)
+                        service_cpu.append(_cpu_since(cpu, count))
                         if sent != count:
                             raise RuntimeError(f"dispatched {sent} of {count} deliveries")
                 received = (await remote.arrivals())["received"]
@@ -120,7 +126,22 @@ async def measure_dispatch(
         "bare_per_second": round(count / median(bare_times), 1),
         "service_per_second": round(count / median(service_times), 1),
         "ratio": round(median(ratios), 3),
+        # Less at the mercy of the machine's other load than the wall-clock ratio: the CPU each
+        # side's event loop thread (and the whole process, the SQLite driver thread included)
+        # spent per request, medians over the repetitions.
+        "bare_loop_cpu_us": round(median([c[0] for c in bare_cpu]), 1),
+        "service_loop_cpu_us": round(median([c[0] for c in service_cpu]), 1),
+        "bare_process_cpu_us": round(median([c[1] for c in bare_cpu]), 1),
+        "service_process_cpu_us": round(median([c[1] for c in service_cpu]), 1),
     }
+
+
+def _cpu_since(start: tuple[float, float], count: int) -> tuple[float, float]:
+    thread, process = start
+    return (
+        (time.thread_time() - thread) * 1e6 / count,
+        (time.process_time() - process) * 1e6 / count,
+    )
 
 
 async def run_dispatch(count: int, *, concurrency: int, repetitions: int) -> dict[str, Any]:

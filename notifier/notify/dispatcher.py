@@ -1,15 +1,23 @@
 """The dispatcher: sends what the outbox holds, records each outcome, schedules retries.
 
-It claims only as many deliveries as it has free send slots, so every lease it takes covers one
-send that starts at once (a claimed delivery never waits out its lease in a queue). The poller
-wakes it right after committing, so a transition reaches Slack within milliseconds of being seen;
-the scheduler also wakes it periodically for due retries; a finished send wakes it to claim the
-next. Outcomes are written by one task, several per transaction (group commit), which keeps
+It claims deliveries in batches (one claim transaction per batch, not per free slot: claims of a
+few deliveries each cost more than the sends) into a local queue that a fixed pool of
+``max_concurrency`` workers drains; a claim is made when the queue runs low, so sending and
+claiming overlap. The heartbeat
+extends the leases of everything held, queued or under way, so a queued delivery never waits out
+its lease. Each (subscription, watch) is claimed only at its head, so a batch holds at most one
+delivery per key and per-key order is kept whatever the queue does. The poller wakes it right
+after committing, so a transition reaches Slack within milliseconds of being seen; the scheduler
+also wakes it periodically for due retries; committed outcomes wake it to claim what they
+unblocked. Outcomes are written by one task, many per transaction (group commit), which keeps
 SQLite's single write lock from becoming the bottleneck under load.
 
-Shutdown (:meth:`stop`): stop claiming, let sends under way finish within the grace period,
-cancel the rest (they stay pending and are sent again, with the same webhook-id), record what
-finished, release this replica's leases.
+A receiver that asks to slow down (Retry-After) holds back its queued deliveries too: they are
+given back unattempted, with their lease released, and claimed again once it allows.
+
+Shutdown (:meth:`stop`): stop claiming and starting sends, let sends under way finish within the
+grace period, cancel the rest (they stay pending and are sent again, with the same webhook-id),
+record what finished, release this replica's leases (the queued ones with them).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
@@ -31,6 +40,7 @@ from notifier.store.outbox import (
     Delivered,
     Failed,
     Outcome,
+    Released,
     claim_due_deliveries,
     extend_leases,
     record_outcomes,
@@ -41,6 +51,11 @@ from notifier.store.subscriptions import disable_subscription
 log = logging.getLogger(__name__)
 
 SubscriptionLoader = Callable[[], Awaitable[Sequence[Subscription]]]
+
+# Deliveries held at once per send slot: enough that a claim's fixed cost (a transaction, two
+# statements, loading subscriptions) is shared by many sends, few enough that a slow receiver
+# does not sit on many leases that another replica could serve.
+CLAIM_BATCH_PER_SLOT = 32
 
 
 class Dispatcher:
@@ -56,6 +71,7 @@ class Dispatcher:
         max_concurrency: int,
         lease: timedelta,
         shutdown_grace: float = 10.0,
+        claim_batch: int | None = None,
     ) -> None:
         self._engine = engine
         self._sinks = sinks
@@ -64,16 +80,22 @@ class Dispatcher:
         self._clock = clock
         self._policy = policy
         self._max_concurrency = max_concurrency
+        # Most deliveries held at once (queued, under way, outcome not yet committed).
+        self._claim_batch = max(claim_batch or CLAIM_BATCH_PER_SLOT * max_concurrency, 1)
         self._lease = lease
         self._shutdown_grace = shutdown_grace
         self._wake = asyncio.Event()
         self._stopping = False
-        # Sends under way: their task and the delivery each one holds the lease of.
-        self._in_flight: dict[asyncio.Task[None], int] = {}
+        # Claimed and not yet sent, in claim order (a key appears at most once).
+        self._queue: deque[tuple[ClaimedDelivery, Subscription | None]] = deque()
+        # Every delivery whose lease we hold: claimed, until its outcome is committed.
+        self._held: set[int] = set()
+        self._workers: set[asyncio.Task[None]] = set()
         # Receivers that answered "slow down" with a Retry-After: nothing goes to them before.
         self._slow_down_until: dict[int, datetime] = {}
-        self._pending_outcomes: list[tuple[Outcome, asyncio.Future[None]]] = []
+        self._pending_outcomes: list[Outcome] = []
         self._outcomes_ready = asyncio.Event()
+        self._writer_closing = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -85,7 +107,8 @@ class Dispatcher:
 
     @property
     def in_flight(self) -> int:
-        return len(self._in_flight)
+        """Deliveries this dispatcher holds the lease of: queued, being sent, or being recorded."""
+        return len(self._held)
 
     async def run(self) -> None:
         """Dispatch whenever woken, until :meth:`stop`; a failing pass is logged, not fatal."""
@@ -105,25 +128,28 @@ class Dispatcher:
             await self._wind_down(writer, heartbeat)
 
     async def _keep_leases(self) -> None:
-        """Extend the leases of sends under way every third of a lease, so that a send slower
-        than one lease (a slow receiver, several Slack calls) is not taken over and sent twice."""
+        """Extend the leases of everything held every third of a lease, so that a send slower
+        than one lease (a slow receiver, several Slack calls), or one waiting in the queue behind
+        slow sends, is not taken over and sent twice."""
         period = self._lease.total_seconds() / 3
         while True:
             await asyncio.sleep(period)
-            ids = list(self._in_flight.values())
+            ids = list(self._held)
             try:
                 await extend_leases(self._engine, self._owner, ids, self._clock() + self._lease)
             except Exception:
                 log.exception("could not extend %d delivery lease(s)", len(ids))
 
     async def _wind_down(self, writer: asyncio.Task[None], heartbeat: asyncio.Task[None]) -> None:
-        if self._in_flight:
+        # Queued deliveries are not started; release_leases below gives them back.
+        self._queue.clear()
+        if self._workers:
             log.info(
                 "waiting up to %g s for %d send(s) under way",
                 self._shutdown_grace,
-                len(self._in_flight),
+                len(self._workers),
             )
-            _, late = await asyncio.wait(set(self._in_flight), timeout=self._shutdown_grace)
+            _, late = await asyncio.wait(set(self._workers), timeout=self._shutdown_grace)
             for task in late:
                 task.cancel()
             if late:
@@ -136,76 +162,84 @@ class Dispatcher:
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
-        # Anything the writer had not taken yet (it was cancelled between batches).
-        await self._flush_outcomes()
+        await self._close_writer(writer)
         await release_leases(self._engine, self._owner)
+        self._held.clear()
 
     async def dispatch_once(self) -> int:
-        """Claim what the free send slots allow, send it and record the outcomes; returns how
-        many were claimed (0: nothing is due). The service's ``dispatch_due`` loops on it."""
+        """Send everything due now and record the outcomes, claiming more as the queue runs low;
+        returns how many were claimed (0: nothing is due). The service's ``dispatch_due`` loops
+        on it."""
         writer = asyncio.create_task(self._write_outcomes(), name="delivery-outcomes")
         try:
             claimed = await self._fill_slots()
-            if self._in_flight:
-                await asyncio.wait(set(self._in_flight))
+            # Done when nothing is held and nothing happened since the last claim: outcomes
+            # committed during a claim may have made the next delivery of a key due.
+            while self._held or self._wake.is_set():
+                await self._wake.wait()
+                self._wake.clear()
+                claimed += await self._fill_slots()
         finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
-            await self._flush_outcomes()
+            await self._close_writer(writer)
         return claimed
 
     async def dispatch_until_idle(self) -> None:
         """Send everything due now and wait for it, without the loop of :meth:`run` (a one-off
         drain: what tests use to step through retries with their own clock)."""
-        writer = asyncio.create_task(self._write_outcomes(), name="delivery-outcomes")
-        try:
-            while True:
-                await self._fill_slots()
-                if not self._in_flight:
-                    break
-                await asyncio.wait(set(self._in_flight), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
-            await self._flush_outcomes()
+        await self.dispatch_once()
 
     async def _fill_slots(self) -> int:
-        """Claim up to the free send slots and start sending; returns how many were claimed."""
-        free = self._max_concurrency - len(self._in_flight)
-        if free <= 0:
-            return 0  # a finishing send wakes us
+        """Claim more when the queue runs low and start workers; returns how many were claimed."""
+        if self._stopping or len(self._queue) >= self._max_concurrency:
+            return 0  # enough waiting; a finishing send wakes us
+        room = self._claim_batch - len(self._held)
+        if room <= 0:
+            return 0  # committed outcomes wake us
         now = self._clock()
         self._slow_down_until = {s: t for s, t in self._slow_down_until.items() if t > now}
         claimed = await claim_due_deliveries(
-            self._engine, self._owner, now, self._lease, free, self._slow_down_until.keys()
+            self._engine, self._owner, now, self._lease, room, self._slow_down_until.keys()
         )
-        if not claimed:
-            return 0
-        subscriptions = {s.id: s for s in await self._load_subscriptions()}
-        for delivery in claimed:
-            task = asyncio.create_task(
-                self._send(delivery, subscriptions.get(delivery.subscription_id)),
-                name=f"delivery-{delivery.id}",
-            )
-            self._in_flight[task] = delivery.id
-            task.add_done_callback(self._finished)
+        if claimed:
+            subscriptions = {s.id: s for s in await self._load_subscriptions()}
+            for delivery in claimed:
+                self._held.add(delivery.id)
+                self._queue.append((delivery, subscriptions.get(delivery.subscription_id)))
+        if not self._stopping:  # stopped meanwhile: the wind-down releases what is queued
+            for _ in range(min(self._max_concurrency - len(self._workers), len(self._queue))):
+                worker = asyncio.create_task(self._work(), name="delivery-worker")
+                self._workers.add(worker)
+                worker.add_done_callback(self._finished)
         return len(claimed)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.pop(task, None)
+        self._workers.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("delivery task failed", exc_info=task.exception())
-        # A slot is free, and the next delivery of the same key may be due now.
+            log.error("delivery worker failed", exc_info=task.exception())
         self._wake.set()
 
-    async def _send(self, delivery: ClaimedDelivery, subscription: Subscription | None) -> None:
-        outcome = await self._attempt(delivery, subscription)
-        await self._record(outcome)
+    async def _work(self) -> None:
+        """Send queued deliveries one after another until the queue is empty or we stop."""
+        while self._queue and not self._stopping:
+            delivery, subscription = self._queue.popleft()
+            if len(self._queue) < self._max_concurrency:
+                self._wake.set()  # running low: claim the next batch while we send
+            try:
+                if subscription is not None and self._slowed_down(subscription.id):
+                    outcome: Outcome = Released(delivery.id)
+                else:
+                    outcome = await self._attempt(delivery, subscription)
+            except Exception:
+                # Not ours to keep any more: its lease runs out and it goes out again (same id).
+                log.exception("delivery %d failed outside its send", delivery.id)
+                self._held.discard(delivery.id)
+                continue
+            self._pending_outcomes.append(outcome)
+            self._outcomes_ready.set()
+
+    def _slowed_down(self, subscription_id: int) -> bool:
+        until = self._slow_down_until.get(subscription_id)
+        return until is not None and until > self._clock()
 
     async def _attempt(
         self, delivery: ClaimedDelivery, subscription: Subscription | None
@@ -300,17 +334,24 @@ class Dispatcher:
         )
         return Failed(delivery.id, failure.reason, decision.at)
 
-    async def _record(self, outcome: Outcome) -> None:
-        """Queue ``outcome`` for the writer and wait until it is committed."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending_outcomes.append((outcome, done))
-        self._outcomes_ready.set()
-        await done
-
     async def _write_outcomes(self) -> None:
-        while True:
+        while not self._writer_closing:
             await self._outcomes_ready.wait()
             self._outcomes_ready.clear()
+            await self._flush_outcomes()
+
+    async def _close_writer(self, writer: asyncio.Task[None]) -> None:
+        """Let the writer finish the transaction it is in, then record what is left.
+
+        Not a cancel: sends no longer wait for their outcome to commit, so a writer cancelled
+        mid-transaction would drop outcomes of sends that went out (they would go out again).
+        """
+        self._writer_closing = True
+        self._outcomes_ready.set()
+        try:
+            await writer
+        finally:
+            self._writer_closing = False
             await self._flush_outcomes()
 
     async def _flush_outcomes(self) -> None:
@@ -318,14 +359,12 @@ class Dispatcher:
         if not batch:
             return
         try:
-            await record_outcomes(self._engine, self._owner, [outcome for outcome, _ in batch])
-        except Exception as exc:
+            await record_outcomes(self._engine, self._owner, batch)
+        except Exception:
             # Not recorded: the leases run out and the deliveries go out again (same id).
             log.exception("could not record %d delivery outcome(s)", len(batch))
-            for _, done in batch:
-                if not done.done():
-                    done.set_exception(exc)
-            return
-        for _, done in batch:
-            if not done.done():
-                done.set_result(None)
+        finally:
+            # Recorded or not, they are no longer ours to keep alive; the next delivery of each
+            # key may be due now.
+            self._held.difference_update(outcome.delivery_id for outcome in batch)
+            self._wake.set()

@@ -16,6 +16,8 @@ from notifier.events.model import Event
 # Bumped only for a change a receiver must handle (a field removed, renamed or retyped); added
 # fields keep the version. docs/webhook-payload.schema.json describes this version.
 PAYLOAD_VERSION: Final = 1
+# What json.dumps(ensure_ascii=False, separators=(",", ":")) builds on every call, built once.
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def webhook_payload(event: Event) -> dict[str, Any]:
@@ -61,15 +63,17 @@ def webhook_payload(event: Event) -> dict[str, Any]:
 
 def encode_payload(payload: dict[str, Any]) -> bytes:
     """Compact UTF-8 JSON: these exact bytes are signed, so they must not be re-serialised later."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode(payload).encode("utf-8")
 
 
 def rfc3339(moment: datetime | None) -> str | None:
     """``2026-11-28T17:04:05Z``: UTC, second precision; a naive time is taken to be UTC."""
     if moment is None:
         return None
-    utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if moment.tzinfo is not UTC:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    # isoformat then a slice: the same text as strftime("%Y-%m-%dT%H:%M:%SZ"), in half the time.
+    return moment.isoformat(timespec="seconds")[:19] + "Z"
 
 
 def _state(status: JobStatus) -> str:

@@ -57,7 +57,6 @@ class WebhookSink:
     async def send(self, event: Event, subscription: Subscription) -> int:
         """POST ``event``; the 2xx status on success, ``DeliveryFailed`` otherwise."""
         url = subscription.target
-        where = describe_url(url)
         if subscription.template is not None:
             try:
                 body = render(subscription.template, event)
@@ -69,28 +68,29 @@ class WebhookSink:
         else:
             body = encode_payload(webhook_payload(event))
         headers = self._headers(event.id, body, subscription.signing_secrets)
+        # The request's own timeout covers connecting, sending and the status line; the deadline
+        # also covers the capped read of an error body, so a receiver trickling bytes cannot hold
+        # a dispatcher slot past the timeout. Only a failure reads a body: a success pays for
+        # neither an extra timer nor describing the URL.
+        deadline = asyncio.get_running_loop().time() + self._timeout_seconds
         try:
-            # The session timeout covers the request; this one also covers a capped body read,
-            # so a receiver trickling bytes cannot hold a dispatcher slot past the timeout.
-            async with (
-                asyncio.timeout(self._timeout_seconds),
-                self._session.post(
-                    url,
-                    data=body,
-                    headers=headers,
-                    allow_redirects=False,
-                    timeout=self._timeout,
-                ) as response,
-            ):
+            async with self._session.post(
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._timeout,
+            ) as response:
                 if 200 <= response.status < 300:
                     return response.status
-                await self._raise_for(response, where)
+                async with asyncio.timeout_at(deadline):
+                    await self._raise_for(response, describe_url(url))
                 raise AssertionError("unreachable: _raise_for always raises")
         except DeliveryFailed:
             raise
         except TimeoutError as exc:
             raise DeliveryFailed(
-                f"webhook {where} did not answer within {self._timeout_seconds:g} s"
+                f"webhook {describe_url(url)} did not answer within {self._timeout_seconds:g} s"
             ) from exc
         except aiohttp.InvalidURL as exc:
             raise DeliveryFailed(
@@ -99,10 +99,14 @@ class WebhookSink:
             ) from exc
         except aiohttp.ClientConnectorError as exc:
             cause = exc.os_error.strerror or type(exc.os_error).__name__
-            raise DeliveryFailed(f"could not connect to webhook {where}: {cause}") from exc
+            raise DeliveryFailed(
+                f"could not connect to webhook {describe_url(url)}: {cause}"
+            ) from exc
         except aiohttp.ClientError as exc:
             # Not str(exc): some ClientErrors quote the full URL, query string and all.
-            raise DeliveryFailed(f"webhook {where} failed: {type(exc).__name__}") from exc
+            raise DeliveryFailed(
+                f"webhook {describe_url(url)} failed: {type(exc).__name__}"
+            ) from exc
 
     def _headers(self, event_id: str, body: bytes, secrets: tuple[str, ...]) -> dict[str, str]:
         return {

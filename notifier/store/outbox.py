@@ -7,22 +7,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import Integer, Select, Update, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.orm import aliased
-from sqlalchemy.sql.elements import ColumnElement
 
 from notifier.events.model import LIVE_REFRESH, Event
 from notifier.store.codec import event_from_row, status_from_row
 from notifier.store.engine import is_postgres
 from notifier.store.tables import (
+    DELIVERIES,
     EVENTS,
     JOB_STATUS,
+    WATCHES,
     DeliveryRow,
     EventRow,
-    JobStatusRow,
     SubscriptionRow,
-    Watch,
 )
 
 DeliveryStatus = Literal["pending", "delivered", "dead"]
@@ -55,33 +53,79 @@ class DeliveryView:
     lease_until: datetime | None
 
 
-def _event_columns() -> list[object]:
-    return [c for c in EVENTS.c if c.name not in ("seq", "watch_id")]
+def _claim_statements(for_update: bool) -> tuple[Update, Select[Any], Select[Any]]:
+    """The claim, built once per backend: compiled once, then only its parameters change.
+
+    The lease UPDATE returns the deliveries' own columns; the events are read by id in a second
+    statement, and only when a refresh is among them its watch and newest status in a third:
+    joining the status's twenty columns onto every event delivery cost more than reading them.
+    """
+    d = DELIVERIES.c
+    earlier = DELIVERIES.alias("earlier")
+    head_of_key = ~exists().where(
+        earlier.c.subscription_id == d.subscription_id,
+        earlier.c.watch_id == d.watch_id,
+        earlier.c.status == "pending",
+        earlier.c.id < d.id,
+    )
+    now = bindparam("b_now", type_=d.next_attempt_at.type)
+    due = (
+        select(d.id)
+        .where(
+            d.status == "pending",
+            d.next_attempt_at <= now,
+            or_(d.lease_until.is_(None), d.lease_until < now),
+            d.subscription_id.not_in(bindparam("b_skip", expanding=True)),
+            head_of_key,
+        )
+        .order_by(d.id)
+        .limit(bindparam("b_limit", type_=Integer))
+    )
+    if for_update:
+        due = due.with_for_update(skip_locked=True)
+    lease = (
+        update(DELIVERIES)
+        .where(d.id.in_(due.scalar_subquery()))
+        # A claimed refresh frees its slot: a change seen during its send queues another.
+        .values(
+            lease_owner=bindparam("b_owner"), lease_until=bindparam("b_until"), refresh_slot=None
+        )
+        .returning(
+            d.id, d.subscription_id, d.attempts, d.created_at, d.kind, d.event_id, d.watch_id
+        )
+    )
+    events = select(*(c for c in EVENTS.c if c.name not in ("seq", "watch_id"))).where(
+        EVENTS.c.id.in_(bindparam("b_ids", expanding=True))
+    )
+    refreshed = (
+        select(
+            WATCHES.c.id.label("w_id"),
+            WATCHES.c.account_service_id.label("w_account_service_id"),
+            WATCHES.c.image_version_id.label("w_image_version_id"),
+            WATCHES.c.label.label("w_label"),
+            *(c for c in JOB_STATUS.c if c.name != "watch_id"),
+        )
+        .select_from(WATCHES.outerjoin(JOB_STATUS, JOB_STATUS.c.watch_id == WATCHES.c.id))
+        .where(WATCHES.c.id.in_(bindparam("b_ids", expanding=True)))
+    )
+    return lease, events, refreshed
 
 
-def _refresh_columns() -> list[object]:
-    """What a live-message refresh (no event) is rendered from: its watch and newest status."""
-    return [
-        Watch.account_service_id.label("w_account_service_id"),
-        Watch.image_version_id.label("w_image_version_id"),
-        Watch.label.label("w_label"),
-        *(c for c in JOB_STATUS.c if c.name != "watch_id"),
-    ]
+_CLAIM = {False: _claim_statements(False), True: _claim_statements(True)}
 
 
-def _claimed_event(row: Any) -> Event:
-    """The event of a delivery, or for a refresh a stand-in of type ``LIVE_REFRESH``."""
-    if row.delivery_kind != "refresh":
-        return event_from_row(row)
+def _refresh_event(delivery: Any, watch: Any) -> Event:
+    """A live-message refresh has no event: a stand-in of type ``LIVE_REFRESH`` showing the
+    watch's newest status."""
     return Event(
-        id=f"refresh-{row.delivery_id}",
+        id=f"refresh-{delivery.id}",
         type=LIVE_REFRESH,
-        occurred_at=row.delivery_created_at,
-        account_service_id=row.w_account_service_id,
-        image_version_id=row.w_image_version_id,
-        label=row.w_label,
+        occurred_at=delivery.created_at,
+        account_service_id=watch.w_account_service_id,
+        image_version_id=watch.w_image_version_id,
+        label=watch.w_label,
         previous=None,
-        current=status_from_row(row.w_image_version_id, row),
+        current=status_from_row(watch.w_image_version_id, watch),
     )
 
 
@@ -98,66 +142,49 @@ async def claim_due_deliveries(
     Taking only the head of each key keeps a channel's or receiver's messages about one image
     version in event order: a delivery waiting for its retry holds back the ones behind it, and
     nothing else. ``skip_subscriptions`` are left alone this time (their receiver asked us to
-    slow down).
+    slow down). What was claimed is what the lease update returned: deliveries this owner
+    claimed earlier and still holds are not handed out twice.
     """
-    until = now + lease
-    earlier = aliased(DeliveryRow)
-    head_of_key = ~exists().where(
-        earlier.subscription_id == DeliveryRow.subscription_id,
-        earlier.watch_id == DeliveryRow.watch_id,
-        earlier.status == "pending",
-        earlier.id < DeliveryRow.id,
-    )
-    due = (
-        select(DeliveryRow.id)
-        .where(
-            DeliveryRow.status == "pending",
-            DeliveryRow.next_attempt_at <= now,
-            or_(DeliveryRow.lease_until.is_(None), DeliveryRow.lease_until < now),
-            head_of_key,
-        )
-        .order_by(DeliveryRow.id)
-        .limit(limit)
-    )
-    if skip_subscriptions:
-        due = due.where(DeliveryRow.subscription_id.not_in(list(skip_subscriptions)))
-    if is_postgres(engine):
-        due = due.with_for_update(skip_locked=True)
+    lease_stmt, events_stmt, refreshed_stmt = _CLAIM[is_postgres(engine)]
     async with engine.begin() as conn:
-        await conn.execute(
-            update(DeliveryRow)
-            .where(DeliveryRow.id.in_(due.scalar_subquery()))
-            # A claimed refresh frees its slot: a change seen during its send queues another.
-            .values(lease_owner=owner, lease_until=until, refresh_slot=None)
-            .execution_options(synchronize_session=False)
-        )
-        rows = (
+        leased = (
             await conn.execute(
-                select(
-                    DeliveryRow.id.label("delivery_id"),
-                    DeliveryRow.subscription_id,
-                    DeliveryRow.attempts,
-                    DeliveryRow.created_at.label("delivery_created_at"),
-                    DeliveryRow.kind.label("delivery_kind"),
-                    *_event_columns(),
-                    *_refresh_columns(),
-                )
-                .outerjoin(EventRow, EventRow.id == DeliveryRow.event_id)
-                .join(Watch, Watch.id == DeliveryRow.watch_id)
-                .outerjoin(JobStatusRow, JobStatusRow.watch_id == DeliveryRow.watch_id)
-                .where(DeliveryRow.lease_owner == owner, DeliveryRow.lease_until == until)
-                .order_by(DeliveryRow.id)
+                lease_stmt,
+                {
+                    "b_now": now,
+                    "b_skip": list(skip_subscriptions),
+                    "b_limit": limit,
+                    "b_owner": owner,
+                    "b_until": now + lease,
+                },
             )
         ).all()
+        if not leased:
+            return []
+        claimed = sorted(leased, key=lambda delivery: delivery.id)
+        event_ids = [x.event_id for x in claimed if x.kind != "refresh"]
+        refreshed_ids = [x.watch_id for x in claimed if x.kind == "refresh"]
+        events: dict[str, Event] = {}
+        if event_ids:
+            rows = await conn.execute(events_stmt, {"b_ids": event_ids})
+            events = {row.id: event_from_row(row) for row in rows}
+        watches: dict[int, Any] = {}
+        if refreshed_ids:
+            rows = await conn.execute(refreshed_stmt, {"b_ids": refreshed_ids})
+            watches = {row.w_id: row for row in rows}
     return [
         ClaimedDelivery(
-            id=row.delivery_id,
-            subscription_id=row.subscription_id,
-            attempts=row.attempts,
-            created_at=row.delivery_created_at,
-            event=_claimed_event(row),
+            id=delivery.id,
+            subscription_id=delivery.subscription_id,
+            attempts=delivery.attempts,
+            created_at=delivery.created_at,
+            event=(
+                _refresh_event(delivery, watches[delivery.watch_id])
+                if delivery.kind == "refresh"
+                else events[delivery.event_id]
+            ),
         )
-        for row in rows
+        for delivery in claimed
     ]
 
 
@@ -175,37 +202,74 @@ class Failed:
     """None: no further attempt, the delivery is dead."""
 
 
-Outcome = Delivered | Failed
+@dataclass(frozen=True, slots=True)
+class Released:
+    """Not attempted (its receiver asked us to slow down meanwhile): back in line, unchanged."""
+
+    delivery_id: int
 
 
-def _ours(delivery_id: int, owner: str) -> ColumnElement[bool]:
-    return and_(DeliveryRow.id == delivery_id, DeliveryRow.lease_owner == owner)
+Outcome = Delivered | Failed | Released
+
+_D = DELIVERIES.c
+# Only rows this owner still leases change (see record_outcomes).
+_OURS = and_(_D.id == bindparam("b_id"), _D.lease_owner == bindparam("b_owner"))
+_SENT = {"attempts": _D.attempts + 1, "lease_owner": None, "lease_until": None}
+# Built once: each executes as one executemany per batch, from the compiled-statement cache.
+_MARK_DELIVERED = (
+    update(DELIVERIES)
+    .where(_OURS)
+    .values(**_SENT, status="delivered", delivered_at=bindparam("b_at"), last_error=None)
+)
+_MARK_DEAD = (
+    update(DELIVERIES).where(_OURS).values(**_SENT, status="dead", last_error=bindparam("b_error"))
+)
+_MARK_RETRY = (
+    update(DELIVERIES)
+    .where(_OURS)
+    .values(**_SENT, last_error=bindparam("b_error"), next_attempt_at=bindparam("b_at"))
+)
+_MARK_RELEASED = update(DELIVERIES).where(_OURS).values(lease_owner=None, lease_until=None)
 
 
 async def record_outcomes(engine: AsyncEngine, owner: str, outcomes: Sequence[Outcome]) -> None:
-    """Record the outcome of several attempts in one transaction (one SQLite write lock).
+    """Record the outcome of several attempts in one transaction (one SQLite write lock), one
+    executemany per kind of outcome rather than a statement per delivery.
 
     Only rows this owner still leases change: if our lease ran out and another loop took the
     delivery over, its outcome is the one that counts.
     """
+    delivered: list[dict[str, object]] = []
+    dead: list[dict[str, object]] = []
+    retry: list[dict[str, object]] = []
+    released: list[dict[str, object]] = []
+    for outcome in outcomes:
+        if isinstance(outcome, Delivered):
+            delivered.append({"b_id": outcome.delivery_id, "b_owner": owner, "b_at": outcome.at})
+        elif isinstance(outcome, Released):
+            released.append({"b_id": outcome.delivery_id, "b_owner": owner})
+        elif outcome.retry_at is None:
+            dead.append({"b_id": outcome.delivery_id, "b_owner": owner, "b_error": outcome.error})
+        else:
+            retry.append(
+                {
+                    "b_id": outcome.delivery_id,
+                    "b_owner": owner,
+                    "b_error": outcome.error,
+                    "b_at": outcome.retry_at,
+                }
+            )
     if not outcomes:
         return
     async with engine.begin() as conn:
-        for outcome in outcomes:
-            values: dict[str, object] = {
-                "attempts": DeliveryRow.attempts + 1,
-                "lease_owner": None,
-                "lease_until": None,
-            }
-            if isinstance(outcome, Delivered):
-                values.update(status="delivered", delivered_at=outcome.at, last_error=None)
-            elif outcome.retry_at is None:
-                values.update(status="dead", last_error=outcome.error)
-            else:
-                values.update(last_error=outcome.error, next_attempt_at=outcome.retry_at)
-            await conn.execute(
-                update(DeliveryRow).where(_ours(outcome.delivery_id, owner)).values(**values)
-            )
+        for statement, rows in (
+            (_MARK_DELIVERED, delivered),
+            (_MARK_DEAD, dead),
+            (_MARK_RETRY, retry),
+            (_MARK_RELEASED, released),
+        ):
+            if rows:
+                await conn.execute(statement, rows)
 
 
 async def extend_leases(

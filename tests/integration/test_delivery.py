@@ -581,3 +581,102 @@ async def test_retry_after_slows_down_the_whole_receiver_not_other_subscriptions
         await d.dispatch_until_idle()
         assert sorted(r.json["data"]["image_version_id"] for r in receiver.requests) == [1, 1, 2]
     assert {x.status for x in await deliveries(engine)} == {"delivered"}
+
+
+async def test_a_delivery_queued_behind_a_slow_send_keeps_its_lease_and_is_sent_once(
+    engine: AsyncEngine, session: aiohttp.ClientSession, receiver: WebhookReceiver
+) -> None:
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, [1, 2], [QUEUED])
+    receiver.respond_next(204, delay=3.0)
+
+    def replica(name: str) -> Dispatcher:
+        async def subscriptions():  # type: ignore[no-untyped-def]
+            return await load_active_subscriptions(engine, {})
+
+        return Dispatcher(
+            engine,
+            {"webhook": WebhookSink(session, timeout_seconds=10)},
+            subscriptions,
+            owner=name,
+            clock=utc_now,
+            policy=RetryPolicy(),
+            max_concurrency=1,  # image version 2 waits in the queue behind the slow send
+            lease=timedelta(seconds=1.5),
+        )
+
+    slow, other = replica("replica-slow"), replica("replica-other")
+    running = asyncio.create_task(slow.run())
+    slow.wake()
+    try:
+        await until(lambda: bool(receiver.requests))
+        await asyncio.sleep(2.0)  # past the first lease of both: the heartbeat extended them
+        assert {d.lease_owner for d in await deliveries(engine)} == {"replica-slow"}
+        await other.dispatch_until_idle()
+        await until(lambda: slow.in_flight == 0)
+    finally:
+        slow.stop()
+        await running
+    assert sorted(r.json["data"]["image_version_id"] for r in receiver.requests) == [1, 2]
+    assert [(d.status, d.attempts) for d in await deliveries(engine)] == [("delivered", 1)] * 2
+
+
+async def test_queued_deliveries_to_a_receiver_that_asks_to_slow_down_go_back_unattempted(
+    engine: AsyncEngine,
+    clock: HandClock,
+    session: aiohttp.ClientSession,
+    receiver: WebhookReceiver,
+) -> None:
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, [1, 2, 3], [QUEUED])
+    clock.now = T0 + timedelta(hours=1)
+    receiver.respond_next(429, headers={"Retry-After": "60"})
+    # One send slot: all three are claimed at once, 2 and 3 wait in the queue behind 1.
+    d = dispatcher(
+        engine, clock, {"webhook": WebhookSink(session, timeout_seconds=2)}, max_concurrency=1
+    )
+
+    await d.dispatch_until_idle()
+
+    assert [r.json["data"]["image_version_id"] for r in receiver.requests] == [1]
+    assert [(x.status, x.attempts, x.lease_owner) for x in await deliveries(engine)] == [
+        ("pending", 1, None),
+        ("pending", 0, None),
+        ("pending", 0, None),
+    ]
+    clock.advance(61)
+    await d.dispatch_until_idle()
+    assert sorted(r.json["data"]["image_version_id"] for r in receiver.requests) == [1, 1, 2, 3]
+
+
+async def test_stopping_records_every_send_that_went_out_and_gives_the_queued_rest_back(
+    engine: AsyncEngine, session: aiohttp.ClientSession, receiver: WebhookReceiver
+) -> None:
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, list(range(1, 41)), [QUEUED])
+    for _ in range(40):
+        receiver.respond_next(204, delay=0.05)
+    d = Dispatcher(
+        engine,
+        {"webhook": WebhookSink(session, timeout_seconds=5)},
+        functools.partial(load_active_subscriptions, engine, {}),
+        owner="replica-stopping",
+        clock=utc_now,
+        policy=RetryPolicy(),
+        max_concurrency=2,
+        lease=timedelta(seconds=30),
+    )
+    running = asyncio.create_task(d.run())
+    d.wake()
+    await until(lambda: len(receiver.requests) >= 10)
+    d.stop()
+    await running
+
+    sent = {r.json["data"]["image_version_id"] for r in receiver.requests}
+    rows = await deliveries(engine)
+    assert 10 <= len(sent) < 40
+    # What reached the receiver is recorded as delivered; what was only queued is pending again,
+    # unattempted, with no lease to wait out.
+    assert sorted((x.status, x.attempts, x.lease_owner) for x in rows) == sorted(
+        [("delivered", 1, None)] * len(sent) + [("pending", 0, None)] * (40 - len(sent))
+    )

@@ -14,6 +14,7 @@ from notifier.store.migrate import upgrade
 from notifier.store.outbox import (
     Delivered,
     Failed,
+    Released,
     claim_due_deliveries,
     list_deliveries,
     record_outcomes,
@@ -222,3 +223,68 @@ async def test_a_batch_marked_delivered_at_once_skips_rows_another_replica_holds
         mine[1].id: ("delivered", 1, None),
         theirs[0].id: ("pending", 0, "replica-b"),
     }
+
+
+async def test_a_second_claim_at_the_same_moment_hands_out_nothing_already_held(
+    engine: AsyncEngine,
+) -> None:
+    await subscribe_webhook(engine)
+    for ivid in (1, 2, 3):
+        await add_watch(engine, 1234, ivid, str(ivid), "cli", T0)
+    await poll_once(engine, {1: make_status(3), 2: make_status(3), 3: make_status(3)})
+
+    first = await claim_due_deliveries(engine, "replica-a", T0, LEASE, 2)
+    # Same owner, same clock reading, so the same lease expiry: only the third is new.
+    second = await claim_due_deliveries(engine, "replica-a", T0, LEASE, 10)
+
+    assert len(first) == 2
+    assert [d.event.image_version_id for d in second] == [3]
+
+
+async def test_a_released_delivery_is_claimable_again_with_its_attempts_unchanged(
+    engine: AsyncEngine,
+) -> None:
+    await subscribe_webhook(engine)
+    await add_watch(engine, 1234, 1, "a", "cli", T0)
+    await poll_once(engine, {1: make_status(3)})
+    [claimed] = await claim_due_deliveries(engine, "replica-a", T0, LEASE, 10)
+
+    await record_outcomes(engine, "replica-a", [Released(claimed.id)])
+
+    [row] = await list_deliveries(engine)
+    assert (row.status, row.attempts, row.lease_owner, row.last_error) == ("pending", 0, None, None)
+    [again] = await claim_due_deliveries(engine, "replica-b", T0, LEASE, 10)
+    assert (again.id, again.attempts) == (claimed.id, 0)
+
+
+async def test_outcomes_of_every_kind_recorded_in_one_batch(engine: AsyncEngine) -> None:
+    await subscribe_webhook(engine)
+    for ivid in (1, 2, 3, 4):
+        await add_watch(engine, 1234, ivid, str(ivid), "cli", T0)
+    await poll_once(engine, {ivid: make_status(3) for ivid in (1, 2, 3, 4)})
+    one, two, three, four = await claim_due_deliveries(engine, "replica-a", T0, LEASE, 10)
+    retry_at = T0 + timedelta(seconds=5)
+
+    await record_outcomes(
+        engine,
+        "replica-a",
+        [
+            Delivered(one.id, T0),
+            Failed(two.id, "HTTP 500", retry_at),
+            Failed(three.id, "HTTP 404", None),
+            Released(four.id),
+        ],
+    )
+
+    rows = {d.id: d for d in await list_deliveries(engine)}
+    assert [
+        (rows[d.id].status, rows[d.id].attempts, rows[d.id].last_error, rows[d.id].lease_owner)
+        for d in (one, two, three, four)
+    ] == [
+        ("delivered", 1, None, None),
+        ("pending", 1, "HTTP 500", None),
+        ("dead", 1, "HTTP 404", None),
+        ("pending", 0, None, None),
+    ]
+    assert rows[one.id].delivered_at == T0
+    assert rows[two.id].next_attempt_at == retry_at

@@ -116,6 +116,12 @@ def test_times_are_converted_to_utc_with_a_z_and_whole_seconds() -> None:
     assert rfc3339(None) is None
 
 
+def test_utc_times_lose_their_fraction_and_keep_every_field_zero_padded() -> None:
+    assert rfc3339(datetime(2026, 1, 2, 3, 4, 5, 999_999, tzinfo=UTC)) == "2026-01-02T03:04:05Z"
+    assert rfc3339(datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)) == "2026-12-31T23:59:59Z"
+    assert rfc3339(datetime(2027, 1, 1, tzinfo=UTC)) == "2027-01-01T00:00:00Z"
+
+
 def test_encoded_payload_is_compact_utf8_json() -> None:
     event = replace(_design_example_event(), label="Flotte EU — build 1.4.2")
 

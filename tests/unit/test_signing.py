@@ -42,6 +42,19 @@ def test_during_rotation_receivers_on_either_secret_verify() -> None:
         standardwebhooks.Webhook(OTHER).verify(BODY, headers)
 
 
+@pytest.mark.parametrize(
+    "secret",
+    [OLD, NEW, "whsec_" + base64.b64encode(b"unpadded-secret-1").decode().rstrip("="), "c2VjcmV0"],
+    ids=["padded", "longer", "unpadded", "without-prefix"],
+)
+def test_signature_is_byte_for_byte_the_reference_librarys(secret: str) -> None:
+    sent = datetime(2026, 11, 28, 18, 4, 5, 999999, tzinfo=UTC)
+    for _ in range(2):  # the second time from the cached key
+        headers = standard_headers("evt_01JDEMO", sent, BODY, [secret])
+        reference = standardwebhooks.Webhook(secret).sign("evt_01JDEMO", sent, BODY.decode())
+        assert headers["webhook-signature"] == reference
+
+
 def test_no_secret_means_no_signature_header() -> None:
     headers = standard_headers("evt_1", _now(), BODY, [])
     assert set(headers) == {"webhook-id", "webhook-timestamp"}
