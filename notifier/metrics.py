@@ -160,6 +160,9 @@ class InstrumentedSink:
         self._sink = sink
         self._metrics = metrics
         self._clock = clock
+        # The success path's children, resolved once: ``labels()`` per send is a lock and a lookup.
+        self._delivered = metrics.deliveries.labels(name, "delivered")
+        self._latency = metrics.delivery_latency.labels(name)
 
     async def deliver(self, event: Event, subscription: Subscription) -> None:
         try:
@@ -171,6 +174,6 @@ class InstrumentedSink:
         except Exception:
             self._metrics.deliveries.labels(self._name, "failed").inc()
             raise
-        self._metrics.deliveries.labels(self._name, "delivered").inc()
+        self._delivered.inc()
         latency = (self._clock() - event.occurred_at).total_seconds()
-        self._metrics.delivery_latency.labels(self._name).observe(max(latency, 0.0))
+        self._latency.observe(max(latency, 0.0))
