@@ -112,49 +112,30 @@ class Poller:
         self._on_committed = on_committed
 
     async def tick(self) -> TickSummary:
-        """Poll up to ``claim_limit`` due watches, a batch at a time.
+        """Poll up to ``claim_limit`` due watches, a batch at a time: claim, fetch, write.
 
-        While one batch is being fetched, the database writes the previous batch and then claims
-        the next one (in that order, one transaction at a time, in its driver thread): the
-        database's work overlaps the network's instead of adding to it.
+        Batches run one after the other. Overlapping one batch's database work with the next
+        one's fetches was measured slower (docs/performance.md): where the CPU is the limit, the
+        database driver's thread competing with the request path costs more than it hides, and
+        against a remote upstream a batch's database work is a sliver of its fetching anyway.
+        A cancelled tick loses nothing: a batch's write commits whole or not at all.
         """
         total = TickSummary(0, 0, 0, 0)
         remaining = self._claim_limit
-        writing: asyncio.Task[TickSummary] | None = None
-        database: asyncio.Task[tuple[TickSummary, datetime, list[ClaimedWatch]]] | None = None
-        try:
+        subscriptions: Sequence[Subscription] | None = None
+        while remaining > 0:
             token, due = await self._claim(remaining)
-            # Once per tick, not per batch: subscriptions change at human speed.
-            subscriptions = await self._load_subscriptions() if due else []
-            while due:
-                remaining -= len(due)
-                more = remaining > 0 and len(due) == self._batch_size
-                database = asyncio.create_task(self._write_then_claim(writing, remaining, more))
-                writing = None
-                batch = await self._poll_all(token, due)
-                written, next_token, next_due = await database
-                database = None
-                total += written
-                writing = asyncio.create_task(self._write(batch, subscriptions))
-                token, due = next_token, next_due
-            if writing is not None:
-                total += await writing
-                writing = None
-        finally:
-            # Cancelled mid-tick: a write either commits whole or not at all.
-            for task in (database, writing):
-                if task is not None:
-                    task.cancel()
+            if not due:
+                break
+            if subscriptions is None:
+                # Once per tick, not per batch: subscriptions change at human speed.
+                subscriptions = await self._load_subscriptions()
+            remaining -= len(due)
+            batch = await self._poll_all(token, due)
+            total += await self._write(batch, subscriptions)
+            if len(due) < self._batch_size:
+                break
         return total
-
-    async def _write_then_claim(
-        self, writing: asyncio.Task[TickSummary] | None, remaining: int, more: bool
-    ) -> tuple[TickSummary, datetime, list[ClaimedWatch]]:
-        written = await writing if writing is not None else TickSummary(0, 0, 0, 0)
-        if not more:
-            return written, self._clock(), []
-        token, due = await self._claim(remaining)
-        return written, token, due
 
     async def _claim(self, remaining: int) -> tuple[datetime, list[ClaimedWatch]]:
         limit = min(remaining, self._batch_size)
