@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import Insert, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.config import SubscriptionSettings, WatchSettings
 from notifier.polling.plan import plan_success
+from notifier.store.bulk import BulkStatement
 from notifier.store.migrate import upgrade
 from notifier.store.outbox import (
     Delivered,
@@ -26,7 +28,7 @@ from notifier.store.subscriptions import (
     load_active_subscriptions,
     sync_config_subscriptions,
 )
-from notifier.store.tables import EventRow, JobStatusRow
+from notifier.store.tables import EVENTS, WATCHES, EventRow, JobStatusRow
 from notifier.store.watches import WatchSync, add_watch, list_watches, sync_config_watches
 from tests.conftest import POLL, T0, event_ids, make_status, poll_once
 
@@ -288,3 +290,47 @@ async def test_outcomes_of_every_kind_recorded_in_one_batch(engine: AsyncEngine)
     ]
     assert rows[one.id].delivered_at == T0
     assert rows[two.id].next_attempt_at == retry_at
+
+
+async def test_a_bulk_statement_writes_positional_rows_through_the_column_types(
+    engine: AsyncEngine,
+) -> None:
+    await add_watch(engine, 1234, 1, "a", "cli", T0)
+    statement = BulkStatement(_insert_events(EVENT_NAMES), EVENT_NAMES)
+    async with engine.begin() as conn:
+        watch_id = (await conn.execute(select(WATCHES.c.id))).scalar_one()
+        row = ("evt_1", watch_id, "t", 1234, 1, "a", None, {"state": "Queued"}, None, T0)
+        await statement.execute(conn, [row])
+    async with engine.connect() as conn:
+        stored = (await conn.execute(select(EVENTS))).one()
+    assert (stored.id, stored.current, stored.previous, stored.occurred_at) == (
+        "evt_1",
+        {"state": "Queued"},
+        None,
+        T0,
+    )
+
+
+async def test_a_bulk_statement_names_a_bind_its_rows_do_not_carry(engine: AsyncEngine) -> None:
+    statement = BulkStatement(_insert_events(EVENT_NAMES), EVENT_NAMES[:-1])
+    async with engine.begin() as conn:
+        with pytest.raises(ValueError, match=r"statement binds \['occurred_at'\]"):
+            await statement.execute(conn, [EVENT_NAMES[:-1]])
+
+
+EVENT_NAMES = (
+    "id",
+    "watch_id",
+    "type",
+    "account_service_id",
+    "image_version_id",
+    "label",
+    "previous",
+    "current",
+    "detail",
+    "occurred_at",
+)
+
+
+def _insert_events(names: tuple[str, ...]) -> Insert:
+    return insert(EVENTS).values({n: bindparam(n, type_=EVENTS.c[n].type) for n in names})
