@@ -23,9 +23,11 @@ from sqlalchemy.sql.compiler import SQLCompiler
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     sql: str
-    order: tuple[int, ...]
-    """Where each placeholder's value sits in a row."""
-    processors: tuple[Callable[[Any], Any] | None, ...]
+    steps: tuple[tuple[int, Callable[[Any], Any] | None], ...]
+    """Per placeholder: where its value sits in a row, and the bind processor to apply."""
+    constants: dict[int, Any]
+    """Placeholders whose value the statement itself carries (``status="delivered"``),
+    processed once: placeholder position to value."""
 
 
 class BulkStatement:
@@ -49,27 +51,47 @@ class BulkStatement:
         positions = compiled.positiontup
         if positions is None:
             raise TypeError(f"{dialect.name}: bulk statements need a positional paramstyle")
-        unknown = set(positions) - set(self.names)
-        if unknown:
-            raise ValueError(f"statement binds {sorted(unknown)} that the rows do not carry")
         index = {name: i for i, name in enumerate(self.names)}
         binds = compiled.binds
-        return _Compiled(
-            sql=compiled.string,
-            order=tuple(index[name] for name in positions),
-            processors=tuple(
-                binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in positions
-            ),
+        # Column defaults are filled in by SQLAlchemy's execution context, which rows bypass.
+        defaulted = {c.key for c in (*compiled.insert_prefetch, *compiled.update_prefetch)}
+        missing = sorted(
+            n for n in positions if n not in index and (binds[n].required or n in defaulted)
         )
+        if missing:
+            raise ValueError(f"statement binds {missing} that the rows do not carry")
+        steps: list[tuple[int, Callable[[Any], Any] | None]] = []
+        constants: dict[int, Any] = {}
+        for place, name in enumerate(positions):
+            process = binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            if name in index:
+                steps.append((index[name], process))
+            else:
+                value = binds[name].effective_value
+                constants[place] = value if process is None else process(value)
+                steps.append((-1, None))
+        return _Compiled(compiled.string, tuple(steps), constants)
 
     async def execute(self, conn: AsyncConnection, rows: Sequence[Sequence[Any]]) -> None:
         """Execute once per row, in one round trip to the driver (an executemany)."""
         if not rows:
             return
         compiled = self._for(conn.dialect)
-        steps = tuple(zip(compiled.order, compiled.processors, strict=True))
-        parameters = [
-            tuple([row[i] if process is None else process(row[i]) for i, process in steps])
-            for row in rows
-        ]
+        steps = compiled.steps
+        if compiled.constants:
+            fixed = compiled.constants
+            parameters = [
+                tuple(
+                    [
+                        fixed[place] if i < 0 else row[i] if process is None else process(row[i])
+                        for place, (i, process) in enumerate(steps)
+                    ]
+                )
+                for row in rows
+            ]
+        else:
+            parameters = [
+                tuple([row[i] if process is None else process(row[i]) for i, process in steps])
+                for row in rows
+            ]
         await conn.exec_driver_sql(compiled.sql, parameters)

@@ -11,6 +11,7 @@ from sqlalchemy import Integer, Select, Update, and_, bindparam, exists, func, o
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.events.model import LIVE_REFRESH, Event
+from notifier.store.bulk import BulkStatement
 from notifier.store.codec import event_from_row, status_from_row
 from notifier.store.engine import is_postgres
 from notifier.store.tables import (
@@ -215,21 +216,27 @@ _D = DELIVERIES.c
 # Only rows this owner still leases change (see record_outcomes).
 _OURS = and_(_D.id == bindparam("b_id"), _D.lease_owner == bindparam("b_owner"))
 _SENT = {"attempts": _D.attempts + 1, "lease_owner": None, "lease_until": None}
-# Built once: each executes as one executemany per batch, from the compiled-statement cache.
-_MARK_DELIVERED = (
+# Built once; each executes as one executemany per batch of outcomes, rows by position.
+_MARK_DELIVERED = BulkStatement(
     update(DELIVERIES)
     .where(_OURS)
-    .values(**_SENT, status="delivered", delivered_at=bindparam("b_at"), last_error=None)
+    .values(**_SENT, status="delivered", delivered_at=bindparam("b_at"), last_error=None),
+    ("b_id", "b_owner", "b_at"),
 )
-_MARK_DEAD = (
-    update(DELIVERIES).where(_OURS).values(**_SENT, status="dead", last_error=bindparam("b_error"))
+_MARK_DEAD = BulkStatement(
+    update(DELIVERIES).where(_OURS).values(**_SENT, status="dead", last_error=bindparam("b_error")),
+    ("b_id", "b_owner", "b_error"),
 )
-_MARK_RETRY = (
+_MARK_RETRY = BulkStatement(
     update(DELIVERIES)
     .where(_OURS)
-    .values(**_SENT, last_error=bindparam("b_error"), next_attempt_at=bindparam("b_at"))
+    .values(**_SENT, last_error=bindparam("b_error"), next_attempt_at=bindparam("b_at")),
+    ("b_id", "b_owner", "b_error", "b_at"),
 )
-_MARK_RELEASED = update(DELIVERIES).where(_OURS).values(lease_owner=None, lease_until=None)
+_MARK_RELEASED = BulkStatement(
+    update(DELIVERIES).where(_OURS).values(lease_owner=None, lease_until=None),
+    ("b_id", "b_owner"),
+)
 
 
 async def record_outcomes(engine: AsyncEngine, owner: str, outcomes: Sequence[Outcome]) -> None:
@@ -239,37 +246,26 @@ async def record_outcomes(engine: AsyncEngine, owner: str, outcomes: Sequence[Ou
     Only rows this owner still leases change: if our lease ran out and another loop took the
     delivery over, its outcome is the one that counts.
     """
-    delivered: list[dict[str, object]] = []
-    dead: list[dict[str, object]] = []
-    retry: list[dict[str, object]] = []
-    released: list[dict[str, object]] = []
+    delivered: list[tuple[object, ...]] = []
+    dead: list[tuple[object, ...]] = []
+    retry: list[tuple[object, ...]] = []
+    released: list[tuple[object, ...]] = []
     for outcome in outcomes:
         if isinstance(outcome, Delivered):
-            delivered.append({"b_id": outcome.delivery_id, "b_owner": owner, "b_at": outcome.at})
+            delivered.append((outcome.delivery_id, owner, outcome.at))
         elif isinstance(outcome, Released):
-            released.append({"b_id": outcome.delivery_id, "b_owner": owner})
+            released.append((outcome.delivery_id, owner))
         elif outcome.retry_at is None:
-            dead.append({"b_id": outcome.delivery_id, "b_owner": owner, "b_error": outcome.error})
+            dead.append((outcome.delivery_id, owner, outcome.error))
         else:
-            retry.append(
-                {
-                    "b_id": outcome.delivery_id,
-                    "b_owner": owner,
-                    "b_error": outcome.error,
-                    "b_at": outcome.retry_at,
-                }
-            )
+            retry.append((outcome.delivery_id, owner, outcome.error, outcome.retry_at))
     if not outcomes:
         return
     async with engine.begin() as conn:
-        for statement, rows in (
-            (_MARK_DELIVERED, delivered),
-            (_MARK_DEAD, dead),
-            (_MARK_RETRY, retry),
-            (_MARK_RELEASED, released),
-        ):
-            if rows:
-                await conn.execute(statement, rows)
+        await _MARK_DELIVERED.execute(conn, delivered)
+        await _MARK_DEAD.execute(conn, dead)
+        await _MARK_RETRY.execute(conn, retry)
+        await _MARK_RELEASED.execute(conn, released)
 
 
 async def extend_leases(

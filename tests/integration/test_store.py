@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Insert, bindparam, func, insert, select
+from sqlalchemy import Insert, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.config import SubscriptionSettings, WatchSettings
@@ -28,7 +28,7 @@ from notifier.store.subscriptions import (
     load_active_subscriptions,
     sync_config_subscriptions,
 )
-from notifier.store.tables import EVENTS, WATCHES, EventRow, JobStatusRow
+from notifier.store.tables import EVENTS, JOB_STATUS, WATCHES, EventRow, JobStatusRow
 from notifier.store.watches import WatchSync, add_watch, list_watches, sync_config_watches
 from tests.conftest import POLL, T0, event_ids, make_status, poll_once
 
@@ -334,3 +334,31 @@ EVENT_NAMES = (
 
 def _insert_events(names: tuple[str, ...]) -> Insert:
     return insert(EVENTS).values({n: bindparam(n, type_=EVENTS.c[n].type) for n in names})
+
+
+async def test_a_bulk_statement_refuses_columns_left_to_their_defaults(
+    engine: AsyncEngine,
+) -> None:
+    names = ("watch_id", "state_name", "progress", "observed_at", "state_since")
+    statement = BulkStatement(
+        insert(JOB_STATUS).values({n: bindparam(n, type_=JOB_STATUS.c[n].type) for n in names}),
+        names,
+    )
+    async with engine.begin() as conn:
+        with pytest.raises(ValueError, match="eta_estimated"):
+            await statement.execute(conn, [(1, "Queued", 0, T0, T0)])
+
+
+async def test_a_bulk_statement_keeps_the_values_written_into_it(engine: AsyncEngine) -> None:
+    await add_watch(engine, 1234, 1, "a", "cli", T0)
+    statement = BulkStatement(
+        update(WATCHES)
+        .where(WATCHES.c.id == bindparam("b_id"))
+        .values(label="renamed", lease_owner=None, poll_errors=bindparam("b_errors")),
+        ("b_id", "b_errors"),
+    )
+    async with engine.begin() as conn:
+        watch_id = (await conn.execute(select(WATCHES.c.id))).scalar_one()
+        await statement.execute(conn, [(watch_id, 3)])
+    [view] = await list_watches(engine)
+    assert (view.label, view.poll_errors) == ("renamed", 3)
