@@ -318,18 +318,7 @@ async def test_a_bulk_statement_names_a_bind_its_rows_do_not_carry(engine: Async
             await statement.execute(conn, [EVENT_NAMES[:-1]])
 
 
-EVENT_NAMES = (
-    "id",
-    "watch_id",
-    "type",
-    "account_service_id",
-    "image_version_id",
-    "label",
-    "previous",
-    "current",
-    "detail",
-    "occurred_at",
-)
+EVENT_NAMES = tuple(c.name for c in EVENTS.c if c.name != "seq")  # in row order
 
 
 def _insert_events(names: tuple[str, ...]) -> Insert:
