@@ -32,10 +32,11 @@ from notifier.api.server import serve
 from notifier.clanforge.status import STATE_NAMES, JobStatus
 from notifier.config import PollSettings, Settings
 from notifier.events.model import STATE_CHANGED, Event
+from notifier.events.timing import Tracking
 from notifier.metrics import Metrics
 from notifier.notify.subscription import Subscription
 from notifier.polling.plan import PollPlan, plan_deliveries, plan_success
-from notifier.store.codec import status_to_json, status_to_row
+from notifier.store.codec import MEMORY_COLUMNS, memory_to_values, status_to_json
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
 from notifier.store.polling import claim_due_watches, load_due_watches, write_poll_results
@@ -76,6 +77,11 @@ def make_status(
         started=None if state_id in (1, 2, 3) else T0 - timedelta(minutes=1),
         updated=updated,
     )
+
+
+def status_row(status: JobStatus) -> dict[str, Any]:
+    """The ``job_status`` columns of a status with fresh timing memory, as the poller writes."""
+    return dict(zip(MEMORY_COLUMNS, memory_to_values(status, Tracking()), strict=True))
 
 
 def make_event(
@@ -292,7 +298,7 @@ async def seed_watch(
             at, status = history[-1]
             await conn.execute(
                 JOB_STATUS.insert().values(
-                    watch_id=watch_id, observed_at=at, state_since=at, **status_to_row(status)
+                    watch_id=watch_id, observed_at=at, state_since=at, **status_row(status)
                 )
             )
     return watch_id
@@ -478,6 +484,6 @@ async def seed_events(
                 watch_id=watch_id,
                 observed_at=T0,
                 state_since=T0,
-                **status_to_row(events[-1].current),
+                **status_row(events[-1].current),
             )
         )

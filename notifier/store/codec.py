@@ -51,47 +51,6 @@ def status_from_json(data: dict[str, Any]) -> JobStatus:
     )
 
 
-def status_to_row(status: JobStatus) -> dict[str, Any]:
-    """Columns of ``job_status`` that come from the observation itself."""
-    return {
-        "state_id": status.state_id,
-        "state_name": status.state,
-        "progress": status.progress,
-        "eta": status.eta,
-        "error": status.error,
-        "failed_count": status.failed_count,
-        "job_created": status.created,
-        "job_started": status.started,
-        "job_updated": status.updated,
-        "eta_estimated": status.eta_estimated,
-    }
-
-
-def tracking_to_row(tracking: Tracking) -> dict[str, Any]:
-    """Columns of ``job_status`` that hold the timing detectors' memory."""
-    return {
-        "moved_at": tracking.moved_at,
-        "stalled": tracking.stalled,
-        "eta_baseline": tracking.eta_baseline,
-        "overdue": tracking.overdue,
-        "milestone": tracking.milestone,
-        "rate_since": tracking.rate_since,
-        "rate_base_progress": tracking.rate_base_progress,
-    }
-
-
-def tracking_from_row(row: Any) -> Tracking:
-    return Tracking(
-        moved_at=row.moved_at,
-        stalled=bool(row.stalled),
-        eta_baseline=row.eta_baseline,
-        overdue=bool(row.overdue),
-        milestone=row.milestone or 0,
-        rate_since=row.rate_since,
-        rate_base_progress=row.rate_base_progress or 0,
-    )
-
-
 def status_from_row(image_version_id: int, row: Any) -> JobStatus:
     return JobStatus(
         image_version_id=image_version_id,
