@@ -24,10 +24,9 @@ from sqlalchemy.sql.compiler import SQLCompiler
 class _Compiled:
     sql: str
     steps: tuple[tuple[int, Callable[[Any], Any] | None], ...]
-    """Per placeholder: where its value sits in a row, and the bind processor to apply."""
-    constants: dict[int, Any]
-    """Placeholders whose value the statement itself carries (``status="delivered"``),
-    processed once: placeholder position to value."""
+    """Per placeholder: where its value sits in a row, and the bind processor to apply. A value
+    the statement itself carries (``status="delivered"``) is processed once, its step a function
+    that returns it whatever the row holds."""
 
 
 class BulkStatement:
@@ -61,16 +60,14 @@ class BulkStatement:
         if missing:
             raise ValueError(f"statement binds {missing} that the rows do not carry")
         steps: list[tuple[int, Callable[[Any], Any] | None]] = []
-        constants: dict[int, Any] = {}
-        for place, name in enumerate(positions):
+        for name in positions:
             process = binds[name].type.dialect_impl(dialect).bind_processor(dialect)
             if name in index:
                 steps.append((index[name], process))
             else:
                 value = binds[name].effective_value
-                constants[place] = value if process is None else process(value)
-                steps.append((-1, None))
-        return _Compiled(compiled.string, tuple(steps), constants)
+                steps.append((0, _constant(value if process is None else process(value))))
+        return _Compiled(compiled.string, tuple(steps))
 
     async def execute(self, conn: AsyncConnection, rows: Sequence[Sequence[Any]]) -> None:
         """Execute once per row, in one round trip to the driver (an executemany)."""
@@ -78,20 +75,12 @@ class BulkStatement:
             return
         compiled = self._for(conn.dialect)
         steps = compiled.steps
-        if compiled.constants:
-            fixed = compiled.constants
-            parameters = [
-                tuple(
-                    [
-                        fixed[place] if i < 0 else row[i] if process is None else process(row[i])
-                        for place, (i, process) in enumerate(steps)
-                    ]
-                )
-                for row in rows
-            ]
-        else:
-            parameters = [
-                tuple([row[i] if process is None else process(row[i]) for i, process in steps])
-                for row in rows
-            ]
+        parameters = [
+            tuple([row[i] if process is None else process(row[i]) for i, process in steps])
+            for row in rows
+        ]
         await conn.exec_driver_sql(compiled.sql, parameters)
+
+
+def _constant(value: Any) -> Callable[[Any], Any]:
+    return lambda _: value
