@@ -93,8 +93,7 @@ class ClanforgeAccounts:
         self, account_service_id: int, image_version_id: int, known_digest: bytes | None = None
     ) -> FetchedStatus:
         account = self._ready(account_service_id)
-        if account.bucket.reserve() > 0:  # the common case takes a token without awaiting
-            await account.bucket.acquire()
+        await account.bucket.acquire()
         try:
             return await account.client.fetch_status(
                 account_service_id, image_version_id, known_digest
