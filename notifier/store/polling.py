@@ -57,36 +57,24 @@ async def claim_due_watches(
 ) -> tuple[datetime, list[ClaimedWatch]]:
     """Lease up to ``limit`` due watches to ``owner``; returns the lease token and the watches.
 
-    The lease expiry doubles as the claim's token: together with the owner it names exactly the
-    rows this claim took, without a list of ids going back and forth. Only the columns that poll
-    a watch and tell whether its reply is news are read; :func:`load_due_watches` reads the rest
-    for the few watches that need it.
+    The lease expiry doubles as the claim's token: together with the owner it tells the batch's
+    write which rows are still this claim's. Only the columns that poll a watch and tell whether
+    its reply is news are read; :func:`load_due_watches` reads the rest for the few watches that
+    need it.
     """
     until = now + lease
-    due = (
-        select(Watch.id)
-        .where(
-            Watch.active.is_(True),
-            Watch.next_poll_at <= now,
-            or_(Watch.lease_until.is_(None), Watch.lease_until < now),
-        )
-        .order_by(Watch.next_poll_at)
-        .limit(limit)
-    )
+    due = _CLAIMED.limit(limit)
     if is_postgres(engine):
-        due = due.with_for_update(skip_locked=True)
+        # Only the watch rows are locked: the status side of the outer join may not exist.
+        due = due.with_for_update(of=Watch.__table__, skip_locked=True)
     async with engine.begin() as conn:
-        await conn.execute(
-            update(Watch)
-            .where(Watch.id.in_(due.scalar_subquery()))
-            .values(lease_owner=owner, lease_until=until)
-            .execution_options(synchronize_session=False)
-        )
-        rows = (
+        # Read first, then lease exactly those ids: both statements go through indexes (due
+        # time, primary key), where reading back "what this lease holds" would scan the table.
+        rows = (await conn.execute(due, {"now": now})).all()
+        if rows:
             await conn.execute(
-                _CLAIMED.where(Watch.lease_owner == owner, Watch.lease_until == until)
+                _LEASE, {"ids": [row[0] for row in rows], "owner": owner, "until": until}
             )
-        ).all()
     # The select's columns are ClaimedWatch's fields, in order.
     return until, [ClaimedWatch(*row) for row in rows]
 
@@ -111,7 +99,24 @@ _CLAIMED = (
         func.coalesce(JobStatusRow.rate_base_progress, 0),
     )
     .outerjoin(JobStatusRow, JobStatusRow.watch_id == Watch.id)
-    .order_by(Watch.next_poll_at)
+    .where(
+        Watch.active.is_(True),
+        Watch.next_poll_at <= bindparam("now", type_=WATCHES.c.next_poll_at.type),
+        or_(
+            Watch.lease_until.is_(None),
+            Watch.lease_until < bindparam("now", type_=WATCHES.c.lease_until.type),
+        ),
+    )
+    # Ties (watches added or made due together) go in the order they were added.
+    .order_by(Watch.next_poll_at, Watch.id)
+)
+_LEASE = (
+    update(WATCHES)
+    .where(WATCHES.c.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        lease_owner=bindparam("owner"),
+        lease_until=bindparam("until", type_=WATCHES.c.lease_until.type),
+    )
 )
 
 
@@ -210,10 +215,14 @@ async def write_poll_results(
             quiet_written += result.rowcount
         if not plans:
             return PollWrite([], quiet_written)
-        held = select(Watch.id).where(Watch.lease_owner == owner, Watch.lease_until == token)
-        if is_postgres(engine):
-            held = held.with_for_update()
-        ours = set((await conn.execute(held)).scalars())
+        held = _HELD.with_for_update() if is_postgres(engine) else _HELD
+        ours = set(
+            (
+                await conn.execute(
+                    held, {"ids": [p.watch_id for p in plans], "owner": owner, "token": token}
+                )
+            ).scalars()
+        )
         plans = [p for p in plans if p.watch_id in ours]
         deliveries = [d for d in deliveries if d.watch_id in ours]
         refreshes = [r for r in refreshes if r.watch_id in ours]
@@ -336,6 +345,13 @@ _UPDATE_WATCHES = BulkStatement(
     .where(WATCHES.c.id == bindparam("b_id", type_=WATCHES.c.id.type))
     .values({**_binds(WATCHES, _WATCH_NAMES), "lease_owner": null(), "lease_until": null()}),
     ("b_id", *_WATCH_NAMES),
+)
+
+# Which of a batch's watches are still its claim's (by key, not by scanning for the lease).
+_HELD = select(WATCHES.c.id).where(
+    WATCHES.c.id.in_(bindparam("ids", expanding=True)),
+    WATCHES.c.lease_owner == bindparam("owner"),
+    WATCHES.c.lease_until == bindparam("token"),
 )
 
 # Everything a quiet poll writes: the new schedule, and a clean bill of health.

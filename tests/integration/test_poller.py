@@ -16,6 +16,8 @@ from notifier.clanforge.client import ClanforgeClient
 from notifier.config import DetectSettings, PollSettings
 from notifier.notify.subscription import Subscription
 from notifier.polling.poller import Poller
+from notifier.store.engine import create_engine
+from notifier.store.migrate import upgrade
 from notifier.store.tables import EVENTS, JOB_STATUS, WATCHES
 from notifier.store.watches import add_watch, list_watches
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
@@ -74,12 +76,16 @@ class Statements:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.sql: list[str] = []
+        self.sent: list[tuple[str, Any]] = []  # as the driver got them: SQL and one row of binds
         self.commits = 0
         event.listen(engine.sync_engine, "before_cursor_execute", self._on_execute)
         event.listen(engine.sync_engine, "commit", self._on_commit)
 
-    def _on_execute(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    def _on_execute(
+        self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
         self.sql.append(" ".join(statement.split()).upper())
+        self.sent.append((statement, parameters[0] if many else parameters))
 
     def _on_commit(self, conn: Any) -> None:
         self.commits += 1
@@ -174,6 +180,45 @@ async def test_a_repeated_reply_is_settled_by_the_claim_and_one_update_per_batch
         assert watch.next_poll_at is not None
         assert watch.next_poll_at >= started + timedelta(seconds=30)
         assert watch.poll_errors == 0
+
+
+async def test_no_statement_of_a_tick_scans_the_watch_table(
+    sqlite_url: str, fake: FakeClanforge
+) -> None:
+    # SQLite plans by rule, not by table size, so its plan for a handful of rows is the plan for
+    # 100,000: a statement that scans watches would make each batch's cost grow with the list.
+    engine = create_engine(sqlite_url)
+    try:
+        await upgrade(engine)
+        await watch_queued_jobs(engine, fake, 4)
+        later = timedelta()
+        async with aiohttp.ClientSession() as session:
+            poller = await make_poller(
+                engine, session, fake, batch_size=3, clock=lambda: utc_now() + later
+            )
+            statements = Statements(engine)
+            await poller.tick()  # first sightings: statuses, events
+            fake.set_status(ASID, 1, status_reply(4))
+            later = timedelta(minutes=5)
+            await poller.tick()  # one change, three quiet repeats
+        touching_watches = [
+            (sql, binds) for sql, binds in statements.sent if " watches" in sql.lower()
+        ]
+        assert len(touching_watches) >= 8
+        async with engine.connect() as conn:
+            plans = {
+                sql: [
+                    row[-1]
+                    for row in (
+                        await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", binds)
+                    ).all()
+                ]
+                for sql, binds in touching_watches
+            }
+    finally:
+        await engine.dispose()
+    scans = {sql: plan for sql, plan in plans.items() if any("SCAN watches" in p for p in plan)}
+    assert scans == {}
 
 
 async def test_the_same_meaning_in_other_bytes_is_no_news_either(
