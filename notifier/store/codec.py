@@ -12,7 +12,9 @@ from notifier.events.timing import Tracking
 
 
 def _time(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
+    if value is None:
+        return None
+    return (value if value.tzinfo is UTC else value.astimezone(UTC)).isoformat()
 
 
 def _parse_time(value: Any) -> datetime | None:

@@ -351,3 +351,34 @@ async def test_a_bulk_statement_keeps_the_values_written_into_it(engine: AsyncEn
         await statement.execute(conn, [(watch_id, 3)])
     [view] = await list_watches(engine)
     assert (view.label, view.poll_errors) == ("renamed", 3)
+
+
+async def test_a_bulk_statement_writes_each_row_its_own_value_among_shared_ones(
+    engine: AsyncEngine,
+) -> None:
+    # Rows sharing one object are processed once per run of it; every row must still be written
+    # with its own value, runs broken by a different one included.
+    await add_watch(engine, 1234, 1, "a", "cli", T0)
+    later = T0 + timedelta(seconds=1)
+    times = [T0, T0, later, T0, None, None, later]
+    statement = BulkStatement(_insert_events(EVENT_NAMES), EVENT_NAMES)
+    async with engine.begin() as conn:
+        watch_id = (await conn.execute(select(WATCHES.c.id))).scalar_one()
+        current = {"state": "Queued"}
+        rows = [
+            (f"evt_{i}", watch_id, "t", 1234, 1, "a", None, current, None, at or T0)
+            for i, at in enumerate(times)
+        ]
+        rows[4] = (*rows[4][:6], {"state": "Running"}, current, {"stalled": True}, later)
+        await statement.execute(conn, rows)
+    async with engine.connect() as conn:
+        stored = (await conn.execute(select(EVENTS).order_by(EVENTS.c.id))).all()
+    assert [(s.id, s.occurred_at, s.previous, s.detail) for s in stored] == [
+        ("evt_0", T0, None, None),
+        ("evt_1", T0, None, None),
+        ("evt_2", later, None, None),
+        ("evt_3", T0, None, None),
+        ("evt_4", later, {"state": "Running"}, {"stalled": True}),
+        ("evt_5", T0, None, None),
+        ("evt_6", later, None, None),
+    ]
