@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -99,7 +100,11 @@ class Harness:
             load,
             owner="test",
             clock=_now,
-            policy=RetryPolicy(schedule_seconds=(0.05,) * 50, max_attempts=1000),
+            # Events are dated T0 and retried by the real clock: an age limit would turn these
+            # tests into a calendar (they broke once T0 was days old). Age has its own tests.
+            policy=RetryPolicy(
+                schedule_seconds=(0.05,) * 50, max_attempts=1000, max_age_seconds=math.inf
+            ),
             max_concurrency=8,
             lease=timedelta(seconds=30),
         )
