@@ -87,9 +87,4 @@ FILTERS: Final[tuple[Callable[[Subscription, Event], bool], ...]] = (
 
 def matches(subscription: Subscription, event: Event) -> bool:
     """Whether ``subscription`` wants ``event``: every filter agrees."""
-    # A loop, not all() over a generator: this runs per event and subscription in every tick,
-    # and the generator made plan_deliveries seven times dearer (6.5 against 0.9 us a watch).
-    for selects in FILTERS:  # noqa: SIM110 - see above
-        if not selects(subscription, event):
-            return False
-    return True
+    return all(selects(subscription, event) for selects in FILTERS)
