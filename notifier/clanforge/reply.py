@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
+import orjson
+
 from notifier.clanforge.errors import (
     ACCESS_DENIED,
     BAD_REPLY,
@@ -285,6 +287,13 @@ _NOT_JSON: Final = _NotJson()
 
 
 def _decode_json(body: bytes) -> Any:
+    try:
+        # orjson first: a quarter of json.loads' time, on every changed reply.
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    # What orjson refuses and json reads (integers beyond 64 bits, NaN, UTF-16) keeps the
+    # meaning it always had: a reply with a silly field degrades that field, not the reply.
     try:
         return json.loads(body)
     except (ValueError, RecursionError):
