@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 import aiohttp
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.clanforge.status import COMPLETE, QUEUED, RUNNING
@@ -680,3 +681,35 @@ async def test_stopping_records_every_send_that_went_out_and_gives_the_queued_re
     assert sorted((x.status, x.attempts, x.lease_owner) for x in rows) == sorted(
         [("delivered", 1, None)] * len(sent) + [("pending", 0, None)] * (40 - len(sent))
     )
+
+
+async def test_outcomes_of_a_busy_pass_are_written_a_batch_per_transaction(
+    engine: AsyncEngine,
+    clock: HandClock,
+    session: aiohttp.ClientSession,
+    receiver: WebhookReceiver,
+) -> None:
+    """100 sends with four slots, claimed at once: a write per batch of 32 outcomes while sends
+    are queued, then at most one per send still under way when the queue ran dry; not one per
+    handful of finished sends. Every delivery is recorded delivered."""
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, list(range(1, 101)), [QUEUED])
+    clock.now = T0 + timedelta(hours=1)
+    writes: list[int] = []
+
+    def count_outcome_writes(
+        _conn: object, _cursor: object, statement: str, parameters: object, *_: object
+    ) -> None:
+        if statement.startswith("UPDATE deliveries") and "delivered_at" in statement:
+            writes.append(len(parameters) if isinstance(parameters, list) else 1)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count_outcome_writes)
+    try:
+        await webhook_dispatcher(engine, clock, session).dispatch_until_idle()
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count_outcome_writes)
+
+    assert len(receiver.requests) == 100
+    assert [d.status for d in await deliveries(engine)] == ["delivered"] * 100
+    assert sum(writes) == 100
+    assert len(writes) <= 100 // 32 + 4 + 1
