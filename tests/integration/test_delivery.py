@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.clanforge.status import COMPLETE, QUEUED, RUNNING
 from notifier.clock import utc_now
 from notifier.config import SubscriptionSettings
-from notifier.notify.dispatcher import Dispatcher
+from notifier.notify.dispatcher import OUTCOME_WAIT_SECONDS, Dispatcher
 from notifier.notify.retry import RetryPolicy
 from notifier.notify.sink import Sink
 from notifier.notify.slack import SlackSink
@@ -78,6 +78,7 @@ def dispatcher(
     sinks: dict[str, Sink],
     policy: RetryPolicy | None = None,
     max_concurrency: int = 4,
+    outcome_wait: float = OUTCOME_WAIT_SECONDS,
 ) -> Dispatcher:
     async def subscriptions():  # type: ignore[no-untyped-def]
         return await load_active_subscriptions(engine, {})
@@ -91,6 +92,7 @@ def dispatcher(
         policy=policy or RetryPolicy(),
         max_concurrency=max_concurrency,
         lease=timedelta(seconds=30),
+        outcome_wait=outcome_wait,
     )
 
 
@@ -703,9 +705,12 @@ async def test_outcomes_of_a_busy_pass_are_written_a_batch_per_transaction(
         if statement.startswith("UPDATE deliveries") and "delivered_at" in statement:
             writes.append(len(parameters) if isinstance(parameters, list) else 1)
 
+    # A slow machine must not turn the wait for a batch into extra writes here.
+    sink = WebhookSink(session, timeout_seconds=2.0)
+    busy = dispatcher(engine, clock, {"webhook": sink}, outcome_wait=60.0)
     event.listen(engine.sync_engine, "before_cursor_execute", count_outcome_writes)
     try:
-        await webhook_dispatcher(engine, clock, session).dispatch_until_idle()
+        await busy.dispatch_until_idle()
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", count_outcome_writes)
 
@@ -713,3 +718,35 @@ async def test_outcomes_of_a_busy_pass_are_written_a_batch_per_transaction(
     assert [d.status for d in await deliveries(engine)] == ["delivered"] * 100
     assert sum(writes) == 100
     assert len(writes) <= 100 // 32 + 4 + 1
+
+
+async def test_a_send_that_went_out_is_recorded_soon_while_the_next_one_is_slow(
+    engine: AsyncEngine,
+    clock: HandClock,
+    session: aiohttp.ClientSession,
+    receiver: WebhookReceiver,
+) -> None:
+    """One slot, three deliveries, the second answered after 2 s: the first is recorded
+    delivered while the second is still waiting, not once the queue has run dry (a crash
+    meanwhile would send it again)."""
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, [1, 2, 3], [QUEUED])
+    clock.now = T0 + timedelta(hours=1)
+    receiver.respond_next(204)
+    receiver.respond_next(204, delay=2.0)
+    sink = WebhookSink(session, timeout_seconds=10)
+    running = asyncio.create_task(
+        dispatcher(engine, clock, {"webhook": sink}, max_concurrency=1).dispatch_until_idle()
+    )
+    try:
+        await until(lambda: len(receiver.requests) == 2)
+        statuses: list[str] = []
+        deadline = asyncio.get_running_loop().time() + 1.0
+        while statuses[:1] != ["delivered"] and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+            statuses = [d.status for d in await deliveries(engine)]
+        assert statuses == ["delivered", "pending", "pending"]
+        assert len(receiver.requests) == 2  # the second send is still under way
+    finally:
+        await running
+    assert [d.status for d in await deliveries(engine)] == ["delivered"] * 3
