@@ -56,6 +56,14 @@ SubscriptionLoader = Callable[[], Awaitable[Sequence[Subscription]]]
 # statements, loading subscriptions) is shared by many sends, few enough that a slow receiver
 # does not sit on many leases that another replica could serve.
 CLAIM_BATCH_PER_SLOT = 32
+# Outcomes written per transaction while more sends are queued: a transaction's fixed cost (the
+# pool, BEGIN, COMMIT: several round trips to the driver's thread) was most of what recording an
+# outcome cost when each commit took the handful that finished meanwhile. A quarter of a claim,
+# so that claiming goes on while outcomes wait to be written.
+OUTCOME_BATCH_PER_SLOT = 8
+# The longest an outcome waits for its batch: slow or paced sends (Slack's one message per second
+# per channel) must not leave a send that went out unrecorded for long (a crash would repeat it).
+OUTCOME_WAIT_SECONDS = 0.1
 
 
 class Dispatcher:
@@ -72,6 +80,7 @@ class Dispatcher:
         lease: timedelta,
         shutdown_grace: float = 10.0,
         claim_batch: int | None = None,
+        outcome_wait: float = OUTCOME_WAIT_SECONDS,
     ) -> None:
         self._engine = engine
         self._sinks = sinks
@@ -82,6 +91,9 @@ class Dispatcher:
         self._max_concurrency = max_concurrency
         # Most deliveries held at once (queued, under way, outcome not yet committed).
         self._claim_batch = max(claim_batch or CLAIM_BATCH_PER_SLOT * max_concurrency, 1)
+        self._outcome_batch = max(
+            min(OUTCOME_BATCH_PER_SLOT * max_concurrency, self._claim_batch // 4), 1
+        )
         self._lease = lease
         self._shutdown_grace = shutdown_grace
         self._wake = asyncio.Event()
@@ -96,6 +108,9 @@ class Dispatcher:
         self._pending_outcomes: list[Outcome] = []
         self._outcomes_ready = asyncio.Event()
         self._writer_closing = False
+        self._outcome_wait = outcome_wait
+        # Counts the batches taken by the writer: a wait armed for an earlier batch is void.
+        self._outcome_batches = 0
 
     def wake(self) -> None:
         self._wake.set()
@@ -233,8 +248,21 @@ class Dispatcher:
                 # Not ours to keep any more: its lease runs out and it goes out again (same id).
                 log.exception("delivery %d failed outside its send", delivery.id)
                 self._held.discard(delivery.id)
-                continue
-            self._pending_outcomes.append(outcome)
+            else:
+                if not self._pending_outcomes:
+                    asyncio.get_running_loop().call_later(
+                        self._outcome_wait, self._outcome_waited, self._outcome_batches
+                    )
+                self._pending_outcomes.append(outcome)
+            # Group commit: while sends are queued, outcomes wait for a batch's worth (or the
+            # wait above); the last of the queue writes what is left. A send under way meanwhile
+            # keeps its lease alive (the heartbeat covers everything held).
+            if not self._queue or len(self._pending_outcomes) >= self._outcome_batch:
+                self._outcomes_ready.set()
+        self._outcomes_ready.set()
+
+    def _outcome_waited(self, batch: int) -> None:
+        if batch == self._outcome_batches:
             self._outcomes_ready.set()
 
     def _slowed_down(self, subscription_id: int) -> bool:
@@ -358,6 +386,7 @@ class Dispatcher:
         batch, self._pending_outcomes = self._pending_outcomes, []
         if not batch:
             return
+        self._outcome_batches += 1
         try:
             await record_outcomes(self._engine, self._owner, batch)
         except Exception:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from sqlalchemy import Integer, Select, Update, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -115,13 +116,13 @@ def _claim_statements(for_update: bool) -> tuple[Update, Select[Any], Select[Any
 _CLAIM = {False: _claim_statements(False), True: _claim_statements(True)}
 
 
-def _refresh_event(delivery: Any, watch: Any) -> Event:
+def _refresh_event(delivery_id: int, created_at: datetime, watch: Any) -> Event:
     """A live-message refresh has no event: a stand-in of type ``LIVE_REFRESH`` showing the
     watch's newest status."""
     return Event(
-        id=f"refresh-{delivery.id}",
+        id=f"refresh-{delivery_id}",
         type=LIVE_REFRESH,
-        occurred_at=delivery.created_at,
+        occurred_at=created_at,
         account_service_id=watch.w_account_service_id,
         image_version_id=watch.w_image_version_id,
         label=watch.w_label,
@@ -162,9 +163,11 @@ async def claim_due_deliveries(
         ).all()
         if not leased:
             return []
-        claimed = sorted(leased, key=lambda delivery: delivery.id)
-        event_ids = [x.event_id for x in claimed if x.kind != "refresh"]
-        refreshed_ids = [x.watch_id for x in claimed if x.kind == "refresh"]
+        # Positional from here on: (id, subscription_id, attempts, created_at, kind, event_id,
+        # watch_id) as RETURNING lists them; this loop runs once per claimed delivery.
+        claimed = sorted(leased, key=_first)
+        event_ids = [row[5] for row in claimed if row[4] != "refresh"]
+        refreshed_ids = [row[6] for row in claimed if row[4] == "refresh"]
         events: dict[str, Event] = {}
         if event_ids:
             rows = await conn.execute(events_stmt, {"b_ids": event_ids})
@@ -175,18 +178,21 @@ async def claim_due_deliveries(
             watches = {row.w_id: row for row in rows}
     return [
         ClaimedDelivery(
-            id=delivery.id,
-            subscription_id=delivery.subscription_id,
-            attempts=delivery.attempts,
-            created_at=delivery.created_at,
-            event=(
-                _refresh_event(delivery, watches[delivery.watch_id])
-                if delivery.kind == "refresh"
-                else events[delivery.event_id]
+            delivery_id,
+            subscription_id,
+            attempts,
+            created_at,
+            (
+                _refresh_event(delivery_id, created_at, watches[watch_id])
+                if kind == "refresh"
+                else events[event_id]
             ),
         )
-        for delivery in claimed
+        for delivery_id, subscription_id, attempts, created_at, kind, event_id, watch_id in claimed
     ]
+
+
+_first: Final = operator.itemgetter(0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,12 +13,13 @@ from datetime import datetime, timedelta
 import aiohttp
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.clanforge.status import COMPLETE, QUEUED, RUNNING
 from notifier.clock import utc_now
 from notifier.config import SubscriptionSettings
-from notifier.notify.dispatcher import Dispatcher
+from notifier.notify.dispatcher import OUTCOME_WAIT_SECONDS, Dispatcher
 from notifier.notify.retry import RetryPolicy
 from notifier.notify.sink import Sink
 from notifier.notify.slack import SlackSink
@@ -77,6 +78,7 @@ def dispatcher(
     sinks: dict[str, Sink],
     policy: RetryPolicy | None = None,
     max_concurrency: int = 4,
+    outcome_wait: float = OUTCOME_WAIT_SECONDS,
 ) -> Dispatcher:
     async def subscriptions():  # type: ignore[no-untyped-def]
         return await load_active_subscriptions(engine, {})
@@ -90,6 +92,7 @@ def dispatcher(
         policy=policy or RetryPolicy(),
         max_concurrency=max_concurrency,
         lease=timedelta(seconds=30),
+        outcome_wait=outcome_wait,
     )
 
 
@@ -680,3 +683,70 @@ async def test_stopping_records_every_send_that_went_out_and_gives_the_queued_re
     assert sorted((x.status, x.attempts, x.lease_owner) for x in rows) == sorted(
         [("delivered", 1, None)] * len(sent) + [("pending", 0, None)] * (40 - len(sent))
     )
+
+
+async def test_outcomes_of_a_busy_pass_are_written_a_batch_per_transaction(
+    engine: AsyncEngine,
+    clock: HandClock,
+    session: aiohttp.ClientSession,
+    receiver: WebhookReceiver,
+) -> None:
+    """100 sends with four slots, claimed at once: a write per batch of 32 outcomes while sends
+    are queued, then at most one per send still under way when the queue ran dry; not one per
+    handful of finished sends. Every delivery is recorded delivered."""
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, list(range(1, 101)), [QUEUED])
+    clock.now = T0 + timedelta(hours=1)
+    writes: list[int] = []
+
+    def count_outcome_writes(
+        _conn: object, _cursor: object, statement: str, parameters: object, *_: object
+    ) -> None:
+        if statement.startswith("UPDATE deliveries") and "delivered_at" in statement:
+            writes.append(len(parameters) if isinstance(parameters, list) else 1)
+
+    # A slow machine must not turn the wait for a batch into extra writes here.
+    sink = WebhookSink(session, timeout_seconds=2.0)
+    busy = dispatcher(engine, clock, {"webhook": sink}, outcome_wait=60.0)
+    event.listen(engine.sync_engine, "before_cursor_execute", count_outcome_writes)
+    try:
+        await busy.dispatch_until_idle()
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count_outcome_writes)
+
+    assert len(receiver.requests) == 100
+    assert [d.status for d in await deliveries(engine)] == ["delivered"] * 100
+    assert sum(writes) == 100
+    assert len(writes) <= 100 // 32 + 4 + 1
+
+
+async def test_a_send_that_went_out_is_recorded_soon_while_the_next_one_is_slow(
+    engine: AsyncEngine,
+    clock: HandClock,
+    session: aiohttp.ClientSession,
+    receiver: WebhookReceiver,
+) -> None:
+    """One slot, three deliveries, the second answered after 2 s: the first is recorded
+    delivered while the second is still waiting, not once the queue has run dry (a crash
+    meanwhile would send it again)."""
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, [1, 2, 3], [QUEUED])
+    clock.now = T0 + timedelta(hours=1)
+    receiver.respond_next(204)
+    receiver.respond_next(204, delay=2.0)
+    sink = WebhookSink(session, timeout_seconds=10)
+    running = asyncio.create_task(
+        dispatcher(engine, clock, {"webhook": sink}, max_concurrency=1).dispatch_until_idle()
+    )
+    try:
+        await until(lambda: len(receiver.requests) == 2)
+        statuses: list[str] = []
+        deadline = asyncio.get_running_loop().time() + 1.0
+        while statuses[:1] != ["delivered"] and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+            statuses = [d.status for d in await deliveries(engine)]
+        assert statuses == ["delivered", "pending", "pending"]
+        assert len(receiver.requests) == 2  # the second send is still under way
+    finally:
+        await running
+    assert [d.status for d in await deliveries(engine)] == ["delivered"] * 3
