@@ -24,15 +24,6 @@ from standardwebhooks.webhooks import EmptyWebhookSecretError
 TIMESTAMP_TOLERANCE_SECONDS: Final = 5 * 60
 
 
-def signature_header(
-    msg_id: str, sent_at: datetime, body: bytes, secrets: Sequence[str]
-) -> str | None:
-    """``v1,<sig> v1,<sig>``: one signature per secret in order; None when there is no secret."""
-    if not secrets:
-        return None
-    return _signatures(msg_id, _unix_seconds(sent_at), body, secrets)
-
-
 def standard_headers(
     msg_id: str, sent_at: datetime, body: bytes, secrets: Sequence[str]
 ) -> dict[str, str]:
