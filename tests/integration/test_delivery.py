@@ -74,24 +74,25 @@ def clock() -> HandClock:
 
 def dispatcher(
     engine: AsyncEngine,
-    clock: HandClock,
+    clock: Callable[[], datetime],
     sinks: dict[str, Sink],
     policy: RetryPolicy | None = None,
     max_concurrency: int = 4,
     outcome_wait: float = OUTCOME_WAIT_SECONDS,
+    *,
+    owner: str = "replica-test",
+    lease_seconds: float = 30,
 ) -> Dispatcher:
-    async def subscriptions():  # type: ignore[no-untyped-def]
-        return await load_active_subscriptions(engine, {})
-
+    """A dispatcher as the service builds one; several with other owners act as replicas."""
     return Dispatcher(
         engine,
         sinks,
-        subscriptions,
-        owner="replica-test",
+        functools.partial(load_active_subscriptions, engine, {}),
+        owner=owner,
         clock=clock,
         policy=policy or RetryPolicy(),
         max_concurrency=max_concurrency,
-        lease=timedelta(seconds=30),
+        lease=timedelta(seconds=lease_seconds),
         outcome_wait=outcome_wait,
     )
 
@@ -494,19 +495,8 @@ async def test_a_send_slower_than_the_lease_keeps_its_lease_and_is_not_sent_twic
     receiver.respond_next(204, delay=4.0)
 
     def replica(name: str) -> Dispatcher:
-        async def subscriptions():  # type: ignore[no-untyped-def]
-            return await load_active_subscriptions(engine, {})
-
-        return Dispatcher(
-            engine,
-            {"webhook": WebhookSink(session, timeout_seconds=10)},
-            subscriptions,
-            owner=name,
-            clock=utc_now,
-            policy=RetryPolicy(),
-            max_concurrency=4,
-            lease=timedelta(seconds=1.5),
-        )
+        sinks: dict[str, Sink] = {"webhook": WebhookSink(session, timeout_seconds=10)}
+        return dispatcher(engine, utc_now, sinks, owner=name, lease_seconds=1.5)
 
     slow, other = replica("replica-slow"), replica("replica-other")
     running = asyncio.create_task(slow.run())
@@ -594,19 +584,9 @@ async def test_a_delivery_queued_behind_a_slow_send_keeps_its_lease_and_is_sent_
     receiver.respond_next(204, delay=3.0)
 
     def replica(name: str) -> Dispatcher:
-        async def subscriptions():  # type: ignore[no-untyped-def]
-            return await load_active_subscriptions(engine, {})
-
-        return Dispatcher(
-            engine,
-            {"webhook": WebhookSink(session, timeout_seconds=10)},
-            subscriptions,
-            owner=name,
-            clock=utc_now,
-            policy=RetryPolicy(),
-            max_concurrency=1,  # image version 2 waits in the queue behind the slow send
-            lease=timedelta(seconds=1.5),
-        )
+        sinks: dict[str, Sink] = {"webhook": WebhookSink(session, timeout_seconds=10)}
+        # One slot: image version 2 waits in the queue behind the slow send.
+        return dispatcher(engine, utc_now, sinks, max_concurrency=1, owner=name, lease_seconds=1.5)
 
     slow, other = replica("replica-slow"), replica("replica-other")
     running = asyncio.create_task(slow.run())
@@ -659,15 +639,12 @@ async def test_stopping_records_every_send_that_went_out_and_gives_the_queued_re
     await lifecycle(engine, list(range(1, 41)), [QUEUED])
     for _ in range(40):
         receiver.respond_next(204, delay=0.05)
-    d = Dispatcher(
+    d = dispatcher(
         engine,
+        utc_now,
         {"webhook": WebhookSink(session, timeout_seconds=5)},
-        functools.partial(load_active_subscriptions, engine, {}),
-        owner="replica-stopping",
-        clock=utc_now,
-        policy=RetryPolicy(),
         max_concurrency=2,
-        lease=timedelta(seconds=30),
+        owner="replica-stopping",
     )
     running = asyncio.create_task(d.run())
     d.wake()
