@@ -6,6 +6,9 @@ import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from notifier.clanforge.status import COMPLETE, FAILED, RUNNING, JobStatus
 from notifier.events.model import FAILED_EVENT, STATE_CHANGED, Event
 from notifier.notify.payload import encode_payload, rfc3339, webhook_payload
@@ -131,3 +134,28 @@ def test_encoded_payload_is_compact_utf8_json() -> None:
     assert b": " not in body
     assert "Flotte EU — build 1.4.2".encode() in body
     assert json.loads(body) == webhook_payload(event)
+
+
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=30)
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | _TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500)
+@given(label=_TEXT, error=_TEXT, extra=_JSON_VALUES)
+def test_encoded_payload_is_byte_for_byte_what_json_dumps_compact_writes(
+    label: str, error: str, extra: object
+) -> None:
+    # Receivers verify signatures over these bytes, and earlier releases wrote them with
+    # json.dumps(ensure_ascii=False, separators=(",", ":")): any text (control characters,
+    # U+2028, non-Latin scripts) and any JSON value a template may add must encode the same.
+    event = replace(_design_example_event(), label=label)
+    payload = webhook_payload(event)
+    payload["data"]["current"]["error"] = error
+    payload["extra"] = extra
+
+    expected = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    assert encode_payload(payload) == expected
