@@ -38,31 +38,19 @@ def status_to_json(status: JobStatus) -> dict[str, Any]:
 
 
 def status_from_json(data: dict[str, Any]) -> JobStatus:
-    # Positional, the times parsed inline: every claimed delivery decodes one or two of these.
-    get = data.get
-    state_id, eta, created, started, updated = (
-        get("state_id"),
-        get("eta"),
-        get("created"),
-        get("started"),
-        get("updated"),
-    )
     return JobStatus(
-        int(data["image_version_id"]),
-        None if state_id is None else int(state_id),
-        str(data["state"]),
-        int(data["progress"]),
-        None if eta is None else _from_iso(str(eta)),
-        get("error"),
-        int(get("failed_count", 0)),
-        None if created is None else _from_iso(str(created)),
-        None if started is None else _from_iso(str(started)),
-        None if updated is None else _from_iso(str(updated)),
-        bool(get("eta_estimated", False)),
+        image_version_id=int(data["image_version_id"]),
+        state_id=None if data.get("state_id") is None else int(data["state_id"]),
+        state=str(data["state"]),
+        progress=int(data["progress"]),
+        eta=_parse_time(data.get("eta")),
+        error=data.get("error"),
+        failed_count=int(data.get("failed_count", 0)),
+        created=_parse_time(data.get("created")),
+        started=_parse_time(data.get("started")),
+        updated=_parse_time(data.get("updated")),
+        eta_estimated=bool(data.get("eta_estimated", False)),
     )
-
-
-_from_iso: Final = datetime.fromisoformat
 
 
 def status_from_row(image_version_id: int, row: Any) -> JobStatus:
