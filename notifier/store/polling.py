@@ -66,7 +66,7 @@ async def claim_due_watches(
     due = _CLAIMED.limit(limit)
     if is_postgres(engine):
         # Only the watch rows are locked: the status side of the outer join may not exist.
-        due = due.with_for_update(of=Watch.__table__, skip_locked=True)
+        due = due.with_for_update(of=WATCHES, skip_locked=True)
     async with engine.begin() as conn:
         # Read first, then lease exactly those ids: both statements go through indexes (due
         # time, primary key), where reading back "what this lease holds" would scan the table.
