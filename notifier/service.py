@@ -30,7 +30,7 @@ from notifier.api.server import serve
 from notifier.clanforge.accounts import ClanforgeAccounts, open_clanforge_accounts
 from notifier.clock import Clock, utc_now
 from notifier.config import Settings
-from notifier.metrics import InstrumentedSink, InstrumentedSource, Metrics
+from notifier.metrics import InstrumentedSink, Metrics
 from notifier.notify.dispatcher import Dispatcher
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.sink import Sink
@@ -124,7 +124,6 @@ class Service:
             open_clanforge_accounts(settings.clanforge)
         )
         self.clanforge = accounts
-        clanforge = InstrumentedSource(accounts, self.metrics)
         if settings.discovery.account_service_ids:
             self._discovery = Discovery(
                 engine, accounts, settings.discovery.account_service_ids, clock=self.clock
@@ -183,7 +182,7 @@ class Service:
         poll = settings.poll
         self._poller = Poller(
             engine,
-            clanforge,
+            accounts,
             self._subscriptions,
             poll=poll,
             detect=settings.detect,
@@ -200,6 +199,7 @@ class Service:
             owner=self.replica_id,
             clock=self.clock,
             on_committed=self._dispatcher.wake,
+            observe_fetches=self.metrics.record_polls,
         )
         if settings.server is not None:
             deps = ApiDeps(

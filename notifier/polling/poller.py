@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,6 +47,18 @@ class _Batch:
     watches: Sequence[ClaimedWatch]
     outcomes: Sequence[tuple[datetime, FetchedStatus | UpstreamError]]
     started: datetime
+
+
+FetchObserver = Callable[[Sequence[float], Counter[str]], None]
+"""Told each batch's fetches once the batch is fetched: every fetch's duration in seconds, and
+how many fetches ended how ("ok", an :class:`UpstreamError` reason, or "internal_error")."""
+
+OK: Final = "ok"
+INTERNAL_ERROR: Final = "internal_error"
+
+
+def _ignore_fetches(seconds: Sequence[float], outcomes: Counter[str]) -> None:
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +106,7 @@ class Poller:
         owner: str,
         clock: Callable[[], datetime],
         on_committed: Callable[[], None],
+        observe_fetches: FetchObserver = _ignore_fetches,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
         self._engine = engine
@@ -110,6 +125,7 @@ class Poller:
         self._owner = owner
         self._clock = clock
         self._on_committed = on_committed
+        self._observe_fetches = observe_fetches
 
     async def tick(self) -> TickSummary:
         """Poll up to ``claim_limit`` due watches, a batch at a time: claim, fetch, write.
@@ -147,13 +163,18 @@ class Poller:
         A fixed pool of workers rather than a task per watch waiting on a semaphore: the tasks
         would cost memory and scheduling for nothing but waiting their turn. Each fetch says
         which reply would be no news (:func:`known_digest`, decided once for the batch), so the
-        client skips parsing it.
+        client skips parsing it. The workers only note each fetch's duration and failure; the
+        fetch observer (metrics) hears about the whole batch afterwards, in one loop: the same
+        bookkeeping done between requests costs about three times as much, its code and data
+        pushed out of the CPU's caches by the HTTP client's.
         """
         started = self._clock()
         known = [known_digest(watch, started, self._poll, self._detect) for watch in due]
         outcomes: list[tuple[datetime, FetchedStatus | UpstreamError]] = [
             (started, _NOT_POLLED)
         ] * len(due)
+        seconds = [0.0] * len(due)
+        failures: list[str] = []
         positions = iter(range(len(due)))
         # A batch takes its share of the tick's spread, so a full tick's polls trickle out over
         # the spread instead of bursting at its start.
@@ -165,6 +186,7 @@ class Poller:
 
         fetch = self._source.fetch_status
         clock = self._clock
+        timer = time.perf_counter
 
         async def worker() -> None:
             for position in positions:
@@ -173,19 +195,26 @@ class Poller:
                     await asyncio.sleep(delay)
                 watch = due[position]
                 outcome: FetchedStatus | UpstreamError
+                fetching = timer()
                 try:
                     outcome = await fetch(
                         watch.account_service_id, watch.image_version_id, known[position]
                     )
                 except UpstreamError as error:
                     outcome = self._failed(watch, error)
+                    failures.append(error.reason)
                 except Exception as exc:
                     # A bug of ours in one poll must not sink the tick's other watches.
                     log.exception("polling image version %d crashed", watch.image_version_id)
                     outcome = UpstreamError(UNAVAILABLE, f"internal error while polling: {exc!r}")
+                    failures.append(INTERNAL_ERROR)
+                seconds[position] = timer() - fetching
                 outcomes[position] = (clock(), outcome)
 
         await asyncio.gather(*(worker() for _ in range(min(self._concurrency, len(due)))))
+        counts = Counter(failures)
+        counts[OK] = len(due) - len(failures)
+        self._observe_fetches(seconds, counts)
         return _Batch(token, due, outcomes, started)
 
     @staticmethod

@@ -121,3 +121,7 @@ async def test_failed_polls_are_counted_by_reason(running: Running) -> None:
         lambda s: value(s, "notifier_polls_total", outcome="not_found") >= 1
     )
     assert value(samples, "notifier_polls_total", outcome="not_found") >= 1
+    # Every fetch is timed, whatever its outcome.
+    assert value(samples, "notifier_poll_duration_seconds_count") == value(
+        samples, "notifier_polls_total", outcome="ok"
+    ) + value(samples, "notifier_polls_total", outcome="not_found")

@@ -13,9 +13,10 @@ from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.clanforge.client import ClanforgeClient
+from notifier.clanforge.status import FetchedStatus
 from notifier.config import DetectSettings, PollSettings
 from notifier.notify.subscription import Subscription
-from notifier.polling.poller import Poller
+from notifier.polling.poller import FetchObserver, Poller, StatusSource
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
 from notifier.store.tables import EVENTS, JOB_STATUS, WATCHES
@@ -48,10 +49,12 @@ async def make_poller(
     batch_size: int = 3,
     clock: Callable[[], datetime] = utc_now,
     detect: DetectSettings | None = None,
+    source: StatusSource | None = None,
+    observe_fetches: FetchObserver | None = None,
 ) -> Poller:
     return Poller(
         engine,
-        ClanforgeClient(session, fake.base_url, "ak", "sk"),
+        source or ClanforgeClient(session, fake.base_url, "ak", "sk"),
         no_subscriptions,
         poll=PollSettings(interval_seconds=30),
         max_concurrency=2,
@@ -62,6 +65,7 @@ async def make_poller(
         detect=detect,
         on_committed=lambda: None,
         batch_size=batch_size,
+        **({} if observe_fetches is None else {"observe_fetches": observe_fetches}),
     )
 
 
@@ -118,6 +122,48 @@ async def test_tick_polls_due_watches_in_batches_up_to_the_claim_limit(
     # A claim and a write per batch of at most 3: the commits follow the batches, not the watches.
     batches = -(-polled // 3)
     assert statements.commits == 2 * batches
+
+
+class CrashingOn:
+    """The real client, with a bug of ours that crashes the poll of one image version."""
+
+    def __init__(self, client: ClanforgeClient, image_version_id: int) -> None:
+        self._client = client
+        self._crash_on = image_version_id
+
+    async def fetch_status(
+        self, account_service_id: int, image_version_id: int, known_digest: bytes | None = None
+    ) -> FetchedStatus:
+        if image_version_id == self._crash_on:
+            raise KeyError("a bug")
+        return await self._client.fetch_status(account_service_id, image_version_id, known_digest)
+
+
+async def test_each_batch_tells_the_observer_how_long_its_fetches_took_and_how_they_ended(
+    engine: AsyncEngine, fake: FakeClanforge, caplog: pytest.LogCaptureFixture
+) -> None:
+    await watch_queued_jobs(engine, fake, 4)
+    fake.forget(ASID, 2)  # deleted upstream: 404
+    await add_watch(engine, ASID, 5, "build 5", "cli", utc_now())  # never known upstream
+    batches: list[tuple[list[float], Counter[str]]] = []
+    async with aiohttp.ClientSession() as session:
+        poller = await make_poller(
+            engine,
+            session,
+            fake,
+            batch_size=3,
+            source=CrashingOn(ClanforgeClient(session, fake.base_url, "ak", "sk"), 4),
+            observe_fetches=lambda seconds, outcomes: batches.append((list(seconds), outcomes)),
+        )
+        summary = await poller.tick()
+
+    assert (summary.polled, summary.failed) == (5, 3)
+    assert [len(seconds) for seconds, _ in batches] == [3, 2]
+    assert all(0 < s < 10 for seconds, _ in batches for s in seconds)
+    assert sum((outcomes for _, outcomes in batches), Counter()) == Counter(
+        ok=2, not_found=2, internal_error=1
+    )
+    assert "polling image version 4 crashed" in caplog.text
 
 
 async def test_a_second_tick_finds_nothing_due_and_polls_nothing(
