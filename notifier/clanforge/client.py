@@ -87,10 +87,13 @@ class ClanforgeClient:
 
         A successful reply whose digest is ``known_digest`` is not parsed (``status`` is None).
         """
-        subject = f"image version {image_version_id} (account service {account_service_id})"
-        url = f"{self._base}{int(image_version_id)}/status"
+        url = (
+            f"{self._base}{int(image_version_id)}/status?accountserviceid={int(account_service_id)}"
+        )
         try:
-            status, body, retry_after, location = await self._get(url, account_service_id, subject)
+            status, body, retry_after, location = await self._get(
+                url, account_service_id, image_version_id
+            )
             digest = reply_digest(body)
             if digest == known_digest and 200 <= status < 300:
                 return FetchedStatus(digest, None)
@@ -110,10 +113,9 @@ class ClanforgeClient:
 
     async def fetch_install_targets(self, account_service_id: int) -> list[int]:
         """Image versions being installed under an account service (auto-discovery)."""
-        subject = f"image installs of account service {account_service_id}"
-        url = f"{self._root}/cfp/v1/imageinstall/status"
+        url = f"{self._root}/cfp/v1/imageinstall/status?accountserviceid={int(account_service_id)}"
         try:
-            status, body, retry_after, _ = await self._get(url, account_service_id, subject)
+            status, body, retry_after, _ = await self._get(url, account_service_id, None)
             return parse_install_status_reply(
                 status, body, account_service_id=account_service_id, retry_after=retry_after
             )
@@ -121,11 +123,13 @@ class ClanforgeClient:
             raise self._scrubbed(exc) from None
 
     async def _get(
-        self, url: str, account_service_id: int, subject: str
+        self, url: str, account_service_id: int, image_version_id: int | None
     ) -> tuple[int, bytes, str | None, str | None]:
-        """One GET: status, capped body, Retry-After and Location; transport failures raised."""
-        # The query is joined by hand: ``params=`` costs a yarl query build per request.
-        url = f"{url}?accountserviceid={int(account_service_id)}"
+        """One GET: status, capped body, Retry-After and Location; transport failures raised.
+
+        The URL comes with its query joined by hand (``params=`` costs a yarl query build per
+        request), and what the request was for is put into words only when it failed.
+        """
         try:
             async with self._session.get(
                 url,
@@ -138,44 +142,43 @@ class ClanforgeClient:
                     # aiohttp stops at the declared length, so the cap holds without a loop.
                     body = await response.read()
                 else:
-                    body = await self._read_capped(response, subject)
+                    body = await self._read_capped(
+                        response, _subject(account_service_id, image_version_id)
+                    )
                 status = response.status
+                if status < 300:
+                    # Retry-After and Location mean something only for redirects and refusals.
+                    return status, body, None, None
                 retry_after = response.headers.get("Retry-After")
                 location = response.headers.get("Location")
         except UpstreamError:
             raise
-        except TimeoutError:
-            # aiohttp's own timeouts (ServerTimeoutError and friends) are TimeoutErrors too.
-            raise UpstreamError(
-                UNAVAILABLE,
-                f"Clanforge did not answer within {self._timeout_text()} for {subject}",
-            ) from None
-        except aiohttp.ClientPayloadError:
-            raise UpstreamError(
-                UNAVAILABLE, f"Clanforge's reply for {subject} was cut short (truncated body)"
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamError(
-                UNAVAILABLE,
-                f"could not connect to Clanforge at {exc.host}:{exc.port} for {subject}: "
-                f"{_os_error_text(exc)}",
-            ) from None
-        except aiohttp.ServerDisconnectedError:
-            raise UpstreamError(
-                UNAVAILABLE, f"Clanforge closed the connection without answering for {subject}"
-            ) from None
-        except aiohttp.ClientConnectionError as exc:
-            raise UpstreamError(
-                UNAVAILABLE,
-                f"connection to Clanforge failed for {subject}: {_os_error_text(exc)}",
-            ) from None
-        except aiohttp.ClientError as exc:
-            # Malformed HTTP from upstream or a proxy (bad status line, oversized headers...).
-            raise UpstreamError(
-                UNAVAILABLE,
-                f"Clanforge's reply for {subject} was not valid HTTP ({type(exc).__name__})",
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._transport_error(
+                exc, _subject(account_service_id, image_version_id)
             ) from None
         return status, body, retry_after, location
+
+    def _transport_error(self, exc: Exception, subject: str) -> UpstreamError:
+        """The one line to show for a request that got no usable HTTP answer."""
+        if isinstance(exc, TimeoutError):
+            # aiohttp's own timeouts (ServerTimeoutError and friends) are TimeoutErrors too.
+            message = f"Clanforge did not answer within {self._timeout_text()} for {subject}"
+        elif isinstance(exc, aiohttp.ClientPayloadError):
+            message = f"Clanforge's reply for {subject} was cut short (truncated body)"
+        elif isinstance(exc, aiohttp.ClientConnectorError):
+            message = (
+                f"could not connect to Clanforge at {exc.host}:{exc.port} for {subject}: "
+                f"{_os_error_text(exc)}"
+            )
+        elif isinstance(exc, aiohttp.ServerDisconnectedError):
+            message = f"Clanforge closed the connection without answering for {subject}"
+        elif isinstance(exc, aiohttp.ClientConnectionError):
+            message = f"connection to Clanforge failed for {subject}: {_os_error_text(exc)}"
+        else:
+            # Malformed HTTP from upstream or a proxy (bad status line, oversized headers...).
+            message = f"Clanforge's reply for {subject} was not valid HTTP ({type(exc).__name__})"
+        return UpstreamError(UNAVAILABLE, message)
 
     async def _read_capped(self, response: aiohttp.ClientResponse, subject: str) -> bytes:
         """A body of unknown length, read in chunks up to the cap (or one declared too large)."""
@@ -221,6 +224,13 @@ class ClanforgeClient:
         if message == exc.message:
             return exc
         return UpstreamError(exc.reason, message, status=exc.status, retry_after=exc.retry_after)
+
+
+def _subject(account_service_id: int, image_version_id: int | None) -> str:
+    """What a request was for, in an error message: a status, or the install list."""
+    if image_version_id is None:
+        return f"image installs of account service {account_service_id}"
+    return f"image version {image_version_id} (account service {account_service_id})"
 
 
 def _os_error_text(exc: aiohttp.ClientError) -> str:
