@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import os
 import secrets
@@ -213,6 +214,13 @@ class Service:
             self.http_url = await self._stack.enter_async_context(
                 serve(build_app(deps), settings.server)
             )
+        # What start-up built (modules, settings, SQLAlchemy's metadata and compiled statements,
+        # the HTTP sessions) lives as long as the service. Hidden from the cyclic garbage
+        # collector until the service closes, a full collection scans only what came since: a
+        # tick of 10,000 changed watches sets off three, each 40-100 ms over the whole heap and
+        # 1-2.5 ms with it frozen.
+        gc.freeze()
+        self._stack.callback(gc.unfreeze)
 
     async def _subscriptions(self) -> list[Subscription]:
         secrets_by_name: dict[str, str | tuple[str, ...]] = {
