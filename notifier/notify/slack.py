@@ -25,7 +25,7 @@ from notifier.events.model import LIVE_REFRESH, STATE_CHANGED, Event
 from notifier.notify.outcome import DeliveryFailed
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.render import SlackMessage, WatchInfo, render, render_thread_reply
-from notifier.notify.sink import LiveMessage, LiveMessages, PendingPost
+from notifier.notify.sink import LiveMessage, LiveMessages, PendingPost, Sink
 from notifier.notify.subscription import Subscription
 from notifier.notify.webhook import parse_retry_after
 
@@ -57,7 +57,7 @@ _METADATA_TYPE: Final = "clanforge_live_message"
 _HISTORY_SLACK_SECONDS: Final = 60.0
 
 
-class SlackSink:
+class SlackSink(Sink):
     """Delivers to ``slack_channel`` subscriptions through an injected ``AsyncWebClient``.
 
     Merging: the live message is rendered from the *newest* known status (``newest_status``), not

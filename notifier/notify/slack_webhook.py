@@ -17,6 +17,7 @@ from notifier.events.model import Event
 from notifier.notify.outcome import DeliveryFailed
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.render import WatchInfo, render
+from notifier.notify.sink import Sink
 from notifier.notify.subscription import Subscription
 from notifier.notify.webhook import parse_retry_after
 
@@ -36,7 +37,7 @@ _HOOK_GONE: Final = frozenset(
 )
 
 
-class SlackWebhookSink:
+class SlackWebhookSink(Sink):
     def __init__(
         self, session: aiohttp.ClientSession, *, timeout_seconds: float, pacer: ChannelPacer
     ) -> None:

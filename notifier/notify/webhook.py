@@ -9,8 +9,9 @@ URL's query string, which often carries a token.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Final, NoReturn
@@ -23,6 +24,7 @@ from notifier.events.model import Event
 from notifier.notify.outcome import DeliveryFailed
 from notifier.notify.payload import encode_payload, webhook_payload
 from notifier.notify.signing import standard_headers
+from notifier.notify.sink import Sink, refused
 from notifier.notify.subscription import Subscription
 from notifier.notify.template import TemplateProblem, render
 
@@ -37,7 +39,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class WebhookSink:
+class WebhookSink(Sink):
     """POSTs the payload over the one shared session; the session's owner closes it."""
 
     def __init__(
@@ -56,18 +58,36 @@ class WebhookSink:
 
     async def send(self, event: Event, subscription: Subscription) -> int:
         """POST ``event``; the 2xx status on success, ``DeliveryFailed`` otherwise."""
-        url = subscription.target
+        return await self.prepare(event, subscription)()
+
+    def prepare(self, event: Event, subscription: Subscription) -> Callable[[], Awaitable[int]]:
+        """The body and everything but the signing time, so that a send only signs and POSTs
+        (the timestamp, and so the signature, must be the time of the send)."""
         if subscription.template is not None:
             try:
                 body = render(subscription.template, event)
             except TemplateProblem as exc:
                 # Checked at config load against every event type; reaching here is a bug.
-                raise DeliveryFailed(
-                    f"subscription {subscription.name!r}: body template {exc}", permanent=True
-                ) from None
+                return refused(
+                    DeliveryFailed(
+                        f"subscription {subscription.name!r}: body template {exc}", permanent=True
+                    )
+                )
         else:
             body = encode_payload(webhook_payload(event))
-        headers = self._headers(event.id, body, subscription.signing_secrets)
+        return functools.partial(
+            self._post,
+            subscription.target,
+            body,
+            event.id,
+            subscription.signing_secrets,
+            subscription.name,
+        )
+
+    async def _post(
+        self, url: str, body: bytes, msg_id: str, secrets: tuple[str, ...], name: str
+    ) -> int:
+        headers = self._headers(msg_id, body, secrets)
         # The request's own timeout covers connecting, sending and the status line; the deadline
         # also covers the capped read of an error body, so a receiver trickling bytes cannot hold
         # a dispatcher slot past the timeout. Only a failure reads a body: a success pays for
@@ -94,7 +114,7 @@ class WebhookSink:
             ) from exc
         except aiohttp.InvalidURL as exc:
             raise DeliveryFailed(
-                f"webhook URL for subscription {subscription.name!r} is not a valid URL",
+                f"webhook URL for subscription {name!r} is not a valid URL",
                 permanent=True,
             ) from exc
         except aiohttp.ClientConnectorError as exc:

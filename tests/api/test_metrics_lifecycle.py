@@ -104,7 +104,7 @@ async def test_metrics_move_as_a_job_runs_to_completion(running: Running) -> Non
     )
 
     running.clanforge.set_status(ASID, IVID, status_reply(COMPLETE, 100))
-    # The counter moves when the receiver answered, the outbox when the outcome is committed.
+    # The counter moves as the outcome is written (Sink.sent), the outbox once it is committed.
     done = await running.scrape_until(
         lambda s: (
             value(s, "notifier_deliveries_total", sink="webhook", outcome="delivered") >= 3

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.clanforge.status import COMPLETE, QUEUED, RUNNING
 from notifier.clock import utc_now
 from notifier.config import SubscriptionSettings
+from notifier.metrics import InstrumentedSink, Metrics
 from notifier.notify.dispatcher import OUTCOME_WAIT_SECONDS, Dispatcher
 from notifier.notify.retry import RetryPolicy
 from notifier.notify.sink import Sink
@@ -201,6 +202,43 @@ async def test_500_then_success_is_delivered_on_the_retry(
     [done] = await deliveries(engine)
     assert (done.status, done.attempts) == ("delivered", 2)
     assert len(receiver.requests) == 2
+
+
+async def test_sends_are_counted_by_outcome_once_their_outcomes_are_written(
+    engine: AsyncEngine,
+    clock: HandClock,
+    session: aiohttp.ClientSession,
+    receiver: WebhookReceiver,
+) -> None:
+    """The sink's metrics hear of each send with its outcome batch: failed (retried), rejected
+    (dead at once) and delivered with its latency from the event being seen."""
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, [1, 2], [QUEUED])
+    clock.now = T0 + timedelta(hours=1)
+    receiver.respond_next(500, body=b"oops")
+    receiver.respond_next(404, body=b"no such hook")
+    metrics = Metrics()
+    sink = InstrumentedSink("webhook", WebhookSink(session, timeout_seconds=2.0), metrics, clock)
+    d = dispatcher(engine, clock, {"webhook": sink})
+
+    def count(outcome: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            "notifier_deliveries_total", {"sink": "webhook", "outcome": outcome}
+        )
+
+    await d.dispatch_until_idle()
+    assert (count("failed"), count("rejected")) == (1, 1)
+    clock.advance(5)
+    await d.dispatch_until_idle()
+    assert count("delivered") == 1
+    latency = {"sink": "webhook"}
+    assert (
+        metrics.registry.get_sample_value("notifier_delivery_latency_seconds_count", latency) == 1
+    )
+    # Seen at T0, delivered at T0 + 1 h 5 s by the dispatcher's clock.
+    assert metrics.registry.get_sample_value(
+        "notifier_delivery_latency_seconds_sum", latency
+    ) == pytest.approx(3605)
 
 
 async def test_timeout_then_success_is_delivered_on_the_retry(
