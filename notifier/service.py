@@ -46,6 +46,7 @@ from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.locks import CONFIG_SYNC_LOCK, exclusive
 from notifier.store.migrate import upgrade
 from notifier.store.polling import release_watch_leases
+from notifier.store.recent_events import RecentEvents
 from notifier.store.subscriptions import load_active_subscriptions, sync_config_subscriptions
 from notifier.store.watches import newest_status, sync_config_watches
 
@@ -167,6 +168,8 @@ class Service:
             for name, sink in sinks.items()
         }
 
+        # Events the poller commits, for the dispatcher's claims of their deliveries.
+        recent_events = RecentEvents()
         self._dispatcher = Dispatcher(
             engine,
             sinks,
@@ -179,6 +182,7 @@ class Service:
             # replica's claims are picked up again soon.
             lease=timedelta(seconds=settings.delivery.lease_seconds),
             shutdown_grace=settings.delivery.shutdown_grace_seconds,
+            recent_events=recent_events,
         )
         poll = settings.poll
         self._poller = Poller(
@@ -201,6 +205,7 @@ class Service:
             clock=self.clock,
             on_committed=self._dispatcher.wake,
             observe_fetches=self.metrics.record_polls,
+            recent_events=recent_events,
         )
         if settings.server is not None:
             deps = ApiDeps(

@@ -52,6 +52,7 @@ from notifier.store.outbox import (
     record_outcomes,
     release_leases,
 )
+from notifier.store.recent_events import RecentEvents
 from notifier.store.subscriptions import disable_subscription
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,11 @@ class Dispatcher:
         shutdown_grace: float = 10.0,
         claim_batch: int | None = None,
         outcome_wait: float = OUTCOME_WAIT_SECONDS,
+        recent_events: RecentEvents | None = None,
     ) -> None:
         self._engine = engine
+        # Events the poller just committed: their deliveries' claims need not read them back.
+        self._recent_events = recent_events
         self._sinks = sinks
         self._load_subscriptions = load_subscriptions
         self._owner = owner
@@ -224,7 +228,13 @@ class Dispatcher:
         now = self._clock()
         self._slow_down_until = {s: t for s, t in self._slow_down_until.items() if t > now}
         claimed = await claim_due_deliveries(
-            self._engine, self._owner, now, self._lease, room, self._slow_down_until.keys()
+            self._engine,
+            self._owner,
+            now,
+            self._lease,
+            room,
+            self._slow_down_until.keys(),
+            self._recent_events,
         )
         if claimed:
             subscriptions = {s.id: s for s in await self._load_subscriptions()}

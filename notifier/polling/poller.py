@@ -29,6 +29,7 @@ from notifier.polling.plan import (
     quiet_next_poll,
 )
 from notifier.store.polling import claim_due_watches, load_due_watches, write_poll_results
+from notifier.store.recent_events import RecentEvents
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class Poller:
         clock: Callable[[], datetime],
         on_committed: Callable[[], None],
         observe_fetches: FetchObserver = _ignore_fetches,
+        recent_events: RecentEvents | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
         self._engine = engine
@@ -126,6 +128,8 @@ class Poller:
         self._clock = clock
         self._on_committed = on_committed
         self._observe_fetches = observe_fetches
+        # Committed events with deliveries, handed to the dispatcher's claims (see RecentEvents).
+        self._recent_events = recent_events
 
     async def tick(self) -> TickSummary:
         """Poll up to ``claim_limit`` due watches, a batch at a time: claim, fetch, write.
@@ -287,6 +291,9 @@ class Poller:
         for plan in written:
             if plan.paused_reason is not None:
                 log.warning("watch %d paused: %s", plan.watch_id, plan.paused_reason)
+        if deliveries and self._recent_events is not None:
+            delivered = {d.event_id for d in deliveries}
+            self._recent_events.add(e for p in written for e in p.events if e.id in delivered)
         if deliveries or refreshes:
             self._on_committed()
         failed = sum(1 for p in written if p.poll_errors)

@@ -15,6 +15,7 @@ from notifier.events.model import LIVE_REFRESH, Event
 from notifier.store.bulk import BulkStatement
 from notifier.store.codec import event_from_row, status_from_row
 from notifier.store.engine import is_postgres
+from notifier.store.recent_events import RecentEvents
 from notifier.store.tables import (
     DELIVERIES,
     EVENTS,
@@ -138,6 +139,7 @@ async def claim_due_deliveries(
     lease: timedelta,
     limit: int,
     skip_subscriptions: Collection[int] = (),
+    recent: RecentEvents | None = None,
 ) -> list[ClaimedDelivery]:
     """Lease due deliveries, only the oldest pending one of each (subscription, watch).
 
@@ -145,7 +147,8 @@ async def claim_due_deliveries(
     version in event order: a delivery waiting for its retry holds back the ones behind it, and
     nothing else. ``skip_subscriptions`` are left alone this time (their receiver asked us to
     slow down). What was claimed is what the lease update returned: deliveries this owner
-    claimed earlier and still holds are not handed out twice.
+    claimed earlier and still holds are not handed out twice. Events found in ``recent`` (just
+    committed by this process) are not read back.
     """
     lease_stmt, events_stmt, refreshed_stmt = _CLAIM[is_postgres(engine)]
     async with engine.begin() as conn:
@@ -169,9 +172,18 @@ async def claim_due_deliveries(
         event_ids = [row[5] for row in claimed if row[4] != "refresh"]
         refreshed_ids = [row[6] for row in claimed if row[4] == "refresh"]
         events: dict[str, Event] = {}
-        if event_ids:
-            rows = await conn.execute(events_stmt, {"b_ids": event_ids})
-            events = {row.id: event_from_row(row) for row in rows}
+        missing = event_ids
+        if recent is not None:
+            missing = []
+            for event_id in event_ids:
+                event = recent.get(event_id)
+                if event is None:
+                    missing.append(event_id)
+                else:
+                    events[event_id] = event
+        if missing:
+            rows = await conn.execute(events_stmt, {"b_ids": missing})
+            events.update((row.id, event_from_row(row)) for row in rows)
         watches: dict[int, Any] = {}
         if refreshed_ids:
             rows = await conn.execute(refreshed_stmt, {"b_ids": refreshed_ids})

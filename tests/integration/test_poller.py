@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,11 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.clanforge.client import ClanforgeClient
 from notifier.clanforge.status import FetchedStatus
-from notifier.config import DetectSettings, PollSettings
+from notifier.config import DetectSettings, PollSettings, SubscriptionSettings
 from notifier.notify.subscription import Subscription
 from notifier.polling.poller import FetchObserver, Poller, StatusSource
+from notifier.store.codec import event_from_row
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
+from notifier.store.outbox import claim_due_deliveries
+from notifier.store.recent_events import RecentEvents
+from notifier.store.subscriptions import load_active_subscriptions, sync_config_subscriptions
 from notifier.store.tables import EVENTS, JOB_STATUS, WATCHES
 from notifier.store.watches import add_watch, list_watches
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
@@ -51,11 +56,13 @@ async def make_poller(
     detect: DetectSettings | None = None,
     source: StatusSource | None = None,
     observe_fetches: FetchObserver | None = None,
+    subscriptions: Callable[[], Awaitable[Sequence[Subscription]]] = no_subscriptions,
+    recent_events: RecentEvents | None = None,
 ) -> Poller:
     return Poller(
         engine,
         source or ClanforgeClient(session, fake.base_url, "ak", "sk"),
-        no_subscriptions,
+        subscriptions,
         poll=PollSettings(interval_seconds=30),
         max_concurrency=2,
         claim_limit=claim_limit,
@@ -65,6 +72,7 @@ async def make_poller(
         detect=detect,
         on_committed=lambda: None,
         batch_size=batch_size,
+        recent_events=recent_events,
         **({} if observe_fetches is None else {"observe_fetches": observe_fetches}),
     )
 
@@ -164,6 +172,59 @@ async def test_each_batch_tells_the_observer_how_long_its_fetches_took_and_how_t
         ok=2, not_found=2, internal_error=1
     )
     assert "polling image version 4 crashed" in caplog.text
+
+
+async def test_events_kept_for_the_dispatcher_are_the_events_the_database_holds(
+    engine: AsyncEngine, fake: FakeClanforge
+) -> None:
+    """The dispatcher's claim takes events the poller just committed from memory instead of
+    reading them back: they must be the stored rows exactly, or a resend (read back) would
+    differ from the first send."""
+    await sync_config_subscriptions(
+        engine,
+        [
+            SubscriptionSettings(
+                name="hook",
+                webhook_url="http://127.0.0.1:9/hook",
+                events=["imageversion.state_changed", "imageversion.failed"],
+            )
+        ],
+        utc_now(),
+    )
+    replies = {
+        1: status_reply(3),
+        2: status_reply(4, 40, eta=utc_now() + timedelta(minutes=7)),
+        3: status_reply(6, 80, error="Image locked by diffid 42 — «ошибка» <&>", failed=2),
+    }
+    for ivid, reply in replies.items():
+        fake.set_status(ASID, ivid, reply)
+        await add_watch(engine, ASID, ivid, f"build {ivid} ✓", "cli", utc_now())
+    recent = RecentEvents()
+    async with aiohttp.ClientSession() as session:
+        poller = await make_poller(
+            engine,
+            session,
+            fake,
+            subscriptions=functools.partial(load_active_subscriptions, engine, {}),
+            recent_events=recent,
+        )
+        summary = await poller.tick()
+
+    # A state change each, and the failure's own event.
+    assert summary.deliveries == len(recent) == summary.events == 4
+    async with engine.connect() as conn:
+        stored = [event_from_row(row) for row in await conn.execute(select(EVENTS))]
+    assert [recent.get(stored_event.id) for stored_event in stored] == stored
+
+    statements = Statements(engine)
+    claimed = await claim_due_deliveries(
+        engine, "replica-a", utc_now() + timedelta(seconds=1), timedelta(minutes=1), 10, (), recent
+    )
+    # The head of each image version's line: its failure waits behind its state change.
+    by_id = {stored_event.id: stored_event for stored_event in stored}
+    assert len(claimed) == 3
+    assert [c.event for c in claimed] == [by_id[c.event.id] for c in claimed]
+    assert not [sql for sql in statements.sql if "FROM EVENTS" in sql]
 
 
 async def test_a_second_tick_finds_nothing_due_and_polls_nothing(
