@@ -38,7 +38,7 @@ from notifier.store.codec import (
     MEMORY_COLUMNS,
     memory_from_values,
     memory_to_values,
-    status_to_json,
+    status_json_text,
 )
 from notifier.store.engine import is_postgres
 from notifier.store.tables import (
@@ -252,8 +252,8 @@ async def write_poll_results(
                     e.account_service_id,
                     e.image_version_id,
                     e.label,
-                    None if e.previous is None else status_to_json(e.previous),
-                    status_to_json(e.current),
+                    None if e.previous is None else status_json_text(e.previous),
+                    status_json_text(e.current),
                     dict(e.detail) or None,
                     e.occurred_at,
                 )
@@ -271,22 +271,25 @@ async def write_poll_results(
                 )
             )
 
-        await _INSERT_STATUS.execute(conn, new_status)
-        await _UPDATE_STATUS.execute(conn, changed_status)
-        await _INSERT_EVENTS.execute(conn, events)
+        # A changed watch's moment of polling is in its status, its event and its schedule.
+        memo: dict[Any, Any] = {}
+        await _INSERT_STATUS.execute(conn, new_status, memo)
+        await _UPDATE_STATUS.execute(conn, changed_status, memo)
+        await _INSERT_EVENTS.execute(conn, events, memo)
         await _INSERT_DELIVERIES.execute(
             conn,
             [
                 (d.event_id, d.subscription_id, d.watch_id, "event", "pending", 0, now, now)
                 for d in deliveries
             ],
+            memo,
         )
         if refreshes:
             await conn.execute(
                 _refresh_insert(engine, now),
                 [{"b_sub": r.subscription_id, "b_watch": r.watch_id} for r in refreshes],
             )
-        await _UPDATE_WATCHES.execute(conn, watch_updates)
+        await _UPDATE_WATCHES.execute(conn, watch_updates, memo)
     return PollWrite(plans, quiet_written)
 
 
@@ -318,7 +321,12 @@ _EVENT_NAMES = (
     "detail",
     "occurred_at",
 )
-_INSERT_EVENTS = BulkStatement(insert(EVENTS).values(_binds(EVENTS, _EVENT_NAMES)), _EVENT_NAMES)
+# The statuses come as JSON text (codec.status_json_text); the detail goes through the column.
+_INSERT_EVENTS = BulkStatement(
+    insert(EVENTS).values(_binds(EVENTS, _EVENT_NAMES)),
+    _EVENT_NAMES,
+    encoded=("previous", "current"),
+)
 _DELIVERY_NAMES = (
     "event_id",
     "subscription_id",

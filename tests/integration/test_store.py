@@ -3,15 +3,20 @@ outbox ordering, config sync."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import replace
+from datetime import timedelta, timezone
 
+import orjson
 import pytest
 from sqlalchemy import Insert, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.clanforge.status import JobStatus
 from notifier.config import SubscriptionSettings, WatchSettings
 from notifier.polling.plan import plan_success
 from notifier.store.bulk import BulkStatement
+from notifier.store.codec import status_from_json, status_json_text, status_to_json
+from notifier.store.engine import _json_text
 from notifier.store.migrate import upgrade
 from notifier.store.outbox import (
     Delivered,
@@ -382,3 +387,55 @@ async def test_a_bulk_statement_writes_each_row_its_own_value_among_shared_ones(
         ("evt_5", T0, None, None),
         ("evt_6", later, None, None),
     ]
+
+
+async def test_a_bulk_statement_writes_equal_moments_alike_across_zones_and_statements(
+    engine: AsyncEngine,
+) -> None:
+    # Datetimes go through a memo by value, shared here by two statements: the same instant in
+    # another zone is the same stored moment, and a later one is not mistaken for it.
+    await add_watch(engine, 1234, 1, "a", "cli", T0)
+    elsewhere = T0.astimezone(timezone(timedelta(hours=2)))
+    later = T0 + timedelta(microseconds=1)
+    statement = BulkStatement(_insert_events(EVENT_NAMES), EVENT_NAMES)
+    memo: dict[object, object] = {}
+    async with engine.begin() as conn:
+        watch_id = (await conn.execute(select(WATCHES.c.id))).scalar_one()
+        row = ("evt_0", watch_id, "t", 1234, 1, "a", None, {"state": "Queued"}, None, T0)
+        await statement.execute(conn, [row, ("evt_1", *row[1:-1], elsewhere)], memo)
+        await statement.execute(conn, [("evt_2", *row[1:-1], later)], memo)
+        await statement.execute(conn, [("evt_3", *row[1:-1], elsewhere)], memo)
+    async with engine.connect() as conn:
+        stored = (await conn.execute(select(EVENTS).order_by(EVENTS.c.id))).all()
+        at_t0 = await conn.scalar(
+            select(func.count()).select_from(EVENTS).where(EVENTS.c.occurred_at == T0)
+        )
+    assert [(s.id, s.occurred_at) for s in stored] == [
+        ("evt_0", T0),
+        ("evt_1", T0),
+        ("evt_2", later),
+        ("evt_3", T0),
+    ]
+    assert at_t0 == 3
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        make_status(3),
+        make_status(4, 55, eta=T0 + timedelta(minutes=3, microseconds=7)),
+        replace(
+            make_status(6, error='f\u00e4iled \u2603 "quoted"\n'),
+            created=T0.astimezone(timezone(timedelta(hours=-5, minutes=-30))),
+            started=T0.replace(microsecond=0),
+            updated=None,
+            eta_estimated=True,
+        ),
+        replace(make_status(None), state="Mystery", created=None, started=None),
+    ],
+)
+def test_a_status_as_json_text_is_what_the_json_column_writes_for_its_dict(
+    status: JobStatus,
+) -> None:
+    assert status_json_text(status) == _json_text(status_to_json(status))
+    assert status_from_json(orjson.loads(status_json_text(status))) == status
