@@ -41,6 +41,7 @@ from notifier.store.codec import (
     status_json_text,
 )
 from notifier.store.engine import is_postgres
+from notifier.store.id_lists import among_ids
 from notifier.store.tables import (
     DELIVERIES,
     EVENTS,
@@ -112,7 +113,7 @@ _CLAIMED = (
 )
 _LEASE = (
     update(WATCHES)
-    .where(WATCHES.c.id.in_(bindparam("ids", expanding=True)))
+    .where(among_ids(WATCHES.c.id, "ids"))
     .values(
         lease_owner=bindparam("owner"),
         lease_until=bindparam("until", type_=WATCHES.c.lease_until.type),
@@ -165,7 +166,7 @@ _MEMORY = (
         *(JOB_STATUS.c[name] for name in MEMORY_COLUMNS),
     )
     .outerjoin(JobStatusRow, JobStatusRow.watch_id == Watch.id)
-    .where(Watch.id.in_(bindparam("ids", expanding=True)))
+    .where(among_ids(WATCHES.c.id, "ids"))
 )
 
 
@@ -357,7 +358,7 @@ _UPDATE_WATCHES = BulkStatement(
 
 # Which of a batch's watches are still its claim's (by key, not by scanning for the lease).
 _HELD = select(WATCHES.c.id).where(
-    WATCHES.c.id.in_(bindparam("ids", expanding=True)),
+    among_ids(WATCHES.c.id, "ids"),
     WATCHES.c.lease_owner == bindparam("owner"),
     WATCHES.c.lease_until == bindparam("token"),
 )
@@ -366,7 +367,7 @@ _HELD = select(WATCHES.c.id).where(
 _QUIET_UPDATE = (
     update(WATCHES)
     .where(
-        WATCHES.c.id.in_(bindparam("ids", expanding=True)),
+        among_ids(WATCHES.c.id, "ids"),
         WATCHES.c.lease_owner == bindparam("owner"),
         WATCHES.c.lease_until == bindparam("token"),
     )
