@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import orjson
+
 from notifier.clanforge.status import JobStatus
 from notifier.events.model import Event
 from notifier.events.timing import Tracking
@@ -35,6 +37,37 @@ def status_to_json(status: JobStatus) -> dict[str, Any]:
         "updated": _time(status.updated),
         "eta_estimated": status.eta_estimated,
     }
+
+
+def status_json_text(status: JobStatus) -> str:
+    """The text a JSON column stores for ``status_to_json(status)``, written in one call.
+
+    Every changed poll stores two statuses in its event. orjson writes an aware UTC datetime
+    exactly as ``isoformat()`` does, so handing it the datetimes themselves gives the same text
+    as the column's serializer (``engine._json_text``) writes from :func:`status_to_json`'s
+    dict, without the four ``isoformat`` calls and the intermediate strings.
+    """
+    return orjson.dumps(
+        {
+            "image_version_id": status.image_version_id,
+            "state_id": status.state_id,
+            "state": status.state,
+            "progress": status.progress,
+            "eta": _utc(status.eta),
+            "error": status.error,
+            "failed_count": status.failed_count,
+            "created": _utc(status.created),
+            "started": _utc(status.started),
+            "updated": _utc(status.updated),
+            "eta_estimated": status.eta_estimated,
+        }
+    ).decode()
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is UTC:
+        return value
+    return value.astimezone(UTC)
 
 
 def status_from_json(data: dict[str, Any]) -> JobStatus:

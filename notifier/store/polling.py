@@ -7,15 +7,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     BindParameter,
+    ColumnElement,
     Insert,
+    Integer,
     Table,
+    Text,
+    Update,
     bindparam,
     false,
     func,
     insert,
     literal,
+    literal_column,
     null,
     or_,
     select,
@@ -23,7 +29,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from notifier.events.timing import Tracking
 from notifier.polling.plan import (
@@ -38,9 +44,10 @@ from notifier.store.codec import (
     MEMORY_COLUMNS,
     memory_from_values,
     memory_to_values,
-    status_to_json,
+    status_json_text,
 )
 from notifier.store.engine import is_postgres
+from notifier.store.id_lists import among_ids
 from notifier.store.tables import (
     DELIVERIES,
     EVENTS,
@@ -112,7 +119,7 @@ _CLAIMED = (
 )
 _LEASE = (
     update(WATCHES)
-    .where(WATCHES.c.id.in_(bindparam("ids", expanding=True)))
+    .where(among_ids(WATCHES.c.id, "ids"))
     .values(
         lease_owner=bindparam("owner"),
         lease_until=bindparam("until", type_=WATCHES.c.lease_until.type),
@@ -165,7 +172,7 @@ _MEMORY = (
         *(JOB_STATUS.c[name] for name in MEMORY_COLUMNS),
     )
     .outerjoin(JobStatusRow, JobStatusRow.watch_id == Watch.id)
-    .where(Watch.id.in_(bindparam("ids", expanding=True)))
+    .where(among_ids(WATCHES.c.id, "ids"))
 )
 
 
@@ -215,14 +222,20 @@ async def write_poll_results(
             quiet_written += result.rowcount
         if not plans:
             return PollWrite([], quiet_written)
-        held = _HELD.with_for_update() if is_postgres(engine) else _HELD
-        ours = set(
-            (
-                await conn.execute(
-                    held, {"ids": [p.watch_id for p in plans], "owner": owner, "token": token}
-                )
-            ).scalars()
-        )
+        memo: dict[Any, Any] = {}
+        # A successful poll leaves a watch healthy: only its schedule differs from a quiet
+        # one's. Those schedules go in one set-based UPDATE, whose RETURNING is also their
+        # lease check; the rest (failures, rare) are checked here and updated row by row below.
+        healthy = [p for p in plans if _is_healthy(p)]
+        ours = await _write_schedules(conn, healthy, owner, token, now, memo) if healthy else set()
+        if len(healthy) < len(plans):
+            held = _HELD.with_for_update() if is_postgres(engine) else _HELD
+            others = [p.watch_id for p in plans if not _is_healthy(p)]
+            ours.update(
+                (
+                    await conn.execute(held, {"ids": others, "owner": owner, "token": token})
+                ).scalars()
+            )
         plans = [p for p in plans if p.watch_id in ours]
         deliveries = [d for d in deliveries if d.watch_id in ours]
         refreshes = [r for r in refreshes if r.watch_id in ours]
@@ -252,42 +265,132 @@ async def write_poll_results(
                     e.account_service_id,
                     e.image_version_id,
                     e.label,
-                    None if e.previous is None else status_to_json(e.previous),
-                    status_to_json(e.current),
+                    None if e.previous is None else status_json_text(e.previous),
+                    status_json_text(e.current),
                     dict(e.detail) or None,
                     e.occurred_at,
                 )
                 for e in plan.events
             )
-            watch_updates.append(
-                (
-                    plan.watch_id,
-                    plan.next_poll_at,
-                    plan.poll_errors,
-                    plan.last_poll_error,
-                    now,
-                    plan.poll_failing,
-                    plan.paused_reason,
+            if not _is_healthy(plan):
+                watch_updates.append(
+                    (
+                        plan.watch_id,
+                        plan.next_poll_at,
+                        plan.poll_errors,
+                        plan.last_poll_error,
+                        now,
+                        plan.poll_failing,
+                        plan.paused_reason,
+                    )
                 )
-            )
 
-        await _INSERT_STATUS.execute(conn, new_status)
-        await _UPDATE_STATUS.execute(conn, changed_status)
-        await _INSERT_EVENTS.execute(conn, events)
+        # A changed watch's moment of polling is in its status, its event and its schedule.
+        await _INSERT_STATUS.execute(conn, new_status, memo)
+        await _UPDATE_STATUS.execute(conn, changed_status, memo)
+        await _INSERT_EVENTS.execute(conn, events, memo)
         await _INSERT_DELIVERIES.execute(
             conn,
             [
                 (d.event_id, d.subscription_id, d.watch_id, "event", "pending", 0, now, now)
                 for d in deliveries
             ],
+            memo,
         )
         if refreshes:
             await conn.execute(
                 _refresh_insert(engine, now),
                 [{"b_sub": r.subscription_id, "b_watch": r.watch_id} for r in refreshes],
             )
-        await _UPDATE_WATCHES.execute(conn, watch_updates)
+        await _UPDATE_WATCHES.execute(conn, watch_updates, memo)
     return PollWrite(plans, quiet_written)
+
+
+def _is_healthy(plan: PollPlan) -> bool:
+    """What the plan writes to its watch besides the schedule is a clean bill of health."""
+    return (
+        plan.poll_errors == 0
+        and plan.last_poll_error is None
+        and not plan.poll_failing
+        and plan.paused_reason is None
+    )
+
+
+async def _write_schedules(
+    conn: AsyncConnection,
+    plans: Sequence[PollPlan],
+    owner: str,
+    token: datetime,
+    now: datetime,
+    memo: dict[Any, Any],
+) -> set[int]:
+    """Give healthy watches their next polls and their leases back; returns the ids it updated
+    (those still this claim's).
+
+    One statement for the batch: the (id, next poll) pairs are one bind, JSON text unpacked by
+    ``json_each`` on SQLite (the times already in the column's stored form), two arrays unnested
+    on PostgreSQL. Per row, executemany and a separate lease check cost about a microsecond
+    more on SQLite.
+    """
+    params: dict[str, Any] = {"now": now, "owner": owner, "token": token}
+    if conn.dialect.name == "postgresql":
+        statement = _SCHEDULES_POSTGRES
+        params["ids"] = [p.watch_id for p in plans]
+        params["next_polls"] = [p.next_poll_at for p in plans]
+    else:
+        statement = _SCHEDULES_SQLITE
+        process = WATCHES.c.next_poll_at.type.bind_processor(conn.dialect)
+        assert process is not None  # UTCDateTime writes text on SQLite
+        pairs: list[tuple[int, Any]] = []
+        for plan in plans:
+            at = plan.next_poll_at
+            text = memo.get(at, _UNSEEN)
+            if text is _UNSEEN:
+                text = memo[at] = process(at)
+            pairs.append((plan.watch_id, text))
+        params["schedules"] = orjson.dumps(pairs).decode()
+    return set((await conn.execute(statement, params)).scalars())
+
+
+_UNSEEN: Any = object()
+
+
+def _schedules_update(next_poll_at: ColumnElement[Any], watch_id: ColumnElement[Any]) -> Update:
+    return (
+        update(WATCHES)
+        .where(
+            WATCHES.c.id == watch_id,
+            WATCHES.c.lease_owner == bindparam("owner"),
+            WATCHES.c.lease_until == bindparam("token", type_=WATCHES.c.lease_until.type),
+        )
+        .values(
+            next_poll_at=next_poll_at,
+            last_polled_at=bindparam("now", type_=WATCHES.c.last_polled_at.type),
+            poll_errors=0,
+            last_poll_error=None,
+            poll_failing=False,
+            paused_reason=None,
+            lease_owner=None,
+            lease_until=None,
+        )
+        .returning(WATCHES.c.id)
+    )
+
+
+_SQLITE_PAIRS = func.json_each(bindparam("schedules", type_=Text())).table_valued("value")
+_SCHEDULES_SQLITE = _schedules_update(
+    func.json_extract(_SQLITE_PAIRS.c.value, literal_column("'$[1]'")),
+    func.json_extract(_SQLITE_PAIRS.c.value, literal_column("'$[0]'")),
+)
+_POSTGRES_PAIRS = (
+    func.unnest(
+        bindparam("ids", type_=postgresql.ARRAY(Integer)),
+        bindparam("next_polls", type_=postgresql.ARRAY(WATCHES.c.next_poll_at.type)),
+    )
+    .table_valued("id", "next_poll_at")
+    .render_derived()
+)
+_SCHEDULES_POSTGRES = _schedules_update(_POSTGRES_PAIRS.c.next_poll_at, _POSTGRES_PAIRS.c.id)
 
 
 def _binds(table: Table, names: Sequence[str]) -> dict[str, BindParameter[Any]]:
@@ -318,7 +421,12 @@ _EVENT_NAMES = (
     "detail",
     "occurred_at",
 )
-_INSERT_EVENTS = BulkStatement(insert(EVENTS).values(_binds(EVENTS, _EVENT_NAMES)), _EVENT_NAMES)
+# The statuses come as JSON text (codec.status_json_text); the detail goes through the column.
+_INSERT_EVENTS = BulkStatement(
+    insert(EVENTS).values(_binds(EVENTS, _EVENT_NAMES)),
+    _EVENT_NAMES,
+    encoded=("previous", "current"),
+)
 _DELIVERY_NAMES = (
     "event_id",
     "subscription_id",
@@ -349,7 +457,7 @@ _UPDATE_WATCHES = BulkStatement(
 
 # Which of a batch's watches are still its claim's (by key, not by scanning for the lease).
 _HELD = select(WATCHES.c.id).where(
-    WATCHES.c.id.in_(bindparam("ids", expanding=True)),
+    among_ids(WATCHES.c.id, "ids"),
     WATCHES.c.lease_owner == bindparam("owner"),
     WATCHES.c.lease_until == bindparam("token"),
 )
@@ -358,7 +466,7 @@ _HELD = select(WATCHES.c.id).where(
 _QUIET_UPDATE = (
     update(WATCHES)
     .where(
-        WATCHES.c.id.in_(bindparam("ids", expanding=True)),
+        among_ids(WATCHES.c.id, "ids"),
         WATCHES.c.lease_owner == bindparam("owner"),
         WATCHES.c.lease_until == bindparam("token"),
     )

@@ -3,15 +3,21 @@ outbox ordering, config sync."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import replace
+from datetime import timedelta, timezone
 
+import orjson
 import pytest
 from sqlalchemy import Insert, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.clanforge.errors import UNAVAILABLE, UpstreamError
+from notifier.clanforge.status import JobStatus
 from notifier.config import SubscriptionSettings, WatchSettings
-from notifier.polling.plan import plan_success
+from notifier.polling.plan import plan_failure, plan_success
 from notifier.store.bulk import BulkStatement
+from notifier.store.codec import status_from_json, status_json_text, status_to_json
+from notifier.store.engine import _json_text
 from notifier.store.migrate import upgrade
 from notifier.store.outbox import (
     Delivered,
@@ -122,6 +128,53 @@ async def test_write_skips_watches_whose_lease_was_taken_over(engine: AsyncEngin
     [view] = await list_watches(engine)
     assert view.status is not None
     assert view.status.state == "Running"
+    assert await count_rows(engine, EventRow) == 1
+
+
+async def test_a_mixed_batch_writes_exactly_the_watches_it_still_holds(
+    engine: AsyncEngine,
+) -> None:
+    # Healthy plans are checked by their schedule UPDATE, failed ones by the lease check: a
+    # watch of either kind taken over meanwhile is left alone, the others written in full.
+    for ivid in (1, 2, 3, 4):
+        await add_watch(engine, 1234, ivid, f"w{ivid}", "cli", T0)
+    token, claimed = await claim_due_watches(engine, "replica-a", T0, LEASE, 10)
+    due = {w.image_version_id: w for w in await load_due_watches(engine, claimed)}
+    late = T0 + timedelta(seconds=61)
+    async with engine.begin() as conn:  # replica-b took over watches 2 and 4
+        await conn.execute(
+            update(WATCHES)
+            .where(WATCHES.c.image_version_id.in_([2, 4]))
+            .values(lease_owner="replica-b", lease_until=late + LEASE)
+        )
+    down = UpstreamError(UNAVAILABLE, "Clanforge is down")
+    plans = [
+        plan_success(due[1], make_status(4), late, POLL, event_ids()),
+        plan_success(due[2], make_status(4), late, POLL, event_ids()),
+        plan_failure(due[3], down, late, POLL),
+        plan_failure(due[4], down, late, POLL),
+    ]
+    written = await write_poll_results(engine, "replica-a", token, plans, [], late)
+    assert sorted(p.watch_id for p in written.plans) == sorted(
+        due[ivid].watch_id for ivid in (1, 3)
+    )
+    views = {v.image_version_id: v for v in await list_watches(engine)}
+    assert views[1].status is not None
+    assert views[1].status.state == "Running"
+    assert (views[1].next_poll_at, views[1].poll_errors, views[1].lease_owner) == (
+        plans[0].next_poll_at,
+        0,
+        None,
+    )
+    assert (views[3].poll_errors, views[3].last_poll_error, views[3].lease_owner) == (
+        1,
+        "Clanforge is down",
+        None,
+    )
+    assert views[3].next_poll_at == plans[2].next_poll_at
+    for taken in (2, 4):
+        assert (views[taken].status, views[taken].poll_errors) == (None, 0)
+        assert (views[taken].lease_owner, views[taken].next_poll_at) == ("replica-b", T0)
     assert await count_rows(engine, EventRow) == 1
 
 
@@ -382,3 +435,55 @@ async def test_a_bulk_statement_writes_each_row_its_own_value_among_shared_ones(
         ("evt_5", T0, None, None),
         ("evt_6", later, None, None),
     ]
+
+
+async def test_a_bulk_statement_writes_equal_moments_alike_across_zones_and_statements(
+    engine: AsyncEngine,
+) -> None:
+    # Datetimes go through a memo by value, shared here by two statements: the same instant in
+    # another zone is the same stored moment, and a later one is not mistaken for it.
+    await add_watch(engine, 1234, 1, "a", "cli", T0)
+    elsewhere = T0.astimezone(timezone(timedelta(hours=2)))
+    later = T0 + timedelta(microseconds=1)
+    statement = BulkStatement(_insert_events(EVENT_NAMES), EVENT_NAMES)
+    memo: dict[object, object] = {}
+    async with engine.begin() as conn:
+        watch_id = (await conn.execute(select(WATCHES.c.id))).scalar_one()
+        row = ("evt_0", watch_id, "t", 1234, 1, "a", None, {"state": "Queued"}, None, T0)
+        await statement.execute(conn, [row, ("evt_1", *row[1:-1], elsewhere)], memo)
+        await statement.execute(conn, [("evt_2", *row[1:-1], later)], memo)
+        await statement.execute(conn, [("evt_3", *row[1:-1], elsewhere)], memo)
+    async with engine.connect() as conn:
+        stored = (await conn.execute(select(EVENTS).order_by(EVENTS.c.id))).all()
+        at_t0 = await conn.scalar(
+            select(func.count()).select_from(EVENTS).where(EVENTS.c.occurred_at == T0)
+        )
+    assert [(s.id, s.occurred_at) for s in stored] == [
+        ("evt_0", T0),
+        ("evt_1", T0),
+        ("evt_2", later),
+        ("evt_3", T0),
+    ]
+    assert at_t0 == 3
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        make_status(3),
+        make_status(4, 55, eta=T0 + timedelta(minutes=3, microseconds=7)),
+        replace(
+            make_status(6, error='f\u00e4iled \u2603 "quoted"\n'),
+            created=T0.astimezone(timezone(timedelta(hours=-5, minutes=-30))),
+            started=T0.replace(microsecond=0),
+            updated=None,
+            eta_estimated=True,
+        ),
+        replace(make_status(None), state="Mystery", created=None, started=None),
+    ],
+)
+def test_a_status_as_json_text_is_what_the_json_column_writes_for_its_dict(
+    status: JobStatus,
+) -> None:
+    assert status_json_text(status) == _json_text(status_to_json(status))
+    assert status_from_json(orjson.loads(status_json_text(status))) == status
