@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -24,19 +24,7 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def status_to_json(status: JobStatus) -> dict[str, Any]:
-    return {
-        "image_version_id": status.image_version_id,
-        "state_id": status.state_id,
-        "state": status.state,
-        "progress": status.progress,
-        "eta": _time(status.eta),
-        "error": status.error,
-        "failed_count": status.failed_count,
-        "created": _time(status.created),
-        "started": _time(status.started),
-        "updated": _time(status.updated),
-        "eta_estimated": status.eta_estimated,
-    }
+    return _status_fields(status, _time)
 
 
 def status_json_text(status: JobStatus) -> str:
@@ -47,21 +35,26 @@ def status_json_text(status: JobStatus) -> str:
     as the column's serializer (``engine._json_text``) writes from :func:`status_to_json`'s
     dict, without the four ``isoformat`` calls and the intermediate strings.
     """
-    return orjson.dumps(
-        {
-            "image_version_id": status.image_version_id,
-            "state_id": status.state_id,
-            "state": status.state,
-            "progress": status.progress,
-            "eta": _utc(status.eta),
-            "error": status.error,
-            "failed_count": status.failed_count,
-            "created": _utc(status.created),
-            "started": _utc(status.started),
-            "updated": _utc(status.updated),
-            "eta_estimated": status.eta_estimated,
-        }
-    ).decode()
+    return orjson.dumps(_status_fields(status, _utc)).decode()
+
+
+def _status_fields(
+    status: JobStatus, time: Callable[[datetime | None], str | datetime | None]
+) -> dict[str, Any]:
+    """A status as a JSON object, its times written by ``time``: the one shape of both."""
+    return {
+        "image_version_id": status.image_version_id,
+        "state_id": status.state_id,
+        "state": status.state,
+        "progress": status.progress,
+        "eta": time(status.eta),
+        "error": status.error,
+        "failed_count": status.failed_count,
+        "created": time(status.created),
+        "started": time(status.started),
+        "updated": time(status.updated),
+        "eta_estimated": status.eta_estimated,
+    }
 
 
 def _utc(value: datetime | None) -> datetime | None:

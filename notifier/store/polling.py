@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from sqlalchemy import (
@@ -355,6 +355,18 @@ async def _write_schedules(
 _UNSEEN: Any = object()
 
 
+# What a successful poll writes to its watch besides the schedule: a clean bill of health, and
+# the claim's lease given back.
+_HEALTHY_AND_RELEASED: Final[dict[str, Any]] = {
+    "poll_errors": 0,
+    "last_poll_error": None,
+    "poll_failing": False,
+    "paused_reason": None,
+    "lease_owner": None,
+    "lease_until": None,
+}
+
+
 def _schedules_update(next_poll_at: ColumnElement[Any], watch_id: ColumnElement[Any]) -> Update:
     return (
         update(WATCHES)
@@ -366,12 +378,7 @@ def _schedules_update(next_poll_at: ColumnElement[Any], watch_id: ColumnElement[
         .values(
             next_poll_at=next_poll_at,
             last_polled_at=bindparam("now", type_=WATCHES.c.last_polled_at.type),
-            poll_errors=0,
-            last_poll_error=None,
-            poll_failing=False,
-            paused_reason=None,
-            lease_owner=None,
-            lease_until=None,
+            **_HEALTHY_AND_RELEASED,
         )
         .returning(WATCHES.c.id)
     )
@@ -473,12 +480,7 @@ _QUIET_UPDATE = (
     .values(
         next_poll_at=bindparam("next_poll_at"),
         last_polled_at=bindparam("last_polled_at"),
-        poll_errors=0,
-        last_poll_error=None,
-        poll_failing=False,
-        paused_reason=None,
-        lease_owner=None,
-        lease_until=None,
+        **_HEALTHY_AND_RELEASED,
     )
 )
 
