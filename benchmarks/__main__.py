@@ -23,6 +23,7 @@ import sqlalchemy
 
 import notifier
 from benchmarks.dispatch import run_dispatch
+from benchmarks.layers import run_layers
 from benchmarks.live import measure_latency, run_memory
 from benchmarks.poll import run_poll
 from benchmarks.report import render_table
@@ -38,6 +39,8 @@ class Plan:
     transitions: int
     dispatch_count: int
     dispatch_repetitions: int
+    layer_fetches: int
+    layer_rounds: int
     concurrency: int
 
 
@@ -48,6 +51,8 @@ FULL = Plan(
     transitions=200,
     dispatch_count=2_000,
     dispatch_repetitions=3,
+    layer_fetches=5_000,
+    layer_rounds=6,
     concurrency=8,
 )
 QUICK = Plan(
@@ -57,6 +62,8 @@ QUICK = Plan(
     transitions=6,
     dispatch_count=50,
     dispatch_repetitions=2,
+    layer_fetches=100,
+    layer_rounds=2,
     concurrency=8,
 )
 
@@ -85,6 +92,8 @@ async def run_all(plan: Plan, profile_dir: Path | None) -> dict[str, Any]:
             "transitions": plan.transitions,
             "dispatch_count": plan.dispatch_count,
             "dispatch_repetitions": plan.dispatch_repetitions,
+            "layer_fetches": plan.layer_fetches,
+            "layer_rounds": plan.layer_rounds,
             "concurrency": plan.concurrency,
         },
     }
@@ -94,6 +103,9 @@ async def run_all(plan: Plan, profile_dir: Path | None) -> dict[str, Any]:
         concurrency=plan.concurrency,
         repetitions=plan.poll_repetitions,
         profile_dir=profile_dir,
+    )
+    results["layers"] = await run_layers(
+        plan.layer_fetches, concurrency=plan.concurrency, rounds=plan.layer_rounds
     )
     results["latency"] = await measure_latency(plan.transitions)
     results["dispatch"] = await run_dispatch(

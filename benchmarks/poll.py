@@ -98,9 +98,7 @@ class SqlCounter:
         }
 
 
-async def _bare_fetch(
-    session: aiohttp.ClientSession, urls: Sequence[str], concurrency: int
-) -> None:
+async def bare_fetch(session: aiohttp.ClientSession, urls: Sequence[str], concurrency: int) -> None:
     pending = iter(urls)
 
     async def worker() -> None:
@@ -113,7 +111,7 @@ async def _bare_fetch(
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-def _bare_session(concurrency: int, service: Service) -> aiohttp.ClientSession:
+def bare_session(concurrency: int, service: Service) -> aiohttp.ClientSession:
     """Configured as the service's Clanforge session is: same limits, timeout and headers."""
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
     return aiohttp.ClientSession(
@@ -159,10 +157,10 @@ async def measure_poll(
         counter.attach(engine.sync_engine)
         await seed_watches(engine, count)
         flips = 0
-        async with _bare_session(concurrency, service) as bare:
+        async with bare_session(concurrency, service) as bare:
             # Warm up both sides; the service's first tick also stores every first sighting.
             await remote.set_state(STATES[0])
-            await _bare_fetch(bare, urls, concurrency)
+            await bare_fetch(bare, urls, concurrency)
             await _timed_tick(service, count)
             for scenario in ("unchanged", "changed"):
                 bare_times: list[float] = []
@@ -179,7 +177,7 @@ async def measure_poll(
                         cpu = time.process_time()
                         if side == "bare":
                             started = time.perf_counter()
-                            await _bare_fetch(bare, urls, concurrency)
+                            await bare_fetch(bare, urls, concurrency)
                             bare_times.append(time.perf_counter() - started)
                             bare_cpu.append(time.process_time() - cpu)
                         else:

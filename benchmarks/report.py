@@ -51,6 +51,18 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
                     "ok" if scenario == "changed" or db["status_rows_written"] == 0 else "MISSED",
                 ]
             )
+    layers = results.get("layers")
+    if layers is not None:
+        table.append(
+            [
+                "unchanged poll, CPU per fetch by layer",
+                f"{layers['fetches']:,}",
+                " -> ".join(f"{us:g}" for us in layers["event_loop_cpu_us"].values())
+                + " us (bare loop, client, + accounts, tick)",
+                "",
+                "",
+            ]
+        )
     latency = results["latency"]
     table.append(
         [

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.layers import LAYERS
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -44,6 +46,11 @@ def test_quick_benchmark_run_writes_every_figure(tmp_path: Path) -> None:
         # A poll that saw nothing new writes no status row; one where every job moved writes all.
         assert poll["unchanged"]["db_per_tick"]["status_rows_written"] == 0
         assert poll["changed"]["db_per_tick"]["status_rows_written"] == poll["watches"]
+    layers = results["layers"]
+    assert layers["fetches"] == results["plan"]["layer_fetches"]
+    assert list(layers["event_loop_cpu_us"]) == list(LAYERS)
+    assert all(us > 0 for us in layers["process_cpu_us"].values())
+    assert "CPU per fetch by layer" in finished.stdout
     latency = results["latency"]
     assert latency["transitions"] == results["plan"]["transitions"]
     assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]

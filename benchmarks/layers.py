@@ -1,0 +1,108 @@
+"""Where an unchanged poll's cost sits: the fetch path built up one layer at a time.
+
+Each layer is a loop of ``concurrency`` workers fetching the same N status URLs from the fake
+Clanforge, with the digest of the reply it already knows, as the tick does; the last layer is
+the service's tick itself over N due watches. Measured by the event-loop thread's CPU per fetch
+(and the whole process's, which adds the SQLite driver thread), the order of the layers
+alternating from round to round, the median of the rounds reported.
+
+The difference between two rows is what that layer costs in context, beside real requests:
+two to three times what the same code costs in a loop of its own, the HTTP client's code and
+data having pushed ours out of the CPU's caches. That is why this is measured here, layer on
+layer, and not with a profiler's view of the tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import ASID, make_all_due, seed_watches, servers, service_settings
+from benchmarks.poll import bare_fetch, bare_session
+from benchmarks.servers import STATES
+from notifier.clanforge.accounts import open_clanforge_accounts
+from notifier.clanforge.client import open_clanforge
+from notifier.service import Service
+
+# Bottom to top; each row adds one layer to the one above it.
+LAYERS = (
+    "bare aiohttp loop",
+    "our Clanforge client",
+    "+ credential accounts and rate limiter",
+    "the service's tick (claim, fetch, schedule)",
+)
+
+
+async def _workers(fetch: Callable[[int], Awaitable[object]], ids: Sequence[int], n: int) -> None:
+    pending = iter(ids)
+
+    async def worker() -> None:
+        for ivid in pending:
+            await fetch(ivid)
+
+    await asyncio.gather(*(worker() for _ in range(n)))
+
+
+async def run_layers(count: int, *, concurrency: int, rounds: int) -> dict[str, Any]:
+    """CPU per fetch of each layer of the unchanged poll path, ``count`` fetches a layer."""
+    async with servers(count) as remote:
+        with tempfile.TemporaryDirectory(prefix="notifier-bench-") as tmp:
+            settings = service_settings(
+                Path(tmp) / "layers.db", remote.urls, concurrency=concurrency
+            )
+            async with (
+                Service(settings) as service,
+                open_clanforge(settings.clanforge) as client,
+                open_clanforge_accounts(settings.clanforge) as accounts,
+                bare_session(concurrency, service) as bare,
+            ):
+                await seed_watches(service.engine, count)
+                await remote.set_state(STATES[0])
+                await service.tick()  # first sightings: every later reply is known
+                ids = list(range(1, count + 1))
+                known = {ivid: (await client.fetch_status(ASID, ivid)).digest for ivid in ids}
+                base = f"{remote.urls.clanforge}/cfp/v1/imageversion/"
+                urls = [f"{base}{ivid}/status?accountserviceid={ASID}" for ivid in ids]
+
+                async def tick() -> None:
+                    summary = await service.tick()
+                    if summary is None or summary.polled != count or summary.events:
+                        raise RuntimeError(f"the tick did not poll {count} quiet watches")
+
+                runs: dict[str, Callable[[], Awaitable[None]]] = {
+                    LAYERS[0]: lambda: bare_fetch(bare, urls, concurrency),
+                    LAYERS[1]: lambda: _workers(
+                        lambda ivid: client.fetch_status(ASID, ivid, known[ivid]),
+                        ids,
+                        concurrency,
+                    ),
+                    LAYERS[2]: lambda: _workers(
+                        lambda ivid: accounts.fetch_status(ASID, ivid, known[ivid]),
+                        ids,
+                        concurrency,
+                    ),
+                    LAYERS[3]: tick,
+                }
+                loop_cpu: dict[str, list[float]] = {name: [] for name in LAYERS}
+                process_cpu: dict[str, list[float]] = {name: [] for name in LAYERS}
+                for round_ in range(rounds):
+                    for name in LAYERS if round_ % 2 == 0 else reversed(LAYERS):
+                        if name == LAYERS[3]:
+                            # Not part of what is measured: the schedule made due again.
+                            await make_all_due(service.engine)
+                        thread, process = time.thread_time(), time.process_time()
+                        await runs[name]()
+                        loop_cpu[name].append((time.thread_time() - thread) * 1e6 / count)
+                        process_cpu[name].append((time.process_time() - process) * 1e6 / count)
+    return {
+        "fetches": count,
+        "concurrency": concurrency,
+        "rounds": rounds,
+        "event_loop_cpu_us": {k: round(statistics.median(v), 1) for k, v in loop_cpu.items()},
+        "process_cpu_us": {k: round(statistics.median(v), 1) for k, v in process_cpu.items()},
+    }
