@@ -136,14 +136,21 @@ def _processed(process: Callable[[Any], Any], rows: Sequence[Sequence[Any]], i: 
 def _memoized(
     process: Callable[[Any], Any], rows: Sequence[Sequence[Any]], i: int, memo: dict[Any, Any]
 ) -> list[Any]:
-    """Column ``i`` of ``rows`` (datetimes) through ``process``, once per distinct moment.
+    """Column ``i`` of ``rows`` (datetimes) through ``process``, once per distinct moment."""
+    return memoized(process, [row[i] for row in rows], memo)
+
+
+def memoized(
+    process: Callable[[Any], Any], values: Sequence[Any], memo: dict[Any, Any]
+) -> list[Any]:
+    """Datetimes through a bind ``process``, once per distinct moment: ``memo`` keeps what each
+    became, and one memo serves every statement of a write.
 
     Equal aware datetimes are the same instant, which :class:`UTCDateTime` writes the same way
     whatever their zone: looking the value up costs a tenth of converting it again.
     """
     out: list[Any] = []
-    for row in rows:
-        given = row[i]
+    for given in values:
         value = memo.get(given, _NOTHING)
         if value is _NOTHING:
             value = memo[given] = process(given)

@@ -14,9 +14,8 @@ from notifier.events.timing import Tracking
 
 
 def _time(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo is UTC else value.astimezone(UTC)).isoformat()
+    utc = _utc(value)
+    return None if utc is None else utc.isoformat()
 
 
 def _parse_time(value: Any) -> datetime | None:

@@ -39,7 +39,7 @@ from notifier.polling.plan import (
     PlannedRefresh,
     PollPlan,
 )
-from notifier.store.bulk import BulkStatement
+from notifier.store.bulk import BulkStatement, memoized
 from notifier.store.codec import (
     MEMORY_COLUMNS,
     memory_from_values,
@@ -341,18 +341,10 @@ async def _write_schedules(
         statement = _SCHEDULES_SQLITE
         process = WATCHES.c.next_poll_at.type.bind_processor(conn.dialect)
         assert process is not None  # UTCDateTime writes text on SQLite
-        pairs: list[tuple[int, Any]] = []
-        for plan in plans:
-            at = plan.next_poll_at
-            text = memo.get(at, _UNSEEN)
-            if text is _UNSEEN:
-                text = memo[at] = process(at)
-            pairs.append((plan.watch_id, text))
+        texts = memoized(process, [p.next_poll_at for p in plans], memo)
+        pairs = list(zip((p.watch_id for p in plans), texts, strict=True))
         params["schedules"] = orjson.dumps(pairs).decode()
     return set((await conn.execute(statement, params)).scalars())
-
-
-_UNSEEN: Any = object()
 
 
 # What a successful poll writes to its watch besides the schedule: a clean bill of health, and
