@@ -38,7 +38,17 @@ class ClanforgeClient:
     URL alone, and every error message is scrubbed of the keys in case upstream echoes them.
     """
 
-    __slots__ = ("_base", "_headers", "_max_body", "_root", "_secrets", "_session", "_timeout")
+    __slots__ = (
+        "_authority",
+        "_headers",
+        "_max_body",
+        "_prefix",
+        "_root",
+        "_scheme",
+        "_secrets",
+        "_session",
+        "_timeout",
+    )
 
     def __init__(
         self,
@@ -59,17 +69,16 @@ class ClanforgeClient:
         if url.query_string or url.fragment:
             raise ValueError("Clanforge base_url must not have a query or fragment")
         self._session = session
-        # One string join per request, whatever the prefix and however it ends.
         self._root = str(url).rstrip("/")
-        self._base = self._root + "/cfp/v1/imageversion/"
-        authorization = aiohttp.encode_basic_auth(access_key, secret_key)
-        # Built once as aiohttp's own header type, which it then merges without converting.
-        self._headers: Final = CIMultiDict(
-            {
-                "Authorization": authorization,
-                "Content-Type": "application/x-www-form-urlencoded",
-                "Accept": "application/json",
-            }
+        # The status URL is built from these already-encoded parts (see fetch_status).
+        self._scheme = url.scheme
+        self._authority = url.raw_authority
+        self._prefix = url.raw_path.rstrip("/") + "/cfp/v1/imageversion/"
+        headers = credential_headers(access_key, secret_key)
+        authorization = headers["Authorization"]
+        # Sent with each request unless the session already sends them all (one credential).
+        self._headers: Final = (
+            None if all(session.headers.get(k) == v for k, v in headers.items()) else headers
         )
         self._secrets: Final = tuple(
             s for s in (access_key, secret_key, authorization.removeprefix("Basic ")) if len(s) >= 4
@@ -78,7 +87,7 @@ class ClanforgeClient:
         self._max_body = max_body_bytes
 
     def __repr__(self) -> str:
-        return f"ClanforgeClient(base_url={self._base.removesuffix('/cfp/v1/imageversion/')!r})"
+        return f"ClanforgeClient(base_url={self._root!r})"
 
     async def fetch_status(
         self, account_service_id: int, image_version_id: int, known_digest: bytes | None = None
@@ -87,8 +96,14 @@ class ClanforgeClient:
 
         A successful reply whose digest is ``known_digest`` is not parsed (``status`` is None).
         """
-        url = (
-            f"{self._base}{int(image_version_id)}/status?accountserviceid={int(account_service_id)}"
+        # Built from parts, already encoded: a yarl URL parsed from a string costs about three
+        # times as much, and aiohttp would parse one from every string it is given.
+        url = URL.build(
+            scheme=self._scheme,
+            authority=self._authority,
+            path=f"{self._prefix}{int(image_version_id)}/status",
+            query_string=f"accountserviceid={int(account_service_id)}",
+            encoded=True,
         )
         try:
             status, body, retry_after, location = await self._get(
@@ -123,7 +138,7 @@ class ClanforgeClient:
             raise self._scrubbed(exc) from None
 
     async def _get(
-        self, url: str, account_service_id: int, image_version_id: int | None
+        self, url: str | URL, account_service_id: int, image_version_id: int | None
     ) -> tuple[int, bytes, str | None, str | None]:
         """One GET: status, capped body, Retry-After and Location; transport failures raised.
 
@@ -252,16 +267,43 @@ def client_timeout(settings: ClanforgeSettings) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=seconds, connect=seconds, sock_read=seconds)
 
 
+def credential_headers(access_key: str, secret_key: str) -> CIMultiDict[str]:
+    """What every request made with one credential pair carries.
+
+    Built once as aiohttp's own header type, which it then merges without converting.
+    """
+    return CIMultiDict(
+        {
+            "Authorization": aiohttp.encode_basic_auth(access_key, secret_key),
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Accept": "application/json",
+        }
+    )
+
+
 @contextlib.asynccontextmanager
 async def clanforge_session(settings: ClanforgeSettings) -> AsyncIterator[aiohttp.ClientSession]:
-    """The one Clanforge session of the process, shared by every credential's client."""
+    """The one Clanforge session of the process, shared by every credential's client.
+
+    With a single credential pair (the usual deployment) the session sends its headers itself:
+    aiohttp merges per-request headers into the session's on every request.
+    """
+    headers = CIMultiDict({"User-Agent": USER_AGENT})
+    credentials = settings.credentials()
+    if len(credentials) == 1:
+        only = credentials[0]
+        headers.extend(
+            credential_headers(
+                only.access_key.get_secret_value(), only.secret_key.get_secret_value()
+            )
+        )
     connector = aiohttp.TCPConnector(
         limit=settings.max_concurrency, limit_per_host=settings.max_concurrency
     )
     session = aiohttp.ClientSession(
         connector=connector,
         timeout=client_timeout(settings),
-        headers={"User-Agent": USER_AGENT},
+        headers=headers,
         cookie_jar=aiohttp.DummyCookieJar(),  # a status API has no business setting cookies
     )
     try:

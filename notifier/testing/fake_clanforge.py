@@ -150,6 +150,19 @@ class RecordedRequest:
     query: dict[str, str]
     headers: dict[str, str]
     time: float
+    header_names: tuple[str, ...] = ()
+    """Every header line's name in the order sent, repeats included (``headers`` folds them)."""
+
+
+def _recorded(request: web.Request) -> RecordedRequest:
+    return RecordedRequest(
+        method=request.method,
+        path=request.path,
+        query=dict(request.query),
+        headers=dict(request.headers),
+        time=time.monotonic(),
+        header_names=tuple(request.headers.keys()),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,15 +351,7 @@ class FakeClanforge:
         asid_text = query.get("accountserviceid", "")
         image_version_id = int(request.match_info["ivid"])
         if self._record:
-            self.requests.append(
-                RecordedRequest(
-                    method=request.method,
-                    path=request.path,
-                    query=dict(query),
-                    headers=dict(request.headers),
-                    time=time.monotonic(),
-                )
-            )
+            self.requests.append(_recorded(request))
         if not asid_text.isdigit():
             return self._send(
                 _Prepared(400, _error_body(400, "accountserviceid is required"), JSON_HEADERS)
@@ -385,15 +390,7 @@ class FakeClanforge:
     async def _handle_installs(self, request: web.Request) -> web.StreamResponse:
         asid_text = request.query.get("accountserviceid", "")
         if self._record:
-            self.requests.append(
-                RecordedRequest(
-                    method=request.method,
-                    path=request.path,
-                    query=dict(request.query),
-                    headers=dict(request.headers),
-                    time=time.monotonic(),
-                )
-            )
+            self.requests.append(_recorded(request))
         if not asid_text.isdigit():
             return self._send(
                 _Prepared(400, _error_body(400, "accountserviceid is required"), JSON_HEADERS)

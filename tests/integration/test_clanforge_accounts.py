@@ -3,6 +3,8 @@ and a 429 or a refusal touches that credential alone."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from notifier.clanforge.accounts import open_clanforge_accounts
@@ -25,6 +27,20 @@ secret_key = "us-sk"
 account_service_ids = [2222]
 requests_per_second = 4
 """
+
+
+async def test_a_single_credential_rides_on_the_session_and_each_header_goes_once() -> None:
+    async with FakeClanforge() as fake:
+        fake.set_status(1234, 1, status_reply(4, 10))
+        single = CONFIG.split("[[clanforge.account]]")[0]
+        settings = parse_config(single.format(url=fake.base_url), {})
+        async with open_clanforge_accounts(settings.clanforge) as accounts:
+            assert (await accounts.fetch_status(1234, 1)).status.state == "Running"
+    [request] = fake.requests
+    assert request.headers["Authorization"] == "Basic " + base64.b64encode(b"ak:sk").decode()
+    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    for name in ("Authorization", "Content-Type", "Accept", "User-Agent"):
+        assert request.header_names.count(name) == 1, request.header_names
 
 
 async def test_each_account_service_is_polled_with_its_own_credential_and_limit() -> None:
