@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 
@@ -16,14 +17,20 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.clanforge.status import COMPLETE, QUEUED, RUNNING
+from notifier.clanforge.status import COMPLETE, QUEUED, RUNNING, JobStatus
 from notifier.clock import utc_now
 from notifier.config import SubscriptionSettings
 from notifier.metrics import InstrumentedSink, Metrics
-from notifier.notify.dispatcher import OUTCOME_WAIT_SECONDS, Dispatcher
+from notifier.notify.dispatcher import (
+    OUTCOME_WAIT_SECONDS,
+    SUBSCRIPTIONS_MAX_AGE_SECONDS,
+    Dispatcher,
+    SubscriptionLoader,
+)
 from notifier.notify.retry import RetryPolicy
 from notifier.notify.sink import Sink
 from notifier.notify.slack import SlackSink
+from notifier.notify.subscription import Subscription
 from notifier.notify.webhook import WebhookSink
 from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.outbox import DeliveryView, list_deliveries, retry_deliveries
@@ -83,18 +90,21 @@ def dispatcher(
     *,
     owner: str = "replica-test",
     lease_seconds: float = 30,
+    load_subscriptions: SubscriptionLoader | None = None,
+    subscriptions_max_age: float = SUBSCRIPTIONS_MAX_AGE_SECONDS,
 ) -> Dispatcher:
     """A dispatcher as the service builds one; several with other owners act as replicas."""
     return Dispatcher(
         engine,
         sinks,
-        functools.partial(load_active_subscriptions, engine, {}),
+        load_subscriptions or functools.partial(load_active_subscriptions, engine, {}),
         owner=owner,
         clock=clock,
         policy=policy or RetryPolicy(),
         max_concurrency=max_concurrency,
         lease=timedelta(seconds=lease_seconds),
         outcome_wait=outcome_wait,
+        subscriptions_max_age=subscriptions_max_age,
     )
 
 
@@ -765,3 +775,67 @@ async def test_a_send_that_went_out_is_recorded_soon_while_the_next_one_is_slow(
     finally:
         await running
     assert [d.status for d in await deliveries(engine)] == ["delivered"] * 3
+
+
+async def test_a_subscription_added_since_the_last_load_gets_its_delivery_at_once(
+    engine: AsyncEngine,
+    clock: HandClock,
+    session: aiohttp.ClientSession,
+    receiver: WebhookReceiver,
+) -> None:
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, [1], [QUEUED])
+    clock.now = T0 + timedelta(hours=1)
+    d = webhook_dispatcher(engine, clock, session)
+    await d.dispatch_until_idle()
+    # A second subscription, then an event for both, well within the copy's age (a minute).
+    both = [
+        SubscriptionSettings(name="chatops", webhook_url=receiver.url),
+        SubscriptionSettings(name="audit", webhook_url=receiver.url + "/audit"),
+    ]
+    await sync_config_subscriptions(engine, both, T0)
+    later = {1: make_status(RUNNING, image_version_id=1)}
+    await poll_once(engine, later, now=clock.now, ids=lambda: f"evt_later_{uuid.uuid4().hex[:12]}")
+
+    await d.dispatch_until_idle()
+    assert [(r.path, r.json["data"]["current"]["state"]) for r in receiver.requests] == [
+        ("/hook", "Queued"),
+        *sorted([("/hook", "Running"), ("/hook/audit", "Running")]),
+    ]
+
+
+def statuses(states: dict[int, int]) -> dict[int, JobStatus]:
+    return {ivid: make_status(state, image_version_id=ivid) for ivid, state in states.items()}
+
+
+async def test_subscriptions_are_loaded_once_per_age_and_a_changed_url_is_used_after_it(
+    engine: AsyncEngine,
+    clock: HandClock,
+    session: aiohttp.ClientSession,
+    receiver: WebhookReceiver,
+) -> None:
+    loads = 0
+
+    async def counted() -> list[Subscription]:
+        nonlocal loads
+        loads += 1
+        return await load_active_subscriptions(engine, {})
+
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, [1, 2], [QUEUED])
+    clock.now = T0 + timedelta(hours=1)
+    sinks: dict[str, Sink] = {"webhook": WebhookSink(session, timeout_seconds=2)}
+    d = dispatcher(engine, clock, sinks, load_subscriptions=counted, subscriptions_max_age=0.5)
+    await d.dispatch_until_idle()
+    ids = lambda: f"evt_later_{uuid.uuid4().hex[:12]}"  # noqa: E731 - after lifecycle's evt_0001...
+    running_1 = {1: RUNNING, 2: QUEUED}
+    await poll_once(engine, statuses(running_1), now=clock.now, ids=ids)
+    await d.dispatch_until_idle()
+    assert (len(receiver.requests), loads) == (3, 1)  # two claims, one load
+
+    await subscribe(engine, webhook_url=receiver.url + "/moved")
+    await asyncio.sleep(0.5)
+    clock.advance(60)  # both due again
+    await poll_once(engine, statuses({1: RUNNING, 2: RUNNING}), now=clock.now, ids=ids)
+    await d.dispatch_until_idle()
+    assert (receiver.requests[-1].path, loads) == ("/hook/moved", 2)
