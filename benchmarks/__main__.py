@@ -23,6 +23,7 @@ import sqlalchemy
 
 import notifier
 from benchmarks.dispatch import run_dispatch
+from benchmarks.floor import run_floor
 from benchmarks.layers import run_layers
 from benchmarks.live import measure_latency, run_memory
 from benchmarks.poll import run_poll
@@ -41,6 +42,8 @@ class Plan:
     dispatch_repetitions: int
     layer_fetches: int
     layer_rounds: int
+    floor_watches: int
+    floor_replays: int
     concurrency: int
 
 
@@ -53,6 +56,8 @@ FULL = Plan(
     dispatch_repetitions=3,
     layer_fetches=5_000,
     layer_rounds=6,
+    floor_watches=10_000,
+    floor_replays=5,
     concurrency=8,
 )
 QUICK = Plan(
@@ -64,6 +69,8 @@ QUICK = Plan(
     dispatch_repetitions=2,
     layer_fetches=100,
     layer_rounds=2,
+    floor_watches=200,
+    floor_replays=2,
     concurrency=8,
 )
 
@@ -94,6 +101,8 @@ async def run_all(plan: Plan, profile_dir: Path | None) -> dict[str, Any]:
             "dispatch_repetitions": plan.dispatch_repetitions,
             "layer_fetches": plan.layer_fetches,
             "layer_rounds": plan.layer_rounds,
+            "floor_watches": plan.floor_watches,
+            "floor_replays": plan.floor_replays,
             "concurrency": plan.concurrency,
         },
     }
@@ -106,6 +115,9 @@ async def run_all(plan: Plan, profile_dir: Path | None) -> dict[str, Any]:
     )
     results["layers"] = await run_layers(
         plan.layer_fetches, concurrency=plan.concurrency, rounds=plan.layer_rounds
+    )
+    results["floor"] = await run_floor(
+        plan.floor_watches, concurrency=plan.concurrency, replays=plan.floor_replays
     )
     results["latency"] = await measure_latency(plan.transitions)
     results["dispatch"] = await run_dispatch(

@@ -63,6 +63,21 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
                 "",
             ]
         )
+    floor = results.get("floor")
+    if floor is not None:
+        for scenario in ("unchanged", "changed"):
+            figures = floor[scenario]
+            table.append(
+                [
+                    f"SQLite floor of the ratio, {scenario}",
+                    f"{floor['watches']:,}",
+                    f"{figures['floor_of_ratio']:.3f} (the tick's {figures['statements']}"
+                    f" statements replayed raw: {figures['replay_us_per_watch']:g} us a watch;"
+                    f" bare fetch {figures['bare_us_per_fetch']:g} us)",
+                    "",
+                    "",
+                ]
+            )
     latency = results["latency"]
     table.append(
         [

@@ -51,6 +51,17 @@ def test_quick_benchmark_run_writes_every_figure(tmp_path: Path) -> None:
     assert list(layers["event_loop_cpu_us"]) == list(LAYERS)
     assert all(us > 0 for us in layers["process_cpu_us"].values())
     assert "CPU per fetch by layer" in finished.stdout
+    floor = results["floor"]
+    assert floor["watches"] == results["plan"]["floor_watches"]
+    # The replay is of what the tick really sent: no status row when nothing moved, and every
+    # watch's event and delivery when everything did.
+    assert "INSERT INTO events" not in floor["unchanged"]["replay_us_by_statement"]
+    assert "INSERT INTO events" in floor["changed"]["replay_us_by_statement"]
+    assert "INSERT INTO deliveries" in floor["changed"]["replay_us_by_statement"]
+    assert floor["changed"]["events"] == floor["watches"]
+    for scenario in ("unchanged", "changed"):
+        assert floor[scenario]["floor_of_ratio"] > 1
+    assert "SQLite floor of the ratio, changed" in finished.stdout
     latency = results["latency"]
     assert latency["transitions"] == results["plan"]["transitions"]
     assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
