@@ -9,6 +9,7 @@ import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util import await_only
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -54,7 +55,9 @@ def _make_sqlite_transactions_explicit(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Straight to the driver: one trip to its thread, where a statement through SQLAlchemy
+        # takes three (cursor, execute, close), each about 0.1 ms of wall time on a small VM.
+        await_only(connection.connection.driver_connection.execute_fetchall("BEGIN IMMEDIATE"))
 
 
 def is_postgres(engine: AsyncEngine) -> bool:
