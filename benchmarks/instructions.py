@@ -1,0 +1,116 @@
+"""Instructions per fetch of the unchanged poll path, layer by layer, counted by callgrind.
+
+``valgrind --tool=callgrind --instr-atstart=no python -m benchmarks.instructions [N]``, from
+the repository's root (callgrind writes its dumps there, ``callgrind.out.<pid>``; the per-layer
+ones are removed once read, the one it writes at exit stays).
+
+Wall and CPU time on a shared 2-core VM swing by a factor of two from one minute to the next;
+the number of instructions the driver process executes for the same work does not (about 1 %
+between runs). This runs the layers of :mod:`benchmarks.layers` (the bare aiohttp loop, our
+client, the accounts and rate limiter, the service's tick) once each over N fetches, with
+callgrind's instrumentation switched on around each layer alone (``callgrind_control``), and
+prints instructions per fetch. Both threads of the process count (the SQLite driver's too);
+the fake Clanforge runs natively in its own process. What it cannot see is time spent waiting:
+a trip to the driver's thread costs far more wall time than instructions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from benchmarks.harness import ASID, make_all_due, seed_watches, servers, service_settings
+from benchmarks.layers import LAYERS, _workers
+from benchmarks.poll import bare_fetch, bare_session
+from benchmarks.servers import STATES
+from notifier.clanforge.accounts import open_clanforge_accounts
+from notifier.clanforge.client import open_clanforge
+from notifier.service import Service
+
+
+def _callgrind(*command: str) -> str:
+    """Tell this process's callgrind something; returns what it answered."""
+    done = subprocess.run(  # noqa: S603 - valgrind's own tool, on our own pid
+        ["callgrind_control", *command, str(os.getpid())],  # noqa: S607 - found on PATH
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+async def count_layers(count: int, out_dir: Path) -> dict[str, int]:
+    """Instructions per fetch of each layer, read from the dump callgrind writes for it."""
+    per_fetch: dict[str, int] = {}
+    async with servers(count) as remote:
+        with tempfile.TemporaryDirectory(prefix="notifier-bench-") as tmp:
+            settings = service_settings(Path(tmp) / "layers.db", remote.urls, concurrency=8)
+            async with (
+                Service(settings) as service,
+                open_clanforge(settings.clanforge) as client,
+                open_clanforge_accounts(settings.clanforge) as accounts,
+                bare_session(8, service) as bare,
+            ):
+                await seed_watches(service.engine, count)
+                await remote.set_state(STATES[0])
+                await service.tick()
+                ids = list(range(1, count + 1))
+                known = {ivid: (await client.fetch_status(ASID, ivid)).digest for ivid in ids}
+                base = f"{remote.urls.clanforge}/cfp/v1/imageversion/"
+                urls = [f"{base}{ivid}/status?accountserviceid={ASID}" for ivid in ids]
+
+                async def tick() -> None:
+                    summary = await service.tick()
+                    if summary is None or summary.polled != count or summary.events:
+                        raise RuntimeError(f"the tick did not poll {count} quiet watches")
+
+                runs: list[Callable[[], Awaitable[None]]] = [
+                    lambda: bare_fetch(bare, urls, 8),
+                    lambda: _workers(lambda i: client.fetch_status(ASID, i, known[i]), ids, 8),
+                    lambda: _workers(lambda i: accounts.fetch_status(ASID, i, known[i]), ids, 8),
+                    tick,
+                ]
+                for position, (name, run) in enumerate(zip(LAYERS, runs, strict=True)):
+                    if name == LAYERS[3]:
+                        await make_all_due(service.engine)  # not counted
+                    _callgrind("--zero")
+                    _callgrind("--instr=on")
+                    await run()
+                    _callgrind("--instr=off")
+                    _callgrind(f"--dump=layer{position}")
+                    per_fetch[name] = _dumped_total(out_dir, f"layer{position}") // count
+    return per_fetch
+
+
+def _dumped_total(out_dir: Path, hint: str) -> int:
+    for dump in sorted(out_dir.glob(f"callgrind.out.{os.getpid()}.*")):
+        text = dump.read_text(errors="replace")
+        if f"Trigger: dump {hint}\n" in text:
+            totals = [line for line in text.splitlines() if line.startswith("totals:")]
+            dump.unlink()
+            return int(totals[0].split()[1])
+    raise RuntimeError(f"no callgrind dump for {hint} in {out_dir}")
+
+
+def main() -> int:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    try:
+        _callgrind("--stat")
+    except (OSError, subprocess.CalledProcessError):
+        print(__doc__, file=sys.stderr)
+        print("error: not running under callgrind (see the command above)", file=sys.stderr)
+        return 2
+    per_fetch = asyncio.run(count_layers(count, Path.cwd()))
+    print(f"instructions per fetch, {count:,} fetches (unchanged poll path, callgrind):")
+    for name, instructions in per_fetch.items():
+        print(f"  {name:45} {instructions:>9,}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
