@@ -73,7 +73,8 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
                     f"{floor['watches']:,}",
                     f"{figures['floor_of_ratio']:.3f} (the tick's {figures['statements']}"
                     f" statements replayed raw: {figures['replay_us_per_watch']:g} us a watch;"
-                    f" bare fetch {figures['bare_us_per_fetch']:g} us)",
+                    f" bare fetch {figures['bare_us_per_fetch']:g} us; CPU floor"
+                    f" {figures['floor_of_cpu_ratio']:.3f})",
                     "",
                     "",
                 ]
