@@ -20,17 +20,9 @@ import asyncio
 import os
 import subprocess
 import sys
-import tempfile
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from benchmarks.harness import ASID, make_all_due, seed_watches, servers, service_settings
-from benchmarks.layers import LAYERS, _workers
-from benchmarks.poll import bare_fetch, bare_session
-from benchmarks.servers import STATES
-from notifier.clanforge.accounts import open_clanforge_accounts
-from notifier.clanforge.client import open_clanforge
-from notifier.service import Service
+from benchmarks.layers import LAYERS, layer_runs
 
 
 def _callgrind(*command: str) -> str:
@@ -47,43 +39,16 @@ def _callgrind(*command: str) -> str:
 async def count_layers(count: int, out_dir: Path) -> dict[str, int]:
     """Instructions per fetch of each layer, read from the dump callgrind writes for it."""
     per_fetch: dict[str, int] = {}
-    async with servers(count) as remote:
-        with tempfile.TemporaryDirectory(prefix="notifier-bench-") as tmp:
-            settings = service_settings(Path(tmp) / "layers.db", remote.urls, concurrency=8)
-            async with (
-                Service(settings) as service,
-                open_clanforge(settings.clanforge) as client,
-                open_clanforge_accounts(settings.clanforge) as accounts,
-                bare_session(8, service) as bare,
-            ):
-                await seed_watches(service.engine, count)
-                await remote.set_state(STATES[0])
-                await service.tick()
-                ids = list(range(1, count + 1))
-                known = {ivid: (await client.fetch_status(ASID, ivid)).digest for ivid in ids}
-                base = f"{remote.urls.clanforge}/cfp/v1/imageversion/"
-                urls = [f"{base}{ivid}/status?accountserviceid={ASID}" for ivid in ids]
-
-                async def tick() -> None:
-                    summary = await service.tick()
-                    if summary is None or summary.polled != count or summary.events:
-                        raise RuntimeError(f"the tick did not poll {count} quiet watches")
-
-                runs: list[Callable[[], Awaitable[None]]] = [
-                    lambda: bare_fetch(bare, urls, 8),
-                    lambda: _workers(lambda i: client.fetch_status(ASID, i, known[i]), ids, 8),
-                    lambda: _workers(lambda i: accounts.fetch_status(ASID, i, known[i]), ids, 8),
-                    tick,
-                ]
-                for position, (name, run) in enumerate(zip(LAYERS, runs, strict=True)):
-                    if name == LAYERS[3]:
-                        await make_all_due(service.engine)  # not counted
-                    _callgrind("--zero")
-                    _callgrind("--instr=on")
-                    await run()
-                    _callgrind("--instr=off")
-                    _callgrind(f"--dump=layer{position}")
-                    per_fetch[name] = _dumped_total(out_dir, f"layer{position}") // count
+    async with layer_runs(count, concurrency=8) as (runs, make_due):
+        for position, name in enumerate(LAYERS):
+            if name == LAYERS[3]:
+                await make_due()  # not counted
+            _callgrind("--zero")
+            _callgrind("--instr=on")
+            await runs[name]()
+            _callgrind("--instr=off")
+            _callgrind(f"--dump=layer{position}")
+            per_fetch[name] = _dumped_total(out_dir, f"layer{position}") // count
     return per_fetch
 
 
@@ -100,8 +65,11 @@ def _dumped_total(out_dir: Path, hint: str) -> int:
 def main() -> int:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     try:
-        _callgrind("--stat")
+        # callgrind_control exits 0 either way; it says so when no callgrind runs this pid.
+        under_callgrind = "not detected" not in _callgrind("--stat")
     except (OSError, subprocess.CalledProcessError):
+        under_callgrind = False
+    if not under_callgrind:
         print(__doc__, file=sys.stderr)
         print("error: not running under callgrind (see the command above)", file=sys.stderr)
         return 2

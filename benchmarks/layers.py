@@ -18,7 +18,8 @@ import asyncio
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,13 @@ async def _workers(fetch: Callable[[int], Awaitable[object]], ids: Sequence[int]
     await asyncio.gather(*(worker() for _ in range(n)))
 
 
-async def run_layers(count: int, *, concurrency: int, rounds: int) -> dict[str, Any]:
-    """CPU per fetch of each layer of the unchanged poll path, ``count`` fetches a layer."""
+Run = Callable[[], Awaitable[None]]
+
+
+@asynccontextmanager
+async def layer_runs(count: int, concurrency: int) -> AsyncIterator[tuple[dict[str, Run], Run]]:
+    """Each layer's run over the same ``count`` fetches, by name (:data:`LAYERS`), and what
+    makes the tick's watches due again before its run (not part of any run)."""
     async with servers(count) as remote:
         with tempfile.TemporaryDirectory(prefix="notifier-bench-") as tmp:
             settings = service_settings(
@@ -74,31 +80,41 @@ async def run_layers(count: int, *, concurrency: int, rounds: int) -> dict[str, 
                     if summary is None or summary.polled != count or summary.events:
                         raise RuntimeError(f"the tick did not poll {count} quiet watches")
 
-                runs: dict[str, Callable[[], Awaitable[None]]] = {
-                    LAYERS[0]: lambda: bare_fetch(bare, urls, concurrency),
-                    LAYERS[1]: lambda: _workers(
-                        lambda ivid: client.fetch_status(ASID, ivid, known[ivid]),
-                        ids,
-                        concurrency,
-                    ),
-                    LAYERS[2]: lambda: _workers(
-                        lambda ivid: accounts.fetch_status(ASID, ivid, known[ivid]),
-                        ids,
-                        concurrency,
-                    ),
-                    LAYERS[3]: tick,
-                }
-                loop_cpu: dict[str, list[float]] = {name: [] for name in LAYERS}
-                process_cpu: dict[str, list[float]] = {name: [] for name in LAYERS}
-                for round_ in range(rounds):
-                    for name in LAYERS if round_ % 2 == 0 else reversed(LAYERS):
-                        if name == LAYERS[3]:
-                            # Not part of what is measured: the schedule made due again.
-                            await make_all_due(service.engine)
-                        thread, process = time.thread_time(), time.process_time()
-                        await runs[name]()
-                        loop_cpu[name].append((time.thread_time() - thread) * 1e6 / count)
-                        process_cpu[name].append((time.process_time() - process) * 1e6 / count)
+                async def make_due() -> None:
+                    await make_all_due(service.engine)
+
+                yield (
+                    {
+                        LAYERS[0]: lambda: bare_fetch(bare, urls, concurrency),
+                        LAYERS[1]: lambda: _workers(
+                            lambda ivid: client.fetch_status(ASID, ivid, known[ivid]),
+                            ids,
+                            concurrency,
+                        ),
+                        LAYERS[2]: lambda: _workers(
+                            lambda ivid: accounts.fetch_status(ASID, ivid, known[ivid]),
+                            ids,
+                            concurrency,
+                        ),
+                        LAYERS[3]: tick,
+                    },
+                    make_due,
+                )
+
+
+async def run_layers(count: int, *, concurrency: int, rounds: int) -> dict[str, Any]:
+    """CPU per fetch of each layer of the unchanged poll path, ``count`` fetches a layer."""
+    loop_cpu: dict[str, list[float]] = {name: [] for name in LAYERS}
+    process_cpu: dict[str, list[float]] = {name: [] for name in LAYERS}
+    async with layer_runs(count, concurrency) as (runs, make_due):
+        for round_ in range(rounds):
+            for name in LAYERS if round_ % 2 == 0 else reversed(LAYERS):
+                if name == LAYERS[3]:
+                    await make_due()
+                thread, process = time.thread_time(), time.process_time()
+                await runs[name]()
+                loop_cpu[name].append((time.thread_time() - thread) * 1e6 / count)
+                process_cpu[name].append((time.process_time() - process) * 1e6 / count)
     return {
         "fetches": count,
         "concurrency": concurrency,

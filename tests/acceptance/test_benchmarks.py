@@ -7,6 +7,7 @@ nothing, and the real figures live in docs/performance.md.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,38 @@ def test_quick_benchmark_run_writes_every_figure(tmp_path: Path) -> None:
     assert results["dispatch"]["ratio"] > 0
     assert [m["watches"] for m in results["memory"]] == results["plan"]["memory_counts"]
     assert all(m["peak_rss_mb"] > 0 for m in results["memory"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_instruction_counts_come_from_callgrind_and_are_refused_without_it(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "benchmarks.instructions", "30"]
+    plain = subprocess.run(  # noqa: S603 - our own interpreter and module
+        command, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert plain.returncode == 2
+    assert plain.stderr.splitlines()[-1] == (
+        "error: not running under callgrind (see the command above)"
+    )
+
+    # From a scratch folder, so that callgrind's files land there and not in the checkout.
+    counted = subprocess.run(  # noqa: S603 - valgrind from the machine, our own module
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no", *command],  # noqa: S607
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=140,
+        check=False,
+    )
+    assert counted.returncode == 0, counted.stderr[-3000:]
+    lines = counted.stdout.splitlines()
+    assert lines[0] == "instructions per fetch, 30 fetches (unchanged poll path, callgrind):"
+    per_fetch = {
+        name.strip(): int(figure.replace(",", ""))
+        for name, figure in (line.rsplit(maxsplit=1) for line in lines[1:])
+    }
+    assert list(per_fetch) == list(LAYERS)
+    # A fetch over loopback is hundreds of thousands of instructions; the tick adds to it.
+    assert all(figure > 100_000 for figure in per_fetch.values())
+    assert per_fetch[LAYERS[3]] > per_fetch[LAYERS[0]]
