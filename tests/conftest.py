@@ -112,10 +112,11 @@ def make_subscription(id: int = 1, **overrides: Any) -> Subscription:
     return replace(base, **overrides)
 
 
-def event_ids() -> Callable[[], str]:
-    """Predictable event ids (evt_0001, evt_0002, ...), in the order events are made."""
+def event_ids(prefix: str = "evt") -> Callable[[], str]:
+    """Predictable event ids (evt_0001, evt_0002, ...), in the order events are made; another
+    ``prefix`` for a second series that must not collide with the first."""
     counter = count(1)
-    return lambda: f"evt_{next(counter):04d}"
+    return lambda: f"{prefix}_{next(counter):04d}"
 
 
 POLL = PollSettings(interval_seconds=30, running_interval_seconds=10)

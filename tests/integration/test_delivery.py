@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 
@@ -128,8 +127,13 @@ async def lifecycle(
     for ivid in image_version_ids:
         await add_watch(engine, ASID, ivid, f"build {ivid}", "cli", T0)
     for step, state in enumerate(states or [QUEUED, RUNNING, COMPLETE]):
-        observed = {ivid: make_status(state, image_version_id=ivid) for ivid in image_version_ids}
+        observed = statuses(dict.fromkeys(image_version_ids, state))
         await poll_once(engine, observed, now=T0 + timedelta(hours=step), ids=ids)
+
+
+def statuses(states: dict[int, int]) -> dict[int, JobStatus]:
+    """What each image version's poll sees: image version -> state."""
+    return {ivid: make_status(state, image_version_id=ivid) for ivid, state in states.items()}
 
 
 async def deliveries(engine: AsyncEngine) -> list[DeliveryView]:
@@ -486,14 +490,11 @@ async def test_retrying_first_event_holds_back_its_image_version_only(
 
 
 async def lifecycle_second_version(engine: AsyncEngine) -> None:
-    ids = iter(f"evt_b{n}" for n in range(10))
+    ids = event_ids("evt_b")
     await add_watch(engine, ASID, 2, "build 2", "cli", T0)
     for step, state in enumerate([QUEUED, RUNNING, COMPLETE]):
         await poll_once(
-            engine,
-            {2: make_status(state, image_version_id=2)},
-            now=T0 + timedelta(hours=step, minutes=1),
-            ids=lambda: next(ids),
+            engine, statuses({2: state}), now=T0 + timedelta(hours=step, minutes=1), ids=ids
         )
 
 
@@ -794,18 +795,14 @@ async def test_a_subscription_added_since_the_last_load_gets_its_delivery_at_onc
         SubscriptionSettings(name="audit", webhook_url=receiver.url + "/audit"),
     ]
     await sync_config_subscriptions(engine, both, T0)
-    later = {1: make_status(RUNNING, image_version_id=1)}
-    await poll_once(engine, later, now=clock.now, ids=lambda: f"evt_later_{uuid.uuid4().hex[:12]}")
+    # Event ids of a second series, after lifecycle's evt_0001...
+    await poll_once(engine, statuses({1: RUNNING}), now=clock.now, ids=event_ids("later"))
 
     await d.dispatch_until_idle()
     assert [(r.path, r.json["data"]["current"]["state"]) for r in receiver.requests] == [
         ("/hook", "Queued"),
         *sorted([("/hook", "Running"), ("/hook/audit", "Running")]),
     ]
-
-
-def statuses(states: dict[int, int]) -> dict[int, JobStatus]:
-    return {ivid: make_status(state, image_version_id=ivid) for ivid, state in states.items()}
 
 
 async def test_subscriptions_are_loaded_once_per_age_and_a_changed_url_is_used_after_it(
@@ -827,9 +824,8 @@ async def test_subscriptions_are_loaded_once_per_age_and_a_changed_url_is_used_a
     sinks: dict[str, Sink] = {"webhook": WebhookSink(session, timeout_seconds=2)}
     d = dispatcher(engine, clock, sinks, load_subscriptions=counted, subscriptions_max_age=0.5)
     await d.dispatch_until_idle()
-    ids = lambda: f"evt_later_{uuid.uuid4().hex[:12]}"  # noqa: E731 - after lifecycle's evt_0001...
-    running_1 = {1: RUNNING, 2: QUEUED}
-    await poll_once(engine, statuses(running_1), now=clock.now, ids=ids)
+    ids = event_ids("later")  # a second series, after lifecycle's evt_0001...
+    await poll_once(engine, statuses({1: RUNNING, 2: QUEUED}), now=clock.now, ids=ids)
     await d.dispatch_until_idle()
     assert (len(receiver.requests), loads) == (3, 1)  # two claims, one load
 
