@@ -24,7 +24,13 @@ from typing import Any
 
 from sqlalchemy import event
 
-from benchmarks.harness import ASID, make_all_due, seed_watches, servers, service_settings
+from benchmarks.harness import (
+    make_all_due,
+    seed_watches,
+    servers,
+    service_settings,
+    status_urls,
+)
 from benchmarks.poll import bare_fetch, bare_session
 from benchmarks.servers import STATES
 from notifier.service import Service
@@ -82,8 +88,7 @@ async def run_floor(count: int, *, concurrency: int, replays: int) -> dict[str, 
             workdir = Path(tmp)
             database = workdir / "floor.db"
             settings = service_settings(database, remote.urls, concurrency=concurrency)
-            base = f"{remote.urls.clanforge}/cfp/v1/imageversion/"
-            urls = [f"{base}{ivid}/status?accountserviceid={ASID}" for ivid in range(1, count + 1)]
+            urls = status_urls(remote.urls, count)
             async with Service(settings) as service, bare_session(concurrency, service) as bare:
                 engine = service.engine
                 await seed_watches(engine, count)
@@ -110,7 +115,6 @@ async def run_floor(count: int, *, concurrency: int, replays: int) -> dict[str, 
                     before = workdir / f"before-{scenario}.db"
                     shutil.copy(database, before)
                     record = _Recorder()
-                    recorded = record.statements
                     event.listen(engine.sync_engine, "before_cursor_execute", record)
                     started = time.perf_counter()
                     summary = await service.tick()
@@ -122,7 +126,7 @@ async def run_floor(count: int, *, concurrency: int, replays: int) -> dict[str, 
                     for _ in range(replays):
                         copy = workdir / f"replay-{scenario}.db"
                         shutil.copy(before, copy)
-                        runs.append(_replay(copy, recorded))
+                        runs.append(_replay(copy, record.statements))
                     fastest, _, kinds = min(runs, key=lambda run: run[0])
                     bare_us = min(bare_seconds) * 1e6 / count
                     replay_us = fastest * 1e6 / count
@@ -132,7 +136,7 @@ async def run_floor(count: int, *, concurrency: int, replays: int) -> dict[str, 
                     replay_cpu_us = min(run[1] for run in runs) * 1e6 / count
                     results[scenario] = {
                         "events": summary.events,
-                        "statements": len(recorded),
+                        "statements": len(record.statements),
                         "bare_us_per_fetch": round(bare_us, 1),
                         "tick_us_per_watch": round(tick_seconds * 1e6 / count, 1),
                         "replay_us_per_watch": round(replay_us, 2),

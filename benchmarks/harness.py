@@ -102,6 +102,13 @@ async def servers(watches: int, *, record: bool = False) -> AsyncIterator[Remote
             await process.wait()
 
 
+def status_urls(urls: ServerUrls, count: int) -> list[str]:
+    """The status URLs of image versions 1..count under :data:`ASID`, as the bare loops fetch
+    them: the same requests the service's client makes for the seeded watches."""
+    base = f"{urls.clanforge}/cfp/v1/imageversion/"
+    return [f"{base}{ivid}/status?accountserviceid={ASID}" for ivid in range(1, count + 1)]
+
+
 def service_config(
     database: Path,
     urls: ServerUrls,

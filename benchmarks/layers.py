@@ -23,7 +23,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import ASID, make_all_due, seed_watches, servers, service_settings
+from benchmarks.harness import (
+    ASID,
+    make_all_due,
+    seed_watches,
+    servers,
+    service_settings,
+    status_urls,
+)
 from benchmarks.poll import bare_fetch, bare_session
 from benchmarks.servers import STATES
 from notifier.clanforge.accounts import open_clanforge_accounts
@@ -72,8 +79,7 @@ async def layer_runs(count: int, concurrency: int) -> AsyncIterator[tuple[dict[s
                 await service.tick()  # first sightings: every later reply is known
                 ids = list(range(1, count + 1))
                 known = {ivid: (await client.fetch_status(ASID, ivid)).digest for ivid in ids}
-                base = f"{remote.urls.clanforge}/cfp/v1/imageversion/"
-                urls = [f"{base}{ivid}/status?accountserviceid={ASID}" for ivid in ids]
+                urls = status_urls(remote.urls, count)
 
                 async def tick() -> None:
                     summary = await service.tick()

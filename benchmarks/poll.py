@@ -28,13 +28,13 @@ import aiohttp
 from sqlalchemy import event
 
 from benchmarks.harness import (
-    ASID,
     Remote,
     make_all_due,
     median,
     seed_watches,
     servers,
     service_settings,
+    status_urls,
 )
 from benchmarks.servers import STATES
 from notifier.clanforge.client import USER_AGENT, client_timeout
@@ -153,11 +153,7 @@ async def measure_poll(
     profile_to: Path | None = None,
 ) -> dict[str, Any]:
     settings = service_settings(workdir / f"poll-{count}.db", remote.urls, concurrency=concurrency)
-    base = remote.urls.clanforge
-    urls = [
-        f"{base}/cfp/v1/imageversion/{ivid}/status?accountserviceid={ASID}"
-        for ivid in range(1, count + 1)
-    ]
+    urls = status_urls(remote.urls, count)
     results: dict[str, Any] = {"watches": count, "concurrency": concurrency}
     async with Service(settings) as service:
         engine = service.engine
