@@ -230,6 +230,11 @@ class PollSettings(_Section):
     def waiting_interval(self) -> float:
         return self.waiting_interval_seconds or self.interval_seconds * 2
 
+    @property
+    def tick_seconds(self) -> float:
+        """How often the service ticks: the fastest any watch can be due."""
+        return min(self.interval_seconds, self.running_interval_seconds)
+
 
 class DetectSettings(_Section):
     """Timing detectors; 0 (or an empty list) turns one off for everyone. Subscriptions that do

@@ -278,7 +278,7 @@ class Service:
         poll = self.settings.poll
         # The tick interval is the fastest any watch can be due; each watch's own next_poll_at
         # (in the database) says when it actually is.
-        interval = min(poll.interval_seconds, poll.running_interval_seconds)
+        interval = poll.tick_seconds
         scheduler = AsyncIOScheduler(timezone="UTC")
         scheduler.add_job(
             self.tick,

@@ -117,9 +117,9 @@ class Poller:
         self._poll = poll
         self._detect = detect if detect is not None else DetectSettings()
         # A full tick's polls start spread over this long instead of all at its start.
-        self._spread_seconds = poll.spread * min(
-            poll.interval_seconds, poll.running_interval_seconds
-        )
+        self._spread_seconds = poll.spread * poll.tick_seconds
+        # A watch due before the next tick is polled in this one (see _claim).
+        self._due_within = timedelta(seconds=poll.tick_seconds)
         self._concurrency = max_concurrency
         self._batch_size = batch_size
         self._claim_limit = claim_limit
@@ -158,8 +158,19 @@ class Poller:
         return total
 
     async def _claim(self, remaining: int) -> tuple[datetime, list[ClaimedWatch]]:
+        """Claim what is due before the next tick.
+
+        A poll schedules the next one an interval after it happened, a moment after its tick
+        began (later still for polls spread over the tick). Claiming only what was due already
+        left nearly every watch a hair short of due at the tick one interval on, so it waited
+        for the tick after: polled every two intervals instead of one. Taken up to a tick early
+        instead, each watch is polled once per interval on average, and never a tick late.
+        """
         limit = min(remaining, self._batch_size)
-        return await claim_due_watches(self._engine, self._owner, self._clock(), self._lease, limit)
+        now = self._clock()
+        return await claim_due_watches(
+            self._engine, self._owner, now, self._lease, limit, due_by=now + self._due_within
+        )
 
     async def _poll_all(self, token: datetime, due: Sequence[ClaimedWatch]) -> _Batch:
         """Fetch every watch of a batch, at most ``max_concurrency`` requests in flight.

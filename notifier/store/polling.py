@@ -60,9 +60,15 @@ from notifier.store.tables import (
 
 
 async def claim_due_watches(
-    engine: AsyncEngine, owner: str, now: datetime, lease: timedelta, limit: int
+    engine: AsyncEngine,
+    owner: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    due_by: datetime | None = None,
 ) -> tuple[datetime, list[ClaimedWatch]]:
-    """Lease up to ``limit`` due watches to ``owner``; returns the lease token and the watches.
+    """Lease up to ``limit`` watches due by ``due_by`` (default ``now``) to ``owner``; returns
+    the lease token and the watches.
 
     The lease expiry doubles as the claim's token: together with the owner it tells the batch's
     write which rows are still this claim's. Only the columns that poll a watch and tell whether
@@ -77,7 +83,9 @@ async def claim_due_watches(
     async with engine.begin() as conn:
         # Read first, then lease exactly those ids: both statements go through indexes (due
         # time, primary key), where reading back "what this lease holds" would scan the table.
-        rows = (await conn.execute(due, {"now": now})).all()
+        rows = (
+            await conn.execute(due, {"now": now, "due_by": now if due_by is None else due_by})
+        ).all()
         if rows:
             await conn.execute(
                 _LEASE, {"ids": [row[0] for row in rows], "owner": owner, "until": until}
@@ -108,7 +116,7 @@ _CLAIMED = (
     .outerjoin(JobStatusRow, JobStatusRow.watch_id == Watch.id)
     .where(
         Watch.active.is_(True),
-        Watch.next_poll_at <= bindparam("now", type_=WATCHES.c.next_poll_at.type),
+        Watch.next_poll_at <= bindparam("due_by", type_=WATCHES.c.next_poll_at.type),
         or_(
             Watch.lease_until.is_(None),
             Watch.lease_until < bindparam("now", type_=WATCHES.c.lease_until.type),

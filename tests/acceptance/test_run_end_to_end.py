@@ -4,6 +4,7 @@ Clanforge, a fake Slack Web API and a webhook receiver, all real servers on 127.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -281,3 +282,31 @@ async def test_upstream_errors_create_no_state_event_and_no_delivery(
     # watch; no subscription here asked for them, so nothing was delivered.
     rows = out.decode().strip().splitlines()[1:]
     assert sorted(row.split()[2] for row in rows) == ["watch.poll_failing"] * 2
+
+
+async def test_each_watch_is_polled_once_per_interval_not_every_other_tick(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """Two running jobs polled every 0.5 s (within the default 5 requests a second), watched
+    for 4 s: about 8 polls each. A poll schedules the next one an interval after it happened, a
+    moment after its tick began; claiming only what was already due found each watch a hair
+    short of due one tick on, and polled it every second tick (4 each)."""
+    running = status_reply(4, 40, created=STARTED, start=STARTED, eta=ETA)
+    for ivid in (COMPLETES, FAILS):
+        upstream.clanforge.set_status(ASID, ivid, running)
+    config = write_config(tmp_path / "notifier.toml", upstream, tmp_path / "notifier.db")
+    every_200_ms = "interval_seconds = 0.2\nrunning_interval_seconds = 0.2\n"
+    assert every_200_ms in config.read_text()
+    config.write_text(config.read_text().replace(every_200_ms, every_200_ms.replace("0.2", "0.5")))
+    polls = functools.partial(upstream.clanforge.polls, ASID)
+    proc = await start_notifier(config)
+    try:
+        await eventually(lambda: polls(COMPLETES) >= 2 and polls(FAILS) >= 2)
+        before = {ivid: polls(ivid) for ivid in (COMPLETES, FAILS)}
+        await asyncio.sleep(4.0)
+        during = {ivid: polls(ivid) - before[ivid] for ivid in (COMPLETES, FAILS)}
+    finally:
+        code, output = await stop_notifier(proc)
+
+    assert code == 0, output
+    assert all(6 <= n <= 10 for n in during.values()), during

@@ -67,6 +67,24 @@ async def test_claim_takes_due_watches_once_until_the_lease_expires(engine: Asyn
     assert [w.image_version_id for w in after_lease] == [1]
 
 
+async def test_claim_takes_watches_due_by_the_look_ahead_and_leases_them_from_now(
+    engine: AsyncEngine,
+) -> None:
+    """The poller claims what falls due before its next tick (see Poller._claim): due by then
+    is taken, due later is not, and the lease runs from the claim, not from the look-ahead."""
+    await add_watch(engine, 1234, 1, "due in 5 s", "cli", T0 + timedelta(seconds=5))
+    await add_watch(engine, 1234, 2, "due in 15 s", "cli", T0 + timedelta(seconds=15))
+
+    token, claimed = await claim_due_watches(
+        engine, "replica-a", T0, LEASE, 10, due_by=T0 + timedelta(seconds=10)
+    )
+
+    assert [w.image_version_id for w in claimed] == [1]
+    assert token == T0 + LEASE
+    _, later = await claim_due_watches(engine, "replica-b", T0 + timedelta(seconds=15), LEASE, 10)
+    assert [w.image_version_id for w in later] == [2]
+
+
 async def test_poll_writes_status_events_and_deliveries_together(engine: AsyncEngine) -> None:
     await subscribe_webhook(engine)
     await add_watch(engine, 1234, 567890, "EU fleet", "cli", T0)
