@@ -94,6 +94,8 @@ class ClaimedWatch(NamedTuple):
     stalled: bool = False
     overdue: bool = False
     rate_base_progress: int = 0
+    next_poll_at: datetime | None = None
+    """When it falls due: the poller claims up to a tick ahead and waits for this moment."""
 
 
 QUIET_NEVER: Final = datetime.min.replace(tzinfo=UTC)

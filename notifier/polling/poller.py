@@ -158,13 +158,14 @@ class Poller:
         return total
 
     async def _claim(self, remaining: int) -> tuple[datetime, list[ClaimedWatch]]:
-        """Claim what is due before the next tick.
+        """Claim what falls due before the next tick; :meth:`_poll_all` polls each when due.
 
         A poll schedules the next one an interval after it happened, a moment after its tick
         began (later still for polls spread over the tick). Claiming only what was due already
         left nearly every watch a hair short of due at the tick one interval on, so it waited
-        for the tick after: polled every two intervals instead of one. Taken up to a tick early
-        instead, each watch is polled once per interval on average, and never a tick late.
+        for the tick after: polled every two intervals instead of one. Claimed a tick ahead and
+        polled at its moment, a watch is polled once per interval: not a tick late, not early
+        (another replica's tick, whenever it comes, waits for that moment too).
         """
         limit = min(remaining, self._batch_size)
         now = self._clock()
@@ -192,10 +193,20 @@ class Poller:
         failures: list[str] = []
         positions = iter(range(len(due)))
         # A batch takes its share of the tick's spread, so a full tick's polls trickle out over
-        # the spread instead of bursting at its start.
-        offsets = start_offsets(
-            len(due), self._spread_seconds * len(due) / max(self._claim_limit, len(due))
-        )
+        # the spread instead of bursting at its start; and no watch is polled before it is due
+        # (claimed up to a tick ahead, see _claim).
+        offsets = [
+            offset
+            if watch.next_poll_at is None or watch.next_poll_at <= started
+            else max(offset, (watch.next_poll_at - started).total_seconds())
+            for watch, offset in zip(
+                due,
+                start_offsets(
+                    len(due), self._spread_seconds * len(due) / max(self._claim_limit, len(due))
+                ),
+                strict=True,
+            )
+        ]
         loop = asyncio.get_running_loop()
         begun = loop.time()
 

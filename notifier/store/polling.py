@@ -112,6 +112,7 @@ _CLAIMED = (
         func.coalesce(JobStatusRow.stalled, false()),
         func.coalesce(JobStatusRow.overdue, false()),
         func.coalesce(JobStatusRow.rate_base_progress, 0),
+        Watch.next_poll_at,
     )
     .outerjoin(JobStatusRow, JobStatusRow.watch_id == Watch.id)
     .where(

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import json
 import os
 import signal
 import sys
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -288,9 +290,10 @@ async def test_each_watch_is_polled_once_per_interval_not_every_other_tick(
     upstream: Upstream, tmp_path: Path
 ) -> None:
     """Two running jobs polled every 0.5 s (within the default 5 requests a second), watched
-    for 4 s: about 8 polls each. A poll schedules the next one an interval after it happened, a
-    moment after its tick began; claiming only what was already due found each watch a hair
-    short of due one tick on, and polled it every second tick (4 each)."""
+    for 4 s: about 8 polls each, none sooner than an interval after the last. A poll schedules
+    the next one an interval after it happened, a moment after its tick began; claiming only
+    what was already due found each watch a hair short of due one tick on, and polled it every
+    second tick (4 each)."""
     running = status_reply(4, 40, created=STARTED, start=STARTED, eta=ETA)
     for ivid in (COMPLETES, FAILS):
         upstream.clanforge.set_status(ASID, ivid, running)
@@ -310,3 +313,8 @@ async def test_each_watch_is_polled_once_per_interval_not_every_other_tick(
 
     assert code == 0, output
     assert all(6 <= n <= 10 for n in during.values()), during
+    times = defaultdict(list)
+    for request in upstream.clanforge.requests:
+        times[request.path].append(request.time)
+    gaps = [round(b - a, 3) for polls in times.values() for a, b in itertools.pairwise(polls)]
+    assert min(gaps) >= 0.45, sorted(gaps)[:5]

@@ -79,7 +79,9 @@ async def test_claim_takes_watches_due_by_the_look_ahead_and_leases_them_from_no
         engine, "replica-a", T0, LEASE, 10, due_by=T0 + timedelta(seconds=10)
     )
 
-    assert [w.image_version_id for w in claimed] == [1]
+    assert [(w.image_version_id, w.next_poll_at) for w in claimed] == [
+        (1, T0 + timedelta(seconds=5))  # the poller waits for this moment
+    ]
     assert token == T0 + LEASE
     _, later = await claim_due_watches(engine, "replica-b", T0 + timedelta(seconds=15), LEASE, 10)
     assert [w.image_version_id for w in later] == [2]
