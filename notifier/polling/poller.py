@@ -118,8 +118,10 @@ class Poller:
         self._detect = detect if detect is not None else DetectSettings()
         # A full tick's polls start spread over this long instead of all at its start.
         self._spread_seconds = poll.spread * poll.tick_seconds
-        # A watch due before the next tick is polled in this one (see _claim).
-        self._due_within = timedelta(seconds=poll.tick_seconds)
+        # How far ahead a tick claims (see _claim): past its own spread, so that a watch polled
+        # late in the last tick is due in this one, and short of the next tick, so that
+        # waiting for the last of them never makes this tick run into the next one.
+        self._due_within = timedelta(seconds=poll.tick_seconds * (1 + poll.spread) / 2)
         self._concurrency = max_concurrency
         self._batch_size = batch_size
         self._claim_limit = claim_limit
@@ -158,14 +160,14 @@ class Poller:
         return total
 
     async def _claim(self, remaining: int) -> tuple[datetime, list[ClaimedWatch]]:
-        """Claim what falls due before the next tick; :meth:`_poll_all` polls each when due.
+        """Claim what falls due during this tick; :meth:`_poll_all` polls each when due.
 
         A poll schedules the next one an interval after it happened, a moment after its tick
         began (later still for polls spread over the tick). Claiming only what was due already
         left nearly every watch a hair short of due at the tick one interval on, so it waited
-        for the tick after: polled every two intervals instead of one. Claimed a tick ahead and
-        polled at its moment, a watch is polled once per interval: not a tick late, not early
-        (another replica's tick, whenever it comes, waits for that moment too).
+        for the tick after: polled every two intervals instead of one. Claimed ahead and polled
+        at its moment, a watch is polled once per interval: not a tick late, not early (another
+        replica's tick, whenever it comes, waits for that moment too).
         """
         limit = min(remaining, self._batch_size)
         now = self._clock()
@@ -194,7 +196,7 @@ class Poller:
         positions = iter(range(len(due)))
         # A batch takes its share of the tick's spread, so a full tick's polls trickle out over
         # the spread instead of bursting at its start; and no watch is polled before it is due
-        # (claimed up to a tick ahead, see _claim).
+        # (claimed ahead, see _claim).
         offsets = [
             offset
             if watch.next_poll_at is None or watch.next_poll_at <= started
