@@ -148,6 +148,37 @@ async def until(condition: Callable[[], bool], within: float = 20.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def statements_of_a_busy_pass(
+    engine: AsyncEngine, clock: HandClock, session: aiohttp.ClientSession
+) -> list[tuple[str, object]]:
+    """Every statement (with its parameters) a four-slot webhook dispatcher sends to send all
+    that is due. Outcomes wait for a batch's worth however long it takes: a slow machine must
+    not turn the wait for a batch into extra writes."""
+    sent: list[tuple[str, object]] = []
+
+    def record(
+        _conn: object, _cursor: object, statement: str, parameters: object, *_: object
+    ) -> None:
+        sent.append((statement, parameters))
+
+    sink = WebhookSink(session, timeout_seconds=2.0)
+    busy = dispatcher(engine, clock, {"webhook": sink}, outcome_wait=60.0)
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        await busy.dispatch_until_idle()
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+    return sent
+
+
+def is_claim(statement: str) -> bool:
+    return statement.startswith("UPDATE deliveries SET") and "RETURNING" in statement
+
+
+def is_outcome_write(statement: str) -> bool:
+    return statement.startswith("UPDATE deliveries") and "delivered_at" in statement
+
+
 def arrived(receiver: WebhookReceiver) -> list[tuple[int, str, str]]:
     """(image version, state, webhook-id) of each request, in arrival order."""
     return [
@@ -723,23 +754,10 @@ async def test_outcomes_of_a_busy_pass_are_written_a_batch_per_transaction(
     await subscribe(engine, webhook_url=receiver.url)
     await lifecycle(engine, list(range(1, 101)), [QUEUED])
     clock.now = T0 + timedelta(hours=1)
-    writes: list[int] = []
 
-    def count_outcome_writes(
-        _conn: object, _cursor: object, statement: str, parameters: object, *_: object
-    ) -> None:
-        if statement.startswith("UPDATE deliveries") and "delivered_at" in statement:
-            writes.append(len(parameters) if isinstance(parameters, list) else 1)
+    sent = await statements_of_a_busy_pass(engine, clock, session)
 
-    # A slow machine must not turn the wait for a batch into extra writes here.
-    sink = WebhookSink(session, timeout_seconds=2.0)
-    busy = dispatcher(engine, clock, {"webhook": sink}, outcome_wait=60.0)
-    event.listen(engine.sync_engine, "before_cursor_execute", count_outcome_writes)
-    try:
-        await busy.dispatch_until_idle()
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", count_outcome_writes)
-
+    writes = [len(p) if isinstance(p, list) else 1 for q, p in sent if is_outcome_write(q)]
     assert len(receiver.requests) == 100
     assert [d.status for d in await deliveries(engine)] == ["delivered"] * 100
     assert sum(writes) == 100
@@ -849,22 +867,10 @@ async def test_once_a_claim_comes_back_short_running_low_claims_nothing_more(
     await subscribe(engine, webhook_url=receiver.url)
     await lifecycle(engine, list(range(1, 41)), [QUEUED])
     clock.now = T0 + timedelta(hours=1)
-    claims: list[str] = []
-    writes: list[str] = []
 
-    def count_claims(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        if statement.startswith("UPDATE deliveries SET") and "RETURNING" in statement:
-            claims.append(statement)
-        elif statement.startswith("UPDATE deliveries") and "delivered_at" in statement:
-            writes.append(statement)
-
-    sink = WebhookSink(session, timeout_seconds=2.0)
-    busy = dispatcher(engine, clock, {"webhook": sink}, outcome_wait=60.0)
-    event.listen(engine.sync_engine, "before_cursor_execute", count_claims)
-    try:
-        await busy.dispatch_until_idle()
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", count_claims)
+    sent = await statements_of_a_busy_pass(engine, clock, session)
 
     assert [d.status for d in await deliveries(engine)] == ["delivered"] * 40
+    claims = [q for q, _ in sent if is_claim(q)]
+    writes = [q for q, _ in sent if is_outcome_write(q)]
     assert 1 + len(writes) >= len(claims) >= 2
