@@ -66,11 +66,11 @@ Queued = tuple[ClaimedDelivery, Subscription | None, Sink | None, Send]
 # statements, loading subscriptions) is shared by many sends, few enough that a slow receiver
 # does not sit on many leases that another replica could serve.
 CLAIM_BATCH_PER_SLOT = 32
-# The next claim is made while this fraction of a claim is still queued. A claim takes a few
-# milliseconds of wall time, several times what the sends of a slot's worth take: claiming only
-# when that little was left let the queue run dry while the claim was under way, and left the
-# send slots empty for a fifth of a drain.
-CLAIM_AHEAD_FRACTION = 2
+# The next claim is made while a claim's worth divided by this (half of it) is still queued. A
+# claim takes a few milliseconds of wall time, more while sends are under way, several times
+# what the sends of a slot's worth take: claiming only when that little was left let the queue
+# run dry while the claim was under way, and left the send slots empty for a fifth of a drain.
+CLAIM_AHEAD_DIVISOR = 2
 # Outcomes written per transaction while more sends are queued: a transaction's fixed cost (the
 # pool, BEGIN, COMMIT: several round trips to the driver's thread) was most of what recording an
 # outcome cost when each commit took the handful that finished meanwhile. A quarter of a claim,
@@ -118,7 +118,7 @@ class Dispatcher:
         self._max_concurrency = max_concurrency
         # Most deliveries queued or under way at once.
         self._claim_batch = max(claim_batch or CLAIM_BATCH_PER_SLOT * max_concurrency, 1)
-        self._low_water = max(self._claim_batch // CLAIM_AHEAD_FRACTION, max_concurrency)
+        self._low_water = max(self._claim_batch // CLAIM_AHEAD_DIVISOR, max_concurrency)
         self._outcome_batch = max(
             min(OUTCOME_BATCH_PER_SLOT * max_concurrency, self._claim_batch // 4), 1
         )

@@ -95,7 +95,7 @@ class ClaimedWatch(NamedTuple):
     overdue: bool = False
     rate_base_progress: int = 0
     next_poll_at: datetime | None = None
-    """When it falls due: the poller claims up to a tick ahead and waits for this moment."""
+    """When it falls due: the poller claims ahead of it and waits for this moment."""
 
 
 QUIET_NEVER: Final = datetime.min.replace(tzinfo=UTC)
