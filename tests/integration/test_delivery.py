@@ -131,6 +131,16 @@ async def lifecycle(
         await poll_once(engine, observed, now=T0 + timedelta(hours=step), ids=ids)
 
 
+async def queued_for_webhook(
+    engine: AsyncEngine, clock: HandClock, receiver: WebhookReceiver, image_version_ids: list[int]
+) -> None:
+    """A webhook subscription to ``receiver`` and a Queued event for each image version, one
+    delivery each, seen an hour before the dispatcher's clock."""
+    await subscribe(engine, webhook_url=receiver.url)
+    await lifecycle(engine, image_version_ids, [QUEUED])
+    clock.now = T0 + timedelta(hours=1)
+
+
 def statuses(states: dict[int, int]) -> dict[int, JobStatus]:
     """What each image version's poll sees: image version -> state."""
     return {ivid: make_status(state, image_version_id=ivid) for ivid, state in states.items()}
@@ -197,9 +207,7 @@ async def test_429_retry_after_holds_the_next_attempt_back_at_least_that_long(
     session: aiohttp.ClientSession,
     receiver: WebhookReceiver,
 ) -> None:
-    await subscribe(engine, webhook_url=receiver.url)
-    await lifecycle(engine, [1], [QUEUED])
-    clock.now = T0 + timedelta(hours=1)
+    await queued_for_webhook(engine, clock, receiver, [1])
     receiver.respond_next(429, headers={"Retry-After": "120"})
     d = webhook_dispatcher(engine, clock, session)
 
@@ -228,9 +236,7 @@ async def test_500_then_success_is_delivered_on_the_retry(
     session: aiohttp.ClientSession,
     receiver: WebhookReceiver,
 ) -> None:
-    await subscribe(engine, webhook_url=receiver.url)
-    await lifecycle(engine, [1], [QUEUED])
-    clock.now = T0 + timedelta(hours=1)
+    await queued_for_webhook(engine, clock, receiver, [1])
     receiver.respond_next(500, body=b"oops")
     d = webhook_dispatcher(engine, clock, session)
 
@@ -257,9 +263,7 @@ async def test_sends_are_counted_by_outcome_once_their_outcomes_are_written(
 ) -> None:
     """The sink's metrics hear of each send with its outcome batch: failed (retried), rejected
     (dead at once) and delivered with its latency from the event being seen."""
-    await subscribe(engine, webhook_url=receiver.url)
-    await lifecycle(engine, [1, 2], [QUEUED])
-    clock.now = T0 + timedelta(hours=1)
+    await queued_for_webhook(engine, clock, receiver, [1, 2])
     receiver.respond_next(500, body=b"oops")
     receiver.respond_next(404, body=b"no such hook")
     metrics = Metrics()
@@ -292,9 +296,7 @@ async def test_timeout_then_success_is_delivered_on_the_retry(
     session: aiohttp.ClientSession,
     receiver: WebhookReceiver,
 ) -> None:
-    await subscribe(engine, webhook_url=receiver.url)
-    await lifecycle(engine, [1], [QUEUED])
-    clock.now = T0 + timedelta(hours=1)
+    await queued_for_webhook(engine, clock, receiver, [1])
     receiver.respond_next(204, delay=5.0)
     d = webhook_dispatcher(engine, clock, session, timeout=0.3)
 
@@ -317,9 +319,7 @@ async def test_permanent_webhook_error_is_dead_at_once_with_reason_and_one_log_l
     receiver: WebhookReceiver,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    await subscribe(engine, webhook_url=receiver.url)
-    await lifecycle(engine, [1], [QUEUED])
-    clock.now = T0 + timedelta(hours=1)
+    await queued_for_webhook(engine, clock, receiver, [1])
     receiver.respond_next(404, body=b"no such hook")
     d = webhook_dispatcher(engine, clock, session)
 
@@ -440,9 +440,7 @@ async def test_3xx_is_a_failure_and_is_not_followed(
     session: aiohttp.ClientSession,
     receiver: WebhookReceiver,
 ) -> None:
-    await subscribe(engine, webhook_url=receiver.url)
-    await lifecycle(engine, [1], [QUEUED])
-    clock.now = T0 + timedelta(hours=1)
+    await queued_for_webhook(engine, clock, receiver, [1])
     receiver.respond_next(307, headers={"Location": receiver.url + "/elsewhere"})
     await webhook_dispatcher(engine, clock, session).dispatch_until_idle()
 
@@ -603,9 +601,7 @@ async def test_a_delivery_failing_max_attempts_times_is_dead_with_why(
     session: aiohttp.ClientSession,
     receiver: WebhookReceiver,
 ) -> None:
-    await subscribe(engine, webhook_url=receiver.url)
-    await lifecycle(engine, [1], [QUEUED])
-    clock.now = T0 + timedelta(hours=1)
+    await queued_for_webhook(engine, clock, receiver, [1])
     for _ in range(3):
         receiver.respond_next(503)
     policy = RetryPolicy(schedule_seconds=(1, 2), max_attempts=3, max_age_seconds=86400)
@@ -690,9 +686,7 @@ async def test_queued_deliveries_to_a_receiver_that_asks_to_slow_down_go_back_un
     session: aiohttp.ClientSession,
     receiver: WebhookReceiver,
 ) -> None:
-    await subscribe(engine, webhook_url=receiver.url)
-    await lifecycle(engine, [1, 2, 3], [QUEUED])
-    clock.now = T0 + timedelta(hours=1)
+    await queued_for_webhook(engine, clock, receiver, [1, 2, 3])
     receiver.respond_next(429, headers={"Retry-After": "60"})
     # One send slot: all three are claimed at once, 2 and 3 wait in the queue behind 1.
     d = dispatcher(
@@ -751,9 +745,7 @@ async def test_outcomes_of_a_busy_pass_are_written_a_batch_per_transaction(
     """100 sends with four slots, claimed at once: a write per batch of 32 outcomes while sends
     are queued, then at most one per send still under way when the queue ran dry; not one per
     handful of finished sends. Every delivery is recorded delivered."""
-    await subscribe(engine, webhook_url=receiver.url)
-    await lifecycle(engine, list(range(1, 101)), [QUEUED])
-    clock.now = T0 + timedelta(hours=1)
+    await queued_for_webhook(engine, clock, receiver, list(range(1, 101)))
 
     sent = await statements_of_a_busy_pass(engine, clock, session)
 
@@ -773,9 +765,7 @@ async def test_a_send_that_went_out_is_recorded_soon_while_the_next_one_is_slow(
     """One slot, three deliveries, the second answered after 2 s: the first is recorded
     delivered while the second is still waiting, not once the queue has run dry (a crash
     meanwhile would send it again)."""
-    await subscribe(engine, webhook_url=receiver.url)
-    await lifecycle(engine, [1, 2, 3], [QUEUED])
-    clock.now = T0 + timedelta(hours=1)
+    await queued_for_webhook(engine, clock, receiver, [1, 2, 3])
     receiver.respond_next(204)
     receiver.respond_next(204, delay=2.0)
     sink = WebhookSink(session, timeout_seconds=10)
@@ -802,9 +792,7 @@ async def test_a_subscription_added_since_the_last_load_gets_its_delivery_at_onc
     session: aiohttp.ClientSession,
     receiver: WebhookReceiver,
 ) -> None:
-    await subscribe(engine, webhook_url=receiver.url)
-    await lifecycle(engine, [1], [QUEUED])
-    clock.now = T0 + timedelta(hours=1)
+    await queued_for_webhook(engine, clock, receiver, [1])
     d = webhook_dispatcher(engine, clock, session)
     await d.dispatch_until_idle()
     # A second subscription, then an event for both, well within the copy's age (a minute).
@@ -836,9 +824,7 @@ async def test_subscriptions_are_loaded_once_per_age_and_a_changed_url_is_used_a
         loads += 1
         return await load_active_subscriptions(engine, {})
 
-    await subscribe(engine, webhook_url=receiver.url)
-    await lifecycle(engine, [1, 2], [QUEUED])
-    clock.now = T0 + timedelta(hours=1)
+    await queued_for_webhook(engine, clock, receiver, [1, 2])
     sinks: dict[str, Sink] = {"webhook": WebhookSink(session, timeout_seconds=2)}
     d = dispatcher(engine, clock, sinks, load_subscriptions=counted, subscriptions_max_age=0.5)
     await d.dispatch_until_idle()
@@ -864,9 +850,7 @@ async def test_once_a_claim_comes_back_short_running_low_claims_nothing_more(
     """40 sends with four slots: the first claim takes all 40 and so tells the dispatcher that
     nothing else is due. Sends running the queue low then claim nothing; only a committed
     outcome (which may make a key's next delivery due) leads to another claim."""
-    await subscribe(engine, webhook_url=receiver.url)
-    await lifecycle(engine, list(range(1, 41)), [QUEUED])
-    clock.now = T0 + timedelta(hours=1)
+    await queued_for_webhook(engine, clock, receiver, list(range(1, 41)))
 
     sent = await statements_of_a_busy_pass(engine, clock, session)
 
