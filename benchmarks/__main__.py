@@ -23,6 +23,7 @@ import sqlalchemy
 
 import notifier
 from benchmarks.dispatch import run_dispatch
+from benchmarks.dispatch_layers import run_dispatch_layers
 from benchmarks.floor import run_floor
 from benchmarks.layers import run_layers
 from benchmarks.live import measure_latency, run_memory
@@ -42,6 +43,8 @@ class Plan:
     dispatch_repetitions: int
     layer_fetches: int
     layer_rounds: int
+    dispatch_layer_deliveries: int
+    dispatch_layer_rounds: int
     floor_watches: int
     floor_replays: int
     concurrency: int
@@ -56,6 +59,8 @@ FULL = Plan(
     dispatch_repetitions=3,
     layer_fetches=5_000,
     layer_rounds=6,
+    dispatch_layer_deliveries=2_000,
+    dispatch_layer_rounds=6,
     floor_watches=10_000,
     floor_replays=5,
     concurrency=8,
@@ -69,6 +74,8 @@ QUICK = Plan(
     dispatch_repetitions=2,
     layer_fetches=100,
     layer_rounds=2,
+    dispatch_layer_deliveries=50,
+    dispatch_layer_rounds=2,
     floor_watches=200,
     floor_replays=2,
     concurrency=8,
@@ -101,6 +108,8 @@ async def run_all(plan: Plan, profile_dir: Path | None) -> dict[str, Any]:
             "dispatch_repetitions": plan.dispatch_repetitions,
             "layer_fetches": plan.layer_fetches,
             "layer_rounds": plan.layer_rounds,
+            "dispatch_layer_deliveries": plan.dispatch_layer_deliveries,
+            "dispatch_layer_rounds": plan.dispatch_layer_rounds,
             "floor_watches": plan.floor_watches,
             "floor_replays": plan.floor_replays,
             "concurrency": plan.concurrency,
@@ -122,6 +131,11 @@ async def run_all(plan: Plan, profile_dir: Path | None) -> dict[str, Any]:
     results["latency"] = await measure_latency(plan.transitions)
     results["dispatch"] = await run_dispatch(
         plan.dispatch_count, concurrency=plan.concurrency, repetitions=plan.dispatch_repetitions
+    )
+    results["dispatch_layers"] = await run_dispatch_layers(
+        plan.dispatch_layer_deliveries,
+        concurrency=plan.concurrency,
+        rounds=plan.dispatch_layer_rounds,
     )
     results["memory"] = await run_memory(plan.memory_counts, concurrency=plan.concurrency)
     results["seconds"] = round(time.perf_counter() - step, 1)

@@ -52,9 +52,7 @@ _SAMPLE_PAYLOAD: dict[str, Any] = {
 }
 
 
-async def _bare_post(
-    url: str, count: int, concurrency: int, session: aiohttp.ClientSession
-) -> None:
+async def bare_post(url: str, count: int, concurrency: int, session: aiohttp.ClientSession) -> None:
     body = json.dumps(_SAMPLE_PAYLOAD, separators=(",", ":")).encode()
     headers = {
         "content-type": "application/json",
@@ -73,6 +71,12 @@ async def _bare_post(
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
+def bare_post_session(concurrency: int) -> aiohttp.ClientSession:
+    """The bare loop's session: one connection per send slot, nothing else configured."""
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+    return aiohttp.ClientSession(connector=connector)
+
+
 async def measure_dispatch(
     remote: Remote, count: int, *, concurrency: int, repetitions: int, workdir: Path
 ) -> dict[str, Any]:
@@ -86,13 +90,12 @@ async def measure_dispatch(
     service_cpu: list[tuple[float, float]] = []
     async with Service(settings) as service:
         await seed_watches(service.engine, count)
-        connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with bare_post_session(concurrency) as session:
             # Warm up: first sightings become deliveries too; send them and a bare round.
             await remote.set_state(STATES[0])
             await service.tick()
             await service.dispatch_due()
-            await _bare_post(remote.urls.webhook, count, concurrency, session)
+            await bare_post(remote.urls.webhook, count, concurrency, session)
             for rep in range(repetitions):
                 await remote.set_state(STATES[(rep + 1) % 2])
                 await make_all_due(service.engine)
@@ -105,7 +108,7 @@ async def measure_dispatch(
                     started = time.perf_counter()
                     cpu = time.thread_time(), time.process_time()
                     if side == "bare":
-                        await _bare_post(remote.urls.webhook, count, concurrency, session)
+                        await bare_post(remote.urls.webhook, count, concurrency, session)
                         bare_times.append(time.perf_counter() - started)
                         bare_cpu.append(_cpu_since(cpu, count))
                     else:

@@ -14,17 +14,17 @@ layer, and not with a profiler's view of the tick.
 
 from __future__ import annotations
 
-import asyncio
-import statistics
 import tempfile
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import (
     ASID,
+    Run,
+    cpu_by_layer,
+    in_workers,
     make_all_due,
     seed_watches,
     servers,
@@ -46,23 +46,12 @@ LAYERS = (
 )
 
 
-async def _workers(fetch: Callable[[int], Awaitable[object]], ids: Sequence[int], n: int) -> None:
-    pending = iter(ids)
-
-    async def worker() -> None:
-        for ivid in pending:
-            await fetch(ivid)
-
-    await asyncio.gather(*(worker() for _ in range(n)))
-
-
-Run = Callable[[], Awaitable[None]]
-
-
 @asynccontextmanager
-async def layer_runs(count: int, concurrency: int) -> AsyncIterator[tuple[dict[str, Run], Run]]:
-    """Each layer's run over the same ``count`` fetches, by name (:data:`LAYERS`), and what
-    makes the tick's watches due again before its run (not part of any run)."""
+async def layer_runs(
+    count: int, concurrency: int
+) -> AsyncIterator[tuple[dict[str, Run], dict[str, Run]]]:
+    """Each layer's run over the same ``count`` fetches, by name (:data:`LAYERS`), and by layer
+    what must happen before its run and is not part of it (the tick's watches made due)."""
     async with servers(count) as remote:
         with tempfile.TemporaryDirectory(prefix="notifier-bench-") as tmp:
             settings = service_settings(
@@ -77,7 +66,7 @@ async def layer_runs(count: int, concurrency: int) -> AsyncIterator[tuple[dict[s
                 await seed_watches(service.engine, count)
                 await remote.set_state(STATES[0])
                 await service.tick()  # first sightings: every later reply is known
-                ids = list(range(1, count + 1))
+                ids = range(1, count + 1)
                 known = {ivid: (await client.fetch_status(ASID, ivid)).digest for ivid in ids}
                 urls = status_urls(remote.urls, count)
 
@@ -92,39 +81,24 @@ async def layer_runs(count: int, concurrency: int) -> AsyncIterator[tuple[dict[s
                 yield (
                     {
                         LAYERS[0]: lambda: bare_fetch(bare, urls, concurrency),
-                        LAYERS[1]: lambda: _workers(
-                            lambda ivid: client.fetch_status(ASID, ivid, known[ivid]),
-                            ids,
+                        LAYERS[1]: lambda: in_workers(
+                            lambda i: client.fetch_status(ASID, ids[i], known[ids[i]]),
+                            count,
                             concurrency,
                         ),
-                        LAYERS[2]: lambda: _workers(
-                            lambda ivid: accounts.fetch_status(ASID, ivid, known[ivid]),
-                            ids,
+                        LAYERS[2]: lambda: in_workers(
+                            lambda i: accounts.fetch_status(ASID, ids[i], known[ids[i]]),
+                            count,
                             concurrency,
                         ),
                         LAYERS[3]: tick,
                     },
-                    make_due,
+                    {LAYERS[3]: make_due},
                 )
 
 
 async def run_layers(count: int, *, concurrency: int, rounds: int) -> dict[str, Any]:
     """CPU per fetch of each layer of the unchanged poll path, ``count`` fetches a layer."""
-    loop_cpu: dict[str, list[float]] = {name: [] for name in LAYERS}
-    process_cpu: dict[str, list[float]] = {name: [] for name in LAYERS}
-    async with layer_runs(count, concurrency) as (runs, make_due):
-        for round_ in range(rounds):
-            for name in LAYERS if round_ % 2 == 0 else reversed(LAYERS):
-                if name == LAYERS[3]:
-                    await make_due()
-                thread, process = time.thread_time(), time.process_time()
-                await runs[name]()
-                loop_cpu[name].append((time.thread_time() - thread) * 1e6 / count)
-                process_cpu[name].append((time.process_time() - process) * 1e6 / count)
-    return {
-        "fetches": count,
-        "concurrency": concurrency,
-        "rounds": rounds,
-        "event_loop_cpu_us": {k: round(statistics.median(v), 1) for k, v in loop_cpu.items()},
-        "process_cpu_us": {k: round(statistics.median(v), 1) for k, v in process_cpu.items()},
-    }
+    async with layer_runs(count, concurrency) as (runs, prepare):
+        cpu = await cpu_by_layer(runs, prepare, count, rounds)
+    return {"fetches": count, "concurrency": concurrency, "rounds": rounds, **cpu}

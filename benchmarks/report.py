@@ -100,6 +100,21 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
             _verdict(dispatch["ratio"], DISPATCH_RATIO_TARGET),
         ]
     )
+    dispatch_layers = results.get("dispatch_layers")
+    if dispatch_layers is not None:
+        loop = dispatch_layers["event_loop_cpu_us"]
+        process = dispatch_layers["process_cpu_us"]
+        table.append(
+            [
+                "dispatch, CPU per delivery by layer",
+                f"{dispatch_layers['deliveries']:,}",
+                " -> ".join(f"{us:g}" for us in loop.values())
+                + f" us (bare POST, our sink, + body, dispatcher; {list(process.values())[-1]:g}"
+                " with the SQLite thread)",
+                "",
+                "",
+            ]
+        )
     for memory in results["memory"]:
         limit, at = RSS_TARGET_MB
         target = limit if memory["watches"] == at else None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.dispatch_layers import DISPATCH_LAYERS
 from benchmarks.layers import LAYERS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,6 +53,11 @@ def test_quick_benchmark_run_writes_every_figure(tmp_path: Path) -> None:
     assert list(layers["event_loop_cpu_us"]) == list(LAYERS)
     assert all(us > 0 for us in layers["process_cpu_us"].values())
     assert "CPU per fetch by layer" in finished.stdout
+    dispatch_layers = results["dispatch_layers"]
+    assert dispatch_layers["deliveries"] == results["plan"]["dispatch_layer_deliveries"]
+    assert list(dispatch_layers["event_loop_cpu_us"]) == list(DISPATCH_LAYERS)
+    assert all(us > 0 for us in dispatch_layers["process_cpu_us"].values())
+    assert "CPU per delivery by layer" in finished.stdout
     floor = results["floor"]
     assert floor["watches"] == results["plan"]["floor_watches"]
     # The replay is of what the tick really sent: no status row when nothing moved, and every
@@ -97,11 +103,23 @@ def test_instruction_counts_come_from_callgrind_and_are_refused_without_it(tmp_p
     assert counted.returncode == 0, counted.stderr[-3000:]
     lines = counted.stdout.splitlines()
     assert lines[0] == "instructions per fetch, 30 fetches (unchanged poll path, callgrind):"
-    per_fetch = {
-        name.strip(): int(figure.replace(",", ""))
-        for name, figure in (line.rsplit(maxsplit=1) for line in lines[1:])
-    }
+    second = 1 + len(LAYERS)
+    assert lines[second] == (
+        "instructions per delivery, 30 deliveries (webhook send path, callgrind):"
+    )
+    per_fetch = _figures(lines[1:second])
+    per_delivery = _figures(lines[second + 1 :])
     assert list(per_fetch) == list(LAYERS)
-    # A fetch over loopback is hundreds of thousands of instructions; the tick adds to it.
-    assert all(figure > 100_000 for figure in per_fetch.values())
+    assert list(per_delivery) == list(DISPATCH_LAYERS)
+    # A request over loopback is hundreds of thousands of instructions; each service adds to it.
+    assert all(figure > 100_000 for figure in (*per_fetch.values(), *per_delivery.values()))
     assert per_fetch[LAYERS[3]] > per_fetch[LAYERS[0]]
+    assert per_delivery[DISPATCH_LAYERS[3]] > per_delivery[DISPATCH_LAYERS[0]]
+
+
+def _figures(lines: list[str]) -> dict[str, int]:
+    """``  name   123,456`` lines as {name: 123456}."""
+    return {
+        name.strip(): int(figure.replace(",", ""))
+        for name, figure in (line.rsplit(maxsplit=1) for line in lines)
+    }
