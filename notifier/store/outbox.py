@@ -74,6 +74,7 @@ def _claim_statements(for_update: bool) -> tuple[Update, Select[Any], Select[Any
     The lease UPDATE returns the deliveries' own columns; the events are read by id in a second
     statement, and only when a refresh is among them its watch and newest status in a third:
     joining the status's twenty columns onto every event delivery cost more than reading them.
+    The lease leaves ``refresh_slot`` alone (see :data:`_FREE_REFRESH_SLOTS`).
     """
     d = DELIVERIES.c
     earlier = DELIVERIES.alias("earlier")
@@ -101,10 +102,7 @@ def _claim_statements(for_update: bool) -> tuple[Update, Select[Any], Select[Any
     lease = (
         update(DELIVERIES)
         .where(d.id.in_(due.scalar_subquery()))
-        # A claimed refresh frees its slot: a change seen during its send queues another.
-        .values(
-            lease_owner=bindparam("b_owner"), lease_until=bindparam("b_until"), refresh_slot=null()
-        )
+        .values(lease_owner=bindparam("b_owner"), lease_until=bindparam("b_until"))
         .returning(
             d.id, d.subscription_id, d.attempts, d.created_at, d.kind, d.event_id, d.watch_id
         )
@@ -127,6 +125,16 @@ def _claim_statements(for_update: bool) -> tuple[Update, Select[Any], Select[Any
 
 
 _CLAIM = {False: _claim_statements(False), True: _claim_statements(True)}
+# A claimed refresh frees its slot: a change seen during its send queues another. Apart from the
+# lease, and only for refreshes: a column named in an UPDATE's SET has its indexes rewritten in
+# every row the UPDATE touches, whatever the value, and ``refresh_slot`` is in a unique index;
+# setting it in the lease cost every claimed event delivery two more index writes (SQLite, raw:
+# 1.03 against 0.41 us a row).
+_FREE_REFRESH_SLOTS = (
+    update(DELIVERIES)
+    .where(DELIVERIES.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(refresh_slot=null())
+)
 
 
 def _refresh_event(delivery_id: int, created_at: datetime, watch: Any) -> Event:
@@ -198,6 +206,9 @@ async def claim_due_deliveries(
             events.update((row.id, event_from_row(row)) for row in rows)
         watches: dict[int, Any] = {}
         if refreshed_ids:
+            await conn.execute(
+                _FREE_REFRESH_SLOTS, {"b_ids": [row[0] for row in claimed if row[4] == "refresh"]}
+            )
             rows = await conn.execute(refreshed_stmt, {"b_ids": refreshed_ids})
             watches = {row.w_id: row for row in rows}
     return [

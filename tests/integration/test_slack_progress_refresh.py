@@ -34,6 +34,7 @@ from notifier.notify.webhook import WebhookSink
 from notifier.polling.poller import Poller
 from notifier.store.events import recent_events
 from notifier.store.live_messages import DatabaseLiveMessages
+from notifier.store.outbox import claim_due_deliveries, release_leases
 from notifier.store.tables import WATCHES, DeliveryRow
 from notifier.store.watches import add_watch, newest_status
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
@@ -215,6 +216,28 @@ async def test_progress_changes_while_a_refresh_is_pending_become_one_update_wit
     assert update_call.args["ts"] == ts
     assert "Running 47%" in update_call.args["text"]
     assert harness.slack.thread_replies(ts) == []
+
+
+async def test_a_change_seen_while_a_refresh_is_being_sent_queues_another(
+    harness: Harness,
+) -> None:
+    ts = await _running_message_posted(harness)
+    await harness.poll(RUNNING, 35)
+    [claimed] = await claim_due_deliveries(
+        harness.engine, "test", _now(), timedelta(seconds=30), 10
+    )
+    assert claimed.event.type == LIVE_REFRESH
+
+    await harness.poll(RUNNING, 40)  # seen while the claimed refresh is on its way
+
+    # The claimed one no longer holds the slot, so the change is not merged into a send that
+    # may already have rendered 35%.
+    assert await pending(harness.engine, "refresh") == 2
+    await release_leases(harness.engine, "test")
+    await harness.drain()
+    last = harness.slack.updates(CHANNEL)[-1]
+    assert last.args["ts"] == ts
+    assert "Running 40%" in last.args["text"]
 
 
 async def test_a_refresh_never_moves_the_message_back_behind_a_state_change(
