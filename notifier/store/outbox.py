@@ -8,20 +8,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
+import orjson
 from sqlalchemy import (
+    ColumnElement,
     Integer,
     Select,
+    Text,
     Update,
     and_,
     bindparam,
     exists,
     func,
+    literal_column,
     null,
     or_,
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from notifier.events.model import LIVE_REFRESH, Event
 from notifier.store.bulk import BulkStatement
@@ -259,13 +264,38 @@ _OURS = and_(_D.id == bindparam("b_id"), _D.lease_owner == bindparam("b_owner"))
 # NULL in the SQL rather than None in every row: the sqlite3 module runs its adapter lookup (two
 # failed attribute lookups, each formatting an AttributeError) for every None it binds.
 _SENT = {"attempts": _D.attempts + 1, "lease_owner": null(), "lease_until": null()}
-# Built once; each executes as one executemany per batch of outcomes, rows by position.
-_MARK_DELIVERED = BulkStatement(
-    update(DELIVERIES)
-    .where(_OURS)
-    .values(**_SENT, status="delivered", delivered_at=bindparam("b_at"), last_error=null()),
-    ("b_id", "b_owner", "b_at"),
+
+
+# A batch's successful sends, most of its outcomes, in ONE statement: the (id, time) pairs are
+# one bind, JSON text unpacked by json_each on SQLite (the times in the column's stored form),
+# two arrays unnested on PostgreSQL. An executemany steps SQLite once per row, and the sqlite3
+# module gives the GIL back and takes it again at every step: beside an event loop busy with
+# sends, each retake waited for the loop's next turn, and 125 outcomes held SQLite's write lock
+# for 8 to 9 ms, the claims queuing behind them. Dispatch, callgrind: 671,900 -> 660,500
+# instructions a delivery.
+def _delivered_update(delivery_id: ColumnElement[Any], delivered_at: ColumnElement[Any]) -> Update:
+    return (
+        update(DELIVERIES)
+        .where(_D.id == delivery_id, _D.lease_owner == bindparam("b_owner"))
+        .values(**_SENT, status="delivered", delivered_at=delivered_at, last_error=null())
+    )
+
+
+_SQLITE_DELIVERED = func.json_each(bindparam("b_delivered", type_=Text())).table_valued("value")
+_MARK_DELIVERED_SQLITE = _delivered_update(
+    func.json_extract(_SQLITE_DELIVERED.c.value, literal_column("'$[0]'")),
+    func.json_extract(_SQLITE_DELIVERED.c.value, literal_column("'$[1]'")),
 )
+_POSTGRES_DELIVERED = (
+    func.unnest(
+        bindparam("b_ids", type_=postgresql.ARRAY(Integer)),
+        bindparam("b_ats", type_=postgresql.ARRAY(_D.delivered_at.type)),
+    )
+    .table_valued("id", "at")
+    .render_derived()
+)
+_MARK_DELIVERED_POSTGRES = _delivered_update(_POSTGRES_DELIVERED.c.id, _POSTGRES_DELIVERED.c.at)
+# The rarer outcomes: built once, each executed as one executemany per batch, rows by position.
 _MARK_DEAD = BulkStatement(
     update(DELIVERIES).where(_OURS).values(**_SENT, status="dead", last_error=bindparam("b_error")),
     ("b_id", "b_owner", "b_error"),
@@ -284,18 +314,18 @@ _MARK_RELEASED = BulkStatement(
 
 async def record_outcomes(engine: AsyncEngine, owner: str, outcomes: Sequence[Outcome]) -> None:
     """Record the outcome of several attempts in one transaction (one SQLite write lock), one
-    executemany per kind of outcome rather than a statement per delivery.
+    statement per kind of outcome rather than one per delivery.
 
     Only rows this owner still leases change: if our lease ran out and another loop took the
     delivery over, its outcome is the one that counts.
     """
-    delivered: list[tuple[object, ...]] = []
+    delivered: list[Delivered] = []
     dead: list[tuple[object, ...]] = []
     retry: list[tuple[object, ...]] = []
     released: list[tuple[object, ...]] = []
     for outcome in outcomes:
         if isinstance(outcome, Delivered):
-            delivered.append((outcome.delivery_id, owner, outcome.at))
+            delivered.append(outcome)
         elif isinstance(outcome, Released):
             released.append((outcome.delivery_id, owner))
         elif outcome.retry_at is None:
@@ -305,10 +335,30 @@ async def record_outcomes(engine: AsyncEngine, owner: str, outcomes: Sequence[Ou
     if not outcomes:
         return
     async with engine.begin() as conn:
-        await _MARK_DELIVERED.execute(conn, delivered)
+        await _mark_delivered(conn, owner, delivered)
         await _MARK_DEAD.execute(conn, dead)
         await _MARK_RETRY.execute(conn, retry)
         await _MARK_RELEASED.execute(conn, released)
+
+
+async def _mark_delivered(
+    conn: AsyncConnection, owner: str, delivered: Sequence[Delivered]
+) -> None:
+    if not delivered:
+        return
+    if conn.dialect.name == "postgresql":
+        params: dict[str, Any] = {
+            "b_ids": [d.delivery_id for d in delivered],
+            "b_ats": [d.at for d in delivered],
+        }
+        statement = _MARK_DELIVERED_POSTGRES
+    else:
+        process = _D.delivered_at.type.bind_processor(conn.dialect)
+        assert process is not None  # UTCDateTime writes text on SQLite
+        pairs = [(d.delivery_id, process(d.at)) for d in delivered]
+        params = {"b_delivered": orjson.dumps(pairs).decode()}
+        statement = _MARK_DELIVERED_SQLITE
+    await conn.execute(statement, {"b_owner": owner, **params})
 
 
 async def extend_leases(
