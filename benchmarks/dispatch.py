@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,8 @@ from benchmarks.harness import (
     make_all_due,
     median,
     seed_watches,
-    servers,
     service_settings,
+    workspace,
 )
 from benchmarks.servers import STATES
 from notifier.service import Service
@@ -148,8 +147,7 @@ def _cpu_since(start: tuple[float, float], count: int) -> tuple[float, float]:
 
 
 async def run_dispatch(count: int, *, concurrency: int, repetitions: int) -> dict[str, Any]:
-    async with servers(count) as remote:
-        with tempfile.TemporaryDirectory(prefix="notifier-bench-") as tmp:
-            return await measure_dispatch(
-                remote, count, concurrency=concurrency, repetitions=repetitions, workdir=Path(tmp)
-            )
+    async with workspace(count) as (remote, workdir):
+        return await measure_dispatch(
+            remote, count, concurrency=concurrency, repetitions=repetitions, workdir=workdir
+        )

@@ -20,10 +20,8 @@ tick stored, and the subscription is the benchmark's, secret and all.
 from __future__ import annotations
 
 import itertools
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -37,8 +35,8 @@ from benchmarks.harness import (
     in_workers,
     make_all_due,
     seed_watches,
-    servers,
     service_settings,
+    workspace,
 )
 from benchmarks.servers import STATES
 from notifier.notify.webhook import WebhookSink
@@ -62,61 +60,59 @@ async def dispatch_layer_runs(
 ) -> AsyncIterator[tuple[dict[str, Run], dict[str, Run]]]:
     """Each layer's run over ``count`` deliveries, by name (:data:`DISPATCH_LAYERS`), and by
     layer what must happen before its run and is not part of it (a tick filling the outbox)."""
-    async with servers(count) as remote:
-        with tempfile.TemporaryDirectory(prefix="notifier-bench-") as tmp:
-            settings = service_settings(
-                Path(tmp) / "dispatch-layers.db", remote.urls, concurrency=concurrency
+    async with workspace(count) as (remote, workdir):
+        settings = service_settings(
+            workdir / "dispatch-layers.db", remote.urls, concurrency=concurrency
+        )
+        timeout = settings.delivery.timeout_seconds
+        async with (
+            Service(settings) as service,
+            bare_post_session(concurrency) as bare,
+            # As the service opens its webhook session.
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+        ):
+            engine = service.engine
+            await seed_watches(engine, count)
+            flips = itertools.cycle(STATES[:2])
+
+            async def fill_outbox() -> None:
+                await remote.set_state(next(flips))
+                await make_all_due(engine)
+                summary = await service.tick()
+                if summary is None or summary.deliveries != count:
+                    raise RuntimeError(f"expected {count} deliveries to send, got {summary}")
+
+            async def drain() -> None:
+                sent = await service.dispatch_due()
+                if sent != count:
+                    raise RuntimeError(f"dispatched {sent} of {count} deliveries")
+
+            await fill_outbox()
+            await drain()
+            async with engine.connect() as conn:
+                rows = await conn.execute(select(EVENTS).order_by(EVENTS.c.seq).limit(count))
+                events = [event_from_row(row) for row in rows]
+            (subscription,) = await load_active_subscriptions(engine, {"bench": WEBHOOK_SECRET})
+            sink = WebhookSink(session, timeout_seconds=timeout)
+            sends = [sink.prepare(event, subscription) for event in events]
+            yield (
+                {
+                    DISPATCH_LAYERS[0]: lambda: bare_post(
+                        remote.urls.webhook, count, concurrency, bare
+                    ),
+                    DISPATCH_LAYERS[1]: lambda: in_workers(
+                        lambda i: sends[i](), count, concurrency
+                    ),
+                    DISPATCH_LAYERS[2]: lambda: in_workers(
+                        lambda i: sink.send(events[i], subscription), count, concurrency
+                    ),
+                    DISPATCH_LAYERS[3]: drain,
+                },
+                {DISPATCH_LAYERS[3]: fill_outbox},
             )
-            timeout = settings.delivery.timeout_seconds
-            async with (
-                Service(settings) as service,
-                bare_post_session(concurrency) as bare,
-                # As the service opens its webhook session.
-                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
-            ):
-                engine = service.engine
-                await seed_watches(engine, count)
-                flips = itertools.cycle(STATES[:2])
-
-                async def fill_outbox() -> None:
-                    await remote.set_state(next(flips))
-                    await make_all_due(engine)
-                    summary = await service.tick()
-                    if summary is None or summary.deliveries != count:
-                        raise RuntimeError(f"expected {count} deliveries to send, got {summary}")
-
-                async def drain() -> None:
-                    sent = await service.dispatch_due()
-                    if sent != count:
-                        raise RuntimeError(f"dispatched {sent} of {count} deliveries")
-
-                await fill_outbox()
-                await drain()
-                async with engine.connect() as conn:
-                    rows = await conn.execute(select(EVENTS).order_by(EVENTS.c.seq).limit(count))
-                    events = [event_from_row(row) for row in rows]
-                (subscription,) = await load_active_subscriptions(engine, {"bench": WEBHOOK_SECRET})
-                sink = WebhookSink(session, timeout_seconds=timeout)
-                sends = [sink.prepare(event, subscription) for event in events]
-                yield (
-                    {
-                        DISPATCH_LAYERS[0]: lambda: bare_post(
-                            remote.urls.webhook, count, concurrency, bare
-                        ),
-                        DISPATCH_LAYERS[1]: lambda: in_workers(
-                            lambda i: sends[i](), count, concurrency
-                        ),
-                        DISPATCH_LAYERS[2]: lambda: in_workers(
-                            lambda i: sink.send(events[i], subscription), count, concurrency
-                        ),
-                        DISPATCH_LAYERS[3]: drain,
-                    },
-                    {DISPATCH_LAYERS[3]: fill_outbox},
-                )
 
 
 async def run_dispatch_layers(count: int, *, concurrency: int, rounds: int) -> dict[str, Any]:
     """CPU per delivery of each layer of the send path, ``count`` deliveries a layer."""
-    async with dispatch_layer_runs(count, concurrency) as (runs, prepare):
-        cpu = await cpu_by_layer(runs, prepare, count, rounds)
-    return {"deliveries": count, "concurrency": concurrency, "rounds": rounds, **cpu}
+    cpu = await cpu_by_layer(dispatch_layer_runs, count, concurrency=concurrency, rounds=rounds)
+    return {"deliveries": count, **cpu}

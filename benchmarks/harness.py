@@ -8,9 +8,10 @@ import math
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,6 +104,15 @@ async def servers(watches: int, *, record: bool = False) -> AsyncIterator[Remote
             await process.wait()
 
 
+@asynccontextmanager
+async def workspace(watches: int, *, record: bool = False) -> AsyncIterator[tuple[Remote, Path]]:
+    """The servers process (:func:`servers`) and a scratch folder for the service's database,
+    both gone on exit: what every benchmark runs in."""
+    async with servers(watches, record=record) as remote:
+        with tempfile.TemporaryDirectory(prefix="notifier-bench-") as tmp:
+            yield remote, Path(tmp)
+
+
 def status_urls(urls: ServerUrls, count: int) -> list[str]:
     """The status URLs of image versions 1..count under :data:`ASID`, as the bare loops fetch
     them: the same requests the service's client makes for the seeded watches."""
@@ -189,29 +199,35 @@ async def make_all_due(engine: AsyncEngine) -> None:
 
 
 Run = Callable[[], Awaitable[None]]
+# Each layer's run over N items by name, bottom to top, and by layer what must happen before its
+# run and is not part of it; opened for (N, concurrency).
+LayerRuns = Callable[[int, int], AbstractAsyncContextManager[tuple[dict[str, Run], dict[str, Run]]]]
 
 
 async def cpu_by_layer(
-    runs: Mapping[str, Run], prepare: Mapping[str, Run], count: int, rounds: int
-) -> dict[str, dict[str, float]]:
-    """CPU per item (µs) of each layer's run over ``count`` items, bottom to top as ``runs``
-    lists them: the event-loop thread's, and the whole process's (the SQLite driver's thread
-    too). The order of the layers alternates from round to round; the median of the rounds is
-    reported. ``prepare`` holds, by layer, what must happen before its run and is not counted.
-    """
-    loop_cpu: dict[str, list[float]] = {name: [] for name in runs}
-    process_cpu: dict[str, list[float]] = {name: [] for name in runs}
-    for round_ in range(rounds):
-        for name in runs if round_ % 2 == 0 else reversed(list(runs)):
-            if name in prepare:
-                await prepare[name]()
-            thread, process = time.thread_time(), time.process_time()
-            await runs[name]()
-            loop_cpu[name].append((time.thread_time() - thread) * 1e6 / count)
-            process_cpu[name].append((time.process_time() - process) * 1e6 / count)
+    layers: LayerRuns, count: int, *, concurrency: int, rounds: int
+) -> dict[str, Any]:
+    """CPU per item (µs) of each layer's run over ``count`` items, bottom to top: the
+    event-loop thread's, and the whole process's (the SQLite driver's thread too). The order of
+    the layers alternates from round to round; the median of the rounds is reported."""
+    loop_cpu: dict[str, list[float]] = {}
+    process_cpu: dict[str, list[float]] = {}
+    async with layers(count, concurrency) as (runs, prepare):
+        for round_ in range(rounds):
+            for name in runs if round_ % 2 == 0 else reversed(list(runs)):
+                if name in prepare:
+                    await prepare[name]()
+                thread, process = time.thread_time(), time.process_time()
+                await runs[name]()
+                loop_cpu.setdefault(name, []).append((time.thread_time() - thread) * 1e6 / count)
+                process_cpu.setdefault(name, []).append(
+                    (time.process_time() - process) * 1e6 / count
+                )
     return {
-        "event_loop_cpu_us": {k: round(statistics.median(v), 1) for k, v in loop_cpu.items()},
-        "process_cpu_us": {k: round(statistics.median(v), 1) for k, v in process_cpu.items()},
+        "concurrency": concurrency,
+        "rounds": rounds,
+        "event_loop_cpu_us": {k: round(statistics.median(loop_cpu[k]), 1) for k in runs},
+        "process_cpu_us": {k: round(statistics.median(process_cpu[k]), 1) for k in runs},
     }
 
 

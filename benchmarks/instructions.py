@@ -23,15 +23,11 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 from benchmarks.dispatch_layers import dispatch_layer_runs
-from benchmarks.harness import Run
+from benchmarks.harness import LayerRuns
 from benchmarks.layers import layer_runs
-
-Layers = Callable[[int, int], AbstractAsyncContextManager[tuple[dict[str, Run], dict[str, Run]]]]
 
 
 def _callgrind(*command: str) -> str:
@@ -45,7 +41,7 @@ def _callgrind(*command: str) -> str:
     return done.stdout
 
 
-async def count_layers(layers: Layers, count: int, out_dir: Path) -> dict[str, int]:
+async def count_layers(layers: LayerRuns, count: int, out_dir: Path) -> dict[str, int]:
     """Instructions per item of each layer, read from the dump callgrind writes for it."""
     per_item: dict[str, int] = {}
     async with layers(count, 8) as (runs, prepare):

@@ -14,10 +14,8 @@ layer, and not with a profiler's view of the tick.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import (
@@ -27,9 +25,9 @@ from benchmarks.harness import (
     in_workers,
     make_all_due,
     seed_watches,
-    servers,
     service_settings,
     status_urls,
+    workspace,
 )
 from benchmarks.poll import bare_fetch, bare_session
 from benchmarks.servers import STATES
@@ -52,53 +50,49 @@ async def layer_runs(
 ) -> AsyncIterator[tuple[dict[str, Run], dict[str, Run]]]:
     """Each layer's run over the same ``count`` fetches, by name (:data:`LAYERS`), and by layer
     what must happen before its run and is not part of it (the tick's watches made due)."""
-    async with servers(count) as remote:
-        with tempfile.TemporaryDirectory(prefix="notifier-bench-") as tmp:
-            settings = service_settings(
-                Path(tmp) / "layers.db", remote.urls, concurrency=concurrency
+    async with workspace(count) as (remote, workdir):
+        settings = service_settings(workdir / "layers.db", remote.urls, concurrency=concurrency)
+        async with (
+            Service(settings) as service,
+            open_clanforge(settings.clanforge) as client,
+            open_clanforge_accounts(settings.clanforge) as accounts,
+            bare_session(concurrency, service) as bare,
+        ):
+            await seed_watches(service.engine, count)
+            await remote.set_state(STATES[0])
+            await service.tick()  # first sightings: every later reply is known
+            ids = range(1, count + 1)
+            known = {ivid: (await client.fetch_status(ASID, ivid)).digest for ivid in ids}
+            urls = status_urls(remote.urls, count)
+
+            async def tick() -> None:
+                summary = await service.tick()
+                if summary is None or summary.polled != count or summary.events:
+                    raise RuntimeError(f"the tick did not poll {count} quiet watches")
+
+            async def make_due() -> None:
+                await make_all_due(service.engine)
+
+            yield (
+                {
+                    LAYERS[0]: lambda: bare_fetch(bare, urls, concurrency),
+                    LAYERS[1]: lambda: in_workers(
+                        lambda i: client.fetch_status(ASID, ids[i], known[ids[i]]),
+                        count,
+                        concurrency,
+                    ),
+                    LAYERS[2]: lambda: in_workers(
+                        lambda i: accounts.fetch_status(ASID, ids[i], known[ids[i]]),
+                        count,
+                        concurrency,
+                    ),
+                    LAYERS[3]: tick,
+                },
+                {LAYERS[3]: make_due},
             )
-            async with (
-                Service(settings) as service,
-                open_clanforge(settings.clanforge) as client,
-                open_clanforge_accounts(settings.clanforge) as accounts,
-                bare_session(concurrency, service) as bare,
-            ):
-                await seed_watches(service.engine, count)
-                await remote.set_state(STATES[0])
-                await service.tick()  # first sightings: every later reply is known
-                ids = range(1, count + 1)
-                known = {ivid: (await client.fetch_status(ASID, ivid)).digest for ivid in ids}
-                urls = status_urls(remote.urls, count)
-
-                async def tick() -> None:
-                    summary = await service.tick()
-                    if summary is None or summary.polled != count or summary.events:
-                        raise RuntimeError(f"the tick did not poll {count} quiet watches")
-
-                async def make_due() -> None:
-                    await make_all_due(service.engine)
-
-                yield (
-                    {
-                        LAYERS[0]: lambda: bare_fetch(bare, urls, concurrency),
-                        LAYERS[1]: lambda: in_workers(
-                            lambda i: client.fetch_status(ASID, ids[i], known[ids[i]]),
-                            count,
-                            concurrency,
-                        ),
-                        LAYERS[2]: lambda: in_workers(
-                            lambda i: accounts.fetch_status(ASID, ids[i], known[ids[i]]),
-                            count,
-                            concurrency,
-                        ),
-                        LAYERS[3]: tick,
-                    },
-                    {LAYERS[3]: make_due},
-                )
 
 
 async def run_layers(count: int, *, concurrency: int, rounds: int) -> dict[str, Any]:
     """CPU per fetch of each layer of the unchanged poll path, ``count`` fetches a layer."""
-    async with layer_runs(count, concurrency) as (runs, prepare):
-        cpu = await cpu_by_layer(runs, prepare, count, rounds)
-    return {"fetches": count, "concurrency": concurrency, "rounds": rounds, **cpu}
+    cpu = await cpu_by_layer(layer_runs, count, concurrency=concurrency, rounds=rounds)
+    return {"fetches": count, **cpu}

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import standardwebhooks
 
-from benchmarks.harness import WEBHOOK_SECRET, median, percentile, servers
+from benchmarks.harness import WEBHOOK_SECRET, median, percentile, workspace
 from benchmarks.process import notifier_run
 from benchmarks.servers import STATES
 
@@ -25,27 +23,26 @@ async def measure_memory(
     passes see nothing new. The subscription wants failures only, so no deliveries are made:
     this measures polling, not the outbox.
     """
-    async with servers(count) as remote:
-        with tempfile.TemporaryDirectory(prefix="notifier-bench-") as tmp:
-            started = time.perf_counter()
-            async with notifier_run(
-                Path(tmp),
-                remote.urls,
-                watches=count,
-                concurrency=concurrency,
-                interval=1,
-                events="imageversion.failed",
-            ) as service:
-                polls = 0
-                while polls < passes * count:
-                    if service.process.returncode is not None:
-                        raise RuntimeError("notifier run exited during the memory benchmark")
-                    if time.perf_counter() - started > limit:
-                        raise RuntimeError(f"only {polls} polls of {passes * count} in {limit} s")
-                    await asyncio.sleep(0.5)
-                    polls = await remote.polls()
-                peak = service.peak_rss_mb()
-                elapsed = time.perf_counter() - started
+    async with workspace(count) as (remote, workdir):
+        started = time.perf_counter()
+        async with notifier_run(
+            workdir,
+            remote.urls,
+            watches=count,
+            concurrency=concurrency,
+            interval=1,
+            events="imageversion.failed",
+        ) as service:
+            polls = 0
+            while polls < passes * count:
+                if service.process.returncode is not None:
+                    raise RuntimeError("notifier run exited during the memory benchmark")
+                if time.perf_counter() - started > limit:
+                    raise RuntimeError(f"only {polls} polls of {passes * count} in {limit} s")
+                await asyncio.sleep(0.5)
+                polls = await remote.polls()
+            peak = service.peak_rss_mb()
+            elapsed = time.perf_counter() - started
     return {
         "watches": count,
         "passes": passes,
@@ -68,33 +65,31 @@ async def measure_latency(
     verifier = standardwebhooks.Webhook(WEBHOOK_SECRET)
     latencies: list[float] = []
     waits: list[float] = []
-    async with servers(watches, record=True) as remote:
-        with tempfile.TemporaryDirectory(prefix="notifier-bench-") as tmp:
-            async with notifier_run(
-                Path(tmp), remote.urls, watches=watches, concurrency=8, interval=interval
-            ) as service:
-                # First sightings: one webhook per watch, then a clean slate.
-                await _wait_for_arrivals(remote, watches, service)
-                await remote.clear()
-                state = dict.fromkeys(range(1, watches + 1), STATES[0])
-                for index in range(transitions):
-                    ivid = index % watches + 1
-                    state[ivid] = STATES[1] if state[ivid] == STATES[0] else STATES[0]
-                    flipped = await remote.set_state(state[ivid], ivid)
-                    arrival = await _wait_for_arrivals(remote, 1, service)
-                    payload = verifier.verify(arrival["body"], arrival["headers"])
-                    current = payload["data"]["current"]
-                    if (
-                        payload["data"]["image_version_id"] != ivid
-                        or current["state_id"] != state[ivid]
-                    ):
-                        raise RuntimeError(f"unexpected webhook {json.dumps(payload)}")
-                    polled = await remote.first_poll(ivid, flipped)
-                    if polled is None:
-                        raise RuntimeError("the fake recorded no poll after the flip")
-                    latencies.append(arrival["at"] - polled)
-                    waits.append(polled - flipped)
-                    await remote.clear()
+    async with (
+        workspace(watches, record=True) as (remote, workdir),
+        notifier_run(
+            workdir, remote.urls, watches=watches, concurrency=8, interval=interval
+        ) as service,
+    ):
+        # First sightings: one webhook per watch, then a clean slate.
+        await _wait_for_arrivals(remote, watches, service)
+        await remote.clear()
+        state = dict.fromkeys(range(1, watches + 1), STATES[0])
+        for index in range(transitions):
+            ivid = index % watches + 1
+            state[ivid] = STATES[1] if state[ivid] == STATES[0] else STATES[0]
+            flipped = await remote.set_state(state[ivid], ivid)
+            arrival = await _wait_for_arrivals(remote, 1, service)
+            payload = verifier.verify(arrival["body"], arrival["headers"])
+            current = payload["data"]["current"]
+            if payload["data"]["image_version_id"] != ivid or current["state_id"] != state[ivid]:
+                raise RuntimeError(f"unexpected webhook {json.dumps(payload)}")
+            polled = await remote.first_poll(ivid, flipped)
+            if polled is None:
+                raise RuntimeError("the fake recorded no poll after the flip")
+            latencies.append(arrival["at"] - polled)
+            waits.append(polled - flipped)
+            await remote.clear()
     ms = [value * 1000 for value in latencies]
     return {
         "transitions": transitions,

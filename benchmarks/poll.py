@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -32,9 +31,9 @@ from benchmarks.harness import (
     make_all_due,
     median,
     seed_watches,
-    servers,
     service_settings,
     status_urls,
+    workspace,
 )
 from benchmarks.servers import STATES
 from notifier.clanforge.client import USER_AGENT, client_timeout
@@ -230,20 +229,19 @@ async def run_poll(
     counts: Sequence[int], *, concurrency: int, repetitions: int, profile_dir: Path | None
 ) -> list[dict[str, Any]]:
     results = []
-    async with servers(max(counts)) as remote:
-        with tempfile.TemporaryDirectory(prefix="notifier-bench-") as tmp:
-            for count in counts:
-                profile_to = None
-                if profile_dir is not None and count == max(counts):
-                    profile_to = profile_dir / f"profile-poll-tick-{count}.txt"
-                results.append(
-                    await measure_poll(
-                        remote,
-                        count,
-                        concurrency=concurrency,
-                        repetitions=repetitions,
-                        workdir=Path(tmp),
-                        profile_to=profile_to,
-                    )
+    async with workspace(max(counts)) as (remote, workdir):
+        for count in counts:
+            profile_to = None
+            if profile_dir is not None and count == max(counts):
+                profile_to = profile_dir / f"profile-poll-tick-{count}.txt"
+            results.append(
+                await measure_poll(
+                    remote,
+                    count,
+                    concurrency=concurrency,
+                    repetitions=repetitions,
+                    workdir=workdir,
+                    profile_to=profile_to,
                 )
+            )
     return results
