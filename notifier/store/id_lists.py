@@ -1,4 +1,5 @@
-"""``column IN (these ids)`` with the ids in ONE bind parameter, on SQLite and PostgreSQL.
+"""``column IN (these ids)`` with the ids in ONE bind parameter, on SQLite and PostgreSQL; and
+(id, moment) pairs in one bind for an ``UPDATE … FROM`` (:class:`MomentPairs`).
 
 A poll batch names its thousand watches in four statements (the lease, the memory of changed
 watches, the "still ours?" check, the quiet schedule). SQLAlchemy's expanding IN renders a
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import BindParameter, Boolean, Integer, Text, bindparam
+from sqlalchemy import BindParameter, Boolean, Integer, Text, bindparam, func, literal_column
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
@@ -23,6 +24,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.type_api import TypeEngine
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
+
+from notifier.store.bulk import memoized
 
 
 def among_ids(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
@@ -74,3 +77,53 @@ def _json_each(element: _AmongIds, compiler: SQLCompiler, **kw: Any) -> str:
 @compiles(_AmongIds, "postgresql")
 def _any(element: _AmongIds, compiler: SQLCompiler, **kw: Any) -> str:
     return f"{compiler.process(element.column, **kw)} = ANY({compiler.process(element.ids, **kw)})"
+
+
+class MomentPairs:
+    """(id, moment) pairs in ONE bind: the rows of an ``UPDATE … FROM`` that gives each row its
+    own moment (a watch its next poll, a delivery the time it went out).
+
+    An executemany steps SQLite once per row, and the sqlite3 module gives the GIL back and
+    takes it again at every step; one statement over the pairs steps once. JSON text unpacked by
+    ``json_each`` on SQLite, the moments already in the column's stored form; two arrays
+    unnested on PostgreSQL. Build the statement once per backend from :attr:`sqlite` or
+    :attr:`postgres`, and bind :meth:`params`.
+    """
+
+    def __init__(self, name: str, moment_type: TypeEngine[Any]) -> None:
+        self._name = name
+        self._moment_type = moment_type
+        pairs = func.json_each(bindparam(name, type_=Text())).table_valued("value")
+        self.sqlite: tuple[ColumnElement[Any], ColumnElement[Any]] = (
+            func.json_extract(pairs.c.value, literal_column("'$[0]'")),
+            func.json_extract(pairs.c.value, literal_column("'$[1]'")),
+        )
+        """The id and the moment of each pair, on SQLite."""
+        arrays = (
+            func.unnest(
+                bindparam(f"{name}_ids", type_=postgresql.ARRAY(Integer)),
+                bindparam(f"{name}_moments", type_=postgresql.ARRAY(moment_type)),
+            )
+            .table_valued("id", "moment")
+            .render_derived()
+        )
+        self.postgres: tuple[ColumnElement[Any], ColumnElement[Any]] = (
+            arrays.c.id,
+            arrays.c.moment,
+        )
+        """The id and the moment of each pair, on PostgreSQL."""
+
+    def params(
+        self,
+        dialect: Dialect,
+        ids: Sequence[int],
+        moments: Sequence[Any],
+        memo: dict[Any, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The binds for these pairs; ``memo`` as :func:`notifier.store.bulk.memoized` takes."""
+        if dialect.name == "postgresql":
+            return {f"{self._name}_ids": list(ids), f"{self._name}_moments": list(moments)}
+        process = self._moment_type.bind_processor(dialect)
+        assert process is not None  # UTCDateTime writes text on SQLite
+        texts = memoized(process, moments, {} if memo is None else memo)
+        return {self._name: orjson.dumps(list(zip(ids, texts, strict=True))).decode()}

@@ -8,30 +8,27 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-import orjson
 from sqlalchemy import (
     ColumnElement,
     Integer,
     Select,
-    Text,
     Update,
     and_,
     bindparam,
     exists,
     func,
-    literal_column,
     null,
     or_,
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from notifier.events.model import LIVE_REFRESH, Event
 from notifier.store.bulk import BulkStatement
 from notifier.store.codec import event_from_row, status_from_row
 from notifier.store.engine import is_postgres
+from notifier.store.id_lists import MomentPairs
 from notifier.store.recent_events import RecentEvents
 from notifier.store.tables import (
     DELIVERIES,
@@ -266,12 +263,10 @@ _OURS = and_(_D.id == bindparam("b_id"), _D.lease_owner == bindparam("b_owner"))
 _SENT = {"attempts": _D.attempts + 1, "lease_owner": null(), "lease_until": null()}
 
 
-# A batch's successful sends, most of its outcomes, in ONE statement: the (id, time) pairs are
-# one bind, JSON text unpacked by json_each on SQLite (the times in the column's stored form),
-# two arrays unnested on PostgreSQL. An executemany steps SQLite once per row, and the sqlite3
-# module gives the GIL back and takes it again at every step: beside an event loop busy with
-# sends, each retake waited for the loop's next turn, and 125 outcomes held SQLite's write lock
-# for 8 to 9 ms, the claims queuing behind them. Dispatch, callgrind: 671,900 -> 660,500
+# A batch's successful sends, most of its outcomes, in ONE statement over (id, time) pairs
+# (MomentPairs). As an executemany, beside an event loop busy with sends, each of SQLite's steps
+# waited for the loop's next turn to retake the GIL: 125 outcomes held SQLite's write lock for
+# 8 to 9 ms, the claims queuing behind them. Dispatch, callgrind: 671,900 -> 660,500
 # instructions a delivery.
 def _delivered_update(delivery_id: ColumnElement[Any], delivered_at: ColumnElement[Any]) -> Update:
     return (
@@ -281,20 +276,9 @@ def _delivered_update(delivery_id: ColumnElement[Any], delivered_at: ColumnEleme
     )
 
 
-_SQLITE_DELIVERED = func.json_each(bindparam("b_delivered", type_=Text())).table_valued("value")
-_MARK_DELIVERED_SQLITE = _delivered_update(
-    func.json_extract(_SQLITE_DELIVERED.c.value, literal_column("'$[0]'")),
-    func.json_extract(_SQLITE_DELIVERED.c.value, literal_column("'$[1]'")),
-)
-_POSTGRES_DELIVERED = (
-    func.unnest(
-        bindparam("b_ids", type_=postgresql.ARRAY(Integer)),
-        bindparam("b_ats", type_=postgresql.ARRAY(_D.delivered_at.type)),
-    )
-    .table_valued("id", "at")
-    .render_derived()
-)
-_MARK_DELIVERED_POSTGRES = _delivered_update(_POSTGRES_DELIVERED.c.id, _POSTGRES_DELIVERED.c.at)
+_DELIVERED_PAIRS = MomentPairs("b_delivered", _D.delivered_at.type)
+_MARK_DELIVERED_SQLITE = _delivered_update(*_DELIVERED_PAIRS.sqlite)
+_MARK_DELIVERED_POSTGRES = _delivered_update(*_DELIVERED_PAIRS.postgres)
 # The rarer outcomes: built once, each executed as one executemany per batch, rows by position.
 _MARK_DEAD = BulkStatement(
     update(DELIVERIES).where(_OURS).values(**_SENT, status="dead", last_error=bindparam("b_error")),
@@ -346,18 +330,12 @@ async def _mark_delivered(
 ) -> None:
     if not delivered:
         return
-    if conn.dialect.name == "postgresql":
-        params: dict[str, Any] = {
-            "b_ids": [d.delivery_id for d in delivered],
-            "b_ats": [d.at for d in delivered],
-        }
-        statement = _MARK_DELIVERED_POSTGRES
-    else:
-        process = _D.delivered_at.type.bind_processor(conn.dialect)
-        assert process is not None  # UTCDateTime writes text on SQLite
-        pairs = [(d.delivery_id, process(d.at)) for d in delivered]
-        params = {"b_delivered": orjson.dumps(pairs).decode()}
-        statement = _MARK_DELIVERED_SQLITE
+    params = _DELIVERED_PAIRS.params(
+        conn.dialect, [d.delivery_id for d in delivered], [d.at for d in delivered]
+    )
+    statement = (
+        _MARK_DELIVERED_POSTGRES if conn.dialect.name == "postgresql" else _MARK_DELIVERED_SQLITE
+    )
     await conn.execute(statement, {"b_owner": owner, **params})
 
 

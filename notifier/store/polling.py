@@ -7,21 +7,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-import orjson
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
     Insert,
-    Integer,
     Table,
-    Text,
     Update,
     bindparam,
     false,
     func,
     insert,
     literal,
-    literal_column,
     null,
     or_,
     select,
@@ -39,7 +35,7 @@ from notifier.polling.plan import (
     PlannedRefresh,
     PollPlan,
 )
-from notifier.store.bulk import BulkStatement, memoized
+from notifier.store.bulk import BulkStatement
 from notifier.store.codec import (
     MEMORY_COLUMNS,
     memory_from_values,
@@ -47,7 +43,7 @@ from notifier.store.codec import (
     status_json_text,
 )
 from notifier.store.engine import is_postgres
-from notifier.store.id_lists import among_ids
+from notifier.store.id_lists import MomentPairs, among_ids
 from notifier.store.tables import (
     DELIVERIES,
     EVENTS,
@@ -336,24 +332,18 @@ async def _write_schedules(
     """Give healthy watches their next polls and their leases back; returns the ids it updated
     (those still this claim's).
 
-    One statement for the batch: the (id, next poll) pairs are one bind, JSON text unpacked by
-    ``json_each`` on SQLite (the times already in the column's stored form), two arrays unnested
-    on PostgreSQL. Per row, executemany and a separate lease check cost about a microsecond
-    more on SQLite.
+    One statement for the batch over the (id, next poll) pairs (:class:`MomentPairs`). Per row,
+    executemany and a separate lease check cost about a microsecond more on SQLite.
     """
-    params: dict[str, Any] = {"now": now, "owner": owner, "token": token}
-    if conn.dialect.name == "postgresql":
-        statement = _SCHEDULES_POSTGRES
-        params["ids"] = [p.watch_id for p in plans]
-        params["next_polls"] = [p.next_poll_at for p in plans]
-    else:
-        statement = _SCHEDULES_SQLITE
-        process = WATCHES.c.next_poll_at.type.bind_processor(conn.dialect)
-        assert process is not None  # UTCDateTime writes text on SQLite
-        texts = memoized(process, [p.next_poll_at for p in plans], memo)
-        pairs = list(zip((p.watch_id for p in plans), texts, strict=True))
-        params["schedules"] = orjson.dumps(pairs).decode()
-    return set((await conn.execute(statement, params)).scalars())
+    params = _SCHEDULE_PAIRS.params(
+        conn.dialect, [p.watch_id for p in plans], [p.next_poll_at for p in plans], memo
+    )
+    statement = _SCHEDULES_POSTGRES if conn.dialect.name == "postgresql" else _SCHEDULES_SQLITE
+    return set(
+        (
+            await conn.execute(statement, {"now": now, "owner": owner, "token": token, **params})
+        ).scalars()
+    )
 
 
 # What a successful poll writes to its watch besides the schedule: a clean bill of health, and
@@ -385,20 +375,9 @@ def _schedules_update(next_poll_at: ColumnElement[Any], watch_id: ColumnElement[
     )
 
 
-_SQLITE_PAIRS = func.json_each(bindparam("schedules", type_=Text())).table_valued("value")
-_SCHEDULES_SQLITE = _schedules_update(
-    func.json_extract(_SQLITE_PAIRS.c.value, literal_column("'$[1]'")),
-    func.json_extract(_SQLITE_PAIRS.c.value, literal_column("'$[0]'")),
-)
-_POSTGRES_PAIRS = (
-    func.unnest(
-        bindparam("ids", type_=postgresql.ARRAY(Integer)),
-        bindparam("next_polls", type_=postgresql.ARRAY(WATCHES.c.next_poll_at.type)),
-    )
-    .table_valued("id", "next_poll_at")
-    .render_derived()
-)
-_SCHEDULES_POSTGRES = _schedules_update(_POSTGRES_PAIRS.c.next_poll_at, _POSTGRES_PAIRS.c.id)
+_SCHEDULE_PAIRS = MomentPairs("schedules", WATCHES.c.next_poll_at.type)
+_SCHEDULES_SQLITE = _schedules_update(_SCHEDULE_PAIRS.sqlite[1], _SCHEDULE_PAIRS.sqlite[0])
+_SCHEDULES_POSTGRES = _schedules_update(_SCHEDULE_PAIRS.postgres[1], _SCHEDULE_PAIRS.postgres[0])
 
 
 def _binds(table: Table, names: Sequence[str]) -> dict[str, BindParameter[Any]]:
