@@ -192,7 +192,7 @@ async def claim_due_deliveries(
         # watch_id) as RETURNING lists them; this loop runs once per claimed delivery.
         claimed = sorted(leased, key=_first)
         event_ids = [row[5] for row in claimed if row[4] != "refresh"]
-        refreshed_ids = [row[6] for row in claimed if row[4] == "refresh"]
+        refreshes = [row for row in claimed if row[4] == "refresh"]
         events: dict[str, Event] = {}
         missing = event_ids
         if recent is not None:
@@ -207,11 +207,9 @@ async def claim_due_deliveries(
             rows = await conn.execute(events_stmt, {"b_ids": missing})
             events.update((row.id, event_from_row(row)) for row in rows)
         watches: dict[int, Any] = {}
-        if refreshed_ids:
-            await conn.execute(
-                _FREE_REFRESH_SLOTS, {"b_ids": [row[0] for row in claimed if row[4] == "refresh"]}
-            )
-            rows = await conn.execute(refreshed_stmt, {"b_ids": refreshed_ids})
+        if refreshes:
+            await conn.execute(_FREE_REFRESH_SLOTS, {"b_ids": [row[0] for row in refreshes]})
+            rows = await conn.execute(refreshed_stmt, {"b_ids": [row[6] for row in refreshes]})
             watches = {row.w_id: row for row in rows}
     return [
         ClaimedDelivery(
