@@ -27,6 +27,7 @@ from notifier.notify.dispatcher import (
     Dispatcher,
     SubscriptionLoader,
 )
+from notifier.notify.pacing import ChannelPacer
 from notifier.notify.retry import RetryPolicy
 from notifier.notify.sink import Sink
 from notifier.notify.slack import SlackSink
@@ -61,6 +62,10 @@ class HandClock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+    def seconds(self) -> float:
+        """The same moment as a number, for what keeps time in seconds (the channel pacer)."""
+        return self.now.timestamp()
 
 
 @pytest.fixture
@@ -392,7 +397,10 @@ async def test_slack_429_waits_for_its_retry_after(
         await lifecycle(engine, [1], [QUEUED])
         clock.now = T0 + timedelta(hours=1)
         client = AsyncWebClient(token=SLACK_TOKEN, base_url=slack.base_url, session=session)
-        sink = SlackSink(client, DatabaseLiveMessages(engine, clock))
+        # The channel's pacer on the same hand clock: the 30 s back-off passes when the clock
+        # moves, as the delivery's retry does, instead of in real time.
+        pacer = ChannelPacer(1.0, clock=clock.seconds)
+        sink = SlackSink(client, DatabaseLiveMessages(engine, clock), pacer=pacer)
         slack.fail_next("chat.postMessage", "ratelimited", retry_after=30)
         d = dispatcher(engine, clock, {"slack_channel": sink})
 
