@@ -133,6 +133,19 @@ def bare_session(concurrency: int, service: Service) -> aiohttp.ClientSession:
     )
 
 
+PHASES = ("claim", "fetch", "plan", "write")
+
+
+def phase_seconds(service: Service) -> dict[str, float]:
+    """Seconds the service's batches have spent in each phase so far, from its own metrics
+    (``notifier_poll_batch_seconds``)."""
+    registry = service.metrics.registry
+    return {
+        phase: registry.get_sample_value("notifier_poll_batch_seconds_sum", {"phase": phase}) or 0.0
+        for phase in PHASES
+    }
+
+
 async def _timed_tick(service: Service, expected: int) -> float:
     started = time.perf_counter()
     summary = await service.tick()
@@ -170,6 +183,7 @@ async def measure_poll(
                 service_times: list[float] = []
                 bare_cpu: list[float] = []
                 service_cpu: list[float] = []
+                phases: dict[str, list[float]] = {phase: [] for phase in PHASES}
                 for rep in range(repetitions):
                     if scenario == "changed":
                         flips += 1
@@ -186,9 +200,13 @@ async def measure_poll(
                         else:
                             counter.reset()
                             counter.active = True
+                            before = phase_seconds(service)
                             service_times.append(await _timed_tick(service, count))
                             service_cpu.append(time.process_time() - cpu)
                             counter.active = False
+                            after = phase_seconds(service)
+                            for phase in PHASES:
+                                phases[phase].append(after[phase] - before[phase])
                 ratios = [s / b for s, b in zip(service_times, bare_times, strict=True)]
                 db = counter.snapshot()
                 db["statements_per_1000_watches"] = round(db["statements"] * 1000 / count, 2)
@@ -203,6 +221,13 @@ async def measure_poll(
                     "bare_cpu_us_per_watch": round(min(bare_cpu) * 1e6 / count, 1),
                     "service_cpu_us_per_watch": round(min(service_cpu) * 1e6 / count, 1),
                     "cpu_ratio": round(min(service_cpu) / min(bare_cpu), 3),
+                    # Where the tick's wall time went, by the service's own batch timings
+                    # (medians), beside the bare loop's time per fetch.
+                    "phases_us_per_watch": {
+                        phase: round(median(seconds) * 1e6 / count, 1)
+                        for phase, seconds in phases.items()
+                    },
+                    "bare_us_per_watch": round(median(bare_times) * 1e6 / count, 1),
                     "db_per_tick": db,
                 }
             if profile_to is not None:

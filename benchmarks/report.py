@@ -39,6 +39,21 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
                 ]
             )
         for scenario in ("unchanged", "changed"):
+            figures = poll[scenario]
+            phases = figures.get("phases_us_per_watch")
+            if phases is None:
+                continue  # results written before the service timed its batches
+            table.append(
+                [
+                    f"tick by phase, {scenario}",
+                    f"{n:,}",
+                    ", ".join(f"{name} {us:g}" for name, us in phases.items())
+                    + f" us a watch (bare loop {figures['bare_us_per_watch']:g} us a fetch)",
+                    "",
+                    "",
+                ]
+            )
+        for scenario in ("unchanged", "changed"):
             db = poll[scenario]["db_per_tick"]
             table.append(
                 [

@@ -26,6 +26,7 @@ from notifier.events.model import STATE_CHANGED, Event
 from notifier.notify.outcome import DeliveryFailed
 from notifier.notify.sink import Send, Sent, Sink
 from notifier.notify.subscription import Subscription
+from notifier.polling.poller import BatchTimings
 from notifier.store.tables import DeliveryRow, EventRow, Watch
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,10 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _POLL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# A batch's phase: milliseconds for a claim or a write of up to 1,000 watches, a tick's length for
+# fetching a batch spread over it.
+_BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_BATCH_PHASES = ("claim", "fetch", "plan", "write")
 # Event seen to delivered: milliseconds when all is well, hours when a receiver was down.
 _DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 7200.0)
 
@@ -69,6 +74,15 @@ class Metrics:
             buckets=_POLL_BUCKETS,
             registry=self.registry,
         )
+        self.poll_batch_seconds = Histogram(
+            "notifier_poll_batch_seconds",
+            "How long each phase of a poll batch (up to 1,000 watches) took: claim, fetch, plan "
+            "or write.",
+            ["phase"],
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self._batch_phases = [self.poll_batch_seconds.labels(phase) for phase in _BATCH_PHASES]
         self.deliveries = Counter(
             "notifier_deliveries",
             "Delivery attempts, by sink and outcome (delivered; failed, to be retried; rejected).",
@@ -125,6 +139,15 @@ class Metrics:
         for outcome, count in outcomes.items():
             if count:
                 self.polls.labels(outcome).inc(count)
+
+    def record_batch(self, timings: BatchTimings) -> None:
+        """A poll batch's phases, told by the poller once the batch is written (its
+        ``observe_batch``)."""
+        claim, fetch, plan, write = self._batch_phases
+        claim.observe(timings.claim)
+        fetch.observe(timings.fetch)
+        plan.observe(timings.plan)
+        write.observe(timings.write)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -205,6 +205,7 @@ class Service:
             clock=self.clock,
             on_committed=self._dispatcher.wake,
             observe_fetches=self.metrics.record_polls,
+            observe_batch=self.metrics.record_batch,
             recent_events=recent_events,
         )
         if settings.server is not None:

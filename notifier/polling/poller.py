@@ -20,6 +20,8 @@ from notifier.events.ids import new_event_id
 from notifier.notify.subscription import Subscription
 from notifier.polling.plan import (
     ClaimedWatch,
+    PlannedDelivery,
+    PlannedRefresh,
     PollPlan,
     known_digest,
     plan_deliveries,
@@ -60,6 +62,42 @@ INTERNAL_ERROR: Final = "internal_error"
 
 def _ignore_fetches(seconds: Sequence[float], outcomes: Counter[str]) -> None:
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class BatchTimings:
+    """How long each phase of one batch took, in seconds: what tells a slow database (claim,
+    write) from a slow upstream (fetch) or a slow process (plan)."""
+
+    watches: int
+    """Watches the batch claimed."""
+    claim: float
+    """Leasing the batch's watches (one transaction)."""
+    fetch: float
+    """Fetching every watch of the batch, spread and rate limit included."""
+    plan: float
+    """Deciding what each reply means: loading the memory of those that are news, detecting,
+    choosing deliveries."""
+    write: float
+    """Writing statuses, events, deliveries and schedules (one transaction)."""
+
+
+BatchObserver = Callable[[BatchTimings], None]
+"""Told each batch's phase timings once its write has committed (or failed)."""
+
+
+def _ignore_batch(timings: BatchTimings) -> None:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """What a batch's write takes: plans, quiet polls by next poll, deliveries, refreshes."""
+
+    plans: list[PollPlan]
+    quiet: dict[datetime | None, list[int]]
+    deliveries: list[PlannedDelivery]
+    refreshes: list[PlannedRefresh]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +146,7 @@ class Poller:
         clock: Callable[[], datetime],
         on_committed: Callable[[], None],
         observe_fetches: FetchObserver = _ignore_fetches,
+        observe_batch: BatchObserver = _ignore_batch,
         recent_events: RecentEvents | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
@@ -130,6 +169,7 @@ class Poller:
         self._clock = clock
         self._on_committed = on_committed
         self._observe_fetches = observe_fetches
+        self._observe_batch = observe_batch
         # Committed events with deliveries, handed to the dispatcher's claims (see RecentEvents).
         self._recent_events = recent_events
 
@@ -145,7 +185,9 @@ class Poller:
         total = TickSummary(0, 0, 0, 0)
         remaining = self._claim_limit
         subscriptions: Sequence[Subscription] | None = None
+        timer = time.perf_counter
         while remaining > 0:
+            claiming = timer()
             token, due = await self._claim(remaining)
             if not due:
                 break
@@ -153,8 +195,24 @@ class Poller:
                 # Once per tick, not per batch: subscriptions change at human speed.
                 subscriptions = await self._load_subscriptions()
             remaining -= len(due)
+            fetching = timer()
             batch = await self._poll_all(token, due)
-            total += await self._write(batch, subscriptions)
+            planning = timer()
+            planned = await self._plan(batch, subscriptions)
+            writing = timer()
+            try:
+                total += await self._write(batch, planned)
+            finally:
+                done = timer()
+                self._observe_batch(
+                    BatchTimings(
+                        len(due),
+                        fetching - claiming,
+                        planning - fetching,
+                        writing - planning,
+                        done - writing,
+                    )
+                )
             if len(due) < self._batch_size:
                 break
         return total
@@ -252,9 +310,9 @@ class Poller:
             log.warning("%s", error.message)
         return error
 
-    async def _plan(self, batch: _Batch) -> tuple[list[PollPlan], dict[datetime | None, list[int]]]:
-        """What each fetch of the batch means: full plans, in the batch's order, and the watches
-        whose reply was no news, by their next poll.
+    async def _plan(self, batch: _Batch, subscriptions: Sequence[Subscription]) -> _Planned:
+        """What each fetch of the batch means: full plans, in the batch's order, the watches
+        whose reply was no news, by their next poll, and what to deliver.
 
         The quiet ones are settled from the claim alone; the rest load the watch's full memory
         first (one query for all of them).
@@ -271,7 +329,7 @@ class Poller:
                 rest.append(position)
         plans: list[PollPlan] = []
         if not rest:
-            return plans, quiet
+            return _Planned(plans, quiet, [], [])
         memories = await load_due_watches(self._engine, [batch.watches[i] for i in rest])
         by_id = {memory.watch_id: memory for memory in memories}
         for position in rest:
@@ -294,21 +352,20 @@ class Poller:
                         outcome.digest,
                     )
                 )
-        return plans, quiet
-
-    async def _write(self, batch: _Batch, subscriptions: Sequence[Subscription]) -> TickSummary:
-        plans, quiet = await self._plan(batch)
         deliveries = plan_deliveries(plans, subscriptions)
-        refreshes = plan_refreshes(plans, subscriptions, deliveries)
+        return _Planned(plans, quiet, deliveries, plan_refreshes(plans, subscriptions, deliveries))
+
+    async def _write(self, batch: _Batch, planned: _Planned) -> TickSummary:
+        deliveries, refreshes = planned.deliveries, planned.refreshes
         result = await write_poll_results(
             self._engine,
             self._owner,
             batch.token,
-            plans,
+            planned.plans,
             deliveries,
             self._clock(),
             refreshes,
-            quiet,
+            planned.quiet,
         )
         written = result.plans
         events = sum(len(p.events) for p in written)

@@ -34,6 +34,7 @@ def test_quick_benchmark_run_writes_every_figure(tmp_path: Path) -> None:
     )
     assert finished.returncode == 0, finished.stderr
     assert "poll overhead, unchanged" in finished.stdout
+    assert "tick by phase, changed" in finished.stdout
     results = json.loads(out.read_text())
 
     assert results["quick"] is True
@@ -45,6 +46,11 @@ def test_quick_benchmark_run_writes_every_figure(tmp_path: Path) -> None:
             runs = results["plan"]["poll_repetitions"]
             assert len(figures["bare_seconds"]) == len(figures["service_seconds"]) == runs
             assert figures["db_per_tick"]["commits"] >= 1
+            # The tick's time by phase, from the service's own batch timings.
+            phases = figures["phases_us_per_watch"]
+            assert list(phases) == ["claim", "fetch", "plan", "write"]
+            assert all(us > 0 for us in phases.values())
+            assert figures["bare_us_per_watch"] > 0
         # A poll that saw nothing new writes no status row; one where every job moved writes all.
         assert poll["unchanged"]["db_per_tick"]["status_rows_written"] == 0
         assert poll["changed"]["db_per_tick"]["status_rows_written"] == poll["watches"]

@@ -91,6 +91,12 @@ async def test_metrics_move_as_a_job_runs_to_completion(running: Running) -> Non
     assert value(queued, "notifier_transitions_total", state="Queued") == 1
     assert value(queued, "notifier_polls_total", outcome="ok") >= 1
     assert value(queued, "notifier_poll_duration_seconds_count") >= 1
+    # Every batch has its four phases timed.
+    batches = value(queued, "notifier_poll_batch_seconds_count", phase="claim")
+    assert batches >= 1
+    for phase in ("fetch", "plan", "write"):
+        assert value(queued, "notifier_poll_batch_seconds_count", phase=phase) == batches
+    assert value(queued, "notifier_poll_batch_seconds_sum", phase="fetch") > 0
     assert value(queued, "notifier_delivery_latency_seconds_count", sink="webhook") == 1
     assert value(queued, "notifier_active_watches") == 1
 

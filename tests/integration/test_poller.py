@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -17,7 +19,13 @@ from notifier.clanforge.client import ClanforgeClient
 from notifier.clanforge.status import FetchedStatus
 from notifier.config import DetectSettings, PollSettings, SubscriptionSettings
 from notifier.notify.subscription import Subscription
-from notifier.polling.poller import FetchObserver, Poller, StatusSource
+from notifier.polling.poller import (
+    BatchObserver,
+    BatchTimings,
+    FetchObserver,
+    Poller,
+    StatusSource,
+)
 from notifier.store.codec import event_from_row
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
@@ -56,6 +64,7 @@ async def make_poller(
     detect: DetectSettings | None = None,
     source: StatusSource | None = None,
     observe_fetches: FetchObserver | None = None,
+    observe_batch: BatchObserver | None = None,
     subscriptions: Callable[[], Awaitable[Sequence[Subscription]]] = no_subscriptions,
     recent_events: RecentEvents | None = None,
 ) -> Poller:
@@ -74,6 +83,7 @@ async def make_poller(
         batch_size=batch_size,
         recent_events=recent_events,
         **({} if observe_fetches is None else {"observe_fetches": observe_fetches}),
+        **({} if observe_batch is None else {"observe_batch": observe_batch}),
     )
 
 
@@ -172,6 +182,48 @@ async def test_each_batch_tells_the_observer_how_long_its_fetches_took_and_how_t
         ok=2, not_found=2, internal_error=1
     )
     assert "polling image version 4 crashed" in caplog.text
+
+
+class SlowUpstream:
+    """The real client, behind an upstream that takes ``seconds`` to answer each fetch."""
+
+    def __init__(self, client: ClanforgeClient, seconds: float) -> None:
+        self._client = client
+        self._seconds = seconds
+
+    async def fetch_status(
+        self, account_service_id: int, image_version_id: int, known_digest: bytes | None = None
+    ) -> FetchedStatus:
+        await asyncio.sleep(self._seconds)
+        return await self._client.fetch_status(account_service_id, image_version_id, known_digest)
+
+
+async def test_each_batch_tells_the_observer_how_long_each_of_its_phases_took(
+    engine: AsyncEngine, fake: FakeClanforge
+) -> None:
+    await watch_queued_jobs(engine, fake, 5)
+    batches: list[BatchTimings] = []
+    async with aiohttp.ClientSession() as session:
+        poller = await make_poller(
+            engine,
+            session,
+            fake,
+            batch_size=3,
+            source=SlowUpstream(ClanforgeClient(session, fake.base_url, "ak", "sk"), 0.05),
+            observe_batch=batches.append,
+        )
+        started = time.perf_counter()
+        await poller.tick()
+        took = time.perf_counter() - started
+
+    assert [b.watches for b in batches] == [3, 2]
+    # Two fetches at a time: three watches wait for the slow upstream twice, two watches once.
+    assert batches[0].fetch >= 0.1
+    assert batches[1].fetch >= 0.05
+    # First sightings: every batch claims, plans and writes statuses and events.
+    assert all(b.claim > 0 and b.plan > 0 and b.write > 0 for b in batches)
+    # The phases follow one another: together they fit in the tick.
+    assert sum(b.claim + b.fetch + b.plan + b.write for b in batches) <= took
 
 
 async def test_events_kept_for_the_dispatcher_are_the_events_the_database_holds(
