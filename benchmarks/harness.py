@@ -72,6 +72,11 @@ class Remote:
     async def clear(self) -> None:
         await self._call("POST", "clear")
 
+    async def cpu_seconds(self) -> float:
+        """CPU time the servers process has used so far: beside a run's wall time, how busy the
+        fake Clanforge kept its core."""
+        return float((await self._call("GET", "cpu"))["seconds"])
+
 
 @asynccontextmanager
 async def servers(watches: int, *, record: bool = False) -> AsyncIterator[Remote]:

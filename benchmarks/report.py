@@ -43,12 +43,15 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
             phases = figures.get("phases_us_per_watch")
             if phases is None:
                 continue  # results written before the service timed its batches
+            busy = figures["servers_busy"]
             table.append(
                 [
                     f"tick by phase, {scenario}",
                     f"{n:,}",
                     ", ".join(f"{name} {us:g}" for name, us in phases.items())
-                    + f" us a watch (bare loop {figures['bare_us_per_watch']:g} us a fetch)",
+                    + f" us a watch (bare loop {figures['bare_us_per_watch']:g} us a fetch;"
+                    f" servers process busy {busy['bare']:.0%} beside the bare loop,"
+                    f" {busy['service']:.0%} beside the tick)",
                     "",
                     "",
                 ]

@@ -56,6 +56,7 @@ class Servers:
         control.router.add_get("/control/arrivals", self._arrivals)
         control.router.add_post("/control/clear", self._clear)
         control.router.add_get("/control/polls", self._polls)
+        control.router.add_get("/control/cpu", self._cpu)
         urls = {"clanforge": self.fake.base_url}
         for name, app, path in (("webhook", receiver, "/hook"), ("control", control, "")):
             runner = web.AppRunner(app, access_log=None)
@@ -110,6 +111,10 @@ class Servers:
         """Status requests answered so far, over every watch."""
         total = sum(self.fake.polls(self.asid, ivid) for ivid in range(1, self.watches + 1))
         return web.json_response({"polls": total})
+
+    async def _cpu(self, request: web.Request) -> web.Response:
+        """CPU seconds this process has used so far, all its threads."""
+        return web.json_response({"seconds": time.process_time()})
 
     async def _clear(self, request: web.Request) -> web.Response:
         self.fake.requests.clear()

@@ -51,6 +51,7 @@ def test_quick_benchmark_run_writes_every_figure(tmp_path: Path) -> None:
             assert list(phases) == ["claim", "fetch", "plan", "write"]
             assert all(us > 0 for us in phases.values())
             assert figures["bare_us_per_watch"] > 0
+            assert all(0 < share < 2 for share in figures["servers_busy"].values())
         # A poll that saw nothing new writes no status row; one where every job moved writes all.
         assert poll["unchanged"]["db_per_tick"]["status_rows_written"] == 0
         assert poll["changed"]["db_per_tick"]["status_rows_written"] == poll["watches"]
