@@ -142,18 +142,24 @@ async def test_tick_polls_due_watches_in_batches_up_to_the_claim_limit(
     assert statements.commits == 2 * batches
 
 
-class CrashingOn:
-    """The real client, with a bug of ours that crashes the poll of one image version."""
+class Hindered:
+    """The real client, with what a test puts in its way: a bug of ours that crashes the poll of
+    one image version (``crash_on``), or an upstream that takes ``delay`` seconds to answer."""
 
-    def __init__(self, client: ClanforgeClient, image_version_id: int) -> None:
+    def __init__(
+        self, client: ClanforgeClient, *, crash_on: int | None = None, delay: float = 0.0
+    ) -> None:
         self._client = client
-        self._crash_on = image_version_id
+        self._crash_on = crash_on
+        self._delay = delay
 
     async def fetch_status(
         self, account_service_id: int, image_version_id: int, known_digest: bytes | None = None
     ) -> FetchedStatus:
         if image_version_id == self._crash_on:
             raise KeyError("a bug")
+        if self._delay:
+            await asyncio.sleep(self._delay)
         return await self._client.fetch_status(account_service_id, image_version_id, known_digest)
 
 
@@ -170,7 +176,7 @@ async def test_each_batch_tells_the_observer_how_long_its_fetches_took_and_how_t
             session,
             fake,
             batch_size=3,
-            source=CrashingOn(ClanforgeClient(session, fake.base_url, "ak", "sk"), 4),
+            source=Hindered(ClanforgeClient(session, fake.base_url, "ak", "sk"), crash_on=4),
             observe_fetches=lambda seconds, outcomes: batches.append((list(seconds), outcomes)),
         )
         summary = await poller.tick()
@@ -184,20 +190,6 @@ async def test_each_batch_tells_the_observer_how_long_its_fetches_took_and_how_t
     assert "polling image version 4 crashed" in caplog.text
 
 
-class SlowUpstream:
-    """The real client, behind an upstream that takes ``seconds`` to answer each fetch."""
-
-    def __init__(self, client: ClanforgeClient, seconds: float) -> None:
-        self._client = client
-        self._seconds = seconds
-
-    async def fetch_status(
-        self, account_service_id: int, image_version_id: int, known_digest: bytes | None = None
-    ) -> FetchedStatus:
-        await asyncio.sleep(self._seconds)
-        return await self._client.fetch_status(account_service_id, image_version_id, known_digest)
-
-
 async def test_each_batch_tells_the_observer_how_long_each_of_its_phases_took(
     engine: AsyncEngine, fake: FakeClanforge
 ) -> None:
@@ -209,7 +201,7 @@ async def test_each_batch_tells_the_observer_how_long_each_of_its_phases_took(
             session,
             fake,
             batch_size=3,
-            source=SlowUpstream(ClanforgeClient(session, fake.base_url, "ak", "sk"), 0.05),
+            source=Hindered(ClanforgeClient(session, fake.base_url, "ak", "sk"), delay=0.05),
             observe_batch=batches.append,
         )
         started = time.perf_counter()
