@@ -334,8 +334,11 @@ class Service:
             self._scheduler_running = False
             scheduler.pause()
             # The dispatcher stops claiming, gives its sends the grace period, records their
-            # outcomes and releases its leases; a poll under way gets the same grace.
+            # outcomes and releases its leases. A poll under way stops waiting for the polls it
+            # has not started, and gets the same grace to finish and write the ones it has.
             dispatcher.stop()
+            if self._poller is not None:
+                self._poller.stop()
             grace = self.settings.delivery.shutdown_grace_seconds
             try:
                 async with asyncio.timeout(grace):

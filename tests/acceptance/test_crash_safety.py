@@ -59,7 +59,14 @@ async def upstream() -> AsyncIterator[Upstream]:
 
 
 def write_config(
-    path: Path, up: Upstream, database_url: str, *, grace: float = 10, timeout: float = 1
+    path: Path,
+    up: Upstream,
+    database_url: str,
+    *,
+    grace: float = 10,
+    timeout: float = 1,
+    poll_interval: float = 0.25,
+    requests_per_second: float = 10,
 ) -> Path:
     watches = "".join(
         f"\n[[watch]]\naccount_service_id = {ASID}\nimage_version_id = {ivid}\n"
@@ -76,10 +83,11 @@ base_url = "{up.clanforge.base_url}"
 access_key = "{ACCESS_KEY}"
 secret_key = "{SECRET_KEY}"
 timeout_seconds = 1
+requests_per_second = {requests_per_second}
 
 [poll]
-interval_seconds = 0.25
-running_interval_seconds = 0.25
+interval_seconds = {poll_interval}
+running_interval_seconds = {poll_interval}
 
 [slack]
 bot_token = "${{SLACK_BOT_TOKEN}}"
@@ -369,6 +377,49 @@ async def test_sigterm_or_sigint_finishes_the_send_under_way_and_exits_0(
             " + (SELECT count(*) FROM watches WHERE lease_owner IS NOT NULL)"
         ).fetchone()
     assert first == ("delivered",)
+    assert leased == (0,)
+
+
+async def test_sigterm_during_a_tick_stops_without_starting_the_polls_still_spread_out(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    clanforge = upstream.clanforge
+    for ivid in IMAGE_VERSIONS:
+        clanforge.set_status(ASID, ivid, status_reply(3))
+    # A 10 s tick whose six polls are spread over 3 s of it (and paced at 1 a second), with a
+    # grace period that would let the whole tick finish.
+    config = write_config(
+        tmp_path / "notifier.toml",
+        upstream,
+        sqlite_url(tmp_path),
+        grace=30,
+        poll_interval=10,
+        requests_per_second=1,
+    )
+    log = tmp_path / "notifier.log"
+    proc = await start(config, log)
+    assert await wait_for(lambda: clanforge.polls(ASID, IMAGE_VERSIONS[0]) >= 1, 30), (
+        log.read_text()
+    )
+
+    proc.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(proc.wait(), 20)
+
+    output = log.read_text()
+    assert proc.returncode == 0, output
+    assert "did not finish" not in output
+    polled = [ivid for ivid in IMAGE_VERSIONS if clanforge.polls(ASID, ivid)]
+    assert 1 <= len(polled) < len(IMAGE_VERSIONS), output
+    with sqlite3.connect(tmp_path / "notifier.db") as db:
+        seen = {
+            ivid
+            for (ivid,) in db.execute(
+                "SELECT w.image_version_id FROM watches w JOIN job_status s ON s.watch_id = w.id"
+            )
+        }
+        leased = db.execute("SELECT count(*) FROM watches WHERE lease_owner IS NOT NULL").fetchone()
+    # What was polled was written; the rest is free for the next replica, due as it was.
+    assert seen == set(polled)
     assert leased == (0,)
 
 

@@ -30,6 +30,7 @@ from notifier.store.codec import event_from_row
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
 from notifier.store.outbox import claim_due_deliveries
+from notifier.store.polling import release_watch_leases
 from notifier.store.recent_events import RecentEvents
 from notifier.store.subscriptions import load_active_subscriptions, sync_config_subscriptions
 from notifier.store.tables import EVENTS, JOB_STATUS, WATCHES
@@ -60,6 +61,7 @@ async def make_poller(
     *,
     claim_limit: int = 100,
     batch_size: int = 3,
+    poll: PollSettings | None = None,
     clock: Callable[[], datetime] = utc_now,
     detect: DetectSettings | None = None,
     source: StatusSource | None = None,
@@ -72,7 +74,7 @@ async def make_poller(
         engine,
         source or ClanforgeClient(session, fake.base_url, "ak", "sk"),
         subscriptions,
-        poll=PollSettings(interval_seconds=30),
+        poll=poll or PollSettings(interval_seconds=30),
         max_concurrency=2,
         claim_limit=claim_limit,
         lease=timedelta(minutes=1),
@@ -144,7 +146,8 @@ async def test_tick_polls_due_watches_in_batches_up_to_the_claim_limit(
 
 class Hindered:
     """The real client, with what a test puts in its way: a bug of ours that crashes the poll of
-    one image version (``crash_on``), or an upstream that takes ``delay`` seconds to answer."""
+    one image version (``crash_on``), or an upstream that takes ``delay`` seconds to answer.
+    ``fetched`` is set once a fetch has come back."""
 
     def __init__(
         self, client: ClanforgeClient, *, crash_on: int | None = None, delay: float = 0.0
@@ -152,6 +155,7 @@ class Hindered:
         self._client = client
         self._crash_on = crash_on
         self._delay = delay
+        self.fetched = asyncio.Event()
 
     async def fetch_status(
         self, account_service_id: int, image_version_id: int, known_digest: bytes | None = None
@@ -160,7 +164,11 @@ class Hindered:
             raise KeyError("a bug")
         if self._delay:
             await asyncio.sleep(self._delay)
-        return await self._client.fetch_status(account_service_id, image_version_id, known_digest)
+        fetched = await self._client.fetch_status(
+            account_service_id, image_version_id, known_digest
+        )
+        self.fetched.set()
+        return fetched
 
 
 async def test_each_batch_tells_the_observer_how_long_its_fetches_took_and_how_they_ended(
@@ -216,6 +224,42 @@ async def test_each_batch_tells_the_observer_how_long_each_of_its_phases_took(
     assert all(b.claim > 0 and b.plan > 0 and b.write > 0 for b in batches)
     # The phases follow one another: together they fit in the tick.
     assert sum(b.claim + b.fetch + b.plan + b.write for b in batches) <= took
+
+
+async def test_a_stopped_tick_writes_the_polls_it_made_and_leaves_the_rest_due(
+    engine: AsyncEngine, fake: FakeClanforge
+) -> None:
+    await watch_queued_jobs(engine, fake, 5)
+    due_at = {w.image_version_id: w.next_poll_at for w in await list_watches(engine)}
+    # One batch of five spread over the whole tick: a poll every 2 s, the last one 8 s in.
+    spread = PollSettings(interval_seconds=10, running_interval_seconds=10, spread=1.0)
+    async with aiohttp.ClientSession() as session:
+        upstream = Hindered(ClanforgeClient(session, fake.base_url, "ak", "sk"))
+        poller = await make_poller(
+            engine, session, fake, claim_limit=5, batch_size=5, poll=spread, source=upstream
+        )
+        ticking = asyncio.create_task(poller.tick())
+        await asyncio.wait_for(upstream.fetched.wait(), 5)
+        poller.stop()
+        # It does not wait out the 8 s spread: the tick ends once its fetches in flight do.
+        summary = await asyncio.wait_for(ticking, 2)
+        assert (await poller.tick()).polled == 0  # and no tick after a stop
+
+    assert (summary.polled, summary.failed, summary.events) == (1, 0, 1)
+    watches = {w.image_version_id: w for w in await list_watches(engine)}
+    assert watches[1].status is not None
+    assert watches[1].lease_owner is None
+    for ivid in (2, 3, 4, 5):
+        left = watches[ivid]
+        assert (left.status, left.poll_errors, left.next_poll_at) == (None, 0, due_at[ivid])
+        assert fake.polls(ASID, ivid) == 0
+    # The service gives the leases back on its way out; another replica then polls the rest.
+    await release_watch_leases(engine, "test")
+    async with aiohttp.ClientSession() as session:
+        other = await make_poller(
+            engine, session, fake, claim_limit=5, batch_size=5, poll=PollSettings(spread=0)
+        )
+        assert (await other.tick()).polled == 4
 
 
 async def test_events_kept_for_the_dispatcher_are_the_events_the_database_holds(
