@@ -1,5 +1,9 @@
-"""``python -m benchmarks [--quick] [--out PATH] [--profile DIR]``: run every benchmark, print a
-table of the figures against their targets, and write them all as JSON.
+"""``python -m benchmarks [--quick] [--out PATH] [--profile DIR] [--postgres URL]``: run every
+benchmark, print a table of the figures against their targets, and write them all as JSON.
+
+Everything runs on SQLite, the default deployment. ``--postgres`` runs the poll overhead and the
+dispatch throughput again on that PostgreSQL server (the engine for several replicas), each in a
+database of its own created and dropped there.
 
 ``--quick`` is a smoke run at tiny sizes (seconds, not minutes): it proves the harness works, its
 figures mean nothing. The full run takes a few minutes on two cores.
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy
+from sqlalchemy import make_url
 
 import notifier
 from benchmarks.dispatch import run_dispatch
@@ -94,7 +99,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-async def run_all(plan: Plan, profile_dir: Path | None) -> dict[str, Any]:
+async def run_all(plan: Plan, profile_dir: Path | None, postgres: str | None) -> dict[str, Any]:
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -138,6 +143,23 @@ async def run_all(plan: Plan, profile_dir: Path | None) -> dict[str, Any]:
         rounds=plan.dispatch_layer_rounds,
     )
     results["memory"] = await run_memory(plan.memory_counts, concurrency=plan.concurrency)
+    if postgres is not None:
+        results["postgres"] = {
+            "server": make_url(postgres).render_as_string(hide_password=True),
+            "poll": await run_poll(
+                plan.poll_counts,
+                concurrency=plan.concurrency,
+                repetitions=plan.poll_repetitions,
+                profile_dir=None,
+                postgres=postgres,
+            ),
+            "dispatch": await run_dispatch(
+                plan.dispatch_count,
+                concurrency=plan.concurrency,
+                repetitions=plan.dispatch_repetitions,
+                postgres=postgres,
+            ),
+        }
     results["seconds"] = round(time.perf_counter() - step, 1)
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return results
@@ -155,11 +177,17 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="profile one poll tick at the largest N with pyinstrument (pip install pyinstrument)",
     )
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also measure poll overhead and dispatch on this PostgreSQL server "
+        "(postgresql+asyncpg://user@host:port/database)",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
-    results = asyncio.run(run_all(plan, args.profile))
+    results = asyncio.run(run_all(plan, args.profile, args.postgres))
     results["quick"] = args.quick
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

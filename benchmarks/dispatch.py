@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,6 +19,7 @@ import aiohttp
 from benchmarks.harness import (
     ASID,
     Remote,
+    fresh_database,
     make_all_due,
     median,
     seed_watches,
@@ -77,11 +77,9 @@ def bare_post_session(concurrency: int) -> aiohttp.ClientSession:
 
 
 async def measure_dispatch(
-    remote: Remote, count: int, *, concurrency: int, repetitions: int, workdir: Path
+    remote: Remote, count: int, *, concurrency: int, repetitions: int, database_url: str
 ) -> dict[str, Any]:
-    settings = service_settings(
-        workdir / f"dispatch-{count}.db", remote.urls, concurrency=concurrency
-    )
+    settings = service_settings(database_url, remote.urls, concurrency=concurrency)
     bare_times: list[float] = []
     service_times: list[float] = []
     # CPU per request in microseconds: (event loop thread, whole process with its threads).
@@ -146,8 +144,18 @@ def _cpu_since(start: tuple[float, float], count: int) -> tuple[float, float]:
     )
 
 
-async def run_dispatch(count: int, *, concurrency: int, repetitions: int) -> dict[str, Any]:
-    async with workspace(count) as (remote, workdir):
+async def run_dispatch(
+    count: int, *, concurrency: int, repetitions: int, postgres: str | None = None
+) -> dict[str, Any]:
+    """Dispatch throughput, on SQLite, or on the PostgreSQL server ``postgres`` names."""
+    async with (
+        workspace(count) as (remote, workdir),
+        fresh_database(workdir, f"dispatch-{count}", postgres) as database_url,
+    ):
         return await measure_dispatch(
-            remote, count, concurrency=concurrency, repetitions=repetitions, workdir=workdir
+            remote,
+            count,
+            concurrency=concurrency,
+            repetitions=repetitions,
+            database_url=database_url,
         )

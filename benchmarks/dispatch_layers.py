@@ -36,6 +36,7 @@ from benchmarks.harness import (
     make_all_due,
     seed_watches,
     service_settings,
+    sqlite_url,
     workspace,
 )
 from benchmarks.servers import STATES
@@ -62,7 +63,7 @@ async def dispatch_layer_runs(
     layer what must happen before its run and is not part of it (a tick filling the outbox)."""
     async with workspace(count) as (remote, workdir):
         settings = service_settings(
-            workdir / "dispatch-layers.db", remote.urls, concurrency=concurrency
+            sqlite_url(workdir / "dispatch-layers.db"), remote.urls, concurrency=concurrency
         )
         timeout = settings.delivery.timeout_seconds
         async with (

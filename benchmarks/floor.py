@@ -27,6 +27,7 @@ from benchmarks.harness import (
     make_all_due,
     seed_watches,
     service_settings,
+    sqlite_url,
     status_urls,
     workspace,
 )
@@ -84,7 +85,7 @@ async def run_floor(count: int, *, concurrency: int, replays: int) -> dict[str, 
     results: dict[str, Any] = {"watches": count, "concurrency": concurrency, "replays": replays}
     async with workspace(count) as (remote, workdir):
         database = workdir / "floor.db"
-        settings = service_settings(database, remote.urls, concurrency=concurrency)
+        settings = service_settings(sqlite_url(database), remote.urls, concurrency=concurrency)
         urls = status_urls(remote.urls, count)
         async with Service(settings) as service, bare_session(concurrency, service) as bare:
             engine = service.engine

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import secrets
 import statistics
 import subprocess
 import sys
@@ -18,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from sqlalchemy import insert, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import insert, make_url, update
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from notifier.config import Settings, parse_config
 from notifier.store.tables import WATCHES
@@ -125,8 +126,34 @@ def status_urls(urls: ServerUrls, count: int) -> list[str]:
     return [f"{base}{ivid}/status?accountserviceid={ASID}" for ivid in range(1, count + 1)]
 
 
+def sqlite_url(database: Path) -> str:
+    return f"sqlite+aiosqlite:///{database}"
+
+
+@asynccontextmanager
+async def fresh_database(workdir: Path, name: str, postgres: str | None) -> AsyncIterator[str]:
+    """The database URL for one measurement: an SQLite file in the scratch folder, or, when
+    ``postgres`` (a ``postgresql+asyncpg://`` URL) is given, a database of its own on that
+    server, created here and dropped on exit."""
+    if postgres is None:
+        yield sqlite_url(workdir / f"{name}.db")
+        return
+    database = f"notifier_bench_{name.replace('-', '_')}_{secrets.token_hex(4)}"
+    admin = create_async_engine(postgres, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.exec_driver_sql(f'CREATE DATABASE "{database}"')
+        try:
+            yield make_url(postgres).set(database=database).render_as_string(hide_password=False)
+        finally:
+            async with admin.connect() as conn:
+                await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
+        await admin.dispose()
+
+
 def service_config(
-    database: Path,
+    database_url: str,
     urls: ServerUrls,
     *,
     concurrency: int,
@@ -136,7 +163,7 @@ def service_config(
     """TOML for the service under test: every due watch claimed in one tick, no cap, no spread."""
     text = f"""
 [database]
-url = "sqlite+aiosqlite:///{database}"
+url = "{database_url}"
 
 [clanforge]
 base_url = "{urls.clanforge}"
@@ -169,8 +196,8 @@ events = ["imageversion.state_changed"]
     return text
 
 
-def service_settings(database: Path, urls: ServerUrls, **options: Any) -> Settings:
-    return parse_config(service_config(database, urls, **options), env={})
+def service_settings(database_url: str, urls: ServerUrls, **options: Any) -> Settings:
+    return parse_config(service_config(database_url, urls, **options), env={})
 
 
 def utc_now() -> datetime:

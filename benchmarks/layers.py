@@ -26,6 +26,7 @@ from benchmarks.harness import (
     make_all_due,
     seed_watches,
     service_settings,
+    sqlite_url,
     status_urls,
     workspace,
 )
@@ -51,7 +52,9 @@ async def layer_runs(
     """Each layer's run over the same ``count`` fetches, by name (:data:`LAYERS`), and by layer
     what must happen before its run and is not part of it (the tick's watches made due)."""
     async with workspace(count) as (remote, workdir):
-        settings = service_settings(workdir / "layers.db", remote.urls, concurrency=concurrency)
+        settings = service_settings(
+            sqlite_url(workdir / "layers.db"), remote.urls, concurrency=concurrency
+        )
         async with (
             Service(settings) as service,
             open_clanforge(settings.clanforge) as client,

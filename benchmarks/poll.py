@@ -28,6 +28,7 @@ from sqlalchemy import event
 
 from benchmarks.harness import (
     Remote,
+    fresh_database,
     make_all_due,
     median,
     seed_watches,
@@ -161,10 +162,10 @@ async def measure_poll(
     *,
     concurrency: int,
     repetitions: int,
-    workdir: Path,
+    database_url: str,
     profile_to: Path | None = None,
 ) -> dict[str, Any]:
-    settings = service_settings(workdir / f"poll-{count}.db", remote.urls, concurrency=concurrency)
+    settings = service_settings(database_url, remote.urls, concurrency=concurrency)
     urls = status_urls(remote.urls, count)
     results: dict[str, Any] = {"watches": count, "concurrency": concurrency}
     async with Service(settings) as service:
@@ -261,22 +262,29 @@ async def _profile_tick(
 
 
 async def run_poll(
-    counts: Sequence[int], *, concurrency: int, repetitions: int, profile_dir: Path | None
+    counts: Sequence[int],
+    *,
+    concurrency: int,
+    repetitions: int,
+    profile_dir: Path | None,
+    postgres: str | None = None,
 ) -> list[dict[str, Any]]:
+    """The poll overhead at each N, on SQLite, or on the PostgreSQL server ``postgres`` names."""
     results = []
     async with workspace(max(counts)) as (remote, workdir):
         for count in counts:
             profile_to = None
             if profile_dir is not None and count == max(counts):
                 profile_to = profile_dir / f"profile-poll-tick-{count}.txt"
-            results.append(
-                await measure_poll(
-                    remote,
-                    count,
-                    concurrency=concurrency,
-                    repetitions=repetitions,
-                    workdir=workdir,
-                    profile_to=profile_to,
+            async with fresh_database(workdir, f"poll-{count}", postgres) as database_url:
+                results.append(
+                    await measure_poll(
+                        remote,
+                        count,
+                        concurrency=concurrency,
+                        repetitions=repetitions,
+                        database_url=database_url,
+                        profile_to=profile_to,
+                    )
                 )
-            )
     return results

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.harness import ServerUrls, seed_watches, service_config
+from benchmarks.harness import ServerUrls, seed_watches, service_config, sqlite_url
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
 
@@ -41,7 +41,7 @@ def _status_kb(pid: int, field: str) -> int:
 
 
 async def prepare_database(database: Path, watches: int) -> None:
-    engine = create_engine(f"sqlite+aiosqlite:///{database}")
+    engine = create_engine(sqlite_url(database))
     try:
         await upgrade(engine)
         await seed_watches(engine, watches)
@@ -63,7 +63,7 @@ async def notifier_run(
     database = workdir / "run.db"
     await prepare_database(database, watches)
     config = workdir / "notifier.toml"
-    text = service_config(database, urls, concurrency=concurrency, interval=interval)
+    text = service_config(sqlite_url(database), urls, concurrency=concurrency, interval=interval)
     config.write_text(text.replace('"imageversion.state_changed"', f'"{events}"'))
     # The service's own log (APScheduler warns of skipped ticks when one tick outlasts the
     # interval, as it should at 100,000 watches) goes to a file beside the database.

@@ -19,56 +19,74 @@ def _verdict(value: float, limit: float | None) -> str:
     return "ok" if value <= limit else "MISSED"
 
 
+def _poll_rows(poll: dict[str, Any], on: str = "") -> list[list[str]]:
+    """The rows of one N of the poll benchmark; ``on`` names the database when not SQLite."""
+    table: list[list[str]] = []
+    n = poll["watches"]
+    for scenario in ("unchanged", "changed"):
+        figures = poll[scenario]
+        limit, at = POLL_RATIO_TARGET[scenario]
+        target = limit if n == at else None
+        table.append(
+            [
+                f"poll overhead, {scenario}{on}",
+                f"{n:,}",
+                f"{figures['ratio']:.3f} (service {figures['service_per_second']:,.0f}/s,"
+                f" bare {figures['bare_per_second']:,.0f}/s; CPU ratio"
+                f" {figures.get('cpu_ratio', float('nan')):.2f})",
+                f"<= {limit}" if target else "",
+                _verdict(figures["ratio"], target),
+            ]
+        )
+    for scenario in ("unchanged", "changed"):
+        figures = poll[scenario]
+        phases = figures.get("phases_us_per_watch")
+        if phases is None:
+            continue  # results written before the service timed its batches
+        busy = figures["servers_busy"]
+        table.append(
+            [
+                f"tick by phase, {scenario}{on}",
+                f"{n:,}",
+                ", ".join(f"{name} {us:g}" for name, us in phases.items())
+                + f" us a watch (bare loop {figures['bare_us_per_watch']:g} us a fetch;"
+                f" servers process busy {busy['bare']:.0%} beside the bare loop,"
+                f" {busy['service']:.0%} beside the tick)",
+                "",
+                "",
+            ]
+        )
+    for scenario in ("unchanged", "changed"):
+        db = poll[scenario]["db_per_tick"]
+        table.append(
+            [
+                f"SQL per tick, {scenario}{on}",
+                f"{n:,}",
+                f"{db['statements']} statements ({db['statements_per_1000_watches']}/1,000"
+                f" watches), {db['commits']} commits,"
+                f" {db['status_rows_written']} status rows written",
+                "constant; 0 status rows" if scenario == "unchanged" else "constant",
+                "ok" if scenario == "changed" or db["status_rows_written"] == 0 else "MISSED",
+            ]
+        )
+    return table
+
+
+def _dispatch_row(dispatch: dict[str, Any], on: str = "") -> list[str]:
+    return [
+        f"dispatch throughput{on}",
+        f"{dispatch['deliveries']:,} deliveries",
+        f"{dispatch['ratio']:.3f} (service {dispatch['service_per_second']:,.0f}/s,"
+        f" bare {dispatch['bare_per_second']:,.0f}/s)",
+        f"<= {DISPATCH_RATIO_TARGET}",
+        _verdict(dispatch["ratio"], DISPATCH_RATIO_TARGET),
+    ]
+
+
 def rows(results: dict[str, Any]) -> list[list[str]]:
     table: list[list[str]] = []
     for poll in results["poll"]:
-        n = poll["watches"]
-        for scenario in ("unchanged", "changed"):
-            figures = poll[scenario]
-            limit, at = POLL_RATIO_TARGET[scenario]
-            target = limit if n == at else None
-            table.append(
-                [
-                    f"poll overhead, {scenario}",
-                    f"{n:,}",
-                    f"{figures['ratio']:.3f} (service {figures['service_per_second']:,.0f}/s,"
-                    f" bare {figures['bare_per_second']:,.0f}/s; CPU ratio"
-                    f" {figures.get('cpu_ratio', float('nan')):.2f})",
-                    f"<= {limit}" if target else "",
-                    _verdict(figures["ratio"], target),
-                ]
-            )
-        for scenario in ("unchanged", "changed"):
-            figures = poll[scenario]
-            phases = figures.get("phases_us_per_watch")
-            if phases is None:
-                continue  # results written before the service timed its batches
-            busy = figures["servers_busy"]
-            table.append(
-                [
-                    f"tick by phase, {scenario}",
-                    f"{n:,}",
-                    ", ".join(f"{name} {us:g}" for name, us in phases.items())
-                    + f" us a watch (bare loop {figures['bare_us_per_watch']:g} us a fetch;"
-                    f" servers process busy {busy['bare']:.0%} beside the bare loop,"
-                    f" {busy['service']:.0%} beside the tick)",
-                    "",
-                    "",
-                ]
-            )
-        for scenario in ("unchanged", "changed"):
-            db = poll[scenario]["db_per_tick"]
-            table.append(
-                [
-                    f"SQL per tick, {scenario}",
-                    f"{n:,}",
-                    f"{db['statements']} statements ({db['statements_per_1000_watches']}/1,000"
-                    f" watches), {db['commits']} commits,"
-                    f" {db['status_rows_written']} status rows written",
-                    "constant; 0 status rows" if scenario == "unchanged" else "constant",
-                    "ok" if scenario == "changed" or db["status_rows_written"] == 0 else "MISSED",
-                ]
-            )
+        table += _poll_rows(poll)
     layers = results.get("layers")
     if layers is not None:
         table.append(
@@ -107,17 +125,7 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
             _verdict(latency["p99_ms"], LATENCY_P99_TARGET_MS),
         ]
     )
-    dispatch = results["dispatch"]
-    table.append(
-        [
-            "dispatch throughput",
-            f"{dispatch['deliveries']:,} deliveries",
-            f"{dispatch['ratio']:.3f} (service {dispatch['service_per_second']:,.0f}/s,"
-            f" bare {dispatch['bare_per_second']:,.0f}/s)",
-            f"<= {DISPATCH_RATIO_TARGET}",
-            _verdict(dispatch["ratio"], DISPATCH_RATIO_TARGET),
-        ]
-    )
+    table.append(_dispatch_row(results["dispatch"]))
     dispatch_layers = results.get("dispatch_layers")
     if dispatch_layers is not None:
         loop = dispatch_layers["event_loop_cpu_us"]
@@ -145,6 +153,11 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
                 _verdict(memory["peak_rss_mb"], target),
             ]
         )
+    postgres = results.get("postgres")
+    if postgres is not None:
+        for poll in postgres["poll"]:
+            table += _poll_rows(poll, " (PostgreSQL)")
+        table.append(_dispatch_row(postgres["dispatch"], " (PostgreSQL)"))
     return table
 
 

@@ -6,13 +6,16 @@ nothing, and the real figures live in docs/performance.md.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
+from sqlalchemy import make_url
 
 from benchmarks.dispatch_layers import DISPATCH_LAYERS
 from benchmarks.layers import LAYERS
@@ -83,6 +86,48 @@ def test_quick_benchmark_run_writes_every_figure(tmp_path: Path) -> None:
     assert results["dispatch"]["ratio"] > 0
     assert [m["watches"] for m in results["memory"]] == results["plan"]["memory_counts"]
     assert all(m["peak_rss_mb"] > 0 for m in results["memory"])
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.timeout(240)
+def test_quick_benchmark_run_on_postgres_measures_poll_and_dispatch_there_and_leaves_no_database(
+    tmp_path: Path, empty_postgres_url: str
+) -> None:
+    out = tmp_path / "results.json"
+    command = [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)]
+    finished = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [*command, "--postgres", empty_postgres_url],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=230,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert "poll overhead, changed (PostgreSQL)" in finished.stdout
+    assert "dispatch throughput (PostgreSQL)" in finished.stdout
+    results = json.loads(out.read_text())
+
+    postgres = results["postgres"]
+    assert [poll["watches"] for poll in postgres["poll"]] == results["plan"]["poll_counts"]
+    for poll in postgres["poll"]:
+        assert poll["unchanged"]["db_per_tick"]["status_rows_written"] == 0
+        assert poll["changed"]["db_per_tick"]["status_rows_written"] == poll["watches"]
+        assert all(us > 0 for us in poll["changed"]["phases_us_per_watch"].values())
+    assert postgres["dispatch"]["deliveries"] == results["plan"]["dispatch_count"]
+    assert postgres["dispatch"]["ratio"] > 0
+    # Each measurement's database was its own, and is gone.
+    assert asyncio.run(_databases_named_like(empty_postgres_url, "notifier_bench_%")) == []
+
+
+async def _databases_named_like(url: str, pattern: str) -> list[str]:
+    conn = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(False))
+    try:
+        rows = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1", pattern)
+    finally:
+        await conn.close()
+    return [row["datname"] for row in rows]
 
 
 @pytest.mark.slow
