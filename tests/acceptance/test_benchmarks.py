@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -23,22 +24,29 @@ from benchmarks.layers import LAYERS
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(180)
-def test_quick_benchmark_run_writes_every_figure(tmp_path: Path) -> None:
+def quick_run(tmp_path: Path, *options: str, timeout: float) -> tuple[str, dict[str, Any]]:
+    """``python -m benchmarks --quick`` with ``options``: what it printed, and its results file.
+    It must exit 0."""
     out = tmp_path / "results.json"
     finished = subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out), *options],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=170,
+        timeout=timeout,
         check=False,
     )
     assert finished.returncode == 0, finished.stderr
-    assert "poll overhead, unchanged" in finished.stdout
-    assert "tick by phase, changed" in finished.stdout
-    results = json.loads(out.read_text())
+    results: dict[str, Any] = json.loads(out.read_text())
+    return finished.stdout, results
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_quick_benchmark_run_writes_every_figure(tmp_path: Path) -> None:
+    printed, results = quick_run(tmp_path, timeout=170)
+    assert "poll overhead, unchanged" in printed
+    assert "tick by phase, changed" in printed
 
     assert results["quick"] is True
     assert results["machine"]["cpus"] >= 1
@@ -62,12 +70,12 @@ def test_quick_benchmark_run_writes_every_figure(tmp_path: Path) -> None:
     assert layers["fetches"] == results["plan"]["layer_fetches"]
     assert list(layers["event_loop_cpu_us"]) == list(LAYERS)
     assert all(us > 0 for us in layers["process_cpu_us"].values())
-    assert "CPU per fetch by layer" in finished.stdout
+    assert "CPU per fetch by layer" in printed
     dispatch_layers = results["dispatch_layers"]
     assert dispatch_layers["deliveries"] == results["plan"]["dispatch_layer_deliveries"]
     assert list(dispatch_layers["event_loop_cpu_us"]) == list(DISPATCH_LAYERS)
     assert all(us > 0 for us in dispatch_layers["process_cpu_us"].values())
-    assert "CPU per delivery by layer" in finished.stdout
+    assert "CPU per delivery by layer" in printed
     floor = results["floor"]
     assert floor["watches"] == results["plan"]["floor_watches"]
     # The replay is of what the tick really sent: no status row when nothing moved, and every
@@ -78,7 +86,7 @@ def test_quick_benchmark_run_writes_every_figure(tmp_path: Path) -> None:
     assert floor["changed"]["events"] == floor["watches"]
     for scenario in ("unchanged", "changed"):
         assert floor[scenario]["floor_of_ratio"] > 1
-    assert "SQLite floor of the ratio, changed" in finished.stdout
+    assert "SQLite floor of the ratio, changed" in printed
     latency = results["latency"]
     assert latency["transitions"] == results["plan"]["transitions"]
     assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
@@ -94,20 +102,9 @@ def test_quick_benchmark_run_writes_every_figure(tmp_path: Path) -> None:
 def test_quick_benchmark_run_on_postgres_measures_poll_and_dispatch_there_and_leaves_no_database(
     tmp_path: Path, empty_postgres_url: str
 ) -> None:
-    out = tmp_path / "results.json"
-    command = [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)]
-    finished = subprocess.run(  # noqa: S603 - our own interpreter and module
-        [*command, "--postgres", empty_postgres_url],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=230,
-        check=False,
-    )
-    assert finished.returncode == 0, finished.stderr
-    assert "poll overhead, changed (PostgreSQL)" in finished.stdout
-    assert "dispatch throughput (PostgreSQL)" in finished.stdout
-    results = json.loads(out.read_text())
+    printed, results = quick_run(tmp_path, "--postgres", empty_postgres_url, timeout=230)
+    assert "poll overhead, changed (PostgreSQL)" in printed
+    assert "dispatch throughput (PostgreSQL)" in printed
 
     postgres = results["postgres"]
     assert [poll["watches"] for poll in postgres["poll"]] == results["plan"]["poll_counts"]
