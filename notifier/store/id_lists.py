@@ -1,5 +1,5 @@
 """``column IN (these ids)`` with the ids in ONE bind parameter, on SQLite and PostgreSQL; and
-(id, moment) pairs in one bind for an ``UPDATE … FROM`` (:class:`MomentPairs`).
+(id, moment) pairs in one bind for an ``UPDATE … FROM`` (:class:`MomentPairsUpdate`).
 
 A poll batch names its thousand watches in four statements (the lease, the memory of changed
 watches, the "still ours?" check, the quiet schedule). SQLAlchemy's expanding IN renders a
@@ -11,13 +11,24 @@ primary key, as the IN list did.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import BindParameter, Boolean, Integer, Text, bindparam, func, literal_column
+from sqlalchemy import (
+    BindParameter,
+    Boolean,
+    CursorResult,
+    Integer,
+    Text,
+    Update,
+    bindparam,
+    func,
+    literal_column,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
@@ -79,26 +90,30 @@ def _any(element: _AmongIds, compiler: SQLCompiler, **kw: Any) -> str:
     return f"{compiler.process(element.column, **kw)} = ANY({compiler.process(element.ids, **kw)})"
 
 
-class MomentPairs:
-    """(id, moment) pairs in ONE bind: the rows of an ``UPDATE … FROM`` that gives each row its
-    own moment (a watch its next poll, a delivery the time it went out).
+class MomentPairsUpdate:
+    """An ``UPDATE … FROM`` that gives each row its own moment (a watch its next poll, a
+    delivery the time it went out), the (id, moment) pairs in ONE bind.
 
     An executemany steps SQLite once per row, and the sqlite3 module gives the GIL back and
     takes it again at every step; one statement over the pairs steps once. JSON text unpacked by
     ``json_each`` on SQLite, the moments already in the column's stored form; two arrays
-    unnested on PostgreSQL. Build the statement once per backend from :attr:`sqlite` or
-    :attr:`postgres`, and bind :meth:`params`.
+    unnested on PostgreSQL. ``build`` makes the statement from the pair's id and moment columns,
+    once per backend; :meth:`execute` runs the one for the connection's.
     """
 
-    def __init__(self, name: str, moment_type: TypeEngine[Any]) -> None:
+    def __init__(
+        self,
+        name: str,
+        moment_type: TypeEngine[Any],
+        build: Callable[[ColumnElement[Any], ColumnElement[Any]], Update],
+    ) -> None:
         self._name = name
         self._moment_type = moment_type
         pairs = func.json_each(bindparam(name, type_=Text())).table_valued("value")
-        self.sqlite: tuple[ColumnElement[Any], ColumnElement[Any]] = (
+        self._sqlite = build(
             func.json_extract(pairs.c.value, literal_column("'$[0]'")),
             func.json_extract(pairs.c.value, literal_column("'$[1]'")),
         )
-        """The id and the moment of each pair, on SQLite."""
         arrays = (
             func.unnest(
                 bindparam(f"{name}_ids", type_=postgresql.ARRAY(Integer)),
@@ -107,23 +122,23 @@ class MomentPairs:
             .table_valued("id", "moment")
             .render_derived()
         )
-        self.postgres: tuple[ColumnElement[Any], ColumnElement[Any]] = (
-            arrays.c.id,
-            arrays.c.moment,
-        )
-        """The id and the moment of each pair, on PostgreSQL."""
+        self._postgres = build(arrays.c.id, arrays.c.moment)
 
-    def params(
+    async def execute(
         self,
-        dialect: Dialect,
+        conn: AsyncConnection,
         ids: Sequence[int],
         moments: Sequence[Any],
+        params: Mapping[str, Any],
         memo: dict[Any, Any] | None = None,
-    ) -> dict[str, Any]:
-        """The binds for these pairs; ``memo`` as :func:`notifier.store.bulk.memoized` takes."""
-        if dialect.name == "postgresql":
-            return {f"{self._name}_ids": list(ids), f"{self._name}_moments": list(moments)}
-        process = self._moment_type.bind_processor(dialect)
+    ) -> CursorResult[Any]:
+        """Run the statement over these pairs with the statement's other ``params``; ``memo`` as
+        :func:`notifier.store.bulk.memoized` takes."""
+        if conn.dialect.name == "postgresql":
+            pairs = {f"{self._name}_ids": list(ids), f"{self._name}_moments": list(moments)}
+            return await conn.execute(self._postgres, {**params, **pairs})
+        process = self._moment_type.bind_processor(conn.dialect)
         assert process is not None  # UTCDateTime writes text on SQLite
         texts = memoized(process, moments, {} if memo is None else memo)
-        return {self._name: orjson.dumps(list(zip(ids, texts, strict=True))).decode()}
+        text = orjson.dumps(list(zip(ids, texts, strict=True))).decode()
+        return await conn.execute(self._sqlite, {**params, self._name: text})

@@ -28,7 +28,7 @@ from notifier.events.model import LIVE_REFRESH, Event
 from notifier.store.bulk import BulkStatement
 from notifier.store.codec import event_from_row, status_from_row
 from notifier.store.engine import is_postgres
-from notifier.store.id_lists import MomentPairs
+from notifier.store.id_lists import MomentPairsUpdate
 from notifier.store.recent_events import RecentEvents
 from notifier.store.tables import (
     DELIVERIES,
@@ -262,9 +262,9 @@ _SENT = {"attempts": _D.attempts + 1, "lease_owner": null(), "lease_until": null
 
 
 # A batch's successful sends, most of its outcomes, in ONE statement over (id, time) pairs
-# (MomentPairs). As an executemany, beside an event loop busy with sends, each of SQLite's steps
-# waited for the loop's next turn to retake the GIL: 125 outcomes held SQLite's write lock for
-# 8 to 9 ms, the claims queuing behind them. Dispatch, callgrind: 671,900 -> 660,500
+# (MomentPairsUpdate). As an executemany, beside an event loop busy with sends, each of SQLite's
+# steps waited for the loop's next turn to retake the GIL: 125 outcomes held SQLite's write lock
+# for 8 to 9 ms, the claims queuing behind them. Dispatch, callgrind: 671,900 -> 660,500
 # instructions a delivery.
 def _delivered_update(delivery_id: ColumnElement[Any], delivered_at: ColumnElement[Any]) -> Update:
     return (
@@ -274,9 +274,7 @@ def _delivered_update(delivery_id: ColumnElement[Any], delivered_at: ColumnEleme
     )
 
 
-_DELIVERED_PAIRS = MomentPairs("b_delivered", _D.delivered_at.type)
-_MARK_DELIVERED_SQLITE = _delivered_update(*_DELIVERED_PAIRS.sqlite)
-_MARK_DELIVERED_POSTGRES = _delivered_update(*_DELIVERED_PAIRS.postgres)
+_MARK_DELIVERED = MomentPairsUpdate("b_delivered", _D.delivered_at.type, _delivered_update)
 # The rarer outcomes: built once, each executed as one executemany per batch, rows by position.
 _MARK_DEAD = BulkStatement(
     update(DELIVERIES).where(_OURS).values(**_SENT, status="dead", last_error=bindparam("b_error")),
@@ -328,13 +326,9 @@ async def _mark_delivered(
 ) -> None:
     if not delivered:
         return
-    params = _DELIVERED_PAIRS.params(
-        conn.dialect, [d.delivery_id for d in delivered], [d.at for d in delivered]
+    await _MARK_DELIVERED.execute(
+        conn, [d.delivery_id for d in delivered], [d.at for d in delivered], {"b_owner": owner}
     )
-    statement = (
-        _MARK_DELIVERED_POSTGRES if conn.dialect.name == "postgresql" else _MARK_DELIVERED_SQLITE
-    )
-    await conn.execute(statement, {"b_owner": owner, **params})
 
 
 async def extend_leases(

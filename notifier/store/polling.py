@@ -43,7 +43,7 @@ from notifier.store.codec import (
     status_json_text,
 )
 from notifier.store.engine import is_postgres
-from notifier.store.id_lists import MomentPairs, among_ids
+from notifier.store.id_lists import MomentPairsUpdate, among_ids
 from notifier.store.tables import (
     DELIVERIES,
     EVENTS,
@@ -332,18 +332,17 @@ async def _write_schedules(
     """Give healthy watches their next polls and their leases back; returns the ids it updated
     (those still this claim's).
 
-    One statement for the batch over the (id, next poll) pairs (:class:`MomentPairs`). Per row,
-    executemany and a separate lease check cost about a microsecond more on SQLite.
+    One statement for the batch over the (id, next poll) pairs (:class:`MomentPairsUpdate`). Per
+    row, executemany and a separate lease check cost about a microsecond more on SQLite.
     """
-    params = _SCHEDULE_PAIRS.params(
-        conn.dialect, [p.watch_id for p in plans], [p.next_poll_at for p in plans], memo
+    written = await _SCHEDULES.execute(
+        conn,
+        [p.watch_id for p in plans],
+        [p.next_poll_at for p in plans],
+        {"now": now, "owner": owner, "token": token},
+        memo,
     )
-    statement = _SCHEDULES_POSTGRES if conn.dialect.name == "postgresql" else _SCHEDULES_SQLITE
-    return set(
-        (
-            await conn.execute(statement, {"now": now, "owner": owner, "token": token, **params})
-        ).scalars()
-    )
+    return set(written.scalars())
 
 
 # What a successful poll writes to its watch besides the schedule: a clean bill of health, and
@@ -358,7 +357,7 @@ _HEALTHY_AND_RELEASED: Final[dict[str, Any]] = {
 }
 
 
-def _schedules_update(next_poll_at: ColumnElement[Any], watch_id: ColumnElement[Any]) -> Update:
+def _schedules_update(watch_id: ColumnElement[Any], next_poll_at: ColumnElement[Any]) -> Update:
     return (
         update(WATCHES)
         .where(
@@ -375,9 +374,7 @@ def _schedules_update(next_poll_at: ColumnElement[Any], watch_id: ColumnElement[
     )
 
 
-_SCHEDULE_PAIRS = MomentPairs("schedules", WATCHES.c.next_poll_at.type)
-_SCHEDULES_SQLITE = _schedules_update(_SCHEDULE_PAIRS.sqlite[1], _SCHEDULE_PAIRS.sqlite[0])
-_SCHEDULES_POSTGRES = _schedules_update(_SCHEDULE_PAIRS.postgres[1], _SCHEDULE_PAIRS.postgres[0])
+_SCHEDULES = MomentPairsUpdate("schedules", WATCHES.c.next_poll_at.type, _schedules_update)
 
 
 def _binds(table: Table, names: Sequence[str]) -> dict[str, BindParameter[Any]]:
