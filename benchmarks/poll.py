@@ -38,6 +38,7 @@ from benchmarks.harness import (
 )
 from benchmarks.servers import STATES
 from notifier.clanforge.client import USER_AGENT, client_timeout
+from notifier.metrics import BATCH_PHASES
 from notifier.service import Service
 
 _VERB_TABLE = re.compile(r"^\s*(\w+)\s+(?:OR \w+ )?(?:INTO |FROM )?(\w+)?", re.IGNORECASE)
@@ -134,16 +135,13 @@ def bare_session(concurrency: int, service: Service) -> aiohttp.ClientSession:
     )
 
 
-PHASES = ("claim", "fetch", "plan", "write")
-
-
 def phase_seconds(service: Service) -> dict[str, float]:
     """Seconds the service's batches have spent in each phase so far, from its own metrics
     (``notifier_poll_batch_seconds``)."""
     registry = service.metrics.registry
     return {
         phase: registry.get_sample_value("notifier_poll_batch_seconds_sum", {"phase": phase}) or 0.0
-        for phase in PHASES
+        for phase in BATCH_PHASES
     }
 
 
@@ -184,7 +182,7 @@ async def measure_poll(
                 service_times: list[float] = []
                 bare_cpu: list[float] = []
                 service_cpu: list[float] = []
-                phases: dict[str, list[float]] = {phase: [] for phase in PHASES}
+                phases: dict[str, list[float]] = {phase: [] for phase in BATCH_PHASES}
                 servers_busy: dict[str, list[float]] = {"bare": [], "service": []}
                 for rep in range(repetitions):
                     if scenario == "changed":
@@ -208,7 +206,7 @@ async def measure_poll(
                             service_cpu.append(time.process_time() - cpu)
                             counter.active = False
                             after = phase_seconds(service)
-                            for phase in PHASES:
+                            for phase in BATCH_PHASES:
                                 phases[phase].append(after[phase] - before[phase])
                         took = (bare_times if side == "bare" else service_times)[-1]
                         servers_busy[side].append((await remote.cpu_seconds() - servers_cpu) / took)

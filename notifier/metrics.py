@@ -37,7 +37,8 @@ _POLL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # A batch's phase: milliseconds for a claim or a write of up to 1,000 watches, a tick's length for
 # fetching a batch spread over it.
 _BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-_BATCH_PHASES = ("claim", "fetch", "plan", "write")
+BATCH_PHASES = ("claim", "fetch", "plan", "write")
+"""The ``phase`` label values of ``notifier_poll_batch_seconds``, in the order a batch goes."""
 # Event seen to delivered: milliseconds when all is well, hours when a receiver was down.
 _DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 7200.0)
 
@@ -82,7 +83,7 @@ class Metrics:
             buckets=_BATCH_BUCKETS,
             registry=self.registry,
         )
-        self._batch_phases = [self.poll_batch_seconds.labels(phase) for phase in _BATCH_PHASES]
+        self._batch_phases = [self.poll_batch_seconds.labels(phase) for phase in BATCH_PHASES]
         self.deliveries = Counter(
             "notifier_deliveries",
             "Delivery attempts, by sink and outcome (delivered; failed, to be retried; rejected).",
