@@ -126,8 +126,11 @@ class Dispatcher:
         self._shutdown_grace = shutdown_grace
         self._wake = asyncio.Event()
         # The last claim got less than it asked for: nothing more is due until something
-        # changes (an outcome committed, a wake-up from outside), so running low claims nothing.
+        # changes (an outcome committed, a wake-up from outside), so neither running low nor a
+        # finishing send claims anything.
         self._drained = False
+        # Counts those changes: one during a claim may have made due what the claim missed.
+        self._changes = 0
         self._stopping = False
         # Claimed and not yet sent, in claim order (a key appears at most once).
         self._queue: deque[Queued] = deque()
@@ -146,7 +149,12 @@ class Dispatcher:
         self._outcome_batches = 0
 
     def wake(self) -> None:
+        self._something_changed()
+
+    def _something_changed(self) -> None:
+        """Something may have become due: the next wake-up claims again."""
         self._drained = False
+        self._changes += 1
         self._wake.set()
 
     def stop(self) -> None:
@@ -220,6 +228,7 @@ class Dispatcher:
         returns how many were claimed (0: nothing is due). The service's ``dispatch_due`` loops
         on it."""
         writer = asyncio.create_task(self._write_outcomes(), name="delivery-outcomes")
+        self._drained = False  # a new pass: the last one's short claim says nothing of now
         try:
             claimed = await self._fill_slots()
             # Done when nothing is held and nothing happened since the last claim: outcomes
@@ -239,8 +248,8 @@ class Dispatcher:
 
     async def _fill_slots(self) -> int:
         """Claim more when the queue runs low and start workers; returns how many were claimed."""
-        if self._stopping or len(self._queue) >= self._low_water:
-            return 0  # enough waiting; a finishing send wakes us
+        if self._stopping or self._drained or len(self._queue) >= self._low_water:
+            return 0  # nothing due, or enough waiting; a committed outcome or a send wakes us
         # Sent deliveries waiting for their outcome's commit do not count: they sit on no
         # receiver, and counting them stalled the claims behind every group commit.
         room = self._claim_batch - len(self._queue) - len(self._workers)
@@ -248,6 +257,7 @@ class Dispatcher:
             return 0  # a finishing send wakes us
         now = self._clock()
         self._slow_down_until = {s: t for s, t in self._slow_down_until.items() if t > now}
+        changes = self._changes
         claimed = await claim_due_deliveries(
             self._engine,
             self._owner,
@@ -257,7 +267,7 @@ class Dispatcher:
             self._slow_down_until.keys(),
             self._recent_events,
         )
-        self._drained = len(claimed) < room
+        self._drained = len(claimed) < room and changes == self._changes
         if claimed:
             self._enqueue(claimed, await self._subscriptions_for(claimed))
         if not self._stopping:  # stopped meanwhile: the wind-down releases what is queued
@@ -481,8 +491,7 @@ class Dispatcher:
             # Recorded or not, they are no longer ours to keep alive; the next delivery of each
             # key may be due now.
             self._held.difference_update(outcome.delivery_id for outcome in batch)
-            self._drained = False
-            self._wake.set()
+            self._something_changed()
 
     def _report_sent(self) -> None:
         """Tell each sink of its finished sends, before their outcomes are written: they went
