@@ -70,7 +70,7 @@ class DeliveryView:
     lease_until: datetime | None
 
 
-def _claim_statements(for_update: bool) -> tuple[Update, Select[Any], Select[Any]]:
+def _claim_statements(postgres: bool) -> tuple[Update, Select[Any], Select[Any]]:
     """The claim, built once per backend: compiled once, then only its parameters change.
 
     The lease UPDATE returns the deliveries' own columns; the events are read by id in a second
@@ -78,37 +78,7 @@ def _claim_statements(for_update: bool) -> tuple[Update, Select[Any], Select[Any
     joining the status's twenty columns onto every event delivery cost more than reading them.
     The lease leaves ``refresh_slot`` alone (see :data:`_FREE_REFRESH_SLOTS`).
     """
-    d = DELIVERIES.c
-    earlier = DELIVERIES.alias("earlier")
-    head_of_key = ~exists().where(
-        earlier.c.subscription_id == d.subscription_id,
-        earlier.c.watch_id == d.watch_id,
-        earlier.c.status == "pending",
-        earlier.c.id < d.id,
-    )
-    now = bindparam("b_now", type_=d.next_attempt_at.type)
-    due = (
-        select(d.id)
-        .where(
-            d.status == "pending",
-            d.next_attempt_at <= now,
-            or_(d.lease_until.is_(None), d.lease_until < now),
-            d.subscription_id.not_in(bindparam("b_skip", expanding=True)),
-            head_of_key,
-        )
-        .order_by(d.id)
-        .limit(bindparam("b_limit", type_=Integer))
-    )
-    if for_update:
-        due = due.with_for_update(skip_locked=True)
-    lease = (
-        update(DELIVERIES)
-        .where(d.id.in_(due.scalar_subquery()))
-        .values(lease_owner=bindparam("b_owner"), lease_until=bindparam("b_until"))
-        .returning(
-            d.id, d.subscription_id, d.attempts, d.created_at, d.kind, d.event_id, d.watch_id
-        )
-    )
+    lease = _postgres_lease() if postgres else _sqlite_lease()
     events = select(*(c for c in EVENTS.c if c.name not in ("seq", "watch_id"))).where(
         EVENTS.c.id.in_(bindparam("b_ids", expanding=True))
     )
@@ -124,6 +94,90 @@ def _claim_statements(for_update: bool) -> tuple[Update, Select[Any], Select[Any
         .where(WATCHES.c.id.in_(bindparam("b_ids", expanding=True)))
     )
     return lease, events, refreshed
+
+
+def _due(table: Any) -> ColumnElement[bool]:
+    """Due now and leased by no one (or the lease ran out), its receiver not slowing us down."""
+    now = bindparam("b_now", type_=DELIVERIES.c.next_attempt_at.type)
+    return and_(
+        table.c.next_attempt_at <= now,
+        or_(table.c.lease_until.is_(None), table.c.lease_until < now),
+        table.c.subscription_id.not_in(bindparam("b_skip", expanding=True)),
+    )
+
+
+def _lease_returning(where: ColumnElement[bool]) -> Update:
+    d = DELIVERIES.c
+    return (
+        update(DELIVERIES)
+        .where(where)
+        .values(lease_owner=bindparam("b_owner"), lease_until=bindparam("b_until"))
+        .returning(
+            d.id, d.subscription_id, d.attempts, d.created_at, d.kind, d.event_id, d.watch_id
+        )
+    )
+
+
+def _sqlite_lease() -> Update:
+    """The due heads of their keys, oldest first: a pending delivery with no earlier pending
+    one of its (subscription, watch). SQLite probes ``ix_deliveries_key`` for each candidate
+    and walks the pending ones in id order (its status index ends with the rowid)."""
+    d = DELIVERIES.c
+    earlier = DELIVERIES.alias("earlier")
+    head_of_key = ~exists().where(
+        earlier.c.subscription_id == d.subscription_id,
+        earlier.c.watch_id == d.watch_id,
+        earlier.c.status == "pending",
+        earlier.c.id < d.id,
+    )
+    due = (
+        select(d.id)
+        .where(d.status == "pending", _due(DELIVERIES), head_of_key)
+        .order_by(d.id)
+        .limit(bindparam("b_limit", type_=Integer))
+    )
+    return _lease_returning(d.id.in_(due.scalar_subquery()))
+
+
+def _postgres_lease() -> Update:
+    """The same claim for PostgreSQL, in a shape whose cost does not hang on its statistics.
+
+    Written as SQLite's, its plan depended on what the last ANALYZE saw, which was usually no
+    pending delivery at all (a quiet outbox; a burst of a few thousand rows in a long history
+    does not trigger autoanalyze). Believing in one pending row, the planner checked "no
+    earlier pending delivery of the key" by reading every pending delivery for each
+    candidate: 350 ms a claim behind 2,000 of them. With fresh statistics it could walk the
+    primary key through the whole delivered history instead. Here the heads of the keys are
+    found in one pass over the pending deliveries (``ix_deliveries_status``), and the due ones
+    among them are locked through the primary key (SKIP LOCKED, oldest first, up to the
+    limit): linear in the pending deliveries whatever the statistics say (3 ms at 2,000,
+    17 ms at 20,000), and nothing else is left for the planner to choose.
+
+    The lock re-checks the row as it is now (another replica may have recorded it meanwhile),
+    and spells "still pending" so that no index serves it: given ``status = 'pending'``,
+    the planner read the pending deliveries through ``ix_deliveries_status`` and matched each
+    against the array of heads, once more the pending deliveries times the limit."""
+    d = DELIVERIES.c
+    h = DELIVERIES.alias("h")
+    heads = (
+        select(func.min(h.c.id))
+        .where(h.c.status == "pending")
+        .group_by(h.c.subscription_id, h.c.watch_id)
+    )
+    picked = (
+        select(d.id)
+        .where(
+            d.id == func.any(func.array(heads.scalar_subquery())),
+            _due(DELIVERIES),
+            d.status.is_not_distinct_from("pending"),
+        )
+        .order_by(d.id)
+        .limit(bindparam("b_limit", type_=Integer))
+        .with_for_update(skip_locked=True)
+        .cte("picked")
+        .prefix_with("MATERIALIZED")
+    )
+    return _lease_returning(d.id == func.any(func.array(select(picked.c.id).scalar_subquery())))
 
 
 _CLAIM = {False: _claim_statements(False), True: _claim_statements(True)}

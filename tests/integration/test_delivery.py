@@ -188,7 +188,8 @@ async def statements_of_a_busy_pass(
 
 
 def is_claim(statement: str) -> bool:
-    return statement.startswith("UPDATE deliveries SET") and "RETURNING" in statement
+    """The lease of a claim (on PostgreSQL it comes after the WITH of its picked rows)."""
+    return "UPDATE deliveries SET lease_owner" in statement and "RETURNING" in statement
 
 
 def is_outcome_write(statement: str) -> bool:
