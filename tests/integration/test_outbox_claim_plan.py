@@ -9,7 +9,7 @@ timed. (SQLite keeps no statistics unless asked, and its plan does not change.)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -19,8 +19,6 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.store.codec import status_json_text
-from notifier.store.engine import create_engine
-from notifier.store.migrate import upgrade
 from notifier.store.outbox import claim_due_deliveries
 from tests.conftest import T0, make_status
 
@@ -33,13 +31,9 @@ LIMIT = 100
 
 
 @pytest.fixture
-async def engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(postgres_url)
-    try:
-        await upgrade(engine)
-        yield engine
-    finally:
-        await engine.dispose()
+def database_url(postgres_url: str) -> str:
+    """PostgreSQL only: conftest's ``engine`` migrates it."""
+    return postgres_url
 
 
 HISTORY = (
