@@ -149,10 +149,8 @@ class Dispatcher:
         self._outcome_batches = 0
 
     def wake(self) -> None:
-        self._something_changed()
-
-    def _something_changed(self) -> None:
-        """Something may have become due: the next wake-up claims again."""
+        """Something may have become due (an event committed, a retry's time, an outcome
+        recorded): the next pass claims again."""
         self._drained = False
         self._changes += 1
         self._wake.set()
@@ -491,7 +489,7 @@ class Dispatcher:
             # Recorded or not, they are no longer ours to keep alive; the next delivery of each
             # key may be due now.
             self._held.difference_update(outcome.delivery_id for outcome in batch)
-            self._something_changed()
+            self.wake()
 
     def _report_sent(self) -> None:
         """Tell each sink of its finished sends, before their outcomes are written: they went

@@ -96,13 +96,14 @@ def _claim_statements(postgres: bool) -> tuple[Update, Select[Any], Select[Any]]
     return lease, events, refreshed
 
 
-def _due(table: Any) -> ColumnElement[bool]:
+def _due() -> ColumnElement[bool]:
     """Due now and leased by no one (or the lease ran out), its receiver not slowing us down."""
-    now = bindparam("b_now", type_=DELIVERIES.c.next_attempt_at.type)
+    d = DELIVERIES.c
+    now = bindparam("b_now", type_=d.next_attempt_at.type)
     return and_(
-        table.c.next_attempt_at <= now,
-        or_(table.c.lease_until.is_(None), table.c.lease_until < now),
-        table.c.subscription_id.not_in(bindparam("b_skip", expanding=True)),
+        d.next_attempt_at <= now,
+        or_(d.lease_until.is_(None), d.lease_until < now),
+        d.subscription_id.not_in(bindparam("b_skip", expanding=True)),
     )
 
 
@@ -132,7 +133,7 @@ def _sqlite_lease() -> Update:
     )
     due = (
         select(d.id)
-        .where(d.status == "pending", _due(DELIVERIES), head_of_key)
+        .where(d.status == "pending", _due(), head_of_key)
         .order_by(d.id)
         .limit(bindparam("b_limit", type_=Integer))
     )
@@ -168,7 +169,7 @@ def _postgres_lease() -> Update:
         select(d.id)
         .where(
             d.id == func.any(func.array(heads.scalar_subquery())),
-            _due(DELIVERIES),
+            _due(),
             d.status.is_not_distinct_from("pending"),
         )
         .order_by(d.id)

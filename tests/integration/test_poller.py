@@ -54,6 +54,11 @@ async def fake() -> AsyncIterator[FakeClanforge]:
         yield server
 
 
+def fake_client(session: aiohttp.ClientSession, fake: FakeClanforge) -> ClanforgeClient:
+    """The real client, pointed at the fake Clanforge."""
+    return ClanforgeClient(session, fake.base_url, "ak", "sk")
+
+
 async def make_poller(
     engine: AsyncEngine,
     session: aiohttp.ClientSession,
@@ -72,7 +77,7 @@ async def make_poller(
 ) -> Poller:
     return Poller(
         engine,
-        source or ClanforgeClient(session, fake.base_url, "ak", "sk"),
+        source or fake_client(session, fake),
         subscriptions,
         poll=poll or PollSettings(interval_seconds=30),
         max_concurrency=2,
@@ -184,7 +189,7 @@ async def test_each_batch_tells_the_observer_how_long_its_fetches_took_and_how_t
             session,
             fake,
             batch_size=3,
-            source=Hindered(ClanforgeClient(session, fake.base_url, "ak", "sk"), crash_on=4),
+            source=Hindered(fake_client(session, fake), crash_on=4),
             observe_fetches=lambda seconds, outcomes: batches.append((list(seconds), outcomes)),
         )
         summary = await poller.tick()
@@ -209,7 +214,7 @@ async def test_each_batch_tells_the_observer_how_long_each_of_its_phases_took(
             session,
             fake,
             batch_size=3,
-            source=Hindered(ClanforgeClient(session, fake.base_url, "ak", "sk"), delay=0.05),
+            source=Hindered(fake_client(session, fake), delay=0.05),
             observe_batch=batches.append,
         )
         started = time.perf_counter()
@@ -234,7 +239,7 @@ async def test_a_stopped_tick_writes_the_polls_it_made_and_leaves_the_rest_due(
     # One batch of five spread over the whole tick: a poll every 2 s, the last one 8 s in.
     spread = PollSettings(interval_seconds=10, running_interval_seconds=10, spread=1.0)
     async with aiohttp.ClientSession() as session:
-        upstream = Hindered(ClanforgeClient(session, fake.base_url, "ak", "sk"))
+        upstream = Hindered(fake_client(session, fake))
         poller = await make_poller(
             engine, session, fake, claim_limit=5, batch_size=5, poll=spread, source=upstream
         )
