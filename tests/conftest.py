@@ -12,7 +12,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import count
@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -41,7 +41,7 @@ from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
 from notifier.store.polling import claim_due_watches, load_due_watches, write_poll_results
 from notifier.store.subscriptions import load_active_subscriptions
-from notifier.store.tables import DELIVERIES, EVENTS, JOB_STATUS, SUBSCRIPTIONS
+from notifier.store.tables import DELIVERIES, EVENTS, JOB_STATUS, SUBSCRIPTIONS, WATCHES
 from notifier.store.watches import add_watch
 
 POSTGRES_URL_VAR = "NOTIFIER_TEST_POSTGRES_URL"
@@ -303,6 +303,60 @@ async def seed_watch(
                 )
             )
     return watch_id
+
+
+async def add_hand_watches(
+    engine: AsyncEngine, image_version_ids: Sequence[int], *, account_service_id: int = 1234
+) -> None:
+    """Watches added at run time (``notifier watch add``), in one statement: a large watch list
+    that code reading only what it needs must not touch."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            WATCHES.insert(),
+            [
+                {
+                    "account_service_id": account_service_id,
+                    "image_version_id": ivid,
+                    "label": f"by hand {ivid}",
+                    "source": "cli",
+                    "active": True,
+                    "next_poll_at": T0,
+                    "poll_errors": 0,
+                    "created_at": T0,
+                }
+                for ivid in image_version_ids
+            ],
+        )
+
+
+class ReadsRecorder:
+    """The SELECTs an engine runs inside :meth:`recording`, replayed by :meth:`rows_returned`:
+    how many rows some code reads, counted without timing anything."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._selects: list[tuple[str, Any]] = []
+
+    def _record(self, conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            self._selects.append((statement, parameters))
+
+    @contextmanager
+    def recording(self) -> Iterator[None]:
+        self._selects.clear()
+        event.listen(self._engine.sync_engine, "before_cursor_execute", self._record)
+        try:
+            yield
+        finally:
+            event.remove(self._engine.sync_engine, "before_cursor_execute", self._record)
+
+    async def rows_returned(self) -> int:
+        """Rows the recorded SELECTs return when run again now, one after the other."""
+        rows = 0
+        async with self._engine.connect() as conn:
+            for statement, parameters in self._selects:
+                rows += len((await conn.exec_driver_sql(statement, parameters)).all())
+        return rows
 
 
 async def seed_delivery(

@@ -179,7 +179,9 @@ class _Handler:
             followed = await followed_in_channel(engine, channel)
             if not followed:
                 return "This channel follows no image versions. Add one with `/imagewatch add`."
-            watches = {w.image_version_id: w for w in await list_watches(engine)}
+            watches: dict[int, WatchView] = {}
+            for watch in await list_watches(engine, image_version_ids=followed):
+                watches.setdefault(watch.image_version_id, watch)
             lines = [_line(ivid, watches.get(ivid)) for ivid in followed]
             return "This channel follows:\n" + "\n".join(lines)
         assert isinstance(command, Status)
@@ -193,9 +195,8 @@ class _Handler:
 
 
 async def _watch(engine: AsyncEngine, image_version_id: int) -> WatchView | None:
-    return next(
-        (w for w in await list_watches(engine) if w.image_version_id == image_version_id), None
-    )
+    """The watch of an image version; the first account service's, should two have it."""
+    return next(iter(await list_watches(engine, image_version_id=image_version_id)), None)
 
 
 def _name(image_version_id: int, watch: WatchView | None) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -98,6 +98,7 @@ async def list_watches(
     active: bool | None = None,
     account_service_id: int | None = None,
     image_version_id: int | None = None,
+    image_version_ids: Collection[int] | None = None,
     source: str | None = None,
 ) -> list[WatchView]:
     """Watches with their last known status, narrowed by whichever filters are given."""
@@ -115,6 +116,8 @@ async def list_watches(
         stmt = stmt.where(Watch.account_service_id == account_service_id)
     if image_version_id is not None:
         stmt = stmt.where(Watch.image_version_id == image_version_id)
+    if image_version_ids is not None:
+        stmt = stmt.where(Watch.image_version_id.in_(image_version_ids))
     if source is not None:
         stmt = stmt.where(Watch.source == source)
     async with engine.connect() as conn:

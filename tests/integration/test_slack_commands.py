@@ -28,7 +28,14 @@ from notifier.notify.subscription import matches
 from notifier.store.subscriptions import load_active_subscriptions
 from notifier.store.tables import SubscriptionRow, Watch
 from notifier.store.watches import list_watches
-from tests.conftest import T0, make_event, make_status, seed_events
+from tests.conftest import (
+    T0,
+    ReadsRecorder,
+    add_hand_watches,
+    make_event,
+    make_status,
+    seed_events,
+)
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 CHANNEL = "C0BUILDS"
@@ -169,6 +176,28 @@ async def test_list_and_status_show_the_last_known_state(
     assert await _command(client, "list", channel="C0EMPTY") == (
         "This channel follows no image versions. Add one with `/imagewatch add`."
     )
+
+
+async def test_list_and_status_read_the_channels_watches_not_the_whole_watch_list(
+    client: TestClient[Any, Any], engine: AsyncEngine
+) -> None:
+    """Slack gives a slash command three seconds; a studio may watch thousands of versions."""
+    await add_hand_watches(engine, range(1, 2001))
+    await _command(client, "add 1234 567890 EU fleet")
+    await _command(client, "add 1234 5")
+    reads = ReadsRecorder(engine)
+
+    with reads.recording():
+        listed = await _command(client, "list")
+        status = await _command(client, "status 5")
+
+    assert listed == (
+        "This channel follows:\n"
+        "• 567890 (EU fleet): not polled yet\n"
+        "• 5 (by hand 5): not polled yet"
+    )
+    assert status == "• 5 (by hand 5): not polled yet"
+    assert await reads.rows_returned() <= 10
 
 
 async def test_remove_unsubscribes_and_drops_a_watch_no_channel_follows(

@@ -36,7 +36,15 @@ from notifier.store.subscriptions import (
 )
 from notifier.store.tables import EVENTS, JOB_STATUS, WATCHES, EventRow, JobStatusRow, Watch
 from notifier.store.watches import WatchSync, add_watch, list_watches, sync_config_watches
-from tests.conftest import POLL, T0, event_ids, make_status, poll_once
+from tests.conftest import (
+    POLL,
+    T0,
+    ReadsRecorder,
+    add_hand_watches,
+    event_ids,
+    make_status,
+    poll_once,
+)
 
 LEASE = timedelta(seconds=60)
 
@@ -278,27 +286,6 @@ async def test_config_sync_reports_what_it_changed(engine: AsyncEngine) -> None:
     assert await sync_config_watches(engine, second, T0) == WatchSync(added=0, updated=1, retired=1)
 
 
-async def add_hand_watches(engine: AsyncEngine, image_version_ids: range) -> None:
-    """Watches added at run time (``notifier watch add``), in one statement."""
-    async with engine.begin() as conn:
-        await conn.execute(
-            insert(WATCHES),
-            [
-                {
-                    "account_service_id": 1234,
-                    "image_version_id": ivid,
-                    "label": f"by hand {ivid}",
-                    "source": "cli",
-                    "active": True,
-                    "next_poll_at": T0,
-                    "poll_errors": 0,
-                    "created_at": T0,
-                }
-                for ivid in image_version_ids
-            ],
-        )
-
-
 async def test_config_sync_adopts_watches_added_by_hand_that_the_file_lists(
     engine: AsyncEngine,
 ) -> None:
@@ -333,38 +320,18 @@ async def test_config_sync_reads_only_the_files_watches_not_those_added_at_run_t
 ) -> None:
     """Start-up memory must not grow with the watches added at run time or discovered: the sync
     reading them all took 45 MB of the service's peak at 100,000 watches."""
-    from sqlalchemy import event
-
     await add_hand_watches(engine, range(1, 2001))
-    selects: list[tuple[str, object]] = []
-
-    def record(
-        conn: object, cursor: object, statement: str, parameters: object, *_: object
-    ) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            selects.append((statement, parameters))
-
-    async def rows_read_by_sync(listed: list[WatchSettings]) -> int:
-        selects.clear()
-        event.listen(engine.sync_engine, "before_cursor_execute", record)
-        try:
-            await sync_config_watches(engine, listed, T0)
-        finally:
-            event.remove(engine.sync_engine, "before_cursor_execute", record)
-        rows = 0
-        async with engine.connect() as conn:
-            for statement, parameters in selects:
-                rows += len((await conn.exec_driver_sql(statement, parameters)).all())  # type: ignore[arg-type]
-        return rows
-
+    reads = ReadsRecorder(engine)
     listed = [
         WatchSettings(account_service_id=1234, image_version_id=5, label="adopted"),
         WatchSettings(account_service_id=1234, image_version_id=9001, label="new"),
     ]
     # Its reads, replayed once it is done, return the file's watches (each at most twice: as
     # the file's own, and as a key the file lists), never the 2,000 added at run time.
-    assert await rows_read_by_sync(listed) <= 2 * len(listed)  # adopts one, adds one
-    assert await rows_read_by_sync(listed) <= 2 * len(listed)  # nothing to do
+    for _ in ("adopts one and adds one", "finds nothing to do"):
+        with reads.recording():
+            await sync_config_watches(engine, listed, T0)
+        assert await reads.rows_returned() <= 2 * len(listed)
     assert await count_rows(engine, Watch) == 2001
 
 
