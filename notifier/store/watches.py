@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -100,8 +100,12 @@ async def list_watches(
     image_version_id: int | None = None,
     image_version_ids: Collection[int] | None = None,
     source: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[WatchView]:
-    """Watches with their last known status, narrowed by whichever filters are given."""
+    """Watches with their last known status, narrowed by whichever filters are given, in the
+    order of their account service and image version (``limit`` and ``offset`` page through
+    it)."""
     status_columns = [c for c in JOB_STATUS.c if c.name != "watch_id"]
     stmt = (
         select(Watch, *status_columns)
@@ -120,6 +124,8 @@ async def list_watches(
         stmt = stmt.where(Watch.image_version_id.in_(image_version_ids))
     if source is not None:
         stmt = stmt.where(Watch.source == source)
+    if limit is not None:
+        stmt = stmt.limit(limit).offset(offset)
     async with engine.connect() as conn:
         rows = (await conn.execute(stmt)).all()
     return [
@@ -141,6 +147,12 @@ async def list_watches(
         )
         for row in rows
     ]
+
+
+async def count_watches(engine: AsyncEngine) -> int:
+    """How many watches there are, active or not."""
+    async with engine.connect() as conn:
+        return int(await conn.scalar(select(func.count()).select_from(Watch)) or 0)
 
 
 async def get_watch(engine: AsyncEngine, watch_id: int) -> WatchView | None:

@@ -5,11 +5,21 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 
 from notifier.store.subscriptions import add_subscription
 from notifier.store.tables import Watch
-from tests.conftest import T0, ApiServer, make_status, running_api, seed_delivery, seed_watch
+from tests.conftest import (
+    T0,
+    ApiServer,
+    ReadsRecorder,
+    add_hand_watches,
+    make_status,
+    running_api,
+    seed_delivery,
+    seed_watch,
+)
 
 
 async def _three_builds(api: ApiServer) -> dict[str, int]:
@@ -57,6 +67,50 @@ async def test_status_page_shows_each_watch_state_progress_eta_and_error(api: Ap
     # Nothing loaded from elsewhere: no scripts, stylesheets or images.
     assert "<link" not in html
     assert " src=" not in html
+
+
+async def test_status_page_shows_a_hundred_watches_a_page(api: ApiServer) -> None:
+    await add_hand_watches(api.engine, range(1, 251))
+
+    _, first = await api.call("GET", "/", token=None)
+    _, last = await api.call("GET", "/?page=3", token=None)
+    _, past = await api.call("GET", "/?page=9", token=None)
+
+    assert "Watches (250)" in first
+    assert _card_labels(first) == [f"by hand {ivid}" for ivid in range(1, 101)]
+    assert "Showing 1\N{EN DASH}100 of 250" in first
+    assert '<a href="/?page=2" rel="next">next</a>' in first
+    assert 'rel="prev"' not in first
+    assert _card_labels(last) == [f"by hand {ivid}" for ivid in range(201, 251)]
+    assert "Showing 201\N{EN DASH}250 of 250" in last
+    assert '<a href="/?page=2" rel="prev">previous</a>' in last
+    assert 'rel="next"' not in last
+    assert _card_labels(past) == []
+    assert '<a href="/?page=3">Last page (3)</a>' in past
+
+
+async def test_status_page_reads_one_page_of_a_long_watch_list(api: ApiServer) -> None:
+    await add_hand_watches(api.engine, range(1, 2001))
+    reads = ReadsRecorder(api.engine)
+
+    with reads.recording():
+        status, html = await api.call("GET", "/?page=2", token=None)
+
+    assert status == 200
+    assert len(_card_labels(html)) == 100
+    assert await reads.rows_returned() <= 100 + 5
+
+
+@pytest.mark.parametrize("page", ["0", "-1", "two", "1.5", "²", ""])
+async def test_a_bad_page_number_is_a_400_that_says_so(api: ApiServer, page: str) -> None:
+    status, text = await api.call("GET", "/", token=None, params={"page": page})
+
+    assert status == 400
+    assert text == f"page must be a whole number from 1, not {page!r}"
+
+
+def _card_labels(html: str) -> list[str]:
+    return re.findall(r'<a class="title" href="/watches/\d+">([^<]+)</a>', html)
 
 
 async def test_status_page_names_the_replica_holding_each_delivery_in_flight(
