@@ -329,34 +329,31 @@ async def add_hand_watches(
         )
 
 
-class ReadsRecorder:
-    """The SELECTs an engine runs inside :meth:`recording`, replayed by :meth:`rows_returned`:
-    how many rows some code reads, counted without timing anything."""
+@contextmanager
+def sent_statements(engine: AsyncEngine) -> Iterator[list[tuple[str, Any]]]:
+    """Every statement the engine sends inside the block, with its parameters, as the driver
+    got them."""
+    sent: list[tuple[str, Any]] = []
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._selects: list[tuple[str, Any]] = []
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append((statement, parameters))
 
-    def _record(self, conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            self._selects.append((statement, parameters))
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
 
-    @contextmanager
-    def recording(self) -> Iterator[None]:
-        self._selects.clear()
-        event.listen(self._engine.sync_engine, "before_cursor_execute", self._record)
-        try:
-            yield
-        finally:
-            event.remove(self._engine.sync_engine, "before_cursor_execute", self._record)
 
-    async def rows_returned(self) -> int:
-        """Rows the recorded SELECTs return when run again now, one after the other."""
-        rows = 0
-        async with self._engine.connect() as conn:
-            for statement, parameters in self._selects:
+async def rows_selected(engine: AsyncEngine, sent: Sequence[tuple[str, Any]]) -> int:
+    """Rows the SELECTs among ``sent`` (:func:`sent_statements`) return when run again now: how
+    many rows some code read, counted without timing anything."""
+    rows = 0
+    async with engine.connect() as conn:
+        for statement, parameters in sent:
+            if statement.lstrip().upper().startswith("SELECT"):
                 rows += len((await conn.exec_driver_sql(statement, parameters)).all())
-        return rows
+    return rows
 
 
 async def seed_delivery(

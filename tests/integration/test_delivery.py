@@ -14,7 +14,6 @@ import aiohttp
 import orjson
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.clanforge.status import COMPLETE, QUEUED, RUNNING, JobStatus
@@ -44,7 +43,7 @@ from notifier.store.subscriptions import (
 from notifier.store.watches import add_watch, newest_status
 from notifier.testing.fake_slack import FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.conftest import T0, event_ids, make_status, poll_once
+from tests.conftest import T0, event_ids, make_status, poll_once, sent_statements
 
 SLACK_TOKEN = "xoxb-delivery-test"
 CHANNEL = "C0DELIVERY"
@@ -170,20 +169,10 @@ async def statements_of_a_busy_pass(
     """Every statement (with its parameters) a four-slot webhook dispatcher sends to send all
     that is due. Outcomes wait for a batch's worth however long it takes: a slow machine must
     not turn the wait for a batch into extra writes."""
-    sent: list[tuple[str, object]] = []
-
-    def record(
-        _conn: object, _cursor: object, statement: str, parameters: object, *_: object
-    ) -> None:
-        sent.append((statement, parameters))
-
     sink = WebhookSink(session, timeout_seconds=2.0)
     busy = dispatcher(engine, clock, {"webhook": sink}, outcome_wait=60.0)
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
+    with sent_statements(engine) as sent:
         await busy.dispatch_until_idle()
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
     return sent
 
 

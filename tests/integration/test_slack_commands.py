@@ -30,11 +30,12 @@ from notifier.store.tables import SubscriptionRow, Watch
 from notifier.store.watches import list_watches
 from tests.conftest import (
     T0,
-    ReadsRecorder,
     add_hand_watches,
     make_event,
     make_status,
+    rows_selected,
     seed_events,
+    sent_statements,
 )
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -185,9 +186,8 @@ async def test_list_and_status_read_the_channels_watches_not_the_whole_watch_lis
     await add_hand_watches(engine, range(1, 2001))
     await _command(client, "add 1234 567890 EU fleet")
     await _command(client, "add 1234 5")
-    reads = ReadsRecorder(engine)
 
-    with reads.recording():
+    with sent_statements(engine) as sent:
         listed = await _command(client, "list")
         status = await _command(client, "status 5")
 
@@ -197,7 +197,7 @@ async def test_list_and_status_read_the_channels_watches_not_the_whole_watch_lis
         "• 5 (by hand 5): not polled yet"
     )
     assert status == "• 5 (by hand 5): not polled yet"
-    assert await reads.rows_returned() <= 10
+    assert await rows_selected(engine, sent) <= 10
 
 
 async def test_remove_unsubscribes_and_drops_a_watch_no_channel_follows(

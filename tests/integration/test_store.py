@@ -39,11 +39,12 @@ from notifier.store.watches import WatchSync, add_watch, list_watches, sync_conf
 from tests.conftest import (
     POLL,
     T0,
-    ReadsRecorder,
     add_hand_watches,
     event_ids,
     make_status,
     poll_once,
+    rows_selected,
+    sent_statements,
 )
 
 LEASE = timedelta(seconds=60)
@@ -321,7 +322,6 @@ async def test_config_sync_reads_only_the_files_watches_not_those_added_at_run_t
     """Start-up memory must not grow with the watches added at run time or discovered: the sync
     reading them all took 45 MB of the service's peak at 100,000 watches."""
     await add_hand_watches(engine, range(1, 2001))
-    reads = ReadsRecorder(engine)
     listed = [
         WatchSettings(account_service_id=1234, image_version_id=5, label="adopted"),
         WatchSettings(account_service_id=1234, image_version_id=9001, label="new"),
@@ -329,9 +329,9 @@ async def test_config_sync_reads_only_the_files_watches_not_those_added_at_run_t
     # Its reads, replayed once it is done, return the file's watches (each at most twice: as
     # the file's own, and as a key the file lists), never the 2,000 added at run time.
     for _ in ("adopts one and adds one", "finds nothing to do"):
-        with reads.recording():
+        with sent_statements(engine) as sent:
             await sync_config_watches(engine, listed, T0)
-        assert await reads.rows_returned() <= 2 * len(listed)
+        assert await rows_selected(engine, sent) <= 2 * len(listed)
     assert await count_rows(engine, Watch) == 2001
 
 
