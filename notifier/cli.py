@@ -17,9 +17,9 @@ from typing import Any, NoReturn
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.clock import utc_now
 from notifier.config import ConfigError, Settings, config_path, load_config
 from notifier.config_output import render_effective_config
+from notifier.core.clock import utc_now
 from notifier.logs import configure_logging
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade

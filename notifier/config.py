@@ -31,16 +31,21 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from notifier.clanforge.status import STATE_NAMES, state_id_for_name
-from notifier.events.model import EVENT_TYPES, STATE_CHANGED
-from notifier.notify.presets import PRESETS
-from notifier.notify.retry import (
+from notifier.core.events import EVENT_TYPES, STATE_CHANGED
+from notifier.core.poll_plan import PollPolicy
+from notifier.core.retry import (
     DEFAULT_MAX_AGE_SECONDS,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_SCHEDULE_SECONDS,
     RetryPolicy,
 )
+from notifier.core.status import STATE_NAMES, state_id_for_name
+from notifier.core.timing import DetectPolicy
+from notifier.notify.presets import PRESETS
 from notifier.notify.template import TemplateProblem, check_template
+
+_POLL: Final = PollPolicy()
+_DETECT: Final = DetectPolicy()
 
 DEFAULT_CONFIG_PATH = Path("config/notifier.toml")
 CONFIG_ENV_VAR = "NOTIFIER_CONFIG"
@@ -215,43 +220,41 @@ class ClanforgeSettings(_Section):
 
 
 class PollSettings(_Section):
-    interval_seconds: PositiveFloat = 30
-    running_interval_seconds: PositiveFloat = 10
-    # A failed job can be retried upstream and go back to Queued: keep looking, slowly, a while.
-    failed_interval_seconds: PositiveFloat = 300
-    failed_linger_seconds: Annotated[float, Field(ge=0)] = 3600
-    # Created and Pending jobs rarely move fast: poll them slower; default twice interval_seconds.
-    waiting_interval_seconds: PositiveFloat | None = None
-    # One watch.poll_failing after this many failed polls in a row (401/403/404 pause at once).
-    failure_threshold: PositiveInt = 3
-    # Fraction of the tick over which one tick's polls are spread instead of all at its start.
-    spread: Annotated[float, Field(ge=0, le=1)] = 0.5
+    """``[poll]``: builds the core's :class:`PollPolicy`, whose defaults these are."""
 
-    def waiting_interval(self) -> float:
-        return self.waiting_interval_seconds or self.interval_seconds * 2
+    interval_seconds: PositiveFloat = _POLL.interval_seconds
+    running_interval_seconds: PositiveFloat = _POLL.running_interval_seconds
+    failed_interval_seconds: PositiveFloat = _POLL.failed_interval_seconds
+    failed_linger_seconds: Annotated[float, Field(ge=0)] = _POLL.failed_linger_seconds
+    waiting_interval_seconds: PositiveFloat | None = _POLL.waiting_interval_seconds
+    failure_threshold: PositiveInt = _POLL.failure_threshold
+    spread: Annotated[float, Field(ge=0, le=1)] = _POLL.spread
+
+    def policy(self) -> PollPolicy:
+        return PollPolicy(**self.model_dump())
 
     @property
     def tick_seconds(self) -> float:
-        """How often the service ticks: the fastest any watch can be due."""
-        return min(self.interval_seconds, self.running_interval_seconds)
+        return self.policy().tick_seconds
 
 
 class DetectSettings(_Section):
-    """Timing detectors; 0 (or an empty list) turns one off for everyone. Subscriptions that do
-    not want an event type leave it out of their ``events`` filter."""
+    """``[detect]``: builds the core's :class:`DetectPolicy`, whose defaults these are.
 
-    # Running with no change of progress or jobupdated for this long: imageversion.stalled.
-    stall_after_seconds: Annotated[float, Field(ge=0)] = 900
-    # Created, Pending or Queued for this long: imageversion.stalled too.
-    waiting_stall_after_seconds: Annotated[float, Field(ge=0)] = 1800
-    # The ETA moved later by more than this: imageversion.eta_changed (once per step this size).
-    eta_slip_seconds: Annotated[float, Field(ge=0)] = 600
-    # The ETA passed this long ago and the job is not finished: imageversion.overdue.
-    overdue_grace_seconds: Annotated[float, Field(ge=0)] = 300
-    # Progress percentages that raise imageversion.progress when crossed.
+    0 (or an empty list) turns a detector off for everyone; subscriptions that do not want an
+    event type leave it out of their ``events`` filter."""
+
+    stall_after_seconds: Annotated[float, Field(ge=0)] = _DETECT.stall_after_seconds
+    waiting_stall_after_seconds: Annotated[float, Field(ge=0)] = _DETECT.waiting_stall_after_seconds
+    eta_slip_seconds: Annotated[float, Field(ge=0)] = _DETECT.eta_slip_seconds
+    overdue_grace_seconds: Annotated[float, Field(ge=0)] = _DETECT.overdue_grace_seconds
     progress_milestones: list[Annotated[int, Field(gt=0, lt=100)]] = Field(default_factory=list)
-    # Without an upstream jobeta while Running, estimate one from the progress rate.
-    estimate_eta: bool = True
+    estimate_eta: bool = _DETECT.estimate_eta
+
+    def policy(self) -> DetectPolicy:
+        fields = self.model_dump()
+        fields["progress_milestones"] = tuple(self.progress_milestones)
+        return DetectPolicy(**fields)
 
 
 class DiscoverySettings(_Section):

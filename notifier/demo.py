@@ -20,8 +20,8 @@ from typing import Any, TextIO
 from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from notifier.clanforge.status import COMPLETE, CREATED, FAILED, QUEUED, RUNNING
 from notifier.config import Settings
+from notifier.core.status import COMPLETE, CREATED, FAILED, QUEUED, RUNNING
 from notifier.notify.blocks_text import blocks_to_text, mrkdwn_to_text
 from notifier.service import Service
 from notifier.store.outbox import outbox_depth

@@ -22,10 +22,10 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.events.model import STATE_CHANGED, Event
-from notifier.notify.outcome import DeliveryFailed
+from notifier.core.delivery_failure import DeliveryFailed
+from notifier.core.events import STATE_CHANGED, Event
+from notifier.core.subscriptions import Subscription
 from notifier.notify.sink import Send, Sent, Sink
-from notifier.notify.subscription import Subscription
 from notifier.polling.poller import BatchTimings
 from notifier.store.tables import DeliveryRow, EventRow, Watch
 

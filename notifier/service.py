@@ -29,15 +29,15 @@ from notifier.api.app import build_app
 from notifier.api.deps import ApiDeps
 from notifier.api.server import serve
 from notifier.clanforge.accounts import ClanforgeAccounts, open_clanforge_accounts
-from notifier.clock import Clock, utc_now
 from notifier.config import Settings
+from notifier.core.clock import Clock, utc_now
+from notifier.core.subscriptions import Subscription
 from notifier.metrics import InstrumentedSink, Metrics
 from notifier.notify.dispatcher import Dispatcher
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.sink import Sink
 from notifier.notify.slack import SlackSink
 from notifier.notify.slack_webhook import SlackWebhookSink
-from notifier.notify.subscription import Subscription
 from notifier.notify.webhook import WebhookSink
 from notifier.polling.discovery import Discovery
 from notifier.polling.poller import Poller, TickSummary
@@ -184,13 +184,13 @@ class Service:
             shutdown_grace=settings.delivery.shutdown_grace_seconds,
             recent_events=recent_events,
         )
-        poll = settings.poll
+        poll = settings.poll.policy()
         self._poller = Poller(
             engine,
             accounts,
             self._subscriptions,
             poll=poll,
-            detect=settings.detect,
+            detect=settings.detect.policy(),
             max_concurrency=settings.clanforge.max_concurrency,
             # What the rate limit lets us fetch in one interval; the rest waits for the next tick.
             claim_limit=max(

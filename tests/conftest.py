@@ -29,13 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.api.app import build_app
 from notifier.api.deps import ApiDeps
 from notifier.api.server import serve
-from notifier.clanforge.status import STATE_NAMES, JobStatus
-from notifier.config import PollSettings, Settings
-from notifier.events.model import STATE_CHANGED, Event
-from notifier.events.timing import Tracking
+from notifier.config import Settings
+from notifier.core.events import STATE_CHANGED, Event
+from notifier.core.poll_plan import PollPlan, PollPolicy, plan_deliveries, plan_success
+from notifier.core.status import STATE_NAMES, JobStatus
+from notifier.core.subscriptions import Subscription
+from notifier.core.timing import Tracking
 from notifier.metrics import Metrics
-from notifier.notify.subscription import Subscription
-from notifier.polling.plan import PollPlan, plan_deliveries, plan_success
 from notifier.store.codec import MEMORY_COLUMNS, memory_to_values, status_to_json
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
@@ -119,7 +119,7 @@ def event_ids(prefix: str = "evt") -> Callable[[], str]:
     return lambda: f"{prefix}_{next(counter):04d}"
 
 
-POLL = PollSettings(interval_seconds=30, running_interval_seconds=10)
+POLL = PollPolicy(interval_seconds=30, running_interval_seconds=10)
 
 
 async def poll_once(

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.clock import Clock
 from notifier.config import Settings
+from notifier.core.clock import Clock
 from notifier.metrics import Metrics
 
 

@@ -15,8 +15,8 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from notifier.api.deps import ApiDeps
 from notifier.api.rest import MAX_PAGE, PREFIX
 from notifier.api.schemas import REQUEST_MODELS, RESPONSE_MODELS
-from notifier.clanforge.status import STATE_NAMES
-from notifier.events.model import EVENT_TYPES
+from notifier.core.events import EVENT_TYPES
+from notifier.core.status import STATE_NAMES
 from notifier.store.watches import SOURCES
 
 OPENAPI_PATH = f"{PREFIX}/openapi.json"

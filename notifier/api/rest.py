@@ -27,9 +27,9 @@ from notifier.api.schemas import (
     WatchList,
     WatchOut,
 )
-from notifier.clanforge.status import state_id_for_name
 from notifier.config import _http_url, is_loopback_host
-from notifier.events.model import EVENT_TYPES
+from notifier.core.events import EVENT_TYPES
+from notifier.core.status import state_id_for_name
 from notifier.store.events import events_page
 from notifier.store.outbox import DeliveryStatus, list_deliveries, retry_deliveries
 from notifier.store.subscriptions import (

@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from notifier.clanforge.status import JobStatus, state_id_for_name
-from notifier.events.model import EVENT_TYPES, Event
+from notifier.core.events import EVENT_TYPES, Event
+from notifier.core.status import JobStatus, state_id_for_name
 from notifier.notify.webhook import describe_url
 from notifier.store.outbox import DeliveryView
 from notifier.store.subscriptions import SubscriptionView

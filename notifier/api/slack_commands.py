@@ -28,8 +28,8 @@ from notifier.api.imagewatch_command import (
     Status,
     parse,
 )
-from notifier.clock import Clock
 from notifier.config import Settings
+from notifier.core.clock import Clock
 from notifier.notify.render import escape_slack, progress_bar
 from notifier.store.subscriptions import (
     follow_in_channel,

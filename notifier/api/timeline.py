@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 
-from notifier.events.model import STATE_CHANGED, Event
+from notifier.core.events import STATE_CHANGED, Event
 
 # One colour per state, readable on white with white text on top.
 STATE_COLOURS = {

@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from typing import Final
 
 from notifier.clanforge.client import ClanforgeClient, clanforge_session
-from notifier.clanforge.errors import (
+from notifier.clanforge.limiter import TokenBucket
+from notifier.config import ClanforgeSettings, Credential
+from notifier.core.status import FetchedStatus
+from notifier.core.upstream_errors import (
     ACCESS_DENIED,
     CREDENTIALS_REJECTED,
     RATE_LIMITED,
     UpstreamError,
 )
-from notifier.clanforge.limiter import TokenBucket
-from notifier.clanforge.status import FetchedStatus
-from notifier.config import ClanforgeSettings, Credential
 
 log = logging.getLogger(__name__)
 

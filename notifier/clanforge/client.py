@@ -16,14 +16,14 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from notifier.clanforge.errors import BAD_REPLY, UNAVAILABLE, UpstreamError
 from notifier.clanforge.reply import (
     parse_install_status_reply,
     parse_status_reply,
     reply_digest,
 )
-from notifier.clanforge.status import FetchedStatus
 from notifier.config import ClanforgeSettings
+from notifier.core.status import FetchedStatus
+from notifier.core.upstream_errors import BAD_REPLY, UNAVAILABLE, UpstreamError
 
 MAX_BODY_BYTES: Final = 1024 * 1024
 """A status reply is a few hundred bytes; anything near this is not one, and is not read further."""

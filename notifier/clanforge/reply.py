@@ -26,7 +26,8 @@ from typing import Any, Final
 
 import orjson
 
-from notifier.clanforge.errors import (
+from notifier.core.status import STATE_NAMES, JobStatus, state_id_for_name
+from notifier.core.upstream_errors import (
     ACCESS_DENIED,
     BAD_REPLY,
     CREDENTIALS_REJECTED,
@@ -35,7 +36,6 @@ from notifier.clanforge.errors import (
     UNAVAILABLE,
     UpstreamError,
 )
-from notifier.clanforge.status import STATE_NAMES, JobStatus, state_id_for_name
 
 MAX_UPSTREAM_TEXT: Final = 200
 """Upstream's own error text is quoted in our one-line messages up to this many characters."""

@@ -37,10 +37,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.notify.outcome import DeliveryFailed
-from notifier.notify.retry import GiveUp, RetryPolicy
+from notifier.core.delivery_failure import DeliveryFailed
+from notifier.core.retry import GiveUp, RetryPolicy
+from notifier.core.subscriptions import Subscription
 from notifier.notify.sink import Send, Sent, Sink, refused
-from notifier.notify.subscription import Subscription
 from notifier.store.outbox import (
     ClaimedDelivery,
     Delivered,

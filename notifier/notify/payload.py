@@ -11,8 +11,8 @@ from typing import Any, Final
 
 import orjson
 
-from notifier.clanforge.status import JobStatus, state_name
-from notifier.events.model import Event
+from notifier.core.events import Event
+from notifier.core.status import JobStatus, state_name
 
 # Bumped only for a change a receiver must handle (a field removed, renamed or retyped); added
 # fields keep the version. docs/webhook-payload.schema.json describes this version.

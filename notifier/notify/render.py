@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from notifier.clanforge.status import (
+from notifier.core import events as model
+from notifier.core.events import Event
+from notifier.core.status import (
     COMPLETE,
     CREATED,
     FAILED,
@@ -24,8 +26,6 @@ from notifier.clanforge.status import (
     JobStatus,
     state_name,
 )
-from notifier.events import model
-from notifier.events.model import Event
 
 # Slack's documented limits; going over any of them gets the whole message rejected.
 SECTION_TEXT_LIMIT: Final = 3000

@@ -10,7 +10,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from notifier.clanforge.status import (
+from notifier.core import events as model
+from notifier.core.events import Event
+from notifier.core.status import (
     COMPLETE,
     FAILED,
     QUEUED,
@@ -19,8 +21,6 @@ from notifier.clanforge.status import (
     STATE_NAMES,
     JobStatus,
 )
-from notifier.events import model
-from notifier.events.model import Event
 
 _AT = datetime(2026, 11, 28, 17, 4, 5, tzinfo=UTC)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple, NoReturn, Protocol
 
-from notifier.events.model import Event
-from notifier.notify.outcome import DeliveryFailed
-from notifier.notify.subscription import Subscription
+from notifier.core.delivery_failure import DeliveryFailed
+from notifier.core.events import Event
+from notifier.core.live_messages import LiveMessage, PendingPost
+from notifier.core.subscriptions import Subscription
 
 Send = Callable[[], Awaitable[object]]
 """One prepared send: returns on success (what it returns is ignored), raises
@@ -60,26 +60,6 @@ class Sink(Protocol):
         outcomes: what only counts them (metrics) is kept out of the sends that way. By default
         nothing listens."""
         return
-
-
-@dataclass(frozen=True, slots=True)
-class LiveMessage:
-    channel: str
-    ts: str
-    rendered: str | None = None
-    """Fingerprint of what the message shows now (None: unknown, always update)."""
-
-
-@dataclass(frozen=True, slots=True)
-class PendingPost:
-    """A first post that was started at ``since`` and whose ``ts`` was never stored.
-
-    Either the post failed, or it reached Slack and the process died before storing the answer:
-    the sink looks in the channel's history before posting again.
-    """
-
-    channel: str
-    since: datetime
 
 
 class LiveMessages(Protocol):

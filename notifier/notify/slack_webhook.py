@@ -13,12 +13,12 @@ from typing import Final
 import aiohttp
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from notifier.events.model import Event
-from notifier.notify.outcome import DeliveryFailed
+from notifier.core.delivery_failure import DeliveryFailed
+from notifier.core.events import Event
+from notifier.core.subscriptions import Subscription
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.render import WatchInfo, render
 from notifier.notify.sink import Sink
-from notifier.notify.subscription import Subscription
 from notifier.notify.webhook import parse_retry_after
 
 # What Slack answers (as a plain-text body) when the hook itself is unusable: a person must act.

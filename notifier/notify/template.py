@@ -16,8 +16,8 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 
-from notifier.clanforge.status import FAILED, SQUASHED
-from notifier.events.model import Event
+from notifier.core.events import Event
+from notifier.core.status import FAILED, SQUASHED
 from notifier.notify.payload import webhook_payload
 from notifier.notify.samples import sample_events
 

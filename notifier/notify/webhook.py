@@ -20,12 +20,12 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from notifier import __version__
-from notifier.events.model import Event
-from notifier.notify.outcome import DeliveryFailed
+from notifier.core.delivery_failure import DeliveryFailed
+from notifier.core.events import Event
+from notifier.core.subscriptions import Subscription
 from notifier.notify.payload import encode_payload, webhook_payload
 from notifier.notify.signing import standard_headers
 from notifier.notify.sink import Sink, refused
-from notifier.notify.subscription import Subscription
 from notifier.notify.template import TemplateProblem, render
 
 USER_AGENT: Final = f"clanforge-notifier/{__version__}"

@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 
 from notifier.config import Settings, SubscriptionSettings
-from notifier.notify.outcome import DeliveryFailed
+from notifier.core.delivery_failure import DeliveryFailed
+from notifier.core.subscriptions import Subscription
 from notifier.notify.samples import sample_event
 from notifier.notify.signing import SignatureCheck, check_request, parse_raw_request
-from notifier.notify.subscription import Subscription
 from notifier.notify.webhook import WebhookSink, describe_url
 
 

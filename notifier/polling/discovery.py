@@ -14,7 +14,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.clanforge.errors import UpstreamError
+from notifier.core.upstream_errors import UpstreamError
 from notifier.store.watches import add_discovered_watches
 
 log = logging.getLogger(__name__)

@@ -14,16 +14,13 @@ from typing import Final, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.clanforge.errors import RATE_LIMITED, UNAVAILABLE, UpstreamError
-from notifier.clanforge.status import FetchedStatus
-from notifier.config import DetectSettings, PollSettings
-from notifier.events.ids import new_event_id
-from notifier.notify.subscription import Subscription
-from notifier.polling.plan import (
+from notifier.core.event_ids import new_event_id
+from notifier.core.poll_plan import (
     ClaimedWatch,
     PlannedDelivery,
     PlannedRefresh,
     PollPlan,
+    PollPolicy,
     known_digest,
     plan_deliveries,
     plan_failure,
@@ -31,6 +28,10 @@ from notifier.polling.plan import (
     plan_success,
     quiet_next_poll,
 )
+from notifier.core.status import FetchedStatus
+from notifier.core.subscriptions import Subscription
+from notifier.core.timing import DetectPolicy
+from notifier.core.upstream_errors import RATE_LIMITED, UNAVAILABLE, UpstreamError
 from notifier.store.polling import claim_due_watches, load_due_watches, write_poll_results
 from notifier.store.recent_events import RecentEvents
 
@@ -138,8 +139,8 @@ class Poller:
         source: StatusSource,
         load_subscriptions: Callable[[], Awaitable[Sequence[Subscription]]],
         *,
-        poll: PollSettings,
-        detect: DetectSettings | None = None,
+        poll: PollPolicy,
+        detect: DetectPolicy | None = None,
         max_concurrency: int,
         claim_limit: int,
         lease: timedelta,
@@ -155,7 +156,7 @@ class Poller:
         self._source = source
         self._load_subscriptions = load_subscriptions
         self._poll = poll
-        self._detect = detect if detect is not None else DetectSettings()
+        self._detect = detect if detect is not None else DetectPolicy()
         # A full tick's polls start spread over this long instead of all at its start.
         self._spread_seconds = poll.spread * poll.tick_seconds
         # How far ahead a tick claims (see _claim): past its own spread, so that a watch polled

@@ -8,9 +8,9 @@ from typing import Any, Final
 
 import orjson
 
-from notifier.clanforge.status import JobStatus
-from notifier.events.model import Event
-from notifier.events.timing import Tracking
+from notifier.core.events import Event
+from notifier.core.status import JobStatus
+from notifier.core.timing import Tracking
 
 
 def _time(value: datetime | None) -> str | None:

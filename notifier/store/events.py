@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.events.model import Event
+from notifier.core.events import Event
 from notifier.store.codec import event_from_row
 from notifier.store.tables import EventRow
 

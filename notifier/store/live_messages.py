@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.notify.sink import LiveMessage, PendingPost
+from notifier.core.live_messages import LiveMessage, PendingPost
 from notifier.store.tables import SLACK_MESSAGES, SlackMessageRow
 
 

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from notifier.events.model import LIVE_REFRESH, Event
+from notifier.core.events import LIVE_REFRESH, Event
 from notifier.store.bulk import BulkStatement
 from notifier.store.codec import event_from_row, status_from_row
 from notifier.store.engine import is_postgres

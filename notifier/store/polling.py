@@ -27,14 +27,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from notifier.events.timing import Tracking
-from notifier.polling.plan import (
+from notifier.core.poll_plan import (
     ClaimedWatch,
     DueWatch,
     PlannedDelivery,
     PlannedRefresh,
     PollPlan,
 )
+from notifier.core.timing import Tracking
 from notifier.store.bulk import BulkStatement
 from notifier.store.codec import (
     MEMORY_COLUMNS,

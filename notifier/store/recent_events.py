@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Iterable
 from typing import Final
 
-from notifier.events.model import Event
+from notifier.core.events import Event
 
 DEFAULT_CAPACITY: Final = 2048
 """Two poll batches' worth: the dispatcher claims a batch's deliveries while the next is polled.

@@ -12,8 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.config import SubscriptionSettings
-from notifier.events.model import STATE_CHANGED
-from notifier.notify.subscription import Subscription, SubscriptionKind
+from notifier.core.events import STATE_CHANGED
+from notifier.core.subscriptions import Subscription, SubscriptionKind
 from notifier.store.engine import is_postgres
 from notifier.store.tables import SUBSCRIPTIONS, DeliveryRow, SubscriptionRow
 

@@ -164,7 +164,7 @@ class JobStatusRow(Base):
     # When the state id last changed: what the failed-job linger is measured from.
     state_since: Mapped[datetime]
     eta_estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    # The timing detectors' memory (notifier.events.timing.Tracking).
+    # The timing detectors' memory (notifier.core.timing.Tracking).
     moved_at: Mapped[datetime | None]
     stalled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     eta_baseline: Mapped[datetime | None]

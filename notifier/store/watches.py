@@ -10,8 +10,8 @@ from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.clanforge.status import JobStatus
 from notifier.config import WatchSettings
+from notifier.core.status import JobStatus
 from notifier.store.codec import status_from_row
 from notifier.store.tables import JOB_STATUS, WATCHES, JobStatusRow, Watch
 

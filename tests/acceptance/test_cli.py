@@ -139,8 +139,8 @@ def test_subscription_list_hides_webhook_url_path(
     # Config subscriptions reach the database when the service starts; sync them the same way.
     import asyncio
 
-    from notifier.clock import utc_now
     from notifier.config import load_config
+    from notifier.core.clock import utc_now
     from notifier.store.engine import create_engine
     from notifier.store.migrate import upgrade
     from notifier.store.subscriptions import sync_config_subscriptions

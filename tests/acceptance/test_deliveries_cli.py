@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from notifier.clanforge.status import QUEUED, RUNNING
 from notifier.cli import main
-from notifier.clock import utc_now
 from notifier.config import load_config
+from notifier.core.clock import utc_now
+from notifier.core.status import QUEUED, RUNNING
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
 from notifier.store.outbox import Failed, claim_due_deliveries, record_outcomes

@@ -7,8 +7,8 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
-from notifier.clanforge.status import FAILED, RUNNING
 from notifier.config import Settings
+from notifier.core.status import FAILED, RUNNING
 from notifier.service import Service
 from notifier.store.outbox import list_deliveries
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply

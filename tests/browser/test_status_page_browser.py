@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, async_playwright, expect
 
-from notifier.clanforge.status import COMPLETE, FAILED, QUEUED, RUNNING
+from notifier.core.status import COMPLETE, FAILED, QUEUED, RUNNING
 from notifier.service import Service
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from tests.conftest import make_settings

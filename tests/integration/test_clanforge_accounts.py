@@ -8,8 +8,8 @@ import base64
 import pytest
 
 from notifier.clanforge.accounts import open_clanforge_accounts
-from notifier.clanforge.errors import CREDENTIALS_REJECTED, RATE_LIMITED, UpstreamError
 from notifier.config import parse_config
+from notifier.core.upstream_errors import CREDENTIALS_REJECTED, RATE_LIMITED, UpstreamError
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 
 CONFIG = """

@@ -15,7 +15,9 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from notifier.clanforge.client import ClanforgeClient, open_clanforge
-from notifier.clanforge.errors import (
+from notifier.config import ClanforgeSettings
+from notifier.core.status import FetchedStatus
+from notifier.core.upstream_errors import (
     BAD_REPLY,
     CREDENTIALS_REJECTED,
     NOT_FOUND,
@@ -23,8 +25,6 @@ from notifier.clanforge.errors import (
     UNAVAILABLE,
     UpstreamError,
 )
-from notifier.clanforge.status import FetchedStatus
-from notifier.config import ClanforgeSettings
 from notifier.testing.fake_clanforge import JSON_HEADERS, FakeClanforge, FakeReply, status_reply
 
 ASID = 1234

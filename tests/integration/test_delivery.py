@@ -16,9 +16,11 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.clanforge.status import COMPLETE, QUEUED, RUNNING, JobStatus
-from notifier.clock import utc_now
 from notifier.config import SubscriptionSettings
+from notifier.core.clock import utc_now
+from notifier.core.retry import RetryPolicy
+from notifier.core.status import COMPLETE, QUEUED, RUNNING, JobStatus
+from notifier.core.subscriptions import Subscription
 from notifier.metrics import InstrumentedSink, Metrics
 from notifier.notify.dispatcher import (
     OUTCOME_WAIT_SECONDS,
@@ -27,10 +29,8 @@ from notifier.notify.dispatcher import (
     SubscriptionLoader,
 )
 from notifier.notify.pacing import ChannelPacer
-from notifier.notify.retry import RetryPolicy
 from notifier.notify.sink import Sink
 from notifier.notify.slack import SlackSink
-from notifier.notify.subscription import Subscription
 from notifier.notify.webhook import WebhookSink
 from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.outbox import DeliveryView, list_deliveries, retry_deliveries

@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.notify.sink import LiveMessage, PendingPost
+from notifier.core.live_messages import LiveMessage, PendingPost
 from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.migrate import alembic_config, upgrade
 from notifier.store.tables import DELIVERIES, Base

@@ -16,9 +16,11 @@ from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.clanforge.client import ClanforgeClient
-from notifier.clanforge.status import FetchedStatus
-from notifier.config import DetectSettings, PollSettings, SubscriptionSettings
-from notifier.notify.subscription import Subscription
+from notifier.config import SubscriptionSettings
+from notifier.core.poll_plan import PollPolicy
+from notifier.core.status import FetchedStatus
+from notifier.core.subscriptions import Subscription
+from notifier.core.timing import DetectPolicy
 from notifier.polling.poller import (
     BatchObserver,
     BatchTimings,
@@ -66,9 +68,9 @@ async def make_poller(
     *,
     claim_limit: int = 100,
     batch_size: int = 3,
-    poll: PollSettings | None = None,
+    poll: PollPolicy | None = None,
     clock: Callable[[], datetime] = utc_now,
-    detect: DetectSettings | None = None,
+    detect: DetectPolicy | None = None,
     source: StatusSource | None = None,
     observe_fetches: FetchObserver | None = None,
     observe_batch: BatchObserver | None = None,
@@ -79,7 +81,7 @@ async def make_poller(
         engine,
         source or fake_client(session, fake),
         subscriptions,
-        poll=poll or PollSettings(interval_seconds=30),
+        poll=poll or PollPolicy(interval_seconds=30),
         max_concurrency=2,
         claim_limit=claim_limit,
         lease=timedelta(minutes=1),
@@ -237,7 +239,7 @@ async def test_a_stopped_tick_writes_the_polls_it_made_and_leaves_the_rest_due(
     await watch_queued_jobs(engine, fake, 5)
     due_at = {w.image_version_id: w.next_poll_at for w in await list_watches(engine)}
     # One batch of five spread over the whole tick: a poll every 2 s, the last one 8 s in.
-    spread = PollSettings(interval_seconds=10, running_interval_seconds=10, spread=1.0)
+    spread = PollPolicy(interval_seconds=10, running_interval_seconds=10, spread=1.0)
     async with aiohttp.ClientSession() as session:
         upstream = Hindered(fake_client(session, fake))
         poller = await make_poller(
@@ -262,7 +264,7 @@ async def test_a_stopped_tick_writes_the_polls_it_made_and_leaves_the_rest_due(
     await release_watch_leases(engine, "test")
     async with aiohttp.ClientSession() as session:
         other = await make_poller(
-            engine, session, fake, claim_limit=5, batch_size=5, poll=PollSettings(spread=0)
+            engine, session, fake, claim_limit=5, batch_size=5, poll=PollPolicy(spread=0)
         )
         assert (await other.tick()).polled == 4
 
@@ -475,7 +477,7 @@ async def test_a_job_that_repeats_itself_past_the_stall_threshold_is_reported_st
     now = [start]
     fake.set_status(ASID, 1, status_reply(4, 40))
     await add_watch(engine, ASID, 1, "build 1", "cli", start)
-    detect = DetectSettings(stall_after_seconds=600)
+    detect = DetectPolicy(stall_after_seconds=600)
     async with aiohttp.ClientSession() as session:
         poller = await make_poller(engine, session, fake, clock=lambda: now[0], detect=detect)
         polls = []

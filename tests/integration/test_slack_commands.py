@@ -21,10 +21,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.api.slack_commands import PATH, register
-from notifier.clanforge.status import RUNNING
-from notifier.clock import utc_now
 from notifier.config import Settings
-from notifier.notify.subscription import matches
+from notifier.core.clock import utc_now
+from notifier.core.status import RUNNING
+from notifier.core.subscriptions import matches
 from notifier.store.subscriptions import load_active_subscriptions
 from notifier.store.tables import SubscriptionRow, Watch
 from notifier.store.watches import list_watches

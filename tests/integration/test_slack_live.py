@@ -17,13 +17,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.clanforge.status import FAILED, QUEUED, RUNNING
-from notifier.events.model import Event
+from notifier.core.events import Event
+from notifier.core.retry import RetryPolicy
+from notifier.core.status import FAILED, QUEUED, RUNNING
+from notifier.core.subscriptions import Subscription
 from notifier.notify.dispatcher import Dispatcher
 from notifier.notify.pacing import ChannelPacer
-from notifier.notify.retry import RetryPolicy
 from notifier.notify.slack import SlackSink
-from notifier.notify.subscription import Subscription
 from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.tables import DeliveryRow
 from notifier.store.watches import add_watch, newest_status

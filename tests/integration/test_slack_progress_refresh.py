@@ -22,14 +22,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.clanforge.client import ClanforgeClient
-from notifier.clanforge.status import COMPLETE, RUNNING
-from notifier.config import PollSettings
-from notifier.events.model import LIVE_REFRESH, Event
+from notifier.core.events import LIVE_REFRESH, Event
+from notifier.core.poll_plan import PollPolicy
+from notifier.core.retry import RetryPolicy
+from notifier.core.status import COMPLETE, RUNNING
+from notifier.core.subscriptions import Subscription
 from notifier.notify.dispatcher import Dispatcher
 from notifier.notify.pacing import ChannelPacer
-from notifier.notify.retry import RetryPolicy
 from notifier.notify.slack import SlackSink
-from notifier.notify.subscription import Subscription
 from notifier.notify.webhook import WebhookSink
 from notifier.polling.poller import Poller
 from notifier.store.events import recent_events
@@ -80,7 +80,7 @@ class Harness:
             engine,
             ClanforgeClient(session, clanforge.base_url, "ak", "sk"),
             load,
-            poll=PollSettings(interval_seconds=30),
+            poll=PollPolicy(interval_seconds=30),
             max_concurrency=2,
             claim_limit=100,
             lease=timedelta(minutes=1),

@@ -13,13 +13,13 @@ import aiohttp
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from notifier.clanforge.status import COMPLETE, FAILED, QUEUED, RUNNING, SQUASHED, JobStatus
-from notifier.events.model import ETA_CHANGED, FAILED_EVENT, STATE_CHANGED, Event
-from notifier.notify.outcome import DeliveryFailed
+from notifier.core.delivery_failure import DeliveryFailed
+from notifier.core.events import ETA_CHANGED, FAILED_EVENT, STATE_CHANGED, Event
+from notifier.core.live_messages import LiveMessage, PendingPost
+from notifier.core.status import COMPLETE, FAILED, QUEUED, RUNNING, SQUASHED, JobStatus
+from notifier.core.subscriptions import Subscription
 from notifier.notify.pacing import ChannelPacer
-from notifier.notify.sink import LiveMessage, PendingPost
 from notifier.notify.slack import SlackSink
-from notifier.notify.subscription import Subscription
 from notifier.testing.fake_slack import FakeSlack
 
 TOKEN = "xoxb-test-token"

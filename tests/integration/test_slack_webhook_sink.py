@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from notifier.clanforge.status import FAILED, RUNNING
-from notifier.events.model import STATE_CHANGED
-from notifier.notify.outcome import DeliveryFailed
+from notifier.core.delivery_failure import DeliveryFailed
+from notifier.core.events import STATE_CHANGED
+from notifier.core.status import FAILED, RUNNING
+from notifier.core.subscriptions import Subscription
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.render import render_live_message
 from notifier.notify.slack_webhook import SlackWebhookSink
-from notifier.notify.subscription import Subscription
 from notifier.testing.fake_slack import HOOK_METHOD, FakeSlack
 from tests.conftest import make_event, make_status
 

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import Insert, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.clanforge.errors import UNAVAILABLE, UpstreamError
-from notifier.clanforge.status import JobStatus
 from notifier.config import SubscriptionSettings, WatchSettings
-from notifier.polling.plan import plan_failure, plan_success
+from notifier.core.poll_plan import plan_failure, plan_success
+from notifier.core.status import JobStatus
+from notifier.core.upstream_errors import UNAVAILABLE, UpstreamError
 from notifier.store.bulk import BulkStatement
 from notifier.store.codec import status_from_json, status_json_text, status_to_json
 from notifier.store.engine import _json_text

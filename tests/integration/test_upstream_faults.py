@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from notifier.config import parse_config
-from notifier.events.model import Event
+from notifier.core.events import Event
 from notifier.service import Service
 from notifier.store.events import recent_events
 from notifier.store.watches import list_watches, resume_watches

@@ -14,10 +14,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from notifier.notify.outcome import DeliveryFailed
+from notifier.core.delivery_failure import DeliveryFailed
+from notifier.core.subscriptions import Subscription
 from notifier.notify.samples import sample_event
 from notifier.notify.signing import check_request, parse_raw_request
-from notifier.notify.subscription import Subscription
 from notifier.notify.webhook import WebhookSink
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"

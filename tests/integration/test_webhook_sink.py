@@ -13,12 +13,12 @@ import aiohttp
 import pytest
 
 from notifier import __version__
-from notifier.clanforge.status import FAILED, RUNNING, JobStatus
-from notifier.events.model import FAILED_EVENT, Event
-from notifier.notify.outcome import DeliveryFailed
+from notifier.core.delivery_failure import DeliveryFailed
+from notifier.core.events import FAILED_EVENT, Event
+from notifier.core.status import FAILED, RUNNING, JobStatus
+from notifier.core.subscriptions import Subscription
 from notifier.notify.payload import encode_payload, webhook_payload
 from notifier.notify.presets import PRESETS
-from notifier.notify.subscription import Subscription
 from notifier.notify.webhook import BODY_EXCERPT_CHARS, WebhookSink, parse_retry_after
 from notifier.testing.webhook_receiver import WebhookReceiver
 

@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier.clanforge.errors import (
+from notifier.clanforge.reply import (
+    MAX_JOB_ERROR,
+    MAX_RETRY_AFTER,
+    parse_retry_after,
+    parse_status_reply,
+)
+from notifier.core.status import JobStatus
+from notifier.core.upstream_errors import (
     ACCESS_DENIED,
     BAD_REPLY,
     CREDENTIALS_REJECTED,
@@ -19,13 +26,6 @@ from notifier.clanforge.errors import (
     UNAVAILABLE,
     UpstreamError,
 )
-from notifier.clanforge.reply import (
-    MAX_JOB_ERROR,
-    MAX_RETRY_AFTER,
-    parse_retry_after,
-    parse_status_reply,
-)
-from notifier.clanforge.status import JobStatus
 
 ASID = 1234
 IVID = 567890

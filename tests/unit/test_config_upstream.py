@@ -73,7 +73,7 @@ def test_milestones_must_be_between_0_and_100() -> None:
 
 def test_waiting_interval_defaults_to_twice_the_base_interval() -> None:
     settings = parse_config(config(rest="[poll]\ninterval_seconds = 7\n"), {})
-    assert settings.poll.waiting_interval() == 14
+    assert settings.poll.policy().waiting_interval() == 14
 
 
 def test_discovery_needs_a_credential_for_its_account_service() -> None:

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from notifier.clanforge.status import STATE_NAMES, TERMINAL_STATES
-from notifier.events.detector import carry_known_state, detect
-from notifier.events.model import STATE_CHANGED, TERMINAL_EVENT_FOR_STATE
+from notifier.core.detector import carry_known_state, detect
+from notifier.core.events import STATE_CHANGED, TERMINAL_EVENT_FOR_STATE
+from notifier.core.status import STATE_NAMES, TERMINAL_STATES
 from tests.conftest import make_status
 
 

@@ -7,7 +7,7 @@ import random
 import re
 import time
 
-from notifier.events.ids import event_id, new_event_id
+from notifier.core.event_ids import event_id, new_event_id
 
 _TO_CROCKFORD = bytes.maketrans(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier.clanforge.status import COMPLETE, FAILED, RUNNING, JobStatus
-from notifier.events.model import FAILED_EVENT, STATE_CHANGED, Event
+from notifier.core.events import FAILED_EVENT, STATE_CHANGED, Event
+from notifier.core.status import COMPLETE, FAILED, RUNNING, JobStatus
 from notifier.notify.payload import encode_payload, rfc3339, webhook_payload
 
 DESIGN_EXAMPLE = {

@@ -8,7 +8,17 @@ from itertools import count
 
 import pytest
 
-from notifier.clanforge.errors import (
+from notifier.core.poll_plan import (
+    DueWatch,
+    PollPolicy,
+    next_poll_at,
+    plan_deliveries,
+    plan_failure,
+    plan_refreshes,
+    plan_success,
+)
+from notifier.core.timing import Tracking
+from notifier.core.upstream_errors import (
     ACCESS_DENIED,
     CREDENTIALS_REJECTED,
     NOT_FOUND,
@@ -16,20 +26,10 @@ from notifier.clanforge.errors import (
     UNAVAILABLE,
     UpstreamError,
 )
-from notifier.config import PollSettings
-from notifier.events.timing import Tracking
-from notifier.polling.plan import (
-    DueWatch,
-    next_poll_at,
-    plan_deliveries,
-    plan_failure,
-    plan_refreshes,
-    plan_success,
-)
 from notifier.polling.poller import start_offsets
 from tests.conftest import T0, make_status, make_subscription
 
-POLL = PollSettings(
+POLL = PollPolicy(
     interval_seconds=30,
     running_interval_seconds=10,
     failed_interval_seconds=300,
@@ -181,7 +181,7 @@ def test_each_event_goes_to_every_matching_subscription_in_order() -> None:
     ]
 
 
-FAILING_POLL = POLL.model_copy(update={"failure_threshold": 3})
+FAILING_POLL = replace(POLL, failure_threshold=3)
 
 
 def test_poll_failing_is_raised_once_at_the_threshold_and_recovered_once() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +13,26 @@ import jsonschema
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier.clanforge.errors import (
+from notifier.clanforge.reply import parse_install_status_reply
+from notifier.core.events import (
+    POLL_FAILING,
+    POLL_RECOVERED,
+    STATE_CHANGED,
+    TERMINAL_EVENT_FOR_STATE,
+    Event,
+)
+from notifier.core.poll_plan import (
+    ClaimedWatch,
+    DueWatch,
+    PollPolicy,
+    known_digest,
+    plan_failure,
+    plan_success,
+    quiet_next_poll,
+)
+from notifier.core.status import TERMINAL_STATES, JobStatus
+from notifier.core.timing import DetectPolicy, Tracking
+from notifier.core.upstream_errors import (
     BAD_REPLY,
     CREDENTIALS_REJECTED,
     NOT_FOUND,
@@ -21,35 +40,16 @@ from notifier.clanforge.errors import (
     UNAVAILABLE,
     UpstreamError,
 )
-from notifier.clanforge.reply import parse_install_status_reply
-from notifier.clanforge.status import TERMINAL_STATES, JobStatus
-from notifier.config import DetectSettings, PollSettings
-from notifier.events.model import (
-    POLL_FAILING,
-    POLL_RECOVERED,
-    STATE_CHANGED,
-    TERMINAL_EVENT_FOR_STATE,
-    Event,
-)
-from notifier.events.timing import Tracking
 from notifier.notify.payload import webhook_payload
-from notifier.polling.plan import (
-    ClaimedWatch,
-    DueWatch,
-    known_digest,
-    plan_failure,
-    plan_success,
-    quiet_next_poll,
-)
 from tests.conftest import T0, make_status
 
-POLL = PollSettings(interval_seconds=30, running_interval_seconds=10, failure_threshold=3)
-DETECT = DetectSettings(
+POLL = PollPolicy(interval_seconds=30, running_interval_seconds=10, failure_threshold=3)
+DETECT = DetectPolicy(
     stall_after_seconds=120,
     waiting_stall_after_seconds=300,
     eta_slip_seconds=60,
     overdue_grace_seconds=30,
-    progress_milestones=[25, 50, 75],
+    progress_milestones=(25, 50, 75),
 )
 
 observations = st.one_of(
@@ -79,7 +79,7 @@ class Replay:
 
 
 def replay(
-    history: list[tuple[str, int | str | None, int, int | None]], detect: DetectSettings = DETECT
+    history: list[tuple[str, int | str | None, int, int | None]], detect: DetectPolicy = DETECT
 ) -> Replay:
     """Every poll of ``history``, one a minute, through the plan functions the poller uses."""
     counter = itertools.count()
@@ -287,12 +287,11 @@ def test_a_reply_settled_unparsed_is_exactly_what_full_planning_would_decide(
 ) -> None:
     """Whenever the poller skips parsing a repeated reply, planning it in full would have made no
     event, written no status and scheduled the same next poll: skipping loses nothing."""
-    detect = DETECT.model_copy(
-        update={
-            "estimate_eta": estimate,
-            "stall_after_seconds": stall_after,
-            "waiting_stall_after_seconds": waiting_stall_after,
-        }
+    detect = replace(
+        DETECT,
+        estimate_eta=estimate,
+        stall_after_seconds=stall_after,
+        waiting_stall_after_seconds=waiting_stall_after,
     )
     done = replay(history, detect)
     watch, last, now = done.watch, done.last, done.now

@@ -6,8 +6,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from notifier.clanforge.status import COMPLETE, FAILED, QUEUED, RUNNING, JobStatus
-from notifier.events.model import COMPLETED, STALLED, STATE_CHANGED, Event
+from notifier.core.events import COMPLETED, STALLED, STATE_CHANGED, Event
+from notifier.core.status import COMPLETE, FAILED, QUEUED, RUNNING, JobStatus
 from notifier.notify.render import (
     FALLBACK_TEXT_LIMIT,
     HEADER_TEXT_LIMIT,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from notifier.clanforge.status import FAILED, RUNNING
-from notifier.events.model import FAILED_EVENT, STATE_CHANGED
+from notifier.core.events import FAILED_EVENT, STATE_CHANGED
+from notifier.core.status import FAILED, RUNNING
 from notifier.notify.blocks_text import blocks_to_text, mrkdwn_to_text
 from notifier.notify.render import SlackMessage, WatchInfo, render, render_thread_reply
 from tests.conftest import make_event, make_status

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from notifier.events.model import (
+from notifier.core.events import (
     ETA_CHANGED,
     OVERDUE,
     POLL_FAILING,

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from notifier.notify.retry import (
+from notifier.core.retry import (
     DEFAULT_SCHEDULE_SECONDS,
     GiveUp,
     Retry,

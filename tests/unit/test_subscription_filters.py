@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from notifier.events.model import COMPLETED, FAILED_EVENT, POLL_FAILING, STATE_CHANGED, Event
-from notifier.notify.subscription import (
+from notifier.core.events import COMPLETED, FAILED_EVENT, POLL_FAILING, STATE_CHANGED, Event
+from notifier.core.subscriptions import (
     by_account_service,
     by_event_type,
     by_image_version,

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from notifier.api.timeline import relative_time, state_bands, timeline_svg
-from notifier.events.model import ETA_CHANGED
+from notifier.core.events import ETA_CHANGED
 from tests.conftest import T0, make_event, make_status
 
 

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
-from notifier.clanforge.status import JobStatus
-from notifier.config import DetectSettings
-from notifier.events.model import ETA_CHANGED, OVERDUE, PROGRESS, RESUMED, STALLED
-from notifier.events.timing import Tracking, detect_timing, estimate_eta
+from notifier.core.events import ETA_CHANGED, OVERDUE, PROGRESS, RESUMED, STALLED
+from notifier.core.status import JobStatus
+from notifier.core.timing import DetectPolicy, Tracking, detect_timing, estimate_eta
 from tests.conftest import T0, make_status
 
-DETECT = DetectSettings(
+DETECT = DetectPolicy(
     stall_after_seconds=600,
     waiting_stall_after_seconds=1800,
     eta_slip_seconds=300,
     overdue_grace_seconds=120,
-    progress_milestones=[50, 90],
+    progress_milestones=(50, 90),
 )
 
 
 class Job:
     """Feeds a sequence of observations through the detector the way the poll plan does."""
 
-    def __init__(self, first: JobStatus, settings: DetectSettings = DETECT) -> None:
+    def __init__(self, first: JobStatus, settings: DetectPolicy = DETECT) -> None:
         self.settings = settings
         self.previous: JobStatus | None = None
         self.tracking: Tracking | None = None
@@ -80,7 +80,7 @@ def test_a_stalled_job_that_finishes_gets_no_resumed() -> None:
 
 
 def test_stall_detection_is_off_at_zero() -> None:
-    job = Job(make_status(4, 30), DETECT.model_copy(update={"stall_after_seconds": 0}))
+    job = Job(make_status(4, 30), replace(DETECT, stall_after_seconds=0))
     assert job.observe(make_status(4, 30), at(600)) == []
 
 
@@ -153,7 +153,7 @@ def test_no_estimate_before_any_progress_or_when_upstream_gives_an_eta() -> None
 
 
 def test_estimating_can_be_turned_off() -> None:
-    job = Job(make_status(4, 20), DETECT.model_copy(update={"estimate_eta": False}))
+    job = Job(make_status(4, 20), replace(DETECT, estimate_eta=False))
     job.observe(make_status(4, 40), at(10))
     assert job.previous is not None
     assert job.previous.eta is None

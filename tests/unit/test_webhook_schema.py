@@ -10,7 +10,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from notifier.clanforge.status import (
+from notifier.core.detector import detect
+from notifier.core.events import EVENT_TYPES, Event
+from notifier.core.status import (
     COMPLETE,
     CREATED,
     FAILED,
@@ -20,8 +22,6 @@ from notifier.clanforge.status import (
     SQUASHED,
     JobStatus,
 )
-from notifier.events.detector import detect
-from notifier.events.model import EVENT_TYPES, Event
 from notifier.notify.payload import webhook_payload
 from notifier.notify.samples import sample_events
 from tests.conftest import T0, make_status

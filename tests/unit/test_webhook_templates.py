@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier.clanforge.status import QUEUED, RUNNING
 from notifier.config import ConfigError, parse_config
-from notifier.events.model import Event
+from notifier.core.events import Event
+from notifier.core.status import QUEUED, RUNNING
 from notifier.notify.presets import PRESETS
 from notifier.notify.samples import sample_event, sample_events
 from notifier.notify.template import TemplateProblem, check_template, render

@@ -1,7 +1,7 @@
 """The timing detectors: stalled and resumed, ETA slips, overdue jobs, progress milestones, and our
 own ETA estimate. Pure functions of two observations, what we remembered, and the time.
 
-State changes are a diff of two statuses (:mod:`notifier.events.detector`); timing events need
+State changes are a diff of two statuses (:mod:`notifier.core.detector`); timing events need
 memory across polls (when did the job last move, which ETA did we last announce, which milestone
 was passed), kept in :class:`Tracking` and stored next to the job status.
 """
@@ -12,11 +12,31 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from notifier.clanforge.status import CREATED, PENDING, QUEUED, RUNNING, JobStatus
-from notifier.config import DetectSettings
-from notifier.events.model import ETA_CHANGED, OVERDUE, PROGRESS, RESUMED, STALLED, Detected
+from notifier.core.events import ETA_CHANGED, OVERDUE, PROGRESS, RESUMED, STALLED, Detected
+from notifier.core.status import CREATED, PENDING, QUEUED, RUNNING, JobStatus
 
 WAITING_STATES = frozenset({CREATED, PENDING, QUEUED})
+
+
+@dataclass(frozen=True, slots=True)
+class DetectPolicy:
+    """The timing detectors' thresholds; 0 (or no milestones) turns one off.
+
+    ``[detect]`` in the configuration builds it; these defaults are the configuration's too.
+    """
+
+    stall_after_seconds: float = 900
+    """Running with no change of progress or ``jobupdated`` for this long: stalled."""
+    waiting_stall_after_seconds: float = 1800
+    """Created, Pending or Queued for this long: stalled too."""
+    eta_slip_seconds: float = 600
+    """The ETA moved later by more than this: eta_changed (once per step this size)."""
+    overdue_grace_seconds: float = 300
+    """The ETA passed this long ago and the job is not finished: overdue."""
+    progress_milestones: tuple[int, ...] = ()
+    """Progress percentages that raise a progress event when crossed."""
+    estimate_eta: bool = True
+    """Without an upstream ETA while Running, estimate one from the progress rate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +57,7 @@ class Tracking:
 
 
 def estimate_eta(
-    current: JobStatus, tracking: Tracking, now: datetime, settings: DetectSettings
+    current: JobStatus, tracking: Tracking, now: datetime, settings: DetectPolicy
 ) -> JobStatus:
     """``current`` with our own ETA when upstream gives none while Running, else unchanged.
 
@@ -64,7 +84,7 @@ def detect_timing(
     current: JobStatus,
     state_since: datetime,
     now: datetime,
-    settings: DetectSettings,
+    settings: DetectPolicy,
 ) -> tuple[list[Detected], Tracking]:
     """Timing events from ``previous`` to ``current`` (ETA already estimated) and the new memory.
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from notifier.clanforge.status import COMPLETE, FAILED, SQUASHED, JobStatus
+from notifier.core.status import COMPLETE, FAILED, SQUASHED, JobStatus
 
 STATE_CHANGED: Final = "imageversion.state_changed"
 COMPLETED: Final = "imageversion.completed"

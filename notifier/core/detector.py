@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from notifier.clanforge.status import JobStatus
-from notifier.events.model import STATE_CHANGED, TERMINAL_EVENT_FOR_STATE, Detected
+from notifier.core.events import STATE_CHANGED, TERMINAL_EVENT_FOR_STATE, Detected
+from notifier.core.status import JobStatus
 
 
 def detect(previous: JobStatus | None, current: JobStatus) -> list[Detected]:

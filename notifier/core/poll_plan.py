@@ -14,14 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NamedTuple
 
-from notifier.clanforge.errors import (
-    ACCESS_DENIED,
-    CREDENTIALS_REJECTED,
-    NOT_FOUND,
-    RATE_LIMITED,
-    UpstreamError,
-)
-from notifier.clanforge.status import (
+from notifier.core.detector import carry_known_state, detect
+from notifier.core.event_ids import new_event_id as default_event_id
+from notifier.core.events import POLL_FAILING, POLL_RECOVERED, Detected, Event
+from notifier.core.retry import Retry, RetryPolicy
+from notifier.core.status import (
     COMPLETE,
     CREATED,
     FAILED,
@@ -30,13 +27,21 @@ from notifier.clanforge.status import (
     SQUASHED,
     JobStatus,
 )
-from notifier.config import DetectSettings, PollSettings
-from notifier.events.detector import carry_known_state, detect
-from notifier.events.ids import new_event_id as default_event_id
-from notifier.events.model import POLL_FAILING, POLL_RECOVERED, Detected, Event
-from notifier.events.timing import WAITING_STATES, Tracking, detect_timing, estimate_eta
-from notifier.notify.retry import Retry, RetryPolicy
-from notifier.notify.subscription import Subscription, matches
+from notifier.core.subscriptions import Subscription, matches
+from notifier.core.timing import (
+    WAITING_STATES,
+    DetectPolicy,
+    Tracking,
+    detect_timing,
+    estimate_eta,
+)
+from notifier.core.upstream_errors import (
+    ACCESS_DENIED,
+    CREDENTIALS_REJECTED,
+    NOT_FOUND,
+    RATE_LIMITED,
+    UpstreamError,
+)
 
 # Polling errors back off to at most this many intervals, so a recovered upstream is seen soon.
 MAX_ERROR_BACKOFF_INTERVALS = 8
@@ -44,7 +49,36 @@ MAX_ERROR_BACKOFF_INTERVALS = 8
 PAUSING_REASONS: Final = frozenset({CREDENTIALS_REJECTED, ACCESS_DENIED, NOT_FOUND})
 """Failures that polling again cannot fix: the watch waits for ``notifier watch resume``."""
 
-_DEFAULT_DETECT: Final = DetectSettings()
+_DEFAULT_DETECT: Final = DetectPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class PollPolicy:
+    """How often a watch is polled, by state, and when failing polls are announced.
+
+    ``[poll]`` in the configuration builds it; these defaults are the configuration's too.
+    """
+
+    interval_seconds: float = 30
+    running_interval_seconds: float = 10
+    failed_interval_seconds: float = 300
+    """A failed job can be retried upstream and go back to Queued: keep looking, slowly..."""
+    failed_linger_seconds: float = 3600
+    """...for this long."""
+    waiting_interval_seconds: float | None = None
+    """Created and Pending jobs rarely move fast; None: twice ``interval_seconds``."""
+    failure_threshold: int = 3
+    """One watch.poll_failing after this many failed polls in a row."""
+    spread: float = 0.5
+    """Fraction of the tick over which one tick's polls are spread instead of all at its start."""
+
+    def waiting_interval(self) -> float:
+        return self.waiting_interval_seconds or self.interval_seconds * 2
+
+    @property
+    def tick_seconds(self) -> float:
+        """How often the service ticks: the fastest any watch can be due."""
+        return min(self.interval_seconds, self.running_interval_seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +177,7 @@ def next_poll_at(
     state_id: int | None,
     state_since: datetime,
     now: datetime,
-    poll: PollSettings,
+    poll: PollPolicy,
     override_seconds: float | None = None,
 ) -> datetime | None:
     """When to look again; None once the job is finished for good.
@@ -158,7 +192,7 @@ def next_poll_at(
 
 
 def poll_interval(
-    state_id: int | None, poll: PollSettings, override_seconds: float | None = None
+    state_id: int | None, poll: PollPolicy, override_seconds: float | None = None
 ) -> float | None:
     """Seconds between polls of a job in this state; None for a job finished for good."""
     if state_id in (COMPLETE, SQUASHED):
@@ -175,7 +209,7 @@ def poll_interval(
 
 
 def quiet_until(
-    watch: ClaimedWatch, poll: PollSettings, detect: DetectSettings = _DEFAULT_DETECT
+    watch: ClaimedWatch, poll: PollPolicy, detect: DetectPolicy = _DEFAULT_DETECT
 ) -> datetime | None:
     """Until when a reply identical to the last one can only confirm the stored status.
 
@@ -219,8 +253,8 @@ def quiet_until(
 def known_digest(
     watch: ClaimedWatch,
     now: datetime,
-    poll: PollSettings,
-    detect: DetectSettings = _DEFAULT_DETECT,
+    poll: PollPolicy,
+    detect: DetectPolicy = _DEFAULT_DETECT,
 ) -> bytes | None:
     """The digest of a reply that would need no planning at ``now``, or None if every reply does.
 
@@ -236,7 +270,7 @@ def known_digest(
     return watch.reply_digest
 
 
-def quiet_next_poll(watch: ClaimedWatch, now: datetime, poll: PollSettings) -> datetime | None:
+def quiet_next_poll(watch: ClaimedWatch, now: datetime, poll: PollPolicy) -> datetime | None:
     """When to poll again after the :func:`known_digest` reply came back at ``now``.
 
     Nothing else is written for such a poll; this is the schedule :func:`plan_success` would
@@ -250,9 +284,9 @@ def plan_success(
     due: DueWatch,
     observed: JobStatus,
     now: datetime,
-    poll: PollSettings,
+    poll: PollPolicy,
     new_event_id: Callable[[], str],
-    detect_settings: DetectSettings = _DEFAULT_DETECT,
+    detect_settings: DetectPolicy = _DEFAULT_DETECT,
     reply_digest: bytes | None = None,
 ) -> PollPlan:
     """What a poll that got a status means: state events, timing events, our ETA, recovery.
@@ -311,7 +345,7 @@ def _shown(status: JobStatus) -> tuple[int, datetime | None, bool]:
     return (status.progress, status.eta, status.eta_estimated)
 
 
-def error_backoff_policy(poll: PollSettings) -> RetryPolicy:
+def error_backoff_policy(poll: PollPolicy) -> RetryPolicy:
     """The shared retry policy, with a schedule that doubles from the base poll interval."""
     return RetryPolicy(
         schedule_seconds=tuple(
@@ -328,7 +362,7 @@ def plan_failure(
     due: DueWatch,
     error: UpstreamError,
     now: datetime,
-    poll: PollSettings,
+    poll: PollPolicy,
     new_event_id: Callable[[], str] | None = None,
     rand: Callable[[], float] = random.random,
 ) -> PollPlan:

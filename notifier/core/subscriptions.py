@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Final, Literal
 
-from notifier.clanforge.status import state_id_for_name
-from notifier.events.model import Event
+from notifier.core.events import Event
+from notifier.core.status import state_id_for_name
 
 SubscriptionKind = Literal["slack_channel", "slack_webhook", "webhook"]
 

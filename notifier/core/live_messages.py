@@ -1,0 +1,27 @@
+"""What the Slack sink remembers of the one message it keeps up to date per channel and image
+version: a posted message, or a first post that was started and never confirmed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LiveMessage:
+    channel: str
+    ts: str
+    rendered: str | None = None
+    """Fingerprint of what the message shows now (None: unknown, always update)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPost:
+    """A first post that was started at ``since`` and whose ``ts`` was never stored.
+
+    Either the post failed, or it reached Slack and the process died before storing the answer:
+    the sink looks in the channel's history before posting again.
+    """
+
+    channel: str
+    since: datetime
