@@ -96,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = command("demo", "run the real service against a simulated Clanforge, no setup needed")
     demo.add_argument("--seconds", type=float, default=None, help="stop after this long")
     command("check-config", "validate and print the effective configuration, secrets masked")
+    health = command("health", "ask the configured server's /healthz (the image's HEALTHCHECK)")
+    health.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=5.0,
+        help="seconds to wait for the answer (default: 5)",
+    )
 
     db = command("db", "database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -206,6 +213,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.command == "webhook":
         return asyncio.run(_webhook_test(settings, args.name))
+    if args.command == "health":
+        return asyncio.run(_health(settings, args.timeout))
     if args.command == "check-config":
         print(render_effective_config(settings), end="")
         return EXIT_OK
@@ -243,6 +252,45 @@ async def _webhook_test(settings: Settings, name: str) -> int:
         raise UsageError(str(exc)) from None
     print(line, file=sys.stdout if ok else sys.stderr)
     return EXIT_OK if ok else EXIT_FAILURE
+
+
+async def _health(settings: Settings, wait_seconds: float) -> int:
+    """Exit 0 when the service's own server answers ``/healthz`` with 200, else 1, in one line.
+
+    A container's HEALTHCHECK runs inside the container, so a wildcard ``listen`` is asked on
+    loopback.
+    """
+    import aiohttp
+
+    if settings.server is None:
+        print("notifier: health: no [server] section, so there is no /healthz", file=sys.stderr)
+        return EXIT_FAILURE
+    host = settings.server.host.strip("[]")
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 - mapped away
+    if settings.server.port == 0:
+        print("notifier: health: server.listen has port 0, so the port is unknown", file=sys.stderr)
+        return EXIT_FAILURE
+    url = f"http://{f'[{host}]' if ':' in host else host}:{settings.server.port}/healthz"
+    headers: dict[str, str] = {}
+    if settings.server.admin_token is not None:
+        headers["Authorization"] = f"Bearer {settings.server.admin_token.get_secret_value()}"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=wait_seconds)) as session,
+            session.get(url, headers=headers, allow_redirects=False) as response,
+        ):
+            status = response.status
+    except TimeoutError:
+        print(f"notifier: health: {url}: no answer within {wait_seconds:g} s", file=sys.stderr)
+        return EXIT_FAILURE
+    except aiohttp.ClientError as exc:
+        print(f"notifier: health: {url}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if status != 200:
+        print(f"notifier: health: {url} answered {status}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"ok: {url} answered 200")
+    return EXIT_OK
 
 
 async def _run(settings: Settings) -> int:

@@ -1,0 +1,131 @@
+"""`notifier health`, the image's HEALTHCHECK: exit 0 and one line on stdout when the configured
+server answers `/healthz` with 200, exit 1 and one line on stderr otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "health-admin-token-secret-77"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def write_config(tmp_path: Path, server: str) -> Path:
+    config = tmp_path / "notifier.toml"
+    config.write_text(
+        f"""
+[database]
+url = "sqlite+aiosqlite:///{tmp_path / "notifier.db"}"
+
+[clanforge]
+base_url = "http://127.0.0.1:9"
+access_key = "ak"
+secret_key = "sk"
+{server}
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+async def health(config: Path, *extra: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "notifier",
+        "health",
+        "--config",
+        str(config),
+        *extra,
+        env={"NOTIFIER_ADMIN_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_health_of_a_running_service_on_a_wildcard_address(tmp_path: Path) -> None:
+    port = free_port()
+    server = f'[server]\nlisten = "0.0.0.0:{port}"\nadmin_token = "${{NOTIFIER_ADMIN_TOKEN}}"'
+    config = write_config(tmp_path, server)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "notifier",
+        "run",
+        "--config",
+        str(config),
+        env={"NOTIFIER_ADMIN_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"},
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    seen = b""
+    try:
+        while not re.search(rb"status page at http://", seen):
+            line = await proc.stderr.readline()
+            assert line, seen.decode()
+            seen += line
+        code, out, err = await health(config)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await proc.stderr.read()
+        await proc.wait()
+    assert (code, out, err) == (0, f"ok: http://127.0.0.1:{port}/healthz answered 200\n", "")
+
+
+async def test_health_names_a_server_that_answers_otherwise(tmp_path: Path) -> None:
+    async def unavailable(request: web.Request) -> web.Response:
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_get("/healthz", unavailable)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        config = write_config(tmp_path, f'[server]\nlisten = "127.0.0.1:{port}"')
+        code, out, err = await health(config)
+    finally:
+        await runner.cleanup()
+    assert (code, out, err) == (
+        1,
+        "",
+        f"notifier: health: http://127.0.0.1:{port}/healthz answered 503\n",
+    )
+
+
+async def test_health_with_nothing_listening(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, f'[server]\nlisten = "127.0.0.1:{port}"')
+    code, out, err = await health(config, "--timeout", "2")
+    assert (code, out) == (1, "")
+    assert err.startswith(f"notifier: health: http://127.0.0.1:{port}/healthz: ")
+    assert err.count("\n") == 1
+
+
+async def test_health_without_a_server_section(tmp_path: Path) -> None:
+    code, out, err = await health(write_config(tmp_path, ""))
+    assert (code, out, err) == (
+        1,
+        "",
+        "notifier: health: no [server] section, so there is no /healthz\n",
+    )
