@@ -1,5 +1,6 @@
 """What README.md and docs/*.md quote from the code is checked against the code itself: Alembic
-revisions, configuration keys (in prose and in TOML examples), metric names and commands.
+revisions, configuration keys (in prose and in TOML examples), metric names, paths and links,
+and commands.
 
 Each test collects every quote it understands and fails naming the file, the line and what is
 wrong, so a rename in the code shows up as a list of stale sentences rather than a surprised user.
@@ -192,6 +193,27 @@ def test_quoted_metric_names_are_registered() -> None:
         for metric in re.findall(r"\bnotifier_[a-z_]+\b", line)
         if metric not in exposed
     ]
+    assert stale == []
+
+
+# --- paths and links ----------------------------------------------------------------------------
+
+_PATH = re.compile(
+    r"^(?:notifier|tests|docs|migrations|config|benchmarks|requirements|scripts|\.ci)/[\w./-]*$"
+)
+# Quoted paths a user makes, not the repository.
+_USER_FILES = {"config/notifier.toml"}
+
+
+def test_quoted_paths_and_links_exist() -> None:
+    stale = []
+    for name, number, line in lines():
+        for quote in backticked(line):
+            if _PATH.match(quote) and quote not in _USER_FILES and not (ROOT / quote).exists():
+                stale.append(f"{name}:{number}: `{quote}` does not exist")
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", line):
+            if "://" not in target and not (ROOT / name).parent.joinpath(target).exists():
+                stale.append(f"{name}:{number}: link to {target} goes nowhere")
     assert stale == []
 
 
