@@ -32,8 +32,8 @@ from notifier.clanforge.accounts import ClanforgeAccounts, open_clanforge_accoun
 from notifier.config import Settings
 from notifier.core.clock import Clock, utc_now
 from notifier.core.subscriptions import Subscription
+from notifier.dispatching.dispatcher import Dispatcher
 from notifier.metrics import InstrumentedSink, Metrics
-from notifier.notify.dispatcher import Dispatcher
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.sink import Sink
 from notifier.notify.slack import SlackSink
@@ -45,8 +45,8 @@ from notifier.store.engine import create_engine
 from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.locks import CONFIG_SYNC_LOCK, exclusive
 from notifier.store.migrate import upgrade
+from notifier.store.outbox import SqlOutbox
 from notifier.store.polling import release_watch_leases
-from notifier.store.recent_events import RecentEvents
 from notifier.store.subscriptions import load_active_subscriptions, sync_config_subscriptions
 from notifier.store.watches import newest_status, sync_config_watches
 
@@ -168,10 +168,8 @@ class Service:
             for name, sink in sinks.items()
         }
 
-        # Events the poller commits, for the dispatcher's claims of their deliveries.
-        recent_events = RecentEvents()
         self._dispatcher = Dispatcher(
-            engine,
+            SqlOutbox(engine),
             sinks,
             self._subscriptions,
             owner=self.replica_id,
@@ -182,7 +180,6 @@ class Service:
             # replica's claims are picked up again soon.
             lease=timedelta(seconds=settings.delivery.lease_seconds),
             shutdown_grace=settings.delivery.shutdown_grace_seconds,
-            recent_events=recent_events,
         )
         poll = settings.poll.policy()
         self._poller = Poller(
@@ -206,7 +203,6 @@ class Service:
             on_committed=self._dispatcher.wake,
             observe_fetches=self.metrics.record_polls,
             observe_batch=self.metrics.record_batch,
-            recent_events=recent_events,
         )
         if settings.server is not None:
             deps = ApiDeps(
@@ -261,16 +257,10 @@ class Service:
             log.exception("discovery failed; the next round tries again")
 
     async def dispatch_due(self) -> int:
-        """Send every delivery due now, batch after batch; returns how many were attempted.
-
-        What the dispatcher's loop does when woken, callable on its own: the benchmarks drive
-        delivery through this one stable entry point, whatever the dispatcher looks like inside.
-        """
+        """Send every delivery due now (:meth:`Dispatcher.dispatch_due`); returns how many were
+        claimed. The benchmarks drive delivery through this one entry point."""
         assert self._dispatcher is not None, "use the service inside `async with`"
-        total = 0
-        while claimed := await self._dispatcher.dispatch_once():
-            total += claimed
-        return total
+        return await self._dispatcher.dispatch_due()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and dispatch until ``stop`` is set, then wind down within the grace period."""

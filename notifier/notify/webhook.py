@@ -9,9 +9,8 @@ URL's query string, which often carries a token.
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Final, NoReturn
@@ -25,7 +24,7 @@ from notifier.core.events import Event
 from notifier.core.subscriptions import Subscription
 from notifier.notify.payload import encode_payload, webhook_payload
 from notifier.notify.signing import standard_headers
-from notifier.notify.sink import Sink, refused
+from notifier.notify.sink import Sink
 from notifier.notify.template import TemplateProblem, render
 
 USER_AGENT: Final = f"clanforge-notifier/{__version__}"
@@ -58,30 +57,24 @@ class WebhookSink(Sink):
 
     async def send(self, event: Event, subscription: Subscription) -> int:
         """POST ``event``; the 2xx status on success, ``DeliveryFailed`` otherwise."""
-        return await self.prepare(event, subscription)()
+        return await self.post(subscription, event.id, self.body(event, subscription))
 
-    def prepare(self, event: Event, subscription: Subscription) -> Callable[[], Awaitable[int]]:
-        """The body and everything but the signing time, so that a send only signs and POSTs
-        (the timestamp, and so the signature, must be the time of the send)."""
-        if subscription.template is not None:
-            try:
-                body = render(subscription.template, event)
-            except TemplateProblem as exc:
-                # Checked at config load against every event type; reaching here is a bug.
-                return refused(
-                    DeliveryFailed(
-                        f"subscription {subscription.name!r}: body template {exc}", permanent=True
-                    )
-                )
-        else:
-            body = encode_payload(webhook_payload(event))
-        return functools.partial(
-            self._post,
-            subscription.target,
-            body,
-            event.id,
-            subscription.signing_secrets,
-            subscription.name,
+    def body(self, event: Event, subscription: Subscription) -> bytes:
+        """What is POSTed: the subscription's own template rendered, or our payload."""
+        if subscription.template is None:
+            return encode_payload(webhook_payload(event))
+        try:
+            return render(subscription.template, event)
+        except TemplateProblem as exc:
+            # Checked at config load against every event type; reaching here is a bug.
+            raise DeliveryFailed(
+                f"subscription {subscription.name!r}: body template {exc}", permanent=True
+            ) from exc
+
+    async def post(self, subscription: Subscription, msg_id: str, body: bytes) -> int:
+        """POST ``body`` signed as message ``msg_id`` at the time of the send."""
+        return await self._post(
+            subscription.target, body, msg_id, subscription.signing_secrets, subscription.name
         )
 
     async def _post(

@@ -33,7 +33,6 @@ from notifier.core.subscriptions import Subscription
 from notifier.core.timing import DetectPolicy
 from notifier.core.upstream_errors import RATE_LIMITED, UNAVAILABLE, UpstreamError
 from notifier.store.polling import claim_due_watches, load_due_watches, write_poll_results
-from notifier.store.recent_events import RecentEvents
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +148,6 @@ class Poller:
         on_committed: Callable[[], None],
         observe_fetches: FetchObserver = _ignore_fetches,
         observe_batch: BatchObserver = _ignore_batch,
-        recent_events: RecentEvents | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
         self._engine = engine
@@ -172,8 +170,6 @@ class Poller:
         self._on_committed = on_committed
         self._observe_fetches = observe_fetches
         self._observe_batch = observe_batch
-        # Committed events with deliveries, handed to the dispatcher's claims (see RecentEvents).
-        self._recent_events = recent_events
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -400,9 +396,6 @@ class Poller:
         for plan in written:
             if plan.paused_reason is not None:
                 log.warning("watch %d paused: %s", plan.watch_id, plan.paused_reason)
-        if deliveries and self._recent_events is not None:
-            delivered = {d.event_id for d in deliveries}
-            self._recent_events.add(e for p in written for e in p.events if e.id in delivered)
         if deliveries or refreshes:
             self._on_committed()
         failed = sum(1 for p in written if p.poll_errors)

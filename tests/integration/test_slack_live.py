@@ -21,10 +21,11 @@ from notifier.core.events import Event
 from notifier.core.retry import RetryPolicy
 from notifier.core.status import FAILED, QUEUED, RUNNING
 from notifier.core.subscriptions import Subscription
-from notifier.notify.dispatcher import Dispatcher
+from notifier.dispatching.dispatcher import Dispatcher
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.slack import SlackSink
 from notifier.store.live_messages import DatabaseLiveMessages
+from notifier.store.outbox import SqlOutbox
 from notifier.store.tables import DeliveryRow
 from notifier.store.watches import add_watch, newest_status
 from notifier.testing.fake_slack import FAKE_TOKEN, FakeSlack, StoredMessage
@@ -89,7 +90,7 @@ async def _drain(engine: AsyncEngine, sink: SlackSink, subscriptions: list[Subsc
         return subscriptions
 
     dispatcher = Dispatcher(
-        engine,
+        SqlOutbox(engine),
         {"slack_channel": sink},
         load,
         owner="test",
@@ -103,7 +104,7 @@ async def _drain(engine: AsyncEngine, sink: SlackSink, subscriptions: list[Subsc
         lease=timedelta(seconds=30),
     )
     while await _pending(engine):
-        if not await dispatcher.dispatch_once():
+        if not await dispatcher.dispatch_due():
             await asyncio.sleep(0.02)
 
 

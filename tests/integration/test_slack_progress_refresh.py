@@ -23,18 +23,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.clanforge.client import ClanforgeClient
 from notifier.core.events import LIVE_REFRESH, Event
+from notifier.core.live_refresh import WatchNow
 from notifier.core.poll_plan import PollPolicy
 from notifier.core.retry import RetryPolicy
 from notifier.core.status import COMPLETE, RUNNING
 from notifier.core.subscriptions import Subscription
-from notifier.notify.dispatcher import Dispatcher
+from notifier.dispatching.dispatcher import Dispatcher
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.slack import SlackSink
 from notifier.notify.webhook import WebhookSink
 from notifier.polling.poller import Poller
 from notifier.store.events import recent_events
 from notifier.store.live_messages import DatabaseLiveMessages
-from notifier.store.outbox import claim_due_deliveries, release_leases
+from notifier.store.outbox import SqlOutbox
 from notifier.store.tables import WATCHES, DeliveryRow
 from notifier.store.watches import add_watch, newest_status
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
@@ -96,7 +97,7 @@ class Harness:
         )
         sink = self.sink
         self.dispatcher = Dispatcher(
-            engine,
+            SqlOutbox(engine),
             {"slack_channel": sink, "webhook": WebhookSink(session, timeout_seconds=2.0)},
             load,
             owner="test",
@@ -122,7 +123,7 @@ class Harness:
 
     async def drain(self) -> None:
         while await pending(self.engine):
-            if not await self.dispatcher.dispatch_once():
+            if not await self.dispatcher.dispatch_due():
                 await asyncio.sleep(0.02)
 
 
@@ -223,17 +224,16 @@ async def test_a_change_seen_while_a_refresh_is_being_sent_queues_another(
 ) -> None:
     ts = await _running_message_posted(harness)
     await harness.poll(RUNNING, 35)
-    [claimed] = await claim_due_deliveries(
-        harness.engine, "test", _now(), timedelta(seconds=30), 10
-    )
-    assert claimed.event.type == LIVE_REFRESH
+    outbox = SqlOutbox(harness.engine)
+    [claimed] = await outbox.claim_due("test", _now(), timedelta(seconds=30), 10)
+    assert isinstance(claimed.subject, WatchNow)
 
     await harness.poll(RUNNING, 40)  # seen while the claimed refresh is on its way
 
     # The claimed one no longer holds the slot, so the change is not merged into a send that
     # may already have rendered 35%.
     assert await pending(harness.engine, "refresh") == 2
-    await release_leases(harness.engine, "test")
+    await outbox.release_leases("test")
     await harness.drain()
     last = harness.slack.updates(CHANNEL)[-1]
     assert last.args["ts"] == ts

@@ -19,15 +19,8 @@ from notifier.store.bulk import BulkStatement
 from notifier.store.codec import status_from_json, status_json_text, status_to_json
 from notifier.store.engine import _json_text
 from notifier.store.migrate import upgrade
-from notifier.store.outbox import (
-    Delivered,
-    Failed,
-    Released,
-    claim_due_deliveries,
-    list_deliveries,
-    record_outcomes,
-    retry_deliveries,
-)
+from notifier.store.outbox import SqlOutbox, list_deliveries, retry_deliveries
+from notifier.store.outbox_store import Delivered, Failed, Released
 from notifier.store.polling import claim_due_watches, load_due_watches, write_poll_results
 from notifier.store.subscriptions import (
     list_subscriptions,
@@ -216,24 +209,25 @@ async def test_outbox_hands_out_one_delivery_per_key_in_event_order(engine: Asyn
     later = T0 + timedelta(seconds=30)
     await poll_once(engine, {1: make_status(4), 2: make_status(4)}, now=later, ids=ids)
 
-    first = await claim_due_deliveries(engine, "replica-a", later, LEASE, 10)
-    assert [(d.event.image_version_id, d.event.current.state) for d in first] == [
+    first = await SqlOutbox(engine).claim_due("replica-a", later, LEASE, 10)
+    assert [(d.subject.image_version_id, d.subject.current.state) for d in first] == [
         (1, "Queued"),
         (2, "Queued"),
     ]
     # Image version 1's first delivery fails: its second waits; image version 2 moves on.
-    await record_outcomes(
-        engine,
+    await SqlOutbox(engine).record_outcomes(
         "replica-a",
         [
             Failed(first[0].id, "HTTP 500", later + timedelta(seconds=5)),
             Delivered(first[1].id, later),
         ],
     )
-    second = await claim_due_deliveries(engine, "replica-a", later, LEASE, 10)
-    assert [(d.event.image_version_id, d.event.current.state) for d in second] == [(2, "Running")]
-    retry = await claim_due_deliveries(engine, "replica-a", later + timedelta(seconds=6), LEASE, 10)
-    assert [(d.event.image_version_id, d.event.current.state, d.attempts) for d in retry] == [
+    second = await SqlOutbox(engine).claim_due("replica-a", later, LEASE, 10)
+    assert [(d.subject.image_version_id, d.subject.current.state) for d in second] == [
+        (2, "Running")
+    ]
+    retry = await SqlOutbox(engine).claim_due("replica-a", later + timedelta(seconds=6), LEASE, 10)
+    assert [(d.subject.image_version_id, d.subject.current.state, d.attempts) for d in retry] == [
         (1, "Queued", 1)
     ]
 
@@ -242,9 +236,9 @@ async def test_dead_delivery_can_be_queued_again(engine: AsyncEngine) -> None:
     await subscribe_webhook(engine)
     await add_watch(engine, 1234, 1, "a", "cli", T0)
     await poll_once(engine, {1: make_status(6, error="boom")})
-    claimed = await claim_due_deliveries(engine, "replica-a", T0, LEASE, 10)
-    await record_outcomes(
-        engine, "replica-a", [Failed(d.id, "HTTP 410 Gone", None) for d in claimed]
+    claimed = await SqlOutbox(engine).claim_due("replica-a", T0, LEASE, 10)
+    await SqlOutbox(engine).record_outcomes(
+        "replica-a", [Failed(d.id, "HTTP 410 Gone", None) for d in claimed]
     )
     dead = await list_deliveries(engine, status="dead")
     assert [d.last_error for d in dead] == ["HTTP 410 Gone"]
@@ -342,12 +336,14 @@ async def test_a_batch_marked_delivered_at_once_skips_rows_another_replica_holds
     for ivid in (1, 2, 3):
         await add_watch(engine, 1234, ivid, str(ivid), "cli", T0)
     await poll_once(engine, {1: make_status(3), 2: make_status(3), 3: make_status(3)})
-    mine = await claim_due_deliveries(engine, "replica-a", T0, LEASE, 2)
-    theirs = await claim_due_deliveries(engine, "replica-b", T0, LEASE, 10)
+    mine = await SqlOutbox(engine).claim_due("replica-a", T0, LEASE, 2)
+    theirs = await SqlOutbox(engine).claim_due("replica-b", T0, LEASE, 10)
     assert len(mine) == 2
     assert len(theirs) == 1
 
-    await record_outcomes(engine, "replica-a", [Delivered(d.id, T0) for d in mine + theirs])
+    await SqlOutbox(engine).record_outcomes(
+        "replica-a", [Delivered(d.id, T0) for d in mine + theirs]
+    )
 
     by_status = {d.id: (d.status, d.attempts, d.lease_owner) for d in await list_deliveries(engine)}
     assert by_status == {
@@ -365,12 +361,12 @@ async def test_a_second_claim_at_the_same_moment_hands_out_nothing_already_held(
         await add_watch(engine, 1234, ivid, str(ivid), "cli", T0)
     await poll_once(engine, {1: make_status(3), 2: make_status(3), 3: make_status(3)})
 
-    first = await claim_due_deliveries(engine, "replica-a", T0, LEASE, 2)
+    first = await SqlOutbox(engine).claim_due("replica-a", T0, LEASE, 2)
     # Same owner, same clock reading, so the same lease expiry: only the third is new.
-    second = await claim_due_deliveries(engine, "replica-a", T0, LEASE, 10)
+    second = await SqlOutbox(engine).claim_due("replica-a", T0, LEASE, 10)
 
     assert len(first) == 2
-    assert [d.event.image_version_id for d in second] == [3]
+    assert [d.subject.image_version_id for d in second] == [3]
 
 
 async def test_a_released_delivery_is_claimable_again_with_its_attempts_unchanged(
@@ -379,13 +375,13 @@ async def test_a_released_delivery_is_claimable_again_with_its_attempts_unchange
     await subscribe_webhook(engine)
     await add_watch(engine, 1234, 1, "a", "cli", T0)
     await poll_once(engine, {1: make_status(3)})
-    [claimed] = await claim_due_deliveries(engine, "replica-a", T0, LEASE, 10)
+    [claimed] = await SqlOutbox(engine).claim_due("replica-a", T0, LEASE, 10)
 
-    await record_outcomes(engine, "replica-a", [Released(claimed.id)])
+    await SqlOutbox(engine).record_outcomes("replica-a", [Released(claimed.id)])
 
     [row] = await list_deliveries(engine)
     assert (row.status, row.attempts, row.lease_owner, row.last_error) == ("pending", 0, None, None)
-    [again] = await claim_due_deliveries(engine, "replica-b", T0, LEASE, 10)
+    [again] = await SqlOutbox(engine).claim_due("replica-b", T0, LEASE, 10)
     assert (again.id, again.attempts) == (claimed.id, 0)
 
 
@@ -394,11 +390,10 @@ async def test_outcomes_of_every_kind_recorded_in_one_batch(engine: AsyncEngine)
     for ivid in (1, 2, 3, 4):
         await add_watch(engine, 1234, ivid, str(ivid), "cli", T0)
     await poll_once(engine, {ivid: make_status(3) for ivid in (1, 2, 3, 4)})
-    one, two, three, four = await claim_due_deliveries(engine, "replica-a", T0, LEASE, 10)
+    one, two, three, four = await SqlOutbox(engine).claim_due("replica-a", T0, LEASE, 10)
     retry_at = T0 + timedelta(seconds=5)
 
-    await record_outcomes(
-        engine,
+    await SqlOutbox(engine).record_outcomes(
         "replica-a",
         [
             Delivered(one.id, T0),
