@@ -7,6 +7,8 @@ the outcome, logs it for the operator and holds the receiver back when it asked 
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -56,6 +58,7 @@ def decide_failure(
     now: datetime,
     created_at: datetime,
     policy: RetryPolicy,
+    rand: Callable[[], float] = random.random,
 ) -> FailureDecision:
     """The decision after ``attempts`` failed tries (this one included) of a delivery queued at
     ``created_at``; a ``Retry-After`` is a floor for the next try (see :class:`RetryPolicy`)."""
@@ -67,6 +70,7 @@ def decide_failure(
         created_at,
         permanent=failure.permanent,
         retry_after=failure.retry_after,
+        rand=rand,
     )
     if not isinstance(decision, GiveUp):
         return RetryLater(decision.at, failure.reason)
