@@ -1,11 +1,11 @@
 """The dispatcher: sends what the outbox holds, and has each outcome recorded.
 
 Shaped like arq's worker: deliveries are claimed in batches (one claim transaction per batch, not
-per free slot: claims of a few deliveries each cost more than the sends), each claimed delivery
-gets a task of its own, and a semaphore of ``max_concurrency`` slots lets that many send at once.
-The next claim is made while half a claim's worth still waits for a slot, so that claiming and
-sending overlap. Each (subscription, watch) is claimed only at its head, so a batch holds at most
-one delivery per key and per-key order is kept whatever order the tasks run in.
+per free slot: claims of a few deliveries each cost more than the sends) into a queue; a semaphore
+of ``max_concurrency`` slots bounds the sends, and each queued delivery gets a task of its own
+once it has a slot. The next claim is made while half a claim's worth is still queued, so that
+claiming and sending overlap. Each (subscription, watch) is claimed only at its head, so a batch
+holds at most one delivery per key and per-key order is kept whatever order the tasks run in.
 
 The heartbeat extends the leases of everything held, waiting or under way, so a waiting delivery
 never waits out its lease. The poller wakes the dispatcher right after committing, so a
@@ -17,7 +17,7 @@ failed send means is :func:`notifier.core.failure_decision.decide_failure`'s dec
 A receiver that asks to slow down (Retry-After) holds back its waiting deliveries too: they are
 given back unattempted, with their lease released, and claimed again once it allows.
 
-Shutdown (:meth:`Dispatcher.stop`): stop claiming, drop the deliveries still waiting for a slot,
+Shutdown (:meth:`Dispatcher.stop`): stop claiming, drop the deliveries still queued,
 let sends under way finish within the grace period, cancel the rest (they stay pending and are
 sent again, with the same webhook-id), record what finished, release this replica's leases (the
 dropped ones with them).
@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
@@ -118,8 +119,11 @@ class Dispatcher:
         # Counts those changes: one during a claim may have made due what the claim missed.
         self._changes = 0
         self._stopping = False
-        # A task per claimed delivery: waiting for a slot, then sending in one.
-        self._waiting: set[asyncio.Task[None]] = set()
+        # Claimed and waiting for a slot, in claim order (a key appears at most once).
+        self._queue: deque[tuple[ClaimedDelivery, Subscription | None]] = deque()
+        # Takes a slot for the next delivery of the queue, then starts its task (arq's
+        # start_jobs); runs while the queue holds any.
+        self._starter: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
         # Every delivery whose lease we hold: claimed, until its outcome is recorded.
         self._held: set[int] = set()
@@ -203,10 +207,11 @@ class Dispatcher:
 
     async def _wind_down(self, writer: asyncio.Task[None], heartbeat: asyncio.Task[None]) -> None:
         # Deliveries still waiting for a slot are not started; release_leases gives them back.
-        for task in self._waiting:
-            task.cancel()
-        if self._waiting:
-            await asyncio.wait(set(self._waiting))
+        self._queue.clear()
+        if self._starter is not None:
+            self._starter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._starter
         if self._sending:
             log.info(
                 "waiting up to %g s for %d send(s) under way",
@@ -232,11 +237,11 @@ class Dispatcher:
 
     async def _claim(self) -> int:
         """Claim more when few deliveries wait for a slot, a task each; returns how many."""
-        if self._stopping or self._drained or len(self._waiting) >= self._low_water:
+        if self._stopping or self._drained or len(self._queue) >= self._low_water:
             return 0  # nothing due, or enough waiting; a recorded outcome or a send wakes us
         # Sent deliveries waiting for their outcome's write do not count: they sit on no
         # receiver, and counting them stalled the claims behind every group commit.
-        room = self._claim_batch - len(self._waiting) - len(self._sending)
+        room = self._claim_batch - len(self._queue) - len(self._sending)
         if room <= 0:
             return 0  # a finishing send wakes us
         now = self._clock()
@@ -252,13 +257,9 @@ class Dispatcher:
         self._held.update(delivery.id for delivery in claimed)
         if self._stopping:
             return len(claimed)  # stopped meanwhile: the wind-down releases them
-        for delivery in claimed:
-            task = asyncio.create_task(
-                self._deliver(delivery, subscriptions.get(delivery.subscription_id)),
-                name="delivery",
-            )
-            self._waiting.add(task)
-            task.add_done_callback(self._finished)
+        self._queue.extend((d, subscriptions.get(d.subscription_id)) for d in claimed)
+        if self._starter is None or self._starter.done():
+            self._starter = asyncio.create_task(self._start_sends(), name="delivery-starter")
         return len(claimed)
 
     async def _subscriptions_for(
@@ -277,31 +278,37 @@ class Dispatcher:
             self._subscriptions, self._subscriptions_loaded = known, now
         return known
 
-    async def _deliver(self, delivery: ClaimedDelivery, subscription: Subscription | None) -> None:
-        """One claimed delivery's task: wait for a slot, send, hand the outcome to the writer."""
-        async with self._slots:
-            task = asyncio.current_task()
-            assert task is not None
-            self._waiting.discard(task)
+    async def _start_sends(self) -> None:
+        """A slot first, then a task of its own for the next queued delivery, until the queue
+        is empty: as arq's worker starts its jobs."""
+        while self._queue and not self._stopping:
+            await self._slots.acquire()
+            if self._stopping or not self._queue:
+                self._slots.release()
+                return
+            delivery, subscription = self._queue.popleft()
+            if len(self._queue) < self._low_water and not self._drained:
+                self._wake.set()  # running low: claim the next batch while these send
+            task = asyncio.create_task(self._send(delivery, subscription), name="delivery")
             self._sending.add(task)
-            if len(self._waiting) < self._low_water and not self._drained:
-                self._wake.set()  # running low: claim the next batch while we send
-            if self._stopping:
-                return  # the wind-down releases its lease
-            try:
-                if subscription is not None and self._slowed_down(subscription.id):
-                    outcome: Outcome = Released(delivery.id)
-                else:
-                    outcome = await self._attempt(delivery, subscription)
-            except Exception:
-                # Not ours to keep any more: its lease runs out and it goes out again (same id).
-                log.exception("delivery %d failed outside its send", delivery.id)
-                self._held.discard(delivery.id)
+            task.add_done_callback(self._finished)
+
+    async def _send(self, delivery: ClaimedDelivery, subscription: Subscription | None) -> None:
+        """One delivery's task, in a slot: send, hand the outcome to the writer."""
+        try:
+            if subscription is not None and self._slowed_down(subscription.id):
+                outcome: Outcome = Released(delivery.id)
             else:
-                self._outcomes.add(outcome, last=not self._waiting)
+                outcome = await self._attempt(delivery, subscription)
+        except Exception:
+            # Not ours to keep any more: its lease runs out and it goes out again (same id).
+            log.exception("delivery %d failed outside its send", delivery.id)
+            self._held.discard(delivery.id)
+        else:
+            self._outcomes.add(outcome, last=not self._queue)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._waiting.discard(task)
+        self._slots.release()
         self._sending.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery task failed", exc_info=task.exception())

@@ -57,7 +57,10 @@ class WebhookSink(Sink):
 
     async def send(self, event: Event, subscription: Subscription) -> int:
         """POST ``event``; the 2xx status on success, ``DeliveryFailed`` otherwise."""
-        return await self.post(subscription, event.id, self.body(event, subscription))
+        body = self.body(event, subscription)
+        return await self._post(
+            subscription.target, body, event.id, subscription.signing_secrets, subscription.name
+        )
 
     def body(self, event: Event, subscription: Subscription) -> bytes:
         """What is POSTed: the subscription's own template rendered, or our payload."""
@@ -72,7 +75,8 @@ class WebhookSink(Sink):
             ) from exc
 
     async def post(self, subscription: Subscription, msg_id: str, body: bytes) -> int:
-        """POST ``body`` signed as message ``msg_id`` at the time of the send."""
+        """POST ``body`` (see :meth:`body`) signed as message ``msg_id`` at the time of the
+        send."""
         return await self._post(
             subscription.target, body, msg_id, subscription.signing_secrets, subscription.name
         )
