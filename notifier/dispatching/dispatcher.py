@@ -158,10 +158,12 @@ class Dispatcher:
         """Send everything due now, claiming more as the slots run low, and wait until every
         outcome is recorded; returns how many deliveries were claimed (0: nothing was due).
 
-        What :meth:`run` does when woken, callable on its own: the CLI-less drain that tests use
-        to step through retries with their own clock, and the benchmarks' entry point.
+        What :meth:`run` does when woken, callable on its own: tests step through retries with
+        it on their own clock, and the benchmarks drain the outbox with it. The heartbeat runs
+        meanwhile, so that a pass slower than a lease does not hand out what it holds twice.
         """
         writer = self._outcomes.start()
+        heartbeat = asyncio.create_task(self._keep_leases(), name="delivery-leases")
         self._drained = False  # a new pass: the last one's short claim says nothing of now
         try:
             claimed = await self._claim()
@@ -172,6 +174,9 @@ class Dispatcher:
                 self._wake.clear()
                 claimed += await self._claim()
         finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
             await self._outcomes.close(writer)
         return claimed
 

@@ -10,8 +10,13 @@ from datetime import datetime, timedelta
 
 from notifier.core.events import Event
 from notifier.core.live_refresh import WatchNow
-from notifier.store.outbox import DeliveryStatus
-from notifier.store.outbox_store import ClaimedDelivery, Delivered, Outcome, Released
+from notifier.store.outbox_store import (
+    ClaimedDelivery,
+    Delivered,
+    DeliveryStatus,
+    Outcome,
+    Released,
+)
 
 
 @dataclass(slots=True)

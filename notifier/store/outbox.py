@@ -7,7 +7,7 @@ import operator
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from sqlalchemy import (
     ColumnElement,
@@ -29,6 +29,7 @@ from notifier.core.live_refresh import WatchNow
 from notifier.store.codec import event_from_row, status_from_row
 from notifier.store.engine import is_postgres
 from notifier.store.outbox_store import ClaimedDelivery, Delivered, Outcome, Released
+from notifier.store.outbox_store import DeliveryStatus as DeliveryStatus
 from notifier.store.subscriptions import disable_subscription
 from notifier.store.tables import (
     DELIVERIES,
@@ -39,8 +40,6 @@ from notifier.store.tables import (
     EventRow,
     SubscriptionRow,
 )
-
-DeliveryStatus = Literal["pending", "delivered", "dead"]
 
 
 @dataclass(frozen=True, slots=True)

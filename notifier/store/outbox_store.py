@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Literal, Protocol
 
 from notifier.core.events import Event
 from notifier.core.live_refresh import WatchNow
+
+DeliveryStatus = Literal["pending", "delivered", "dead"]
 
 
 @dataclass(frozen=True, slots=True)
