@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from notifier.config import SubscriptionSettings
-from notifier.core.events import STATE_CHANGED, Event
+from notifier.core.events import Event
 from notifier.core.status import QUEUED, RUNNING
 from notifier.store.engine import create_engine
 from notifier.store.memory_outbox import InMemoryOutbox
@@ -20,7 +20,7 @@ from notifier.store.outbox import SqlOutbox, list_deliveries
 from notifier.store.outbox_store import Delivered, Failed, Outbox, Released
 from notifier.store.subscriptions import sync_config_subscriptions
 from notifier.store.watches import add_watch
-from tests.conftest import T0, event_ids, make_status, poll_once
+from tests.conftest import T0, event_ids, make_event, make_status, poll_once
 
 LEASE = timedelta(seconds=30)
 SECOND = T0 + timedelta(minutes=10)
@@ -85,16 +85,7 @@ async def subject(database_url: str | None) -> AsyncIterator[Subject]:
 
 
 def _event(event_id: str, image_version_id: int, state: int) -> Event:
-    return Event(
-        id=event_id,
-        type=STATE_CHANGED,
-        occurred_at=T0,
-        account_service_id=1234,
-        image_version_id=image_version_id,
-        label=f"build {image_version_id}",
-        previous=None,
-        current=make_status(state, image_version_id=image_version_id),
-    )
+    return make_event(make_status(state, image_version_id=image_version_id), event_id=event_id)
 
 
 def _watch(subject: object) -> int:

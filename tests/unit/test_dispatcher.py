@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import aiohttp
 import pytest
 
-from notifier.core.events import STATE_CHANGED, Event
+from notifier.core.events import Event
 from notifier.core.live_refresh import WatchNow
 from notifier.core.retry import RetryPolicy
 from notifier.core.status import QUEUED, RUNNING
@@ -20,7 +20,7 @@ from notifier.notify.sink import Sink
 from notifier.notify.webhook import WebhookSink
 from notifier.store.memory_outbox import InMemoryOutbox
 from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.conftest import T0, make_status
+from tests.conftest import T0, make_event, make_status, make_subscription
 
 OWNER = "replica-unit"
 
@@ -46,22 +46,11 @@ async def sink() -> AsyncIterator[WebhookSink]:
 
 
 def event(event_id: str, image_version_id: int = 1, state: int = QUEUED) -> Event:
-    return Event(
-        id=event_id,
-        type=STATE_CHANGED,
-        occurred_at=T0,
-        account_service_id=1234,
-        image_version_id=image_version_id,
-        label=f"build {image_version_id}",
-        previous=None,
-        current=make_status(state, image_version_id=image_version_id),
-    )
+    return make_event(make_status(state, image_version_id=image_version_id), event_id=event_id)
 
 
 def hook(subscription_id: int, url: str) -> Subscription:
-    return Subscription(
-        id=subscription_id, name=f"hook {subscription_id}", kind="webhook", target=url
-    )
+    return make_subscription(subscription_id, target=url)
 
 
 def dispatcher(
