@@ -35,6 +35,7 @@ from notifier.polling.poller import Poller
 from notifier.store.events import recent_events
 from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.outbox import claim_due_deliveries, release_leases
+from notifier.store.polling import SqlWatchStore
 from notifier.store.tables import WATCHES, DeliveryRow
 from notifier.store.watches import add_watch, newest_status
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
@@ -77,7 +78,7 @@ class Harness:
             return self.subscriptions
 
         self.poller = Poller(
-            engine,
+            SqlWatchStore(engine),
             ClanforgeClient(session, clanforge.base_url, "ak", "sk"),
             load,
             poll=PollPolicy(interval_seconds=30),
