@@ -62,15 +62,7 @@ class SqlCounter:
 
     def attach(self, sync_engine: Any) -> None:
         event.listen(sync_engine, "before_cursor_execute", self._on_execute)
-        event.listen(sync_engine, "begin", self._on_begin)
         event.listen(sync_engine, "commit", self._on_commit)
-
-    def _on_begin(self, conn: Any) -> None:
-        # SQLite's BEGIN IMMEDIATE goes straight to the driver (store/engine.py), out of sight
-        # of before_cursor_execute: counted here, so that figures compare with earlier runs.
-        if self.active and conn.dialect.name == "sqlite":
-            self.statements += 1
-            self.kinds["BEGIN"] += 1
 
     def _on_execute(
         self,

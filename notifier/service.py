@@ -46,7 +46,7 @@ from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.locks import CONFIG_SYNC_LOCK, exclusive
 from notifier.store.migrate import upgrade
 from notifier.store.outbox import SqlOutbox
-from notifier.store.polling import release_watch_leases
+from notifier.store.polling import SqlWatchStore
 from notifier.store.subscriptions import load_active_subscriptions, sync_config_subscriptions
 from notifier.store.watches import newest_status, sync_config_watches
 
@@ -183,7 +183,7 @@ class Service:
         )
         poll = settings.poll.policy()
         self._poller = Poller(
-            engine,
+            SqlWatchStore(engine),
             accounts,
             self._subscriptions,
             poll=poll,
@@ -337,6 +337,6 @@ class Service:
             except TimeoutError:
                 log.warning("the poll under way did not finish within %g s", grace)
             await dispatching
-            await release_watch_leases(self.engine, self.replica_id)
+            await SqlWatchStore(self.engine).release(self.replica_id)
             scheduler.shutdown(wait=False)
             log.info("notifier stopped")

@@ -9,9 +9,10 @@ skipped, and ``.ci/run`` fails when it was.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -31,17 +32,19 @@ from notifier.api.deps import ApiDeps
 from notifier.api.server import serve
 from notifier.config import Settings
 from notifier.core.events import STATE_CHANGED, Event
-from notifier.core.poll_plan import PollPlan, PollPolicy, plan_deliveries, plan_success
-from notifier.core.status import STATE_NAMES, JobStatus
+from notifier.core.poll_plan import ClaimedWatch, PollPlan, PollPolicy
+from notifier.core.status import STATE_NAMES, FetchedStatus, JobStatus
 from notifier.core.subscriptions import Subscription
-from notifier.core.timing import Tracking
+from notifier.core.timing import DetectPolicy, Tracking
 from notifier.metrics import Metrics
+from notifier.polling.poller import Poller, StatusSource
 from notifier.store.codec import MEMORY_COLUMNS, memory_to_values, status_to_json
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
-from notifier.store.polling import claim_due_watches, load_due_watches, write_poll_results
+from notifier.store.polling import SqlWatchStore
 from notifier.store.subscriptions import load_active_subscriptions
 from notifier.store.tables import DELIVERIES, EVENTS, JOB_STATUS, SUBSCRIPTIONS, WATCHES
+from notifier.store.watch_store import Claim, PollResults, PollWrite, WatchStore
 from notifier.store.watches import add_watch
 
 POSTGRES_URL_VAR = "NOTIFIER_TEST_POSTGRES_URL"
@@ -122,21 +125,94 @@ def event_ids(prefix: str = "evt") -> Callable[[], str]:
 POLL = PollPolicy(interval_seconds=30, running_interval_seconds=10)
 
 
+class StatusBook:
+    """A status source that answers from a mapping (image version -> status), as Clanforge
+    would: each reply has a digest of what it says, and a reply with the digest the poller
+    already knows comes back unparsed."""
+
+    def __init__(self, observed: Mapping[int, JobStatus] | None = None) -> None:
+        self.observed: dict[int, JobStatus] = dict(observed or {})
+
+    async def fetch_status(
+        self, account_service_id: int, image_version_id: int, known_digest: bytes | None = None
+    ) -> FetchedStatus:
+        status = self.observed[image_version_id]
+        digest = hashlib.blake2b(repr(status).encode(), digest_size=16).digest()
+        return FetchedStatus(digest, None if digest == known_digest else status)
+
+
+class WritesSeen:
+    """A watch store that keeps the plans each of its writes took effect on: what a test of the
+    poller asserts on besides the tables."""
+
+    def __init__(self, store: WatchStore) -> None:
+        self._store = store
+        self.plans: list[PollPlan] = []
+
+    async def claim_due(
+        self, owner: str, now: datetime, lease: timedelta, limit: int, due_by: datetime
+    ) -> Claim:
+        return await self._store.claim_due(owner, now, lease, limit, due_by)
+
+    async def load_memory(self, watches: Sequence[ClaimedWatch]) -> list[ClaimedWatch]:
+        return await self._store.load_memory(watches)
+
+    async def record_polls(self, claim: Claim, results: PollResults, now: datetime) -> PollWrite:
+        written = await self._store.record_polls(claim, results, now)
+        self.plans.extend(written.plans)
+        return written
+
+    async def release(self, owner: str) -> None:
+        await self._store.release(owner)
+
+
+def hand_poller(
+    store: WatchStore,
+    source: StatusSource,
+    clock: Callable[[], datetime],
+    *,
+    subscriptions: Callable[[], Awaitable[Sequence[Subscription]]],
+    ids: Callable[[], str] | None = None,
+    poll: PollPolicy = POLL,
+    detect: DetectPolicy | None = None,
+    owner: str = "replica-a",
+) -> Poller:
+    """The real poller on a hand clock: polls spread over nothing, so a tick runs at once."""
+    return Poller(
+        store,
+        source,
+        subscriptions,
+        poll=replace(poll, spread=0.0),
+        detect=detect,
+        max_concurrency=4,
+        claim_limit=1000,
+        batch_size=1000,
+        lease=timedelta(seconds=60),
+        owner=owner,
+        clock=clock,
+        on_committed=lambda: None,
+        event_ids=ids or event_ids(),
+    )
+
+
 async def poll_once(
     engine: AsyncEngine,
     observed: Mapping[int, JobStatus],
     now: datetime = T0,
     ids: Callable[[], str] | None = None,
 ) -> list[PollPlan]:
-    """One poll tick through the real store, 'fetching' from ``observed`` (image version ->
-    status): claims what is due, writes status, events and deliveries in one transaction."""
-    ids = ids or event_ids()
-    token, claimed = await claim_due_watches(engine, "replica-a", now, timedelta(seconds=60), 100)
-    due = await load_due_watches(engine, claimed)
-    plans = [plan_success(w, observed[w.image_version_id], now, POLL, ids) for w in due]
-    subscriptions = await load_active_subscriptions(engine, {})
-    deliveries = plan_deliveries(plans, subscriptions)
-    return (await write_poll_results(engine, "replica-a", token, plans, deliveries, now)).plans
+    """One tick of the real poller at ``now`` over the real store, 'fetching' from ``observed``
+    (image version -> status); returns the plans it wrote."""
+    store = WritesSeen(SqlWatchStore(engine))
+
+    async def subscriptions() -> Sequence[Subscription]:
+        return await load_active_subscriptions(engine, {})
+
+    poller = hand_poller(
+        store, StatusBook(observed), lambda: now, subscriptions=subscriptions, ids=ids
+    )
+    await poller.tick()
+    return store.plans
 
 
 # ---------------------------------------------------------------- databases

@@ -11,7 +11,7 @@ import random
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final, NamedTuple
 
 from notifier.core.detector import carry_known_state, detect
@@ -81,9 +81,15 @@ class PollPolicy:
         return min(self.interval_seconds, self.running_interval_seconds)
 
 
-@dataclass(frozen=True, slots=True)
-class DueWatch:
-    """A watch claimed for this tick, with what we remembered of it."""
+class ClaimedWatch(NamedTuple):
+    """A watch leased for this tick, with what we remembered of it: enough to poll it, to
+    settle a reply that is no news, and to plan one that is.
+
+    The claim reads what polling and settling take; ``previous`` and ``tracking``, the stored
+    status and timing memory, are loaded only for a reply that is news
+    (:meth:`notifier.store.watch_store.WatchStore.load_memory`). A tuple because a tick makes
+    one per watch, straight from a row.
+    """
 
     watch_id: int
     account_service_id: int
@@ -92,48 +98,42 @@ class DueWatch:
     poll_errors: int
     previous: JobStatus | None
     state_since: datetime | None
+    """When the stored state began; None: never seen (no stored status)."""
     tracking: Tracking | None = None
     poll_failing: bool = False
     """A ``watch.poll_failing`` was sent and no ``watch.poll_recovered`` since."""
     interval_seconds: float | None = None
     """This watch's own poll interval, overriding the one by state while the job is unfinished."""
     reply_digest: bytes | None = None
-    """Digest of the reply body behind ``previous``; None for rows stored before digests were."""
-
-
-class ClaimedWatch(NamedTuple):
-    """A watch claimed for this tick: what polling it takes, and enough of its memory to tell
-    whether a reply is news.
-
-    Most polls of a large watch list return exactly the bytes of the last reply. Those are settled
-    from this alone (:func:`quiet_next_poll`); only the others load the full :class:`DueWatch`.
-    A tuple because a tick makes one per watch, straight from a row: the cheapest record there is.
-    """
-
-    watch_id: int
-    account_service_id: int
-    image_version_id: int
-    poll_errors: int = 0
-    poll_failing: bool = False
-    interval_seconds: float | None = None
-    reply_digest: bytes | None = None
-    """Digest of the reply body behind the stored status; None before the first sighting."""
-    # The stored status and timing memory that decide when time alone can make news.
-    state_id: int | None = None
-    progress: int = 0
-    eta: datetime | None = None
-    eta_estimated: bool = False
-    state_since: datetime | None = None
-    moved_at: datetime | None = None
-    stalled: bool = False
-    overdue: bool = False
-    rate_base_progress: int = 0
+    """Digest of the reply body behind the stored status; None for rows stored before digests
+    were."""
+    quiet_until: datetime | None = None
+    """Until when a reply with ``reply_digest`` is no news, as the last planned poll decided
+    (:attr:`PollPlan.quiet_until`); None: no deadline."""
     next_poll_at: datetime | None = None
     """When it falls due: the poller claims ahead of it and waits for this moment."""
+    state_id: int | None = None
+    """The stored status's state id (``previous.state_id`` once loaded)."""
+
+    def unchanged_digest(self, now: datetime) -> bytes | None:
+        """The digest of a reply that needs no planning at ``now``, or None if every reply does."""
+        if self.quiet_until is not None and now >= self.quiet_until:
+            return None
+        return self.reply_digest
+
+    def unchanged_next_poll(self, now: datetime, poll: PollPolicy) -> datetime | None:
+        """When to poll again after the :meth:`unchanged_digest` reply came back at ``now``:
+        the schedule :func:`plan_success` gives the stored status (nothing else changes)."""
+        since = now if self.state_since is None else self.state_since
+        return next_poll_at(self.state_id, since, now, poll, self.interval_seconds)
 
 
-QUIET_NEVER: Final = datetime.min.replace(tzinfo=UTC)
-"""What :func:`quiet_until` answers when no poll of this watch can be settled without planning."""
+def _loaded(due: ClaimedWatch) -> ClaimedWatch:
+    """``due``, refused if it has a stored status that was not loaded: planning it as never
+    seen would announce a first sighting."""
+    if due.state_since is not None and due.previous is None:
+        raise ValueError(f"watch {due.watch_id}: plan with its stored status loaded")
+    return due
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +156,10 @@ class PollPlan:
     """Same state, but what a live message shows (progress, ETA, estimated ETA) changed."""
     reply_digest: bytes | None = None
     """Digest of the reply behind ``status``, stored with it."""
+    quiet_until: datetime | None = None
+    """Until when a reply identical to the stored one can only confirm it (no event, nothing
+    stored but the schedule): the unchanged-poll skip, decided here and stored with the
+    schedule. None: no deadline. The moment of the poll itself: every reply is planned."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,80 +212,8 @@ def poll_interval(
     return poll.interval_seconds
 
 
-def quiet_until(
-    watch: ClaimedWatch, poll: PollPolicy, detect: DetectPolicy = _DEFAULT_DETECT
-) -> datetime | None:
-    """Until when a reply identical to the last one can only confirm the stored status.
-
-    Before this moment, polling the same bytes again makes no event and changes nothing stored:
-    the detectors see no difference and no deadline of theirs has come. None: no deadline at all.
-    :data:`QUIET_NEVER`: our ETA estimate moves with the clock, so every poll is planned.
-    Each deadline mirrors one time-driven rule of :func:`plan_success`; the property tests hold
-    the two together.
-    """
-    state = watch.state_id
-    if state in (COMPLETE, SQUASHED):
-        return None
-    if state == FAILED:
-        if watch.state_since is None:
-            return QUIET_NEVER
-        return watch.state_since + timedelta(seconds=poll.failed_linger_seconds)
-    if watch.eta_estimated or (
-        state == RUNNING
-        and detect.estimate_eta
-        and watch.eta is None
-        and watch.rate_base_progress < watch.progress < 100
-    ):
-        return QUIET_NEVER
-    deadlines: list[datetime] = []
-    if not watch.stalled:
-        if state == RUNNING and detect.stall_after_seconds > 0:
-            if watch.moved_at is None:
-                return QUIET_NEVER
-            deadlines.append(watch.moved_at + timedelta(seconds=detect.stall_after_seconds))
-        elif state in WAITING_STATES and detect.waiting_stall_after_seconds > 0:
-            if watch.state_since is None:
-                return QUIET_NEVER
-            deadlines.append(
-                watch.state_since + timedelta(seconds=detect.waiting_stall_after_seconds)
-            )
-    if watch.eta is not None and not watch.overdue:
-        deadlines.append(watch.eta + timedelta(seconds=detect.overdue_grace_seconds))
-    return min(deadlines, default=None)
-
-
-def known_digest(
-    watch: ClaimedWatch,
-    now: datetime,
-    poll: PollPolicy,
-    detect: DetectPolicy = _DEFAULT_DETECT,
-) -> bytes | None:
-    """The digest of a reply that would need no planning at ``now``, or None if every reply does.
-
-    A reply with this digest is the one behind the stored status, and nothing time-driven is due:
-    :func:`quiet_next_poll` schedules it without parsing. A recovery to announce, or a timing
-    deadline reached, needs :func:`plan_success` whatever the reply.
-    """
-    if watch.reply_digest is None or watch.poll_errors or watch.poll_failing:
-        return None
-    until = quiet_until(watch, poll, detect)
-    if until is not None and now >= until:
-        return None
-    return watch.reply_digest
-
-
-def quiet_next_poll(watch: ClaimedWatch, now: datetime, poll: PollPolicy) -> datetime | None:
-    """When to poll again after the :func:`known_digest` reply came back at ``now``.
-
-    Nothing else is written for such a poll; this is the schedule :func:`plan_success` would
-    have set for it.
-    """
-    interval = poll_interval(watch.state_id, poll, watch.interval_seconds)
-    return None if interval is None else now + timedelta(seconds=interval)
-
-
 def plan_success(
-    due: DueWatch,
+    due: ClaimedWatch,
     observed: JobStatus,
     now: datetime,
     poll: PollPolicy,
@@ -293,8 +225,10 @@ def plan_success(
 
     The status (with the timing memory and the reply's digest) is written only when it or that
     memory changed, or when a stored status has no digest yet (written once, so later identical
-    replies are settled by :func:`known_digest`).
+    replies are settled by :meth:`ClaimedWatch.unchanged_digest` until the plan's
+    ``quiet_until``).
     """
+    due = _loaded(due)
     observed = carry_known_state(due.previous, observed)
     state_changed = due.previous is None or due.previous.state_id != observed.state_id
     state_since = now if state_changed or due.state_since is None else due.state_since
@@ -337,7 +271,46 @@ def plan_success(
         poll_failing=False,
         shown_changed=shown_changed,
         reply_digest=reply_digest,
+        quiet_until=_quiet_until(current, new_tracking, state_since, now, detect_settings, poll),
     )
+
+
+def _quiet_until(
+    status: JobStatus,
+    tracking: Tracking,
+    state_since: datetime,
+    now: datetime,
+    detect: DetectPolicy,
+    poll: PollPolicy,
+) -> datetime | None:
+    """Until when the same reply again can only confirm ``status``: the first moment one of the
+    time-driven rules above (failed linger, stall, overdue, our moving ETA) could make news.
+
+    ``now`` when that moment is already here or cannot be known, so every poll is planned.
+    """
+    state = status.state_id
+    if state in (COMPLETE, SQUASHED):
+        return None
+    if state == FAILED:
+        return state_since + timedelta(seconds=poll.failed_linger_seconds)
+    if status.eta_estimated or (
+        state == RUNNING
+        and detect.estimate_eta
+        and status.eta is None
+        and tracking.rate_base_progress < status.progress < 100
+    ):
+        return now  # our ETA estimate moves with the clock
+    deadlines: list[datetime] = []
+    if not tracking.stalled:
+        if state == RUNNING and detect.stall_after_seconds > 0:
+            if tracking.moved_at is None:
+                return now
+            deadlines.append(tracking.moved_at + timedelta(seconds=detect.stall_after_seconds))
+        elif state in WAITING_STATES and detect.waiting_stall_after_seconds > 0:
+            deadlines.append(state_since + timedelta(seconds=detect.waiting_stall_after_seconds))
+    if status.eta is not None and not tracking.overdue:
+        deadlines.append(status.eta + timedelta(seconds=detect.overdue_grace_seconds))
+    return min(deadlines, default=None)
 
 
 def _shown(status: JobStatus) -> tuple[int, datetime | None, bool]:
@@ -359,7 +332,7 @@ def error_backoff_policy(poll: PollPolicy) -> RetryPolicy:
 
 
 def plan_failure(
-    due: DueWatch,
+    due: ClaimedWatch,
     error: UpstreamError,
     now: datetime,
     poll: PollPolicy,
@@ -369,11 +342,12 @@ def plan_failure(
     """A failed poll changes no status and no state event; it backs off, and tells people once.
 
     A 429 is upstream pacing us, not a fault of this watch: it waits ``Retry-After`` and counts
-    for nothing. Rejected credentials, a denied account service or an unknown image version
-    pause the watch at once (polling again cannot fix them). Anything else backs off with
-    jitter per the shared retry policy, and after ``poll.failure_threshold`` failures in a row
-    raises one ``watch.poll_failing``.
+    for nothing (an unchanged reply after it stays as quiet as before). Rejected credentials, a
+    denied account service or an unknown image version pause the watch at once (polling again
+    cannot fix them). Anything else backs off with jitter per the shared retry policy, and after
+    ``poll.failure_threshold`` failures in a row raises one ``watch.poll_failing``.
     """
+    due = _loaded(due)
     if error.reason == RATE_LIMITED:
         wait = error.retry_after if error.retry_after is not None else poll.interval_seconds
         return PollPlan(
@@ -382,6 +356,7 @@ def plan_failure(
             poll_errors=due.poll_errors,
             last_poll_error=error.message,
             poll_failing=due.poll_failing,
+            quiet_until=due.quiet_until,
         )
     errors = due.poll_errors + 1
     pausing = error.reason in PAUSING_REASONS
@@ -420,6 +395,9 @@ def plan_failure(
         events=events,
         poll_failing=failing,
         paused_reason=error.message if pausing else None,
+        # The next reply is planned whatever its bytes: it clears the errors or announces the
+        # recovery.
+        quiet_until=now,
     )
 
 
@@ -440,7 +418,7 @@ def _unknown(image_version_id: int) -> JobStatus:
 
 
 def _events(
-    due: DueWatch,
+    due: ClaimedWatch,
     detected: Sequence[Detected],
     now: datetime,
     new_event_id: Callable[[], str],

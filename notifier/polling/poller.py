@@ -12,27 +12,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from notifier.core.event_ids import new_event_id
 from notifier.core.poll_plan import (
     ClaimedWatch,
-    PlannedDelivery,
-    PlannedRefresh,
     PollPlan,
     PollPolicy,
-    known_digest,
     plan_deliveries,
     plan_failure,
     plan_refreshes,
     plan_success,
-    quiet_next_poll,
 )
 from notifier.core.status import FetchedStatus
 from notifier.core.subscriptions import Subscription
 from notifier.core.timing import DetectPolicy
 from notifier.core.upstream_errors import RATE_LIMITED, UNAVAILABLE, UpstreamError
-from notifier.store.polling import claim_due_watches, load_due_watches, write_poll_results
+from notifier.store.watch_store import Claim, PollResults, WatchStore
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +39,9 @@ class StatusSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class _Batch:
-    """One batch's fetches: the watches, what each fetch got and when, and the batch's clock."""
+    """One batch's fetches: the claim, what each fetch got and when, and the batch's clock."""
 
-    token: datetime
-    watches: Sequence[ClaimedWatch]
+    claim: Claim
     outcomes: Sequence[tuple[datetime, FetchedStatus | UpstreamError]]
     started: datetime
 
@@ -92,16 +85,6 @@ def _ignore_batch(timings: BatchTimings) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class _Planned:
-    """What a batch's write takes: plans, quiet polls by next poll, deliveries, refreshes."""
-
-    plans: list[PollPlan]
-    quiet: dict[datetime | None, list[int]]
-    deliveries: list[PlannedDelivery]
-    refreshes: list[PlannedRefresh]
-
-
-@dataclass(frozen=True, slots=True)
 class TickSummary:
     polled: int
     failed: int
@@ -134,7 +117,7 @@ def start_offsets(count: int, spread_seconds: float) -> list[float]:
 class Poller:
     def __init__(
         self,
-        engine: AsyncEngine,
+        store: WatchStore,
         source: StatusSource,
         load_subscriptions: Callable[[], Awaitable[Sequence[Subscription]]],
         *,
@@ -149,8 +132,9 @@ class Poller:
         observe_fetches: FetchObserver = _ignore_fetches,
         observe_batch: BatchObserver = _ignore_batch,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        event_ids: Callable[[], str] = new_event_id,
     ) -> None:
-        self._engine = engine
+        self._store = store
         self._source = source
         self._load_subscriptions = load_subscriptions
         self._poll = poll
@@ -170,6 +154,7 @@ class Poller:
         self._on_committed = on_committed
         self._observe_fetches = observe_fetches
         self._observe_batch = observe_batch
+        self._event_ids = event_ids
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -199,7 +184,8 @@ class Poller:
         timer = time.perf_counter
         while remaining > 0 and not self._stopping.is_set():
             claiming = timer()
-            token, due = await self._claim(remaining)
+            claim = await self._claim(remaining)
+            due = claim.watches
             if not due:
                 break
             if subscriptions is None:
@@ -207,7 +193,7 @@ class Poller:
                 subscriptions = await self._load_subscriptions()
             remaining -= len(due)
             fetching = timer()
-            batch = await self._poll_all(token, due)
+            batch = await self._poll_all(claim)
             planning = timer()
             planned = await self._plan(batch, subscriptions)
             writing = timer()
@@ -228,7 +214,7 @@ class Poller:
                 break
         return total
 
-    async def _claim(self, remaining: int) -> tuple[datetime, list[ClaimedWatch]]:
+    async def _claim(self, remaining: int) -> Claim:
         """Claim what falls due during this tick; :meth:`_poll_all` polls each when due.
 
         A poll schedules the next one an interval after it happened, a moment after its tick
@@ -240,23 +226,23 @@ class Poller:
         """
         limit = min(remaining, self._batch_size)
         now = self._clock()
-        return await claim_due_watches(
-            self._engine, self._owner, now, self._lease, limit, due_by=now + self._due_within
+        return await self._store.claim_due(
+            self._owner, now, self._lease, limit, due_by=now + self._due_within
         )
 
-    async def _poll_all(self, token: datetime, due: Sequence[ClaimedWatch]) -> _Batch:
+    async def _poll_all(self, claim: Claim) -> _Batch:
         """Fetch every watch of a batch, at most ``max_concurrency`` requests in flight.
 
         A fixed pool of workers rather than a task per watch waiting on a semaphore: the tasks
         would cost memory and scheduling for nothing but waiting their turn. Each fetch says
-        which reply would be no news (:func:`known_digest`, decided once for the batch), so the
-        client skips parsing it. The workers only note each fetch's duration and failure; the
-        fetch observer (metrics) hears about the whole batch afterwards, in one loop: the same
-        bookkeeping done between requests costs about three times as much, its code and data
-        pushed out of the CPU's caches by the HTTP client's.
+        which reply would be no news (:meth:`ClaimedWatch.unchanged_digest`, as the last plan of
+        the watch decided), so the client skips parsing it. The workers only note each fetch's
+        duration and failure; the fetch observer (metrics) hears about the whole batch
+        afterwards, keeping that bookkeeping out of the request path.
         """
+        due = claim.watches
         started = self._clock()
-        known = [known_digest(watch, started, self._poll, self._detect) for watch in due]
+        known = [watch.unchanged_digest(started) for watch in due]
         outcomes: list[tuple[datetime, FetchedStatus | UpstreamError]] = [
             (started, _NOT_POLLED)
         ] * len(due)
@@ -323,7 +309,7 @@ class Poller:
         counts = Counter(failures)
         counts[OK] = len(seconds) - len(failures)
         self._observe_fetches(seconds, counts)
-        return _Batch(token, due, outcomes, started)
+        return _Batch(claim, outcomes, started)
 
     @staticmethod
     def _failed(watch: ClaimedWatch, error: UpstreamError) -> UpstreamError:
@@ -332,65 +318,54 @@ class Poller:
             log.warning("%s", error.message)
         return error
 
-    async def _plan(self, batch: _Batch, subscriptions: Sequence[Subscription]) -> _Planned:
+    async def _plan(self, batch: _Batch, subscriptions: Sequence[Subscription]) -> PollResults:
         """What each fetch of the batch means: full plans, in the batch's order, the watches
         whose reply was no news, by their next poll, and what to deliver.
 
-        The quiet ones are settled from the claim alone; the rest load the watch's full memory
-        first (one query for all of them).
+        The unchanged ones are settled from the claim alone; the rest load the watch's stored
+        status first (one query for all of them).
         """
-        quiet: dict[datetime | None, list[int]] = {}
-        rest: list[int] = []
-        for position, (watch, (_, outcome)) in enumerate(
-            zip(batch.watches, batch.outcomes, strict=True)
-        ):
+        unchanged: dict[datetime | None, list[int]] = {}
+        news: list[ClaimedWatch] = []
+        outcomes: dict[int, tuple[datetime, FetchedStatus | UpstreamError]] = {}
+        for watch, (at, outcome) in zip(batch.claim.watches, batch.outcomes, strict=True):
+            if outcome is _NOT_POLLED:
+                # Left unpolled by a stop: not written, it stays due, and its lease is given back
+                # with the rest of this replica's at shutdown.
+                continue
             if isinstance(outcome, FetchedStatus) and outcome.status is None:
-                next_at = quiet_next_poll(watch, batch.started, self._poll)
-                quiet.setdefault(next_at, []).append(watch.watch_id)
-            elif outcome is not _NOT_POLLED:
-                rest.append(position)
-            # A watch left unpolled by a stop is not written: it stays due, and its lease is
-            # given back with the rest of this replica's at shutdown.
+                # The reply the watch's last plan called no news (see _poll_all).
+                next_at = watch.unchanged_next_poll(batch.started, self._poll)
+                unchanged.setdefault(next_at, []).append(watch.watch_id)
+            else:
+                news.append(watch)
+                outcomes[watch.watch_id] = (at, outcome)
         plans: list[PollPlan] = []
-        if not rest:
-            return _Planned(plans, quiet, [], [])
-        memories = await load_due_watches(self._engine, [batch.watches[i] for i in rest])
-        by_id = {memory.watch_id: memory for memory in memories}
-        for position in rest:
-            memory = by_id.get(batch.watches[position].watch_id)
-            if memory is None:
-                continue  # removed while it was being polled
-            at, outcome = batch.outcomes[position]
+        for watch in await self._store.load_memory(news) if news else ():
+            at, outcome = outcomes[watch.watch_id]
             if isinstance(outcome, UpstreamError):
-                plans.append(plan_failure(memory, outcome, at, self._poll, new_event_id))
+                plans.append(plan_failure(watch, outcome, at, self._poll, self._event_ids))
             else:
                 assert outcome.status is not None  # only a known digest skips the parse
                 plans.append(
                     plan_success(
-                        memory,
+                        watch,
                         outcome.status,
                         at,
                         self._poll,
-                        new_event_id,
+                        self._event_ids,
                         self._detect,
                         outcome.digest,
                     )
                 )
         deliveries = plan_deliveries(plans, subscriptions)
-        return _Planned(plans, quiet, deliveries, plan_refreshes(plans, subscriptions, deliveries))
-
-    async def _write(self, batch: _Batch, planned: _Planned) -> TickSummary:
-        deliveries, refreshes = planned.deliveries, planned.refreshes
-        result = await write_poll_results(
-            self._engine,
-            self._owner,
-            batch.token,
-            planned.plans,
-            deliveries,
-            self._clock(),
-            refreshes,
-            planned.quiet,
+        return PollResults(
+            plans, unchanged, deliveries, plan_refreshes(plans, subscriptions, deliveries)
         )
+
+    async def _write(self, batch: _Batch, planned: PollResults) -> TickSummary:
+        deliveries, refreshes = planned.deliveries, planned.refreshes
+        result = await self._store.record_polls(batch.claim, planned, self._clock())
         written = result.plans
         events = sum(len(p.events) for p in written)
         for plan in written:
@@ -402,11 +377,11 @@ class Poller:
         if events:
             log.info(
                 "polled %d watch(es): %d event(s), %d delivery(ies)",
-                len(written) + result.quiet,
+                len(written) + result.unchanged,
                 events,
                 len(deliveries),
             )
-        return TickSummary(len(written) + result.quiet, failed, events, len(deliveries))
+        return TickSummary(len(written) + result.unchanged, failed, events, len(deliveries))
 
 
 # A placeholder until a batch's fetch fills its slot; a slot still holding it after the fetch

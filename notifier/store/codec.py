@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
-
-import orjson
 
 from notifier.core.events import Event
 from notifier.core.status import JobStatus
@@ -14,8 +12,7 @@ from notifier.core.timing import Tracking
 
 
 def _time(value: datetime | None) -> str | None:
-    utc = _utc(value)
-    return None if utc is None else utc.isoformat()
+    return None if value is None else value.astimezone(UTC).isoformat()
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -23,43 +20,19 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def status_to_json(status: JobStatus) -> dict[str, Any]:
-    return _status_fields(status, _time)
-
-
-def status_json_text(status: JobStatus) -> str:
-    """The text a JSON column stores for ``status_to_json(status)``, written in one call.
-
-    Every changed poll stores two statuses in its event. orjson writes an aware UTC datetime
-    exactly as ``isoformat()`` does, so handing it the datetimes themselves gives the same text
-    as the column's serializer (``engine._json_text``) writes from :func:`status_to_json`'s
-    dict, without the four ``isoformat`` calls and the intermediate strings.
-    """
-    return orjson.dumps(_status_fields(status, _utc)).decode()
-
-
-def _status_fields(
-    status: JobStatus, time: Callable[[datetime | None], str | datetime | None]
-) -> dict[str, Any]:
-    """A status as a JSON object, its times written by ``time``: the one shape of both."""
     return {
         "image_version_id": status.image_version_id,
         "state_id": status.state_id,
         "state": status.state,
         "progress": status.progress,
-        "eta": time(status.eta),
+        "eta": _time(status.eta),
         "error": status.error,
         "failed_count": status.failed_count,
-        "created": time(status.created),
-        "started": time(status.started),
-        "updated": time(status.updated),
+        "created": _time(status.created),
+        "started": _time(status.started),
+        "updated": _time(status.updated),
         "eta_estimated": status.eta_estimated,
     }
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is UTC:
-        return value
-    return value.astimezone(UTC)
 
 
 def status_from_json(data: dict[str, Any]) -> JobStatus:
@@ -117,10 +90,7 @@ MEMORY_COLUMNS: Final = (
 
 
 def memory_from_values(image_version_id: int, values: Sequence[Any]) -> tuple[JobStatus, Tracking]:
-    """The stored status and timing memory from :data:`MEMORY_COLUMNS`' values, by position.
-
-    The poll tick decodes one per changed watch; positions cost a fraction of named lookups.
-    """
+    """The stored status and timing memory from :data:`MEMORY_COLUMNS`' values, by position."""
     (
         state_id,
         state_name,

@@ -1,21 +1,14 @@
-"""The poller's two round trips to the database: claim what is due, write what a tick saw."""
+"""The watch store on SQLite and PostgreSQL: the poller's claims and writes, all its SQL."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import (
-    BindParameter,
-    ColumnElement,
     Insert,
-    Table,
-    Update,
     bindparam,
-    false,
-    func,
     insert,
     literal,
     null,
@@ -27,462 +20,333 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from notifier.core.poll_plan import (
-    ClaimedWatch,
-    DueWatch,
-    PlannedDelivery,
-    PlannedRefresh,
-    PollPlan,
-)
+from notifier.core.poll_plan import ClaimedWatch, PollPlan
 from notifier.core.timing import Tracking
-from notifier.store.bulk import BulkStatement
 from notifier.store.codec import (
     MEMORY_COLUMNS,
     memory_from_values,
     memory_to_values,
-    status_json_text,
+    status_to_json,
 )
-from notifier.store.engine import is_postgres
-from notifier.store.id_lists import MomentPairsUpdate, among_ids
 from notifier.store.tables import (
     DELIVERIES,
     EVENTS,
     JOB_STATUS,
     SLACK_MESSAGES,
     WATCHES,
-    JobStatusRow,
-    Watch,
 )
+from notifier.store.watch_store import Claim, PollResults, PollWrite
+
+__all__ = ["SqlWatchStore"]
 
 
-async def claim_due_watches(
-    engine: AsyncEngine,
-    owner: str,
-    now: datetime,
-    lease: timedelta,
-    limit: int,
-    due_by: datetime | None = None,
-) -> tuple[datetime, list[ClaimedWatch]]:
-    """Lease up to ``limit`` watches due by ``due_by`` (default ``now``) to ``owner``; returns
-    the lease token and the watches.
+class SqlWatchStore:
+    """:class:`notifier.store.watch_store.WatchStore` over the service's database.
 
-    The lease expiry doubles as the claim's token: together with the owner it tells the batch's
-    write which rows are still this claim's. Only the columns that poll a watch and tell whether
-    its reply is news are read; :func:`load_due_watches` reads the rest for the few watches that
-    need it.
+    Every transaction here is one round of the poll: the claim (read, then lease exactly those
+    rows), and the batch's write. On PostgreSQL the claim skips rows another replica is leasing
+    at that moment (``FOR UPDATE SKIP LOCKED``); SQLite renders no row lock and needs none, its
+    transactions starting with ``BEGIN IMMEDIATE`` (:mod:`notifier.store.engine`).
     """
-    until = now + lease
-    due = _CLAIMED.limit(limit)
-    if is_postgres(engine):
-        # Only the watch rows are locked: the status side of the outer join may not exist.
-        due = due.with_for_update(of=WATCHES, skip_locked=True)
-    async with engine.begin() as conn:
-        # Read first, then lease exactly those ids: both statements go through indexes (due
-        # time, primary key), where reading back "what this lease holds" would scan the table.
-        rows = (
-            await conn.execute(due, {"now": now, "due_by": now if due_by is None else due_by})
-        ).all()
-        if rows:
-            await conn.execute(
-                _LEASE, {"ids": [row[0] for row in rows], "owner": owner, "until": until}
-            )
-    # The select's columns are ClaimedWatch's fields, in order.
-    return until, [ClaimedWatch(*row) for row in rows]
 
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
 
-_CLAIMED = (
-    select(
-        Watch.id,
-        Watch.account_service_id,
-        Watch.image_version_id,
-        Watch.poll_errors,
-        Watch.poll_failing,
-        Watch.interval_seconds,
-        JobStatusRow.reply_digest,
-        JobStatusRow.state_id,
-        func.coalesce(JobStatusRow.progress, 0),
-        JobStatusRow.eta,
-        func.coalesce(JobStatusRow.eta_estimated, false()),
-        JobStatusRow.state_since,
-        JobStatusRow.moved_at,
-        func.coalesce(JobStatusRow.stalled, false()),
-        func.coalesce(JobStatusRow.overdue, false()),
-        func.coalesce(JobStatusRow.rate_base_progress, 0),
-        Watch.next_poll_at,
-    )
-    .outerjoin(JobStatusRow, JobStatusRow.watch_id == Watch.id)
-    .where(
-        Watch.active.is_(True),
-        Watch.next_poll_at <= bindparam("due_by", type_=WATCHES.c.next_poll_at.type),
-        or_(
-            Watch.lease_until.is_(None),
-            Watch.lease_until < bindparam("now", type_=WATCHES.c.lease_until.type),
-        ),
-    )
-    # Ties (watches added or made due together) go in the order they were added.
-    .order_by(Watch.next_poll_at, Watch.id)
-)
-_LEASE = (
-    update(WATCHES)
-    .where(among_ids(WATCHES.c.id, "ids"))
-    .values(
-        lease_owner=bindparam("owner"),
-        lease_until=bindparam("until", type_=WATCHES.c.lease_until.type),
-    )
-)
+    async def claim_due(
+        self, owner: str, now: datetime, lease: timedelta, limit: int, due_by: datetime
+    ) -> Claim:
+        until = now + lease
+        async with self._engine.begin() as conn:
+            # Read first, then lease exactly those ids: both go through indexes (due order,
+            # primary key), where reading back "what this lease holds" would scan the table.
+            rows = (await conn.execute(_DUE.limit(limit), {"now": now, "due_by": due_by})).all()
+            if rows:
+                await conn.execute(
+                    _LEASE, {"ids": [row[0] for row in rows], "owner": owner, "until": until}
+                )
+        return Claim(owner, until, [_claimed(row) for row in rows])
 
+    async def load_memory(self, watches: Sequence[ClaimedWatch]) -> list[ClaimedWatch]:
+        if not watches:
+            return []
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(_MEMORY, {"ids": [w.watch_id for w in watches]})).all()
+        by_id = {row[0]: row[1:] for row in rows}
+        loaded = []
+        for watch in watches:
+            memory = by_id.get(watch.watch_id)
+            if memory is None:
+                continue  # removed since the claim
+            if memory[1] is not None:  # a stored state name: seen before
+                status, tracking = memory_from_values(watch.image_version_id, memory)
+                watch = watch._replace(previous=status, tracking=tracking)
+            loaded.append(watch)
+        return loaded
 
-async def load_due_watches(engine: AsyncEngine, claimed: Sequence[ClaimedWatch]) -> list[DueWatch]:
-    """The full memory (stored status, timing, label) of claimed watches, in their order."""
-    if not claimed:
-        return []
-    async with engine.connect() as conn:
-        rows = (await conn.execute(_MEMORY, {"ids": [w.watch_id for w in claimed]})).all()
-    by_id = {row[0]: row for row in rows}
-    due = []
-    for watch in claimed:
-        row = by_id.get(watch.watch_id)
-        if row is None:
-            continue  # removed since the claim
-        _, label, state_since, digest, *memory = row
-        status, tracking = (
-            (None, None)
-            if memory[1] is None  # no state name: never seen
-            else memory_from_values(watch.image_version_id, memory)
-        )
-        due.append(
-            DueWatch(
-                watch_id=watch.watch_id,
-                account_service_id=watch.account_service_id,
-                image_version_id=watch.image_version_id,
-                label=label,
-                poll_errors=watch.poll_errors,
-                previous=status,
-                state_since=state_since,
-                tracking=tracking,
-                poll_failing=watch.poll_failing,
-                interval_seconds=watch.interval_seconds,
-                reply_digest=digest,
-            )
-        )
-    return due
-
-
-_MEMORY = (
-    select(
-        Watch.id,
-        Watch.label,
-        JobStatusRow.state_since,
-        JobStatusRow.reply_digest,
-        *(JOB_STATUS.c[name] for name in MEMORY_COLUMNS),
-    )
-    .outerjoin(JobStatusRow, JobStatusRow.watch_id == Watch.id)
-    .where(among_ids(WATCHES.c.id, "ids"))
-)
-
-
-@dataclass(frozen=True, slots=True)
-class PollWrite:
-    """What one write of a batch's polls took effect on."""
-
-    plans: list[PollPlan]
-    """The plans written (those of watches whose lease was still this claim's)."""
-    quiet: int
-    """Quiet polls written: only their schedule."""
-
-
-async def write_poll_results(
-    engine: AsyncEngine,
-    owner: str,
-    token: datetime,
-    plans: Sequence[PollPlan],
-    deliveries: Sequence[PlannedDelivery],
-    now: datetime,
-    refreshes: Sequence[PlannedRefresh] = (),
-    quiet: Mapping[datetime | None, Sequence[int]] | None = None,
-) -> PollWrite:
-    """Write a batch's statuses, events, deliveries and schedules in ONE transaction.
-
-    That transaction is the delivery guarantee: a crash before it loses nothing (the next poll
-    sees the same difference), a crash after it leaves deliveries to send. A watch whose lease ran
-    out meanwhile (another replica may have it now) is left alone. ``quiet`` holds the watches
-    whose poll was no news, by their next poll: one UPDATE per schedule sets them all.
-    """
-    quiet = quiet or {}
-    if not plans and not quiet:
-        return PollWrite([], 0)
-    async with engine.begin() as conn:
-        quiet_written = 0
-        for next_at, ids in quiet.items():
-            result = await conn.execute(
-                _QUIET_UPDATE,
-                {
-                    "next_poll_at": next_at,
-                    "last_polled_at": now,
-                    "ids": ids,
-                    "owner": owner,
-                    "token": token,
-                },
-            )
-            quiet_written += result.rowcount
-        if not plans:
-            return PollWrite([], quiet_written)
-        memo: dict[Any, Any] = {}
-        # A successful poll leaves a watch healthy: only its schedule differs from a quiet
-        # one's. Those schedules go in one set-based UPDATE, whose RETURNING is also their
-        # lease check; the rest (failures, rare) are checked here and updated row by row below.
-        healthy = [p for p in plans if _is_healthy(p)]
-        ours = await _write_schedules(conn, healthy, owner, token, now, memo) if healthy else set()
-        if len(healthy) < len(plans):
-            held = _HELD.with_for_update() if is_postgres(engine) else _HELD
-            others = [p.watch_id for p in plans if not _is_healthy(p)]
-            ours.update(
+    async def record_polls(self, claim: Claim, results: PollResults, now: datetime) -> PollWrite:
+        if not results.plans and not results.unchanged:
+            return PollWrite([], 0)
+        held = {"owner": claim.owner, "held_until": claim.lease_until}
+        async with self._engine.begin() as conn:
+            unchanged = 0
+            for next_at, ids in results.unchanged.items():
+                written = await conn.execute(
+                    _UNCHANGED, {**held, "ids": list(ids), "next_poll_at": next_at, "now": now}
+                )
+                unchanged += written.rowcount
+            if not results.plans:
+                return PollWrite([], unchanged)
+            ours = set(
                 (
-                    await conn.execute(held, {"ids": others, "owner": owner, "token": token})
+                    await conn.execute(_HELD, {**held, "ids": [p.watch_id for p in results.plans]})
                 ).scalars()
             )
-        plans = [p for p in plans if p.watch_id in ours]
-        deliveries = [d for d in deliveries if d.watch_id in ours]
-        refreshes = [r for r in refreshes if r.watch_id in ours]
-        if not plans:
-            return PollWrite([], quiet_written)
+            plans = [p for p in results.plans if p.watch_id in ours]
+            if plans:
+                await _write_plans(conn, plans, results, ours, now)
+        return PollWrite(plans, unchanged)
 
-        new_status: list[tuple[Any, ...]] = []
-        changed_status: list[tuple[Any, ...]] = []
-        events: list[tuple[Any, ...]] = []
-        watch_updates: list[tuple[Any, ...]] = []
-        for plan in plans:
-            if plan.status is not None:
-                status = (
-                    *memory_to_values(plan.status, plan.tracking or Tracking()),
-                    now,
-                    plan.state_since,
-                    plan.reply_digest,
-                )
-                (new_status if plan.first_sighting else changed_status).append(
-                    (plan.watch_id, *status)
-                )
-            events.extend(
-                (
-                    e.id,
-                    plan.watch_id,
-                    e.type,
-                    e.account_service_id,
-                    e.image_version_id,
-                    e.label,
-                    None if e.previous is None else status_json_text(e.previous),
-                    status_json_text(e.current),
-                    dict(e.detail) or None,
-                    e.occurred_at,
-                )
-                for e in plan.events
-            )
-            if not _is_healthy(plan):
-                watch_updates.append(
-                    (
-                        plan.watch_id,
-                        plan.next_poll_at,
-                        plan.poll_errors,
-                        plan.last_poll_error,
-                        now,
-                        plan.poll_failing,
-                        plan.paused_reason,
-                    )
-                )
-
-        # A changed watch's moment of polling is in its status, its event and its schedule.
-        await _INSERT_STATUS.execute(conn, new_status, memo)
-        await _UPDATE_STATUS.execute(conn, changed_status, memo)
-        await _INSERT_EVENTS.execute(conn, events, memo)
-        await _INSERT_DELIVERIES.execute(
-            conn,
-            [
-                (d.event_id, d.subscription_id, d.watch_id, "event", "pending", 0, now, now)
-                for d in deliveries
-            ],
-            memo,
-        )
-        if refreshes:
+    async def release(self, owner: str) -> None:
+        async with self._engine.begin() as conn:
             await conn.execute(
-                _refresh_insert(engine, now),
-                [{"b_sub": r.subscription_id, "b_watch": r.watch_id} for r in refreshes],
+                update(WATCHES)
+                .where(WATCHES.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
             )
-        await _UPDATE_WATCHES.execute(conn, watch_updates, memo)
-    return PollWrite(plans, quiet_written)
 
 
-def _is_healthy(plan: PollPlan) -> bool:
-    """What the plan writes to its watch besides the schedule is a clean bill of health."""
-    return (
-        plan.poll_errors == 0
-        and plan.last_poll_error is None
-        and not plan.poll_failing
-        and plan.paused_reason is None
+def _claimed(row: Sequence[Any]) -> ClaimedWatch:
+    """A row of :data:`_DUE` as a claimed watch, its stored status not loaded."""
+    ident, asid, ivid, label, errors, since, failing, interval, digest, quiet, due, state = row
+    return ClaimedWatch(
+        ident,
+        asid,
+        ivid,
+        label,
+        errors,
+        None,
+        since,
+        None,
+        failing,
+        interval,
+        digest,
+        quiet,
+        due,
+        state,
     )
 
 
-async def _write_schedules(
+_W = WATCHES.c
+_S = JOB_STATUS.c
+_DUE = (
+    select(
+        _W.id,
+        _W.account_service_id,
+        _W.image_version_id,
+        _W.label,
+        _W.poll_errors,
+        _S.state_since,
+        _W.poll_failing,
+        _W.interval_seconds,
+        _S.reply_digest,
+        _W.quiet_until,
+        _W.next_poll_at,
+        _S.state_id,
+    )
+    .select_from(WATCHES.outerjoin(JOB_STATUS, _S.watch_id == _W.id))
+    .where(
+        _W.active.is_(True),
+        _W.next_poll_at <= bindparam("due_by", type_=_W.next_poll_at.type),
+        or_(_W.lease_until.is_(None), _W.lease_until < bindparam("now", type_=_W.lease_until.type)),
+    )
+    # Ties (watches added or made due together) go in the order they were added.
+    .order_by(_W.next_poll_at, _W.id)
+    # PostgreSQL: the watch rows only, since the status side of the outer join may not exist.
+    .with_for_update(of=WATCHES, skip_locked=True)
+)
+
+
+def _among(ids: str) -> Any:
+    return _W.id.in_(bindparam(ids, expanding=True))
+
+
+_LEASE = (
+    update(WATCHES)
+    .where(_among("ids"))
+    .values(
+        lease_owner=bindparam("owner"), lease_until=bindparam("until", type_=_W.lease_until.type)
+    )
+)
+
+_STILL_HELD = (
+    _W.lease_owner == bindparam("owner"),
+    _W.lease_until == bindparam("held_until", type_=_W.lease_until.type),
+)
+
+_MEMORY = (
+    select(_W.id, *(_S[name] for name in MEMORY_COLUMNS))
+    .select_from(WATCHES.outerjoin(JOB_STATUS, _S.watch_id == _W.id))
+    .where(_among("ids"))
+)
+
+# Which of a batch's watches are still its claim's, locked on PostgreSQL until the write ends.
+_HELD = select(_W.id).where(_among("ids"), *_STILL_HELD).with_for_update()
+
+# What every written poll does to its watch besides its own columns: the claim's lease back.
+_RELEASED: Final = {"lease_owner": None, "lease_until": None}
+
+# Everything an unchanged poll writes: the new schedule, and a clean bill of health.
+_UNCHANGED = (
+    update(WATCHES)
+    .where(_among("ids"), *_STILL_HELD)
+    .values(
+        next_poll_at=bindparam("next_poll_at", type_=_W.next_poll_at.type),
+        last_polled_at=bindparam("now", type_=_W.last_polled_at.type),
+        poll_errors=0,
+        last_poll_error=None,
+        poll_failing=False,
+        paused_reason=None,
+        **_RELEASED,
+    )
+)
+
+# A planned poll's watch row, one executemany row per plan (its lease already checked).
+_PLANNED = (
+    update(WATCHES)
+    .where(_W.id == bindparam("b_id"))
+    .values(
+        {
+            **{
+                name: bindparam(name, type_=_W[name].type)
+                for name in (
+                    "next_poll_at",
+                    "quiet_until",
+                    "poll_errors",
+                    "last_poll_error",
+                    "last_polled_at",
+                    "poll_failing",
+                    "paused_reason",
+                )
+            },
+            **_RELEASED,
+        }
+    )
+)
+
+_STATUS_UPDATE = (
+    update(JOB_STATUS)
+    .where(_S.watch_id == bindparam("b_watch_id"))
+    .values(
+        {
+            name: bindparam(name, type_=_S[name].type)
+            for name in (*MEMORY_COLUMNS, "observed_at", "state_since", "reply_digest")
+        }
+    )
+)
+
+
+async def _write_plans(
     conn: AsyncConnection,
     plans: Sequence[PollPlan],
-    owner: str,
-    token: datetime,
+    results: PollResults,
+    ours: set[int],
     now: datetime,
-    memo: dict[Any, Any],
-) -> set[int]:
-    """Give healthy watches their next polls and their leases back; returns the ids it updated
-    (those still this claim's).
-
-    One statement for the batch over the (id, next poll) pairs (:class:`MomentPairsUpdate`). Per
-    row, executemany and a separate lease check cost about a microsecond more on SQLite.
-    """
-    written = await _SCHEDULES.execute(
-        conn,
-        [p.watch_id for p in plans],
-        [p.next_poll_at for p in plans],
-        {"now": now, "owner": owner, "token": token},
-        memo,
-    )
-    return set(written.scalars())
-
-
-# What a successful poll writes to its watch besides the schedule: a clean bill of health, and
-# the claim's lease given back.
-_HEALTHY_AND_RELEASED: Final[dict[str, Any]] = {
-    "poll_errors": 0,
-    "last_poll_error": None,
-    "poll_failing": False,
-    "paused_reason": None,
-    "lease_owner": None,
-    "lease_until": None,
-}
-
-
-def _schedules_update(watch_id: ColumnElement[Any], next_poll_at: ColumnElement[Any]) -> Update:
-    return (
-        update(WATCHES)
-        .where(
-            WATCHES.c.id == watch_id,
-            WATCHES.c.lease_owner == bindparam("owner"),
-            WATCHES.c.lease_until == bindparam("token", type_=WATCHES.c.lease_until.type),
+) -> None:
+    """The statuses, events, deliveries, refreshes and watch rows of the batch's planned polls,
+    a statement (an executemany) each."""
+    first: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for plan in plans:
+        if plan.status is not None:
+            status = dict(
+                zip(
+                    MEMORY_COLUMNS,
+                    memory_to_values(plan.status, plan.tracking or Tracking()),
+                    strict=True,
+                ),
+                observed_at=now,
+                state_since=plan.state_since,
+                reply_digest=plan.reply_digest,
+            )
+            if plan.first_sighting:
+                first.append({"watch_id": plan.watch_id, **status})
+            else:
+                changed.append({"b_watch_id": plan.watch_id, **status})
+        events.extend(
+            {
+                "id": e.id,
+                "watch_id": plan.watch_id,
+                "type": e.type,
+                "account_service_id": e.account_service_id,
+                "image_version_id": e.image_version_id,
+                "label": e.label,
+                "previous": None if e.previous is None else status_to_json(e.previous),
+                "current": status_to_json(e.current),
+                "detail": dict(e.detail) or None,
+                "occurred_at": e.occurred_at,
+            }
+            for e in plan.events
         )
-        .values(
-            next_poll_at=next_poll_at,
-            last_polled_at=bindparam("now", type_=WATCHES.c.last_polled_at.type),
-            **_HEALTHY_AND_RELEASED,
-        )
-        .returning(WATCHES.c.id)
+    if first:
+        await conn.execute(insert(JOB_STATUS), first)
+    if changed:
+        await conn.execute(_STATUS_UPDATE, changed)
+    if events:
+        await conn.execute(insert(EVENTS), events)
+    deliveries = [
+        {
+            "event_id": d.event_id,
+            "subscription_id": d.subscription_id,
+            "watch_id": d.watch_id,
+            "kind": "event",
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for d in results.deliveries
+        if d.watch_id in ours
+    ]
+    if deliveries:
+        await conn.execute(insert(DELIVERIES), deliveries)
+    refreshes = [
+        {"b_sub": r.subscription_id, "b_watch": r.watch_id}
+        for r in results.refreshes
+        if r.watch_id in ours
+    ]
+    if refreshes:
+        await conn.execute(_refresh_insert(conn.dialect.name, now), refreshes)
+    await conn.execute(
+        _PLANNED,
+        [
+            {
+                "b_id": p.watch_id,
+                "next_poll_at": p.next_poll_at,
+                "quiet_until": p.quiet_until,
+                "poll_errors": p.poll_errors,
+                "last_poll_error": p.last_poll_error,
+                "last_polled_at": now,
+                "poll_failing": p.poll_failing,
+                "paused_reason": p.paused_reason,
+            }
+            for p in plans
+        ],
     )
 
 
-_SCHEDULES = MomentPairsUpdate("schedules", WATCHES.c.next_poll_at.type, _schedules_update)
-
-
-def _binds(table: Table, names: Sequence[str]) -> dict[str, BindParameter[Any]]:
-    return {name: bindparam(name, type_=table.c[name].type) for name in names}
-
-
-# What a written status row holds besides its key, in the order of its row tuples.
-_STATUS_NAMES = (*MEMORY_COLUMNS, "observed_at", "state_since", "reply_digest")
-_INSERT_STATUS = BulkStatement(
-    insert(JOB_STATUS).values(_binds(JOB_STATUS, ("watch_id", *_STATUS_NAMES))),
-    ("watch_id", *_STATUS_NAMES),
-)
-_UPDATE_STATUS = BulkStatement(
-    update(JOB_STATUS)
-    .where(JOB_STATUS.c.watch_id == bindparam("b_watch_id", type_=JOB_STATUS.c.watch_id.type))
-    .values(_binds(JOB_STATUS, _STATUS_NAMES)),
-    ("b_watch_id", *_STATUS_NAMES),
-)
-_EVENT_NAMES = (
-    "id",
-    "watch_id",
-    "type",
-    "account_service_id",
-    "image_version_id",
-    "label",
-    "previous",
-    "current",
-    "detail",
-    "occurred_at",
-)
-# The statuses come as JSON text (codec.status_json_text); the detail goes through the column.
-_INSERT_EVENTS = BulkStatement(
-    insert(EVENTS).values(_binds(EVENTS, _EVENT_NAMES)),
-    _EVENT_NAMES,
-    encoded=("previous", "current"),
-)
-_DELIVERY_NAMES = (
-    "event_id",
-    "subscription_id",
-    "watch_id",
-    "kind",
-    "status",
-    "attempts",
-    "next_attempt_at",
-    "created_at",
-)
-_INSERT_DELIVERIES = BulkStatement(
-    insert(DELIVERIES).values(_binds(DELIVERIES, _DELIVERY_NAMES)), _DELIVERY_NAMES
-)
-_WATCH_NAMES = (
-    "next_poll_at",
-    "poll_errors",
-    "last_poll_error",
-    "last_polled_at",
-    "poll_failing",
-    "paused_reason",
-)
-_UPDATE_WATCHES = BulkStatement(
-    update(WATCHES)
-    .where(WATCHES.c.id == bindparam("b_id", type_=WATCHES.c.id.type))
-    .values({**_binds(WATCHES, _WATCH_NAMES), "lease_owner": null(), "lease_until": null()}),
-    ("b_id", *_WATCH_NAMES),
-)
-
-# Which of a batch's watches are still its claim's (by key, not by scanning for the lease).
-_HELD = select(WATCHES.c.id).where(
-    among_ids(WATCHES.c.id, "ids"),
-    WATCHES.c.lease_owner == bindparam("owner"),
-    WATCHES.c.lease_until == bindparam("token"),
-)
-
-# Everything a quiet poll writes: the new schedule, and a clean bill of health.
-_QUIET_UPDATE = (
-    update(WATCHES)
-    .where(
-        among_ids(WATCHES.c.id, "ids"),
-        WATCHES.c.lease_owner == bindparam("owner"),
-        WATCHES.c.lease_until == bindparam("token"),
-    )
-    .values(
-        next_poll_at=bindparam("next_poll_at"),
-        last_polled_at=bindparam("last_polled_at"),
-        **_HEALTHY_AND_RELEASED,
-    )
-)
-
-
-async def release_watch_leases(engine: AsyncEngine, owner: str) -> None:
-    """Give back watch claims at shutdown, so another replica polls them without waiting."""
-    async with engine.begin() as conn:
-        await conn.execute(
-            update(Watch)
-            .where(Watch.lease_owner == owner)
-            .values(lease_owner=None, lease_until=None)
-        )
-
-
-def _refresh_insert(engine: AsyncEngine, now: datetime) -> Insert:
+def _refresh_insert(dialect: str, now: datetime) -> Insert:
     """Queue a refresh where the live message exists, merged into an unclaimed one if queued.
 
-    One statement for the whole tick (executemany): the live-message check is its SELECT and the
-    merge is the unique (subscription, watch, refresh_slot) key with ON CONFLICT DO NOTHING.
+    One statement for the batch (executemany): the live-message check is its SELECT and the
+    merge is the unique (subscription, watch, refresh_slot) key with ON CONFLICT DO NOTHING,
+    which each dialect spells with an insert of its own.
     """
     live = (
         select(
             null().label("event_id"),
             SLACK_MESSAGES.c.subscription_id,
-            WATCHES.c.id,
+            _W.id,
             literal("refresh").label("kind"),
             true().label("refresh_slot"),
             literal("pending").label("status"),
@@ -492,11 +356,11 @@ def _refresh_insert(engine: AsyncEngine, now: datetime) -> Insert:
         )
         .join(
             WATCHES,
-            (WATCHES.c.account_service_id == SLACK_MESSAGES.c.account_service_id)
-            & (WATCHES.c.image_version_id == SLACK_MESSAGES.c.image_version_id),
+            (_W.account_service_id == SLACK_MESSAGES.c.account_service_id)
+            & (_W.image_version_id == SLACK_MESSAGES.c.image_version_id),
         )
         .where(
-            WATCHES.c.id == bindparam("b_watch"),
+            _W.id == bindparam("b_watch"),
             SLACK_MESSAGES.c.subscription_id == bindparam("b_sub"),
             SLACK_MESSAGES.c.ts.is_not(None),
         )
@@ -512,6 +376,5 @@ def _refresh_insert(engine: AsyncEngine, now: datetime) -> Insert:
         "next_attempt_at",
         "created_at",
     ]
-    if is_postgres(engine):
-        return postgresql.insert(DELIVERIES).from_select(columns, live).on_conflict_do_nothing()
-    return sqlite.insert(DELIVERIES).from_select(columns, live).on_conflict_do_nothing()
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return dialect_insert(DELIVERIES).from_select(columns, live).on_conflict_do_nothing()

@@ -142,6 +142,9 @@ class Watch(Base):
     paused_reason: Mapped[str | None] = mapped_column(Text)
     # Overrides the poll interval by state while the job is unfinished.
     interval_seconds: Mapped[float | None] = mapped_column(Float)
+    # Until when a reply identical to the stored one is no news, as the last planned poll
+    # decided (notifier.core.poll_plan.PollPlan.quiet_until); NULL: no deadline.
+    quiet_until: Mapped[datetime | None]
 
 
 class JobStatusRow(Base):

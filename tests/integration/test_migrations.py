@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.live_messages import LiveMessage, PendingPost
 from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.migrate import alembic_config, upgrade
-from notifier.store.tables import DELIVERIES, Base
+from notifier.store.tables import DELIVERIES, WATCHES, Base
 from notifier.store.watches import add_watch
 from tests.conftest import (
     T0,
@@ -97,3 +98,29 @@ async def test_live_refresh_revision_reverts_dropping_only_refreshes(engine: Asy
     async with engine.connect() as conn:
         rows = (await conn.execute(select(DELIVERIES.c.kind, DELIVERIES.c.event_id))).all()
     assert [(row.kind, row.event_id is not None) for row in rows] == [("event", True)]
+
+
+async def test_quiet_until_revision_has_every_older_watch_planned_on_its_next_poll(
+    engine: AsyncEngine,
+) -> None:
+    """Rows from before 0012 get a moment already past: no stored deadline lets a reply go
+    unparsed until a plan has stored one."""
+    async with engine.begin() as conn:
+        await conn.run_sync(_downgrade, "0011_deliveries_unused_index")
+        await conn.execute(
+            text(
+                "INSERT INTO watches (account_service_id, image_version_id, label, source, "
+                "active, poll_errors, created_at) VALUES (1234, 1, 'old', 'cli', true, 0, :at)"
+            ),
+            {"at": _stored(conn.dialect.name, T0)},
+        )
+    await upgrade(engine)
+
+    async with engine.connect() as conn:
+        [quiet_until] = (await conn.execute(select(WATCHES.c.quiet_until))).scalars()
+    assert quiet_until == T0
+
+
+def _stored(dialect: str, moment: datetime) -> Any:
+    """``moment`` as the column stores it: zone-less text on SQLite."""
+    return moment.replace(tzinfo=None).isoformat(" ") if dialect == "sqlite" else moment

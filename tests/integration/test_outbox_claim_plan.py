@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.store.codec import status_json_text
+from notifier.store.codec import status_to_json
 from notifier.store.outbox import SqlOutbox
 from tests.conftest import T0, make_status
 
@@ -62,7 +62,7 @@ async def fill_outbox(engine: AsyncEngine, *, analyze_before_the_burst: bool) ->
     """A long delivered history, then a burst of pending deliveries: analyzed before the
     burst (stale statistics, as in production) or after it (fresh)."""
     subscription, watches, events, delivered = HISTORY
-    queued = status_json_text(make_status(3))
+    queued = orjson.dumps(status_to_json(make_status(3))).decode()
     async with engine.begin() as conn:
         await conn.exec_driver_sql(subscription, (T0,))
         await conn.exec_driver_sql(watches, (T0, WATCHES))

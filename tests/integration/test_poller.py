@@ -32,7 +32,7 @@ from notifier.store.codec import event_from_row
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
 from notifier.store.outbox import SqlOutbox
-from notifier.store.polling import release_watch_leases
+from notifier.store.polling import SqlWatchStore
 from notifier.store.subscriptions import load_active_subscriptions, sync_config_subscriptions
 from notifier.store.tables import EVENTS, JOB_STATUS, WATCHES
 from notifier.store.watches import add_watch, list_watches
@@ -76,7 +76,7 @@ async def make_poller(
     subscriptions: Callable[[], Awaitable[Sequence[Subscription]]] = no_subscriptions,
 ) -> Poller:
     return Poller(
-        engine,
+        SqlWatchStore(engine),
         source or fake_client(session, fake),
         subscriptions,
         poll=poll or PollPolicy(interval_seconds=30),
@@ -258,7 +258,7 @@ async def test_a_stopped_tick_writes_the_polls_it_made_and_leaves_the_rest_due(
         assert (left.status, left.poll_errors, left.next_poll_at) == (None, 0, due_at[ivid])
         assert fake.polls(ASID, ivid) == 0
     # The service gives the leases back on its way out; another replica then polls the rest.
-    await release_watch_leases(engine, "test")
+    await SqlWatchStore(engine).release("test")
     async with aiohttp.ClientSession() as session:
         other = await make_poller(
             engine, session, fake, claim_limit=5, batch_size=5, poll=PollPolicy(spread=0)

@@ -36,6 +36,7 @@ from notifier.polling.poller import Poller
 from notifier.store.events import recent_events
 from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.outbox import SqlOutbox
+from notifier.store.polling import SqlWatchStore
 from notifier.store.tables import WATCHES, DeliveryRow
 from notifier.store.watches import add_watch, newest_status
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
@@ -78,7 +79,7 @@ class Harness:
             return self.subscriptions
 
         self.poller = Poller(
-            engine,
+            SqlWatchStore(engine),
             ClanforgeClient(session, clanforge.base_url, "ak", "sk"),
             load,
             poll=PollPolicy(interval_seconds=30),

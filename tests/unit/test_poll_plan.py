@@ -9,7 +9,7 @@ from itertools import count
 import pytest
 
 from notifier.core.poll_plan import (
-    DueWatch,
+    ClaimedWatch,
     PollPolicy,
     next_poll_at,
     plan_deliveries,
@@ -37,8 +37,8 @@ POLL = PollPolicy(
 )
 
 
-def due(previous=None, poll_errors: int = 0, tracking=None) -> DueWatch:  # type: ignore[no-untyped-def]
-    return DueWatch(
+def due(previous=None, poll_errors: int = 0, tracking=None) -> ClaimedWatch:  # type: ignore[no-untyped-def]
+    return ClaimedWatch(
         tracking=tracking,
         watch_id=7,
         account_service_id=1234,
@@ -192,7 +192,7 @@ def test_poll_failing_is_raised_once_at_the_threshold_and_recovered_once() -> No
     for _ in range(5):
         plan = plan_failure(watch, error, T0, FAILING_POLL, make_id)
         plans.append(plan)
-        watch = replace(watch, poll_errors=plan.poll_errors, poll_failing=plan.poll_failing)
+        watch = watch._replace(poll_errors=plan.poll_errors, poll_failing=plan.poll_failing)
     assert [[e.type for e in p.events] for p in plans] == [[], [], ["watch.poll_failing"], [], []]
     failing = plans[2].events[0]
     assert failing.detail == {

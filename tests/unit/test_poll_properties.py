@@ -3,6 +3,7 @@ pure plan functions the poller uses, keeps the promises subscribers rely on."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from dataclasses import dataclass, replace
@@ -23,12 +24,9 @@ from notifier.core.events import (
 )
 from notifier.core.poll_plan import (
     ClaimedWatch,
-    DueWatch,
     PollPolicy,
-    known_digest,
     plan_failure,
     plan_success,
-    quiet_next_poll,
 )
 from notifier.core.status import TERMINAL_STATES, JobStatus
 from notifier.core.timing import DetectPolicy, Tracking
@@ -70,20 +68,28 @@ observations = st.one_of(
 
 @dataclass
 class Replay:
-    """Where a poll history leaves a watch: its memory, the events, the last status and time."""
+    """Where a poll history leaves a watch: its memory as the store keeps it, the events, the
+    last status observed, the reply behind the stored status, and the time of the last poll."""
 
-    watch: DueWatch
+    watch: ClaimedWatch
     events: list[Event]
     last: JobStatus | None
     now: datetime
+    stored_reply: JobStatus | None = None
+
+
+def digest(reply: JobStatus) -> bytes:
+    """A reply's digest: the same for the same reply, as the client's is for the same bytes."""
+    return hashlib.blake2b(repr(reply).encode(), digest_size=16).digest()
 
 
 def replay(
     history: list[tuple[str, int | str | None, int, int | None]], detect: DetectPolicy = DETECT
 ) -> Replay:
-    """Every poll of ``history``, one a minute, through the plan functions the poller uses."""
+    """Every poll of ``history``, one a minute, through the plan functions the poller uses, each
+    plan kept as the store keeps it."""
     counter = itertools.count()
-    result = Replay(DueWatch(1, 1234, 567890, "x", 0, None, None), [], None, T0)
+    result = Replay(ClaimedWatch(1, 1234, 567890, "x", 0, None, None), [], None, T0)
     for minute, (kind, value, progress, eta_offset) in enumerate(history):
         result.now = now = T0 + timedelta(minutes=minute)
         watch = result.watch
@@ -96,19 +102,28 @@ def replay(
             assert value is None or isinstance(value, int)
             eta = None if eta_offset is None else T0 + timedelta(seconds=eta_offset)
             status = make_status(value, progress, eta=eta, state=None if value != 9 else "Odd")
-            plan = plan_success(watch, status, now, POLL, lambda: f"e{next(counter)}", detect)
+            plan = plan_success(
+                watch, status, now, POLL, lambda: f"e{next(counter)}", detect, digest(status)
+            )
             result.last = status
+            if plan.status is not None:
+                result.stored_reply = status
         result.events.extend(plan.events)
-        result.watch = DueWatch(
+        written = plan.status is not None
+        stored = plan.status if written else watch.previous
+        result.watch = ClaimedWatch(
             1,
             1234,
             567890,
             "x",
             plan.poll_errors,
-            plan.status if plan.status is not None else watch.previous,
-            plan.state_since if plan.state_since is not None else watch.state_since,
-            plan.tracking if plan.tracking is not None else watch.tracking,
+            plan.status if written else watch.previous,
+            plan.state_since if written else watch.state_since,
+            plan.tracking if written else watch.tracking,
             plan.poll_failing,
+            reply_digest=plan.reply_digest if written else watch.reply_digest,
+            quiet_until=plan.quiet_until,
+            state_id=None if stored is None else stored.state_id,
         )
     return result
 
@@ -161,7 +176,7 @@ def test_consecutive_failures_never_make_a_state_event(reasons: list[str]) -> No
 
 @given(st.sampled_from([CREDENTIALS_REJECTED, NOT_FOUND]))
 def test_a_pausing_error_is_reported_once_even_before_the_threshold(reason: str) -> None:
-    watch = DueWatch(1, 1234, 567890, "x", 0, None, None)
+    watch = ClaimedWatch(1, 1234, 567890, "x", 0, None, None)
     plan = plan_failure(watch, UpstreamError(reason, "no"), T0, POLL)
     assert [e.type for e in plan.events] == [POLL_FAILING]
     assert plan.next_poll_at is None
@@ -247,29 +262,6 @@ def test_every_event_a_poll_history_makes_has_a_payload_valid_against_the_schema
         _VALIDATOR.validate(webhook_payload(event))
 
 
-def claimed_from(watch: DueWatch, digest: bytes | None) -> ClaimedWatch:
-    """The claim's view of a watch's stored memory (the store selects the same columns)."""
-    status, tracking = watch.previous, watch.tracking or Tracking()
-    return ClaimedWatch(
-        watch_id=watch.watch_id,
-        account_service_id=watch.account_service_id,
-        image_version_id=watch.image_version_id,
-        poll_errors=watch.poll_errors,
-        poll_failing=watch.poll_failing,
-        interval_seconds=watch.interval_seconds,
-        reply_digest=digest if status is not None else None,
-        state_id=None if status is None else status.state_id,
-        progress=0 if status is None else status.progress,
-        eta=None if status is None else status.eta,
-        eta_estimated=False if status is None else status.eta_estimated,
-        state_since=watch.state_since,
-        moved_at=tracking.moved_at,
-        stalled=tracking.stalled,
-        overdue=tracking.overdue,
-        rate_base_progress=tracking.rate_base_progress,
-    )
-
-
 @settings(max_examples=600, deadline=None)
 @given(
     st.lists(observations, min_size=1, max_size=25),
@@ -285,8 +277,9 @@ def test_a_reply_settled_unparsed_is_exactly_what_full_planning_would_decide(
     stall_after: int,
     waiting_stall_after: int,
 ) -> None:
-    """Whenever the poller skips parsing a repeated reply, planning it in full would have made no
-    event, written no status and scheduled the same next poll: skipping loses nothing."""
+    """Whenever the stored skip lets the poller leave a repeated reply unparsed, planning it in
+    full would have made no event, written no status and scheduled the same next poll: skipping
+    loses nothing. This holds the plan's ``quiet_until`` to the rules it summarises."""
     detect = replace(
         DETECT,
         estimate_eta=estimate,
@@ -294,49 +287,82 @@ def test_a_reply_settled_unparsed_is_exactly_what_full_planning_would_decide(
         waiting_stall_after_seconds=waiting_stall_after,
     )
     done = replay(history, detect)
-    watch, last, now = done.watch, done.last, done.now
-    if last is None or watch.previous is None:
+    watch, reply, now = done.watch, done.stored_reply, done.now
+    if reply is None:
         return
     later = now + timedelta(seconds=later_seconds)
-    claimed = claimed_from(watch, b"digest-of-last")
-    if known_digest(claimed, later, POLL, detect) is None:
+    if watch.unchanged_digest(later) != digest(reply):
         return  # this poll is planned in full
-    full = plan_success(watch, last, later, POLL, lambda: "never", detect)
+    full = plan_success(watch, reply, later, POLL, lambda: "never", detect, digest(reply))
     assert full.events == ()
     assert full.status is None
     assert (full.poll_errors, full.poll_failing, full.shown_changed) == (0, False, False)
-    assert full.next_poll_at == quiet_next_poll(claimed, later, POLL)
+    assert full.next_poll_at == watch.unchanged_next_poll(later, POLL)
 
 
 def test_a_stall_deadline_makes_the_same_reply_planned_again() -> None:
     running = make_status(4, 40)
-    first = plan_success(DueWatch(1, 1234, 567890, "x", 0, None, None), running, T0, POLL, str)
-    assert first.tracking is not None
-    watch = DueWatch(1, 1234, 567890, "x", 0, first.status, T0, first.tracking)
-    claimed = claimed_from(watch, b"d")
+    new = ClaimedWatch(1, 1234, 567890, "x", 0, None, None)
+    first = plan_success(new, running, T0, POLL, str, DETECT, b"d")
+    assert first.quiet_until == T0 + timedelta(seconds=DETECT.stall_after_seconds)
+    watch = ClaimedWatch(
+        1,
+        1234,
+        567890,
+        "x",
+        0,
+        first.status,
+        T0,
+        first.tracking,
+        reply_digest=b"d",
+        quiet_until=first.quiet_until,
+    )
     just_before = T0 + timedelta(seconds=DETECT.stall_after_seconds - 1)
-    assert known_digest(claimed, just_before, POLL, DETECT) == b"d"
-    assert known_digest(claimed, just_before + timedelta(seconds=1), POLL, DETECT) is None
+    assert watch.unchanged_digest(just_before) == b"d"
+    assert watch.unchanged_digest(just_before + timedelta(seconds=1)) is None
 
 
-def test_a_watch_with_poll_errors_is_planned_in_full_whatever_the_reply() -> None:
-    watch = DueWatch(1, 1234, 567890, "x", 2, make_status(3), T0, Tracking(moved_at=T0))
-    assert known_digest(claimed_from(watch, b"d"), T0, POLL, DETECT) is None
+@given(st.sampled_from([UNAVAILABLE, BAD_REPLY, CREDENTIALS_REJECTED, NOT_FOUND]))
+def test_after_a_failed_poll_the_next_reply_is_planned_whatever_its_bytes(reason: str) -> None:
+    """It has errors to clear or a recovery to announce."""
+    watch = ClaimedWatch(1, 1234, 567890, "x", 0, make_status(3), T0, Tracking(), reply_digest=b"d")
+    plan = plan_failure(watch, UpstreamError(reason, "boom"), T0, POLL)
+    assert plan.quiet_until == T0
+    assert watch._replace(quiet_until=plan.quiet_until).unchanged_digest(T0) is None
+
+
+def test_a_rate_limited_poll_leaves_the_next_reply_as_quiet_as_it_was() -> None:
+    watch = ClaimedWatch(1, 1234, 567890, "x", 0, make_status(3), T0, Tracking(), reply_digest=b"d")
+    plan = plan_failure(watch, UpstreamError(RATE_LIMITED, "slow down", retry_after=5), T0, POLL)
+    assert plan.quiet_until is None
+    assert watch.unchanged_digest(T0 + timedelta(hours=1)) == b"d"
 
 
 def test_a_job_with_our_eta_estimate_is_planned_in_full_on_every_poll() -> None:
     """Our estimate moves with the clock even when upstream's reply does not."""
     ids = itertools.count()
-    watch = DueWatch(1, 1234, 567890, "x", 0, None, None)
+    watch = ClaimedWatch(1, 1234, 567890, "x", 0, None, None)
     for minute, progress in enumerate((10, 30)):
         now = T0 + timedelta(minutes=minute)
-        plan = plan_success(watch, make_status(4, progress), now, POLL, lambda: f"e{next(ids)}")
-        watch = DueWatch(
-            1, 1234, 567890, "x", 0, plan.status or watch.previous, plan.state_since, plan.tracking
+        plan = plan_success(
+            watch, make_status(4, progress), now, POLL, lambda: f"e{next(ids)}", DETECT, b"d"
         )
+        watch = ClaimedWatch(
+            1,
+            1234,
+            567890,
+            "x",
+            0,
+            plan.status or watch.previous,
+            plan.state_since,
+            plan.tracking,
+            reply_digest=b"d",
+            quiet_until=plan.quiet_until,
+        )
+    assert plan.quiet_until == now
     assert watch.previous is not None
     assert watch.previous.eta_estimated
     later = T0 + timedelta(minutes=2, seconds=30)  # before the job could count as stalled
-    assert known_digest(claimed_from(watch, b"d"), later, POLL, DETECT) is None
+    assert watch.unchanged_digest(later) is None
     again = plan_success(watch, make_status(4, 30), later, POLL, str)
     assert again.status is not None  # the estimate moved

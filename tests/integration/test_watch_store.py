@@ -1,0 +1,341 @@
+"""The watch store's promises, driven by the real poller, on SQLite, PostgreSQL and in memory.
+
+The same tests run over :class:`SqlWatchStore` (a real SQLite file, the real PostgreSQL) and
+:class:`MemoryWatchStore`, so the poller's unit tests over memory stand for the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from notifier.core.poll_plan import PollPolicy
+from notifier.core.status import FetchedStatus, JobStatus
+from notifier.core.subscriptions import Subscription
+from notifier.core.upstream_errors import UNAVAILABLE, UpstreamError
+from notifier.polling.poller import Poller
+from notifier.store.engine import create_engine
+from notifier.store.memory import MemoryWatchStore
+from notifier.store.migrate import upgrade
+from notifier.store.polling import SqlWatchStore
+from notifier.store.tables import EVENTS, WATCHES
+from notifier.store.watch_store import WatchStore
+from notifier.store.watches import add_watch, list_watches
+from tests.conftest import POLL, T0, MovableClock, hand_poller, make_status
+
+LEASE = timedelta(seconds=60)
+ASID = 1234
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """What a test reads back of a watch, from either store."""
+
+    state: str | None
+    next_poll_at: datetime | None
+    poll_errors: int
+    last_poll_error: str | None
+    lease_owner: str | None
+    last_polled_at: datetime | None
+
+
+@dataclass
+class Backend:
+    """A store, and what a test does to it from outside the poller."""
+
+    store: WatchStore
+    add: Callable[[int, datetime], Awaitable[None]]
+    views: Callable[[], Awaitable[dict[int, View]]]
+    event_types: Callable[[], Awaitable[list[str]]]
+    take_over: Callable[[Sequence[int], str, datetime], Awaitable[None]]
+    """Lease these image versions' watches to another owner, as another replica's claim would."""
+
+
+def memory_backend() -> Backend:
+    store = MemoryWatchStore()
+
+    async def add(ivid: int, due: datetime) -> None:
+        store.add(ASID, ivid, f"build {ivid}", due)
+
+    async def views() -> dict[int, View]:
+        return {
+            w.image_version_id: View(
+                None if w.status is None else w.status.state,
+                w.next_poll_at,
+                w.poll_errors,
+                w.last_poll_error,
+                w.lease_owner,
+                w.last_polled_at,
+            )
+            for w in store.watches.values()
+        }
+
+    async def event_types() -> list[str]:
+        return [e.type for e in store.events]
+
+    async def take_over(ivids: Sequence[int], owner: str, until: datetime) -> None:
+        for watch in store.watches.values():
+            if watch.image_version_id in ivids:
+                watch.lease_owner, watch.lease_until = owner, until
+
+    return Backend(store, add, views, event_types, take_over)
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    """Where the store keeps its watches: a database URL, or None for memory."""
+    if request.param == "memory":
+        return None
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'watches.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+async def backend(store_url: str | None) -> AsyncIterator[Backend]:
+    if store_url is None:
+        yield memory_backend()
+        return
+    url = store_url
+    engine = create_engine(url)
+    await upgrade(engine)
+
+    async def add(ivid: int, due: datetime) -> None:
+        await add_watch(engine, ASID, ivid, f"build {ivid}", "cli", due)
+
+    async def views() -> dict[int, View]:
+        return {
+            w.image_version_id: View(
+                None if w.status is None else w.status.state,
+                w.next_poll_at,
+                w.poll_errors,
+                w.last_poll_error,
+                w.lease_owner,
+                w.last_polled_at,
+            )
+            for w in await list_watches(engine)
+        }
+
+    async def event_types() -> list[str]:
+        async with engine.connect() as conn:
+            return list((await conn.execute(select(EVENTS.c.type).order_by(EVENTS.c.id))).scalars())
+
+    async def take_over(ivids: Sequence[int], owner: str, until: datetime) -> None:
+        async with engine.begin() as conn:
+            await conn.execute(
+                update(WATCHES)
+                .where(WATCHES.c.image_version_id.in_(ivids))
+                .values(lease_owner=owner, lease_until=until)
+            )
+
+    try:
+        yield Backend(SqlWatchStore(engine), add, views, event_types, take_over)
+    finally:
+        await engine.dispose()
+
+
+class Upstream:
+    """Clanforge as the poller sees it: a reply (or a failure) per image version, each reply with
+    the digest of what it says; ``gate``, when given, holds every answer until it is set."""
+
+    def __init__(
+        self,
+        answers: Mapping[int, JobStatus | UpstreamError],
+        gate: asyncio.Event | None = None,
+    ) -> None:
+        self.answers = dict(answers)
+        self.gate = gate
+        self.asked = asyncio.Event()
+        self.known: list[bytes | None] = []
+
+    async def fetch_status(
+        self, account_service_id: int, image_version_id: int, known_digest: bytes | None = None
+    ) -> FetchedStatus:
+        self.known.append(known_digest)
+        self.asked.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        answer = self.answers[image_version_id]
+        if isinstance(answer, UpstreamError):
+            raise answer
+        digest = hashlib.blake2b(repr(answer).encode(), digest_size=16).digest()
+        return FetchedStatus(digest, None if digest == known_digest else answer)
+
+
+async def no_subscriptions() -> Sequence[Subscription]:
+    return []
+
+
+def poller(
+    backend: Backend,
+    upstream: Upstream,
+    clock: MovableClock,
+    owner: str = "replica-a",
+    poll: PollPolicy = POLL,
+) -> Poller:
+    return hand_poller(
+        backend.store, upstream, clock, subscriptions=no_subscriptions, owner=owner, poll=poll
+    )
+
+
+async def test_claim_takes_due_watches_once_until_the_lease_expires(backend: Backend) -> None:
+    await backend.add(1, T0)
+    await backend.add(2, T0 + timedelta(minutes=5))
+    store = backend.store
+    first = await store.claim_due("replica-a", T0, LEASE, 10, T0)
+    again = await store.claim_due("replica-b", T0 + timedelta(seconds=1), LEASE, 10, T0)
+    late = T0 + timedelta(seconds=61)
+    after_lease = await store.claim_due("replica-b", late, LEASE, 10, late)
+    assert [w.image_version_id for w in first.watches] == [1]
+    assert first.lease_until == T0 + LEASE
+    assert again.watches == []
+    assert [w.image_version_id for w in after_lease.watches] == [1]
+
+
+async def test_claim_takes_watches_due_by_the_look_ahead_and_leases_them_from_now(
+    backend: Backend,
+) -> None:
+    """The poller claims what falls due before its next tick (see Poller._claim): due by then
+    is taken, due later is not, and the lease runs from the claim, not from the look-ahead."""
+    await backend.add(1, T0 + timedelta(seconds=5))
+    await backend.add(2, T0 + timedelta(seconds=15))
+
+    claim = await backend.store.claim_due("replica-a", T0, LEASE, 10, T0 + timedelta(seconds=10))
+
+    assert [(w.image_version_id, w.next_poll_at) for w in claim.watches] == [
+        (1, T0 + timedelta(seconds=5))  # the poller waits for this moment
+    ]
+    assert claim.lease_until == T0 + LEASE
+    later = T0 + timedelta(seconds=15)
+    again = await backend.store.claim_due("replica-b", later, LEASE, 10, later)
+    assert [w.image_version_id for w in again.watches] == [2]
+
+
+async def test_claim_hands_out_due_watches_in_due_order_up_to_its_limit(backend: Backend) -> None:
+    for ivid, seconds in ((1, 20), (2, 0), (3, 10), (4, 0)):
+        await backend.add(ivid, T0 + timedelta(seconds=seconds))
+    due_by = T0 + timedelta(seconds=30)
+    first = await backend.store.claim_due("replica-a", T0, LEASE, 3, due_by)
+    rest = await backend.store.claim_due("replica-a", T0, LEASE, 3, due_by)
+    assert [w.image_version_id for w in first.watches] == [2, 4, 3]
+    assert [w.image_version_id for w in rest.watches] == [1]
+
+
+async def test_a_poll_writes_the_status_its_event_and_the_next_poll(backend: Backend) -> None:
+    await backend.add(1, T0)
+    clock = MovableClock(T0)
+    summary = await poller(backend, Upstream({1: make_status(3)}), clock).tick()
+
+    assert (summary.polled, summary.events) == (1, 1)
+    assert await backend.event_types() == ["imageversion.state_changed"]
+    [view] = (await backend.views()).values()
+    assert (view.state, view.next_poll_at, view.lease_owner) == (
+        "Queued",
+        T0 + timedelta(seconds=30),
+        None,
+    )
+
+
+async def test_a_repeated_reply_writes_only_the_schedule(backend: Backend) -> None:
+    await backend.add(1, T0)
+    clock = MovableClock(T0)
+    upstream = Upstream({1: make_status(4, 40)})
+    await poller(backend, upstream, clock).tick()
+    clock.now = later = T0 + timedelta(seconds=10)
+    summary = await poller(backend, upstream, clock).tick()
+
+    assert (summary.polled, summary.events) == (1, 0)
+    assert upstream.known[-1] is not None  # the reply came back unparsed
+    assert await backend.event_types() == ["imageversion.state_changed"]
+    [view] = (await backend.views()).values()
+    assert (view.state, view.last_polled_at, view.next_poll_at) == (
+        "Running",
+        later,
+        later + timedelta(seconds=10),
+    )
+
+
+async def test_a_terminal_state_stops_polling(backend: Backend) -> None:
+    await backend.add(1, T0)
+    clock = MovableClock(T0)
+    await poller(backend, Upstream({1: make_status(5, 100)}), clock).tick()
+    [view] = (await backend.views()).values()
+    assert view.next_poll_at is None
+    later = T0 + timedelta(days=1)
+    assert (await backend.store.claim_due("replica-a", later, LEASE, 10, later)).watches == []
+
+
+async def test_a_write_skips_watches_whose_lease_was_taken_over(backend: Backend) -> None:
+    await backend.add(1, T0)
+    clock = MovableClock(T0)
+    stuck = Upstream({1: make_status(3)}, gate=asyncio.Event())
+    slow = asyncio.create_task(poller(backend, stuck, clock).tick())
+    await asyncio.wait_for(stuck.asked.wait(), 5)
+    # replica-a stalls past its lease; replica-b claims and polls the same watch.
+    clock.now = T0 + timedelta(seconds=61)
+    taken = await poller(backend, Upstream({1: make_status(4)}), clock, owner="replica-b").tick()
+    assert stuck.gate is not None
+    stuck.gate.set()
+    late = await asyncio.wait_for(slow, 5)
+
+    assert (taken.polled, late.polled, late.events) == (1, 0, 0)
+    [view] = (await backend.views()).values()
+    assert view.state == "Running"
+    assert await backend.event_types() == ["imageversion.state_changed"]
+
+
+async def test_a_mixed_batch_writes_exactly_the_watches_it_still_holds(backend: Backend) -> None:
+    """Successes and failures alike: a watch taken over meanwhile is left alone, the others
+    are written in full."""
+    for ivid in (1, 2, 3, 4):
+        await backend.add(ivid, T0)
+    down = UpstreamError(UNAVAILABLE, "Clanforge is down")
+    clock = MovableClock(T0)
+    upstream = Upstream(
+        {1: make_status(4), 2: make_status(4), 3: down, 4: down}, gate=asyncio.Event()
+    )
+    ticking = asyncio.create_task(poller(backend, upstream, clock).tick())
+    await asyncio.wait_for(upstream.asked.wait(), 5)
+    clock.now = late = T0 + timedelta(seconds=61)
+    await backend.take_over([2, 4], "replica-b", late + LEASE)
+    assert upstream.gate is not None
+    upstream.gate.set()
+    summary = await asyncio.wait_for(ticking, 5)
+
+    assert (summary.polled, summary.failed, summary.events) == (2, 1, 1)
+    views = await backend.views()
+    assert (views[1].state, views[1].poll_errors, views[1].lease_owner) == ("Running", 0, None)
+    assert views[1].next_poll_at is not None
+    assert views[1].next_poll_at > T0
+    assert (views[3].poll_errors, views[3].last_poll_error, views[3].lease_owner) == (
+        1,
+        "Clanforge is down",
+        None,
+    )
+    assert views[3].next_poll_at is not None
+    assert views[3].next_poll_at > late
+    for taken in (2, 4):
+        assert (views[taken].state, views[taken].poll_errors) == (None, 0)
+        assert (views[taken].lease_owner, views[taken].next_poll_at) == ("replica-b", T0)
+    assert await backend.event_types() == ["imageversion.state_changed"]
+
+
+async def test_released_leases_are_claimable_at_once(backend: Backend) -> None:
+    await backend.add(1, T0)
+    await backend.add(2, T0)
+    store = backend.store
+    await store.claim_due("replica-a", T0, LEASE, 1, T0)
+    await store.claim_due("replica-b", T0, LEASE, 1, T0)
+    await store.release("replica-a")
+    views = await backend.views()
+    assert sorted(v.lease_owner or "" for v in views.values()) == ["", "replica-b"]
+    again = await store.claim_due("replica-c", T0, LEASE, 10, T0)
+    assert len(again.watches) == 1
