@@ -58,7 +58,9 @@ class SchedulePolicy:
     """Mean wait in Created, Pending or Queued, until the history says otherwise."""
     run_seconds: float = 1800.0
     """Typical run of a job with no ETA and no progress yet, until the history says otherwise."""
-    failure_weight: float = 25.0
+    finish_weight: float = 3.0
+    """How much a minute of an unseen finish costs against one of an unseen end of a wait."""
+    failure_weight: float = 20.0
     """How much more a minute of an unseen failure costs than a minute of any other unseen change:
     failures come at any moment, so without this weight a running job's rare failure would lose
     every request to jobs that change more often, and failures would be seen last."""
@@ -176,12 +178,14 @@ class Outlook:
     due_at: float | None
     polled_at: float | None
     rate: float = 0.0
-    """Memoryless changes (failures, ends of waits) per second."""
+    """Memoryless changes (failures, ends of waits) per second..."""
+    rate_weight: float = 1.0
+    """...and what a second of their delay costs."""
     window_from: float = 0.0
     window_to: float = 0.0
     """A finish expected uniformly in this window (after ``polled_at``)..."""
-    window_share: float = 0.0
-    """...with this probability."""
+    window_weight: float = 0.0
+    """...with this probability, times what a second of its delay costs."""
     fixed: bool = False
     """Polled at its interval alone (Failed, lingering for a retry): no urgency, no starving."""
 
@@ -197,13 +201,13 @@ class Outlook:
             # elapsed - (1 - e^-x) / rate, by its series where cancellation would eat the digits.
             missed = (
                 elapsed * x / 2 * (1 - x / 3) if x < 1e-3 else elapsed - -math.expm1(-x) / self.rate
-            )
-        if self.window_share and now > self.window_from:
+            ) * self.rate_weight
+        if self.window_weight and now > self.window_from:
             width = self.window_to - self.window_from
             if now >= self.window_to:
-                missed += self.window_share * (width / 2 + now - self.window_to)
+                missed += self.window_weight * (width / 2 + now - self.window_to)
             else:
-                missed += self.window_share * (now - self.window_from) ** 2 / (2 * width)
+                missed += self.window_weight * (now - self.window_from) ** 2 / (2 * width)
         return missed
 
 
@@ -226,15 +230,18 @@ def outlook(known: Known, history: History, policy: SchedulePolicy) -> Outlook:
         # Past every expectation and still running: it may finish any moment now.
         low, high = since, since + policy.late_window_seconds
     low = max(low, since)
-    run = max(high - started, policy.late_window_seconds)
+    # Every job fails with the same chance whatever its length, so each running job of the
+    # account service gets the same failure rate: a long job is not left to fail unseen longer.
+    typical_run = (run_from + run_to) / 2
     return Outlook(
         known.watch_id,
         known.due_at,
         since,
-        rate=policy.failure_weight * failure_share / run,
+        rate=failure_share / typical_run,
+        rate_weight=policy.failure_weight,
         window_from=low,
         window_to=max(high, low + 1.0),
-        window_share=1 - failure_share,
+        window_weight=policy.finish_weight * (1 - failure_share),
     )
 
 
