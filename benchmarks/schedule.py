@@ -25,7 +25,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from notifier.core.schedule import History, Known, Outlook, SchedulePolicy, outlook, pick
 from notifier.core.status import COMPLETE, CREATED, FAILED, QUEUED, RUNNING, TERMINAL_STATES
@@ -260,11 +260,12 @@ class Scheduled(Policy):
             self._learn(known, state, t)
             since = t
             rate_since, base = (t, progress) if state == RUNNING else (None, 0)
-        known = replace(
-            known,
-            state_id=state,
-            polled_at=t,
-            due_at=_due(state, since, t),
+        known = Known(
+            watch_id,
+            known.account_service_id,
+            state,
+            t,
+            _due(state, since, t),
             state_since=since,
             progress=progress,
             eta=job.eta if state in (RUNNING, FAILED, COMPLETE) else None,

@@ -288,34 +288,49 @@ def pick(
     policy: SchedulePolicy,
     horizon_seconds: float = 1.0,
 ) -> list[int]:
-    """The watch ids to poll in the next ``slots`` requests, in order; at most ``slots``.
+    """The watch ids to poll in the next ``slots`` requests (over ``horizon_seconds``), in order.
 
-    Only watches due by their configured interval are candidates. First those that would break
-    the gap bound within ``horizon_seconds`` (the time these slots take), then watches never
-    polled, then Failed ones at their linger interval, oldest first; the rest by the delay their
+    Only watches due by their configured interval are candidates, and never more than ``slots``
+    of them. First the watches never polled and the Failed ones at their linger interval; then,
+    earliest deadline first, those the gap bound cannot wait for; the rest by the delay their
     news has missed in expectation.
     """
     if slots <= 0:
         return []
-    forced: list[tuple[float, int]] = []
-    ranked: list[tuple[float, int]] = []
-    deadline = now + horizon_seconds - policy.max_gap_seconds
+    first: list[tuple[float, int]] = []
+    unfinished: list[tuple[float, Outlook]] = []
     for candidate in outlooks:
         due = candidate.due_at
         if due is None or due > now:
             continue
         polled = candidate.polled_at
         if polled is None:
-            forced.append((-math.inf, candidate.watch_id))
+            first.append((-math.inf, candidate.watch_id))
         elif candidate.fixed:
-            forced.append((due, candidate.watch_id))
-        elif polled <= deadline:
-            forced.append((polled, candidate.watch_id))
+            first.append((due, candidate.watch_id))
         else:
-            ranked.append((candidate.missed(now), candidate.watch_id))
-    forced.sort()
-    chosen = [watch_id for _, watch_id in forced[:slots]]
+            unfinished.append((polled, candidate))
+    first.sort()
+    chosen = [watch_id for _, watch_id in first[:slots]]
     left = slots - len(chosen)
-    if left > 0 and ranked:
+    if left <= 0 or not unfinished:
+        return chosen
+    # Polled in order of their last poll at this pace, the i-th would go after i requests: any
+    # watch that could then break the bound goes now, with every watch polled before it.
+    unfinished.sort(key=_first)
+    per_request = horizon_seconds / slots
+    slack = now + horizon_seconds - policy.max_gap_seconds
+    urgent = 0
+    for position, (polled, _) in enumerate(unfinished, 1):
+        if polled < slack + per_request * position:
+            urgent = position
+    chosen.extend(candidate.watch_id for _, candidate in unfinished[: min(urgent, left)])
+    left = slots - len(chosen)
+    if left > 0 and urgent < len(unfinished):
+        ranked = [(candidate.missed(now), candidate.watch_id) for _, candidate in unfinished[urgent:]]
         chosen.extend(watch_id for _, watch_id in heapq.nlargest(left, ranked))
     return chosen
+
+
+def _first(pair: tuple[float, Outlook]) -> float:
+    return pair[0]
