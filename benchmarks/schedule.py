@@ -122,9 +122,7 @@ def make_fleet(fleet: Fleet, seed: int, hours: float) -> tuple[list[int], list[J
             failed = rng.random() < 0.2
             end = running + run * (rng.uniform(0.05, 0.95) if failed else 1)
             speeds = tuple(rng.uniform(0.5, 1.5) for _ in range(4))
-            jobs.append(
-                Job(next_id, lane % SERVICES, t, queued, running, end, failed, eta, speeds)
-            )
+            jobs.append(Job(next_id, lane % SERVICES, t, queued, running, end, failed, eta, speeds))
             next_id += 1
             t = end + rng.expovariate(1 / 300)
     jobs.sort(key=lambda job: job.created)
@@ -203,9 +201,7 @@ class Oracle(Policy):
     name = "oracle (knows every change)"
 
     def __init__(self, jobs: Iterable[Job]) -> None:
-        self._pending = sorted(
-            (at, job.watch_id) for job in jobs for at, _ in job.changes()
-        )
+        self._pending = sorted((at, job.watch_id) for job in jobs for at, _ in job.changes())
         self._next = 0
 
     def choose(self, now: float, slots: int) -> tuple[list[int | None], bool]:
@@ -320,10 +316,10 @@ def simulate(
     now = 0.0
     while now < end + 1_800:
         while arrivals < len(jobs) and jobs[arrivals].created <= now:
-            job = jobs[arrivals]
+            arrived = jobs[arrivals]
             arrivals += 1
-            policy.add(job, job.created)
-            last_poll[job.watch_id] = job.created
+            policy.add(arrived, arrived.created)
+            last_poll[arrived.watch_id] = arrived.created
             while ended < len(ends) and ends[ended][0] <= now - 600:
                 dead.append(ends[ended][1])
                 ended += 1
@@ -346,14 +342,18 @@ def simulate(
             if watch_id is None:
                 continue
             t = now + slot * step
-            job = by_watch.get(watch_id)
-            policy.saw(watch_id, t, job)
+            seen_job = by_watch.get(watch_id)
+            policy.saw(watch_id, t, seen_job)
             if WARM_UP <= now < end:
                 result.requests += 1
-            if job is None:
+            if seen_job is None:
                 continue
             before = last_poll.get(watch_id)
-            if before is not None and now >= WARM_UP and job.state_at(before) not in TERMINAL_STATES:
+            if (
+                before is not None
+                and now >= WARM_UP
+                and seen_job.state_at(before) not in TERMINAL_STATES
+            ):
                 result.max_gap = max(result.max_gap, t - before)
             last_poll[watch_id] = t
             done = seen[watch_id]

@@ -36,7 +36,7 @@ _WINDOW: Final = 1.0
 
 
 class TokenBucket:
-    """At most ``burst`` requests in any ``burst / rate`` seconds; slower for a while after a 429."""
+    """At most ``burst`` requests in any ``burst / rate`` seconds; slower a while after a 429."""
 
     __slots__ = (
         "_burst",

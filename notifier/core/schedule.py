@@ -89,7 +89,7 @@ class History:
         self._by_service: dict[int, _Samples] = {}
 
     def record_wait(self, account_service_id: int, state_id: int | None, seconds: float) -> None:
-        """A job of this account service left ``state_id`` (Created, Pending, Queued) after this long."""
+        """A job of this account service left ``state_id`` (a waiting state) after this long."""
         samples = self._samples(account_service_id)
         waits = samples.waits.get(state_id)
         if waits is None:
@@ -327,7 +327,9 @@ def pick(
     chosen.extend(candidate.watch_id for _, candidate in unfinished[: min(urgent, left)])
     left = slots - len(chosen)
     if left > 0 and urgent < len(unfinished):
-        ranked = [(candidate.missed(now), candidate.watch_id) for _, candidate in unfinished[urgent:]]
+        ranked = [
+            (candidate.missed(now), candidate.watch_id) for _, candidate in unfinished[urgent:]
+        ]
         chosen.extend(watch_id for _, watch_id in heapq.nlargest(left, ranked))
     return chosen
 

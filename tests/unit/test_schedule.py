@@ -71,7 +71,9 @@ def test_finished_jobs_cost_nothing_and_failed_ones_only_their_linger() -> None:
     not_yet = known(4, FAILED, polled_ago=10, due_at=NOW + 290)
     lingered = known(5, FAILED, polled_ago=300, due_at=None)
     queued = known(6, QUEUED, polled_ago=1)
-    chosen = pick(outlooks(complete, squashed, lingering, not_yet, lingered, queued), NOW, 10, POLICY)
+    chosen = pick(
+        outlooks(complete, squashed, lingering, not_yet, lingered, queued), NOW, 10, POLICY
+    )
     assert chosen == [3, 6]
 
 
@@ -169,9 +171,7 @@ def test_no_unfinished_watch_waits_longer_than_the_bound_when_the_budget_allows_
     now = NOW
     while now < NOW + 4 * max_gap:
         now += 1
-        chosen = pick(
-            (outlook(w, history, policy) for w in views.values()), now, per_tick, policy
-        )
+        chosen = pick((outlook(w, history, policy) for w in views.values()), now, per_tick, policy)
         for watch_id in chosen:
             worst = max(worst, now - polled[watch_id])
             polled[watch_id] = now
