@@ -240,11 +240,13 @@ class Scheduled(Policy):
     def choose(self, now: float, slots: int) -> tuple[list[int | None], bool]:
         chosen: list[int | None] = []
         chosen += pick(self._outlooks.values(), now, slots, self._policy, TICK)
-        busy = len(chosen) == slots and any(
-            o.due_at is not None and o.due_at <= now and o.watch_id not in chosen
-            for o in self._outlooks.values()
-        )
-        return chosen, busy
+        if len(chosen) < slots:
+            return chosen, False
+        due = 0
+        for candidate in self._outlooks.values():
+            if candidate.due_at is not None and candidate.due_at <= now:
+                due += 1
+        return chosen, due > slots
 
     def saw(self, watch_id: int, t: float, job: Job | None) -> None:
         known = self._known.get(watch_id)
