@@ -105,10 +105,12 @@ class Job:
         ]
 
 
-def make_fleet(fleet: Fleet, seed: int, hours: float) -> tuple[list[int], list[Job]]:
+def make_fleet(
+    fleet: Fleet, seed: int, hours: float, warm_up: float = WARM_UP
+) -> tuple[list[int], list[Job]]:
     """The watches finished before the start (ids), and every job the lanes run."""
     rng = random.Random(seed)
-    horizon = WARM_UP + hours * 3600
+    horizon = warm_up + hours * 3600
     jobs: list[Job] = []
     next_id = fleet.watches - fleet.lanes
     finished = list(range(next_id))
@@ -297,9 +299,14 @@ def _due(state: int, since: float, t: float) -> float | None:
 
 
 def simulate(
-    fleet: Fleet, make_policy: Callable[[list[int], list[Job]], Policy], seed: int, hours: float
+    fleet: Fleet,
+    make_policy: Callable[[list[int], list[Job]], Policy],
+    seed: int,
+    hours: float,
+    warm_up: float = WARM_UP,
 ) -> tuple[str, Result]:
-    finished, jobs = make_fleet(fleet, seed, hours)
+    """One policy over one fleet: the delays of the changes made after ``warm_up`` seconds."""
+    finished, jobs = make_fleet(fleet, seed, hours, warm_up)
     policy = make_policy(finished, jobs)
     by_watch = {job.watch_id: job for job in jobs}
     changes = {job.watch_id: job.changes() for job in jobs}
@@ -309,7 +316,7 @@ def simulate(
     ended = 0
     last_poll: dict[int, float] = {}
     result = Result()
-    end = WARM_UP + hours * 3600
+    end = warm_up + hours * 3600
     slots = fleet.requests_per_second
     step = TICK / slots
     arrivals = 0
@@ -331,13 +338,13 @@ def simulate(
                 gone = dead.popleft()
                 policy.drop(gone)
                 last_poll.pop(gone, None)
-        if WARM_UP <= now < end and now % 60 == 0:
+        if warm_up <= now < end and now % 60 == 0:
             for job in jobs[:arrivals]:
                 if job.end > now:
                     state = job.state_at(now)
-                    result.in_state[state] = result.in_state.get(state, 0) + 60 / (end - WARM_UP)
+                    result.in_state[state] = result.in_state.get(state, 0) + 60 / (end - warm_up)
         chosen, busy = policy.choose(now, slots)
-        if busy and WARM_UP <= now < end:
+        if busy and warm_up <= now < end:
             result.busy_slots += slots
             result.busy_used += len(chosen)
         for slot, watch_id in enumerate(chosen):
@@ -346,14 +353,14 @@ def simulate(
             t = now + slot * step
             seen_job = by_watch.get(watch_id)
             policy.saw(watch_id, t, seen_job)
-            if WARM_UP <= now < end:
+            if warm_up <= now < end:
                 result.requests += 1
             if seen_job is None:
                 continue
             before = last_poll.get(watch_id)
             if (
                 before is not None
-                and now >= WARM_UP
+                and now >= warm_up
                 and seen_job.state_at(before) not in TERMINAL_STATES
             ):
                 result.max_gap = max(result.max_gap, t - before)
@@ -362,7 +369,7 @@ def simulate(
             pending = changes[watch_id]
             while done < len(pending) and pending[done][0] <= t:
                 at, kind = pending[done]
-                if WARM_UP <= at < end:
+                if warm_up <= at < end:
                     delay = t - at
                     result.delays["all"].append(delay)
                     if kind in ("complete", "failed"):
@@ -383,7 +390,9 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def run_fleet(fleet: Fleet, seed: int, hours: float) -> list[tuple[str, Result]]:
+def run_fleet(
+    fleet: Fleet, seed: int, hours: float, warm_up: float = WARM_UP
+) -> list[tuple[str, Result]]:
     policy = SchedulePolicy(max_gap_seconds=fleet.max_gap_seconds)
     makers: list[Callable[[list[int], list[Job]], Policy]] = [
         lambda finished, jobs: RoundRobin(finished, skip_finished=False),
@@ -391,7 +400,7 @@ def run_fleet(fleet: Fleet, seed: int, hours: float) -> list[tuple[str, Result]]
         lambda finished, jobs: Scheduled(policy),
         lambda finished, jobs: Oracle(jobs),
     ]
-    return [simulate(fleet, make, seed, hours) for make in makers]
+    return [simulate(fleet, make, seed, hours, warm_up) for make in makers]
 
 
 def render(fleet: Fleet, results: list[tuple[str, Result]], hours: float) -> str:

@@ -316,19 +316,24 @@ def pick(
     if left <= 0 or not unfinished:
         return chosen
     # Polled in order of their last poll at this pace, the i-th would go after i requests: any
-    # watch that could then break the bound goes now, with every watch polled before it.
-    unfinished.sort(key=_first)
+    # watch that could then break the bound goes now, with every watch polled before it. Only
+    # watches polled before the last of those moments can be in that prefix.
     per_request = horizon_seconds / slots
     slack = now + horizon_seconds - policy.max_gap_seconds
+    latest = slack + per_request * len(unfinished)
+    oldest = sorted((pair for pair in unfinished if pair[0] < latest), key=_first)
     urgent = 0
-    for position, (polled, _) in enumerate(unfinished, 1):
+    for position, (polled, _) in enumerate(oldest, 1):
         if polled < slack + per_request * position:
             urgent = position
-    chosen.extend(candidate.watch_id for _, candidate in unfinished[: min(urgent, left)])
+    forced = {candidate.watch_id for _, candidate in oldest[:urgent]}
+    chosen.extend(candidate.watch_id for _, candidate in oldest[: min(urgent, left)])
     left = slots - len(chosen)
-    if left > 0 and urgent < len(unfinished):
+    if left > 0 and len(forced) < len(unfinished):
         ranked = [
-            (candidate.missed(now), candidate.watch_id) for _, candidate in unfinished[urgent:]
+            (candidate.missed(now), candidate.watch_id)
+            for _, candidate in unfinished
+            if candidate.watch_id not in forced
         ]
         chosen.extend(watch_id for _, watch_id in heapq.nlargest(left, ranked))
     return chosen
