@@ -178,3 +178,19 @@ def test_no_unfinished_watch_waits_longer_than_the_bound_when_the_budget_allows_
             views[watch_id] = replace(views[watch_id], polled_at=now, due_at=now + 1)
     worst = max([worst, *(now - at for at in polled.values())])
     assert worst <= max_gap
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    polled_ago=st.floats(0.5, 50),  # well inside the gap bound, which would come first
+    into_window=st.floats(1, 600),
+    far=st.floats(700, 20_000),
+    run=st.floats(300, 10_000),
+)
+def test_of_two_running_jobs_polled_together_the_one_near_its_eta_goes_first(
+    polled_ago: float, into_window: float, far: float, run: float
+) -> None:
+    near_eta = NOW - into_window + 0.2 * run  # its window [eta - 0.2 run, eta + 0.2 run] holds now
+    near = known(1, RUNNING, polled_ago=polled_ago, eta=near_eta, state_since=near_eta - run)
+    later = known(2, RUNNING, polled_ago=polled_ago, eta=NOW + far, state_since=NOW - 60)
+    assert pick(outlooks(later, near), NOW, 1, POLICY) == [1]
