@@ -10,7 +10,6 @@ import base64
 import binascii
 import ipaddress
 import itertools
-import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -184,7 +183,8 @@ class ClanforgeSettings(_Section):
 
     def credentials(self) -> list[Credential]:
         """Every credential pair, the default one (if any) first."""
-        default_burst = self.burst or max(1, math.ceil(self.requests_per_second))
+        # Evenly spaced by default: bursts a window apart draw 429s from a sliding-window limit.
+        default_burst = self.burst or 1
         found: list[Credential] = []
         if self.access_key is not None and self.secret_key is not None:
             found.append(
@@ -205,7 +205,7 @@ class ClanforgeSettings(_Section):
                     account.access_key,
                     account.secret_key,
                     rate,
-                    account.burst or self.burst or max(1, math.ceil(rate)),
+                    account.burst or self.burst or 1,
                     frozenset(account.account_service_ids),
                 )
             )

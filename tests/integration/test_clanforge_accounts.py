@@ -3,6 +3,7 @@ and a 429 or a refusal touches that credential alone."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
@@ -83,3 +84,23 @@ async def test_a_refused_credential_fails_the_rest_of_its_round_without_asking_a
             accounts.new_round()
             fake.add_credentials("us-ak", "us-sk", [2222])
             assert (await accounts.fetch_status(2222, 3)).status.state == "Queued"
+
+
+async def test_the_configured_rate_draws_no_429_from_a_clanforge_allowing_a_fifth_more() -> None:
+    """Issue 24: 5 requests a second configured, a Clanforge allowing 6 in any second; many
+    polls wanted at once. No start-up burst above the rate, so no 429, and the whole budget."""
+    requests = 25
+    async with FakeClanforge(rate_limit=6, retry_after="1") as fake:
+        for ivid in range(requests):
+            fake.set_status(1234, ivid, status_reply(4, 10))
+        single = CONFIG.split("[[clanforge.account]]")[0].replace(
+            "requests_per_second = 10\nburst = 10", "requests_per_second = 5"
+        )
+        settings = parse_config(single.format(url=fake.base_url), {})
+        async with open_clanforge_accounts(settings.clanforge) as accounts:
+            started = asyncio.get_running_loop().time()
+            await asyncio.gather(*(accounts.fetch_status(1234, i) for i in range(requests)))
+            took = asyncio.get_running_loop().time() - started
+    assert fake.limited_at == []
+    # One every 0.2 s: the last of 25 goes 4.8 s in; 95 % of the budget or better.
+    assert 4.7 <= took <= 4.8 / 0.95 + 0.3
