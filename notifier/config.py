@@ -13,7 +13,6 @@ import itertools
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self
 from urllib.parse import urlsplit
@@ -30,6 +29,7 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from notifier.clanforge.options import DEFAULT_BASE_URL, ClanforgeOptions, Credential
 from notifier.core.events import EVENT_TYPES, STATE_CHANGED
 from notifier.core.poll_plan import PollPolicy
 from notifier.core.retry import (
@@ -124,21 +124,8 @@ class ClanforgeAccountSettings(_Section):
         return value
 
 
-@dataclass(frozen=True, slots=True)
-class Credential:
-    """A resolved credential pair with its own rate limit; ``account_service_ids`` empty means
-    "every account service no other credential claims" (the default pair)."""
-
-    name: str
-    access_key: SecretStr
-    secret_key: SecretStr
-    requests_per_second: float
-    burst: int
-    account_service_ids: frozenset[int]
-
-
 class ClanforgeSettings(_Section):
-    base_url: str = "https://api.multiplay.co.uk"
+    base_url: str = DEFAULT_BASE_URL
     access_key: SecretStr | None = None
     secret_key: SecretStr | None = None
     timeout_seconds: PositiveFloat = 10
@@ -190,8 +177,8 @@ class ClanforgeSettings(_Section):
             found.append(
                 Credential(
                     DEFAULT_ACCOUNT,
-                    self.access_key,
-                    self.secret_key,
+                    self.access_key.get_secret_value(),
+                    self.secret_key.get_secret_value(),
                     self.requests_per_second,
                     default_burst,
                     frozenset(),
@@ -202,14 +189,23 @@ class ClanforgeSettings(_Section):
             found.append(
                 Credential(
                     account.name,
-                    account.access_key,
-                    account.secret_key,
+                    account.access_key.get_secret_value(),
+                    account.secret_key.get_secret_value(),
                     rate,
                     account.burst or self.burst or 1,
                     frozenset(account.account_service_ids),
                 )
             )
         return found
+
+    def options(self) -> ClanforgeOptions:
+        """What the Clanforge session and its clients are built from."""
+        return ClanforgeOptions(
+            credentials=tuple(self.credentials()),
+            base_url=self.base_url,
+            timeout_seconds=self.timeout_seconds,
+            max_concurrency=self.max_concurrency,
+        )
 
     def credential_for(self, account_service_id: int) -> str | None:
         """The name of the credential that polls ``account_service_id``; None when none may."""

@@ -123,7 +123,7 @@ class Service:
         )
 
         accounts = await self._stack.enter_async_context(
-            open_clanforge_accounts(settings.clanforge)
+            open_clanforge_accounts(settings.clanforge.options())
         )
         self.clanforge = accounts
         if settings.discovery.account_service_ids:

@@ -12,10 +12,9 @@ from datetime import UTC, datetime
 import aiohttp
 import pytest
 from aiohttp import web
-from pydantic import SecretStr
 
 from notifier.clanforge.client import ClanforgeClient, open_clanforge
-from notifier.config import ClanforgeSettings
+from notifier.clanforge.options import ClanforgeOptions, Credential
 from notifier.core.status import FetchedStatus
 from notifier.core.upstream_errors import (
     BAD_REPLY,
@@ -312,15 +311,14 @@ async def test_open_clanforge_builds_one_bounded_session_and_closes_it(
     fake: FakeClanforge,
 ) -> None:
     fake.set_status(ASID, IVID, status_reply(2))
-    settings = ClanforgeSettings(
+    options = ClanforgeOptions(
+        (Credential("default", ACCESS_KEY, SECRET_KEY, requests_per_second=5, burst=5),),
         base_url=fake.base_url,
-        access_key=SecretStr(ACCESS_KEY),
-        secret_key=SecretStr(SECRET_KEY),
         timeout_seconds=3,
         max_concurrency=2,
     )
 
-    async with open_clanforge(settings) as client:
+    async with open_clanforge(options) as client:
         statuses = await asyncio.gather(*(client.fetch_status(ASID, IVID) for _ in range(5)))
         session = client._session  # the session is private; its settings are the contract
         assert session.connector is not None
@@ -331,6 +329,8 @@ async def test_open_clanforge_builds_one_bounded_session_and_closes_it(
     assert [s.status.state for s in statuses if s.status] == ["Pending"] * 5
     assert session.closed
     assert ACCESS_KEY not in repr(client)
+    assert ACCESS_KEY not in repr(options)
+    assert SECRET_KEY not in repr(options)
 
 
 class _serve:
