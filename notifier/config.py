@@ -42,6 +42,8 @@ from notifier.core.status import STATE_NAMES, state_id_for_name
 from notifier.core.timing import DetectPolicy
 from notifier.notify.presets import PRESETS
 from notifier.notify.template import TemplateProblem, check_template
+from notifier.store.subscriptions import ConfigSubscription
+from notifier.store.watches import ConfigWatch
 
 _POLL: Final = PollPolicy()
 _DETECT: Final = DetectPolicy()
@@ -377,6 +379,12 @@ class WatchSettings(_Section):
     # Overrides the state-based poll interval of this watch while its job is not finished.
     interval_seconds: PositiveFloat | None = None
 
+    def entry(self) -> ConfigWatch:
+        """The watch as the store syncs it."""
+        return ConfigWatch(
+            self.account_service_id, self.image_version_id, self.label, self.interval_seconds
+        )
+
 
 def _whsec(value: SecretStr) -> SecretStr:
     raw = value.get_secret_value()
@@ -567,6 +575,20 @@ class SubscriptionSettings(_Section):
         target = self.slack_channel if self.slack_channel is not None else self.webhook_url
         assert target is not None  # _one_target guarantees it
         return target
+
+    def entry(self) -> ConfigSubscription:
+        """The subscription as the store syncs it: no secret, only whether there is one."""
+        return ConfigSubscription(
+            name=self.name,
+            kind=self.kind,
+            target=self.target,
+            events=tuple(self.events),
+            states=tuple(self.states),
+            account_service_ids=tuple(self.account_service_ids),
+            image_version_ids=tuple(self.image_version_ids),
+            label_glob=self.label_glob,
+            has_secret=bool(self.config_secrets),
+        )
 
 
 class Settings(_Section):

@@ -11,7 +11,6 @@ from sqlalchemy import Select, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.config import SubscriptionSettings
 from notifier.core.events import STATE_CHANGED
 from notifier.core.subscriptions import Subscription, SubscriptionKind
 from notifier.store.engine import is_postgres
@@ -32,7 +31,24 @@ class SubscriptionView:
     disabled_reason: str | None = None
 
 
-def _filters(setting: SubscriptionSettings) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class ConfigSubscription:
+    """A ``[[subscription]]`` entry of the configuration file, as the sync needs it: where it
+    sends and what it wants, and only whether it has secrets (they are never stored)."""
+
+    name: str
+    kind: SubscriptionKind
+    target: str
+    """The Slack channel id, the webhook URL, or for ``slack_webhook`` the hook's host only."""
+    events: tuple[str, ...] = (STATE_CHANGED,)
+    states: tuple[str, ...] = ()
+    account_service_ids: tuple[int, ...] = ()
+    image_version_ids: tuple[int, ...] = ()
+    label_glob: str | None = None
+    has_secret: bool = False
+
+
+def _filters(setting: ConfigSubscription) -> dict[str, Any]:
     return {
         "events": list(setting.events),
         "states": list(setting.states),
@@ -43,7 +59,7 @@ def _filters(setting: SubscriptionSettings) -> dict[str, Any]:
 
 
 async def sync_config_subscriptions(
-    engine: AsyncEngine, subscriptions: Sequence[SubscriptionSettings], now: datetime
+    engine: AsyncEngine, subscriptions: Sequence[ConfigSubscription], now: datetime
 ) -> None:
     """Make the config-sourced subscriptions match the file, in one transaction.
 
@@ -68,7 +84,7 @@ async def sync_config_subscriptions(
             values = {
                 "kind": setting.kind,
                 "target": setting.target,
-                "secret_ref": CONFIG_SECRET_REF if setting.config_secrets else None,
+                "secret_ref": CONFIG_SECRET_REF if setting.has_secret else None,
                 "filters": _filters(setting),
                 "active": True,
                 "source": "config",

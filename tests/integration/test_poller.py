@@ -282,7 +282,7 @@ async def test_events_kept_for_the_dispatcher_are_the_events_the_database_holds(
                 name="hook",
                 webhook_url="http://127.0.0.1:9/hook",
                 events=["imageversion.state_changed", "imageversion.failed"],
-            )
+            ).entry()
         ],
         utc_now(),
     )

@@ -29,7 +29,7 @@ async def test_rotation_secrets_template_and_label_glob_reach_the_dispatcher(
         label_glob="EU*",
         events=["imageversion.failed"],
     )
-    await sync_config_subscriptions(engine, [setting], T0)
+    await sync_config_subscriptions(engine, [setting.entry()], T0)
 
     [loaded] = await load_active_subscriptions(
         engine,
@@ -51,7 +51,7 @@ async def test_a_single_secret_given_as_a_string_still_signs(engine: AsyncEngine
     setting = SubscriptionSettings(
         name="hook", webhook_url="https://x.example/h", webhook_secret=SecretStr(OLD)
     )
-    await sync_config_subscriptions(engine, [setting], T0)
+    await sync_config_subscriptions(engine, [setting.entry()], T0)
 
     [loaded] = await load_active_subscriptions(engine, {"hook": OLD})
 
