@@ -417,6 +417,31 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def check_webhook_url(value: str) -> str:
+    """The rule for every webhook URL, from the file or the API: http(s), a host, no
+    ``user:password@``. Raises ValueError; the message never quotes the URL, since webhook URLs
+    (Discord, Teams, Slack) carry their token in the path and the message is printed and logged."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http(s) URL with a host, got {_scheme_host(value)}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "must not carry user:password@ (it would be stored and logged with the URL; "
+            "the signature authenticates us)"
+        )
+    return value
+
+
+def sends_in_clear_text(url: str) -> bool:
+    """Plain http to a host other than loopback: events and signatures readable on the way."""
+    parts = urlsplit(url)
+    return parts.scheme == "http" and not is_loopback_host(parts.hostname or "")
+
+
 class SubscriptionSettings(_Section):
     name: NonEmptyStr
     slack_channel: NonEmptyStr | None = None
@@ -439,23 +464,7 @@ class SubscriptionSettings(_Section):
     @field_validator("webhook_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        # Never quote the URL back: webhook URLs (Discord, Teams, Slack) carry their token in
-        # the path, and this message is printed and logged.
-        if value is None:
-            return None
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 - raises ValueError for a port out of range
-        except ValueError:
-            raise ValueError("is not a valid URL") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http(s) URL with a host, got {_scheme_host(value)}")
-        if parts.username is not None or parts.password is not None:
-            raise ValueError(
-                "must not carry user:password@ (it would be stored and logged with the URL; "
-                "the signature authenticates us)"
-            )
-        return value
+        return None if value is None else check_webhook_url(value)
 
     @field_validator("slack_webhook_url")
     @classmethod
@@ -533,9 +542,7 @@ class SubscriptionSettings(_Section):
             return self
         if self.template is not None and self.preset is not None:
             raise ValueError("give template or preset, not both")
-        url = urlsplit(self.webhook_url)
-        clear_text = url.scheme == "http" and not is_loopback_host(url.hostname or "")
-        if clear_text and not self.allow_http:
+        if sends_in_clear_text(self.webhook_url) and not self.allow_http:
             raise ValueError(
                 "webhook_url must be https:// (set allow_http = true to send in clear text)"
             )

@@ -6,7 +6,6 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -27,7 +26,7 @@ from notifier.api.schemas import (
     WatchList,
     WatchOut,
 )
-from notifier.config import _http_url, is_loopback_host
+from notifier.config import check_webhook_url, sends_in_clear_text
 from notifier.core.events import EVENT_TYPES
 from notifier.core.status import state_id_for_name
 from notifier.store.events import events_page
@@ -220,11 +219,10 @@ async def add_subscription_handler(request: web.Request) -> web.Response:
     body = await _body(request, SubscriptionCreate)
     if body.kind == "webhook":
         try:
-            _http_url(body.target)
+            check_webhook_url(body.target)
         except ValueError as exc:
             raise ApiError(422, "invalid", f"target: {exc}") from None
-        url = urlsplit(body.target)
-        if url.scheme == "http" and not is_loopback_host(url.hostname or ""):
+        if sends_in_clear_text(body.target):
             # The configuration's rule; the API has no allow_http to send in clear text.
             raise ApiError(422, "invalid", "target: must be https:// (http only to loopback)")
     elif deps.settings.slack.bot_token is None:
