@@ -21,11 +21,11 @@ import json
 import math
 import re
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
 import orjson
 
+from notifier.core.retry_after import parse_retry_after
 from notifier.core.status import STATE_NAMES, JobStatus, state_id_for_name
 from notifier.core.upstream_errors import (
     ACCESS_DENIED,
@@ -120,28 +120,6 @@ def _reply_object(
     return data
 
 
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date); None if unusable.
-
-    A date in the past means "now" (0), not "never"; more than a day is capped at a day.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    if _NUMBER_TEXT.fullmatch(text):
-        return min(max(float(text), 0.0), MAX_RETRY_AFTER)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    current = now if now is not None else datetime.now(UTC)
-    return min(max((when - current).total_seconds(), 0.0), MAX_RETRY_AFTER)
-
-
 # --- error replies -------------------------------------------------------------------------------
 
 
@@ -173,7 +151,10 @@ def _http_error(
     if text:
         message += f": {text}"
     return UpstreamError(
-        reason, message, status=status, retry_after=parse_retry_after(retry_after, now)
+        reason,
+        message,
+        status=status,
+        retry_after=parse_retry_after(retry_after, now, cap=MAX_RETRY_AFTER),
     )
 
 

@@ -23,12 +23,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from notifier.core.delivery_failure import DeliveryFailed
 from notifier.core.events import LIVE_REFRESH, STATE_CHANGED, Event
 from notifier.core.live_messages import LiveMessage, PendingPost
+from notifier.core.retry_after import parse_retry_after
 from notifier.core.status import FAILED, SQUASHED, JobStatus
 from notifier.core.subscriptions import Subscription
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.render import SlackMessage, WatchInfo, render, render_thread_reply
 from notifier.notify.sink import LiveMessages, Sink
-from notifier.notify.webhook import parse_retry_after
 
 log = logging.getLogger(__name__)
 

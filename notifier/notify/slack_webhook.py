@@ -15,11 +15,11 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from notifier.core.delivery_failure import DeliveryFailed
 from notifier.core.events import Event
+from notifier.core.retry_after import parse_retry_after
 from notifier.core.subscriptions import Subscription
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.render import WatchInfo, render
 from notifier.notify.sink import Sink
-from notifier.notify.webhook import parse_retry_after
 
 # What Slack answers (as a plain-text body) when the hook itself is unusable: a person must act.
 _HOOK_GONE: Final = frozenset(

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Final, NoReturn
 from urllib.parse import urlsplit
 
@@ -22,6 +20,7 @@ import aiohttp
 from notifier import __version__
 from notifier.core.delivery_failure import DeliveryFailed
 from notifier.core.events import Event
+from notifier.core.retry_after import parse_retry_after
 from notifier.core.subscriptions import Subscription
 from notifier.notify.payload import encode_payload, webhook_payload
 from notifier.notify.signing import standard_headers
@@ -169,26 +168,6 @@ async def read_capped(response: aiohttp.ClientResponse, cap: int = BODY_READ_CAP
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait per ``Retry-After`` (delta-seconds or an HTTP date); None when unusable."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - now).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return max(seconds, 0.0)
 
 
 def describe_url(url: str) -> str:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from notifier.clanforge.client import ClanforgeClient, open_clanforge
 from notifier.clanforge.options import ClanforgeOptions, Credential
+from notifier.clanforge.reply import MAX_RETRY_AFTER
 from notifier.core.status import FetchedStatus
 from notifier.core.upstream_errors import (
     BAD_REPLY,
@@ -187,6 +188,33 @@ async def test_rate_limit_carries_retry_after(fake: FakeClanforge, client: Clanf
     error = await fetch_error(client)
 
     assert (error.reason, error.retry_after) == (RATE_LIMITED, 7.0)
+
+
+async def test_rate_limit_retry_after_as_an_http_date_counts_from_now(
+    fake: FakeClanforge, client: ClanforgeClient
+) -> None:
+    in_a_minute = datetime.fromtimestamp(datetime.now(UTC).timestamp() + 60, UTC)
+    retry_after = in_a_minute.strftime("%a, %d %b %Y %H:%M:%S GMT")
+    fake.set_status(
+        ASID, IVID, FakeReply.json(429, {"error": "slow"}, {"Retry-After": retry_after})
+    )
+
+    error = await fetch_error(client)
+
+    assert error.reason == RATE_LIMITED
+    assert error.retry_after is not None
+    assert 55 <= error.retry_after <= 60
+
+
+async def test_an_absurd_retry_after_is_capped_at_a_day(
+    fake: FakeClanforge, client: ClanforgeClient
+) -> None:
+    far = {"Retry-After": "Fri, 01 Jan 2100 00:00:00 GMT"}
+    fake.set_status(ASID, IVID, FakeReply.json(503, {"error": "maintenance"}, far))
+
+    error = await fetch_error(client)
+
+    assert error.retry_after == MAX_RETRY_AFTER
 
 
 async def test_slow_server_times_out_as_unavailable_naming_the_timeout(

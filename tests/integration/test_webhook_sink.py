@@ -19,7 +19,7 @@ from notifier.core.status import FAILED, RUNNING, JobStatus
 from notifier.core.subscriptions import Subscription
 from notifier.notify.payload import encode_payload, webhook_payload
 from notifier.notify.presets import PRESETS
-from notifier.notify.webhook import BODY_EXCERPT_CHARS, WebhookSink, parse_retry_after
+from notifier.notify.webhook import BODY_EXCERPT_CHARS, WebhookSink
 from notifier.testing.webhook_receiver import WebhookReceiver
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
@@ -255,15 +255,6 @@ async def test_receiver_slower_than_the_timeout_is_transient(
 
     assert not failure.permanent
     assert "0.2 s" in failure.reason
-
-
-def test_unusable_retry_after_values_are_ignored() -> None:
-    assert parse_retry_after(None, SENT_AT) is None
-    assert parse_retry_after("soon", SENT_AT) is None
-    assert parse_retry_after("-3", SENT_AT) == 0
-    assert parse_retry_after("1.5", SENT_AT) == 1.5
-    assert parse_retry_after("inf", SENT_AT) is None
-    assert parse_retry_after("nan", SENT_AT) is None
 
 
 NEW_SECRET = "whsec_" + base64.b64encode(b"fedcba9876543210fedcba9876543210").decode()
