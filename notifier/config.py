@@ -40,6 +40,7 @@ from notifier.core.retry import (
 )
 from notifier.core.status import STATE_NAMES, state_id_for_name
 from notifier.core.timing import DetectPolicy
+from notifier.core.urls import redact_url
 from notifier.notify.presets import PRESETS
 from notifier.notify.template import TemplateProblem, check_template
 from notifier.store.subscriptions import ConfigSubscription
@@ -401,10 +402,9 @@ def _whsec(value: SecretStr) -> SecretStr:
 
 def _scheme_host(url: str) -> str:
     """``'https://host'`` or a shape description: enough to find the mistake, no path or token."""
-    parts = urlsplit(url)
-    if not parts.scheme:
+    if not urlsplit(url).scheme:
         return "no scheme (write https://...)"
-    return repr(f"{parts.scheme}://{parts.hostname or ''}")
+    return repr(redact_url(url))
 
 
 def is_loopback_host(host: str) -> bool:
@@ -577,8 +577,7 @@ class SubscriptionSettings(_Section):
     def target(self) -> str:
         if self.slack_webhook_url is not None:
             # Only the host goes to the database and to listings: the URL is the credential.
-            parts = urlsplit(self.slack_webhook_url.get_secret_value())
-            return f"{parts.scheme}://{parts.hostname}"
+            return redact_url(self.slack_webhook_url.get_secret_value())
         target = self.slack_channel if self.slack_channel is not None else self.webhook_url
         assert target is not None  # _one_target guarantees it
         return target

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from notifier.core.events import EVENT_TYPES, Event
 from notifier.core.status import JobStatus, state_id_for_name
-from notifier.notify.webhook import describe_url
+from notifier.core.urls import redact_url
 from notifier.store.outbox import DeliveryView
 from notifier.store.subscriptions import SubscriptionView
 from notifier.store.watches import WatchView
@@ -182,7 +182,7 @@ class SubscriptionOut(_Response):
             id=sub.id,
             name=sub.name,
             kind=sub.kind,
-            target=sub.target if sub.kind == "slack_channel" else describe_url(sub.target),
+            target=sub.target if sub.kind == "slack_channel" else redact_url(sub.target),
             filters=Filters(
                 events=list(f.get("events", [])),
                 states=list(f.get("states", [])),

@@ -36,6 +36,7 @@ from notifier.core.upstream_errors import (
     UNAVAILABLE,
     UpstreamError,
 )
+from notifier.core.urls import redact_url
 
 MAX_UPSTREAM_TEXT: Final = 200
 """Upstream's own error text is quoted in our one-line messages up to this many characters."""
@@ -162,10 +163,7 @@ def _safe_location(location: str | None) -> str:
     """The redirect target without user info or query: enough to spot http vs https."""
     if not location:
         return ""
-    match = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)?(?:[^/@?#]*@)?([^?#]*)", location.strip())
-    if match is None:  # pragma: no cover - the pattern matches every string
-        return ""
-    return _one_line((match.group(1) or "") + match.group(2), 120)
+    return _one_line(redact_url(location, path="keep"), 120)
 
 
 def _upstream_text(body: bytes) -> str:

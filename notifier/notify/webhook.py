@@ -13,7 +13,6 @@ import functools
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Final, NoReturn
-from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -22,6 +21,7 @@ from notifier.core.delivery_failure import DeliveryFailed
 from notifier.core.events import Event
 from notifier.core.retry_after import parse_retry_after
 from notifier.core.subscriptions import Subscription
+from notifier.core.urls import redact_url
 from notifier.notify.payload import encode_payload, webhook_payload
 from notifier.notify.signing import standard_headers
 from notifier.notify.sink import Sink, refused
@@ -103,13 +103,13 @@ class WebhookSink(Sink):
                 if 200 <= response.status < 300:
                     return response.status
                 async with asyncio.timeout_at(deadline):
-                    await self._raise_for(response, describe_url(url))
+                    await self._raise_for(response, redact_url(url))
                 raise AssertionError("unreachable: _raise_for always raises")
         except DeliveryFailed:
             raise
         except TimeoutError as exc:
             raise DeliveryFailed(
-                f"webhook {describe_url(url)} did not answer within {self._timeout_seconds:g} s"
+                f"webhook {redact_url(url)} did not answer within {self._timeout_seconds:g} s"
             ) from exc
         except aiohttp.InvalidURL as exc:
             raise DeliveryFailed(
@@ -119,13 +119,11 @@ class WebhookSink(Sink):
         except aiohttp.ClientConnectorError as exc:
             cause = exc.os_error.strerror or type(exc.os_error).__name__
             raise DeliveryFailed(
-                f"could not connect to webhook {describe_url(url)}: {cause}"
+                f"could not connect to webhook {redact_url(url)}: {cause}"
             ) from exc
         except aiohttp.ClientError as exc:
             # Not str(exc): some ClientErrors quote the full URL, query string and all.
-            raise DeliveryFailed(
-                f"webhook {describe_url(url)} failed: {type(exc).__name__}"
-            ) from exc
+            raise DeliveryFailed(f"webhook {redact_url(url)} failed: {type(exc).__name__}") from exc
 
     def _headers(self, event_id: str, body: bytes, secrets: tuple[str, ...]) -> dict[str, str]:
         return {
@@ -138,7 +136,7 @@ class WebhookSink(Sink):
         status = response.status
         if 300 <= status < 400:
             location = response.headers.get("Location")
-            target = describe_url(location) if location else "nowhere"
+            target = redact_url(location) if location else "nowhere"
             raise DeliveryFailed(
                 f"webhook {where} answered {status} redirecting to {target}: "
                 "redirects are not followed, configure the final URL",
@@ -168,16 +166,3 @@ async def read_capped(response: aiohttp.ClientResponse, cap: int = BODY_READ_CAP
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)
-
-
-def describe_url(url: str) -> str:
-    """``https://host:port`` only: paths (Slack-style hook URLs) and queries often carry secrets."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "(unparsable URL)"
-    if not host:
-        return "(URL without a host)"
-    return f"{parts.scheme}://{host}{port}"

@@ -17,9 +17,10 @@ import aiohttp
 from notifier.config import Settings, SubscriptionSettings
 from notifier.core.delivery_failure import DeliveryFailed
 from notifier.core.subscriptions import Subscription
+from notifier.core.urls import redact_url
 from notifier.notify.samples import sample_event
 from notifier.notify.signing import SignatureCheck, check_request, parse_raw_request
-from notifier.notify.webhook import WebhookSink, describe_url
+from notifier.notify.webhook import WebhookSink
 
 
 class NoSuchWebhook(LookupError):
@@ -60,7 +61,7 @@ async def send_test(settings: Settings, name: str) -> tuple[bool, str]:
     )
     event = replace(sample, id=f"evt_test_{secrets.token_hex(8)}", occurred_at=now, current=current)
     timeout = settings.delivery.timeout_seconds
-    where = describe_url(subscription.target)
+    where = redact_url(subscription.target)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
         sink = WebhookSink(session, timeout_seconds=timeout)
         started = time.perf_counter()

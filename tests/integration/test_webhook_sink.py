@@ -230,13 +230,17 @@ async def test_redirect_is_not_followed_and_is_permanent(
     assert "s3cret" not in failure.reason
 
 
-async def test_unreachable_receiver_is_transient_and_reason_hides_the_query(
-    sink: WebhookSink,
+@pytest.mark.parametrize(
+    "shape",
+    ["http://127.0.0.1:{port}/hook?token=s3cret", "http://bot:s3cret@127.0.0.1:{port}/hook"],
+)
+async def test_unreachable_receiver_is_transient_and_reason_hides_query_and_user_info(
+    sink: WebhookSink, shape: str
 ) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/hook?token=s3cret"
+    url = shape.format(port=port)
 
     failure = await _failure(sink, _subscription(url))
 
