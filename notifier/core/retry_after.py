@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 
-from notifier.core.clock import utc_now
+from notifier.core.clock import as_utc, utc_now
 
 # Delta-seconds; a fraction is tolerated. No exponent, no "inf": those are not HTTP.
 _SECONDS = re.compile(r"[+-]?\d{1,20}(?:\.\d{1,20})?")
@@ -35,9 +35,7 @@ def parse_retry_after(
             when = parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError, OverflowError):
             return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now if now is not None else utc_now())).total_seconds()
+        seconds = (as_utc(when) - (now if now is not None else utc_now())).total_seconds()
     if not math.isfinite(seconds):
         return None
     return min(max(seconds, 0.0), cap)

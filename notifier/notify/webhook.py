@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final, NoReturn
 
 import aiohttp
 
 from notifier import __version__
+from notifier.core.clock import utc_now
 from notifier.core.delivery_failure import DeliveryFailed
 from notifier.core.events import Event
 from notifier.core.retry_after import parse_retry_after
@@ -34,10 +35,6 @@ BODY_EXCERPT_CHARS: Final = 200
 _TRANSIENT_STATUSES: Final = frozenset({408, 429})
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class WebhookSink(Sink):
     """POSTs the payload over the one shared session; the session's owner closes it."""
 
@@ -45,7 +42,7 @@ class WebhookSink(Sink):
         self,
         session: aiohttp.ClientSession,
         timeout_seconds: float,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
