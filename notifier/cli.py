@@ -245,12 +245,14 @@ def _webhook_verify(secret: str) -> int:
 
 
 async def _webhook_test(settings: Settings, name: str) -> int:
-    from notifier.notify.webhook_tools import NoSuchWebhook, send_test
+    from notifier.config import NoSuchWebhook
+    from notifier.notify.webhook_tools import send_test
 
     try:
-        ok, line = await send_test(settings, name)
+        subscription = settings.webhook_subscription(name)
     except NoSuchWebhook as exc:
         raise UsageError(str(exc)) from None
+    ok, line = await send_test(subscription, settings.delivery.timeout_seconds)
     print(line, file=sys.stdout if ok else sys.stderr)
     return EXIT_OK if ok else EXIT_FAILURE
 

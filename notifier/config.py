@@ -39,6 +39,7 @@ from notifier.core.retry import (
     RetryPolicy,
 )
 from notifier.core.status import STATE_NAMES, state_id_for_name
+from notifier.core.subscriptions import WebhookSubscription
 from notifier.core.timing import DetectPolicy
 from notifier.core.urls import redact_url
 from notifier.notify.presets import PRESETS
@@ -567,8 +568,8 @@ class SubscriptionSettings(_Section):
 
     @property
     def config_secrets(self) -> tuple[str, ...]:
-        """What the subscription's ``secret`` (and ``more_secrets``) come from, never stored:
-        the signing secrets, or for ``slack_webhook`` the incoming-webhook URL itself."""
+        """What the file keeps for the subscription and the database never holds: a webhook's
+        signing secrets, or a Slack incoming webhook's URL (the URL is the credential)."""
         if self.slack_webhook_url is not None:
             return (self.slack_webhook_url.get_secret_value(),)
         return self.signing_secrets
@@ -595,6 +596,10 @@ class SubscriptionSettings(_Section):
             label_glob=self.label_glob,
             has_secret=bool(self.config_secrets),
         )
+
+
+class NoSuchWebhook(LookupError):
+    """The name given is not a webhook subscription in the configuration."""
 
 
 class Settings(_Section):
@@ -638,6 +643,23 @@ class Settings(_Section):
             if self.clanforge.credential_for(asid) is None:
                 raise ValueError(f"discovery: no credential may see account service {asid}")
         return self
+
+    def webhook_subscription(self, name: str) -> WebhookSubscription:
+        """The webhook subscription ``name`` as the sink takes it, secrets and template resolved
+        from the file (it need not be in the database: ``notifier webhook test``)."""
+        found = next((s for s in self.subscription if s.name == name), None)
+        if found is None or found.webhook_url is None:
+            names = ", ".join(s.name for s in self.subscription if s.webhook_url) or "none"
+            raise NoSuchWebhook(
+                f"no webhook subscription named {name!r} (webhook subscriptions: {names})"
+            )
+        return WebhookSubscription(
+            id=0,
+            name=found.name,
+            url=found.webhook_url,
+            signing_secrets=found.signing_secrets,
+            template=found.body_template,
+        )
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

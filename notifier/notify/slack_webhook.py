@@ -46,14 +46,12 @@ class SlackWebhookSink(Sink):
         self._pacer = pacer
 
     async def deliver(self, event: Event, subscription: Subscription) -> None:
-        if subscription.kind != "slack_webhook" or not subscription.secret:
+        if subscription.kind != "slack_webhook" or not subscription.url:
             raise DeliveryFailed(
                 f"subscription {subscription.name!r} has no Slack incoming-webhook URL",
                 permanent=True,
             )
-        client = AsyncWebhookClient(
-            subscription.secret, timeout=self._timeout, session=self._session
-        )
+        client = AsyncWebhookClient(subscription.url, timeout=self._timeout, session=self._session)
         message = render(WatchInfo.of(event), event.current, event)
         # One hook posts to one channel: pace per subscription, as per channel for the bot.
         pace_key = f"hook:{subscription.id}"

@@ -59,6 +59,12 @@ class WebhookSink(Sink):
     def prepare(self, event: Event, subscription: Subscription) -> Callable[[], Awaitable[int]]:
         """The body and everything but the signing time, so that a send only signs and POSTs
         (the timestamp, and so the signature, must be the time of the send)."""
+        if subscription.kind != "webhook":
+            return refused(
+                DeliveryFailed(
+                    f"subscription {subscription.name!r} is not a webhook", permanent=True
+                )
+            )
         if subscription.template is not None:
             try:
                 body = render(subscription.template, event)
@@ -73,7 +79,7 @@ class WebhookSink(Sink):
             body = encode_payload(webhook_payload(event))
         return functools.partial(
             self._post,
-            subscription.target,
+            subscription.url,
             body,
             event.id,
             subscription.signing_secrets,

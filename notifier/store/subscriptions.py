@@ -5,14 +5,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Select, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.events import STATE_CHANGED
-from notifier.core.subscriptions import Subscription, SubscriptionKind
+from notifier.core.subscriptions import (
+    SlackChannelSubscription,
+    SlackWebhookSubscription,
+    Subscription,
+    SubscriptionKind,
+    WebhookSubscription,
+)
 from notifier.store.engine import is_postgres
 from notifier.store.tables import SUBSCRIPTIONS, DeliveryRow, SubscriptionRow
 
@@ -243,26 +249,36 @@ async def load_active_subscriptions(
                 .order_by(SubscriptionRow.id)
             )
         ).all()
-    subscriptions = []
+    subscriptions: list[Subscription] = []
     for row in rows:
         found = config_secrets.get(row.name) if row.secret_ref == CONFIG_SECRET_REF else None
-        secrets = (found,) if isinstance(found, str) else tuple(found or ())
-        subscriptions.append(
-            Subscription(
-                id=row.id,
-                name=row.name,
-                kind=cast(SubscriptionKind, row.kind),
-                target=row.target,
-                secret=secrets[0] if secrets else None,
-                more_secrets=secrets[1:],
-                event_types=frozenset(row.filters.get("events", ())),
-                states=frozenset(row.filters.get("states", ())),
-                account_service_ids=frozenset(row.filters.get("account_service_ids", ())),
-                image_version_ids=frozenset(row.filters.get("image_version_ids", ())),
-                label_glob=row.filters.get("label_glob"),
-                template=templates.get(row.name),
-            )
+        # Each secret once, in the file's order, and no empty one.
+        secrets = tuple(
+            dict.fromkeys(s for s in ((found,) if isinstance(found, str) else found or ()) if s)
         )
+        common: dict[str, Any] = {
+            "id": row.id,
+            "name": row.name,
+            "event_types": frozenset(row.filters.get("events", ())),
+            "states": frozenset(row.filters.get("states", ())),
+            "account_service_ids": frozenset(row.filters.get("account_service_ids", ())),
+            "image_version_ids": frozenset(row.filters.get("image_version_ids", ())),
+            "label_glob": row.filters.get("label_glob"),
+        }
+        if row.kind == "slack_channel":
+            subscriptions.append(SlackChannelSubscription(channel=row.target, **common))
+        elif row.kind == "slack_webhook":
+            url = secrets[0] if secrets else None
+            subscriptions.append(SlackWebhookSubscription(host=row.target, url=url, **common))
+        else:
+            subscriptions.append(
+                WebhookSubscription(
+                    url=row.target,
+                    signing_secrets=secrets,
+                    template=templates.get(row.name),
+                    **common,
+                )
+            )
     return subscriptions
 
 
