@@ -97,7 +97,7 @@ async def test_the_configured_rate_draws_no_429_from_a_clanforge_allowing_a_fift
             "requests_per_second = 10\nburst = 10", "requests_per_second = 5"
         )
         settings = parse_config(single.format(url=fake.base_url), {})
-        async with open_clanforge_accounts(settings.clanforge) as accounts:
+        async with open_clanforge_accounts(settings.clanforge.options()) as accounts:
             started = asyncio.get_running_loop().time()
             await asyncio.gather(*(accounts.fetch_status(1234, i) for i in range(requests)))
             took = asyncio.get_running_loop().time() - started
