@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.config import ConfigError, Settings, config_path, load_config
 from notifier.config_output import render_effective_config
 from notifier.core.clock import utc_now
+from notifier.core.urls import redact_url
 from notifier.logs import configure_logging
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
@@ -244,12 +245,14 @@ def _webhook_verify(secret: str) -> int:
 
 
 async def _webhook_test(settings: Settings, name: str) -> int:
-    from notifier.notify.webhook_tools import NoSuchWebhook, send_test
+    from notifier.config import NoSuchWebhook
+    from notifier.notify.webhook_tools import send_test
 
     try:
-        ok, line = await send_test(settings, name)
+        subscription = settings.webhook_subscription(name)
     except NoSuchWebhook as exc:
         raise UsageError(str(exc)) from None
+    ok, line = await send_test(subscription, settings.delivery.timeout_seconds)
     print(line, file=sys.stdout if ok else sys.stderr)
     return EXIT_OK if ok else EXIT_FAILURE
 
@@ -397,7 +400,7 @@ async def _subscription_list(engine: AsyncEngine, args: argparse.Namespace) -> i
         [
             s.name,
             s.kind,
-            s.target if s.kind == "slack_channel" else _host_only(s.target),
+            s.target if s.kind == "slack_channel" else redact_url(s.target, path="mark"),
             ", ".join(s.filters.get("events", [])) or "all",
             _subscription_status(s),
             s.source,
@@ -425,12 +428,6 @@ async def _subscription_enable(engine: AsyncEngine, args: argparse.Namespace) ->
         "`notifier deliveries retry --all-dead`"
     )
     return EXIT_OK
-
-
-def _host_only(url: str) -> str:
-    """Webhook URLs often carry a token in the path or query: show where, not how."""
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.split('/', 1)[0]}/…"
 
 
 async def _events(engine: AsyncEngine, args: argparse.Namespace) -> int:

@@ -19,15 +19,14 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.delivery_failure import DeliveryFailed
-from notifier.core.events import STATE_CHANGED, Event
+from notifier.core.events import Event
 from notifier.core.subscriptions import Subscription
 from notifier.notify.sink import Sink
 from notifier.polling.poller import BatchTimings
-from notifier.store.tables import DeliveryRow, EventRow, Watch
+from notifier.store.stats import database_figures
 
 log = logging.getLogger(__name__)
 
@@ -112,24 +111,10 @@ class Metrics:
 
     async def refresh(self, engine: AsyncEngine) -> None:
         """Read the whole-database figures; called on each scrape."""
-        state = EventRow.current["state"].as_string()
-        async with engine.connect() as conn:
-            depth = await conn.scalar(
-                select(func.count()).select_from(DeliveryRow).where(DeliveryRow.status == "pending")
-            )
-            active = await conn.scalar(
-                select(func.count()).select_from(Watch).where(Watch.active.is_(True))
-            )
-            rows = (
-                await conn.execute(
-                    select(state, func.count())
-                    .where(EventRow.type == STATE_CHANGED)
-                    .group_by(state)
-                )
-            ).all()
-        self.outbox_depth.set(int(depth or 0))
-        self.active_watches.set(int(active or 0))
-        self._transitions.by_state = {str(name): int(count) for name, count in rows}
+        figures = await database_figures(engine)
+        self.outbox_depth.set(figures.pending_deliveries)
+        self.active_watches.set(figures.active_watches)
+        self._transitions.by_state = figures.transitions_by_state
 
     def record_polls(self, seconds: Sequence[float], outcomes: CounterOf[str]) -> None:
         """A batch's status fetches, told by the poller once the batch is fetched (its

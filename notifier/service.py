@@ -113,8 +113,8 @@ class Service:
         # Replicas starting together would both insert the same new entries: one at a time.
         async with exclusive(engine, CONFIG_SYNC_LOCK):
             now = self.clock()
-            synced = await sync_config_watches(engine, settings.watch, now)
-            await sync_config_subscriptions(engine, settings.subscription, now)
+            synced = await sync_config_watches(engine, [w.entry() for w in settings.watch], now)
+            await sync_config_subscriptions(engine, [s.entry() for s in settings.subscription], now)
         log.info(
             "config synced: %d watches added, %d updated, %d retired",
             synced.added,
@@ -123,7 +123,7 @@ class Service:
         )
 
         accounts = await self._stack.enter_async_context(
-            open_clanforge_accounts(settings.clanforge)
+            open_clanforge_accounts(settings.clanforge.options())
         )
         self.clanforge = accounts
         if settings.discovery.account_service_ids:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
+
+from notifier.core.clock import as_utc
 
 
 def format_time(value: datetime | None) -> str:
-    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return "-" if value is None else as_utc(value).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from notifier.core import events as model
+from notifier.core.clock import as_utc
 from notifier.core.events import Event
 from notifier.core.status import (
     COMPLETE,
@@ -381,16 +382,11 @@ def _one_line(text: str) -> str:
     return escape_slack(" ".join(text.split()))
 
 
-def _utc(moment: datetime) -> datetime:
-    """Upstream times are UTC; a naive one (old rows, tests) is taken to be UTC too."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def _utc_text(moment: datetime) -> str:
-    return _utc(moment).strftime("%Y-%m-%d %H:%M UTC")
+    return as_utc(moment).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _slack_time(moment: datetime) -> str:
     """Shown in each reader's own time zone; clients that cannot do that show the UTC fallback."""
-    unix = int(_utc(moment).timestamp())
+    unix = int(as_utc(moment).timestamp())
     return f"<!date^{unix}^{{date_short_pretty}} {{time}}|{_utc_text(moment)}>"

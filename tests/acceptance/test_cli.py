@@ -150,7 +150,9 @@ def test_subscription_list_hides_webhook_url_path(
     async def sync() -> None:
         engine = create_engine(settings.database.url)
         await upgrade(engine)
-        await sync_config_subscriptions(engine, settings.subscription, utc_now())
+        await sync_config_subscriptions(
+            engine, [s.entry() for s in settings.subscription], utc_now()
+        )
         await engine.dispose()
 
     asyncio.run(sync())

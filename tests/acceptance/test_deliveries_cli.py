@@ -56,7 +56,7 @@ async def _fill(config: Path) -> None:
     engine = create_engine(settings.database.url)
     try:
         await upgrade(engine)
-        await sync_config_subscriptions(engine, settings.subscription, T0)
+        await sync_config_subscriptions(engine, [s.entry() for s in settings.subscription], T0)
         await add_watch(engine, 1234, 567890, "EU fleet", "cli", T0)
         ids = event_ids()
         await poll_once(engine, {567890: make_status(QUEUED)}, now=T0, ids=ids)

@@ -120,7 +120,7 @@ def webhook_dispatcher(
 
 async def subscribe(engine: AsyncEngine, name: str = "chatops", **target: str) -> None:
     setting = SubscriptionSettings(name=name, **target)  # type: ignore[arg-type]
-    await sync_config_subscriptions(engine, [setting], T0)
+    await sync_config_subscriptions(engine, [setting.entry()], T0)
 
 
 async def lifecycle(
@@ -357,7 +357,7 @@ async def test_permanent_slack_error_is_dead_at_once_naming_what_to_fix(
 ) -> None:
     async with FakeSlack(token=SLACK_TOKEN) as slack:
         await sync_config_subscriptions(
-            engine, [SubscriptionSettings(name="builds", slack_channel=CHANNEL)], T0
+            engine, [SubscriptionSettings(name="builds", slack_channel=CHANNEL).entry()], T0
         )
         await lifecycle(engine, [1], [QUEUED])
         clock.now = T0 + timedelta(hours=1)
@@ -382,7 +382,7 @@ async def test_slack_429_waits_for_its_retry_after(
 ) -> None:
     async with FakeSlack(token=SLACK_TOKEN) as slack:
         await sync_config_subscriptions(
-            engine, [SubscriptionSettings(name="builds", slack_channel=CHANNEL)], T0
+            engine, [SubscriptionSettings(name="builds", slack_channel=CHANNEL).entry()], T0
         )
         await lifecycle(engine, [1], [QUEUED])
         clock.now = T0 + timedelta(hours=1)
@@ -546,7 +546,7 @@ async def test_slack_live_message_never_goes_back_to_an_older_state(
     """Queued went dead, Running went out; Queued retried by hand later changes nothing shown."""
     async with FakeSlack(token=SLACK_TOKEN) as slack:
         await sync_config_subscriptions(
-            engine, [SubscriptionSettings(name="builds", slack_channel=CHANNEL)], T0
+            engine, [SubscriptionSettings(name="builds", slack_channel=CHANNEL).entry()], T0
         )
         await lifecycle(engine, [1], [QUEUED, RUNNING])
         clock.now = T0 + timedelta(hours=2)
@@ -641,8 +641,8 @@ async def test_retry_after_slows_down_the_whole_receiver_not_other_subscriptions
         await sync_config_subscriptions(
             engine,
             [
-                SubscriptionSettings(name="chatops", webhook_url=receiver.url),
-                SubscriptionSettings(name="other", webhook_url=other.url),
+                SubscriptionSettings(name="chatops", webhook_url=receiver.url).entry(),
+                SubscriptionSettings(name="other", webhook_url=other.url).entry(),
             ],
             T0,
         )
@@ -810,8 +810,8 @@ async def test_a_subscription_added_since_the_last_load_gets_its_delivery_at_onc
     await d.dispatch_due()
     # A second subscription, then an event for both, well within the copy's age (a minute).
     both = [
-        SubscriptionSettings(name="chatops", webhook_url=receiver.url),
-        SubscriptionSettings(name="audit", webhook_url=receiver.url + "/audit"),
+        SubscriptionSettings(name="chatops", webhook_url=receiver.url).entry(),
+        SubscriptionSettings(name="audit", webhook_url=receiver.url + "/audit").entry(),
     ]
     await sync_config_subscriptions(engine, both, T0)
     # Event ids of a second series, after lifecycle's evt_0001...

@@ -66,7 +66,9 @@ async def subject(database_url: str | None) -> AsyncIterator[Subject]:
     try:
         await upgrade(engine)
         await sync_config_subscriptions(
-            engine, [SubscriptionSettings(name="chatops", webhook_url="https://hooks.test/x")], T0
+            engine,
+            [SubscriptionSettings(name="chatops", webhook_url="https://hooks.test/x").entry()],
+            T0,
         )
         for ivid in WATCHES:
             await add_watch(engine, 1234, ivid, f"build {ivid}", "cli", T0)

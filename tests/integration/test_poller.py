@@ -278,7 +278,7 @@ async def test_a_claim_hands_out_the_events_the_poller_stored(
                 name="hook",
                 webhook_url="http://127.0.0.1:9/hook",
                 events=["imageversion.state_changed", "imageversion.failed"],
-            )
+            ).entry()
         ],
         utc_now(),
     )

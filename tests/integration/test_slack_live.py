@@ -20,7 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.core.events import Event
 from notifier.core.retry import RetryPolicy
 from notifier.core.status import FAILED, QUEUED, RUNNING
-from notifier.core.subscriptions import Subscription
+from notifier.core.subscriptions import (
+    SlackChannelSubscription,
+    Subscription,
+)
 from notifier.dispatching.dispatcher import Dispatcher
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.slack import SlackSink
@@ -66,7 +69,7 @@ def _sink(
 
 async def _subscribe(engine: AsyncEngine, name: str, channel: str) -> Subscription:
     return await seed_subscription(
-        engine, Subscription(id=0, name=name, kind="slack_channel", target=channel)
+        engine, SlackChannelSubscription(id=0, name=name, channel=channel)
     )
 
 

@@ -27,7 +27,11 @@ from notifier.core.live_refresh import WatchNow
 from notifier.core.poll_plan import PollPolicy
 from notifier.core.retry import RetryPolicy
 from notifier.core.status import COMPLETE, RUNNING
-from notifier.core.subscriptions import Subscription
+from notifier.core.subscriptions import (
+    SlackChannelSubscription,
+    Subscription,
+    WebhookSubscription,
+)
 from notifier.dispatching.dispatcher import Dispatcher
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.slack import SlackSink
@@ -167,11 +171,11 @@ async def harness(engine: AsyncEngine) -> AsyncIterator[Harness]:
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
     ):
         builds = await seed_subscription(
-            engine, Subscription(id=0, name="builds", kind="slack_channel", target=CHANNEL)
+            engine, SlackChannelSubscription(id=0, name="builds", channel=CHANNEL)
         )
         hook = await seed_subscription(
             engine,
-            Subscription(id=0, name="hook", kind="webhook", target=receiver.url, secret=SECRET),
+            WebhookSubscription(id=0, name="hook", url=receiver.url, signing_secrets=(SECRET,)),
         )
         await add_watch(engine, ASID, IVID, "EU fleet, build 1.4.2", "config", _now())
         yield Harness(engine, clanforge, slack, session, [builds, hook], receiver)
@@ -284,7 +288,7 @@ async def test_progress_only_changes_reach_no_webhook_and_no_events_list(
 async def test_an_unchanged_poll_plans_no_refresh(harness: Harness) -> None:
     await _running_message_posted(harness)
     late = await seed_subscription(
-        harness.engine, Subscription(id=0, name="late", kind="slack_channel", target=LATE)
+        harness.engine, SlackChannelSubscription(id=0, name="late", channel=LATE)
     )
     harness.subscriptions.append(late)
     writes = DeliveryWrites(harness.engine)
@@ -300,7 +304,7 @@ async def test_an_unchanged_poll_plans_no_refresh(harness: Harness) -> None:
 async def test_a_channel_without_a_live_message_gets_no_refresh(harness: Harness) -> None:
     await _running_message_posted(harness)
     late = await seed_subscription(
-        harness.engine, Subscription(id=0, name="late", kind="slack_channel", target=LATE)
+        harness.engine, SlackChannelSubscription(id=0, name="late", channel=LATE)
     )
     harness.subscriptions.append(late)
 

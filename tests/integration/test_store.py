@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Insert, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.config import SubscriptionSettings, WatchSettings
+from notifier.config import SubscriptionSettings
 from notifier.core.status import JobStatus
 from notifier.store.bulk import BulkStatement
 from notifier.store.codec import status_from_json, status_to_json
@@ -25,7 +25,13 @@ from notifier.store.subscriptions import (
     sync_config_subscriptions,
 )
 from notifier.store.tables import EVENTS, JOB_STATUS, WATCHES, EventRow, JobStatusRow, Watch
-from notifier.store.watches import WatchSync, add_watch, list_watches, sync_config_watches
+from notifier.store.watches import (
+    ConfigWatch,
+    WatchSync,
+    add_watch,
+    list_watches,
+    sync_config_watches,
+)
 from tests.conftest import (
     T0,
     add_hand_watches,
@@ -47,7 +53,7 @@ async def count_rows(engine: AsyncEngine, table: type) -> int:
 async def subscribe_webhook(engine: AsyncEngine, name: str = "chatops", **filters: object) -> None:
     await sync_config_subscriptions(
         engine,
-        [SubscriptionSettings(name=name, webhook_url="https://hooks.test/x", **filters)],  # type: ignore[arg-type]
+        [SubscriptionSettings(name=name, webhook_url="https://hooks.test/x", **filters).entry()],  # type: ignore[arg-type]
         T0,
     )
 
@@ -137,12 +143,12 @@ async def test_dead_delivery_can_be_queued_again(engine: AsyncEngine) -> None:
 
 async def test_config_sync_is_idempotent_and_retires_removed_entries(engine: AsyncEngine) -> None:
     watches = [
-        WatchSettings(account_service_id=1234, image_version_id=1, label="one"),
-        WatchSettings(account_service_id=1234, image_version_id=2, label="two"),
+        ConfigWatch(account_service_id=1234, image_version_id=1, label="one"),
+        ConfigWatch(account_service_id=1234, image_version_id=2, label="two"),
     ]
     await sync_config_watches(engine, watches, T0)
     await sync_config_watches(engine, watches, T0)
-    await sync_config_watches(engine, [watches[0].model_copy(update={"label": "uno"})], T0)
+    await sync_config_watches(engine, [replace(watches[0], label="uno")], T0)
     views = {w.image_version_id: w for w in await list_watches(engine)}
     assert (views[1].label, views[1].active) == ("uno", True)
     assert (views[2].label, views[2].active) == ("two", False)
@@ -163,10 +169,10 @@ async def test_upgrade_of_a_migrated_database_applies_nothing(engine: AsyncEngin
 
 
 async def test_config_sync_reports_what_it_changed(engine: AsyncEngine) -> None:
-    first = [WatchSettings(account_service_id=1, image_version_id=i, label="a") for i in (1, 2)]
+    first = [ConfigWatch(account_service_id=1, image_version_id=i, label="a") for i in (1, 2)]
     assert await sync_config_watches(engine, first, T0) == WatchSync(added=2, updated=0, retired=0)
     assert await sync_config_watches(engine, first, T0) == WatchSync(added=0, updated=0, retired=0)
-    second = [WatchSettings(account_service_id=1, image_version_id=1, label="b")]
+    second = [ConfigWatch(account_service_id=1, image_version_id=1, label="b")]
     assert await sync_config_watches(engine, second, T0) == WatchSync(added=0, updated=1, retired=1)
 
 
@@ -180,7 +186,7 @@ async def test_config_sync_adopts_watches_added_by_hand_that_the_file_lists(
             update(WATCHES).where(WATCHES.c.image_version_id == 7).values(active=False)
         )
     listed = [
-        WatchSettings(account_service_id=1234, image_version_id=ivid, label=f"file {ivid}")
+        ConfigWatch(account_service_id=1234, image_version_id=ivid, label=f"file {ivid}")
         for ivid in range(1, 1101)
     ]
 
@@ -206,8 +212,8 @@ async def test_config_sync_reads_only_the_files_watches_not_those_added_at_run_t
     reading them all took 45 MB of the service's peak at 100,000 watches."""
     await add_hand_watches(engine, range(1, 2001))
     listed = [
-        WatchSettings(account_service_id=1234, image_version_id=5, label="adopted"),
-        WatchSettings(account_service_id=1234, image_version_id=9001, label="new"),
+        ConfigWatch(account_service_id=1234, image_version_id=5, label="adopted"),
+        ConfigWatch(account_service_id=1234, image_version_id=9001, label="new"),
     ]
     # Its reads, replayed once it is done, return the file's watches (each at most twice: as
     # the file's own, and as a key the file lists), never the 2,000 added at run time.

@@ -50,7 +50,7 @@ def event(event_id: str, image_version_id: int = 1, state: int = QUEUED) -> Even
 
 
 def hook(subscription_id: int, url: str) -> Subscription:
-    return make_subscription(subscription_id, target=url)
+    return make_subscription(subscription_id, url=url)
 
 
 def dispatcher(
@@ -171,7 +171,7 @@ async def test_a_delivery_without_a_subscription_or_a_sink_is_dead_with_why(
     outbox, clock = InMemoryOutbox(), Clock()
     orphan = outbox.add(9, 1, event("evt_1"), T0)
     slack = outbox.add(2, 1, event("evt_2"), T0)
-    channel = Subscription(id=2, name="builds", kind="slack_channel", target="C0BUILDS")
+    channel = make_subscription(2, "slack_channel", name="builds", channel="C0BUILDS")
     d = dispatcher(outbox, clock, {"webhook": sink}, [hook(1, receiver.url), channel])
 
     await d.dispatch_due()
@@ -196,7 +196,7 @@ async def test_a_refresh_reaches_its_sink_as_a_stand_in_event_of_the_watchs_stat
         async def deliver(self, event: Event, subscription: Subscription) -> None:
             seen.append(event)
 
-    channel = Subscription(id=1, name="builds", kind="slack_channel", target="C0BUILDS")
+    channel = make_subscription(1, "slack_channel", name="builds", channel="C0BUILDS")
     d = dispatcher(outbox, clock, {"slack_channel": Recording()}, [channel])
 
     await d.dispatch_due()
