@@ -8,12 +8,11 @@ from datetime import timedelta, timezone
 
 import orjson
 import pytest
-from sqlalchemy import Insert, bindparam, func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.config import SubscriptionSettings
 from notifier.core.status import JobStatus
-from notifier.store.bulk import BulkStatement
 from notifier.store.codec import status_from_json, status_to_json
 from notifier.store.engine import _json_text
 from notifier.store.migrate import upgrade
@@ -24,7 +23,7 @@ from notifier.store.subscriptions import (
     load_active_subscriptions,
     sync_config_subscriptions,
 )
-from notifier.store.tables import EVENTS, JOB_STATUS, WATCHES, EventRow, JobStatusRow, Watch
+from notifier.store.tables import WATCHES, EventRow, JobStatusRow, Watch
 from notifier.store.watches import (
     ConfigWatch,
     WatchSync,
@@ -310,128 +309,6 @@ async def test_outcomes_of_every_kind_recorded_in_one_batch(engine: AsyncEngine)
     ]
     assert rows[one.id].delivered_at == T0
     assert rows[two.id].next_attempt_at == retry_at
-
-
-async def test_a_bulk_statement_writes_positional_rows_through_the_column_types(
-    engine: AsyncEngine,
-) -> None:
-    await add_watch(engine, 1234, 1, "a", "cli", T0)
-    statement = BulkStatement(_insert_events(EVENT_NAMES), EVENT_NAMES)
-    async with engine.begin() as conn:
-        watch_id = (await conn.execute(select(WATCHES.c.id))).scalar_one()
-        row = ("evt_1", watch_id, "t", 1234, 1, "a", None, {"state": "Queued"}, None, T0)
-        await statement.execute(conn, [row])
-    async with engine.connect() as conn:
-        stored = (await conn.execute(select(EVENTS))).one()
-    assert (stored.id, stored.current, stored.previous, stored.occurred_at) == (
-        "evt_1",
-        {"state": "Queued"},
-        None,
-        T0,
-    )
-
-
-async def test_a_bulk_statement_names_a_bind_its_rows_do_not_carry(engine: AsyncEngine) -> None:
-    statement = BulkStatement(_insert_events(EVENT_NAMES), EVENT_NAMES[:-1])
-    async with engine.begin() as conn:
-        with pytest.raises(ValueError, match=r"statement binds \['occurred_at'\]"):
-            await statement.execute(conn, [EVENT_NAMES[:-1]])
-
-
-EVENT_NAMES = tuple(c.name for c in EVENTS.c if c.name != "seq")  # in row order
-
-
-def _insert_events(names: tuple[str, ...]) -> Insert:
-    return insert(EVENTS).values({n: bindparam(n, type_=EVENTS.c[n].type) for n in names})
-
-
-async def test_a_bulk_statement_refuses_columns_left_to_their_defaults(
-    engine: AsyncEngine,
-) -> None:
-    names = ("watch_id", "state_name", "progress", "observed_at", "state_since")
-    statement = BulkStatement(
-        insert(JOB_STATUS).values({n: bindparam(n, type_=JOB_STATUS.c[n].type) for n in names}),
-        names,
-    )
-    async with engine.begin() as conn:
-        with pytest.raises(ValueError, match="eta_estimated"):
-            await statement.execute(conn, [(1, "Queued", 0, T0, T0)])
-
-
-async def test_a_bulk_statement_keeps_the_values_written_into_it(engine: AsyncEngine) -> None:
-    await add_watch(engine, 1234, 1, "a", "cli", T0)
-    statement = BulkStatement(
-        update(WATCHES)
-        .where(WATCHES.c.id == bindparam("b_id"))
-        .values(label="renamed", lease_owner=None, poll_errors=bindparam("b_errors")),
-        ("b_id", "b_errors"),
-    )
-    async with engine.begin() as conn:
-        watch_id = (await conn.execute(select(WATCHES.c.id))).scalar_one()
-        await statement.execute(conn, [(watch_id, 3)])
-    [view] = await list_watches(engine)
-    assert (view.label, view.poll_errors) == ("renamed", 3)
-
-
-async def test_a_bulk_statement_writes_each_row_its_own_value_among_shared_ones(
-    engine: AsyncEngine,
-) -> None:
-    # Rows sharing one object are processed once per run of it; every row must still be written
-    # with its own value, runs broken by a different one included.
-    await add_watch(engine, 1234, 1, "a", "cli", T0)
-    later = T0 + timedelta(seconds=1)
-    times = [T0, T0, later, T0, None, None, later]
-    statement = BulkStatement(_insert_events(EVENT_NAMES), EVENT_NAMES)
-    async with engine.begin() as conn:
-        watch_id = (await conn.execute(select(WATCHES.c.id))).scalar_one()
-        current = {"state": "Queued"}
-        rows = [
-            (f"evt_{i}", watch_id, "t", 1234, 1, "a", None, current, None, at or T0)
-            for i, at in enumerate(times)
-        ]
-        rows[4] = (*rows[4][:6], {"state": "Running"}, current, {"stalled": True}, later)
-        await statement.execute(conn, rows)
-    async with engine.connect() as conn:
-        stored = (await conn.execute(select(EVENTS).order_by(EVENTS.c.id))).all()
-    assert [(s.id, s.occurred_at, s.previous, s.detail) for s in stored] == [
-        ("evt_0", T0, None, None),
-        ("evt_1", T0, None, None),
-        ("evt_2", later, None, None),
-        ("evt_3", T0, None, None),
-        ("evt_4", later, {"state": "Running"}, {"stalled": True}),
-        ("evt_5", T0, None, None),
-        ("evt_6", later, None, None),
-    ]
-
-
-async def test_a_bulk_statement_writes_equal_moments_alike_across_zones_and_statements(
-    engine: AsyncEngine,
-) -> None:
-    # Datetimes go through a memo by value, shared here by two statements: the same instant in
-    # another zone is the same stored moment, and a later one is not mistaken for it.
-    await add_watch(engine, 1234, 1, "a", "cli", T0)
-    elsewhere = T0.astimezone(timezone(timedelta(hours=2)))
-    later = T0 + timedelta(microseconds=1)
-    statement = BulkStatement(_insert_events(EVENT_NAMES), EVENT_NAMES)
-    memo: dict[object, object] = {}
-    async with engine.begin() as conn:
-        watch_id = (await conn.execute(select(WATCHES.c.id))).scalar_one()
-        row = ("evt_0", watch_id, "t", 1234, 1, "a", None, {"state": "Queued"}, None, T0)
-        await statement.execute(conn, [row, ("evt_1", *row[1:-1], elsewhere)], memo)
-        await statement.execute(conn, [("evt_2", *row[1:-1], later)], memo)
-        await statement.execute(conn, [("evt_3", *row[1:-1], elsewhere)], memo)
-    async with engine.connect() as conn:
-        stored = (await conn.execute(select(EVENTS).order_by(EVENTS.c.id))).all()
-        at_t0 = await conn.scalar(
-            select(func.count()).select_from(EVENTS).where(EVENTS.c.occurred_at == T0)
-        )
-    assert [(s.id, s.occurred_at) for s in stored] == [
-        ("evt_0", T0),
-        ("evt_1", T0),
-        ("evt_2", later),
-        ("evt_3", T0),
-    ]
-    assert at_t0 == 3
 
 
 @pytest.mark.parametrize(
