@@ -1,8 +1,8 @@
 """Prometheus metrics: one registry per service instance, so two services (or tests) never mix.
 
 Process counters (polls, deliveries and their latencies) are counted where the work happens:
-the poller tells :meth:`Metrics.record_polls` about each batch of fetches once it is fetched
-(between requests the same bookkeeping costs about three times as much), and each sink is wrapped
+the poller tells :meth:`Metrics.record_polls` about each batch of fetches once it is fetched,
+and each sink is wrapped
 in an :class:`InstrumentedSink` that counts its sends, so the dispatcher stays unaware of
 metrics. Whole-database figures (outbox depth, active watches, transitions by target state) are
 read from the database when ``/metrics`` is scraped: every replica reports the same

@@ -96,8 +96,7 @@ class ClanforgeClient:
 
         A successful reply whose digest is ``known_digest`` is not parsed (``status`` is None).
         """
-        # Built from parts, already encoded: a yarl URL parsed from a string costs about three
-        # times as much, and aiohttp would parse one from every string it is given.
+        # Built from parts, already encoded, so no id can change the path or the query.
         url = URL.build(
             scheme=self._scheme,
             authority=self._authority,
@@ -142,8 +141,7 @@ class ClanforgeClient:
     ) -> tuple[int, bytes, str | None, str | None]:
         """One GET: status, capped body, Retry-After and Location; transport failures raised.
 
-        The URL comes with its query joined by hand (``params=`` costs a yarl query build per
-        request), and what the request was for is put into words only when it failed.
+        What the request was for is put into words only when it failed.
         """
         try:
             async with self._session.get(

@@ -64,8 +64,8 @@ def webhook_payload(event: Event) -> dict[str, Any]:
 def encode_payload(payload: dict[str, Any]) -> bytes:
     """Compact UTF-8 JSON: these exact bytes are signed, so they must not be re-serialised later.
 
-    orjson writes the same bytes as ``json.dumps(ensure_ascii=False, separators=(",", ":"))``
-    (a property test holds the two together) in a fourteenth of the time: 0.3 against 4.3 us.
+    orjson writes the same bytes as ``json.dumps(ensure_ascii=False, separators=(",", ":"))``;
+    a property test holds the two together.
     """
     return orjson.dumps(payload)
 

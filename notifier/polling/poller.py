@@ -171,11 +171,8 @@ class Poller:
     async def tick(self) -> TickSummary:
         """Poll up to ``claim_limit`` due watches, a batch at a time: claim, fetch, write.
 
-        Batches run one after the other. Overlapping one batch's database work with the next
-        one's fetches was measured slower (docs/performance-history.md, third and ninth
-        rounds): where the CPU is the limit, the database driver's thread competing with the
-        request path costs more than it hides, and against a remote upstream a batch's database
-        work is a sliver of its fetching anyway.
+        Batches run one after the other: against a remote upstream a batch's database work is a
+        sliver of its fetching, so overlapping them buys little (docs/performance-history.md).
         A cancelled tick loses nothing: a batch's write commits whole or not at all.
         """
         total = TickSummary(0, 0, 0, 0)
