@@ -40,6 +40,7 @@ from benchmarks.harness import (
     workspace,
 )
 from benchmarks.servers import STATES
+from notifier.notify.guarded_http import guarded_session
 from notifier.notify.webhook import WebhookSink
 from notifier.service import Service
 from notifier.store.codec import event_from_row
@@ -70,7 +71,9 @@ async def dispatch_layer_runs(
             Service(settings) as service,
             bare_post_session(concurrency) as bare,
             # As the service opens its webhook session.
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            guarded_session(
+                settings.network.policy(), aiohttp.ClientTimeout(total=timeout)
+            ) as session,
         ):
             engine = service.engine
             await seed_watches(engine, count)

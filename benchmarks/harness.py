@@ -179,6 +179,9 @@ running_interval_seconds = {interval}
 # a tick's polls over half the interval on purpose, which is waiting, not cost).
 spread = 0
 
+[network]
+allow_private = ["127.0.0.0/8"]
+
 [delivery]
 max_concurrency = {concurrency}
 

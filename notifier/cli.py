@@ -252,7 +252,9 @@ async def _webhook_test(settings: Settings, name: str) -> int:
         subscription = settings.webhook_subscription(name)
     except NoSuchWebhook as exc:
         raise UsageError(str(exc)) from None
-    ok, line = await send_test(subscription, settings.delivery.timeout_seconds)
+    ok, line = await send_test(
+        subscription, settings.delivery.timeout_seconds, settings.network.policy()
+    )
     print(line, file=sys.stdout if ok else sys.stderr)
     return EXIT_OK if ok else EXIT_FAILURE
 

@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from notifier.clanforge.options import DEFAULT_BASE_URL, ClanforgeOptions, Credential
+from notifier.core.address_policy import AddressPolicy
 from notifier.core.events import EVENT_TYPES, STATE_CHANGED
 from notifier.core.poll_plan import PollPolicy
 from notifier.core.retry import (
@@ -275,6 +276,28 @@ class SlackSettings(_Section):
     @classmethod
     def _url(cls, value: str) -> str:
         return _http_url(value)
+
+
+class NetworkSettings(_Section):
+    """Where subscription targets may send besides public addresses (GitLab's "allow requests to
+    the local network"): CIDRs of receivers inside the studio's network."""
+
+    allow_private: list[str] = Field(default_factory=list)
+
+    @field_validator("allow_private")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for i, cidr in enumerate(value):
+            try:
+                ipaddress.ip_network(cidr.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"entry {i}: {cidr!r} is not a network (write 10.0.0.0/8 or fd00::/8)"
+                ) from None
+        return value
+
+    def policy(self) -> AddressPolicy:
+        return AddressPolicy.of(self.allow_private)
 
 
 class ServerSettings(_Section):
@@ -574,6 +597,23 @@ class SubscriptionSettings(_Section):
             return (self.slack_webhook_url.get_secret_value(),)
         return self.signing_secrets
 
+    def address_problem(self, policy: AddressPolicy) -> tuple[str, str] | None:
+        """(key, problem) when the target's host is written as an address ``policy`` refuses;
+        a name is checked once resolved, when sending."""
+        for key, url in (
+            ("webhook_url", self.webhook_url),
+            (
+                "slack_webhook_url",
+                None
+                if self.slack_webhook_url is None
+                else self.slack_webhook_url.get_secret_value(),
+            ),
+        ):
+            problem = None if url is None else policy.url_problem(url)
+            if problem is not None:
+                return key, problem
+        return None
+
     @property
     def target(self) -> str:
         if self.slack_webhook_url is not None:
@@ -612,6 +652,7 @@ class Settings(_Section):
     # No [server] section: no HTTP server (several replicas in one test need no ports).
     server: ServerSettings | None = None
     delivery: DeliverySettings = DeliverySettings()
+    network: NetworkSettings = NetworkSettings()
     log: LogSettings = LogSettings()
     watch: list[WatchSettings] = Field(default_factory=list)
     subscription: list[SubscriptionSettings] = Field(default_factory=list)
@@ -718,7 +759,7 @@ def parse_config(text: str, env: Mapping[str, str], file: Path | str = "<config>
         raise ConfigError(file, "", f"not valid TOML: {exc}") from None
     data = _interpolate(raw, env, "", file)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         # An unknown key usually explains a "required" one next to it (a typo): report it first.
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
@@ -726,6 +767,12 @@ def parse_config(text: str, env: Mapping[str, str], file: Path | str = "<config>
         loc = first["loc"]
         # Model-level validators report on the object itself; name the list entry at least.
         raise ConfigError(file, _key_path(loc) or "(top level)", _problem(first)) from None
+    policy = settings.network.policy()
+    for i, sub in enumerate(settings.subscription):
+        found = sub.address_problem(policy)
+        if found is not None:
+            raise ConfigError(file, f"subscription[{i}].{found[0]}", found[1])
+    return settings
 
 
 def load_config(path: Path | str, env: Mapping[str, str]) -> Settings:

@@ -82,6 +82,9 @@ def _demo_settings(database: Path, clanforge_url: str, slack_url: str, hook_url:
             "poll": {"interval_seconds": POLL_SECONDS, "running_interval_seconds": POLL_SECONDS},
             "slack": {"bot_token": SLACK_TOKEN, "base_url": slack_url},
             "delivery": {"interval_seconds": 0.5},
+            # The demo's receiver is on this machine, which subscription targets may not reach
+            # unless allowed, as a receiver inside a studio's network would be.
+            "network": {"allow_private": ["127.0.0.0/8"]},
             # The status page, on a free port of this machine; the demo prints where.
             "server": {"listen": "127.0.0.1:0"},
             "watch": [

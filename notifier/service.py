@@ -34,6 +34,7 @@ from notifier.core.clock import Clock, utc_now
 from notifier.core.subscriptions import Subscription
 from notifier.dispatching.dispatcher import Dispatcher
 from notifier.metrics import InstrumentedSink, Metrics
+from notifier.notify.guarded_http import guarded_session
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.sink import Sink
 from notifier.notify.slack import SlackSink
@@ -131,8 +132,9 @@ class Service:
                 engine, accounts, settings.discovery.account_service_ids, clock=self.clock
             )
         delivery_timeout = aiohttp.ClientTimeout(total=settings.delivery.timeout_seconds)
+        targets = settings.network.policy()
         webhook_session = await self._stack.enter_async_context(
-            aiohttp.ClientSession(timeout=delivery_timeout)
+            guarded_session(targets, delivery_timeout)
         )
         sinks: dict[str, Sink] = {
             "webhook": WebhookSink(
@@ -142,7 +144,7 @@ class Service:
         slack_pacer = ChannelPacer(settings.slack.channel_interval_seconds)
         if any(s.kind == "slack_webhook" for s in settings.subscription):
             hook_session = await self._stack.enter_async_context(
-                aiohttp.ClientSession(timeout=delivery_timeout)
+                guarded_session(targets, delivery_timeout)
             )
             sinks["slack_webhook"] = SlackWebhookSink(
                 hook_session, timeout_seconds=settings.delivery.timeout_seconds, pacer=slack_pacer

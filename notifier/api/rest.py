@@ -29,6 +29,7 @@ from notifier.api.schemas import (
 from notifier.config import check_webhook_url, sends_in_clear_text
 from notifier.core.events import EVENT_TYPES
 from notifier.core.status import state_id_for_name
+from notifier.notify.guarded_http import resolve_problem
 from notifier.store.events import events_page
 from notifier.store.outbox import DeliveryStatus, list_deliveries, retry_deliveries
 from notifier.store.subscriptions import (
@@ -225,6 +226,9 @@ async def add_subscription_handler(request: web.Request) -> web.Response:
         if sends_in_clear_text(body.target):
             # The configuration's rule; the API has no allow_http to send in clear text.
             raise ApiError(422, "invalid", "target: must be https:// (http only to loopback)")
+        problem = await resolve_problem(deps.settings.network.policy(), body.target)
+        if problem is not None:
+            raise ApiError(422, "invalid", f"target: {problem}")
     elif deps.settings.slack.bot_token is None:
         raise ApiError(
             422, "invalid", "kind: slack_channel needs slack.bot_token in the configuration"

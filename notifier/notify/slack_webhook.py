@@ -17,6 +17,7 @@ from notifier.core.delivery_failure import DeliveryFailed
 from notifier.core.events import Event
 from notifier.core.retry_after import parse_retry_after
 from notifier.core.subscriptions import Subscription
+from notifier.notify.guarded_http import refusal_of
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.render import WatchInfo, render
 from notifier.notify.sink import Sink
@@ -61,6 +62,12 @@ class SlackWebhookSink(Sink):
         except TimeoutError as exc:
             raise DeliveryFailed("Slack did not answer in time") from exc
         except aiohttp.ClientError as exc:
+            refusal = refusal_of(exc)
+            if refusal is not None:
+                raise DeliveryFailed(
+                    f"Slack incoming webhook of {subscription.name!r} refused: {refusal.reason}",
+                    permanent=True,
+                ) from exc
             raise DeliveryFailed(f"could not reach Slack: {type(exc).__name__}") from exc
         status, body = response.status_code, (response.body or "").strip()[:100]
         if 200 <= status < 300:

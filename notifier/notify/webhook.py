@@ -22,6 +22,7 @@ from notifier.core.events import Event
 from notifier.core.retry_after import parse_retry_after
 from notifier.core.subscriptions import Subscription, WebhookSubscription
 from notifier.core.urls import redact_url
+from notifier.notify.guarded_http import refusal_of
 from notifier.notify.payload import encode_payload, webhook_payload
 from notifier.notify.signing import standard_headers
 from notifier.notify.sink import Sink
@@ -110,10 +111,20 @@ class WebhookSink(Sink):
                 f"webhook URL for subscription {name!r} is not a valid URL",
                 permanent=True,
             ) from exc
-        except aiohttp.ClientConnectorError as exc:
-            cause = exc.os_error.strerror or type(exc.os_error).__name__
+        except (
+            aiohttp.ClientConnectorError,
+            aiohttp.ClientOSError,
+            aiohttp.ServerDisconnectedError,
+        ) as exc:
+            refusal = refusal_of(exc)
+            if refusal is not None:
+                raise DeliveryFailed(
+                    f"webhook {redact_url(url)} refused: {refusal.reason}", permanent=True
+                ) from exc
+            # One text for refused, reset and unreachable alike: what the error said would tell
+            # an open port from a closed one to whoever reads the delivery's error.
             raise DeliveryFailed(
-                f"could not connect to webhook {redact_url(url)}: {cause}"
+                f"could not connect to webhook {redact_url(url)} (refused, reset or closed)"
             ) from exc
         except aiohttp.ClientError as exc:
             # Not str(exc): some ClientErrors quote the full URL, query string and all.

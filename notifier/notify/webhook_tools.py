@@ -14,17 +14,22 @@ from datetime import datetime, timedelta
 
 import aiohttp
 
+from notifier.core.address_policy import AddressPolicy
 from notifier.core.clock import utc_now
 from notifier.core.delivery_failure import DeliveryFailed
 from notifier.core.subscriptions import WebhookSubscription
 from notifier.core.urls import redact_url
+from notifier.notify.guarded_http import guarded_session
 from notifier.notify.samples import sample_event
 from notifier.notify.signing import SignatureCheck, check_request, parse_raw_request
 from notifier.notify.webhook import WebhookSink
 
 
-async def send_test(subscription: WebhookSubscription, timeout_seconds: float) -> tuple[bool, str]:
-    """Send a sample event to ``subscription``; (it worked, the line to print)."""
+async def send_test(
+    subscription: WebhookSubscription, timeout_seconds: float, policy: AddressPolicy
+) -> tuple[bool, str]:
+    """Send a sample event to ``subscription`` through the same address guard as the service's
+    sends (``policy``: ``[network] allow_private``); (it worked, the line to print)."""
     name = subscription.name
     # Times around now, so the sample reads like a job that just failed rather than one that
     # failed at the sample's fixed date (receivers may order or age events by them).
@@ -35,9 +40,8 @@ async def send_test(subscription: WebhookSubscription, timeout_seconds: float) -
     )
     event = replace(sample, id=f"evt_test_{secrets.token_hex(8)}", occurred_at=now, current=current)
     where = redact_url(subscription.url)
-    async with aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=timeout_seconds)
-    ) as session:
+    timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+    async with guarded_session(policy, timeout) as session:
         sink = WebhookSink(session, timeout_seconds=timeout_seconds)
         started = time.perf_counter()
         try:

@@ -22,6 +22,9 @@ CONFIG = """
 access_key = "ak"
 secret_key = "sk"
 
+[network]
+allow_private = ["127.0.0.0/8", "::1/128"]
+
 [[subscription]]
 name = "chatops"
 webhook_url = "{url}"

@@ -93,6 +93,9 @@ running_interval_seconds = {poll_interval}
 bot_token = "${{SLACK_BOT_TOKEN}}"
 base_url = "{up.slack.base_url}"
 
+[network]
+allow_private = ["127.0.0.0/8", "::1/128"]
+
 [delivery]
 timeout_seconds = {timeout}
 interval_seconds = 0.2

@@ -65,6 +65,9 @@ requests_per_second = 200
 interval_seconds = {INTERVAL}
 running_interval_seconds = {INTERVAL}
 
+[network]
+allow_private = ["127.0.0.0/8", "::1/128"]
+
 [delivery]
 timeout_seconds = 1
 max_concurrency = 16

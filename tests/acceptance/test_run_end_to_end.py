@@ -79,6 +79,9 @@ bot_token = "${{SLACK_BOT_TOKEN}}"
 base_url = "{up.slack.base_url}"
 channel_interval_seconds = 0.05
 
+[network]
+allow_private = ["127.0.0.0/8", "::1/128"]
+
 [delivery]
 interval_seconds = 0.2
 

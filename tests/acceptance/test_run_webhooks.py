@@ -71,6 +71,9 @@ timeout_seconds = 2
 interval_seconds = 0.2
 running_interval_seconds = 0.2
 
+[network]
+allow_private = ["127.0.0.0/8", "::1/128"]
+
 [delivery]
 interval_seconds = 0.2
 

@@ -57,6 +57,9 @@ base_url = "{slack.base_url}"
 # The fake Slack has no rate limit; paced at Slack's 1 message/s, 200 builds take 10 minutes.
 channel_interval_seconds = 0
 
+[network]
+allow_private = ["127.0.0.0/8", "::1/128"]
+
 [delivery]
 timeout_seconds = 2
 max_concurrency = 16

@@ -43,6 +43,7 @@ async def test_a_hung_receiver_gives_the_only_slot_back_at_the_timeout(tmp_path:
                 },
                 "poll": {"interval_seconds": 0.1, "running_interval_seconds": 0.1},
                 "delivery": {"timeout_seconds": 0.3, "max_concurrency": 1, "interval_seconds": 0.1},
+                "network": {"allow_private": ["127.0.0.0/8"]},
                 "watch": [{"account_service_id": 1234, "image_version_id": 567890}],
                 "subscription": [
                     # Created first, so its deliveries are first in line for the one slot.

@@ -61,6 +61,7 @@ async def running(database_url: str) -> AsyncIterator[Running]:
             clanforge={"base_url": clanforge.base_url, "access_key": "ak", "secret_key": "sk"},
             poll={"interval_seconds": 0.1, "running_interval_seconds": 0.1},
             delivery={"interval_seconds": 0.1},
+            network={"allow_private": ["127.0.0.0/8"]},
             watch=[{"account_service_id": ASID, "image_version_id": IVID, "label": "EU"}],
             subscription=[
                 {

@@ -43,7 +43,19 @@ def test_plain_http_to_a_remote_host_needs_allow_http() -> None:
     "url", ["http://127.0.0.1:8000/hook", "http://127.9.9.9/hook", "http://localhost:9/x"]
 )
 def test_plain_http_to_loopback_is_allowed_for_tests_and_the_demo(url: str) -> None:
-    _load(f'webhook_url = "{url}"')
+    # Loopback is a private network: the demo and tests allow it, as an operator would theirs.
+    allowing = '[network]\nallow_private = ["127.0.0.0/8"]\n' + BASE.format(
+        lines=f'webhook_url = "{url}"'
+    )
+    parse_config(allowing, {}, "notifier.toml")
+
+
+def test_a_loopback_webhook_without_allow_private_names_the_rule_and_the_key() -> None:
+    assert _error('webhook_url = "http://127.9.9.9/hook"') == (
+        "notifier.toml: subscription[0].webhook_url: address 127.9.9.9 is a loopback address: "
+        "subscription targets may only reach public addresses unless [network] allow_private "
+        "lists a network containing it"
+    )
 
 
 @pytest.mark.parametrize("url", ["ftp://chat.example.com/hook", "https:///nohost", "chat.example"])
