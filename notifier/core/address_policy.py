@@ -73,18 +73,21 @@ def refusal_reason(address: IPAddress) -> str | None:
     for network, why in _EXTRA_NETWORKS:
         if address.version == network.version and address in network:
             return f"in {network} ({why})"
+    if address == _BROADCAST:
+        return "the broadcast address"
+    if address.is_reserved:
+        return "a reserved address"
     if isinstance(address, ipaddress.IPv6Address) and address in _ULA:
         return "a unique local IPv6 address"
     if address.is_private:
         return "a private address"
-    if address.is_reserved:
-        return "a reserved address"
     if not address.is_global:
         return "not a public address"
     return None
 
 
 _ULA: Final = ipaddress.ip_network("fc00::/7")
+_BROADCAST: Final = ipaddress.IPv4Address("255.255.255.255")
 
 
 @dataclass(frozen=True)

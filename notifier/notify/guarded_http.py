@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
-from aiohttp.abc import ResolveResult
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
 
 from notifier.core.address_policy import AddressPolicy, AddressRefused, host_address, url_host
 
@@ -66,26 +67,27 @@ def refusal_of(exc: BaseException) -> AddressRefused | None:
 
 
 async def resolve_problem(
-    policy: AddressPolicy, url: str, *, timeout_seconds: float = 5.0
+    policy: AddressPolicy,
+    url: str,
+    *,
+    resolver: AbstractResolver | None = None,
+    timeout_seconds: float = 5.0,
 ) -> str | None:
     """Why ``url`` may not be a subscription target, checked when it is created: its host is an
     address the policy refuses, or a name that resolves to one. None when allowed, and when the
     name does not resolve now (the send-time guard decides then)."""
+    problem = policy.url_problem(url)
     host = url_host(url)
-    if not host:
-        return None
-    literal = host_address(host)
-    if literal is not None:
-        return policy.problem(literal)
-    loop = asyncio.get_running_loop()
+    if problem is not None or not host or host_address(host) is not None:
+        return problem
+    resolver = resolver or ThreadedResolver()
     try:
         async with asyncio.timeout(timeout_seconds):
-            infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+            results = await resolver.resolve(host, 0, socket.AF_UNSPEC)
     except (OSError, TimeoutError, UnicodeError):
         return None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        problem = policy.problem(address)
+    for result in results:
+        problem = policy.problem(ipaddress.ip_address(result["host"].split("%", 1)[0]))
         if problem is not None:
             return f"{host} resolves to {problem}"
     return None
