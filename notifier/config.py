@@ -305,6 +305,8 @@ class ServerSettings(_Section):
 
     listen: str = "127.0.0.1:8080"
     admin_token: SecretStr | None = None
+    # With a token, the status page and /metrics need it too, unless the operator opens them.
+    public_status: bool = False
 
     @field_validator("listen")
     @classmethod

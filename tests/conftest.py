@@ -501,6 +501,9 @@ class ApiServer:
         **kwargs: Any,
     ) -> tuple[int, Any]:
         headers = dict(kwargs.pop("headers", {}))
+        if method in ("POST", "PUT", "PATCH", "DELETE") and "json" not in kwargs:
+            # As the CLI and any real client send it; the server refuses other types (guards).
+            headers.setdefault("Content-Type", "application/json")
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         async with self.session.request(

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from notifier.api import guards
 from notifier.api.deps import DEPS_KEY, ApiDeps, Registrar
 from notifier.api.errors import ApiError, error_response
 
@@ -84,6 +85,7 @@ def build_app(deps: ApiDeps, registrars: Sequence[Registrar] | None = None) -> w
     # Errors outermost, so a 401 or 413 from below is shaped like every other API error.
     app = web.Application(middlewares=[_errors, _auth(token)], client_max_size=MAX_BODY_BYTES)
     app[DEPS_KEY] = deps
+    guards.install(app, server)
     for register in registrars:
         register(app, deps)
     return app

@@ -34,7 +34,12 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, **_json_content("ErrorBody")}
 
 
-_COMMON_ERRORS = {"401": _error("Missing or wrong bearer token")}
+_COMMON_ERRORS = {
+    "401": _error("Missing or wrong bearer token"),
+    "403": _error("Sent from another origin"),
+    "415": _error("A state-changing request without Content-Type: application/json"),
+    "421": _error("Host is not a loopback name while no admin token is set"),
+}
 _BODY_ERRORS = {
     "400": _error("Body is not a JSON object"),
     "413": _error("Body is too large"),

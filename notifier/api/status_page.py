@@ -14,6 +14,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from notifier.api.deps import DEPS_KEY, ApiDeps
+from notifier.api.guards import shows_details
 from notifier.api.timeline import relative_time, state_colour, timeline_svg
 from notifier.store.events import events_page
 from notifier.store.outbox import list_deliveries
@@ -52,6 +53,7 @@ async def index(request: web.Request) -> web.Response:
         if page <= pages
         else []
     )
+    details = shows_details(request)
     pending = await list_deliveries(deps.engine, "pending", limit=50)
     dead = await list_deliveries(deps.engine, "dead", limit=10)
     return _render(
@@ -65,7 +67,8 @@ async def index(request: web.Request) -> web.Response:
         pending=pending,
         dead=dead,
         when=lambda value: relative_time(value, now),
-        replica_id=deps.replica_id,
+        replica_id=deps.replica_id if details else None,
+        details=details,
         now=now,
     )
 
@@ -95,7 +98,7 @@ async def watch_page(request: web.Request) -> web.Response:
         events=events,
         timeline=Markup(timeline_svg(events, now)),  # noqa: S704 - built from escaped parts
         when=lambda value: relative_time(value, now),
-        replica_id=deps.replica_id,
+        replica_id=deps.replica_id if shows_details(request) else None,
         now=now,
     )
 

@@ -76,6 +76,10 @@ label = "EU fleet"
                     await asyncio.sleep(0.05)
                 assert items[0]["status"]["state"] == "Running"
                 async with session.get(url) as response:
+                    assert response.status == 401  # a token is set: the page needs it too
+                # As a browser logs in: HTTP Basic, the token as the password.
+                basic = {"Authorization": aiohttp.encode_basic_auth("ops", TOKEN)}
+                async with session.get(url, headers=basic) as response:
                     assert "EU fleet" in await response.text()
                 async with session.get(url + "readyz") as response:
                     assert response.status == 200

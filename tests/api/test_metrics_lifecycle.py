@@ -14,7 +14,7 @@ from notifier.core.status import COMPLETE, QUEUED, RUNNING
 from notifier.service import Service
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.conftest import make_settings
+from tests.conftest import ADMIN_TOKEN, make_settings
 
 ASID, IVID = 1234, 567890
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -36,7 +36,9 @@ class Running:
 
     async def scrape(self) -> Samples:
         assert self.service.http_url is not None
-        async with self.session.get(self.service.http_url + "metrics") as response:
+        async with self.session.get(
+            self.service.http_url + "metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        ) as response:
             assert response.status == 200
             return parse(await response.text())
 

@@ -49,7 +49,7 @@ async def _three_builds(api: ApiServer) -> dict[str, int]:
 
 async def test_status_page_shows_each_watch_state_progress_eta_and_error(api: ApiServer) -> None:
     await _three_builds(api)
-    status, html = await api.call("GET", "/", token=None)
+    status, html = await api.call("GET", "/")
     assert status == 200
     cards = re.findall(r'<section class="card watch.*?</section>', html, re.S)
     assert len(cards) == 3
@@ -73,9 +73,9 @@ async def test_status_page_shows_each_watch_state_progress_eta_and_error(api: Ap
 async def test_status_page_shows_a_hundred_watches_a_page(api: ApiServer) -> None:
     await add_hand_watches(api.engine, range(1, 251))
 
-    _, first = await api.call("GET", "/", token=None)
-    _, last = await api.call("GET", "/?page=3", token=None)
-    _, past = await api.call("GET", "/?page=9", token=None)
+    _, first = await api.call("GET", "/")
+    _, last = await api.call("GET", "/?page=3")
+    _, past = await api.call("GET", "/?page=9")
 
     assert "Watches (250)" in first
     assert _card_labels(first) == [f"by hand {ivid}" for ivid in range(1, 101)]
@@ -94,7 +94,7 @@ async def test_status_page_reads_one_page_of_a_long_watch_list(api: ApiServer) -
     await add_hand_watches(api.engine, range(1, 2001))
 
     with sent_statements(api.engine) as sent:
-        status, html = await api.call("GET", "/?page=2", token=None)
+        status, html = await api.call("GET", "/?page=2")
 
     assert status == 200
     assert len(_card_labels(html)) == 100
@@ -103,7 +103,7 @@ async def test_status_page_reads_one_page_of_a_long_watch_list(api: ApiServer) -
 
 @pytest.mark.parametrize("page", ["0", "-1", "two", "1.5", "²", ""])
 async def test_a_bad_page_number_is_a_400_that_says_so(api: ApiServer, page: str) -> None:
-    status, text = await api.call("GET", "/", token=None, params={"page": page})
+    status, text = await api.call("GET", "/", params={"page": page})
 
     assert status == 400
     assert text == f"page must be a whole number from 1, not {page!r}"
@@ -129,7 +129,7 @@ async def test_status_page_names_the_replica_holding_each_delivery_in_flight(
     await seed_delivery(
         api.engine, "evt_eu_running", ids["running"], sub, lease_owner="host-b:42:beef"
     )
-    _, html = await api.call("GET", "/", token=None)
+    _, html = await api.call("GET", "/")
     row = re.search(r"<tr data-delivery-id=.*?</tr>", html, re.S)
     assert row is not None
     assert "host-b:42:beef" in row.group(0)
@@ -141,14 +141,14 @@ async def test_error_text_is_escaped_on_the_page(api: ApiServer) -> None:
         api.engine,
         [(T0, make_status(6, 10, image_version_id=9, error="<script>alert(1)</script>"))],
     )
-    _, html = await api.call("GET", "/", token=None)
+    _, html = await api.call("GET", "/")
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
 async def test_watch_page_draws_a_timeline_band_per_state(api: ApiServer) -> None:
     ids = await _three_builds(api)
-    status, html = await api.call("GET", f"/watches/{ids['running']}", token=None)
+    status, html = await api.call("GET", f"/watches/{ids['running']}")
     assert status == 200
     assert "EU fleet" in html
     bands = re.findall(r'<rect class="band" data-state="(\w+)"', html)
@@ -157,7 +157,7 @@ async def test_watch_page_draws_a_timeline_band_per_state(api: ApiServer) -> Non
 
 
 async def test_unknown_watch_page_is_404(api: ApiServer) -> None:
-    status, _ = await api.call("GET", "/watches/999", token=None)
+    status, _ = await api.call("GET", "/watches/999")
     assert status == 404
 
 
@@ -189,7 +189,7 @@ async def test_metrics_report_database_figures_in_prometheus_format(api: ApiServ
         now=T0,
     )
     await seed_delivery(api.engine, "evt_eu_running", ids["running"], sub)
-    status, text = await api.call("GET", "/metrics", token=None)
+    status, text = await api.call("GET", "/metrics")
     assert status == 200
     assert "notifier_outbox_depth 1.0" in text
     assert "notifier_active_watches 3.0" in text
@@ -205,11 +205,11 @@ async def test_status_page_names_the_replica_polling_a_watch(api: ApiServer) -> 
             .where(Watch.id == ids["running"])
             .values(lease_owner="host-c:7:cafe", lease_until=T0 + timedelta(seconds=30))
         )
-    _, html = await api.call("GET", "/", token=None)
+    _, html = await api.call("GET", "/")
     card = re.search(
         r'<section class="card watch[^>]*data-state="Running".*?</section>', html, re.S
     )
     assert card is not None
     assert "polled by host-c:7:cafe" in card.group(0)
-    _, page = await api.call("GET", f"/watches/{ids['running']}", token=None)
+    _, page = await api.call("GET", f"/watches/{ids['running']}")
     assert "polled by host-c:7:cafe" in page

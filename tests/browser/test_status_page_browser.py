@@ -22,8 +22,11 @@ from playwright.async_api import Browser, async_playwright, expect
 from notifier.core.status import COMPLETE, FAILED, QUEUED, RUNNING
 from notifier.service import Service
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
-from tests.conftest import make_settings
+from tests.conftest import ADMIN_TOKEN, make_settings
 
+# The settings set an admin token, so the browser logs in as a person would: HTTP Basic, the
+# token as the password.
+LOGIN = {"username": "ops", "password": ADMIN_TOKEN}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ASID = 1234
 EU, US, APAC = 567890, 567891, 567892
@@ -84,7 +87,8 @@ async def status_url(tmp_path: Path) -> AsyncIterator[str]:
 async def _wait_for_states(url: str, states: list[str]) -> None:
     async with aiohttp.ClientSession() as session:
         while True:
-            async with session.get(url) as response:
+            headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            async with session.get(url, headers=headers) as response:
                 html = await response.text()
             if all(f'data-state="{state}"' in html for state in states):
                 return
@@ -96,7 +100,7 @@ async def test_status_page_shows_three_builds_and_a_timeline(
 ) -> None:
     shots = OUTPUT / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
-    page = await browser.new_page(viewport={"width": 1100, "height": 800})
+    page = await browser.new_page(viewport={"width": 1100, "height": 800}, http_credentials=LOGIN)
     await page.goto(status_url)
 
     eu = page.locator("section.watch", has_text="EU fleet")
@@ -121,7 +125,7 @@ async def test_status_page_shows_three_builds_and_a_timeline(
     assert bands == ["Queued", "Running"]
     await page.screenshot(path=shots / "watch-timeline.png", full_page=True)
 
-    phone = await browser.new_page(viewport={"width": 390, "height": 844})
+    phone = await browser.new_page(viewport={"width": 390, "height": 844}, http_credentials=LOGIN)
     await phone.goto(status_url)
     # Readable on a phone: the cards fit the screen, nothing scrolls sideways.
     width = await phone.evaluate("document.documentElement.scrollWidth")
