@@ -220,7 +220,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(render_effective_config(settings), end="")
         return EXIT_OK
     if args.command == "run":
-        configure_logging(settings.log.level, settings.log.format)
+        configure_logging(settings.log.level, settings.log.format, settings.secret_values())
         return asyncio.run(_run(settings))
     handler = _DATABASE_COMMANDS[_command_key(args)]
     return asyncio.run(_with_database(settings, lambda engine: handler(engine, args)))

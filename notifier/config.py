@@ -659,6 +659,27 @@ class Settings(_Section):
     watch: list[WatchSettings] = Field(default_factory=list)
     subscription: list[SubscriptionSettings] = Field(default_factory=list)
 
+    def secret_values(self) -> list[str]:
+        """Every secret the file holds, and each Clanforge credential as its Basic header
+        carries it: what logs and error texts must never show a piece of."""
+        found: list[str] = []
+
+        def collect(node: object) -> None:
+            if isinstance(node, SecretStr):
+                found.append(node.get_secret_value())
+            elif isinstance(node, BaseModel):
+                for name in type(node).model_fields:
+                    collect(getattr(node, name))
+            elif isinstance(node, list | tuple):
+                for item in node:
+                    collect(item)
+
+        collect(self)
+        for credential in self.clanforge.credentials():
+            pair = f"{credential.access_key}:{credential.secret_key}"
+            found.append(base64.b64encode(pair.encode()).decode())
+        return found
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         seen_names: set[str] = set()

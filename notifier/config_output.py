@@ -38,7 +38,19 @@ def _mask(node: Any) -> Any:
     if isinstance(node, SecretStr):
         return MASK
     if isinstance(node, dict):
-        return {k: _mask(v) for k, v in node.items()}
+        return {
+            k: _without_userinfo(v) if k.endswith("url") and isinstance(v, str) else _mask(v)
+            for k, v in node.items()
+        }
     if isinstance(node, list):
         return [_mask(v) for v in node]
     return node
+
+
+def _without_userinfo(url: str) -> str:
+    """A base URL's ``user:password@`` masked: the rest says where it points."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if not sep or "@" not in authority:
+        return url
+    return f"{scheme}://{MASK}@{authority.rpartition('@')[2]}{slash}{path}"

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Literal
+
+from notifier.core.secret_scrub import Scrubber
 
 # Libraries that would log request details (headers carry credentials) at DEBUG.
 _QUIET = ("aiohttp.access", "slack_sdk", "apscheduler", "sqlalchemy.engine", "alembic")
@@ -25,14 +28,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_logging(level: str = "INFO", fmt: Literal["text", "json"] = "text") -> None:
+class ScrubbingFormatter(logging.Formatter):
+    """Any formatter's output with every piece of the configured secrets masked: the last line of
+    defence for a message (or a traceback) that quotes what it should not."""
+
+    def __init__(self, inner: logging.Formatter, scrubber: Scrubber) -> None:
+        super().__init__()
+        self._inner = inner
+        self._scrubber = scrubber
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._scrubber.scrub(self._inner.format(record))
+
+
+def configure_logging(
+    level: str = "INFO", fmt: Literal["text", "json"] = "text", secrets: Iterable[str] = ()
+) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    formatter: logging.Formatter
     if fmt == "json":
-        handler.setFormatter(JsonFormatter())
+        formatter = JsonFormatter()
     else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+        formatter = logging.Formatter(
+            "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"
         )
+    scrubber = Scrubber(secrets)
+    handler.setFormatter(ScrubbingFormatter(formatter, scrubber) if scrubber else formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Final
+import functools
+from collections.abc import AsyncIterator, Callable
+from typing import Final, TypeVar
 
 import aiohttp
 from multidict import CIMultiDict
@@ -22,6 +23,7 @@ from notifier.clanforge.reply import (
     parse_status_reply,
     reply_digest,
 )
+from notifier.core.secret_scrub import Scrubber
 from notifier.core.status import FetchedStatus
 from notifier.core.upstream_errors import BAD_REPLY, UNAVAILABLE, UpstreamError
 
@@ -29,6 +31,8 @@ MAX_BODY_BYTES: Final = 1024 * 1024
 """A status reply is a few hundred bytes; anything near this is not one, and is not read further."""
 
 USER_AGENT: Final = "clanforge-notifier"
+
+T = TypeVar("T")
 
 
 class ClanforgeClient:
@@ -80,8 +84,8 @@ class ClanforgeClient:
         self._headers: Final = (
             None if all(session.headers.get(k) == v for k, v in headers.items()) else headers
         )
-        self._secrets: Final = tuple(
-            s for s in (access_key, secret_key, authorization.removeprefix("Basic ")) if len(s) >= 4
+        self._secrets: Final = Scrubber(
+            (access_key, secret_key, authorization.removeprefix("Basic "))
         )
         self._timeout = timeout
         self._max_body = max_body_bytes
@@ -111,17 +115,20 @@ class ClanforgeClient:
             digest = reply_digest(body)
             if digest == known_digest and 200 <= status < 300:
                 return FetchedStatus(digest, None)
-            return FetchedStatus(
-                digest,
-                parse_status_reply(
-                    status,
-                    body,
-                    account_service_id=account_service_id,
-                    image_version_id=image_version_id,
-                    retry_after=retry_after,
-                    location=location,
-                ),
+            parse = functools.partial(
+                parse_status_reply,
+                status,
+                account_service_id=account_service_id,
+                image_version_id=image_version_id,
+                retry_after=retry_after,
+                location=location,
             )
+            parsed = self._parse_scrubbed(parse, body)
+            if parsed.error is not None and self._secrets.scrub(parsed.error) != parsed.error:
+                # A job error quoting a credential: read again from a scrubbed body, so the cut
+                # to the error's length comes after the scrub, not before it.
+                parsed = parse(self._secrets.scrub_bytes(body))
+            return FetchedStatus(digest, parsed)
         except UpstreamError as exc:
             raise self._scrubbed(exc) from None
 
@@ -130,9 +137,13 @@ class ClanforgeClient:
         url = f"{self._root}/cfp/v1/imageinstall/status?accountserviceid={int(account_service_id)}"
         try:
             status, body, retry_after, _ = await self._get(url, account_service_id, None)
-            return parse_install_status_reply(
-                status, body, account_service_id=account_service_id, retry_after=retry_after
+            parse = functools.partial(
+                parse_install_status_reply,
+                status,
+                account_service_id=account_service_id,
+                retry_after=retry_after,
             )
+            return self._parse_scrubbed(parse, body)
         except UpstreamError as exc:
             raise self._scrubbed(exc) from None
 
@@ -230,10 +241,20 @@ class ClanforgeClient:
         ]
         return f"the timeout ({', '.join(limits)})" if limits else "the timeout"
 
+    def _parse_scrubbed(self, parse: Callable[[bytes], T], body: bytes) -> T:
+        """``parse(body)``; when that fails over a body holding a secret, the failure of parsing
+        the scrubbed body instead: error texts are cut to a length, and a secret must be gone
+        before the cut, not after it (a cut secret no longer matches)."""
+        try:
+            return parse(body)
+        except UpstreamError:
+            clean = self._secrets.scrub_bytes(body)
+            if clean is body:
+                raise
+        return parse(clean)
+
     def _scrubbed(self, exc: UpstreamError) -> UpstreamError:
-        message = exc.message
-        for secret in self._secrets:
-            message = message.replace(secret, "***")
+        message = self._secrets.scrub(exc.message)
         if message == exc.message:
             return exc
         return UpstreamError(exc.reason, message, status=exc.status, retry_after=exc.retry_after)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from notifier.store.file_modes import prepare_sqlite_file
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -21,7 +22,7 @@ def create_engine(url: str) -> AsyncEngine:
         return create_async_engine(url, pool_pre_ping=True, **json_codec)
 
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        prepare_sqlite_file(parsed.database)
     engine = create_async_engine(url, **json_codec)
     _make_sqlite_transactions_explicit(engine)
     return engine
