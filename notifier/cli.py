@@ -58,13 +58,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+# The largest id or count any of our databases can hold (a signed 64-bit integer).
+_MAX_INT = 2**63 - 1
+
+
 def _positive_int(text: str) -> int:
+    shown = text if len(text) <= 24 else f"{text[:20]}…"
     try:
-        value = int(text)
+        value = int(text) if len(text) <= 40 else None
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        value = None
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{shown!r} is not a whole number")
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+        raise argparse.ArgumentTypeError(f"{shown!r} must be positive")
+    if value > _MAX_INT:
+        raise argparse.ArgumentTypeError(f"{shown!r} is larger than any id or count can be")
     return value
 
 

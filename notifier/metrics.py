@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter as CounterOf
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.delivery_failure import DeliveryFailed
 from notifier.core.events import Event
+from notifier.core.status import STATE_NAMES
 from notifier.core.subscriptions import Subscription
 from notifier.notify.sink import Sink
 from notifier.polling.poller import BatchTimings
@@ -114,7 +115,9 @@ class Metrics:
         figures = await database_figures(engine)
         self.outbox_depth.set(figures.pending_deliveries)
         self.active_watches.set(figures.active_watches)
-        self._transitions.by_state = figures.transitions_by_state
+        self._transitions.by_state = transitions_by_known_state(
+            figures.transitions_by_state.items()
+        )
 
     def record_polls(self, seconds: Sequence[float], outcomes: CounterOf[str]) -> None:
         """A batch's status fetches, told by the poller once the batch is fetched (its
@@ -168,3 +171,18 @@ class InstrumentedSink:
 
     def _failed(self, outcome: str) -> None:
         self._metrics.deliveries.labels(self._name, outcome).inc()
+
+
+OTHER_STATE = "other"
+"""The label of every state name upstream sends that is not one of Clanforge's documented states."""
+_KNOWN_STATES = frozenset(STATE_NAMES.values())
+
+
+def transitions_by_known_state(rows: Iterable[tuple[object, int]]) -> dict[str, int]:
+    """Counts by state, the labels limited to the known states and :data:`OTHER_STATE`: a label
+    per name upstream chooses would be a series per name, without end."""
+    counts: dict[str, int] = {}
+    for name, count in rows:
+        label = name if isinstance(name, str) and name in _KNOWN_STATES else OTHER_STATE
+        counts[label] = counts.get(label, 0) + int(count)
+    return counts

@@ -75,17 +75,19 @@ async def index(request: web.Request) -> web.Response:
 
 def _page_number(request: web.Request) -> int:
     text = request.query.get("page", "1")
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+    # Length first: int() refuses (with a ValueError) numbers of thousands of digits.
+    if not (text.isascii() and text.isdigit()) or len(text) > 20 or int(text) < 1:
         raise web.HTTPBadRequest(text=f"page must be a whole number from 1, not {text!r}")
     return int(text)
 
 
 async def watch_page(request: web.Request) -> web.Response:
     deps = request.app[DEPS_KEY]
-    try:
-        watch_id = int(request.match_info["id"])
-    except ValueError:
-        raise web.HTTPNotFound() from None
+    text = request.match_info["id"]
+    # Past what a database integer holds is no watch: asking the database would fail instead.
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise web.HTTPNotFound(text=f"watch {text[:20]!r} does not exist")
+    watch_id = int(text)
     watch = await get_watch(deps.engine, watch_id)
     if watch is None:
         raise web.HTTPNotFound(text=f"watch {watch_id} does not exist")
