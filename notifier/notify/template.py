@@ -10,10 +10,13 @@ every event type at config load, so a mistake is reported at start-up, not on th
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextvars import ContextVar
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 from jinja2 import StrictUndefined, TemplateError, Undefined
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from notifier.core.events import Event
@@ -44,14 +47,71 @@ def _code_block(text: Any) -> str:
     return f"```\n{body}\n```"
 
 
+MAX_RANGE: Final = 1000
+"""The most items one ``range()`` in a template may have."""
+MAX_ITERATIONS: Final = 10_000
+"""The most ``range()`` items one rendering may go through, nested loops together."""
+MAX_OUTPUT_CHARS: Final = 256 * 1024
+"""A body larger than this is no chat message; receivers cap far lower (Discord 2,000 chars)."""
+_MAX_REPEAT: Final = 64 * 1024
+
+_budget: ContextVar[list[int]] = ContextVar("template_iterations")
+
+
+class _CountedRange:
+    """``range()`` for templates: short, and drawing on the rendering's iteration budget, so
+    that nested loops cannot spin for hours (check-config renders every template at load)."""
+
+    def __init__(self, *args: int) -> None:
+        self._range = range(*args)
+        if len(self._range) > MAX_RANGE:
+            raise SecurityError(f"range() of more than {MAX_RANGE} items")
+
+    def __len__(self) -> int:
+        return len(self._range)
+
+    def __iter__(self) -> Iterator[int]:
+        budget = _budget.get()
+        for value in self._range:
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise SecurityError(f"more than {MAX_ITERATIONS} loop iterations")
+            yield value
+
+
+class _BoundedEnvironment(SandboxedEnvironment):
+    """The sandbox, with ``*`` and ``**`` unable to build huge strings, lists or numbers."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            # Jinja reads a ** b ** c as (a ** b) ** c: bound the result's size, not the exponent.
+            if isinstance(left, int) and isinstance(right, int) and right > 0:
+                if abs(left).bit_length() * right > 4096:
+                    raise SecurityError("power larger than 4096 bits")
+            elif isinstance(right, int | float) and abs(right) > 4096:
+                raise SecurityError("power larger than 4096 bits")
+            return left**right
+        for count, other in ((left, right), (right, left)):
+            if (
+                isinstance(count, int)
+                and isinstance(other, str | list | tuple)
+                and count * max(len(other), 1) > _MAX_REPEAT
+            ):
+                raise SecurityError(f"repetition longer than {_MAX_REPEAT}")
+        return left * right
+
+
 def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
+    env = _BoundedEnvironment(
         undefined=StrictUndefined,  # a misspelt field is an error at load, not an empty string
         autoescape=False,
         keep_trailing_newline=False,
     )
     env.filters["json"] = _json
     env.filters["code_block"] = _code_block
+    env.globals["range"] = _CountedRange
     return env
 
 
@@ -111,10 +171,13 @@ def _compiled(source: str) -> Any:
 
 def render(source: str, event: Event) -> bytes:
     """The body for ``event``: the rendered template, checked to be JSON, sent compact UTF-8."""
+    token = _budget.set([MAX_ITERATIONS])
     try:
-        text = _compiled(source).render(context(event))
+        text = _bounded_text(_compiled(source).generate(context(event)))
     except Exception as exc:  # user-written code: any error it raises is the template's fault
         raise TemplateProblem(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        _budget.reset(token)
     try:
         value = json.loads(text)
     except ValueError as exc:
@@ -122,6 +185,17 @@ def render(source: str, event: Event) -> bytes:
             f"renders invalid JSON for {event.type} ({exc}); use the json filter for values"
         ) from None
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _bounded_text(chunks: Iterator[str]) -> str:
+    parts: list[str] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_OUTPUT_CHARS:
+            raise SecurityError(f"output longer than {MAX_OUTPUT_CHARS} characters")
+        parts.append(chunk)
+    return "".join(parts)
 
 
 def check_template(source: str) -> None:
