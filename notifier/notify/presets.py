@@ -27,7 +27,8 @@ TEAMS: Final = """{
       "type": "AdaptiveCard",
       "version": "1.4",
       "body": [
-        {"type": "TextBlock", "text": {{ headline | json }}, "weight": "Bolder", "size": "Medium",
+        {"type": "TextBlock", "text": {{ headline | markdown_text | json }}, "weight": "Bolder",
+         "size": "Medium",
          "wrap": true},
         {"type": "FactSet", "facts": [
           {"title": "State", "value": {{ data.current.state | json }}},
@@ -49,7 +50,7 @@ TEAMS: Final = """{
 DISCORD: Final = (
     _COLOR
     + """{
-  "content": {{ headline | truncate(2000, true, "…", 0) | json }},
+  "content": {{ headline | markdown_text | truncate(2000, true, "…", 0) | json }},
   "allowed_mentions": {"parse": []},
   "embeds": [{
     "title": {{ (data.label or ("image version " ~ data.image_version_id))
@@ -71,9 +72,9 @@ DISCORD: Final = (
 # Mattermost: an incoming webhook takes Markdown in "text". The upstream error goes in a code
 # block, where Mattermost neither formats it nor notifies an "@channel" or "@all" in it.
 MATTERMOST: Final = """{
-  "text": {{ ("#### " ~ headline ~ "\\n"
+  "text": {{ ("#### " ~ (headline | markdown_text) ~ "\\n"
     ~ "| State | Progress | ETA |\\n| --- | --- | --- |\\n"
-    ~ "| " ~ data.current.state ~ " | " ~ data.current.progress ~ "% | "
+    ~ "| " ~ (data.current.state | markdown_text) ~ " | " ~ data.current.progress ~ "% | "
     ~ (data.current.eta or "unknown") ~ " |"
     ~ (("\\n**Error:**\\n" ~ (error | truncate(15000, true, "…", 0) | code_block))
        if error else ""))
@@ -83,8 +84,9 @@ MATTERMOST: Final = """{
 # Google Chat: a space's incoming webhook takes "text" with *bold* formatting. The upstream error
 # goes in a code block, with "<" replaced: Chat reads "<users/all>" as a mention of everyone.
 GOOGLE_CHAT: Final = """{
-  "text": {{ ("*" ~ headline ~ "*\\n"
-    ~ "State: " ~ data.current.state ~ ", progress " ~ data.current.progress ~ "%, ETA "
+  "text": {{ ("*" ~ (headline | chat_text) ~ "*\\n"
+    ~ "State: " ~ (data.current.state | chat_text)
+    ~ ", progress " ~ data.current.progress ~ "%, ETA "
     ~ (data.current.eta or "unknown")
     ~ (("\\nError:\\n" ~ (error | replace("<", "\\u2039")
          | truncate(3500, true, "…", 0) | code_block)) if error else ""))

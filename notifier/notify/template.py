@@ -103,6 +103,35 @@ class _BoundedEnvironment(SandboxedEnvironment):
         return left * right
 
 
+_MARKDOWN_SPECIALS: Final = str.maketrans(
+    {c: "\\" + c for c in "\\*_~`[]|>"} | {"<": "\u2039", "@": "@\u2060"}
+)
+_CHAT_LOOKALIKES: Final = str.maketrans(
+    {
+        "<": "\u2039",
+        ">": "\u203a",
+        "*": "\u2217",
+        "_": "\u02cd",
+        "~": "\u02dc",
+        "`": "\u02cb",
+        "@": "@\u2060",
+    }
+)
+
+
+def markdown_text(text: Any) -> str:
+    """``text`` (a label, a state name) shown as typed in Markdown chat (Mattermost, Discord,
+    Teams): no link, emphasis or table cell can be built from it, and no ``@channel``/``@all``
+    mention notifies anyone (a word joiner follows each ``@``)."""
+    return str(text).translate(_MARKDOWN_SPECIALS)
+
+
+def chat_text(text: Any) -> str:
+    """The same for Google Chat, which has no backslash escapes: look-alike characters instead,
+    and ``<users/all>`` cannot be formed."""
+    return str(text).translate(_CHAT_LOOKALIKES)
+
+
 def _environment() -> SandboxedEnvironment:
     env = _BoundedEnvironment(
         undefined=StrictUndefined,  # a misspelt field is an error at load, not an empty string
@@ -111,6 +140,8 @@ def _environment() -> SandboxedEnvironment:
     )
     env.filters["json"] = _json
     env.filters["code_block"] = _code_block
+    env.filters["markdown_text"] = markdown_text
+    env.filters["chat_text"] = chat_text
     env.globals["range"] = _CountedRange
     return env
 

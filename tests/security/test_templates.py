@@ -3,7 +3,9 @@ at load, with a line saying which bound it hit."""
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -57,3 +59,32 @@ def test_ordinary_loops_and_every_preset_still_render() -> None:
     assert render(source, sample_event()) == b'{"n":[0,1,2,3,4,5,6,7,8,9]}'
     for preset in PRESETS.values():
         check_template(preset)
+
+
+HOSTILE_LABEL = (
+    "@channel @all <users/all> <!here> [click](https://evil.example) "
+    "<https://evil.example|go> **bold** | x"
+)
+HOSTILE_STATE = "Running <users/all> @here [x](https://evil.example)"
+
+
+@pytest.mark.parametrize("preset", ["mattermost", "google_chat", "discord", "teams"])
+def test_a_label_or_state_name_cannot_mention_everyone_or_make_a_link(preset: str) -> None:
+    event = sample_event()
+    event = replace(event, label=HOSTILE_LABEL, current=replace(event.current, state=HOSTILE_STATE))
+    body = json.loads(render(PRESETS[preset], event))
+    # The text each chat formats as Markdown (or Chat markup).
+    if preset == "discord":
+        shown = body["content"]
+    elif preset == "teams":
+        shown = body["attachments"][0]["content"]["body"][0]["text"]
+    else:
+        shown = body["text"]
+    for mention in ("@channel", "@all", "@here", "<users/all>", "<!here>"):
+        assert mention not in shown
+    if preset == "google_chat":  # Chat's links are <url|text>, Markdown's [text](url) is text
+        assert "<https://" not in shown
+    else:
+        assert "[click](" not in shown
+        assert "[x](" not in shown
+    assert "**bold**" not in shown

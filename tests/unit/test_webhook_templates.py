@@ -18,7 +18,13 @@ from notifier.core.events import Event
 from notifier.core.status import QUEUED, RUNNING
 from notifier.notify.presets import PRESETS
 from notifier.notify.samples import sample_event, sample_events
-from notifier.notify.template import TemplateProblem, check_template, render
+from notifier.notify.template import (
+    TemplateProblem,
+    chat_text,
+    check_template,
+    markdown_text,
+    render,
+)
 from tests.conftest import make_status
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "webhook_presets"
@@ -116,8 +122,14 @@ def test_preset_body_has_the_shape_the_service_accepts_for_every_event_type(pres
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_a_hostile_label_stays_inside_its_json_string(preset: str) -> None:
     body = _render(preset, replace(sample_event(), label=HOSTILE_LABEL))
-    assert any(HOSTILE_LABEL in text for text in _strings(body))
+    assert any(_shows(text, HOSTILE_LABEL) for text in _strings(body))
     assert "49" not in json.dumps(body)  # the label is data, never evaluated as a template
+
+
+def _shows(text: str, label: str) -> bool:
+    """The label is in ``text`` as typed, or as a chat's Markdown shows it typed (escaped so
+    that it forms no link, emphasis or mention: issue 22)."""
+    return any(form in text for form in (label, markdown_text(label), chat_text(label)))
 
 
 def _strings(value: Any) -> list[str]:
@@ -212,7 +224,7 @@ def test_any_label_and_error_text_render_valid_json_in_every_preset(label: str, 
         body = _render(preset, event)
         accepts(body)
         if label:
-            assert any(label in text for text in _strings(body)), preset
+            assert any(_shows(text, label) for text in _strings(body)), preset
 
 
 HOSTILE_ERROR = "disk full @channel @all <users/all> <!here>\n```\n**not bold** ``` end"
