@@ -25,6 +25,7 @@ from notifier.logs import configure_logging
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
 from notifier.store.outbox import DeliveryView, list_deliveries, retry_deliveries
+from notifier.store.retention import prune
 from notifier.store.subscriptions import (
     NotDisabled,
     SubscriptionView,
@@ -117,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     db = command("db", "database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     command("upgrade", "bring the schema up to date", db_commands)
+    prune = command("prune", "remove history older than [retention] keeps", db_commands)
+    prune.add_argument("--dry-run", action="store_true", help="only say what would be removed")
 
     watch = command("watch", "the watch list")
     watch_commands = watch.add_subparsers(dest="watch_command", required=True, metavar="ACTION")
@@ -231,6 +234,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         configure_logging(settings.log.level, settings.log.format, settings.secret_values())
         return asyncio.run(_run(settings))
+    if _command_key(args) == "db prune":
+        return asyncio.run(
+            _with_database(settings, lambda engine: _db_prune(engine, args, settings))
+        )
     handler = _DATABASE_COMMANDS[_command_key(args)]
     return asyncio.run(_with_database(settings, lambda engine: handler(engine, args)))
 
@@ -528,6 +535,18 @@ async def _deliveries_retry(engine: AsyncEngine, args: argparse.Namespace) -> in
             file=sys.stderr,
         )
         return EXIT_FAILURE
+    return EXIT_OK
+
+
+async def _db_prune(engine: AsyncEngine, args: argparse.Namespace, settings: Settings) -> int:
+    retention = settings.retention
+    pruned = await prune(engine, retention.policy(), utc_now(), dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(
+        f"{verb} {pruned.events} events older than {retention.events_days:g} days and "
+        f"{pruned.deliveries} finished deliveries (older than {retention.deliveries_days:g} days, "
+        "or of those events)"
+    )
     return EXIT_OK
 
 

@@ -33,6 +33,7 @@ from notifier.clanforge.options import DEFAULT_BASE_URL, ClanforgeOptions, Crede
 from notifier.core.address_policy import AddressPolicy
 from notifier.core.events import EVENT_TYPES, STATE_CHANGED
 from notifier.core.poll_plan import PollPolicy
+from notifier.core.retention import RetentionPolicy
 from notifier.core.retry import (
     DEFAULT_MAX_AGE_SECONDS,
     DEFAULT_MAX_ATTEMPTS,
@@ -276,6 +277,16 @@ class SlackSettings(_Section):
     @classmethod
     def _url(cls, value: str) -> str:
         return _http_url(value)
+
+
+class RetentionSettings(_Section):
+    """How long history is kept; pending deliveries and the events they need are always kept."""
+
+    events_days: PositiveFloat = 30
+    deliveries_days: PositiveFloat = 14
+
+    def policy(self) -> RetentionPolicy:
+        return RetentionPolicy(self.events_days, self.deliveries_days)
 
 
 class NetworkSettings(_Section):
@@ -655,6 +666,7 @@ class Settings(_Section):
     server: ServerSettings | None = None
     delivery: DeliverySettings = DeliverySettings()
     network: NetworkSettings = NetworkSettings()
+    retention: RetentionSettings = RetentionSettings()
     log: LogSettings = LogSettings()
     watch: list[WatchSettings] = Field(default_factory=list)
     subscription: list[SubscriptionSettings] = Field(default_factory=list)

@@ -31,6 +31,7 @@ from notifier.api.server import serve
 from notifier.clanforge.accounts import ClanforgeAccounts, open_clanforge_accounts
 from notifier.config import Settings
 from notifier.core.clock import Clock, utc_now
+from notifier.core.retention import Pruned
 from notifier.core.subscriptions import Subscription
 from notifier.dispatching.dispatcher import Dispatcher
 from notifier.metrics import InstrumentedSink, Metrics
@@ -48,10 +49,15 @@ from notifier.store.locks import CONFIG_SYNC_LOCK, exclusive
 from notifier.store.migrate import upgrade
 from notifier.store.outbox import SqlOutbox
 from notifier.store.polling import SqlWatchStore
+from notifier.store.retention import prune
 from notifier.store.subscriptions import load_active_subscriptions, sync_config_subscriptions
 from notifier.store.watches import newest_status, sync_config_watches
 
 log = logging.getLogger(__name__)
+
+
+PRUNE_INTERVAL_SECONDS = 3600
+"""Hourly: a day's history goes in 24 small runs rather than one large one."""
 
 
 def make_replica_id() -> str:
@@ -246,6 +252,15 @@ class Service:
                 log.exception("poll tick failed; the next tick tries again")
                 return None
 
+    async def prune(self) -> Pruned:
+        """Remove history [retention] no longer keeps, a small batch at a time."""
+        pruned = await prune(self.engine, self.settings.retention.policy(), self.clock())
+        if pruned.events or pruned.deliveries:
+            log.info(
+                "pruned %d events and %d finished deliveries", pruned.events, pruned.deliveries
+            )
+        return pruned
+
     async def discover(self) -> None:
         """One round of auto-discovery; new watches are polled by the next tick."""
         if self._discovery is None:
@@ -307,6 +322,15 @@ class Service:
                 coalesce=True,
                 next_run_time=self.clock(),
             )
+        scheduler.add_job(
+            self.prune,
+            "interval",
+            seconds=PRUNE_INTERVAL_SECONDS,
+            id="prune",
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+        )
         dispatching = asyncio.create_task(dispatcher.run(), name="dispatcher")
         scheduler.start()
         self._scheduler_running = True

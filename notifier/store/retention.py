@@ -1,0 +1,109 @@
+"""Pruning old history in small batches, so the database stops growing with time.
+
+Each batch is its own short transaction (at most ``batch`` rows of one table), so a prune never
+holds SQLite's single write lock for long and the poller and dispatcher keep their turns.
+Finished deliveries go first, then the old events none of whose deliveries is pending, with
+whatever finished deliveries they still have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, delete, exists, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.core.retention import FINISHED_DELIVERY_STATUSES, Pruned, RetentionPolicy
+from notifier.store.tables import DeliveryRow, EventRow
+
+DEFAULT_BATCH = 500
+
+
+def _old_deliveries(before: datetime) -> ColumnElement[bool]:
+    return and_(
+        DeliveryRow.status.in_(FINISHED_DELIVERY_STATUSES),
+        DeliveryRow.created_at < before,
+    )
+
+
+def _old_events(before: datetime) -> ColumnElement[bool]:
+    pending = exists().where(DeliveryRow.event_id == EventRow.id, DeliveryRow.status == "pending")
+    return and_(EventRow.occurred_at < before, ~pending)
+
+
+async def prune(
+    engine: AsyncEngine,
+    policy: RetentionPolicy,
+    now: datetime,
+    *,
+    batch: int = DEFAULT_BATCH,
+    dry_run: bool = False,
+) -> Pruned:
+    """Remove (or with ``dry_run`` count) what ``policy`` no longer keeps at ``now``."""
+    deliveries_before = policy.deliveries_before(now)
+    events_before = policy.events_before(now)
+    if dry_run:
+        return await _count(engine, deliveries_before, events_before)
+    total = Pruned()
+    while True:
+        async with engine.begin() as conn:
+            ids = (
+                await conn.scalars(
+                    select(DeliveryRow.id).where(_old_deliveries(deliveries_before)).limit(batch)
+                )
+            ).all()
+            if ids:
+                await conn.execute(delete(DeliveryRow).where(DeliveryRow.id.in_(ids)))
+        total += Pruned(deliveries=len(ids))
+        if len(ids) < batch:
+            break
+        await asyncio.sleep(0)  # let the poller and dispatcher in between batches
+    while True:
+        async with engine.begin() as conn:
+            event_ids = (
+                await conn.scalars(
+                    select(EventRow.id).where(_old_events(events_before)).limit(batch)
+                )
+            ).all()
+            removed = 0
+            if event_ids:
+                result = await conn.execute(
+                    delete(DeliveryRow).where(DeliveryRow.event_id.in_(event_ids))
+                )
+                removed = result.rowcount or 0
+                await conn.execute(delete(EventRow).where(EventRow.id.in_(event_ids)))
+        total += Pruned(events=len(event_ids), deliveries=removed)
+        if len(event_ids) < batch:
+            break
+        await asyncio.sleep(0)
+    return total
+
+
+async def _count(
+    engine: AsyncEngine, deliveries_before: datetime, events_before: datetime
+) -> Pruned:
+    async with engine.connect() as conn:
+        deliveries = await conn.scalar(
+            select(func.count()).select_from(DeliveryRow).where(_old_deliveries(deliveries_before))
+        )
+        old_events = select(EventRow.id).where(_old_events(events_before))
+        events = await conn.scalar(select(func.count()).select_from(old_events.subquery()))
+        # The finished deliveries of those events that are not old enough on their own.
+        with_events = await conn.scalar(
+            select(func.count())
+            .select_from(DeliveryRow)
+            .where(
+                DeliveryRow.event_id.in_(old_events),
+                ~_old_deliveries(deliveries_before),
+            )
+        )
+    return Pruned(events=int(events or 0), deliveries=int(deliveries or 0) + int(with_events or 0))
+
+
+async def row_counts(engine: AsyncEngine) -> dict[str, int]:
+    """Rows in the tables that grow with time."""
+    async with engine.connect() as conn:
+        events = await conn.scalar(select(func.count()).select_from(EventRow))
+        deliveries = await conn.scalar(select(func.count()).select_from(DeliveryRow))
+    return {"events": int(events or 0), "deliveries": int(deliveries or 0)}
