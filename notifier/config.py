@@ -272,6 +272,11 @@ class SlackSettings(_Section):
     signing_secret: SecretStr | None = None
     # Slack asks for about one message per second per channel; 0 turns pacing off (tests).
     channel_interval_seconds: Annotated[float, Field(ge=0)] = 1.0
+    # What /imagewatch may do. Account services it may watch (unset: those of the file's watches
+    # and accounts), channels where add/remove work (unset: all), watches per channel.
+    command_account_services: list[PositiveInt] | None = None
+    command_channels: list[NonEmptyStr] | None = None
+    command_max_watches_per_channel: PositiveInt = 50
 
     @field_validator("base_url")
     @classmethod
@@ -670,6 +675,17 @@ class Settings(_Section):
     log: LogSettings = LogSettings()
     watch: list[WatchSettings] = Field(default_factory=list)
     subscription: list[SubscriptionSettings] = Field(default_factory=list)
+
+    def command_account_services(self) -> frozenset[int]:
+        """The account services ``/imagewatch add`` may watch: ``[slack]
+        command_account_services``, or by default those the file's watches and accounts name
+        (a channel member must not spend the default credential on any account service)."""
+        if self.slack.command_account_services is not None:
+            return frozenset(self.slack.command_account_services)
+        found = {w.account_service_id for w in self.watch}
+        for account in self.clanforge.account:
+            found.update(account.account_service_ids)
+        return frozenset(found)
 
     def secret_values(self) -> list[str]:
         """Every secret the file holds, and each Clanforge credential as its Basic header

@@ -9,6 +9,7 @@ typed the command sees them. A command in a channel is about that channel: ``add
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Final, Protocol
 from urllib.parse import parse_qs
 
@@ -73,7 +74,7 @@ def register(
     verifier = SignatureVerifier(
         secret.get_secret_value(), **({"clock": verifier_clock} if verifier_clock else {})
     )
-    app.router.add_post(PATH, _Handler(deps.engine, verifier, deps.clock).handle)
+    app.router.add_post(PATH, _Handler(deps.engine, verifier, deps.clock, deps.settings).handle)
 
 
 async def _disabled(request: web.Request) -> web.Response:
@@ -83,11 +84,43 @@ async def _disabled(request: web.Request) -> web.Response:
     )
 
 
+REPLAY_WINDOW_SECONDS: Final = 5 * 60
+"""slack-sdk's verifier accepts a timestamp this far off: a signature is remembered as long."""
+_MAX_REMEMBERED: Final = 100_000
+
+
+class SeenSignatures:
+    """Signatures already answered, for as long as the verifier would accept them again: a
+    captured request replayed within Slack's five-minute window is refused. Each replica keeps
+    its own; Slack sends each request once, to one of them."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+
+    def first_time(self, signature: str, now: float) -> bool:
+        if len(self._until) > 1024:
+            self._until = {s: t for s, t in self._until.items() if t > now}
+            if len(self._until) > _MAX_REMEMBERED:  # a flood: keep the newest half
+                kept = sorted(self._until.items(), key=lambda item: item[1])
+                self._until = dict(kept[len(kept) // 2 :])
+        if self._until.get(signature, 0.0) > now:
+            return False
+        self._until[signature] = now + 2 * REPLAY_WINDOW_SECONDS
+        return True
+
+
 class _Handler:
-    def __init__(self, engine: AsyncEngine, verifier: SignatureVerifier, clock: Clock) -> None:
+    def __init__(
+        self, engine: AsyncEngine, verifier: SignatureVerifier, clock: Clock, settings: Settings
+    ) -> None:
         self._engine = engine
         self._verifier = verifier
         self._clock = clock
+        self._seen = SeenSignatures()
+        self._account_services = settings.command_account_services()
+        channels = settings.slack.command_channels
+        self._channels = None if channels is None else frozenset(channels)
+        self._max_watches = settings.slack.command_max_watches_per_channel
 
     async def handle(self, request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > _MAX_BODY:
@@ -97,6 +130,9 @@ class _Handler:
             return web.Response(status=413, text="request too large\n")
         if not self._verified(request, body):
             return web.Response(status=401, text="invalid or stale Slack signature\n")
+        signature = request.headers.get("X-Slack-Signature", "")
+        if not self._seen.first_time(signature, time.time()):
+            return web.Response(status=401, text="this request was already answered\n")
         form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items() if v}
         channel = form.get("channel_id", "").strip()
         if not channel:
@@ -111,7 +147,43 @@ class _Handler:
             form.get("user_id", "?"),
             channel,
         )
+        refusal = await self._refusal(command, channel)
+        if refusal is not None:
+            return _ephemeral(refusal)
         return _ephemeral(await self._run(command, channel))
+
+    async def _refusal(self, command: Command, channel: str) -> str | None:
+        """Why this channel may not run ``command``, in a line for the person who typed it."""
+        if isinstance(command, Add | Remove) and (
+            self._channels is not None and channel not in self._channels
+        ):
+            return (
+                ":no_entry: watches cannot be added or removed from this channel "
+                "(the operator lists the channels in [slack] command_channels)"
+            )
+        if isinstance(command, Add):
+            if command.account_service_id not in self._account_services:
+                return (
+                    f":no_entry: account service {command.account_service_id} is not one "
+                    "/imagewatch may watch (the operator lists them in [slack] "
+                    "command_account_services)"
+                )
+            followed = await followed_in_channel(self._engine, channel)
+            if command.image_version_id not in followed and len(followed) >= self._max_watches:
+                return (
+                    f":no_entry: this channel already follows {len(followed)} image versions, "
+                    f"the most it may ([slack] command_max_watches_per_channel); "
+                    "remove one first"
+                )
+        if isinstance(command, Status) and command.image_version_id not in (
+            await followed_in_channel(self._engine, channel)
+        ):
+            # The same words whether another channel watches it or nobody does.
+            return (
+                f":warning: image version {command.image_version_id} is not watched in this "
+                "channel; `/imagewatch list` shows what it follows"
+            )
+        return None
 
     def _verified(self, request: web.Request, body: bytes) -> bool:
         timestamp = request.headers.get("X-Slack-Request-Timestamp")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, select, update
+from sqlalchemy import ColumnElement, Select, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -291,20 +291,25 @@ async def follow_in_channel(
     engine: AsyncEngine, channel: str, image_version_id: int, now: datetime
 ) -> bool:
     """Make ``channel`` receive ``image_version_id``'s state changes; False if it already did."""
-    name = channel_subscription_name(channel)
     try:
-        return await _follow(engine, name, channel, image_version_id, now)
+        return await _follow(engine, channel, image_version_id, now)
     except IntegrityError:
         # Two commands in one new channel at once: the other inserted the row, so update it.
-        return await _follow(engine, name, channel, image_version_id, now)
+        return await _follow(engine, channel, image_version_id, now)
 
 
-async def _follow(
-    engine: AsyncEngine, name: str, channel: str, image_version_id: int, now: datetime
-) -> bool:
+async def _follow(engine: AsyncEngine, channel: str, image_version_id: int, now: datetime) -> bool:
     async with engine.begin() as conn:
-        row = (await conn.execute(_locked_by_name(engine, name))).first()
+        row = (await conn.execute(_locked_channel_row(engine, channel))).first()
         if row is None:
+            name = channel_subscription_name(channel)
+            taken = await conn.scalar(
+                select(SubscriptionRow.id).where(SubscriptionRow.name == name)
+            )
+            if taken is not None:
+                # Someone else's subscription has the name: ours gets another, and theirs
+                # is never mistaken for the channel's.
+                name = f"{name}#{channel_suffix(taken)}"
             await conn.execute(
                 SUBSCRIPTIONS.insert().values(
                     name=name,
@@ -338,9 +343,7 @@ async def unfollow_in_channel(engine: AsyncEngine, channel: str, image_version_i
     The last one removed deactivates the subscription: an empty filter would mean "everything".
     """
     async with engine.begin() as conn:
-        row = (
-            await conn.execute(_locked_by_name(engine, channel_subscription_name(channel)))
-        ).first()
+        row = (await conn.execute(_locked_channel_row(engine, channel))).first()
         if row is None or not row.active:
             return False
         ids = list(row.filters.get("image_version_ids", []))
@@ -361,7 +364,7 @@ async def followed_in_channel(engine: AsyncEngine, channel: str) -> list[int]:
         row = (
             await conn.execute(
                 select(SubscriptionRow.filters, SubscriptionRow.active).where(
-                    SubscriptionRow.name == channel_subscription_name(channel)
+                    *_channel_row(channel)
                 )
             )
         ).first()
@@ -379,16 +382,35 @@ async def followed_by_other_channels(
             await conn.execute(
                 select(SubscriptionRow.filters).where(
                     SubscriptionRow.source == "slack",
+                    SubscriptionRow.kind == "slack_channel",
                     SubscriptionRow.active.is_(True),
-                    SubscriptionRow.name != channel_subscription_name(channel),
+                    SubscriptionRow.target != channel,
                 )
             )
         ).all()
     return any(image_version_id in row.filters.get("image_version_ids", []) for row in rows)
 
 
-def _locked_by_name(engine: AsyncEngine, name: str) -> Select[Any]:
-    stmt = select(SubscriptionRow.id, SubscriptionRow.filters, SubscriptionRow.active).where(
-        SubscriptionRow.name == name
+def _channel_row(channel: str) -> tuple[ColumnElement[bool], ...]:
+    """The subscription ``/imagewatch`` keeps for ``channel``: found by what it is, never by its
+    name, which an API caller could have taken first."""
+    return (
+        SubscriptionRow.source == "slack",
+        SubscriptionRow.kind == "slack_channel",
+        SubscriptionRow.target == channel,
+    )
+
+
+def channel_suffix(taken_id: int) -> str:
+    """What tells the channel's subscription from another holding its usual name."""
+    return f"imagewatch-{taken_id}"
+
+
+def _locked_channel_row(engine: AsyncEngine, channel: str) -> Select[Any]:
+    stmt = (
+        select(SubscriptionRow.id, SubscriptionRow.filters, SubscriptionRow.active)
+        .where(*_channel_row(channel))
+        .order_by(SubscriptionRow.id)
+        .limit(1)
     )
     return stmt.with_for_update() if is_postgres(engine) else stmt

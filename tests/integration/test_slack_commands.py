@@ -6,6 +6,7 @@ later" needs no waiting.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from tests.conftest import (
 )
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+_TRIGGERS = itertools.count()
 CHANNEL = "C0BUILDS"
 
 
@@ -52,7 +54,11 @@ class _Deps:
 
 
 def _settings(signing_secret: str | None) -> Settings:
-    slack = {} if signing_secret is None else {"signing_secret": signing_secret}
+    # The account services these tests add watches under (issue 22: /imagewatch may only watch
+    # the ones the operator allows).
+    slack: dict[str, Any] = {"command_account_services": [1234, 999]}
+    if signing_secret is not None:
+        slack["signing_secret"] = signing_secret
     return Settings.model_validate(
         {
             "clanforge": {"access_key": "a", "secret_key": "s"},
@@ -92,6 +98,9 @@ def _signed(
             "channel_id": channel,
             "user_id": "U0PERSON",
             "team_id": "T0TEAM",
+            # Slack's own, different in every request: two commands in one second are two
+            # requests, not a replay.
+            "trigger_id": f"trigger-{next(_TRIGGERS)}",
         }
     ).encode()
     timestamp = str(int(at if at is not None else time.time()))

@@ -1,0 +1,176 @@
+"""``/imagewatch`` against a workspace member who should not have the run of the service: each
+refused command changes nothing, and a captured request cannot be sent twice."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from slack_sdk.signature import SignatureVerifier
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.api.slack_commands import PATH, register
+from notifier.config import Settings
+from notifier.core.clock import utc_now
+from notifier.store.subscriptions import add_subscription, followed_in_channel
+from notifier.store.tables import SubscriptionRow
+from notifier.store.watches import list_watches
+from tests.conftest import T0
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+CHANNEL = "C0BUILDS"
+_TRIGGERS = itertools.count()
+
+Client = TestClient[Any, Any]
+
+
+@dataclass(frozen=True)
+class _Deps:
+    engine: AsyncEngine
+    settings: Settings
+    clock: Callable[[], datetime] = utc_now
+
+
+def _settings(**slack: Any) -> Settings:
+    """Account service 1234 is in a configured watch and 777 in an account: the default rule
+    lets /imagewatch watch those two, nothing else."""
+    return Settings.model_validate(
+        {
+            "clanforge": {
+                "access_key": "a",
+                "secret_key": "s",
+                "account": [
+                    {
+                        "name": "studio",
+                        "access_key": "b",
+                        "secret_key": "t",
+                        "account_service_ids": [777],
+                    }
+                ],
+            },
+            "slack": {"signing_secret": SECRET, **slack},
+            "watch": [{"account_service_id": 1234, "image_version_id": 1}],
+        }
+    )
+
+
+@asynccontextmanager
+async def _client(engine: AsyncEngine, settings: Settings) -> AsyncIterator[Client]:
+    app = web.Application()
+    register(app, _Deps(engine, settings))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as running:
+        yield running
+
+
+def _signed(text: str, channel: str = CHANNEL) -> tuple[bytes, dict[str, str]]:
+    body = urlencode(
+        {
+            "command": "/imagewatch",
+            "text": text,
+            "channel_id": channel,
+            "user_id": "U0PERSON",
+            "trigger_id": f"trigger-{next(_TRIGGERS)}",
+        }
+    ).encode()
+    timestamp = str(int(time.time()))
+    signature = SignatureVerifier(SECRET).generate_signature(timestamp=timestamp, body=body)
+    return body, {
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": signature,
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+
+
+async def _say(client: Client, text: str, channel: str = CHANNEL) -> str:
+    body, headers = _signed(text, channel)
+    response = await client.post(PATH, data=body, headers=headers)
+    assert response.status == 200
+    return str((await response.json())["text"])
+
+
+async def test_a_captured_request_sent_again_is_refused(engine: AsyncEngine) -> None:
+    async with _client(engine, _settings()) as client:
+        body, headers = _signed("add 1234 42")
+        first = await client.post(PATH, data=body, headers=headers)
+        assert first.status == 200
+        await _say(client, "remove 42")
+        again = await client.post(PATH, data=body, headers=headers)
+        assert again.status == 401
+        assert await followed_in_channel(engine, CHANNEL) == []
+
+
+async def test_only_the_allowed_account_services_can_be_watched(engine: AsyncEngine) -> None:
+    async with _client(engine, _settings()) as client:
+        answer = await _say(client, "add 9999 42")
+        assert "9999" in answer
+        assert "command_account_services" in answer
+        assert await list_watches(engine) == []
+        assert "Now watching" in await _say(client, "add 1234 42")
+        assert "Now watching" in await _say(client, "add 777 43")
+    async with _client(engine, _settings(command_account_services=[9999])) as client:
+        assert "Now watching" in await _say(client, "add 9999 44")
+
+
+async def test_mutating_commands_only_in_the_allowed_channels(engine: AsyncEngine) -> None:
+    async with _client(engine, _settings(command_channels=["C0OPS"])) as client:
+        for text in ("add 1234 42", "remove 42"):
+            answer = await _say(client, text, channel="C0RANDOM")
+            assert "command_channels" in answer
+        assert await list_watches(engine) == []
+        assert "Now watching" in await _say(client, "add 1234 42", channel="C0OPS")
+        # Reading is allowed anywhere: the channel sees what it follows (nothing here).
+        assert "follows no image versions" in await _say(client, "list", channel="C0RANDOM")
+
+
+async def test_a_channel_cannot_add_more_than_its_share_of_watches(engine: AsyncEngine) -> None:
+    async with _client(engine, _settings(command_max_watches_per_channel=3)) as client:
+        for ivid in (1, 2, 3):
+            assert "atching" in await _say(client, f"add 1234 {ivid}")
+        answer = await _say(client, "add 1234 4")
+        assert "command_max_watches_per_channel" in answer
+    assert await followed_in_channel(engine, CHANNEL) == [1, 2, 3]
+
+
+async def test_status_answers_only_for_what_the_channel_follows(engine: AsyncEngine) -> None:
+    async with _client(engine, _settings()) as client:
+        await _say(client, "add 1234 42", channel="C0SECRET")
+        answer = await _say(client, "status 42", channel="C0OTHER")
+        assert "is not watched in this channel" in answer
+        assert "not polled" not in answer
+
+
+async def test_a_subscription_named_like_the_channel_is_not_taken_over(
+    engine: AsyncEngine,
+) -> None:
+    squatter = await add_subscription(
+        engine,
+        name=f"slack:{CHANNEL}",
+        kind="webhook",
+        target="https://attacker.example/hook",
+        filters={"image_version_ids": [7]},
+        source="api",
+        now=T0,
+    )
+    async with _client(engine, _settings()) as client:
+        assert "Now watching" in await _say(client, "add 1234 42")
+        assert "42" in await _say(client, "list")
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(SubscriptionRow.id, SubscriptionRow.kind, SubscriptionRow.filters)
+            )
+        ).all()
+    by_id = {row.id: row for row in rows}
+    assert by_id[squatter].filters == {"image_version_ids": [7]}  # untouched
+    (ours,) = [row for row in rows if row.id != squatter]
+    assert ours.kind == "slack_channel"
+    assert ours.filters["image_version_ids"] == [42]
