@@ -107,6 +107,12 @@ class Metrics:
             "Watches that are active (whole database).",
             registry=self.registry,
         )
+        self.poll_ticks_skipped = Counter(
+            "notifier_poll_ticks_skipped",
+            "Poll ticks skipped because the one before was still polling: the Clanforge budget "
+            "binds (more is due than requests_per_second lets a tick poll).",
+            registry=self.registry,
+        )
         self._transitions = _Transitions()
         self.registry.register(self._transitions)
 

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Self
 
 import aiohttp
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -55,6 +56,54 @@ from notifier.store.watches import newest_status, sync_config_watches
 
 log = logging.getLogger(__name__)
 
+POLL_JOB = "poll"
+_SKIPPED_PREFIX = 'Execution of job "%s" skipped: maximum number of running instances'
+
+
+class TickOverruns:
+    """Says once when poll ticks start overrunning their interval, and once when they stop.
+
+    A tick that overruns is the normal state of a bound budget (more is due than the rate limit
+    lets a tick poll), not a fault: APScheduler's warning per skipped tick filled logs with
+    hundreds of identical lines. Skipped ticks are counted in ``notifier_poll_ticks_skipped_total``
+    instead, and the log hears of the change of state only.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._counter = metrics.poll_ticks_skipped
+        self.skipped = 0
+        self.binding = False
+
+    def skipped_tick(self, event: JobSubmissionEvent) -> None:
+        """APScheduler's listener: a run of ``event``'s job skipped, the last one still running."""
+        if event.job_id != POLL_JOB:
+            return
+        self._counter.inc()
+        self.skipped += 1
+        if not self.binding:
+            self.binding = True
+            log.info(
+                "poll ticks overrun their interval: more is due than the Clanforge budget polls "
+                "in a tick; skipped ticks are counted in notifier_poll_ticks_skipped_total"
+            )
+
+    def tick_ended(self, skipped_before: int) -> None:
+        """A tick ended; ``skipped_before`` is :attr:`skipped` when it began."""
+        if self.binding and self.skipped == skipped_before:
+            self.binding = False
+            log.info("poll ticks keep to their interval again")
+
+
+class _QuietSkips(logging.Filter):
+    """Drops APScheduler's warning per skipped poll tick (:class:`TickOverruns` says it once)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not isinstance(record.msg, str) or not record.msg.startswith(_SKIPPED_PREFIX):
+            return True
+        args = record.args
+        job = args[0] if isinstance(args, tuple) and args else None
+        return getattr(job, "id", None) != POLL_JOB
+
 
 PRUNE_INTERVAL_SECONDS = 3600
 """Hourly: a day's history goes in 24 small runs rather than one large one."""
@@ -78,6 +127,7 @@ class Service:
         self._poller: Poller | None = None
         self._dispatcher: Dispatcher | None = None
         self.metrics = Metrics()
+        self.overruns = TickOverruns(self.metrics)
         self.http_url: str | None = None
         """The HTTP server's base URL once it listens; None without a ``[server]`` section."""
         self._scheduler_running = False
@@ -246,11 +296,14 @@ class Service:
         async with self._tick_lock:
             if self.clanforge is not None:
                 self.clanforge.new_round()
+            skipped = self.overruns.skipped
             try:
                 return await self._poller.tick()
             except Exception:
                 log.exception("poll tick failed; the next tick tries again")
                 return None
+            finally:
+                self.overruns.tick_ended(skipped)
 
     async def prune(self) -> Pruned:
         """Remove history [retention] no longer keeps, a small batch at a time."""
@@ -289,7 +342,7 @@ class Service:
             self.tick,
             "interval",
             seconds=interval,
-            id="poll",
+            id=POLL_JOB,
             replace_existing=True,
             max_instances=1,
             coalesce=True,
@@ -331,6 +384,11 @@ class Service:
             max_instances=1,
             coalesce=True,
         )
+        scheduler.add_listener(self.overruns.skipped_tick, EVENT_JOB_MAX_INSTANCES)
+        quiet = _QuietSkips()
+        scheduler_log = logging.getLogger("apscheduler.scheduler")
+        scheduler_log.addFilter(quiet)
+        self._stack.callback(scheduler_log.removeFilter, quiet)
         dispatching = asyncio.create_task(dispatcher.run(), name="dispatcher")
         scheduler.start()
         self._scheduler_running = True
