@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import pytest
 
@@ -18,10 +19,11 @@ OVERRUNNING = "poll ticks overrun their interval"
 KEEPING_UP = "poll ticks keep to their interval again"
 
 
-async def wait_for(condition: object, seconds: float = 20.0) -> None:
-    assert callable(condition)
+async def wait_for(condition: Callable[[], bool], seconds: float = 20.0) -> None:
     async with asyncio.timeout(seconds):
-        while not condition():
+        while True:
+            if condition():
+                return
             await asyncio.sleep(0.05)
 
 
