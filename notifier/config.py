@@ -231,6 +231,7 @@ class PollSettings(_Section):
     waiting_interval_seconds: PositiveFloat | None = _POLL.waiting_interval_seconds
     failure_threshold: PositiveInt = _POLL.failure_threshold
     spread: Annotated[float, Field(ge=0, le=1)] = _POLL.spread
+    max_gap_seconds: PositiveFloat = _POLL.max_gap_seconds
 
     def policy(self) -> PollPolicy:
         return PollPolicy(**self.model_dump())

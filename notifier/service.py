@@ -33,6 +33,7 @@ from notifier.clanforge.accounts import ClanforgeAccounts, open_clanforge_accoun
 from notifier.config import Settings
 from notifier.core.clock import Clock, utc_now
 from notifier.core.retention import Pruned
+from notifier.core.schedule import SchedulePolicy
 from notifier.core.subscriptions import Subscription
 from notifier.dispatching.dispatcher import Dispatcher
 from notifier.metrics import InstrumentedSink, Metrics
@@ -42,6 +43,7 @@ from notifier.notify.sink import Sink
 from notifier.notify.slack import SlackSink
 from notifier.notify.slack_webhook import SlackWebhookSink
 from notifier.notify.webhook import WebhookSink
+from notifier.polling.budget import BudgetSchedule
 from notifier.polling.discovery import Discovery
 from notifier.polling.poller import Poller, TickSummary
 from notifier.store.engine import create_engine
@@ -240,6 +242,7 @@ class Service:
             shutdown_grace=settings.delivery.shutdown_grace_seconds,
         )
         poll = settings.poll.policy()
+        requests_per_second = sum(c.requests_per_second for c in settings.clanforge.credentials())
         self._poller = Poller(
             SqlWatchStore(engine),
             accounts,
@@ -250,10 +253,7 @@ class Service:
             # What the rate limit lets us fetch in one interval; the rest waits for the next tick.
             claim_limit=max(
                 settings.clanforge.max_concurrency,
-                int(
-                    sum(c.requests_per_second for c in settings.clanforge.credentials())
-                    * poll.interval_seconds
-                ),
+                int(requests_per_second * poll.interval_seconds),
             ),
             lease=timedelta(seconds=poll.interval_seconds + settings.clanforge.timeout_seconds * 3),
             owner=self.replica_id,
@@ -261,6 +261,12 @@ class Service:
             on_committed=self._dispatcher.wake,
             observe_fetches=self.metrics.record_polls,
             observe_batch=self.metrics.record_batch,
+            # What the rate limit lets a tick poll: more due than that is ranked, not queued.
+            budget=BudgetSchedule(
+                SchedulePolicy(max_gap_seconds=poll.max_gap_seconds),
+                int(requests_per_second * poll.tick_seconds),
+                poll.tick_seconds,
+            ),
         )
         if settings.server is not None:
             deps = ApiDeps(

@@ -43,6 +43,7 @@ from notifier.core.subscriptions import (
 )
 from notifier.core.timing import DetectPolicy, Tracking
 from notifier.metrics import Metrics
+from notifier.polling.budget import BudgetSchedule
 from notifier.polling.poller import Poller, StatusSource
 from notifier.store.codec import MEMORY_COLUMNS, memory_to_values, status_to_json
 from notifier.store.engine import create_engine
@@ -198,6 +199,7 @@ def hand_poller(
     poll: PollPolicy = POLL,
     detect: DetectPolicy | None = None,
     owner: str = "replica-a",
+    budget: BudgetSchedule | None = None,
 ) -> Poller:
     """The real poller on a hand clock: polls spread over nothing, so a tick runs at once."""
     return Poller(
@@ -214,6 +216,7 @@ def hand_poller(
         clock=clock,
         on_committed=lambda: None,
         event_ids=ids or event_ids(),
+        budget=budget,
     )
 
 

@@ -71,6 +71,9 @@ class PollPolicy:
     """One watch.poll_failing after this many failed polls in a row."""
     spread: float = 0.5
     """Fraction of the tick over which one tick's polls are spread instead of all at its start."""
+    max_gap_seconds: float = 120.0
+    """While more is due than the rate limit polls, no unfinished watch waits longer than this
+    between two polls (the budget-aware claim, :mod:`notifier.core.schedule`)."""
 
     def waiting_interval(self) -> float:
         return self.waiting_interval_seconds or self.interval_seconds * 2

@@ -26,6 +26,7 @@ from notifier.core.status import FetchedStatus
 from notifier.core.subscriptions import Subscription
 from notifier.core.timing import DetectPolicy
 from notifier.core.upstream_errors import RATE_LIMITED, UNAVAILABLE, UpstreamError
+from notifier.polling.budget import BudgetSchedule
 from notifier.store.watch_store import Claim, PollResults, WatchStore
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,7 @@ class Poller:
         observe_batch: BatchObserver = _ignore_batch,
         batch_size: int = DEFAULT_BATCH_SIZE,
         event_ids: Callable[[], str] = new_event_id,
+        budget: BudgetSchedule | None = None,
     ) -> None:
         self._store = store
         self._source = source
@@ -155,6 +157,8 @@ class Poller:
         self._observe_fetches = observe_fetches
         self._observe_batch = observe_batch
         self._event_ids = event_ids
+        # More due than the rate limit polls in a tick: claim what most likely changed first.
+        self._budget = budget
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -223,8 +227,14 @@ class Poller:
         """
         limit = min(remaining, self._batch_size)
         now = self._clock()
+        budget = self._budget
         return await self._store.claim_due(
-            self._owner, now, self._lease, limit, due_by=now + self._due_within
+            self._owner,
+            now,
+            self._lease,
+            limit,
+            due_by=now + self._due_within,
+            rank=None if budget is None else budget.rank,
         )
 
     async def _poll_all(self, claim: Claim) -> _Batch:
@@ -344,17 +354,18 @@ class Poller:
                 plans.append(plan_failure(watch, outcome, at, self._poll, self._event_ids))
             else:
                 assert outcome.status is not None  # only a known digest skips the parse
-                plans.append(
-                    plan_success(
-                        watch,
-                        outcome.status,
-                        at,
-                        self._poll,
-                        self._event_ids,
-                        self._detect,
-                        outcome.digest,
-                    )
+                plan = plan_success(
+                    watch,
+                    outcome.status,
+                    at,
+                    self._poll,
+                    self._event_ids,
+                    self._detect,
+                    outcome.digest,
                 )
+                plans.append(plan)
+                if self._budget is not None:
+                    self._budget.learn(watch, plan)
         deliveries = plan_deliveries(plans, subscriptions)
         return PollResults(
             plans, unchanged, deliveries, plan_refreshes(plans, subscriptions, deliveries)

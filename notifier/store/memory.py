@@ -15,7 +15,14 @@ from notifier.core.events import Event
 from notifier.core.poll_plan import ClaimedWatch, PlannedDelivery, PollPlan
 from notifier.core.status import JobStatus
 from notifier.core.timing import Tracking
-from notifier.store.watch_store import Claim, PollResults, PollWrite
+from notifier.store.watch_store import (
+    CANDIDATE_LIMIT,
+    Candidate,
+    Claim,
+    PollResults,
+    PollWrite,
+    Ranker,
+)
 
 
 @dataclass(slots=True)
@@ -78,7 +85,13 @@ class MemoryWatchStore:
         return watch
 
     async def claim_due(
-        self, owner: str, now: datetime, lease: timedelta, limit: int, due_by: datetime
+        self,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        due_by: datetime,
+        rank: Ranker | None = None,
     ) -> Claim:
         until = now + lease
         due = sorted(
@@ -91,7 +104,10 @@ class MemoryWatchStore:
                 and (w.lease_until is None or w.lease_until < now)
             ),
             key=lambda w: (w.next_poll_at, w.id),
-        )[:limit]
+        )[: limit if rank is None else max(limit, CANDIDATE_LIMIT)]
+        if rank is not None:
+            by_id = {w.id: w for w in due}
+            due = [by_id[i] for i in rank([_candidate(w) for w in due], due_by)][:limit]
         for watch in due:
             watch.lease_owner, watch.lease_until = owner, until
         return Claim(owner, until, [_claimed(w) for w in due])
@@ -170,4 +186,21 @@ def _claimed(watch: StoredWatch) -> ClaimedWatch:
         quiet_until=watch.quiet_until,
         next_poll_at=watch.next_poll_at,
         state_id=None if watch.status is None else watch.status.state_id,
+    )
+
+
+def _candidate(watch: StoredWatch) -> Candidate:
+    status, tracking = watch.status, watch.tracking
+    return Candidate(
+        watch.id,
+        watch.account_service_id,
+        None if status is None else status.state_id,
+        watch.last_polled_at,
+        watch.next_poll_at,
+        watch.state_since,
+        0 if status is None else status.progress,
+        None if status is None else status.eta,
+        False if status is None else status.eta_estimated,
+        None if tracking is None else tracking.rate_since,
+        0 if tracking is None else tracking.rate_base_progress,
     )

@@ -35,7 +35,14 @@ from notifier.store.tables import (
     SLACK_MESSAGES,
     WATCHES,
 )
-from notifier.store.watch_store import Claim, PollResults, PollWrite
+from notifier.store.watch_store import (
+    CANDIDATE_LIMIT,
+    Candidate,
+    Claim,
+    PollResults,
+    PollWrite,
+    Ranker,
+)
 
 __all__ = ["SqlWatchStore"]
 
@@ -53,13 +60,31 @@ class SqlWatchStore:
         self._engine = engine
 
     async def claim_due(
-        self, owner: str, now: datetime, lease: timedelta, limit: int, due_by: datetime
+        self,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        due_by: datetime,
+        rank: Ranker | None = None,
     ) -> Claim:
         until = now + lease
+        params = {"now": now, "due_by": due_by}
         async with self._engine.begin() as conn:
             # Read first, then lease exactly those ids: both go through indexes (due order,
             # primary key), where reading back "what this lease holds" would scan the table.
-            rows = (await conn.execute(_DUE.limit(limit), {"now": now, "due_by": due_by})).all()
+            rows: Sequence[Sequence[Any]]
+            if rank is None:
+                rows = (await conn.execute(_DUE.limit(limit), params)).all()
+            else:
+                # The candidates are locked (PostgreSQL) until this short transaction ends; only
+                # the chosen ones are leased.
+                ranked = (
+                    await conn.execute(_DUE_RANKED.limit(max(limit, CANDIDATE_LIMIT)), params)
+                ).all()
+                by_id = {row[0]: row for row in ranked}
+                chosen = rank([_candidate(row) for row in ranked], due_by)[:limit]
+                rows = [by_id[ident][: len(_DUE.selected_columns)] for ident in chosen]
             if rows:
                 await conn.execute(
                     _LEASE, {"ids": [row[0] for row in rows], "owner": owner, "until": until}
@@ -136,6 +161,25 @@ def _claimed(row: Sequence[Any]) -> ClaimedWatch:
     )
 
 
+def _candidate(row: Sequence[Any]) -> Candidate:
+    """A row of :data:`_DUE_RANKED` as the scheduler's candidate."""
+    ident, asid, _, _, _, since, _, _, _, _, due, state = row[:12]
+    polled, progress, eta, estimated, rate_since, base = row[12:]
+    return Candidate(
+        ident,
+        asid,
+        state,
+        polled,
+        due,
+        since,
+        progress or 0,
+        eta,
+        bool(estimated),
+        rate_since,
+        base or 0,
+    )
+
+
 _W = WATCHES.c
 _S = JOB_STATUS.c
 _DUE = (
@@ -163,6 +207,12 @@ _DUE = (
     .order_by(_W.next_poll_at, _W.id)
     # PostgreSQL: the watch rows only, since the status side of the outer join may not exist.
     .with_for_update(of=WATCHES, skip_locked=True)
+)
+
+
+# The due watches with what the budget-aware scheduler ranks them by.
+_DUE_RANKED = _DUE.add_columns(
+    _W.last_polled_at, _S.progress, _S.eta, _S.eta_estimated, _S.rate_since, _S.rate_base_progress
 )
 
 

@@ -8,7 +8,7 @@ builds no event (that is :mod:`notifier.core.poll_plan`'s work).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -24,6 +24,31 @@ class Claim:
     owner: str
     lease_until: datetime
     watches: Sequence[ClaimedWatch]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A due watch as a budget-aware claim ranks it: what the scheduler's change model needs."""
+
+    watch_id: int
+    account_service_id: int
+    state_id: int | None
+    last_polled_at: datetime | None
+    next_poll_at: datetime | None
+    state_since: datetime | None = None
+    progress: int = 0
+    eta: datetime | None = None
+    eta_estimated: bool = False
+    rate_since: datetime | None = None
+    rate_base_progress: int = 0
+
+
+Ranker = Callable[[Sequence[Candidate], datetime], Sequence[int]]
+"""Given every watch due by the given moment (in due order), the ids to claim, first first: when
+more is due than a tick's budget polls, the budget-aware scheduler's choice; otherwise all."""
+
+CANDIDATE_LIMIT = 10_000
+"""At most this many due watches are ranked per claim (the longest overdue, by due order)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +75,19 @@ class PollWrite:
 
 class WatchStore(Protocol):
     async def claim_due(
-        self, owner: str, now: datetime, lease: timedelta, limit: int, due_by: datetime
+        self,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        due_by: datetime,
+        rank: Ranker | None = None,
     ) -> Claim:
         """Lease up to ``limit`` active watches due by ``due_by`` whose lease (if any) ran out
-        before ``now``, for ``lease`` from ``now``; by due time, ties in the order added."""
+        before ``now``, for ``lease`` from ``now``; by due time, ties in the order added.
+
+        With ``rank``, up to :data:`CANDIDATE_LIMIT` due watches are read and only the ids it
+        chooses are leased, in its order."""
         ...
 
     async def load_memory(self, watches: Sequence[ClaimedWatch]) -> list[ClaimedWatch]:

@@ -17,9 +17,11 @@ import pytest
 from sqlalchemy import select, update
 
 from notifier.core.poll_plan import PollPolicy
-from notifier.core.status import FetchedStatus, JobStatus
+from notifier.core.schedule import SchedulePolicy
+from notifier.core.status import QUEUED, RUNNING, FetchedStatus, JobStatus
 from notifier.core.subscriptions import Subscription
 from notifier.core.upstream_errors import UNAVAILABLE, UpstreamError
+from notifier.polling.budget import BudgetSchedule
 from notifier.polling.poller import Poller
 from notifier.store.engine import create_engine
 from notifier.store.memory import MemoryWatchStore
@@ -339,3 +341,87 @@ async def test_released_leases_are_claimable_at_once(backend: Backend) -> None:
     assert sorted(v.lease_owner or "" for v in views.values()) == ["", "replica-b"]
     again = await store.claim_due("replica-c", T0, LEASE, 10, T0)
     assert len(again.watches) == 1
+
+
+def budget_poller(
+    backend: Backend,
+    upstream: Upstream,
+    clock: MovableClock,
+    poll: PollPolicy,
+    slots: int,
+    max_gap_seconds: float = 120.0,
+) -> Poller:
+    """The real poller with the budget-aware claim, ``slots`` polls a one-second tick."""
+    return hand_poller(
+        backend.store,
+        upstream,
+        clock,
+        subscriptions=no_subscriptions,
+        poll=poll,
+        budget=BudgetSchedule(SchedulePolicy(max_gap_seconds=max_gap_seconds), slots, 1.0),
+    )
+
+
+async def test_over_budget_a_running_job_near_its_eta_goes_before_a_queued_one_just_polled(
+    backend: Backend,
+) -> None:
+    """Due order would poll the Queued job first (due 10 s earlier); the budget of one poll
+    goes to the Running job whose ETA window has opened."""
+    poll = PollPolicy(interval_seconds=30, running_interval_seconds=90)
+    clock = MovableClock(T0)
+    upstream = Upstream(
+        {1: make_status(RUNNING, 40, eta=T0 + timedelta(seconds=100)), 2: make_status(QUEUED)}
+    )
+    await backend.add(1, T0)
+    await backend.add(2, T0 + timedelta(seconds=50))
+    plain = poller(backend, upstream, clock, poll=poll)
+    await plain.tick()  # watch 1 Running, due again at T0 + 90
+    clock.now = T0 + timedelta(seconds=50)
+    await plain.tick()  # watch 2 Queued, due again at T0 + 80
+
+    clock.now = T0 + timedelta(seconds=95)
+    summary = await budget_poller(backend, upstream, clock, poll, slots=1).tick()
+
+    views = await backend.views()
+    assert summary.polled == 1
+    assert views[1].last_polled_at == T0 + timedelta(seconds=95)
+    assert views[2].last_polled_at == T0 + timedelta(seconds=50)
+
+
+async def test_over_budget_no_unfinished_watch_waits_longer_than_the_gap_bound(
+    backend: Backend,
+) -> None:
+    """Four Running jobs past their ETA would take every poll of a two-poll budget; the gap
+    bound still polls each of ten Queued jobs at least every 15 s."""
+    poll = PollPolicy(interval_seconds=1, running_interval_seconds=1)
+    clock = MovableClock(T0)
+    late = make_status(RUNNING, 90, eta=T0 - timedelta(seconds=60))
+    upstream = Upstream({ivid: late if ivid <= 4 else make_status(QUEUED) for ivid in range(1, 15)})
+    for ivid in range(1, 15):
+        await backend.add(ivid, T0)
+    await poller(backend, upstream, clock, poll=poll).tick()
+    budget = budget_poller(backend, upstream, clock, poll, slots=2, max_gap_seconds=15)
+    last = {ivid: T0 for ivid in range(1, 15)}
+    longest = timedelta(0)
+    running_polls = 0
+    for second in range(1, 61):
+        clock.now = T0 + timedelta(seconds=second)
+        summary = await budget.tick()
+        assert summary.polled == 2
+        for ivid, view in (await backend.views()).items():
+            if view.last_polled_at == clock.now:
+                running_polls += ivid <= 4
+                last[ivid] = clock.now
+            longest = max(longest, clock.now - last[ivid])
+    assert longest <= timedelta(seconds=15)
+    # What the bound leaves goes to the jobs most likely to have finished.
+    assert running_polls > 60
+
+
+async def test_within_budget_every_due_watch_is_claimed_in_due_order(backend: Backend) -> None:
+    for ivid, seconds in ((1, 20), (2, 0), (3, 10), (4, 0)):
+        await backend.add(ivid, T0 + timedelta(seconds=seconds))
+    budget = BudgetSchedule(SchedulePolicy(), slots=4, tick_seconds=1.0)
+    due_by = T0 + timedelta(seconds=30)
+    claim = await backend.store.claim_due("replica-a", T0, LEASE, 10, due_by, rank=budget.rank)
+    assert [w.image_version_id for w in claim.watches] == [2, 4, 3, 1]

@@ -1,0 +1,72 @@
+"""The budget-aware claim: which due watches a tick polls when more are due than it can afford.
+
+The ranking itself is :mod:`notifier.core.schedule`'s (pure, over seconds); this is its
+adapter to the watch store's candidates and to the poller's plans, and the process's memory of
+what similar jobs did (:class:`~notifier.core.schedule.History`), learnt from every change of
+state a poll sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from notifier.core.poll_plan import ClaimedWatch, PollPlan
+from notifier.core.schedule import History, Known, SchedulePolicy, outlook, pick
+from notifier.core.status import FAILED, RUNNING, TERMINAL_STATES
+from notifier.core.timing import WAITING_STATES
+from notifier.store.watch_store import Candidate
+
+
+def _seconds(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
+class BudgetSchedule:
+    """Ranks a claim's candidates when more are due than ``slots`` requests a tick."""
+
+    def __init__(self, policy: SchedulePolicy, slots: int, tick_seconds: float) -> None:
+        self.policy = policy
+        self.slots = max(slots, 1)
+        self.tick_seconds = tick_seconds
+        self.history = History(policy)
+
+    def rank(self, candidates: Sequence[Candidate], due_by: datetime) -> list[int]:
+        """Every candidate, in due order, while the budget covers them; else the ``slots`` ones
+        the scheduler picks, most urgent first (the gap bound served before anything else)."""
+        if len(candidates) <= self.slots:
+            return [candidate.watch_id for candidate in candidates]
+        policy, history = self.policy, self.history
+        outlooks = [outlook(_known(candidate), history, policy) for candidate in candidates]
+        return pick(outlooks, due_by.timestamp(), self.slots, policy, self.tick_seconds)
+
+    def learn(self, watch: ClaimedWatch, plan: PollPlan) -> None:
+        """Note how long the state a poll saw end lasted (a wait, or a run to its finish)."""
+        previous, current = watch.previous, plan.status
+        if previous is None or current is None or watch.state_since is None:
+            return
+        if plan.state_since is None or current.state_id == previous.state_id:
+            return
+        spent = (plan.state_since - watch.state_since).total_seconds()
+        if previous.state_id == RUNNING and current.state_id in TERMINAL_STATES:
+            self.history.record_run(
+                watch.account_service_id, spent, failed=current.state_id == FAILED
+            )
+        elif previous.state_id in WAITING_STATES:
+            self.history.record_wait(watch.account_service_id, previous.state_id, spent)
+
+
+def _known(candidate: Candidate) -> Known:
+    return Known(
+        candidate.watch_id,
+        candidate.account_service_id,
+        candidate.state_id,
+        _seconds(candidate.last_polled_at),
+        _seconds(candidate.next_poll_at),
+        state_since=_seconds(candidate.state_since),
+        progress=candidate.progress,
+        eta=_seconds(candidate.eta),
+        eta_estimated=candidate.eta_estimated,
+        rate_since=_seconds(candidate.rate_since),
+        rate_base_progress=candidate.rate_base_progress,
+    )
