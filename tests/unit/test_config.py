@@ -272,3 +272,11 @@ def test_delivery_mistake_is_one_line_naming_the_key(change: tuple[str, str], me
         parse_config(text, ENV, "notifier.toml")
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
+
+
+def test_poll_gap_bound_is_configurable_and_positive() -> None:
+    assert parse_config(VALID, ENV, "notifier.toml").poll.policy().max_gap_seconds == 120
+    bounded = VALID.replace("[poll]\n", "[poll]\nmax_gap_seconds = 45\n", 1)
+    assert parse_config(bounded, ENV, "notifier.toml").poll.policy().max_gap_seconds == 45
+    with pytest.raises(ConfigError, match="max_gap_seconds"):
+        parse_config(VALID.replace("[poll]\n", "[poll]\nmax_gap_seconds = 0\n", 1), ENV, "x.toml")
