@@ -51,7 +51,7 @@ from notifier.store.migrate import upgrade
 from notifier.store.polling import SqlWatchStore
 from notifier.store.subscriptions import load_active_subscriptions
 from notifier.store.tables import DELIVERIES, EVENTS, JOB_STATUS, SUBSCRIPTIONS, WATCHES
-from notifier.store.watch_store import Claim, PollResults, PollWrite, WatchStore
+from notifier.store.watch_store import Claim, PollResults, PollWrite, Ranker, WatchStore
 from notifier.store.watches import add_watch
 
 POSTGRES_URL_VAR = "NOTIFIER_TEST_POSTGRES_URL"
@@ -173,9 +173,15 @@ class WritesSeen:
         self.plans: list[PollPlan] = []
 
     async def claim_due(
-        self, owner: str, now: datetime, lease: timedelta, limit: int, due_by: datetime
+        self,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        due_by: datetime,
+        rank: Ranker | None = None,
     ) -> Claim:
-        return await self._store.claim_due(owner, now, lease, limit, due_by)
+        return await self._store.claim_due(owner, now, lease, limit, due_by, rank)
 
     async def load_memory(self, watches: Sequence[ClaimedWatch]) -> list[ClaimedWatch]:
         return await self._store.load_memory(watches)
