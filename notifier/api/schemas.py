@@ -9,17 +9,27 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from notifier.core.events import EVENT_TYPES, Event
+from notifier.core.ids import MAX_ID, parse_id
 from notifier.core.status import JobStatus, state_id_for_name
 from notifier.notify.webhook import describe_url
 from notifier.store.outbox import DeliveryView
 from notifier.store.subscriptions import SubscriptionView
 from notifier.store.watches import WatchView
 
-Id = Annotated[int, Field(ge=1, le=2**53)]
-"""Clanforge ids: positive, and small enough to survive a JavaScript client."""
+
+def _in_id_range(value: int) -> int:
+    return parse_id(value)
+
+
+Id = Annotated[
+    int,
+    AfterValidator(_in_id_range),
+    Field(json_schema_extra={"minimum": 1, "maximum": MAX_ID}),
+]
+"""Clanforge ids: positive, and small enough to survive a JavaScript client (core.ids)."""
 
 
 class _Request(BaseModel):

@@ -65,8 +65,16 @@ def _current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-async def is_up_to_date(engine: AsyncEngine) -> bool:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+def head_revision() -> str | None:
+    """The newest revision this version of the code knows."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The database's revision; None when it has no schema yet."""
     async with engine.connect() as conn:
-        current = await conn.run_sync(_current_revision)
-    return current == head
+        return await conn.run_sync(_current_revision)
+
+
+async def is_up_to_date(engine: AsyncEngine) -> bool:
+    return await current_revision(engine) == head_revision()

@@ -184,4 +184,7 @@ async def test_webhook_verify_without_any_secret_is_a_usage_error(
     code, out, err = await _run(capsys, "webhook", "verify")
 
     assert (code, out) == (2, "")
-    assert err == "notifier: error: give --secret whsec_... or set NOTIFIER_WEBHOOK_SECRET\n"
+    assert err == (
+        "notifier: error: give --secret whsec_..., set NOTIFIER_WEBHOOK_SECRET, or name a "
+        "webhook subscription of the configuration\n"
+    )
