@@ -1,4 +1,4 @@
-"""`notifier demo` tells the story in order, in about ten seconds, and `--keep` keeps the page up."""
+"""`notifier demo` tells the story in order in about ten seconds; `--keep` keeps the page up."""
 
 from __future__ import annotations
 
