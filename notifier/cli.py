@@ -26,6 +26,7 @@ from notifier.core.ids import BadId, parse_id
 from notifier.database import (
     DatabaseMissing,
     delivery_states,
+    describe,
     existing_database,
     make_parent_directory,
     upgrade_and_sync,
@@ -393,8 +394,6 @@ async def _with_database(
 
 
 async def _db_upgrade(settings: Settings) -> int:
-    from notifier.database import describe
-
     schema, synced = await upgrade_and_sync(settings, utc_now())
     where = describe(settings.database.url)
     if schema.applied:
