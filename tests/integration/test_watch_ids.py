@@ -57,7 +57,7 @@ async def test_sqlite_migration_keeps_every_watchs_history_and_stops_reuse(
         result = await upgrade(engine)
         assert (result.before, result.after) == (
             "0011_deliveries_unused_index",
-            "0012_watch_ids_never_reused",
+            "0013_watch_ids_never_reused",
         )
         async with engine.connect() as conn:
             sql = await conn.scalar(

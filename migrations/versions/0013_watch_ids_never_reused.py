@@ -1,7 +1,7 @@
 """watches: ids are never handed out twice on SQLite (AUTOINCREMENT)
 
-Revision ID: 0012_watch_ids_never_reused
-Revises: 0011_deliveries_unused_index
+Revision ID: 0013_watch_ids_never_reused
+Revises: 0012_watch_quiet_until
 Create Date: 2026-12-06 03:30:00
 
 Without AUTOINCREMENT SQLite gives a new row the largest id plus one, so removing the newest
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0012_watch_ids_never_reused"
-down_revision: str | None = "0011_deliveries_unused_index"
+revision: str = "0013_watch_ids_never_reused"
+down_revision: str | None = "0012_watch_quiet_until"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -32,7 +32,7 @@ def upgrade() -> None:
         return
     if bind.exec_driver_sql("PRAGMA foreign_keys").scalar():
         raise RuntimeError(
-            "0012 copies the watches table and needs foreign keys off: "
+            "0013 copies the watches table and needs foreign keys off: "
             "migrate with `notifier db upgrade`"
         )
     with op.batch_alter_table(
