@@ -5,8 +5,8 @@ the difference. Each layer sends the same N deliveries' requests to the same rec
 ``concurrency`` at a time:
 
 - the bare loop of :mod:`benchmarks.dispatch`: one body and one set of headers, sent N times;
-- our webhook sink with every body rendered beforehand (what :meth:`Sink.prepare` does for a
-  claim): the service's session, per-request headers, the timestamp and the signature;
+- our webhook sink POSTing bodies rendered beforehand (:meth:`WebhookSink.post`): the service's
+  session, per-request headers, the timestamp and the signature;
 - the same sink rendering each body from its event as it sends (the payload and its JSON);
 - the dispatcher: :meth:`Service.dispatch_due` over N deliveries in the outbox (the claims,
   the queue, the sends, the outcome writes, the metrics).
@@ -95,14 +95,16 @@ async def dispatch_layer_runs(
                 events = [event_from_row(row) for row in rows]
             (subscription,) = await load_active_subscriptions(engine, {"bench": WEBHOOK_SECRET})
             sink = WebhookSink(session, timeout_seconds=timeout)
-            sends = [sink.prepare(event, subscription) for event in events]
+            bodies = [sink.body(event, subscription) for event in events]
             yield (
                 {
                     DISPATCH_LAYERS[0]: lambda: bare_post(
                         remote.urls.webhook, count, concurrency, bare
                     ),
                     DISPATCH_LAYERS[1]: lambda: in_workers(
-                        lambda i: sends[i](), count, concurrency
+                        lambda i: sink.post(subscription, events[i].id, bodies[i]),
+                        count,
+                        concurrency,
                     ),
                     DISPATCH_LAYERS[2]: lambda: in_workers(
                         lambda i: sink.send(events[i], subscription), count, concurrency

@@ -57,8 +57,8 @@ async def layer_runs(
         )
         async with (
             Service(settings) as service,
-            open_clanforge(settings.clanforge) as client,
-            open_clanforge_accounts(settings.clanforge) as accounts,
+            open_clanforge(settings.clanforge.options()) as client,
+            open_clanforge_accounts(settings.clanforge.options()) as accounts,
             bare_session(concurrency, service) as bare,
         ):
             await seed_watches(service.engine, count)

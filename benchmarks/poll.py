@@ -117,7 +117,7 @@ def bare_session(concurrency: int, service: Service) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
     return aiohttp.ClientSession(
         connector=connector,
-        timeout=client_timeout(service.settings.clanforge),
+        timeout=client_timeout(service.settings.clanforge.options()),
         headers={
             "User-Agent": USER_AGENT,
             "Authorization": aiohttp.encode_basic_auth("ak", "sk"),

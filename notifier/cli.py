@@ -23,6 +23,7 @@ from notifier.config import ConfigError, Settings, config_path, load_config
 from notifier.config_output import config_warnings, render_effective_config
 from notifier.core.clock import utc_now
 from notifier.core.ids import BadId, parse_id
+from notifier.core.urls import redact_url
 from notifier.database import (
     DatabaseMissing,
     delivery_states,
@@ -295,13 +296,14 @@ def _command_key(args: argparse.Namespace) -> str:
 
 
 def _webhook_verify(args: argparse.Namespace) -> int:
-    from notifier.notify.webhook_tools import NoSuchWebhook, verify_raw, webhook_subscription
+    from notifier.config import NoSuchWebhook
+    from notifier.notify.webhook_tools import verify_raw
 
     if args.name is not None:
         if args.secret:
             raise UsageError("give a subscription NAME or --secret, not both")
         try:
-            secrets = list(webhook_subscription(_settings(args), args.name).signing_secrets)
+            secrets = list(_settings(args).webhook_subscription(args.name).signing_secrets)
         except NoSuchWebhook as exc:
             raise UsageError(str(exc)) from None
         if not secrets:
@@ -325,12 +327,14 @@ def _webhook_verify(args: argparse.Namespace) -> int:
 
 
 async def _webhook_test(settings: Settings, name: str) -> int:
-    from notifier.notify.webhook_tools import NoSuchWebhook, send_test
+    from notifier.config import NoSuchWebhook
+    from notifier.notify.webhook_tools import send_test
 
     try:
-        ok, line = await send_test(settings, name)
+        subscription = settings.webhook_subscription(name)
     except NoSuchWebhook as exc:
         raise UsageError(str(exc)) from None
+    ok, line = await send_test(subscription, settings.delivery.timeout_seconds)
     print(line, file=sys.stdout if ok else sys.stderr)
     return EXIT_OK if ok else EXIT_FAILURE
 
@@ -596,7 +600,7 @@ async def _subscription_list(
 
 
 def _shown_target(s: SubscriptionView) -> str:
-    return s.target if s.kind == "slack_channel" else _host_only(s.target)
+    return s.target if s.kind == "slack_channel" else redact_url(s.target, path="mark")
 
 
 def _subscription_status(s: SubscriptionView) -> str:
@@ -618,12 +622,6 @@ async def _subscription_enable(
         "`notifier deliveries retry --all-dead`"
     )
     return EXIT_OK
-
-
-def _host_only(url: str) -> str:
-    """Webhook URLs often carry a token in the path or query: show where, not how."""
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.split('/', 1)[0]}/…"
 
 
 async def _events(engine: AsyncEngine, settings: Settings, args: argparse.Namespace) -> int:

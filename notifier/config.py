@@ -13,7 +13,6 @@ import itertools
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self
 from urllib.parse import urlsplit
@@ -30,6 +29,7 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from notifier.clanforge.options import DEFAULT_BASE_URL, ClanforgeOptions, Credential
 from notifier.core.events import EVENT_TYPES, STATE_CHANGED
 from notifier.core.poll_plan import PollPolicy
 from notifier.core.retry import (
@@ -39,9 +39,13 @@ from notifier.core.retry import (
     RetryPolicy,
 )
 from notifier.core.status import STATE_NAMES, state_id_for_name
+from notifier.core.subscriptions import WebhookSubscription
 from notifier.core.timing import DetectPolicy
+from notifier.core.urls import redact_url
 from notifier.notify.presets import PRESETS
 from notifier.notify.template import TemplateProblem, check_template
+from notifier.store.subscriptions import ConfigSubscription
+from notifier.store.watches import ConfigWatch
 
 _POLL: Final = PollPolicy()
 _DETECT: Final = DetectPolicy()
@@ -124,21 +128,8 @@ class ClanforgeAccountSettings(_Section):
         return value
 
 
-@dataclass(frozen=True, slots=True)
-class Credential:
-    """A resolved credential pair with its own rate limit; ``account_service_ids`` empty means
-    "every account service no other credential claims" (the default pair)."""
-
-    name: str
-    access_key: SecretStr
-    secret_key: SecretStr
-    requests_per_second: float
-    burst: int
-    account_service_ids: frozenset[int]
-
-
 class ClanforgeSettings(_Section):
-    base_url: str = "https://api.multiplay.co.uk"
+    base_url: str = DEFAULT_BASE_URL
     access_key: SecretStr | None = None
     secret_key: SecretStr | None = None
     timeout_seconds: PositiveFloat = 10
@@ -190,8 +181,8 @@ class ClanforgeSettings(_Section):
             found.append(
                 Credential(
                     DEFAULT_ACCOUNT,
-                    self.access_key,
-                    self.secret_key,
+                    self.access_key.get_secret_value(),
+                    self.secret_key.get_secret_value(),
                     self.requests_per_second,
                     default_burst,
                     frozenset(),
@@ -202,14 +193,23 @@ class ClanforgeSettings(_Section):
             found.append(
                 Credential(
                     account.name,
-                    account.access_key,
-                    account.secret_key,
+                    account.access_key.get_secret_value(),
+                    account.secret_key.get_secret_value(),
                     rate,
                     account.burst or self.burst or 1,
                     frozenset(account.account_service_ids),
                 )
             )
         return found
+
+    def options(self) -> ClanforgeOptions:
+        """What the Clanforge session and its clients are built from."""
+        return ClanforgeOptions(
+            credentials=tuple(self.credentials()),
+            base_url=self.base_url,
+            timeout_seconds=self.timeout_seconds,
+            max_concurrency=self.max_concurrency,
+        )
 
     def credential_for(self, account_service_id: int) -> str | None:
         """The name of the credential that polls ``account_service_id``; None when none may."""
@@ -381,6 +381,12 @@ class WatchSettings(_Section):
     # Overrides the state-based poll interval of this watch while its job is not finished.
     interval_seconds: PositiveFloat | None = None
 
+    def entry(self) -> ConfigWatch:
+        """The watch as the store syncs it."""
+        return ConfigWatch(
+            self.account_service_id, self.image_version_id, self.label, self.interval_seconds
+        )
+
 
 def _whsec(value: SecretStr) -> SecretStr:
     raw = value.get_secret_value()
@@ -397,10 +403,9 @@ def _whsec(value: SecretStr) -> SecretStr:
 
 def _scheme_host(url: str) -> str:
     """``'https://host'`` or a shape description: enough to find the mistake, no path or token."""
-    parts = urlsplit(url)
-    if not parts.scheme:
+    if not urlsplit(url).scheme:
         return "no scheme (write https://...)"
-    return repr(f"{parts.scheme}://{parts.hostname or ''}")
+    return repr(redact_url(url))
 
 
 def is_loopback_host(host: str) -> bool:
@@ -411,6 +416,31 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def check_webhook_url(value: str) -> str:
+    """The rule for every webhook URL, from the file or the API: http(s), a host, no
+    ``user:password@``. Raises ValueError; the message never quotes the URL, since webhook URLs
+    (Discord, Teams, Slack) carry their token in the path and the message is printed and logged."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http(s) URL with a host, got {_scheme_host(value)}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "must not carry user:password@ (it would be stored and logged with the URL; "
+            "the signature authenticates us)"
+        )
+    return value
+
+
+def sends_in_clear_text(url: str) -> bool:
+    """Plain http to a host other than loopback: events and signatures readable on the way."""
+    parts = urlsplit(url)
+    return parts.scheme == "http" and not is_loopback_host(parts.hostname or "")
 
 
 class SubscriptionSettings(_Section):
@@ -435,23 +465,7 @@ class SubscriptionSettings(_Section):
     @field_validator("webhook_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        # Never quote the URL back: webhook URLs (Discord, Teams, Slack) carry their token in
-        # the path, and this message is printed and logged.
-        if value is None:
-            return None
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 - raises ValueError for a port out of range
-        except ValueError:
-            raise ValueError("is not a valid URL") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http(s) URL with a host, got {_scheme_host(value)}")
-        if parts.username is not None or parts.password is not None:
-            raise ValueError(
-                "must not carry user:password@ (it would be stored and logged with the URL; "
-                "the signature authenticates us)"
-            )
-        return value
+        return None if value is None else check_webhook_url(value)
 
     @field_validator("slack_webhook_url")
     @classmethod
@@ -529,9 +543,7 @@ class SubscriptionSettings(_Section):
             return self
         if self.template is not None and self.preset is not None:
             raise ValueError("give template or preset, not both")
-        url = urlsplit(self.webhook_url)
-        clear_text = url.scheme == "http" and not is_loopback_host(url.hostname or "")
-        if clear_text and not self.allow_http:
+        if sends_in_clear_text(self.webhook_url) and not self.allow_http:
             raise ValueError(
                 "webhook_url must be https:// (set allow_http = true to send in clear text)"
             )
@@ -556,8 +568,8 @@ class SubscriptionSettings(_Section):
 
     @property
     def config_secrets(self) -> tuple[str, ...]:
-        """What the subscription's ``secret`` (and ``more_secrets``) come from, never stored:
-        the signing secrets, or for ``slack_webhook`` the incoming-webhook URL itself."""
+        """What the file keeps for the subscription and the database never holds: a webhook's
+        signing secrets, or a Slack incoming webhook's URL (the URL is the credential)."""
         if self.slack_webhook_url is not None:
             return (self.slack_webhook_url.get_secret_value(),)
         return self.signing_secrets
@@ -566,11 +578,28 @@ class SubscriptionSettings(_Section):
     def target(self) -> str:
         if self.slack_webhook_url is not None:
             # Only the host goes to the database and to listings: the URL is the credential.
-            parts = urlsplit(self.slack_webhook_url.get_secret_value())
-            return f"{parts.scheme}://{parts.hostname}"
+            return redact_url(self.slack_webhook_url.get_secret_value())
         target = self.slack_channel if self.slack_channel is not None else self.webhook_url
         assert target is not None  # _one_target guarantees it
         return target
+
+    def entry(self) -> ConfigSubscription:
+        """The subscription as the store syncs it: no secret, only whether there is one."""
+        return ConfigSubscription(
+            name=self.name,
+            kind=self.kind,
+            target=self.target,
+            events=tuple(self.events),
+            states=tuple(self.states),
+            account_service_ids=tuple(self.account_service_ids),
+            image_version_ids=tuple(self.image_version_ids),
+            label_glob=self.label_glob,
+            has_secret=bool(self.config_secrets),
+        )
+
+
+class NoSuchWebhook(LookupError):
+    """The name given is not a webhook subscription in the configuration."""
 
 
 class Settings(_Section):
@@ -614,6 +643,23 @@ class Settings(_Section):
             if self.clanforge.credential_for(asid) is None:
                 raise ValueError(f"discovery: no credential may see account service {asid}")
         return self
+
+    def webhook_subscription(self, name: str) -> WebhookSubscription:
+        """The webhook subscription ``name`` as the sink takes it, secrets and template resolved
+        from the file (it need not be in the database: ``notifier webhook test``)."""
+        found = next((s for s in self.subscription if s.name == name), None)
+        if found is None or found.webhook_url is None:
+            names = ", ".join(s.name for s in self.subscription if s.webhook_url) or "none"
+            raise NoSuchWebhook(
+                f"no webhook subscription named {name!r} (webhook subscriptions: {names})"
+            )
+        return WebhookSubscription(
+            id=0,
+            name=found.name,
+            url=found.webhook_url,
+            signing_secrets=found.signing_secrets,
+            template=found.body_template,
+        )
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import tomli_w
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from notifier.config import Settings
+from notifier.core.urls import redact_url
 
 MASK = "********"
 
@@ -30,7 +30,7 @@ def render_effective_config(settings: Settings) -> str:
     data["database"]["url"] = make_url(settings.database.url).render_as_string(hide_password=True)
     for subscription in data["subscription"]:
         if subscription.get("webhook_url"):
-            subscription["webhook_url"] = _masked_url(subscription["webhook_url"])
+            subscription["webhook_url"] = redact_url(subscription["webhook_url"], path="mark")
     return tomli_w.dumps(_drop_none(data))
 
 
@@ -63,15 +63,6 @@ def _secrets(node: Any, path: str) -> list[tuple[str, SecretStr]]:
     if isinstance(node, list):
         return [found for i, value in enumerate(node) for found in _secrets(value, f"{path}[{i}]")]
     return []
-
-
-def _masked_url(url: str) -> str:
-    """``https://discord.com/…``: chat services' webhook URLs carry their token in the path or
-    query, so the effective configuration shows where, not how."""
-    parts = urlsplit(url)
-    if parts.path in ("", "/") and not parts.query:
-        return url
-    return f"{parts.scheme}://{parts.netloc}/…"
 
 
 def _mask(node: Any) -> Any:

@@ -86,8 +86,8 @@ async def sync_configuration(engine: AsyncEngine, settings: Settings, now: datet
     Replicas starting together would both insert the same new entries: one at a time.
     """
     async with exclusive(engine, CONFIG_SYNC_LOCK):
-        synced = await sync_config_watches(engine, settings.watch, now)
-        await sync_config_subscriptions(engine, settings.subscription, now)
+        synced = await sync_config_watches(engine, [w.entry() for w in settings.watch], now)
+        await sync_config_subscriptions(engine, [s.entry() for s in settings.subscription], now)
     return synced
 
 

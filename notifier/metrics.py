@@ -1,11 +1,11 @@
 """Prometheus metrics: one registry per service instance, so two services (or tests) never mix.
 
 Process counters (polls, deliveries and their latencies) are counted where the work happens:
-the poller tells :meth:`Metrics.record_polls` about each batch of fetches once it is fetched
-(between requests the same bookkeeping costs about three times as much), and the wrapped sinks
-hear of finished sends a batch at a time as their outcomes are written, so the dispatcher stays
-unaware of metrics. Whole-database figures (outbox depth, active watches, transitions by target
-state) are read from the database when ``/metrics`` is scraped: every replica reports the same
+the poller tells :meth:`Metrics.record_polls` about each batch of fetches once it is fetched,
+and each sink is wrapped
+in an :class:`InstrumentedSink` that counts its sends, so the dispatcher stays unaware of
+metrics. Whole-database figures (outbox depth, active watches, transitions by target state) are
+read from the database when ``/metrics`` is scraped: every replica reports the same
 values for them, so aggregate those with ``max``, not ``sum``.
 """
 
@@ -19,15 +19,14 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.delivery_failure import DeliveryFailed
-from notifier.core.events import STATE_CHANGED, Event
+from notifier.core.events import Event
 from notifier.core.subscriptions import Subscription
-from notifier.notify.sink import Send, Sent, Sink
+from notifier.notify.sink import Sink
 from notifier.polling.poller import BatchTimings
-from notifier.store.tables import DeliveryRow, EventRow, Watch
+from notifier.store.stats import database_figures
 
 log = logging.getLogger(__name__)
 
@@ -112,24 +111,10 @@ class Metrics:
 
     async def refresh(self, engine: AsyncEngine) -> None:
         """Read the whole-database figures; called on each scrape."""
-        state = EventRow.current["state"].as_string()
-        async with engine.connect() as conn:
-            depth = await conn.scalar(
-                select(func.count()).select_from(DeliveryRow).where(DeliveryRow.status == "pending")
-            )
-            active = await conn.scalar(
-                select(func.count()).select_from(Watch).where(Watch.active.is_(True))
-            )
-            rows = (
-                await conn.execute(
-                    select(state, func.count())
-                    .where(EventRow.type == STATE_CHANGED)
-                    .group_by(state)
-                )
-            ).all()
-        self.outbox_depth.set(int(depth or 0))
-        self.active_watches.set(int(active or 0))
-        self._transitions.by_state = {str(name): int(count) for name, count in rows}
+        figures = await database_figures(engine)
+        self.outbox_depth.set(figures.pending_deliveries)
+        self.active_watches.set(figures.active_watches)
+        self._transitions.by_state = figures.transitions_by_state
 
     def record_polls(self, seconds: Sequence[float], outcomes: CounterOf[str]) -> None:
         """A batch's status fetches, told by the poller once the batch is fetched (its
@@ -155,12 +140,8 @@ class Metrics:
 
 
 class InstrumentedSink:
-    """A :class:`Sink` that counts outcomes and measures event-seen-to-delivered latency.
-
-    It counts what the dispatcher reports in :meth:`sent`, a batch of sends at a time when
-    their outcomes are recorded, not in each send: a counter and a histogram per send cost
-    several times as much between sends as in one loop over the batch.
-    """
+    """A :class:`Sink` that counts each send by outcome and measures event-seen-to-delivered
+    latency, so that the dispatcher stays unaware of metrics."""
 
     def __init__(
         self, name: str, sink: Sink, metrics: Metrics, clock: Callable[[], datetime]
@@ -169,7 +150,6 @@ class InstrumentedSink:
         self._sink = sink
         self._metrics = metrics
         self._clock = clock
-        # The success path's children, resolved once: ``labels()`` per send is a lock and a lookup.
         self._delivered = metrics.deliveries.labels(name, "delivered")
         self._latency = metrics.delivery_latency.labels(name)
 
@@ -177,26 +157,14 @@ class InstrumentedSink:
         try:
             await self._sink.deliver(event, subscription)
         except DeliveryFailed as failure:
-            self.sent([Sent(event, None, failure.permanent)])
+            self._failed("rejected" if failure.permanent else "failed")
             raise
         except Exception:
-            self.sent([Sent(event, None)])
+            self._failed("failed")
             raise
-        self.sent([Sent(event, self._clock())])
+        self._delivered.inc()
+        seconds = (self._clock() - event.occurred_at).total_seconds()
+        self._latency.observe(max(seconds, 0.0))
 
-    def prepare(self, event: Event, subscription: Subscription) -> Send:
-        return self._sink.prepare(event, subscription)
-
-    def sent(self, results: Sequence[Sent]) -> None:
-        delivered = 0
-        observe = self._latency.observe
-        for event, delivered_at, permanent in results:
-            if delivered_at is None:
-                outcome = "rejected" if permanent else "failed"
-                self._metrics.deliveries.labels(self._name, outcome).inc()
-            else:
-                delivered += 1
-                observe(max((delivered_at - event.occurred_at).total_seconds(), 0.0))
-        if delivered:
-            self._delivered.inc(delivered)
-        self._sink.sent(results)
+    def _failed(self, outcome: str) -> None:
+        self._metrics.deliveries.labels(self._name, outcome).inc()

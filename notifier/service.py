@@ -32,8 +32,8 @@ from notifier.clanforge.accounts import ClanforgeAccounts, open_clanforge_accoun
 from notifier.config import Settings
 from notifier.core.clock import Clock, utc_now
 from notifier.core.subscriptions import Subscription
+from notifier.dispatching.dispatcher import Dispatcher
 from notifier.metrics import InstrumentedSink, Metrics
-from notifier.notify.dispatcher import Dispatcher
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.sink import Sink
 from notifier.notify.slack import SlackSink
@@ -45,8 +45,8 @@ from notifier.store.engine import create_engine
 from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.locks import CONFIG_SYNC_LOCK, exclusive
 from notifier.store.migrate import upgrade
+from notifier.store.outbox import SqlOutbox
 from notifier.store.polling import SqlWatchStore
-from notifier.store.recent_events import RecentEvents
 from notifier.store.subscriptions import load_active_subscriptions, sync_config_subscriptions
 from notifier.store.watches import newest_status, sync_config_watches
 
@@ -113,8 +113,8 @@ class Service:
         # Replicas starting together would both insert the same new entries: one at a time.
         async with exclusive(engine, CONFIG_SYNC_LOCK):
             now = self.clock()
-            synced = await sync_config_watches(engine, settings.watch, now)
-            await sync_config_subscriptions(engine, settings.subscription, now)
+            synced = await sync_config_watches(engine, [w.entry() for w in settings.watch], now)
+            await sync_config_subscriptions(engine, [s.entry() for s in settings.subscription], now)
         log.info(
             "config synced: %d watches added, %d updated, %d retired",
             synced.added,
@@ -123,7 +123,7 @@ class Service:
         )
 
         accounts = await self._stack.enter_async_context(
-            open_clanforge_accounts(settings.clanforge)
+            open_clanforge_accounts(settings.clanforge.options())
         )
         self.clanforge = accounts
         if settings.discovery.account_service_ids:
@@ -168,10 +168,8 @@ class Service:
             for name, sink in sinks.items()
         }
 
-        # Events the poller commits, for the dispatcher's claims of their deliveries.
-        recent_events = RecentEvents()
         self._dispatcher = Dispatcher(
-            engine,
+            SqlOutbox(engine),
             sinks,
             self._subscriptions,
             owner=self.replica_id,
@@ -182,7 +180,6 @@ class Service:
             # replica's claims are picked up again soon.
             lease=timedelta(seconds=settings.delivery.lease_seconds),
             shutdown_grace=settings.delivery.shutdown_grace_seconds,
-            recent_events=recent_events,
         )
         poll = settings.poll.policy()
         self._poller = Poller(
@@ -206,7 +203,6 @@ class Service:
             on_committed=self._dispatcher.wake,
             observe_fetches=self.metrics.record_polls,
             observe_batch=self.metrics.record_batch,
-            recent_events=recent_events,
         )
         if settings.server is not None:
             deps = ApiDeps(
@@ -220,11 +216,8 @@ class Service:
             self.http_url = await self._stack.enter_async_context(
                 serve(build_app(deps), settings.server)
             )
-        # What start-up built (modules, settings, SQLAlchemy's metadata and compiled statements,
-        # the HTTP sessions) lives as long as the service. Hidden from the cyclic garbage
-        # collector until the service closes, a full collection scans only what came since: a
-        # tick of 10,000 changed watches sets off three, each 40-100 ms over the whole heap and
-        # 1-2.5 ms with it frozen.
+        # What start-up built lives as long as the service: frozen, it is not rescanned by every
+        # full collection, which keeps a large tick's GC pauses short.
         gc.freeze()
         self._stack.callback(gc.unfreeze)
 
@@ -261,16 +254,10 @@ class Service:
             log.exception("discovery failed; the next round tries again")
 
     async def dispatch_due(self) -> int:
-        """Send every delivery due now, batch after batch; returns how many were attempted.
-
-        What the dispatcher's loop does when woken, callable on its own: the benchmarks drive
-        delivery through this one stable entry point, whatever the dispatcher looks like inside.
-        """
+        """Send every delivery due now (:meth:`Dispatcher.dispatch_due`); returns how many were
+        claimed. The benchmarks drive delivery through this one entry point."""
         assert self._dispatcher is not None, "use the service inside `async with`"
-        total = 0
-        while claimed := await self._dispatcher.dispatch_once():
-            total += claimed
-        return total
+        return await self._dispatcher.dispatch_due()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and dispatch until ``stop`` is set, then wind down within the grace period."""

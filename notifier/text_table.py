@@ -12,8 +12,10 @@ import os
 import shutil
 import textwrap
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TextIO
+
+from notifier.core.clock import as_utc
 
 GAP = "  "
 ELLIPSIS = "…"
@@ -22,7 +24,7 @@ MIN_COLUMN = 6
 
 
 def format_time(value: datetime | None) -> str:
-    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return "-" if value is None else as_utc(value).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def terminal_width(stream: TextIO) -> int | None:

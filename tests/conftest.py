@@ -34,7 +34,13 @@ from notifier.config import Settings
 from notifier.core.events import STATE_CHANGED, Event
 from notifier.core.poll_plan import ClaimedWatch, PollPlan, PollPolicy
 from notifier.core.status import STATE_NAMES, FetchedStatus, JobStatus
-from notifier.core.subscriptions import Subscription
+from notifier.core.subscriptions import (
+    SlackChannelSubscription,
+    SlackWebhookSubscription,
+    Subscription,
+    SubscriptionKind,
+    WebhookSubscription,
+)
 from notifier.core.timing import DetectPolicy, Tracking
 from notifier.metrics import Metrics
 from notifier.polling.poller import Poller, StatusSource
@@ -110,9 +116,25 @@ def make_event(
     )
 
 
-def make_subscription(id: int = 1, **overrides: Any) -> Subscription:
-    base = Subscription(id=id, name=f"sub{id}", kind="webhook", target="https://hooks.test/x")
-    return replace(base, **overrides)
+def make_subscription(
+    id: int = 1, kind: SubscriptionKind = "webhook", **fields: Any
+) -> Subscription:
+    """A subscription of ``kind`` with a made-up name and destination unless ``fields`` say."""
+    fields.setdefault("name", f"sub{id}")
+    if kind == "slack_channel":
+        return SlackChannelSubscription(id=id, **{"channel": "C0TEST", **fields})
+    if kind == "slack_webhook":
+        return SlackWebhookSubscription(id=id, **{"host": "https://hooks.slack.com", **fields})
+    return WebhookSubscription(id=id, **{"url": "https://hooks.test/x", **fields})
+
+
+def stored_target(subscription: Subscription) -> str:
+    """What the ``subscriptions.target`` column holds for ``subscription``."""
+    if subscription.kind == "slack_channel":
+        return subscription.channel
+    if subscription.kind == "slack_webhook":
+        return subscription.host
+    return subscription.url
 
 
 def event_ids(prefix: str = "evt") -> Callable[[], str]:
@@ -562,7 +584,7 @@ async def seed_subscription(engine: AsyncEngine, subscription: Subscription) -> 
             SUBSCRIPTIONS.insert().values(
                 name=subscription.name,
                 kind=subscription.kind,
-                target=subscription.target,
+                target=stored_target(subscription),
                 filters={},
                 active=True,
                 source="config",

@@ -6,7 +6,6 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -27,7 +26,7 @@ from notifier.api.schemas import (
     WatchList,
     WatchOut,
 )
-from notifier.config import _http_url, is_loopback_host
+from notifier.config import check_webhook_url, sends_in_clear_text
 from notifier.core.events import EVENT_TYPES
 from notifier.core.ids import BadId, parse_id
 from notifier.core.status import state_id_for_name
@@ -144,7 +143,7 @@ async def list_watches_handler(request: web.Request) -> web.Response:
     )
     if state_id is not None:
         watches = [w for w in watches if w.status is not None and w.status.state_id == state_id]
-    return _json(WatchList(items=[WatchOut.of(w) for w in watches]))
+    return _json(WatchList(items=[WatchOut.model_validate(w) for w in watches]))
 
 
 async def add_watch_handler(request: web.Request) -> web.Response:
@@ -169,7 +168,7 @@ async def _watch(deps: ApiDeps, watch_id: int) -> WatchOut:
     watch = await get_watch(deps.engine, watch_id)
     if watch is None:
         raise not_found(f"watch {watch_id}")
-    return WatchOut.of(watch)
+    return WatchOut.model_validate(watch)
 
 
 async def show_watch_handler(request: web.Request) -> web.Response:
@@ -216,7 +215,7 @@ async def resume_watch_handler(request: web.Request) -> web.Response:
 
 async def list_subscriptions_handler(request: web.Request) -> web.Response:
     subs = await list_subscriptions(_deps(request).engine)
-    return _json(SubscriptionList(items=[SubscriptionOut.of(s) for s in subs]))
+    return _json(SubscriptionList(items=[SubscriptionOut.model_validate(s) for s in subs]))
 
 
 async def add_subscription_handler(request: web.Request) -> web.Response:
@@ -224,11 +223,10 @@ async def add_subscription_handler(request: web.Request) -> web.Response:
     body = await _body(request, SubscriptionCreate)
     if body.kind == "webhook":
         try:
-            _http_url(body.target)
+            check_webhook_url(body.target)
         except ValueError as exc:
             raise ApiError(422, "invalid", f"target: {exc}") from None
-        url = urlsplit(body.target)
-        if url.scheme == "http" and not is_loopback_host(url.hostname or ""):
+        if sends_in_clear_text(body.target):
             # The configuration's rule; the API has no allow_http to send in clear text.
             raise ApiError(422, "invalid", "target: must be https:// (http only to loopback)")
     elif deps.settings.slack.bot_token is None:
@@ -249,7 +247,7 @@ async def add_subscription_handler(request: web.Request) -> web.Response:
         raise ApiError(409, "duplicate", str(exc)) from None
     log.info("api: subscription %r added", body.name)
     (created,) = await list_subscriptions(deps.engine, sub_id)
-    return _json(SubscriptionOut.of(created), status=201)
+    return _json(SubscriptionOut.model_validate(created), status=201)
 
 
 async def remove_subscription_handler(request: web.Request) -> web.Response:
@@ -285,7 +283,9 @@ async def list_events_handler(request: web.Request) -> web.Response:
         image_version_id=_int_query(request, "image_version_id"),
         event_type=event_type,
     )
-    return _json(EventPage(items=[EventOut.of(e) for e in events], next_before=next_before))
+    return _json(
+        EventPage(items=[EventOut.model_validate(e) for e in events], next_before=next_before)
+    )
 
 
 # ---------------------------------------------------------------- deliveries
@@ -303,7 +303,7 @@ async def list_deliveries_handler(request: web.Request) -> web.Response:
     if status is not None and chosen is None:
         raise ApiError(400, "bad_query", "status must be pending, delivered or dead")
     deliveries = await list_deliveries(_deps(request).engine, chosen, _limit(request, 100))
-    return _json(DeliveryList(items=[DeliveryOut.of(d) for d in deliveries]))
+    return _json(DeliveryList(items=[DeliveryOut.model_validate(d) for d in deliveries]))
 
 
 async def retry_deliveries_handler(request: web.Request) -> web.Response:

@@ -6,18 +6,16 @@ what a client sends is what it meant.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from notifier.core.events import EVENT_TYPES, Event
+from notifier.core.events import EVENT_TYPES
 from notifier.core.ids import MAX_ID, parse_id
-from notifier.core.status import JobStatus, state_id_for_name
-from notifier.notify.webhook import describe_url
-from notifier.store.outbox import DeliveryView
-from notifier.store.subscriptions import SubscriptionView
-from notifier.store.watches import WatchView
+from notifier.core.status import state_id_for_name
+from notifier.core.urls import redact_url
 
 
 def _in_id_range(value: int) -> int:
@@ -37,7 +35,9 @@ class _Request(BaseModel):
 
 
 class _Response(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    """Built from the store's and the core's objects with ``model_validate(obj)``."""
+
+    model_config = ConfigDict(frozen=True, from_attributes=True)
 
 
 class ErrorDetail(_Response):
@@ -70,21 +70,6 @@ class StatusOut(_Response):
     started: datetime | None
     updated: datetime | None
 
-    @classmethod
-    def of(cls, status: JobStatus) -> StatusOut:
-        return cls(
-            state_id=status.state_id,
-            state=status.state,
-            progress=status.progress,
-            eta=status.eta,
-            eta_estimated=status.eta_estimated,
-            error=status.error,
-            failed_count=status.failed_count,
-            created=status.created,
-            started=status.started,
-            updated=status.updated,
-        )
-
 
 class WatchOut(_Response):
     id: int
@@ -98,22 +83,6 @@ class WatchOut(_Response):
     poll_errors: int
     last_poll_error: str | None
     status: StatusOut | None
-
-    @classmethod
-    def of(cls, watch: WatchView) -> WatchOut:
-        return cls(
-            id=watch.id,
-            account_service_id=watch.account_service_id,
-            image_version_id=watch.image_version_id,
-            label=watch.label,
-            source=watch.source,
-            active=watch.active,
-            next_poll_at=watch.next_poll_at,
-            last_polled_at=watch.last_polled_at,
-            poll_errors=watch.poll_errors,
-            last_poll_error=watch.last_poll_error,
-            status=None if watch.status is None else StatusOut.of(watch.status),
-        )
 
 
 class WatchList(_Response):
@@ -185,23 +154,18 @@ class SubscriptionOut(_Response):
     active: bool
     source: str
 
+    @field_validator("target")
     @classmethod
-    def of(cls, sub: SubscriptionView) -> SubscriptionOut:
-        f = sub.filters
-        return cls(
-            id=sub.id,
-            name=sub.name,
-            kind=sub.kind,
-            target=sub.target if sub.kind == "slack_channel" else describe_url(sub.target),
-            filters=Filters(
-                events=list(f.get("events", [])),
-                states=list(f.get("states", [])),
-                account_service_ids=list(f.get("account_service_ids", [])),
-                image_version_ids=list(f.get("image_version_ids", [])),
-            ),
-            active=sub.active,
-            source=sub.source,
-        )
+    def _redacted(cls, value: str, info: ValidationInfo) -> str:
+        return value if info.data.get("kind") == "slack_channel" else redact_url(value)
+
+    @field_validator("filters", mode="before")
+    @classmethod
+    def _every_filter(cls, value: Any) -> Any:
+        """The stored filters leave out what a subscription does not filter on."""
+        if isinstance(value, Mapping):
+            return {name: value.get(name, []) for name in Filters.model_fields}
+        return value
 
 
 class SubscriptionList(_Response):
@@ -221,20 +185,6 @@ class EventOut(_Response):
     previous: StatusOut | None
     current: StatusOut
     detail: dict[str, Any]
-
-    @classmethod
-    def of(cls, event: Event) -> EventOut:
-        return cls(
-            id=event.id,
-            type=event.type,
-            occurred_at=event.occurred_at,
-            account_service_id=event.account_service_id,
-            image_version_id=event.image_version_id,
-            label=event.label,
-            previous=None if event.previous is None else StatusOut.of(event.previous),
-            current=StatusOut.of(event.current),
-            detail=dict(event.detail),
-        )
 
 
 class EventPage(_Response):
@@ -260,23 +210,6 @@ class DeliveryOut(_Response):
     delivered_at: datetime | None
     lease_owner: str | None
     """The replica sending it right now, if any."""
-
-    @classmethod
-    def of(cls, delivery: DeliveryView) -> DeliveryOut:
-        return cls(
-            id=delivery.id,
-            subscription=delivery.subscription,
-            event_id=delivery.event_id,
-            event_type=delivery.event_type,
-            image_version_id=delivery.image_version_id,
-            status=delivery.status,
-            attempts=delivery.attempts,
-            next_attempt_at=delivery.next_attempt_at,
-            last_error=delivery.last_error,
-            created_at=delivery.created_at,
-            delivered_at=delivery.delivered_at,
-            lease_owner=delivery.lease_owner,
-        )
 
 
 class DeliveryList(_Response):

@@ -23,7 +23,7 @@ from typing import Final
 
 from notifier.clanforge.client import ClanforgeClient, clanforge_session
 from notifier.clanforge.limiter import TokenBucket
-from notifier.config import ClanforgeSettings, Credential
+from notifier.clanforge.options import ClanforgeOptions, Credential
 from notifier.core.status import FetchedStatus
 from notifier.core.upstream_errors import (
     ACCESS_DENIED,
@@ -149,20 +149,17 @@ class ClanforgeAccounts:
 
 
 @contextlib.asynccontextmanager
-async def open_clanforge_accounts(settings: ClanforgeSettings) -> AsyncIterator[ClanforgeAccounts]:
+async def open_clanforge_accounts(options: ClanforgeOptions) -> AsyncIterator[ClanforgeAccounts]:
     """The one Clanforge session with a client per credential on it, closed on exit."""
-    async with clanforge_session(settings) as session:
+    async with clanforge_session(options) as session:
         yield ClanforgeAccounts(
             [
                 (
                     credential,
                     ClanforgeClient(
-                        session,
-                        settings.base_url,
-                        credential.access_key.get_secret_value(),
-                        credential.secret_key.get_secret_value(),
+                        session, options.base_url, credential.access_key, credential.secret_key
                     ),
                 )
-                for credential in settings.credentials()
+                for credential in options.credentials
             ]
         )

@@ -16,12 +16,12 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
+from notifier.clanforge.options import ClanforgeOptions
 from notifier.clanforge.reply import (
     parse_install_status_reply,
     parse_status_reply,
     reply_digest,
 )
-from notifier.config import ClanforgeSettings
 from notifier.core.status import FetchedStatus
 from notifier.core.upstream_errors import BAD_REPLY, UNAVAILABLE, UpstreamError
 
@@ -96,8 +96,7 @@ class ClanforgeClient:
 
         A successful reply whose digest is ``known_digest`` is not parsed (``status`` is None).
         """
-        # Built from parts, already encoded: a yarl URL parsed from a string costs about three
-        # times as much, and aiohttp would parse one from every string it is given.
+        # Built from parts, already encoded, so no id can change the path or the query.
         url = URL.build(
             scheme=self._scheme,
             authority=self._authority,
@@ -142,8 +141,7 @@ class ClanforgeClient:
     ) -> tuple[int, bytes, str | None, str | None]:
         """One GET: status, capped body, Retry-After and Location; transport failures raised.
 
-        The URL comes with its query joined by hand (``params=`` costs a yarl query build per
-        request), and what the request was for is put into words only when it failed.
+        What the request was for is put into words only when it failed.
         """
         try:
             async with self._session.get(
@@ -257,13 +255,13 @@ def _os_error_text(exc: aiohttp.ClientError) -> str:
     return type(exc).__name__
 
 
-def client_timeout(settings: ClanforgeSettings) -> aiohttp.ClientTimeout:
+def client_timeout(options: ClanforgeOptions) -> aiohttp.ClientTimeout:
     """The explicit timeout for Clanforge requests: aiohttp's default (300 s total) is far too long.
 
     ``connect`` covers waiting for a pooled connection as well as the TCP/TLS handshake; callers
     are expected to bound their own concurrency to ``max_concurrency`` so that wait stays short.
     """
-    seconds = settings.timeout_seconds
+    seconds = options.timeout_seconds
     return aiohttp.ClientTimeout(total=seconds, connect=seconds, sock_read=seconds)
 
 
@@ -282,27 +280,22 @@ def credential_headers(access_key: str, secret_key: str) -> CIMultiDict[str]:
 
 
 @contextlib.asynccontextmanager
-async def clanforge_session(settings: ClanforgeSettings) -> AsyncIterator[aiohttp.ClientSession]:
+async def clanforge_session(options: ClanforgeOptions) -> AsyncIterator[aiohttp.ClientSession]:
     """The one Clanforge session of the process, shared by every credential's client.
 
     With a single credential pair (the usual deployment) the session sends its headers itself:
     aiohttp merges per-request headers into the session's on every request.
     """
     headers = CIMultiDict({"User-Agent": USER_AGENT})
-    credentials = settings.credentials()
-    if len(credentials) == 1:
-        only = credentials[0]
-        headers.extend(
-            credential_headers(
-                only.access_key.get_secret_value(), only.secret_key.get_secret_value()
-            )
-        )
+    if len(options.credentials) == 1:
+        only = options.credentials[0]
+        headers.extend(credential_headers(only.access_key, only.secret_key))
     connector = aiohttp.TCPConnector(
-        limit=settings.max_concurrency, limit_per_host=settings.max_concurrency
+        limit=options.max_concurrency, limit_per_host=options.max_concurrency
     )
     session = aiohttp.ClientSession(
         connector=connector,
-        timeout=client_timeout(settings),
+        timeout=client_timeout(options),
         headers=headers,
         cookie_jar=aiohttp.DummyCookieJar(),  # a status API has no business setting cookies
     )
@@ -315,13 +308,10 @@ async def clanforge_session(settings: ClanforgeSettings) -> AsyncIterator[aiohtt
 
 
 @contextlib.asynccontextmanager
-async def open_clanforge(settings: ClanforgeSettings) -> AsyncIterator[ClanforgeClient]:
+async def open_clanforge(options: ClanforgeOptions) -> AsyncIterator[ClanforgeClient]:
     """The Clanforge session and a client with the first credential pair on it, closed on exit."""
-    credential = settings.credentials()[0]
-    async with clanforge_session(settings) as session:
+    credential = options.credentials[0]
+    async with clanforge_session(options) as session:
         yield ClanforgeClient(
-            session,
-            settings.base_url,
-            credential.access_key.get_secret_value(),
-            credential.secret_key.get_secret_value(),
+            session, options.base_url, credential.access_key, credential.secret_key
         )

@@ -21,11 +21,11 @@ import json
 import math
 import re
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
 import orjson
 
+from notifier.core.retry_after import parse_retry_after
 from notifier.core.status import STATE_NAMES, JobStatus, state_id_for_name
 from notifier.core.upstream_errors import (
     ACCESS_DENIED,
@@ -36,6 +36,7 @@ from notifier.core.upstream_errors import (
     UNAVAILABLE,
     UpstreamError,
 )
+from notifier.core.urls import redact_url
 
 MAX_UPSTREAM_TEXT: Final = 200
 """Upstream's own error text is quoted in our one-line messages up to this many characters."""
@@ -120,28 +121,6 @@ def _reply_object(
     return data
 
 
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date); None if unusable.
-
-    A date in the past means "now" (0), not "never"; more than a day is capped at a day.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    if _NUMBER_TEXT.fullmatch(text):
-        return min(max(float(text), 0.0), MAX_RETRY_AFTER)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    current = now if now is not None else datetime.now(UTC)
-    return min(max((when - current).total_seconds(), 0.0), MAX_RETRY_AFTER)
-
-
 # --- error replies -------------------------------------------------------------------------------
 
 
@@ -173,7 +152,10 @@ def _http_error(
     if text:
         message += f": {text}"
     return UpstreamError(
-        reason, message, status=status, retry_after=parse_retry_after(retry_after, now)
+        reason,
+        message,
+        status=status,
+        retry_after=parse_retry_after(retry_after, now, cap=MAX_RETRY_AFTER),
     )
 
 
@@ -181,10 +163,7 @@ def _safe_location(location: str | None) -> str:
     """The redirect target without user info or query: enough to spot http vs https."""
     if not location:
         return ""
-    match = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)?(?:[^/@?#]*@)?([^?#]*)", location.strip())
-    if match is None:  # pragma: no cover - the pattern matches every string
-        return ""
-    return _one_line((match.group(1) or "") + match.group(2), 120)
+    return _one_line(redact_url(location, path="keep"), 120)
 
 
 def _upstream_text(body: bytes) -> str:

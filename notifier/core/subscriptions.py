@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Final, Literal
+from typing import Final, Literal, TypeAlias
 
 from notifier.core.events import Event
 from notifier.core.status import state_id_for_name
@@ -18,32 +18,55 @@ from notifier.core.status import state_id_for_name
 SubscriptionKind = Literal["slack_channel", "slack_webhook", "webhook"]
 
 
-@dataclass(frozen=True, slots=True)
-class Subscription:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Subscription:
+    """What every kind has: an id, a name, and the filters that pick its events."""
+
     id: int
     name: str
-    kind: SubscriptionKind
-    target: str
-    """The Slack channel id, the webhook URL, or for ``slack_webhook`` only the hook's host."""
-    secret: str | None = None
-    """Resolved, never stored in the database: the webhook signing secret (whsec_...), or for
-    ``slack_webhook`` the incoming-webhook URL itself (it is the credential)."""
-    event_types: frozenset[str] = field(default_factory=frozenset)
-    states: frozenset[str] = field(default_factory=frozenset)
-    account_service_ids: frozenset[int] = field(default_factory=frozenset)
-    image_version_ids: frozenset[int] = field(default_factory=frozenset)
+    event_types: frozenset[str] = frozenset()
+    states: frozenset[str] = frozenset()
+    account_service_ids: frozenset[int] = frozenset()
+    image_version_ids: frozenset[int] = frozenset()
     label_glob: str | None = None
     """Shell-style, case-sensitive pattern over the watch label (``EU fleet*``)."""
-    more_secrets: tuple[str, ...] = ()
-    """Further secrets signing alongside ``secret`` during a rotation (``webhook_secrets``)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookSubscription(_Subscription):
+    """A chatops webhook, signed per Standard Webhooks."""
+
+    kind: Literal["webhook"] = field(default="webhook", init=False)
+    url: str
+    signing_secrets: tuple[str, ...] = field(default=(), repr=False)
+    """Resolved from the configuration file, never stored: one signature each (several during a
+    rotation); none sends the request unsigned."""
     template: str | None = None
     """Jinja2 body template source for receivers that need their own shape; None: our payload."""
 
-    @property
-    def signing_secrets(self) -> tuple[str, ...]:
-        """Every secret a request is signed with, one signature each."""
-        first = (self.secret,) if self.secret else ()
-        return first + tuple(s for s in self.more_secrets if s != self.secret)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlackChannelSubscription(_Subscription):
+    """A Slack channel the bot posts a live message to, and thread replies under it."""
+
+    kind: Literal["slack_channel"] = field(default="slack_channel", init=False)
+    channel: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlackWebhookSubscription(_Subscription):
+    """A Slack incoming webhook: post-only, and its URL is the credential."""
+
+    kind: Literal["slack_webhook"] = field(default="slack_webhook", init=False)
+    host: str
+    """``scheme://host`` of the hook: all that is stored and shown of it."""
+    url: str | None = field(default=None, repr=False)
+    """The incoming-webhook URL, resolved from the configuration file; None when the file no
+    longer has it."""
+
+
+Subscription: TypeAlias = WebhookSubscription | SlackChannelSubscription | SlackWebhookSubscription
+"""One type per kind, told apart by ``kind``; matching reads only the common filters."""
 
 
 def by_event_type(subscription: Subscription, event: Event) -> bool:

@@ -6,11 +6,12 @@ so that a change to the contract shows up as a change to this file alone.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import orjson
 
+from notifier.core.clock import as_utc
 from notifier.core.events import Event
 from notifier.core.status import JobStatus, state_name
 
@@ -63,8 +64,8 @@ def webhook_payload(event: Event) -> dict[str, Any]:
 def encode_payload(payload: dict[str, Any]) -> bytes:
     """Compact UTF-8 JSON: these exact bytes are signed, so they must not be re-serialised later.
 
-    orjson writes the same bytes as ``json.dumps(ensure_ascii=False, separators=(",", ":"))``
-    (a property test holds the two together) in a fourteenth of the time: 0.3 against 4.3 us.
+    orjson writes the same bytes as ``json.dumps(ensure_ascii=False, separators=(",", ":"))``;
+    a property test holds the two together.
     """
     return orjson.dumps(payload)
 
@@ -73,20 +74,7 @@ def rfc3339(moment: datetime | None) -> str | None:
     """``2026-11-28T17:04:05Z``: UTC, second precision; a naive time is taken to be UTC."""
     if moment is None:
         return None
-    if moment.tzinfo is not UTC:
-        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    # The text of strftime("%Y-%m-%dT%H:%M:%SZ") in a third of its time (isoformat: two thirds).
-    return _RFC3339 % (
-        moment.year,
-        moment.month,
-        moment.day,
-        moment.hour,
-        moment.minute,
-        moment.second,
-    )
-
-
-_RFC3339: Final = "%04d-%02d-%02dT%02d:%02d:%02dZ"
+    return as_utc(moment).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 def _state(status: JobStatus) -> str:

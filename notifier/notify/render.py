@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from notifier.core import events as model
+from notifier.core.clock import as_utc
 from notifier.core.events import Event
 from notifier.core.status import (
     COMPLETE,
@@ -216,7 +217,7 @@ def took(status: JobStatus) -> str | None:
     gave no start and end. A finished job's ETA, often still in the future, read as unfinished."""
     if not status.is_terminal or status.started is None or status.updated is None:
         return None
-    seconds = max(0, round((_utc(status.updated) - _utc(status.started)).total_seconds()))
+    seconds = max(0, round((as_utc(status.updated) - as_utc(status.started)).total_seconds()))
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
@@ -410,16 +411,11 @@ def _one_line(text: str) -> str:
     return escape_slack(" ".join(text.split()))
 
 
-def _utc(moment: datetime) -> datetime:
-    """Upstream times are UTC; a naive one (old rows, tests) is taken to be UTC too."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def _utc_text(moment: datetime) -> str:
-    return _utc(moment).strftime("%Y-%m-%d %H:%M UTC")
+    return as_utc(moment).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _slack_time(moment: datetime) -> str:
     """Shown in each reader's own time zone; clients that cannot do that show the UTC fallback."""
-    unix = int(_utc(moment).timestamp())
+    unix = int(as_utc(moment).timestamp())
     return f"<!date^{unix}^{{date_short_pretty}} {{time}}|{_utc_text(moment)}>"

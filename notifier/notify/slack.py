@@ -23,12 +23,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from notifier.core.delivery_failure import DeliveryFailed
 from notifier.core.events import LIVE_REFRESH, STATE_CHANGED, Event
 from notifier.core.live_messages import LiveMessage, PendingPost
+from notifier.core.retry_after import parse_retry_after
 from notifier.core.status import FAILED, SQUASHED, JobStatus
-from notifier.core.subscriptions import Subscription
+from notifier.core.subscriptions import SlackChannelSubscription, Subscription
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.render import SlackMessage, WatchInfo, render, render_thread_reply
 from notifier.notify.sink import LiveMessages, Sink
-from notifier.notify.webhook import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,9 @@ class SlackSink(Sink):
         try:
             await self._deliver(event, subscription)
         except SlackApiError as exc:
-            failure = _classify(exc, subscription.target)
+            failure = _classify(exc, subscription.channel)
             if failure.retry_after is not None or _error_code(exc) == "ratelimited":
-                self._pacer.back_off(subscription.target, failure.retry_after or 1.0)
+                self._pacer.back_off(subscription.channel, failure.retry_after or 1.0)
             raise failure from exc
         except TimeoutError as exc:
             raise DeliveryFailed("Slack did not answer in time") from exc
@@ -101,7 +101,7 @@ class SlackSink(Sink):
             # The class name only: messages of some ClientErrors quote the request.
             raise DeliveryFailed(f"could not reach Slack: {type(exc).__name__}") from exc
 
-    async def _deliver(self, event: Event, subscription: Subscription) -> None:
+    async def _deliver(self, event: Event, subscription: SlackChannelSubscription) -> None:
         key = (subscription.id, event.account_service_id, event.image_version_id)
         status = None
         if self._newest_status is not None:
@@ -117,7 +117,7 @@ class SlackSink(Sink):
         if isinstance(earlier, PendingPost):
             earlier = await self._recover(earlier, key)
         if earlier is None:
-            live = await self._post(subscription.target, message, shown, key)
+            live = await self._post(subscription.channel, message, shown, key)
         elif earlier.rendered == shown:
             live = earlier  # already shows the newest state: this update is merged into that one
         else:
@@ -130,7 +130,7 @@ class SlackSink(Sink):
             except SlackApiError as exc:
                 if _error_code(exc) not in _MESSAGE_GONE:
                     raise
-                live = await self._post(subscription.target, message, shown, key)
+                live = await self._post(subscription.channel, message, shown, key)
             else:
                 live = LiveMessage(channel=earlier.channel, ts=earlier.ts, rendered=shown)
                 await self._live.put(*key, live)

@@ -15,11 +15,11 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from notifier.core.delivery_failure import DeliveryFailed
 from notifier.core.events import Event
+from notifier.core.retry_after import parse_retry_after
 from notifier.core.subscriptions import Subscription
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.render import WatchInfo, render
 from notifier.notify.sink import Sink
-from notifier.notify.webhook import parse_retry_after
 
 # What Slack answers (as a plain-text body) when the hook itself is unusable: a person must act.
 _HOOK_GONE: Final = frozenset(
@@ -46,14 +46,12 @@ class SlackWebhookSink(Sink):
         self._pacer = pacer
 
     async def deliver(self, event: Event, subscription: Subscription) -> None:
-        if subscription.kind != "slack_webhook" or not subscription.secret:
+        if subscription.kind != "slack_webhook" or not subscription.url:
             raise DeliveryFailed(
                 f"subscription {subscription.name!r} has no Slack incoming-webhook URL",
                 permanent=True,
             )
-        client = AsyncWebhookClient(
-            subscription.secret, timeout=self._timeout, session=self._session
-        )
+        client = AsyncWebhookClient(subscription.url, timeout=self._timeout, session=self._session)
         message = render(WatchInfo.of(event), event.current, event)
         # One hook posts to one channel: pace per subscription, as per channel for the bot.
         pace_key = f"hook:{subscription.id}"

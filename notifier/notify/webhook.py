@@ -9,23 +9,22 @@ URL's query string, which often carries a token.
 from __future__ import annotations
 
 import asyncio
-import functools
-import math
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from collections.abc import Callable
+from datetime import datetime
 from typing import Final, NoReturn
-from urllib.parse import urlsplit
 
 import aiohttp
 
 from notifier import __version__
+from notifier.core.clock import utc_now
 from notifier.core.delivery_failure import DeliveryFailed
 from notifier.core.events import Event
-from notifier.core.subscriptions import Subscription
+from notifier.core.retry_after import parse_retry_after
+from notifier.core.subscriptions import Subscription, WebhookSubscription
+from notifier.core.urls import redact_url
 from notifier.notify.payload import encode_payload, webhook_payload
 from notifier.notify.signing import standard_headers
-from notifier.notify.sink import Sink, refused
+from notifier.notify.sink import Sink
 from notifier.notify.template import TemplateProblem, render
 
 USER_AGENT: Final = f"clanforge-notifier/{__version__}"
@@ -35,10 +34,6 @@ BODY_EXCERPT_CHARS: Final = 200
 _TRANSIENT_STATUSES: Final = frozenset({408, 429})
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class WebhookSink(Sink):
     """POSTs the payload over the one shared session; the session's owner closes it."""
 
@@ -46,7 +41,7 @@ class WebhookSink(Sink):
         self,
         session: aiohttp.ClientSession,
         timeout_seconds: float,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
@@ -58,30 +53,28 @@ class WebhookSink(Sink):
 
     async def send(self, event: Event, subscription: Subscription) -> int:
         """POST ``event``; the 2xx status on success, ``DeliveryFailed`` otherwise."""
-        return await self.prepare(event, subscription)()
+        body = self.body(event, subscription)
+        return await self.post(subscription, event.id, body)
 
-    def prepare(self, event: Event, subscription: Subscription) -> Callable[[], Awaitable[int]]:
-        """The body and everything but the signing time, so that a send only signs and POSTs
-        (the timestamp, and so the signature, must be the time of the send)."""
-        if subscription.template is not None:
-            try:
-                body = render(subscription.template, event)
-            except TemplateProblem as exc:
-                # Checked at config load against every event type; reaching here is a bug.
-                return refused(
-                    DeliveryFailed(
-                        f"subscription {subscription.name!r}: body template {exc}", permanent=True
-                    )
-                )
-        else:
-            body = encode_payload(webhook_payload(event))
-        return functools.partial(
-            self._post,
-            subscription.target,
-            body,
-            event.id,
-            subscription.signing_secrets,
-            subscription.name,
+    def body(self, event: Event, subscription: Subscription) -> bytes:
+        """What is POSTed: the subscription's own template rendered, or our payload."""
+        subscription = _webhook(subscription)
+        if subscription.template is None:
+            return encode_payload(webhook_payload(event))
+        try:
+            return render(subscription.template, event)
+        except TemplateProblem as exc:
+            # Checked at config load against every event type; reaching here is a bug.
+            raise DeliveryFailed(
+                f"subscription {subscription.name!r}: body template {exc}", permanent=True
+            ) from exc
+
+    async def post(self, subscription: Subscription, msg_id: str, body: bytes) -> int:
+        """POST ``body`` (see :meth:`body`) signed as message ``msg_id`` at the time of the
+        send."""
+        subscription = _webhook(subscription)
+        return await self._post(
+            subscription.url, body, msg_id, subscription.signing_secrets, subscription.name
         )
 
     async def _post(
@@ -104,13 +97,13 @@ class WebhookSink(Sink):
                 if 200 <= response.status < 300:
                     return response.status
                 async with asyncio.timeout_at(deadline):
-                    await self._raise_for(response, describe_url(url))
+                    await self._raise_for(response, redact_url(url))
                 raise AssertionError("unreachable: _raise_for always raises")
         except DeliveryFailed:
             raise
         except TimeoutError as exc:
             raise DeliveryFailed(
-                f"webhook {describe_url(url)} did not answer within {self._timeout_seconds:g} s"
+                f"webhook {redact_url(url)} did not answer within {self._timeout_seconds:g} s"
             ) from exc
         except aiohttp.InvalidURL as exc:
             raise DeliveryFailed(
@@ -120,13 +113,11 @@ class WebhookSink(Sink):
         except aiohttp.ClientConnectorError as exc:
             cause = exc.os_error.strerror or type(exc.os_error).__name__
             raise DeliveryFailed(
-                f"could not connect to webhook {describe_url(url)}: {cause}"
+                f"could not connect to webhook {redact_url(url)}: {cause}"
             ) from exc
         except aiohttp.ClientError as exc:
             # Not str(exc): some ClientErrors quote the full URL, query string and all.
-            raise DeliveryFailed(
-                f"webhook {describe_url(url)} failed: {type(exc).__name__}"
-            ) from exc
+            raise DeliveryFailed(f"webhook {redact_url(url)} failed: {type(exc).__name__}") from exc
 
     def _headers(self, event_id: str, body: bytes, secrets: tuple[str, ...]) -> dict[str, str]:
         return {
@@ -139,7 +130,7 @@ class WebhookSink(Sink):
         status = response.status
         if 300 <= status < 400:
             location = response.headers.get("Location")
-            target = describe_url(location) if location else "nowhere"
+            target = redact_url(location) if location else "nowhere"
             raise DeliveryFailed(
                 f"webhook {where} answered {status} redirecting to {target}: "
                 "redirects are not followed, configure the final URL",
@@ -158,6 +149,12 @@ class WebhookSink(Sink):
         raise DeliveryFailed(f"webhook {where} answered {status}{detail}", permanent=True)
 
 
+def _webhook(subscription: Subscription) -> WebhookSubscription:
+    if subscription.kind != "webhook":
+        raise DeliveryFailed(f"subscription {subscription.name!r} is not a webhook", permanent=True)
+    return subscription
+
+
 async def read_capped(response: aiohttp.ClientResponse, cap: int = BODY_READ_CAP) -> bytes:
     """At most ``cap`` bytes of the body; the rest is dropped with the connection."""
     chunks: list[bytes] = []
@@ -169,36 +166,3 @@ async def read_capped(response: aiohttp.ClientResponse, cap: int = BODY_READ_CAP
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait per ``Retry-After`` (delta-seconds or an HTTP date); None when unusable."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - now).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return max(seconds, 0.0)
-
-
-def describe_url(url: str) -> str:
-    """``https://host:port`` only: paths (Slack-style hook URLs) and queries often carry secrets."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "(unparsable URL)"
-    if not host:
-        return "(URL without a host)"
-    return f"{parts.scheme}://{host}{port}"

@@ -10,59 +10,35 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import aiohttp
 
-from notifier.config import Settings, SubscriptionSettings
+from notifier.core.clock import utc_now
 from notifier.core.delivery_failure import DeliveryFailed
-from notifier.core.subscriptions import Subscription
+from notifier.core.subscriptions import WebhookSubscription
+from notifier.core.urls import redact_url
 from notifier.notify.samples import sample_event
 from notifier.notify.signing import SignatureCheck, check_request, parse_raw_request
-from notifier.notify.webhook import WebhookSink, describe_url
+from notifier.notify.webhook import WebhookSink
 
 
-class NoSuchWebhook(LookupError):
-    """The name given is not a webhook subscription in the configuration."""
-
-
-def webhook_subscription(settings: Settings, name: str) -> Subscription:
-    """The configured webhook subscription ``name``, secrets and template resolved."""
-    found: SubscriptionSettings | None = next(
-        (s for s in settings.subscription if s.name == name), None
-    )
-    if found is None or found.webhook_url is None:
-        names = ", ".join(s.name for s in settings.subscription if s.webhook_url) or "none"
-        raise NoSuchWebhook(
-            f"no webhook subscription named {name!r} (webhook subscriptions: {names})"
-        )
-    signing = found.signing_secrets
-    return Subscription(
-        id=0,
-        name=found.name,
-        kind="webhook",
-        target=found.webhook_url,
-        secret=signing[0] if signing else None,
-        more_secrets=signing[1:],
-        template=found.body_template,
-    )
-
-
-async def send_test(settings: Settings, name: str) -> tuple[bool, str]:
-    """Send a sample event to subscription ``name``; (it worked, the line to print)."""
-    subscription = webhook_subscription(settings, name)
+async def send_test(subscription: WebhookSubscription, timeout_seconds: float) -> tuple[bool, str]:
+    """Send a sample event to ``subscription``; (it worked, the line to print)."""
+    name = subscription.name
     # Times around now, so the sample reads like a job that just failed rather than one that
     # failed at the sample's fixed date (receivers may order or age events by them).
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = utc_now().replace(microsecond=0)
     sample = sample_event()
     current = replace(
         sample.current, eta=now + timedelta(minutes=6), updated=now - timedelta(seconds=4)
     )
     event = replace(sample, id=f"evt_test_{secrets.token_hex(8)}", occurred_at=now, current=current)
-    timeout = settings.delivery.timeout_seconds
-    where = describe_url(subscription.target)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-        sink = WebhookSink(session, timeout_seconds=timeout)
+    where = redact_url(subscription.url)
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=timeout_seconds)
+    ) as session:
+        sink = WebhookSink(session, timeout_seconds=timeout_seconds)
         started = time.perf_counter()
         try:
             status = await sink.send(event, subscription)

@@ -27,7 +27,6 @@ from notifier.core.status import FetchedStatus
 from notifier.core.subscriptions import Subscription
 from notifier.core.timing import DetectPolicy
 from notifier.core.upstream_errors import RATE_LIMITED, UNAVAILABLE, UpstreamError
-from notifier.store.recent_events import RecentEvents
 from notifier.store.watch_store import Claim, PollResults, WatchStore
 
 log = logging.getLogger(__name__)
@@ -133,7 +132,6 @@ class Poller:
         on_committed: Callable[[], None],
         observe_fetches: FetchObserver = _ignore_fetches,
         observe_batch: BatchObserver = _ignore_batch,
-        recent_events: RecentEvents | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         event_ids: Callable[[], str] = new_event_id,
     ) -> None:
@@ -157,8 +155,6 @@ class Poller:
         self._on_committed = on_committed
         self._observe_fetches = observe_fetches
         self._observe_batch = observe_batch
-        # Committed events with deliveries, handed to the dispatcher's claims (see RecentEvents).
-        self._recent_events = recent_events
         self._event_ids = event_ids
         self._stopping = asyncio.Event()
 
@@ -176,11 +172,8 @@ class Poller:
     async def tick(self) -> TickSummary:
         """Poll up to ``claim_limit`` due watches, a batch at a time: claim, fetch, write.
 
-        Batches run one after the other. Overlapping one batch's database work with the next
-        one's fetches was measured slower (docs/performance-history.md, third and ninth
-        rounds): where the CPU is the limit, the database driver's thread competing with the
-        request path costs more than it hides, and against a remote upstream a batch's database
-        work is a sliver of its fetching anyway.
+        Batches run one after the other: against a remote upstream a batch's database work is a
+        sliver of its fetching, so overlapping them buys little (docs/performance-history.md).
         A cancelled tick loses nothing: a batch's write commits whole or not at all.
         """
         total = TickSummary(0, 0, 0, 0)
@@ -381,9 +374,6 @@ class Poller:
         for plan in written:
             if plan.paused_reason is not None:
                 log.warning("watch %d paused: %s", plan.watch_id, plan.paused_reason)
-        if deliveries and self._recent_events is not None:
-            delivered = {d.event_id for d in deliveries}
-            self._recent_events.add(e for p in written for e in p.events if e.id in delivered)
         if deliveries or refreshes:
             self._on_committed()
         failed = sum(1 for p in written if p.poll_errors)

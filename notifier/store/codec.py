@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
+from notifier.core.clock import as_utc
 from notifier.core.events import Event
 from notifier.core.status import JobStatus
 from notifier.core.timing import Tracking
 
 
 def _time(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
+    return None if value is None else as_utc(value).isoformat()
 
 
 def _parse_time(value: Any) -> datetime | None:

@@ -1,4 +1,5 @@
-"""The outbox: deliveries waiting to be sent, claimed under a lease, marked with the outcome."""
+"""The outbox in SQL (:class:`SqlOutbox`, see :mod:`notifier.store.outbox_store` for what it
+promises) and the operators' queries over it (list, retry, depth)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,11 @@ import operator
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from sqlalchemy import (
     ColumnElement,
     Integer,
-    Select,
     Update,
     and_,
     bindparam,
@@ -22,14 +22,15 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.core.events import LIVE_REFRESH, Event
-from notifier.store.bulk import BulkStatement
+from notifier.core.events import Event
+from notifier.core.live_refresh import WatchNow
 from notifier.store.codec import event_from_row, status_from_row
 from notifier.store.engine import is_postgres
-from notifier.store.id_lists import MomentPairsUpdate
-from notifier.store.recent_events import RecentEvents
+from notifier.store.outbox_store import ClaimedDelivery, Delivered, Outcome, Released
+from notifier.store.outbox_store import DeliveryStatus as DeliveryStatus
+from notifier.store.subscriptions import disable_subscription
 from notifier.store.tables import (
     DELIVERIES,
     EVENTS,
@@ -39,17 +40,6 @@ from notifier.store.tables import (
     EventRow,
     SubscriptionRow,
 )
-
-DeliveryStatus = Literal["pending", "delivered", "dead"]
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedDelivery:
-    id: int
-    subscription_id: int
-    attempts: int
-    created_at: datetime
-    event: Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,30 +60,155 @@ class DeliveryView:
     lease_until: datetime | None
 
 
-def _claim_statements(postgres: bool) -> tuple[Update, Select[Any], Select[Any]]:
-    """The claim, built once per backend: compiled once, then only its parameters change.
+class SqlOutbox:
+    """The outbox's one SQL implementation; every difference between SQLite and PostgreSQL is in
+    the choice of the claim's lease statement (:func:`_lease_statement`)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._claim = _Claim(is_postgres(engine))
+
+    async def claim_due(
+        self,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        skip_subscriptions: Collection[int] = (),
+    ) -> list[ClaimedDelivery]:
+        claim = self._claim
+        async with self._engine.begin() as conn:
+            leased = (
+                await conn.execute(
+                    claim.lease,
+                    {
+                        "b_now": now,
+                        "b_skip": list(skip_subscriptions),
+                        "b_limit": limit,
+                        "b_owner": owner,
+                        "b_until": now + lease,
+                    },
+                )
+            ).all()
+            if not leased:
+                return []
+            # Positional from here on: (id, subscription_id, attempts, created_at, kind,
+            # event_id, watch_id) as RETURNING lists them.
+            claimed = sorted(leased, key=_first)
+            event_ids = [row[5] for row in claimed if row[4] != "refresh"]
+            refreshes = [row for row in claimed if row[4] == "refresh"]
+            events: dict[str, Event] = {}
+            if event_ids:
+                rows = await conn.execute(claim.events, {"b_ids": event_ids})
+                events = {row.id: event_from_row(row) for row in rows}
+            watches: dict[int, WatchNow] = {}
+            if refreshes:
+                await conn.execute(_FREE_REFRESH_SLOTS, {"b_ids": [row[0] for row in refreshes]})
+                rows = await conn.execute(claim.watches, {"b_ids": [row[6] for row in refreshes]})
+                watches = {row.w_id: _watch_now(row) for row in rows}
+        return [
+            ClaimedDelivery(
+                delivery_id,
+                subscription_id,
+                attempts,
+                created_at,
+                watches[watch_id] if kind == "refresh" else events[event_id],
+            )
+            for delivery_id, subscription_id, attempts, created_at, kind, event_id, watch_id in (
+                claimed
+            )
+        ]
+
+    async def record_outcomes(self, owner: str, outcomes: Sequence[Outcome]) -> None:
+        """One statement per kind of outcome, each an executemany over its deliveries."""
+        delivered: list[dict[str, object]] = []
+        dead: list[dict[str, object]] = []
+        retry: list[dict[str, object]] = []
+        released: list[dict[str, object]] = []
+        for outcome in outcomes:
+            ours: dict[str, object] = {"b_id": outcome.delivery_id, "b_owner": owner}
+            if isinstance(outcome, Delivered):
+                delivered.append({**ours, "b_at": outcome.at})
+            elif isinstance(outcome, Released):
+                released.append(ours)
+            elif outcome.retry_at is None:
+                dead.append({**ours, "b_error": outcome.error})
+            else:
+                retry.append({**ours, "b_error": outcome.error, "b_at": outcome.retry_at})
+        if not outcomes:
+            return
+        async with self._engine.begin() as conn:
+            for statement, rows in (
+                (_MARK_DELIVERED, delivered),
+                (_MARK_DEAD, dead),
+                (_MARK_RETRY, retry),
+                (_MARK_RELEASED, released),
+            ):
+                if rows:
+                    await conn.execute(statement, rows)
+
+    async def extend_leases(self, owner: str, delivery_ids: Sequence[int], until: datetime) -> None:
+        if not delivery_ids:
+            return
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.id.in_(list(delivery_ids)), DeliveryRow.lease_owner == owner)
+                .values(lease_until=until)
+            )
+
+    async def release_leases(self, owner: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    async def disable_subscription(self, subscription_id: int, reason: str) -> None:
+        await disable_subscription(self._engine, subscription_id, reason)
+
+
+class _Claim:
+    """A claim's statements, built once per backend: compiled once, then only their parameters
+    change.
 
     The lease UPDATE returns the deliveries' own columns; the events are read by id in a second
     statement, and only when a refresh is among them its watch and newest status in a third:
     joining the status's twenty columns onto every event delivery cost more than reading them.
-    The lease leaves ``refresh_slot`` alone (see :data:`_FREE_REFRESH_SLOTS`).
     """
-    lease = _postgres_lease() if postgres else _sqlite_lease()
-    events = select(*(c for c in EVENTS.c if c.name not in ("seq", "watch_id"))).where(
-        EVENTS.c.id.in_(bindparam("b_ids", expanding=True))
-    )
-    refreshed = (
-        select(
-            WATCHES.c.id.label("w_id"),
-            WATCHES.c.account_service_id.label("w_account_service_id"),
-            WATCHES.c.image_version_id.label("w_image_version_id"),
-            WATCHES.c.label.label("w_label"),
-            *(c for c in JOB_STATUS.c if c.name != "watch_id"),
+
+    def __init__(self, postgres: bool) -> None:
+        self.lease = _lease_statement(postgres)
+        self.events = select(*(c for c in EVENTS.c if c.name not in ("seq", "watch_id"))).where(
+            EVENTS.c.id.in_(bindparam("b_ids", expanding=True))
         )
-        .select_from(WATCHES.outerjoin(JOB_STATUS, JOB_STATUS.c.watch_id == WATCHES.c.id))
-        .where(WATCHES.c.id.in_(bindparam("b_ids", expanding=True)))
+        self.watches = (
+            select(
+                WATCHES.c.id.label("w_id"),
+                WATCHES.c.account_service_id.label("w_account_service_id"),
+                WATCHES.c.image_version_id.label("w_image_version_id"),
+                WATCHES.c.label.label("w_label"),
+                *(c for c in JOB_STATUS.c if c.name != "watch_id"),
+            )
+            .select_from(WATCHES.outerjoin(JOB_STATUS, JOB_STATUS.c.watch_id == WATCHES.c.id))
+            .where(WATCHES.c.id.in_(bindparam("b_ids", expanding=True)))
+        )
+
+
+def _watch_now(row: Any) -> WatchNow:
+    return WatchNow(
+        account_service_id=row.w_account_service_id,
+        image_version_id=row.w_image_version_id,
+        label=row.w_label,
+        status=status_from_row(row.w_image_version_id, row),
     )
-    return lease, events, refreshed
+
+
+def _lease_statement(postgres: bool) -> Update:
+    """The claim's lease, the one statement whose shape differs by backend. It leaves
+    ``refresh_slot`` alone (see :data:`_FREE_REFRESH_SLOTS`)."""
+    return _postgres_lease() if postgres else _sqlite_lease()
 
 
 def _due() -> ColumnElement[bool]:
@@ -181,12 +296,9 @@ def _postgres_lease() -> Update:
     return _lease_returning(d.id == func.any(func.array(select(picked.c.id).scalar_subquery())))
 
 
-_CLAIM = {False: _claim_statements(False), True: _claim_statements(True)}
-# A claimed refresh frees its slot: a change seen during its send queues another. Apart from the
-# lease, and only for refreshes: a column named in an UPDATE's SET has its indexes rewritten in
-# every row the UPDATE touches, whatever the value, and ``refresh_slot`` is in a unique index;
-# setting it in the lease cost every claimed event delivery two more index writes (SQLite, raw:
-# 1.03 against 0.41 us a row).
+# A claimed refresh frees its slot: a change seen during its send queues another. A statement of
+# its own, for refreshes only: ``refresh_slot`` is in a unique index, and naming it in the lease's
+# SET would rewrite that index for every claimed event delivery too.
 _FREE_REFRESH_SLOTS = (
     update(DELIVERIES)
     .where(DELIVERIES.c.id.in_(bindparam("b_ids", expanding=True)))
@@ -194,220 +306,26 @@ _FREE_REFRESH_SLOTS = (
 )
 
 
-def _refresh_event(delivery_id: int, created_at: datetime, watch: Any) -> Event:
-    """A live-message refresh has no event: a stand-in of type ``LIVE_REFRESH`` showing the
-    watch's newest status."""
-    return Event(
-        id=f"refresh-{delivery_id}",
-        type=LIVE_REFRESH,
-        occurred_at=created_at,
-        account_service_id=watch.w_account_service_id,
-        image_version_id=watch.w_image_version_id,
-        label=watch.w_label,
-        previous=None,
-        current=status_from_row(watch.w_image_version_id, watch),
-    )
-
-
-async def claim_due_deliveries(
-    engine: AsyncEngine,
-    owner: str,
-    now: datetime,
-    lease: timedelta,
-    limit: int,
-    skip_subscriptions: Collection[int] = (),
-    recent: RecentEvents | None = None,
-) -> list[ClaimedDelivery]:
-    """Lease due deliveries, only the oldest pending one of each (subscription, watch).
-
-    Taking only the head of each key keeps a channel's or receiver's messages about one image
-    version in event order: a delivery waiting for its retry holds back the ones behind it, and
-    nothing else. ``skip_subscriptions`` are left alone this time (their receiver asked us to
-    slow down). What was claimed is what the lease update returned: deliveries this owner
-    claimed earlier and still holds are not handed out twice. Events found in ``recent`` (just
-    committed by this process) are not read back.
-    """
-    lease_stmt, events_stmt, refreshed_stmt = _CLAIM[is_postgres(engine)]
-    async with engine.begin() as conn:
-        leased = (
-            await conn.execute(
-                lease_stmt,
-                {
-                    "b_now": now,
-                    "b_skip": list(skip_subscriptions),
-                    "b_limit": limit,
-                    "b_owner": owner,
-                    "b_until": now + lease,
-                },
-            )
-        ).all()
-        if not leased:
-            return []
-        # Positional from here on: (id, subscription_id, attempts, created_at, kind, event_id,
-        # watch_id) as RETURNING lists them; this loop runs once per claimed delivery.
-        claimed = sorted(leased, key=_first)
-        event_ids = [row[5] for row in claimed if row[4] != "refresh"]
-        refreshes = [row for row in claimed if row[4] == "refresh"]
-        events: dict[str, Event] = {}
-        missing = event_ids
-        if recent is not None:
-            missing = []
-            for event_id in event_ids:
-                event = recent.get(event_id)
-                if event is None:
-                    missing.append(event_id)
-                else:
-                    events[event_id] = event
-        if missing:
-            rows = await conn.execute(events_stmt, {"b_ids": missing})
-            events.update((row.id, event_from_row(row)) for row in rows)
-        watches: dict[int, Any] = {}
-        if refreshes:
-            await conn.execute(_FREE_REFRESH_SLOTS, {"b_ids": [row[0] for row in refreshes]})
-            rows = await conn.execute(refreshed_stmt, {"b_ids": [row[6] for row in refreshes]})
-            watches = {row.w_id: row for row in rows}
-    return [
-        ClaimedDelivery(
-            delivery_id,
-            subscription_id,
-            attempts,
-            created_at,
-            (
-                _refresh_event(delivery_id, created_at, watches[watch_id])
-                if kind == "refresh"
-                else events[event_id]
-            ),
-        )
-        for delivery_id, subscription_id, attempts, created_at, kind, event_id, watch_id in claimed
-    ]
-
-
 _first: Final = operator.itemgetter(0)
 
-
-@dataclass(frozen=True, slots=True)
-class Delivered:
-    delivery_id: int
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Failed:
-    delivery_id: int
-    error: str
-    retry_at: datetime | None
-    """None: no further attempt, the delivery is dead."""
-
-
-@dataclass(frozen=True, slots=True)
-class Released:
-    """Not attempted (its receiver asked us to slow down meanwhile): back in line, unchanged."""
-
-    delivery_id: int
-
-
-Outcome = Delivered | Failed | Released
-
 _D = DELIVERIES.c
-# Only rows this owner still leases change (see record_outcomes).
+# Only rows this owner still leases change (see SqlOutbox.record_outcomes).
 _OURS = and_(_D.id == bindparam("b_id"), _D.lease_owner == bindparam("b_owner"))
-# NULL in the SQL rather than None in every row: the sqlite3 module runs its adapter lookup (two
-# failed attribute lookups, each formatting an AttributeError) for every None it binds.
 _SENT = {"attempts": _D.attempts + 1, "lease_owner": null(), "lease_until": null()}
-
-
-# A batch's successful sends, most of its outcomes, in ONE statement over (id, time) pairs
-# (MomentPairsUpdate). As an executemany, beside an event loop busy with sends, each of SQLite's
-# steps waited for the loop's next turn to retake the GIL: 125 outcomes held SQLite's write lock
-# for 8 to 9 ms, the claims queuing behind them. Dispatch, callgrind: 671,900 -> 660,500
-# instructions a delivery.
-def _delivered_update(delivery_id: ColumnElement[Any], delivered_at: ColumnElement[Any]) -> Update:
-    return (
-        update(DELIVERIES)
-        .where(_D.id == delivery_id, _D.lease_owner == bindparam("b_owner"))
-        .values(**_SENT, status="delivered", delivered_at=delivered_at, last_error=null())
-    )
-
-
-_MARK_DELIVERED = MomentPairsUpdate("b_delivered", _D.delivered_at.type, _delivered_update)
-# The rarer outcomes: built once, each executed as one executemany per batch, rows by position.
-_MARK_DEAD = BulkStatement(
-    update(DELIVERIES).where(_OURS).values(**_SENT, status="dead", last_error=bindparam("b_error")),
-    ("b_id", "b_owner", "b_error"),
-)
-_MARK_RETRY = BulkStatement(
+_MARK_DELIVERED = (
     update(DELIVERIES)
     .where(_OURS)
-    .values(**_SENT, last_error=bindparam("b_error"), next_attempt_at=bindparam("b_at")),
-    ("b_id", "b_owner", "b_error", "b_at"),
+    .values(**_SENT, status="delivered", delivered_at=bindparam("b_at"), last_error=null())
 )
-_MARK_RELEASED = BulkStatement(
-    update(DELIVERIES).where(_OURS).values(lease_owner=null(), lease_until=null()),
-    ("b_id", "b_owner"),
+_MARK_DEAD = (
+    update(DELIVERIES).where(_OURS).values(**_SENT, status="dead", last_error=bindparam("b_error"))
 )
-
-
-async def record_outcomes(engine: AsyncEngine, owner: str, outcomes: Sequence[Outcome]) -> None:
-    """Record the outcome of several attempts in one transaction (one SQLite write lock), one
-    statement per kind of outcome rather than one per delivery.
-
-    Only rows this owner still leases change: if our lease ran out and another loop took the
-    delivery over, its outcome is the one that counts.
-    """
-    delivered: list[Delivered] = []
-    dead: list[tuple[object, ...]] = []
-    retry: list[tuple[object, ...]] = []
-    released: list[tuple[object, ...]] = []
-    for outcome in outcomes:
-        if isinstance(outcome, Delivered):
-            delivered.append(outcome)
-        elif isinstance(outcome, Released):
-            released.append((outcome.delivery_id, owner))
-        elif outcome.retry_at is None:
-            dead.append((outcome.delivery_id, owner, outcome.error))
-        else:
-            retry.append((outcome.delivery_id, owner, outcome.error, outcome.retry_at))
-    if not outcomes:
-        return
-    async with engine.begin() as conn:
-        await _mark_delivered(conn, owner, delivered)
-        await _MARK_DEAD.execute(conn, dead)
-        await _MARK_RETRY.execute(conn, retry)
-        await _MARK_RELEASED.execute(conn, released)
-
-
-async def _mark_delivered(
-    conn: AsyncConnection, owner: str, delivered: Sequence[Delivered]
-) -> None:
-    if not delivered:
-        return
-    await _MARK_DELIVERED.execute(
-        conn, [d.delivery_id for d in delivered], [d.at for d in delivered], {"b_owner": owner}
-    )
-
-
-async def extend_leases(
-    engine: AsyncEngine, owner: str, delivery_ids: Sequence[int], until: datetime
-) -> None:
-    """Keep the leases of sends still under way (a slow receiver, several Slack calls)."""
-    if not delivery_ids:
-        return
-    async with engine.begin() as conn:
-        await conn.execute(
-            update(DeliveryRow)
-            .where(DeliveryRow.id.in_(list(delivery_ids)), DeliveryRow.lease_owner == owner)
-            .values(lease_until=until)
-        )
-
-
-async def release_leases(engine: AsyncEngine, owner: str) -> None:
-    """Give back what this process claimed but did not send, so others need not wait it out."""
-    async with engine.begin() as conn:
-        await conn.execute(
-            update(DeliveryRow)
-            .where(DeliveryRow.lease_owner == owner)
-            .values(lease_owner=None, lease_until=None)
-        )
+_MARK_RETRY = (
+    update(DELIVERIES)
+    .where(_OURS)
+    .values(**_SENT, last_error=bindparam("b_error"), next_attempt_at=bindparam("b_at"))
+)
+_MARK_RELEASED = update(DELIVERIES).where(_OURS).values(lease_owner=null(), lease_until=null())
 
 
 async def list_deliveries(

@@ -5,15 +5,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Select, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.config import SubscriptionSettings
 from notifier.core.events import STATE_CHANGED
-from notifier.core.subscriptions import Subscription, SubscriptionKind
+from notifier.core.subscriptions import (
+    SlackChannelSubscription,
+    SlackWebhookSubscription,
+    Subscription,
+    SubscriptionKind,
+    WebhookSubscription,
+)
 from notifier.store.engine import is_postgres
 from notifier.store.tables import SUBSCRIPTIONS, DeliveryRow, SubscriptionRow
 
@@ -32,7 +37,24 @@ class SubscriptionView:
     disabled_reason: str | None = None
 
 
-def _filters(setting: SubscriptionSettings) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class ConfigSubscription:
+    """A ``[[subscription]]`` entry of the configuration file, as the sync needs it: where it
+    sends and what it wants, and only whether it has secrets (they are never stored)."""
+
+    name: str
+    kind: SubscriptionKind
+    target: str
+    """The Slack channel id, the webhook URL, or for ``slack_webhook`` the hook's host only."""
+    events: tuple[str, ...] = (STATE_CHANGED,)
+    states: tuple[str, ...] = ()
+    account_service_ids: tuple[int, ...] = ()
+    image_version_ids: tuple[int, ...] = ()
+    label_glob: str | None = None
+    has_secret: bool = False
+
+
+def _filters(setting: ConfigSubscription) -> dict[str, Any]:
     return {
         "events": list(setting.events),
         "states": list(setting.states),
@@ -43,7 +65,7 @@ def _filters(setting: SubscriptionSettings) -> dict[str, Any]:
 
 
 async def sync_config_subscriptions(
-    engine: AsyncEngine, subscriptions: Sequence[SubscriptionSettings], now: datetime
+    engine: AsyncEngine, subscriptions: Sequence[ConfigSubscription], now: datetime
 ) -> None:
     """Make the config-sourced subscriptions match the file, in one transaction.
 
@@ -68,7 +90,7 @@ async def sync_config_subscriptions(
             values = {
                 "kind": setting.kind,
                 "target": setting.target,
-                "secret_ref": CONFIG_SECRET_REF if setting.config_secrets else None,
+                "secret_ref": CONFIG_SECRET_REF if setting.has_secret else None,
                 "filters": _filters(setting),
                 "active": True,
                 "source": "config",
@@ -227,26 +249,36 @@ async def load_active_subscriptions(
                 .order_by(SubscriptionRow.id)
             )
         ).all()
-    subscriptions = []
+    subscriptions: list[Subscription] = []
     for row in rows:
         found = config_secrets.get(row.name) if row.secret_ref == CONFIG_SECRET_REF else None
-        secrets = (found,) if isinstance(found, str) else tuple(found or ())
-        subscriptions.append(
-            Subscription(
-                id=row.id,
-                name=row.name,
-                kind=cast(SubscriptionKind, row.kind),
-                target=row.target,
-                secret=secrets[0] if secrets else None,
-                more_secrets=secrets[1:],
-                event_types=frozenset(row.filters.get("events", ())),
-                states=frozenset(row.filters.get("states", ())),
-                account_service_ids=frozenset(row.filters.get("account_service_ids", ())),
-                image_version_ids=frozenset(row.filters.get("image_version_ids", ())),
-                label_glob=row.filters.get("label_glob"),
-                template=templates.get(row.name),
-            )
+        # Each secret once, in the file's order, and no empty one.
+        secrets = tuple(
+            dict.fromkeys(s for s in ((found,) if isinstance(found, str) else found or ()) if s)
         )
+        common: dict[str, Any] = {
+            "id": row.id,
+            "name": row.name,
+            "event_types": frozenset(row.filters.get("events", ())),
+            "states": frozenset(row.filters.get("states", ())),
+            "account_service_ids": frozenset(row.filters.get("account_service_ids", ())),
+            "image_version_ids": frozenset(row.filters.get("image_version_ids", ())),
+            "label_glob": row.filters.get("label_glob"),
+        }
+        if row.kind == "slack_channel":
+            subscriptions.append(SlackChannelSubscription(channel=row.target, **common))
+        elif row.kind == "slack_webhook":
+            url = secrets[0] if secrets else None
+            subscriptions.append(SlackWebhookSubscription(host=row.target, url=url, **common))
+        else:
+            subscriptions.append(
+                WebhookSubscription(
+                    url=row.target,
+                    signing_secrets=secrets,
+                    template=templates.get(row.name),
+                    **common,
+                )
+            )
     return subscriptions
 
 

@@ -10,7 +10,6 @@ from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.config import WatchSettings
 from notifier.core.status import JobStatus
 from notifier.store.codec import status_from_row
 from notifier.store.tables import JOB_STATUS, WATCHES, JobStatusRow, Watch
@@ -24,6 +23,17 @@ class DuplicateWatch(Exception):
             f"image version {image_version_id} of account service {account_service_id} "
             "is already watched"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigWatch:
+    """A ``[[watch]]`` entry of the configuration file, as the sync needs it."""
+
+    account_service_id: int
+    image_version_id: int
+    label: str = ""
+    interval_seconds: float | None = None
+    """Overrides the state-based poll interval while the job is not finished."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +289,7 @@ _KEYS_PER_LOOKUP = 500
 
 
 async def sync_config_watches(
-    engine: AsyncEngine, watches: Sequence[WatchSettings], now: datetime
+    engine: AsyncEngine, watches: Sequence[ConfigWatch], now: datetime
 ) -> WatchSync:
     """Make the database's config-sourced watches match the file, in one transaction.
 

@@ -22,11 +22,12 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import TracebackType
-from typing import Final, Self
+from typing import Any, Final
 
 import aiohttp
 from aiohttp import web
+
+from notifier.testing.loopback_server import LoopbackServer
 
 JSON_HEADERS: Final = {"Content-Type": "application/json; charset=utf-8"}
 
@@ -200,7 +201,7 @@ _UNAUTHORIZED: Final = _Prepared(
 )
 
 
-class FakeClanforge:
+class FakeClanforge(LoopbackServer):
     """A real HTTP server on 127.0.0.1 answering ``GET /cfp/v1/imageversion/{id}/status``.
 
     Unknown (account service, image version) pairs get 404 with a JSON error body, wrong or
@@ -221,6 +222,7 @@ class FakeClanforge:
     ) -> None:
         """``rate_limit``: answer 429 (with ``Retry-After: retry_after`` unless None) to any
         request past that many per second and credential, as Clanforge does."""
+        super().__init__()
         self._authorization = aiohttp.encode_basic_auth(access_key, secret_key)
         # Authorization value -> the account services it may see (None: all of them).
         self._credentials: dict[str, frozenset[int] | None] = {self._authorization: None}
@@ -234,13 +236,15 @@ class FakeClanforge:
         self._record = record
         self._scripts: dict[tuple[int, int], _Script] = {}
         self._polls: dict[tuple[int, int], int] = {}
-        self._runner: web.AppRunner | None = None
         self.requests: list[RecordedRequest] = []
-        self.base_url = ""
 
     # --- lifecycle -------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    @property
+    def base_url(self) -> str:
+        return f"{self.origin}{self._prefix}"
+
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get(
             self._prefix + r"/cfp/v1/imageversion/{ivid:\d+}/status",
@@ -250,33 +254,11 @@ class FakeClanforge:
         app.router.add_get(
             self._prefix + "/cfp/v1/imageinstall/status", self._handle_installs, allow_head=False
         )
-        # handler_cancellation: a delayed step must not hold up shutdown once the client gave up.
-        runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._runner = runner
-        host, port = runner.addresses[0][:2]
-        self.base_url = f"http://{host}:{port}{self._prefix}"
+        return app
 
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+    def runner_options(self) -> dict[str, Any]:
+        # A delayed step must not hold up shutdown once the client gave up.
+        return {"handler_cancellation": True, "shutdown_timeout": 0.5}
 
     # --- scripting -------------------------------------------------------------------------------
 

@@ -12,10 +12,11 @@ import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from aiohttp import web
+
+from notifier.testing.loopback_server import LoopbackServer
 
 SECTION_TEXT_LIMIT: Final = 3000
 HEADER_TEXT_LIMIT: Final = 150
@@ -61,7 +62,7 @@ class StoredMessage:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class FakeSlack:
+class FakeSlack(LoopbackServer):
     """``async with FakeSlack(token="xoxb-test") as fake:``, then a client at ``fake.base_url``.
 
     ``channels``, when given, is the set of channel ids that exist; others answer
@@ -80,6 +81,7 @@ class FakeSlack:
         """``post_interval_seconds``: answer a chat.postMessage to a channel with HTTP 429 and
         ``Retry-After`` when it comes sooner than this after that channel's last accepted one
         (Slack's "about one message per second per channel"). ``rate_limited`` counts those."""
+        super().__init__(host, port)
         self.token = token
         self.post_interval_seconds = post_interval_seconds
         self.rate_limited = 0
@@ -90,47 +92,19 @@ class FakeSlack:
         self.hook_posts: list[dict[str, Any]] = []
         """What incoming-webhook URLs received, with ``path`` (the part after /services/)."""
         self._faults: dict[str, deque[_Fault]] = {}
-        self._host = host
-        self._port = port
-        self._runner: web.AppRunner | None = None
-        self._base_url: str | None = None
         self._ts_origin = int(time.time()) * 1_000_000
         self._ts_counter = 0
 
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT/api/``; the trailing slash matters to slack-sdk's URL join."""
-        if self._base_url is None:
-            raise RuntimeError("FakeSlack is not running: use `async with FakeSlack() as fake`")
-        return self._base_url
+        return f"{self.origin}/api/"
 
-    async def start(self) -> None:
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
         app.router.add_post("/services/{path:.+}", self._handle_hook)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self._base_url = f"http://{host}:{port}/api/"
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+        return app
 
     # -- scripting ----------------------------------------------------------------------------
 

@@ -12,11 +12,12 @@ import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import standardwebhooks
 from aiohttp import web
+
+from notifier.testing.loopback_server import LoopbackServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,55 +44,31 @@ class _Answer:
     chunk_bytes: int = 65536
 
 
-class WebhookReceiver:
+class WebhookReceiver(LoopbackServer):
     """``async with WebhookReceiver() as receiver:`` then send to ``receiver.url``."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, path: str = "/hook") -> None:
+        super().__init__(host, port)
         self.requests: list[ReceivedRequest] = []
         self.streamed_bytes = 0
         """Body bytes written by streamed answers before the sender hung up or we finished."""
         self._answers: deque[_Answer] = deque()
-        self._host = host
-        self._port = port
         self._path = path
-        self._runner: web.AppRunner | None = None
-        self._url: str | None = None
         # Set at close so that a scripted slow answer does not hold up the server's shutdown.
         self._closing = asyncio.Event()
 
     @property
     def url(self) -> str:
-        if self._url is None:
-            raise RuntimeError("WebhookReceiver is not running: use `async with`")
-        return self._url
+        return f"{self.origin}{self._path}"
 
-    async def start(self) -> None:
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self._url = f"http://{host}:{port}{self._path}"
+        return app
 
     async def close(self) -> None:
         self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+        await super().close()
 
     def respond_next(
         self,

@@ -15,7 +15,8 @@ from notifier.core.clock import utc_now
 from notifier.core.status import QUEUED, RUNNING
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
-from notifier.store.outbox import Failed, claim_due_deliveries, record_outcomes
+from notifier.store.outbox import SqlOutbox
+from notifier.store.outbox_store import Failed
 from notifier.store.subscriptions import disable_subscription, sync_config_subscriptions
 from notifier.store.watches import add_watch
 from tests.conftest import T0, event_ids, make_status, poll_once
@@ -55,7 +56,7 @@ async def _fill(config: Path) -> None:
     engine = create_engine(settings.database.url)
     try:
         await upgrade(engine)
-        await sync_config_subscriptions(engine, settings.subscription, T0)
+        await sync_config_subscriptions(engine, [s.entry() for s in settings.subscription], T0)
         await add_watch(engine, 1234, 567890, "EU fleet", "cli", T0)
         ids = event_ids()
         await poll_once(engine, {567890: make_status(QUEUED)}, now=T0, ids=ids)
@@ -64,13 +65,13 @@ async def _fill(config: Path) -> None:
         )
         # Deliveries: 1 chatops/Queued, 2 old-hook/Queued, 3 chatops/Running, 4 old-hook/Running.
         later = T0 + timedelta(hours=1)
-        first = await claim_due_deliveries(engine, "replica-a", later, timedelta(seconds=30), 10)
+        first = await SqlOutbox(engine).claim_due("replica-a", later, timedelta(seconds=30), 10)
         assert [d.id for d in first] == [1, 2]
-        await record_outcomes(engine, "replica-a", [Failed(1, REASON, None)])
+        await SqlOutbox(engine).record_outcomes("replica-a", [Failed(1, REASON, None)])
         await disable_subscription(engine, 2, "webhook https://old.example.com: answered 410 Gone")
-        await record_outcomes(engine, "replica-a", [Failed(2, "answered 410 Gone", None)])
+        await SqlOutbox(engine).record_outcomes("replica-a", [Failed(2, "answered 410 Gone", None)])
         # Another replica is sending the next one right now (its lease runs for an hour).
-        sending = await claim_due_deliveries(engine, REPLICA, utc_now(), timedelta(hours=1), 10)
+        sending = await SqlOutbox(engine).claim_due(REPLICA, utc_now(), timedelta(hours=1), 10)
         assert [d.id for d in sending] == [3]
     finally:
         await engine.dispose()

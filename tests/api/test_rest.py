@@ -212,6 +212,23 @@ async def test_subscription_with_bad_url_or_event_is_422(api: ApiServer) -> None
     assert "unknown event type 'imageversion.exploded'" in body["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("target", "problem"),
+    [
+        ("https://bot:t0ken-s3cret@chat.example.com/hook", "must not carry user:password@"),
+        ("ftp://chat.example.com/hook/t0ken-s3cret", "got 'ftp://chat.example.com'"),
+        ("https://chat.example.com:99999/t0ken-s3cret", "is not a valid URL"),
+    ],
+)
+async def test_a_webhook_target_follows_the_configurations_rule_without_quoting_it(
+    api: ApiServer, target: str, problem: str
+) -> None:
+    status, body = await api.call("POST", "/api/v1/subscriptions", json={**HOOK, "target": target})
+    assert status == 422
+    assert problem in body["error"]["message"]
+    assert "t0ken-s3cret" not in body["error"]["message"]
+
+
 async def test_removed_subscription_is_204_config_one_is_409_unknown_is_404(
     api: ApiServer,
 ) -> None:

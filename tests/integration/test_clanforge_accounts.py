@@ -35,7 +35,7 @@ async def test_a_single_credential_rides_on_the_session_and_each_header_goes_onc
         fake.set_status(1234, 1, status_reply(4, 10))
         single = CONFIG.split("[[clanforge.account]]")[0]
         settings = parse_config(single.format(url=fake.base_url), {})
-        async with open_clanforge_accounts(settings.clanforge) as accounts:
+        async with open_clanforge_accounts(settings.clanforge.options()) as accounts:
             assert (await accounts.fetch_status(1234, 1)).status.state == "Running"
     [request] = fake.requests
     assert request.headers["Authorization"] == "Basic " + base64.b64encode(b"ak:sk").decode()
@@ -50,7 +50,7 @@ async def test_each_account_service_is_polled_with_its_own_credential_and_limit(
         fake.set_status(1234, 1, status_reply(4, 10))
         fake.set_status(2222, 2, status_reply(3))
         settings = parse_config(CONFIG.format(url=fake.base_url), {})
-        async with open_clanforge_accounts(settings.clanforge) as accounts:
+        async with open_clanforge_accounts(settings.clanforge.options()) as accounts:
             assert (await accounts.fetch_status(2222, 2)).status.state == "Queued"
             assert (await accounts.fetch_status(1234, 1)).status.state == "Running"
             for _ in range(2):
@@ -72,7 +72,7 @@ async def test_a_refused_credential_fails_the_rest_of_its_round_without_asking_a
         fake.set_status(2222, 2, status_reply(3))
         fake.set_status(2222, 3, status_reply(3))
         settings = parse_config(CONFIG.format(url=fake.base_url), {})
-        async with open_clanforge_accounts(settings.clanforge) as accounts:
+        async with open_clanforge_accounts(settings.clanforge.options()) as accounts:
             for ivid in (2, 3):
                 with pytest.raises(UpstreamError) as refused:
                     await accounts.fetch_status(2222, ivid)
@@ -97,7 +97,7 @@ async def test_the_configured_rate_draws_no_429_from_a_clanforge_allowing_a_fift
             "requests_per_second = 10\nburst = 10", "requests_per_second = 5"
         )
         settings = parse_config(single.format(url=fake.base_url), {})
-        async with open_clanforge_accounts(settings.clanforge) as accounts:
+        async with open_clanforge_accounts(settings.clanforge.options()) as accounts:
             started = asyncio.get_running_loop().time()
             await asyncio.gather(*(accounts.fetch_status(1234, i) for i in range(requests)))
             took = asyncio.get_running_loop().time() - started

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 import aiohttp
 import pytest
 from aiohttp import web
-from pydantic import SecretStr
 
 from notifier.clanforge.client import ClanforgeClient, open_clanforge
-from notifier.config import ClanforgeSettings
+from notifier.clanforge.options import ClanforgeOptions, Credential
+from notifier.clanforge.reply import MAX_RETRY_AFTER
 from notifier.core.status import FetchedStatus
 from notifier.core.upstream_errors import (
     BAD_REPLY,
@@ -190,6 +190,33 @@ async def test_rate_limit_carries_retry_after(fake: FakeClanforge, client: Clanf
     assert (error.reason, error.retry_after) == (RATE_LIMITED, 7.0)
 
 
+async def test_rate_limit_retry_after_as_an_http_date_counts_from_now(
+    fake: FakeClanforge, client: ClanforgeClient
+) -> None:
+    in_a_minute = datetime.fromtimestamp(datetime.now(UTC).timestamp() + 60, UTC)
+    retry_after = in_a_minute.strftime("%a, %d %b %Y %H:%M:%S GMT")
+    fake.set_status(
+        ASID, IVID, FakeReply.json(429, {"error": "slow"}, {"Retry-After": retry_after})
+    )
+
+    error = await fetch_error(client)
+
+    assert error.reason == RATE_LIMITED
+    assert error.retry_after is not None
+    assert 55 <= error.retry_after <= 60
+
+
+async def test_an_absurd_retry_after_is_capped_at_a_day(
+    fake: FakeClanforge, client: ClanforgeClient
+) -> None:
+    far = {"Retry-After": "Fri, 01 Jan 2100 00:00:00 GMT"}
+    fake.set_status(ASID, IVID, FakeReply.json(503, {"error": "maintenance"}, far))
+
+    error = await fetch_error(client)
+
+    assert error.retry_after == MAX_RETRY_AFTER
+
+
 async def test_slow_server_times_out_as_unavailable_naming_the_timeout(
     fake: FakeClanforge, session: aiohttp.ClientSession
 ) -> None:
@@ -312,15 +339,14 @@ async def test_open_clanforge_builds_one_bounded_session_and_closes_it(
     fake: FakeClanforge,
 ) -> None:
     fake.set_status(ASID, IVID, status_reply(2))
-    settings = ClanforgeSettings(
+    options = ClanforgeOptions(
+        (Credential("default", ACCESS_KEY, SECRET_KEY, requests_per_second=5, burst=5),),
         base_url=fake.base_url,
-        access_key=SecretStr(ACCESS_KEY),
-        secret_key=SecretStr(SECRET_KEY),
         timeout_seconds=3,
         max_concurrency=2,
     )
 
-    async with open_clanforge(settings) as client:
+    async with open_clanforge(options) as client:
         statuses = await asyncio.gather(*(client.fetch_status(ASID, IVID) for _ in range(5)))
         session = client._session  # the session is private; its settings are the contract
         assert session.connector is not None
@@ -331,6 +357,8 @@ async def test_open_clanforge_builds_one_bounded_session_and_closes_it(
     assert [s.status.state for s in statuses if s.status] == ["Pending"] * 5
     assert session.closed
     assert ACCESS_KEY not in repr(client)
+    assert ACCESS_KEY not in repr(options)
+    assert SECRET_KEY not in repr(options)
 
 
 class _serve:

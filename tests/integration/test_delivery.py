@@ -21,19 +21,19 @@ from notifier.core.clock import utc_now
 from notifier.core.retry import RetryPolicy
 from notifier.core.status import COMPLETE, QUEUED, RUNNING, JobStatus
 from notifier.core.subscriptions import Subscription
-from notifier.metrics import InstrumentedSink, Metrics
-from notifier.notify.dispatcher import (
+from notifier.dispatching.dispatcher import (
     OUTCOME_WAIT_SECONDS,
     SUBSCRIPTIONS_MAX_AGE_SECONDS,
     Dispatcher,
     SubscriptionLoader,
 )
+from notifier.metrics import InstrumentedSink, Metrics
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.sink import Sink
 from notifier.notify.slack import SlackSink
 from notifier.notify.webhook import WebhookSink
 from notifier.store.live_messages import DatabaseLiveMessages
-from notifier.store.outbox import DeliveryView, list_deliveries, retry_deliveries
+from notifier.store.outbox import DeliveryView, SqlOutbox, list_deliveries, retry_deliveries
 from notifier.store.subscriptions import (
     enable_subscription,
     list_subscriptions,
@@ -99,7 +99,7 @@ def dispatcher(
 ) -> Dispatcher:
     """A dispatcher as the service builds one; several with other owners act as replicas."""
     return Dispatcher(
-        engine,
+        SqlOutbox(engine),
         sinks,
         load_subscriptions or functools.partial(load_active_subscriptions, engine, {}),
         owner=owner,
@@ -120,7 +120,7 @@ def webhook_dispatcher(
 
 async def subscribe(engine: AsyncEngine, name: str = "chatops", **target: str) -> None:
     setting = SubscriptionSettings(name=name, **target)  # type: ignore[arg-type]
-    await sync_config_subscriptions(engine, [setting], T0)
+    await sync_config_subscriptions(engine, [setting.entry()], T0)
 
 
 async def lifecycle(
@@ -172,7 +172,7 @@ async def statements_of_a_busy_pass(
     sink = WebhookSink(session, timeout_seconds=2.0)
     busy = dispatcher(engine, clock, {"webhook": sink}, outcome_wait=60.0)
     with sent_statements(engine) as sent:
-        await busy.dispatch_until_idle()
+        await busy.dispatch_due()
     return sent
 
 
@@ -221,7 +221,7 @@ async def test_429_retry_after_holds_the_next_attempt_back_at_least_that_long(
     receiver.respond_next(429, headers={"Retry-After": "120"})
     d = webhook_dispatcher(engine, clock, session)
 
-    await d.dispatch_until_idle()
+    await d.dispatch_due()
     [pending] = await deliveries(engine)
     assert (pending.status, pending.attempts) == ("pending", 1)
     assert pending.last_error is not None
@@ -229,11 +229,11 @@ async def test_429_retry_after_holds_the_next_attempt_back_at_least_that_long(
     assert pending.next_attempt_at >= clock.now + timedelta(seconds=120)
 
     clock.advance(119)
-    await d.dispatch_until_idle()
+    await d.dispatch_due()
     assert len(receiver.requests) == 1
 
     clock.advance(2)
-    await d.dispatch_until_idle()
+    await d.dispatch_due()
     [done] = await deliveries(engine)
     assert (done.status, done.attempts, done.last_error) == ("delivered", 2, None)
     first, second = receiver.requests
@@ -250,7 +250,7 @@ async def test_500_then_success_is_delivered_on_the_retry(
     receiver.respond_next(500, body=b"oops")
     d = webhook_dispatcher(engine, clock, session)
 
-    await d.dispatch_until_idle()
+    await d.dispatch_due()
     [failed] = await deliveries(engine)
     assert failed.status == "pending"
     assert failed.last_error is not None
@@ -259,20 +259,20 @@ async def test_500_then_success_is_delivered_on_the_retry(
     assert failed.next_attempt_at <= clock.now + timedelta(seconds=5)
 
     clock.advance(5)
-    await d.dispatch_until_idle()
+    await d.dispatch_due()
     [done] = await deliveries(engine)
     assert (done.status, done.attempts) == ("delivered", 2)
     assert len(receiver.requests) == 2
 
 
-async def test_sends_are_counted_by_outcome_once_their_outcomes_are_written(
+async def test_sends_are_counted_by_outcome_with_the_latency_of_the_delivered(
     engine: AsyncEngine,
     clock: HandClock,
     session: aiohttp.ClientSession,
     receiver: WebhookReceiver,
 ) -> None:
-    """The sink's metrics hear of each send with its outcome batch: failed (retried), rejected
-    (dead at once) and delivered with its latency from the event being seen."""
+    """The instrumented sink counts each send by outcome: failed (retried), rejected (dead at
+    once) and delivered with its latency from the event being seen."""
     await queued_for_webhook(engine, clock, receiver, [1, 2])
     receiver.respond_next(500, body=b"oops")
     receiver.respond_next(404, body=b"no such hook")
@@ -285,10 +285,10 @@ async def test_sends_are_counted_by_outcome_once_their_outcomes_are_written(
             "notifier_deliveries_total", {"sink": "webhook", "outcome": outcome}
         )
 
-    await d.dispatch_until_idle()
+    await d.dispatch_due()
     assert (count("failed"), count("rejected")) == (1, 1)
     clock.advance(5)
-    await d.dispatch_until_idle()
+    await d.dispatch_due()
     assert count("delivered") == 1
     latency = {"sink": "webhook"}
     assert (
@@ -310,14 +310,14 @@ async def test_timeout_then_success_is_delivered_on_the_retry(
     receiver.respond_next(204, delay=5.0)
     d = webhook_dispatcher(engine, clock, session, timeout=0.3)
 
-    await d.dispatch_until_idle()
+    await d.dispatch_due()
     [failed] = await deliveries(engine)
     assert failed.status == "pending"
     assert failed.last_error is not None
     assert "did not answer within 0.3 s" in failed.last_error
 
     clock.advance(5)
-    await d.dispatch_until_idle()
+    await d.dispatch_due()
     [done] = await deliveries(engine)
     assert (done.status, done.attempts) == ("delivered", 2)
 
@@ -333,10 +333,10 @@ async def test_permanent_webhook_error_is_dead_at_once_with_reason_and_one_log_l
     receiver.respond_next(404, body=b"no such hook")
     d = webhook_dispatcher(engine, clock, session)
 
-    with caplog.at_level(logging.ERROR, logger="notifier.notify.dispatcher"):
-        await d.dispatch_until_idle()
+    with caplog.at_level(logging.ERROR, logger="notifier.dispatching.dispatcher"):
+        await d.dispatch_due()
         clock.advance(86400)
-        await d.dispatch_until_idle()
+        await d.dispatch_due()
 
     [dead] = await deliveries(engine)
     assert (dead.status, dead.attempts) == ("dead", 1)
@@ -357,7 +357,7 @@ async def test_permanent_slack_error_is_dead_at_once_naming_what_to_fix(
 ) -> None:
     async with FakeSlack(token=SLACK_TOKEN) as slack:
         await sync_config_subscriptions(
-            engine, [SubscriptionSettings(name="builds", slack_channel=CHANNEL)], T0
+            engine, [SubscriptionSettings(name="builds", slack_channel=CHANNEL).entry()], T0
         )
         await lifecycle(engine, [1], [QUEUED])
         clock.now = T0 + timedelta(hours=1)
@@ -366,8 +366,8 @@ async def test_permanent_slack_error_is_dead_at_once_naming_what_to_fix(
         slack.fail_next("chat.postMessage", "not_in_channel")
         d = dispatcher(engine, clock, {"slack_channel": sink})
 
-        with caplog.at_level(logging.ERROR, logger="notifier.notify.dispatcher"):
-            await d.dispatch_until_idle()
+        with caplog.at_level(logging.ERROR, logger="notifier.dispatching.dispatcher"):
+            await d.dispatch_due()
 
     [dead] = await deliveries(engine)
     assert (dead.status, dead.attempts) == ("dead", 1)
@@ -382,7 +382,7 @@ async def test_slack_429_waits_for_its_retry_after(
 ) -> None:
     async with FakeSlack(token=SLACK_TOKEN) as slack:
         await sync_config_subscriptions(
-            engine, [SubscriptionSettings(name="builds", slack_channel=CHANNEL)], T0
+            engine, [SubscriptionSettings(name="builds", slack_channel=CHANNEL).entry()], T0
         )
         await lifecycle(engine, [1], [QUEUED])
         clock.now = T0 + timedelta(hours=1)
@@ -394,15 +394,15 @@ async def test_slack_429_waits_for_its_retry_after(
         slack.fail_next("chat.postMessage", "ratelimited", retry_after=30)
         d = dispatcher(engine, clock, {"slack_channel": sink})
 
-        await d.dispatch_until_idle()
+        await d.dispatch_due()
         [pending] = await deliveries(engine)
         assert pending.status == "pending"
         assert pending.next_attempt_at >= clock.now + timedelta(seconds=30)
         clock.advance(29)
-        await d.dispatch_until_idle()
+        await d.dispatch_due()
         assert slack.top_level_posts() == []
         clock.advance(2)
-        await d.dispatch_until_idle()
+        await d.dispatch_due()
         assert len(slack.top_level_posts(CHANNEL)) == 1
     [done] = await deliveries(engine)
     assert (done.status, done.attempts) == ("delivered", 2)
@@ -421,8 +421,8 @@ async def test_410_gone_disables_the_subscription_until_enabled(
     receiver.respond_next(410)
     d = webhook_dispatcher(engine, clock, session)
 
-    with caplog.at_level(logging.ERROR, logger="notifier.notify.dispatcher"):
-        await d.dispatch_until_idle()
+    with caplog.at_level(logging.ERROR, logger="notifier.dispatching.dispatcher"):
+        await d.dispatch_due()
 
     assert len(receiver.requests) == 1
     assert [(x.status, x.attempts) for x in await deliveries(engine)] == [
@@ -455,7 +455,7 @@ async def test_3xx_is_a_failure_and_is_not_followed(
 ) -> None:
     await queued_for_webhook(engine, clock, receiver, [1])
     receiver.respond_next(307, headers={"Location": receiver.url + "/elsewhere"})
-    await webhook_dispatcher(engine, clock, session).dispatch_until_idle()
+    await webhook_dispatcher(engine, clock, session).dispatch_due()
 
     [dead] = await deliveries(engine)
     assert dead.status == "dead"
@@ -477,7 +477,7 @@ async def test_receiver_down_for_a_while_then_back_gets_everything_in_order(
 
     # Down: each image version's first delivery is tried and fails; nothing behind it is tried.
     for _ in range(3):
-        await d.dispatch_until_idle()
+        await d.dispatch_due()
         clock.advance(1800)
     down = await deliveries(engine)
     assert {x.status for x in down} == {"pending"}
@@ -486,7 +486,7 @@ async def test_receiver_down_for_a_while_then_back_gets_everything_in_order(
 
     async with WebhookReceiver(port=port) as back:
         clock.advance(7200)
-        await d.dispatch_until_idle()
+        await d.dispatch_due()
         got = arrived(back)
 
     assert {x.status for x in await deliveries(engine)} == {"delivered"}
@@ -514,16 +514,16 @@ async def test_retrying_first_event_holds_back_its_image_version_only(
         engine, clock, {"webhook": WebhookSink(session, timeout_seconds=2.0)}, max_concurrency=1
     )
 
-    await d.dispatch_until_idle()
+    await d.dispatch_due()
     receiver.respond_next(500)
     clock.advance(5)
-    await d.dispatch_until_idle()
+    await d.dispatch_due()
     # Image version 2 got all of its events while image version 1 was failing.
     assert [s for v, s, _ in arrived(receiver) if v == 2] == ["Queued", "Running", "Complete"]
     assert [s for v, s, _ in arrived(receiver) if v == 1] == ["Queued", "Queued"]
 
     clock.advance(300)
-    await d.dispatch_until_idle()
+    await d.dispatch_due()
     got = [s for v, s, _ in arrived(receiver) if v == 1]
     assert got == ["Queued", "Queued", "Queued", "Running", "Complete"]
     queued_ids = {i for v, s, i in arrived(receiver) if v == 1 and s == "Queued"}
@@ -546,7 +546,7 @@ async def test_slack_live_message_never_goes_back_to_an_older_state(
     """Queued went dead, Running went out; Queued retried by hand later changes nothing shown."""
     async with FakeSlack(token=SLACK_TOKEN) as slack:
         await sync_config_subscriptions(
-            engine, [SubscriptionSettings(name="builds", slack_channel=CHANNEL)], T0
+            engine, [SubscriptionSettings(name="builds", slack_channel=CHANNEL).entry()], T0
         )
         await lifecycle(engine, [1], [QUEUED, RUNNING])
         clock.now = T0 + timedelta(hours=2)
@@ -563,12 +563,12 @@ async def test_slack_live_message_never_goes_back_to_an_older_state(
             },
         )
         slack.fail_next("chat.postMessage", "not_in_channel")
-        await d.dispatch_until_idle()
+        await d.dispatch_due()
         [live] = slack.top_level_posts(CHANNEL)
         assert "Running" in live.args["text"]
 
         assert await retry_deliveries(engine, clock.now, all_dead=True) == 1
-        await d.dispatch_until_idle()
+        await d.dispatch_due()
 
         ts = live.answer["ts"]
         assert "Running" in slack.messages[(CHANNEL, ts)].text
@@ -597,7 +597,7 @@ async def test_a_send_slower_than_the_lease_keeps_its_lease_and_is_not_sent_twic
         await asyncio.sleep(2.5)  # past the first lease: the heartbeat has extended it
         [leased] = await deliveries(engine)
         assert leased.lease_owner == "replica-slow"
-        await other.dispatch_until_idle()
+        await other.dispatch_due()
         assert len(receiver.requests) == 1
         await until(lambda: slow.in_flight == 0)
     finally:
@@ -621,7 +621,7 @@ async def test_a_delivery_failing_max_attempts_times_is_dead_with_why(
     d = dispatcher(engine, clock, {"webhook": WebhookSink(session, timeout_seconds=2)}, policy)
 
     for _ in range(4):
-        await d.dispatch_until_idle()
+        await d.dispatch_due()
         clock.advance(10)
 
     [dead] = await deliveries(engine)
@@ -641,8 +641,8 @@ async def test_retry_after_slows_down_the_whole_receiver_not_other_subscriptions
         await sync_config_subscriptions(
             engine,
             [
-                SubscriptionSettings(name="chatops", webhook_url=receiver.url),
-                SubscriptionSettings(name="other", webhook_url=other.url),
+                SubscriptionSettings(name="chatops", webhook_url=receiver.url).entry(),
+                SubscriptionSettings(name="other", webhook_url=other.url).entry(),
             ],
             T0,
         )
@@ -654,13 +654,13 @@ async def test_retry_after_slows_down_the_whole_receiver_not_other_subscriptions
             engine, clock, {"webhook": WebhookSink(session, timeout_seconds=2)}, max_concurrency=1
         )
 
-        await d.dispatch_until_idle()
+        await d.dispatch_due()
         # chatops asked to slow down: image version 2 waits too; "other" is not held back.
         assert [r.json["data"]["image_version_id"] for r in receiver.requests] == [1]
         assert sorted(r.json["data"]["image_version_id"] for r in other.requests) == [1, 2]
 
         clock.advance(61)
-        await d.dispatch_until_idle()
+        await d.dispatch_due()
         assert sorted(r.json["data"]["image_version_id"] for r in receiver.requests) == [1, 1, 2]
     assert {x.status for x in await deliveries(engine)} == {"delivered"}
 
@@ -684,7 +684,7 @@ async def test_a_delivery_queued_behind_a_slow_send_keeps_its_lease_and_is_sent_
         await until(lambda: bool(receiver.requests))
         await asyncio.sleep(2.0)  # past the first lease of both: the heartbeat extended them
         assert {d.lease_owner for d in await deliveries(engine)} == {"replica-slow"}
-        await other.dispatch_until_idle()
+        await other.dispatch_due()
         await until(lambda: slow.in_flight == 0)
     finally:
         slow.stop()
@@ -706,7 +706,7 @@ async def test_queued_deliveries_to_a_receiver_that_asks_to_slow_down_go_back_un
         engine, clock, {"webhook": WebhookSink(session, timeout_seconds=2)}, max_concurrency=1
     )
 
-    await d.dispatch_until_idle()
+    await d.dispatch_due()
 
     assert [r.json["data"]["image_version_id"] for r in receiver.requests] == [1]
     assert [(x.status, x.attempts, x.lease_owner) for x in await deliveries(engine)] == [
@@ -715,7 +715,7 @@ async def test_queued_deliveries_to_a_receiver_that_asks_to_slow_down_go_back_un
         ("pending", 0, None),
     ]
     clock.advance(61)
-    await d.dispatch_until_idle()
+    await d.dispatch_due()
     assert sorted(r.json["data"]["image_version_id"] for r in receiver.requests) == [1, 1, 2, 3]
 
 
@@ -783,7 +783,7 @@ async def test_a_send_that_went_out_is_recorded_soon_while_the_next_one_is_slow(
     receiver.respond_next(204, delay=2.0)
     sink = WebhookSink(session, timeout_seconds=10)
     running = asyncio.create_task(
-        dispatcher(engine, clock, {"webhook": sink}, max_concurrency=1).dispatch_until_idle()
+        dispatcher(engine, clock, {"webhook": sink}, max_concurrency=1).dispatch_due()
     )
     try:
         await until(lambda: len(receiver.requests) == 2)
@@ -807,17 +807,17 @@ async def test_a_subscription_added_since_the_last_load_gets_its_delivery_at_onc
 ) -> None:
     await queued_for_webhook(engine, clock, receiver, [1])
     d = webhook_dispatcher(engine, clock, session)
-    await d.dispatch_until_idle()
+    await d.dispatch_due()
     # A second subscription, then an event for both, well within the copy's age (a minute).
     both = [
-        SubscriptionSettings(name="chatops", webhook_url=receiver.url),
-        SubscriptionSettings(name="audit", webhook_url=receiver.url + "/audit"),
+        SubscriptionSettings(name="chatops", webhook_url=receiver.url).entry(),
+        SubscriptionSettings(name="audit", webhook_url=receiver.url + "/audit").entry(),
     ]
     await sync_config_subscriptions(engine, both, T0)
     # Event ids of a second series, after lifecycle's evt_0001...
     await poll_once(engine, statuses({1: RUNNING}), now=clock.now, ids=event_ids("later"))
 
-    await d.dispatch_until_idle()
+    await d.dispatch_due()
     assert [(r.path, r.json["data"]["current"]["state"]) for r in receiver.requests] == [
         ("/hook", "Queued"),
         *sorted([("/hook", "Running"), ("/hook/audit", "Running")]),
@@ -840,17 +840,17 @@ async def test_subscriptions_are_loaded_once_per_age_and_a_changed_url_is_used_a
     await queued_for_webhook(engine, clock, receiver, [1, 2])
     sinks: dict[str, Sink] = {"webhook": WebhookSink(session, timeout_seconds=2)}
     d = dispatcher(engine, clock, sinks, load_subscriptions=counted, subscriptions_max_age=0.5)
-    await d.dispatch_until_idle()
+    await d.dispatch_due()
     ids = event_ids("later")  # a second series, after lifecycle's evt_0001...
     await poll_once(engine, statuses({1: RUNNING, 2: QUEUED}), now=clock.now, ids=ids)
-    await d.dispatch_until_idle()
+    await d.dispatch_due()
     assert (len(receiver.requests), loads) == (3, 1)  # two claims, one load
 
     await subscribe(engine, webhook_url=receiver.url + "/moved")
     await asyncio.sleep(0.5)
     clock.advance(60)  # both due again
     await poll_once(engine, statuses({1: RUNNING, 2: RUNNING}), now=clock.now, ids=ids)
-    await d.dispatch_until_idle()
+    await d.dispatch_due()
     assert (receiver.requests[-1].path, loads) == ("/hook/moved", 2)
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.store.codec import status_to_json
-from notifier.store.outbox import claim_due_deliveries
+from notifier.store.outbox import SqlOutbox
 from tests.conftest import T0, make_status
 
 pytestmark = pytest.mark.postgres
@@ -141,8 +141,8 @@ async def test_a_claim_reads_the_pending_deliveries_not_their_square_nor_the_his
 ) -> None:
     await fill_outbox(engine, analyze_before_the_burst=statistics == "stale")
 
-    claimed = await claim_due_deliveries(
-        engine, "replica-a", T0 + timedelta(seconds=1), timedelta(minutes=1), LIMIT
+    claimed = await SqlOutbox(engine).claim_due(
+        "replica-a", T0 + timedelta(seconds=1), timedelta(minutes=1), LIMIT
     )
 
     # The oldest heads of their keys: the first pending delivery of each watch, in id order.

@@ -24,7 +24,7 @@ from notifier.api.slack_commands import PATH, register
 from notifier.config import Settings
 from notifier.core.clock import utc_now
 from notifier.core.status import RUNNING
-from notifier.core.subscriptions import matches
+from notifier.core.subscriptions import SlackChannelSubscription, matches
 from notifier.store.subscriptions import load_active_subscriptions
 from notifier.store.tables import SubscriptionRow, Watch
 from notifier.store.watches import list_watches
@@ -135,7 +135,8 @@ async def test_add_watches_the_image_version_and_subscribes_the_channel(
         "slack",
     )
     [subscription] = await load_active_subscriptions(engine, {})
-    assert (subscription.kind, subscription.target) == ("slack_channel", CHANNEL)
+    assert isinstance(subscription, SlackChannelSubscription)
+    assert subscription.channel == CHANNEL
     assert matches(subscription, make_event(make_status(RUNNING, 10, image_version_id=567890)))
     assert not matches(subscription, make_event(make_status(RUNNING, 10, image_version_id=1)))
 

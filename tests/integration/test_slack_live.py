@@ -20,11 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.core.events import Event
 from notifier.core.retry import RetryPolicy
 from notifier.core.status import FAILED, QUEUED, RUNNING
-from notifier.core.subscriptions import Subscription
-from notifier.notify.dispatcher import Dispatcher
+from notifier.core.subscriptions import (
+    SlackChannelSubscription,
+    Subscription,
+)
+from notifier.dispatching.dispatcher import Dispatcher
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.slack import SlackSink
 from notifier.store.live_messages import DatabaseLiveMessages
+from notifier.store.outbox import SqlOutbox
 from notifier.store.tables import DeliveryRow
 from notifier.store.watches import add_watch, newest_status
 from notifier.testing.fake_slack import FAKE_TOKEN, FakeSlack, StoredMessage
@@ -65,7 +69,7 @@ def _sink(
 
 async def _subscribe(engine: AsyncEngine, name: str, channel: str) -> Subscription:
     return await seed_subscription(
-        engine, Subscription(id=0, name=name, kind="slack_channel", target=channel)
+        engine, SlackChannelSubscription(id=0, name=name, channel=channel)
     )
 
 
@@ -89,7 +93,7 @@ async def _drain(engine: AsyncEngine, sink: SlackSink, subscriptions: list[Subsc
         return subscriptions
 
     dispatcher = Dispatcher(
-        engine,
+        SqlOutbox(engine),
         {"slack_channel": sink},
         load,
         owner="test",
@@ -103,7 +107,7 @@ async def _drain(engine: AsyncEngine, sink: SlackSink, subscriptions: list[Subsc
         lease=timedelta(seconds=30),
     )
     while await _pending(engine):
-        if not await dispatcher.dispatch_once():
+        if not await dispatcher.dispatch_due():
             await asyncio.sleep(0.02)
 
 

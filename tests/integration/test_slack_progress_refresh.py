@@ -23,18 +23,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.clanforge.client import ClanforgeClient
 from notifier.core.events import LIVE_REFRESH, Event
+from notifier.core.live_refresh import WatchNow
 from notifier.core.poll_plan import PollPolicy
 from notifier.core.retry import RetryPolicy
 from notifier.core.status import COMPLETE, RUNNING
-from notifier.core.subscriptions import Subscription
-from notifier.notify.dispatcher import Dispatcher
+from notifier.core.subscriptions import (
+    SlackChannelSubscription,
+    Subscription,
+    WebhookSubscription,
+)
+from notifier.dispatching.dispatcher import Dispatcher
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.slack import SlackSink
 from notifier.notify.webhook import WebhookSink
 from notifier.polling.poller import Poller
 from notifier.store.events import recent_events
 from notifier.store.live_messages import DatabaseLiveMessages
-from notifier.store.outbox import claim_due_deliveries, release_leases
+from notifier.store.outbox import SqlOutbox
 from notifier.store.polling import SqlWatchStore
 from notifier.store.tables import WATCHES, DeliveryRow
 from notifier.store.watches import add_watch, newest_status
@@ -97,7 +102,7 @@ class Harness:
         )
         sink = self.sink
         self.dispatcher = Dispatcher(
-            engine,
+            SqlOutbox(engine),
             {"slack_channel": sink, "webhook": WebhookSink(session, timeout_seconds=2.0)},
             load,
             owner="test",
@@ -123,7 +128,7 @@ class Harness:
 
     async def drain(self) -> None:
         while await pending(self.engine):
-            if not await self.dispatcher.dispatch_once():
+            if not await self.dispatcher.dispatch_due():
                 await asyncio.sleep(0.02)
 
 
@@ -166,11 +171,11 @@ async def harness(engine: AsyncEngine) -> AsyncIterator[Harness]:
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
     ):
         builds = await seed_subscription(
-            engine, Subscription(id=0, name="builds", kind="slack_channel", target=CHANNEL)
+            engine, SlackChannelSubscription(id=0, name="builds", channel=CHANNEL)
         )
         hook = await seed_subscription(
             engine,
-            Subscription(id=0, name="hook", kind="webhook", target=receiver.url, secret=SECRET),
+            WebhookSubscription(id=0, name="hook", url=receiver.url, signing_secrets=(SECRET,)),
         )
         await add_watch(engine, ASID, IVID, "EU fleet, build 1.4.2", "config", _now())
         yield Harness(engine, clanforge, slack, session, [builds, hook], receiver)
@@ -224,17 +229,16 @@ async def test_a_change_seen_while_a_refresh_is_being_sent_queues_another(
 ) -> None:
     ts = await _running_message_posted(harness)
     await harness.poll(RUNNING, 35)
-    [claimed] = await claim_due_deliveries(
-        harness.engine, "test", _now(), timedelta(seconds=30), 10
-    )
-    assert claimed.event.type == LIVE_REFRESH
+    outbox = SqlOutbox(harness.engine)
+    [claimed] = await outbox.claim_due("test", _now(), timedelta(seconds=30), 10)
+    assert isinstance(claimed.subject, WatchNow)
 
     await harness.poll(RUNNING, 40)  # seen while the claimed refresh is on its way
 
     # The claimed one no longer holds the slot, so the change is not merged into a send that
     # may already have rendered 35%.
     assert await pending(harness.engine, "refresh") == 2
-    await release_leases(harness.engine, "test")
+    await outbox.release_leases("test")
     await harness.drain()
     last = harness.slack.updates(CHANNEL)[-1]
     assert last.args["ts"] == ts
@@ -284,7 +288,7 @@ async def test_progress_only_changes_reach_no_webhook_and_no_events_list(
 async def test_an_unchanged_poll_plans_no_refresh(harness: Harness) -> None:
     await _running_message_posted(harness)
     late = await seed_subscription(
-        harness.engine, Subscription(id=0, name="late", kind="slack_channel", target=LATE)
+        harness.engine, SlackChannelSubscription(id=0, name="late", channel=LATE)
     )
     harness.subscriptions.append(late)
     writes = DeliveryWrites(harness.engine)
@@ -300,7 +304,7 @@ async def test_an_unchanged_poll_plans_no_refresh(harness: Harness) -> None:
 async def test_a_channel_without_a_live_message_gets_no_refresh(harness: Harness) -> None:
     await _running_message_posted(harness)
     late = await seed_subscription(
-        harness.engine, Subscription(id=0, name="late", kind="slack_channel", target=LATE)
+        harness.engine, SlackChannelSubscription(id=0, name="late", channel=LATE)
     )
     harness.subscriptions.append(late)
 

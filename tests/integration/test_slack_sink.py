@@ -17,14 +17,17 @@ from notifier.core.delivery_failure import DeliveryFailed
 from notifier.core.events import ETA_CHANGED, FAILED_EVENT, STATE_CHANGED, Event
 from notifier.core.live_messages import LiveMessage, PendingPost
 from notifier.core.status import COMPLETE, FAILED, QUEUED, RUNNING, SQUASHED, JobStatus
-from notifier.core.subscriptions import Subscription
+from notifier.core.subscriptions import (
+    SlackChannelSubscription,
+    Subscription,
+)
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.slack import SlackSink
 from notifier.testing.fake_slack import FakeSlack
 
 TOKEN = "xoxb-test-token"
 CHANNEL = "C0123"
-SUBSCRIPTION = Subscription(id=3, name="builds", kind="slack_channel", target=CHANNEL)
+SUBSCRIPTION = SlackChannelSubscription(id=3, name="builds", channel=CHANNEL)
 
 
 class MemoryLiveMessages:
@@ -174,7 +177,7 @@ async def test_failed_job_reply_is_broadcast_to_channel(sink: SlackSink, fake: F
 async def test_squashed_job_reply_is_broadcast_but_completed_is_not(
     sink: SlackSink, fake: FakeSlack
 ) -> None:
-    other = Subscription(id=4, name="other", kind="slack_channel", target="C0OTHER")
+    other = SlackChannelSubscription(id=4, name="other", channel="C0OTHER")
     await sink.deliver(_event(RUNNING_40), SUBSCRIPTION)
     await sink.deliver(_event(RUNNING_40), other)
 
@@ -240,7 +243,7 @@ async def test_message_that_can_no_longer_be_edited_is_replaced(
 
 
 async def test_unknown_channel_is_permanent_and_says_what_to_check(sink: SlackSink) -> None:
-    missing = Subscription(id=9, name="typo", kind="slack_channel", target="C0TYPO")
+    missing = SlackChannelSubscription(id=9, name="typo", channel="C0TYPO")
 
     failure = await _failure(sink, _event(QUEUED_0), missing)
 

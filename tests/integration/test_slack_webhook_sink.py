@@ -10,7 +10,10 @@ import pytest
 from notifier.core.delivery_failure import DeliveryFailed
 from notifier.core.events import STATE_CHANGED
 from notifier.core.status import FAILED, RUNNING
-from notifier.core.subscriptions import Subscription
+from notifier.core.subscriptions import (
+    SlackWebhookSubscription,
+    Subscription,
+)
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.render import render_live_message
 from notifier.notify.slack_webhook import SlackWebhookSink
@@ -38,12 +41,8 @@ async def sink() -> AsyncIterator[SlackWebhookSink]:
 
 
 def _hook(fake: FakeSlack) -> Subscription:
-    return Subscription(
-        id=7,
-        name="hook",
-        kind="slack_webhook",
-        target="http://127.0.0.1",
-        secret=fake.webhook_url("T0/B0/sekrit"),
+    return SlackWebhookSubscription(
+        id=7, name="hook", host="http://127.0.0.1", url=fake.webhook_url("T0/B0/sekrit")
     )
 
 

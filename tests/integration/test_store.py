@@ -8,31 +8,29 @@ from datetime import timedelta, timezone
 
 import orjson
 import pytest
-from sqlalchemy import Insert, bindparam, func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.config import SubscriptionSettings, WatchSettings
+from notifier.config import SubscriptionSettings
 from notifier.core.status import JobStatus
-from notifier.store.bulk import BulkStatement
 from notifier.store.codec import status_from_json, status_to_json
 from notifier.store.engine import _json_text
 from notifier.store.migrate import upgrade
-from notifier.store.outbox import (
-    Delivered,
-    Failed,
-    Released,
-    claim_due_deliveries,
-    list_deliveries,
-    record_outcomes,
-    retry_deliveries,
-)
+from notifier.store.outbox import SqlOutbox, list_deliveries, retry_deliveries
+from notifier.store.outbox_store import Delivered, Failed, Released
 from notifier.store.subscriptions import (
     list_subscriptions,
     load_active_subscriptions,
     sync_config_subscriptions,
 )
-from notifier.store.tables import EVENTS, JOB_STATUS, WATCHES, EventRow, JobStatusRow, Watch
-from notifier.store.watches import WatchSync, add_watch, list_watches, sync_config_watches
+from notifier.store.tables import WATCHES, EventRow, JobStatusRow, Watch
+from notifier.store.watches import (
+    ConfigWatch,
+    WatchSync,
+    add_watch,
+    list_watches,
+    sync_config_watches,
+)
 from tests.conftest import (
     T0,
     add_hand_watches,
@@ -54,7 +52,7 @@ async def count_rows(engine: AsyncEngine, table: type) -> int:
 async def subscribe_webhook(engine: AsyncEngine, name: str = "chatops", **filters: object) -> None:
     await sync_config_subscriptions(
         engine,
-        [SubscriptionSettings(name=name, webhook_url="https://hooks.test/x", **filters)],  # type: ignore[arg-type]
+        [SubscriptionSettings(name=name, webhook_url="https://hooks.test/x", **filters).entry()],  # type: ignore[arg-type]
         T0,
     )
 
@@ -105,24 +103,25 @@ async def test_outbox_hands_out_one_delivery_per_key_in_event_order(engine: Asyn
     later = T0 + timedelta(seconds=30)
     await poll_once(engine, {1: make_status(4), 2: make_status(4)}, now=later, ids=ids)
 
-    first = await claim_due_deliveries(engine, "replica-a", later, LEASE, 10)
-    assert [(d.event.image_version_id, d.event.current.state) for d in first] == [
+    first = await SqlOutbox(engine).claim_due("replica-a", later, LEASE, 10)
+    assert [(d.subject.image_version_id, d.subject.current.state) for d in first] == [
         (1, "Queued"),
         (2, "Queued"),
     ]
     # Image version 1's first delivery fails: its second waits; image version 2 moves on.
-    await record_outcomes(
-        engine,
+    await SqlOutbox(engine).record_outcomes(
         "replica-a",
         [
             Failed(first[0].id, "HTTP 500", later + timedelta(seconds=5)),
             Delivered(first[1].id, later),
         ],
     )
-    second = await claim_due_deliveries(engine, "replica-a", later, LEASE, 10)
-    assert [(d.event.image_version_id, d.event.current.state) for d in second] == [(2, "Running")]
-    retry = await claim_due_deliveries(engine, "replica-a", later + timedelta(seconds=6), LEASE, 10)
-    assert [(d.event.image_version_id, d.event.current.state, d.attempts) for d in retry] == [
+    second = await SqlOutbox(engine).claim_due("replica-a", later, LEASE, 10)
+    assert [(d.subject.image_version_id, d.subject.current.state) for d in second] == [
+        (2, "Running")
+    ]
+    retry = await SqlOutbox(engine).claim_due("replica-a", later + timedelta(seconds=6), LEASE, 10)
+    assert [(d.subject.image_version_id, d.subject.current.state, d.attempts) for d in retry] == [
         (1, "Queued", 1)
     ]
 
@@ -131,9 +130,9 @@ async def test_dead_delivery_can_be_queued_again(engine: AsyncEngine) -> None:
     await subscribe_webhook(engine)
     await add_watch(engine, 1234, 1, "a", "cli", T0)
     await poll_once(engine, {1: make_status(6, error="boom")})
-    claimed = await claim_due_deliveries(engine, "replica-a", T0, LEASE, 10)
-    await record_outcomes(
-        engine, "replica-a", [Failed(d.id, "HTTP 410 Gone", None) for d in claimed]
+    claimed = await SqlOutbox(engine).claim_due("replica-a", T0, LEASE, 10)
+    await SqlOutbox(engine).record_outcomes(
+        "replica-a", [Failed(d.id, "HTTP 410 Gone", None) for d in claimed]
     )
     dead = await list_deliveries(engine, status="dead")
     assert [d.last_error for d in dead] == ["HTTP 410 Gone"]
@@ -143,12 +142,12 @@ async def test_dead_delivery_can_be_queued_again(engine: AsyncEngine) -> None:
 
 async def test_config_sync_is_idempotent_and_retires_removed_entries(engine: AsyncEngine) -> None:
     watches = [
-        WatchSettings(account_service_id=1234, image_version_id=1, label="one"),
-        WatchSettings(account_service_id=1234, image_version_id=2, label="two"),
+        ConfigWatch(account_service_id=1234, image_version_id=1, label="one"),
+        ConfigWatch(account_service_id=1234, image_version_id=2, label="two"),
     ]
     await sync_config_watches(engine, watches, T0)
     await sync_config_watches(engine, watches, T0)
-    await sync_config_watches(engine, [watches[0].model_copy(update={"label": "uno"})], T0)
+    await sync_config_watches(engine, [replace(watches[0], label="uno")], T0)
     views = {w.image_version_id: w for w in await list_watches(engine)}
     assert (views[1].label, views[1].active) == ("uno", True)
     assert (views[2].label, views[2].active) == ("two", False)
@@ -169,10 +168,10 @@ async def test_upgrade_of_a_migrated_database_applies_nothing(engine: AsyncEngin
 
 
 async def test_config_sync_reports_what_it_changed(engine: AsyncEngine) -> None:
-    first = [WatchSettings(account_service_id=1, image_version_id=i, label="a") for i in (1, 2)]
+    first = [ConfigWatch(account_service_id=1, image_version_id=i, label="a") for i in (1, 2)]
     assert await sync_config_watches(engine, first, T0) == WatchSync(added=2, updated=0, retired=0)
     assert await sync_config_watches(engine, first, T0) == WatchSync(added=0, updated=0, retired=0)
-    second = [WatchSettings(account_service_id=1, image_version_id=1, label="b")]
+    second = [ConfigWatch(account_service_id=1, image_version_id=1, label="b")]
     assert await sync_config_watches(engine, second, T0) == WatchSync(added=0, updated=1, retired=1)
 
 
@@ -186,7 +185,7 @@ async def test_config_sync_adopts_watches_added_by_hand_that_the_file_lists(
             update(WATCHES).where(WATCHES.c.image_version_id == 7).values(active=False)
         )
     listed = [
-        WatchSettings(account_service_id=1234, image_version_id=ivid, label=f"file {ivid}")
+        ConfigWatch(account_service_id=1234, image_version_id=ivid, label=f"file {ivid}")
         for ivid in range(1, 1101)
     ]
 
@@ -212,8 +211,8 @@ async def test_config_sync_reads_only_the_files_watches_not_those_added_at_run_t
     reading them all took 45 MB of the service's peak at 100,000 watches."""
     await add_hand_watches(engine, range(1, 2001))
     listed = [
-        WatchSettings(account_service_id=1234, image_version_id=5, label="adopted"),
-        WatchSettings(account_service_id=1234, image_version_id=9001, label="new"),
+        ConfigWatch(account_service_id=1234, image_version_id=5, label="adopted"),
+        ConfigWatch(account_service_id=1234, image_version_id=9001, label="new"),
     ]
     # Its reads, replayed once it is done, return the file's watches (each at most twice: as
     # the file's own, and as a key the file lists), never the 2,000 added at run time.
@@ -231,12 +230,14 @@ async def test_a_batch_marked_delivered_at_once_skips_rows_another_replica_holds
     for ivid in (1, 2, 3):
         await add_watch(engine, 1234, ivid, str(ivid), "cli", T0)
     await poll_once(engine, {1: make_status(3), 2: make_status(3), 3: make_status(3)})
-    mine = await claim_due_deliveries(engine, "replica-a", T0, LEASE, 2)
-    theirs = await claim_due_deliveries(engine, "replica-b", T0, LEASE, 10)
+    mine = await SqlOutbox(engine).claim_due("replica-a", T0, LEASE, 2)
+    theirs = await SqlOutbox(engine).claim_due("replica-b", T0, LEASE, 10)
     assert len(mine) == 2
     assert len(theirs) == 1
 
-    await record_outcomes(engine, "replica-a", [Delivered(d.id, T0) for d in mine + theirs])
+    await SqlOutbox(engine).record_outcomes(
+        "replica-a", [Delivered(d.id, T0) for d in mine + theirs]
+    )
 
     by_status = {d.id: (d.status, d.attempts, d.lease_owner) for d in await list_deliveries(engine)}
     assert by_status == {
@@ -254,12 +255,12 @@ async def test_a_second_claim_at_the_same_moment_hands_out_nothing_already_held(
         await add_watch(engine, 1234, ivid, str(ivid), "cli", T0)
     await poll_once(engine, {1: make_status(3), 2: make_status(3), 3: make_status(3)})
 
-    first = await claim_due_deliveries(engine, "replica-a", T0, LEASE, 2)
+    first = await SqlOutbox(engine).claim_due("replica-a", T0, LEASE, 2)
     # Same owner, same clock reading, so the same lease expiry: only the third is new.
-    second = await claim_due_deliveries(engine, "replica-a", T0, LEASE, 10)
+    second = await SqlOutbox(engine).claim_due("replica-a", T0, LEASE, 10)
 
     assert len(first) == 2
-    assert [d.event.image_version_id for d in second] == [3]
+    assert [d.subject.image_version_id for d in second] == [3]
 
 
 async def test_a_released_delivery_is_claimable_again_with_its_attempts_unchanged(
@@ -268,13 +269,13 @@ async def test_a_released_delivery_is_claimable_again_with_its_attempts_unchange
     await subscribe_webhook(engine)
     await add_watch(engine, 1234, 1, "a", "cli", T0)
     await poll_once(engine, {1: make_status(3)})
-    [claimed] = await claim_due_deliveries(engine, "replica-a", T0, LEASE, 10)
+    [claimed] = await SqlOutbox(engine).claim_due("replica-a", T0, LEASE, 10)
 
-    await record_outcomes(engine, "replica-a", [Released(claimed.id)])
+    await SqlOutbox(engine).record_outcomes("replica-a", [Released(claimed.id)])
 
     [row] = await list_deliveries(engine)
     assert (row.status, row.attempts, row.lease_owner, row.last_error) == ("pending", 0, None, None)
-    [again] = await claim_due_deliveries(engine, "replica-b", T0, LEASE, 10)
+    [again] = await SqlOutbox(engine).claim_due("replica-b", T0, LEASE, 10)
     assert (again.id, again.attempts) == (claimed.id, 0)
 
 
@@ -283,11 +284,10 @@ async def test_outcomes_of_every_kind_recorded_in_one_batch(engine: AsyncEngine)
     for ivid in (1, 2, 3, 4):
         await add_watch(engine, 1234, ivid, str(ivid), "cli", T0)
     await poll_once(engine, {ivid: make_status(3) for ivid in (1, 2, 3, 4)})
-    one, two, three, four = await claim_due_deliveries(engine, "replica-a", T0, LEASE, 10)
+    one, two, three, four = await SqlOutbox(engine).claim_due("replica-a", T0, LEASE, 10)
     retry_at = T0 + timedelta(seconds=5)
 
-    await record_outcomes(
-        engine,
+    await SqlOutbox(engine).record_outcomes(
         "replica-a",
         [
             Delivered(one.id, T0),
@@ -309,128 +309,6 @@ async def test_outcomes_of_every_kind_recorded_in_one_batch(engine: AsyncEngine)
     ]
     assert rows[one.id].delivered_at == T0
     assert rows[two.id].next_attempt_at == retry_at
-
-
-async def test_a_bulk_statement_writes_positional_rows_through_the_column_types(
-    engine: AsyncEngine,
-) -> None:
-    await add_watch(engine, 1234, 1, "a", "cli", T0)
-    statement = BulkStatement(_insert_events(EVENT_NAMES), EVENT_NAMES)
-    async with engine.begin() as conn:
-        watch_id = (await conn.execute(select(WATCHES.c.id))).scalar_one()
-        row = ("evt_1", watch_id, "t", 1234, 1, "a", None, {"state": "Queued"}, None, T0)
-        await statement.execute(conn, [row])
-    async with engine.connect() as conn:
-        stored = (await conn.execute(select(EVENTS))).one()
-    assert (stored.id, stored.current, stored.previous, stored.occurred_at) == (
-        "evt_1",
-        {"state": "Queued"},
-        None,
-        T0,
-    )
-
-
-async def test_a_bulk_statement_names_a_bind_its_rows_do_not_carry(engine: AsyncEngine) -> None:
-    statement = BulkStatement(_insert_events(EVENT_NAMES), EVENT_NAMES[:-1])
-    async with engine.begin() as conn:
-        with pytest.raises(ValueError, match=r"statement binds \['occurred_at'\]"):
-            await statement.execute(conn, [EVENT_NAMES[:-1]])
-
-
-EVENT_NAMES = tuple(c.name for c in EVENTS.c if c.name != "seq")  # in row order
-
-
-def _insert_events(names: tuple[str, ...]) -> Insert:
-    return insert(EVENTS).values({n: bindparam(n, type_=EVENTS.c[n].type) for n in names})
-
-
-async def test_a_bulk_statement_refuses_columns_left_to_their_defaults(
-    engine: AsyncEngine,
-) -> None:
-    names = ("watch_id", "state_name", "progress", "observed_at", "state_since")
-    statement = BulkStatement(
-        insert(JOB_STATUS).values({n: bindparam(n, type_=JOB_STATUS.c[n].type) for n in names}),
-        names,
-    )
-    async with engine.begin() as conn:
-        with pytest.raises(ValueError, match="eta_estimated"):
-            await statement.execute(conn, [(1, "Queued", 0, T0, T0)])
-
-
-async def test_a_bulk_statement_keeps_the_values_written_into_it(engine: AsyncEngine) -> None:
-    await add_watch(engine, 1234, 1, "a", "cli", T0)
-    statement = BulkStatement(
-        update(WATCHES)
-        .where(WATCHES.c.id == bindparam("b_id"))
-        .values(label="renamed", lease_owner=None, poll_errors=bindparam("b_errors")),
-        ("b_id", "b_errors"),
-    )
-    async with engine.begin() as conn:
-        watch_id = (await conn.execute(select(WATCHES.c.id))).scalar_one()
-        await statement.execute(conn, [(watch_id, 3)])
-    [view] = await list_watches(engine)
-    assert (view.label, view.poll_errors) == ("renamed", 3)
-
-
-async def test_a_bulk_statement_writes_each_row_its_own_value_among_shared_ones(
-    engine: AsyncEngine,
-) -> None:
-    # Rows sharing one object are processed once per run of it; every row must still be written
-    # with its own value, runs broken by a different one included.
-    await add_watch(engine, 1234, 1, "a", "cli", T0)
-    later = T0 + timedelta(seconds=1)
-    times = [T0, T0, later, T0, None, None, later]
-    statement = BulkStatement(_insert_events(EVENT_NAMES), EVENT_NAMES)
-    async with engine.begin() as conn:
-        watch_id = (await conn.execute(select(WATCHES.c.id))).scalar_one()
-        current = {"state": "Queued"}
-        rows = [
-            (f"evt_{i}", watch_id, "t", 1234, 1, "a", None, current, None, at or T0)
-            for i, at in enumerate(times)
-        ]
-        rows[4] = (*rows[4][:6], {"state": "Running"}, current, {"stalled": True}, later)
-        await statement.execute(conn, rows)
-    async with engine.connect() as conn:
-        stored = (await conn.execute(select(EVENTS).order_by(EVENTS.c.id))).all()
-    assert [(s.id, s.occurred_at, s.previous, s.detail) for s in stored] == [
-        ("evt_0", T0, None, None),
-        ("evt_1", T0, None, None),
-        ("evt_2", later, None, None),
-        ("evt_3", T0, None, None),
-        ("evt_4", later, {"state": "Running"}, {"stalled": True}),
-        ("evt_5", T0, None, None),
-        ("evt_6", later, None, None),
-    ]
-
-
-async def test_a_bulk_statement_writes_equal_moments_alike_across_zones_and_statements(
-    engine: AsyncEngine,
-) -> None:
-    # Datetimes go through a memo by value, shared here by two statements: the same instant in
-    # another zone is the same stored moment, and a later one is not mistaken for it.
-    await add_watch(engine, 1234, 1, "a", "cli", T0)
-    elsewhere = T0.astimezone(timezone(timedelta(hours=2)))
-    later = T0 + timedelta(microseconds=1)
-    statement = BulkStatement(_insert_events(EVENT_NAMES), EVENT_NAMES)
-    memo: dict[object, object] = {}
-    async with engine.begin() as conn:
-        watch_id = (await conn.execute(select(WATCHES.c.id))).scalar_one()
-        row = ("evt_0", watch_id, "t", 1234, 1, "a", None, {"state": "Queued"}, None, T0)
-        await statement.execute(conn, [row, ("evt_1", *row[1:-1], elsewhere)], memo)
-        await statement.execute(conn, [("evt_2", *row[1:-1], later)], memo)
-        await statement.execute(conn, [("evt_3", *row[1:-1], elsewhere)], memo)
-    async with engine.connect() as conn:
-        stored = (await conn.execute(select(EVENTS).order_by(EVENTS.c.id))).all()
-        at_t0 = await conn.scalar(
-            select(func.count()).select_from(EVENTS).where(EVENTS.c.occurred_at == T0)
-        )
-    assert [(s.id, s.occurred_at) for s in stored] == [
-        ("evt_0", T0),
-        ("evt_1", T0),
-        ("evt_2", later),
-        ("evt_3", T0),
-    ]
-    assert at_t0 == 3
 
 
 @pytest.mark.parametrize(

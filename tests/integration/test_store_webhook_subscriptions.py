@@ -8,6 +8,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.config import SubscriptionSettings
+from notifier.core.subscriptions import (
+    SlackChannelSubscription,
+    SlackWebhookSubscription,
+    WebhookSubscription,
+)
 from notifier.notify.presets import PRESETS
 from notifier.store.subscriptions import load_active_subscriptions, sync_config_subscriptions
 from notifier.store.tables import SubscriptionRow
@@ -29,7 +34,7 @@ async def test_rotation_secrets_template_and_label_glob_reach_the_dispatcher(
         label_glob="EU*",
         events=["imageversion.failed"],
     )
-    await sync_config_subscriptions(engine, [setting], T0)
+    await sync_config_subscriptions(engine, [setting.entry()], T0)
 
     [loaded] = await load_active_subscriptions(
         engine,
@@ -37,6 +42,7 @@ async def test_rotation_secrets_template_and_label_glob_reach_the_dispatcher(
         {"discord": setting.body_template or ""},
     )
 
+    assert isinstance(loaded, WebhookSubscription)
     assert loaded.signing_secrets == (OLD, NEW)
     assert loaded.template == PRESETS["discord"]
     assert loaded.label_glob == "EU*"
@@ -51,10 +57,41 @@ async def test_a_single_secret_given_as_a_string_still_signs(engine: AsyncEngine
     setting = SubscriptionSettings(
         name="hook", webhook_url="https://x.example/h", webhook_secret=SecretStr(OLD)
     )
-    await sync_config_subscriptions(engine, [setting], T0)
+    await sync_config_subscriptions(engine, [setting.entry()], T0)
 
     [loaded] = await load_active_subscriptions(engine, {"hook": OLD})
 
+    assert isinstance(loaded, WebhookSubscription)
     assert loaded.signing_secrets == (OLD,)
     assert loaded.template is None
     assert loaded.label_glob is None
+
+
+async def test_each_kind_loads_as_its_own_type_with_its_destination(engine: AsyncEngine) -> None:
+    hook_url = "https://hooks.slack.com/services/T0/B0/s3cret"
+    file = [
+        SubscriptionSettings(name="builds", slack_channel="C0BUILDS"),
+        SubscriptionSettings(name="hook", slack_webhook_url=SecretStr(hook_url)),
+        SubscriptionSettings(name="chatops", webhook_url="https://chatops.example/h"),
+    ]
+    await sync_config_subscriptions(engine, [s.entry() for s in file], T0)
+
+    channel, slack_hook, webhook = await load_active_subscriptions(engine, {"hook": hook_url})
+
+    wanted = frozenset({"imageversion.state_changed"})
+    assert channel == SlackChannelSubscription(
+        id=channel.id, name="builds", event_types=wanted, channel="C0BUILDS"
+    )
+    assert slack_hook == SlackWebhookSubscription(
+        id=slack_hook.id,
+        name="hook",
+        event_types=wanted,
+        host="https://hooks.slack.com",
+        url=hook_url,
+    )
+    assert "s3cret" not in repr(slack_hook)
+    assert webhook == WebhookSubscription(
+        id=webhook.id, name="chatops", event_types=wanted, url="https://chatops.example/h"
+    )
+    async with engine.connect() as conn:
+        assert "s3cret" not in str((await conn.execute(select(SubscriptionRow))).all())

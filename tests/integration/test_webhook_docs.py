@@ -15,7 +15,9 @@ import aiohttp
 import pytest
 
 from notifier.core.delivery_failure import DeliveryFailed
-from notifier.core.subscriptions import Subscription
+from notifier.core.subscriptions import (
+    WebhookSubscription,
+)
 from notifier.notify.samples import sample_event
 from notifier.notify.signing import check_request, parse_raw_request
 from notifier.notify.webhook import WebhookSink
@@ -49,7 +51,7 @@ async def example_receiver(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str
 
 
 async def _send(url: str, secret: str) -> None:
-    subscription = Subscription(id=1, name="docs", kind="webhook", target=url, secret=secret)
+    subscription = WebhookSubscription(id=1, name="docs", url=url, signing_secrets=(secret,))
     async with aiohttp.ClientSession() as session:
         await WebhookSink(session, timeout_seconds=5).deliver(sample_event(), subscription)
 

@@ -16,10 +16,10 @@ from notifier import __version__
 from notifier.core.delivery_failure import DeliveryFailed
 from notifier.core.events import FAILED_EVENT, Event
 from notifier.core.status import FAILED, RUNNING, JobStatus
-from notifier.core.subscriptions import Subscription
+from notifier.core.subscriptions import SlackChannelSubscription, Subscription, WebhookSubscription
 from notifier.notify.payload import encode_payload, webhook_payload
 from notifier.notify.presets import PRESETS
-from notifier.notify.webhook import BODY_EXCERPT_CHARS, WebhookSink, parse_retry_after
+from notifier.notify.webhook import BODY_EXCERPT_CHARS, WebhookSink
 from notifier.testing.webhook_receiver import WebhookReceiver
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
@@ -71,8 +71,9 @@ def _event() -> Event:
     )
 
 
-def _subscription(url: str, secret: str | None = SECRET) -> Subscription:
-    return Subscription(id=7, name="chatops", kind="webhook", target=url, secret=secret)
+def _subscription(url: str, secret: str | None = SECRET) -> WebhookSubscription:
+    secrets = (secret,) if secret is not None else ()
+    return WebhookSubscription(id=7, name="chatops", url=url, signing_secrets=secrets)
 
 
 @pytest.fixture
@@ -216,6 +217,18 @@ async def test_client_error_is_permanent_and_quotes_the_start_of_the_body(
     assert "x" * 200 not in failure.reason
 
 
+async def test_a_subscription_of_another_kind_is_refused_without_a_request(
+    sink: WebhookSink, receiver: WebhookReceiver
+) -> None:
+    channel = SlackChannelSubscription(id=8, name="builds", channel="C0BUILDS")
+
+    failure = await _failure(sink, channel)
+
+    assert failure.permanent
+    assert "'builds' is not a webhook" in failure.reason
+    assert receiver.requests == []
+
+
 async def test_redirect_is_not_followed_and_is_permanent(
     sink: WebhookSink, receiver: WebhookReceiver
 ) -> None:
@@ -230,13 +243,17 @@ async def test_redirect_is_not_followed_and_is_permanent(
     assert "s3cret" not in failure.reason
 
 
-async def test_unreachable_receiver_is_transient_and_reason_hides_the_query(
-    sink: WebhookSink,
+@pytest.mark.parametrize(
+    "shape",
+    ["http://127.0.0.1:{port}/hook?token=s3cret", "http://bot:s3cret@127.0.0.1:{port}/hook"],
+)
+async def test_unreachable_receiver_is_transient_and_reason_hides_query_and_user_info(
+    sink: WebhookSink, shape: str
 ) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/hook?token=s3cret"
+    url = shape.format(port=port)
 
     failure = await _failure(sink, _subscription(url))
 
@@ -257,22 +274,13 @@ async def test_receiver_slower_than_the_timeout_is_transient(
     assert "0.2 s" in failure.reason
 
 
-def test_unusable_retry_after_values_are_ignored() -> None:
-    assert parse_retry_after(None, SENT_AT) is None
-    assert parse_retry_after("soon", SENT_AT) is None
-    assert parse_retry_after("-3", SENT_AT) == 0
-    assert parse_retry_after("1.5", SENT_AT) == 1.5
-    assert parse_retry_after("inf", SENT_AT) is None
-    assert parse_retry_after("nan", SENT_AT) is None
-
-
 NEW_SECRET = "whsec_" + base64.b64encode(b"fedcba9876543210fedcba9876543210").decode()
 
 
 async def test_during_rotation_receivers_on_the_old_or_new_secret_both_verify(
     sink: WebhookSink, receiver: WebhookReceiver
 ) -> None:
-    subscription = replace(_subscription(receiver.url), more_secrets=(NEW_SECRET,))
+    subscription = replace(_subscription(receiver.url), signing_secrets=(SECRET, NEW_SECRET))
 
     await sink.deliver(_event(), subscription)
 

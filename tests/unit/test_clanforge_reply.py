@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from notifier.clanforge.reply import (
     MAX_JOB_ERROR,
     MAX_RETRY_AFTER,
-    parse_retry_after,
     parse_status_reply,
 )
 from notifier.core.status import JobStatus
@@ -361,25 +360,6 @@ def test_missing_image_version_id_is_tolerated() -> None:
 
 def test_image_version_id_as_digit_string_is_accepted() -> None:
     assert parse(upstream(imageversionid=str(IVID))).state_id == 4
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        pytest.param("120", 120.0, id="seconds"),
-        pytest.param(" 1.5 ", 1.5, id="fractional-seconds"),
-        pytest.param("-4", 0.0, id="negative-means-now"),
-        pytest.param("99999999999999999999", MAX_RETRY_AFTER, id="absurd-seconds-capped"),
-        pytest.param("Fri, 01 Jan 2100 00:00:00 GMT", MAX_RETRY_AFTER, id="far-date-capped"),
-        pytest.param("Sat, 28 Nov 2026 17:00:30 GMT", 30.0, id="http-date"),
-        pytest.param("Sat, 28 Nov 2026 16:00:00 GMT", 0.0, id="http-date-in-the-past"),
-        pytest.param("", None, id="empty"),
-        pytest.param(None, None, id="absent"),
-        pytest.param("tomorrow", None, id="garbage"),
-    ],
-)
-def test_retry_after_as_seconds_or_http_date(value: str | None, expected: float | None) -> None:
-    assert parse_retry_after(value, NOW) == expected
 
 
 # --- property ------------------------------------------------------------------------------------

@@ -113,15 +113,15 @@ def test_progress_or_eta_only_change_plans_a_refresh_per_slack_channel() -> None
         POLL,
         ids(),
     )
-    slack = make_subscription(1, kind="slack_channel", target="C0BUILDS")
+    slack = make_subscription(1, kind="slack_channel", channel="C0BUILDS")
     hook = make_subscription(2)
-    slack_hook = make_subscription(3, kind="slack_webhook", target="hooks.slack.com")
+    slack_hook = make_subscription(3, kind="slack_webhook", host="https://hooks.slack.com")
     planned = plan_refreshes([moved, later], [slack, hook, slack_hook], [])
     assert [(r.subscription_id, r.watch_id) for r in planned] == [(1, 7), (1, 7)]
 
 
 def test_unchanged_poll_or_state_change_plans_no_refresh() -> None:
-    slack = make_subscription(1, kind="slack_channel", target="C0BUILDS")
+    slack = make_subscription(1, kind="slack_channel", channel="C0BUILDS")
     unchanged = plan_success(due(make_status(4, 40)), make_status(4, 40), T0, POLL, ids())
     first = plan_success(due(), make_status(4, 40), T0, POLL, ids())
     state = plan_success(due(make_status(3, 0)), make_status(4, 40), T0, POLL, ids())
@@ -140,9 +140,9 @@ def test_a_pair_already_getting_a_delivery_this_tick_needs_no_refresh() -> None:
         ids(),
     )
     assert [e.type for e in slipped.events] == ["imageversion.eta_changed"]
-    everything = make_subscription(1, kind="slack_channel", target="C0BUILDS")
+    everything = make_subscription(1, kind="slack_channel", channel="C0BUILDS")
     failures = make_subscription(
-        2, kind="slack_channel", target="C0FAIL", event_types=frozenset({"imageversion.failed"})
+        2, kind="slack_channel", channel="C0FAIL", event_types=frozenset({"imageversion.failed"})
     )
     subscriptions = [everything, failures]
     deliveries = plan_deliveries([slipped], subscriptions)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ EVENTS: list[Event] = [
 ]
 
 
-def _selected(check: object, **filters: object) -> list[int]:
+def _selected(check: object, **filters: Any) -> list[int]:
     subscription = make_subscription(**filters)
     return [i for i, event in enumerate(EVENTS) if check(subscription, event)]  # type: ignore[operator]
 

@@ -1,0 +1,38 @@
+"""A live-message refresh: not an event, but what the Slack sink renders like one.
+
+A progress or ETA change with no event of its own still updates a channel's live message. Its
+delivery names a watch; the sink is handed a stand-in event of type ``LIVE_REFRESH`` built here
+from that watch's newest status, so that every sink takes one shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from notifier.core.events import LIVE_REFRESH, Event
+from notifier.core.status import JobStatus
+
+
+@dataclass(frozen=True, slots=True)
+class WatchNow:
+    """The watch a refresh delivery names, with its newest status as stored now."""
+
+    account_service_id: int
+    image_version_id: int
+    label: str
+    status: JobStatus
+
+
+def refresh_event(delivery_id: int, created_at: datetime, watch: WatchNow) -> Event:
+    """The stand-in for a refresh delivery; its id is the delivery's, never an event's."""
+    return Event(
+        id=f"refresh-{delivery_id}",
+        type=LIVE_REFRESH,
+        occurred_at=created_at,
+        account_service_id=watch.account_service_id,
+        image_version_id=watch.image_version_id,
+        label=watch.label,
+        previous=None,
+        current=watch.status,
+    )
