@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import os
 import signal
 import sys
@@ -18,12 +20,19 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.config import ConfigError, Settings, config_path, load_config
-from notifier.config_output import render_effective_config
+from notifier.config_output import config_warnings, render_effective_config
 from notifier.core.clock import utc_now
+from notifier.core.ids import BadId, parse_id
 from notifier.core.urls import redact_url
+from notifier.database import (
+    DatabaseMissing,
+    delivery_states,
+    describe,
+    existing_database,
+    make_parent_directory,
+    upgrade_and_sync,
+)
 from notifier.logs import configure_logging
-from notifier.store.engine import create_engine
-from notifier.store.migrate import upgrade
 from notifier.store.outbox import DeliveryView, list_deliveries, retry_deliveries
 from notifier.store.retention import prune
 from notifier.store.subscriptions import (
@@ -34,12 +43,13 @@ from notifier.store.subscriptions import (
 )
 from notifier.store.watches import (
     DuplicateWatch,
+    WatchView,
     add_watch,
     list_watches,
     remove_watch,
     resume_watches,
 )
-from notifier.text_table import format_table, format_time
+from notifier.text_table import format_table, format_time, terminal_width
 
 # Where `webhook verify` finds the secret when --secret is not given.
 WEBHOOK_SECRET_ENV_VAR = "NOTIFIER_WEBHOOK_SECRET"  # noqa: S105 - a variable's name
@@ -59,23 +69,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-# The largest id or count any of our databases can hold (a signed 64-bit integer).
-_MAX_INT = 2**63 - 1
-
-
-def _positive_int(text: str) -> int:
-    shown = text if len(text) <= 24 else f"{text[:20]}…"
+def _id(text: str) -> int:
+    """Ids and counts: one range and one message, the API's (core.ids)."""
     try:
-        value = int(text) if len(text) <= 40 else None
-    except ValueError:
-        value = None
-    if value is None:
-        raise argparse.ArgumentTypeError(f"{shown!r} is not a whole number")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{shown!r} must be positive")
-    if value > _MAX_INT:
-        raise argparse.ArgumentTypeError(f"{shown!r} is larger than any id or count can be")
-    return value
+        return parse_id(text)
+    except BadId as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_float(text: str) -> float:
@@ -92,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     config_help = "configuration file (default: $NOTIFIER_CONFIG or config/notifier.toml)"
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", help=config_help)
+    listing = argparse.ArgumentParser(add_help=False)
+    shape = listing.add_mutually_exclusive_group()
+    shape.add_argument(
+        "--json", action="store_true", help="print a JSON array with every field, for scripts"
+    )
+    shape.add_argument(
+        "--wide", action="store_true", help="print every column in full, however wide"
+    )
 
     parser = _Parser(
         prog="notifier",
@@ -99,13 +106,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help_text: str, parent: Any = commands) -> argparse.ArgumentParser:
-        sub: argparse.ArgumentParser = parent.add_parser(name, help=help_text, parents=[common])
+    def command(
+        name: str, help_text: str, parent: Any = commands, *, lists: bool = False
+    ) -> argparse.ArgumentParser:
+        parents = [common, listing] if lists else [common]
+        sub: argparse.ArgumentParser = parent.add_parser(
+            name, help=help_text, description=help_text, parents=parents
+        )
         return sub
 
-    command("run", "run the service")
-    demo = command("demo", "run the real service against a simulated Clanforge, no setup needed")
-    demo.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    command("run", "run the service (creates the database and its directory if missing)")
+    demo = command(
+        "demo",
+        "run the real service against a simulated Clanforge, no setup needed; with --config, "
+        "the status page listens where the file's [server] listen says",
+    )
+    demo.add_argument(
+        "--seconds", type=_positive_float, default=None, help="stop after this many seconds"
+    )
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the status page up after the story ends, until Ctrl-C",
+    )
     command("check-config", "validate and print the effective configuration, secrets masked")
     health = command("health", "ask the configured server's /healthz (the image's HEALTHCHECK)")
     health.add_argument(
@@ -117,40 +140,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = command("db", "database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    command("upgrade", "bring the schema up to date", db_commands)
+    command(
+        "upgrade",
+        "create the database or bring its schema up to date, and load the file's watches and "
+        "subscriptions into it",
+        db_commands,
+    )
     prune = command("prune", "remove history older than [retention] keeps", db_commands)
     prune.add_argument("--dry-run", action="store_true", help="only say what would be removed")
 
     watch = command("watch", "the watch list")
     watch_commands = watch.add_subparsers(dest="watch_command", required=True, metavar="ACTION")
     add = command("add", "watch an image version", watch_commands)
-    add.add_argument("--asid", type=_positive_int, required=True, help="account service id")
-    add.add_argument("--image-version", type=_positive_int, required=True)
+    add.add_argument("--asid", type=_id, required=True, help="account service id")
+    add.add_argument("--image-version", type=_id, required=True, help="image version id")
     add.add_argument("--label", default="", help="how people will see it in messages")
     add.add_argument(
         "--interval",
         type=_positive_float,
         help="poll it this often (seconds) while unfinished, instead of by state",
     )
-    command("list", "list watched image versions with their state", watch_commands)
-    remove = command("remove", "stop watching an image version", watch_commands)
-    remove.add_argument("--image-version", type=_positive_int, required=True)
-    remove.add_argument("--asid", type=_positive_int, help="only under this account service")
+    command("list", "list watched image versions with their state", watch_commands, lists=True)
+    remove = command(
+        "remove",
+        "stop watching an image version (one from the configuration file is removed there)",
+        watch_commands,
+    )
+    remove.add_argument("--image-version", type=_id, required=True, help="image version id")
+    remove.add_argument("--asid", type=_id, help="only under this account service")
     resume = command(
         "resume", "poll paused watches again (after fixing keys or access)", watch_commands
     )
-    resume.add_argument("--image-version", type=_positive_int, help="only this image version")
-    resume.add_argument("--asid", type=_positive_int, help="only under this account service")
+    resume.add_argument("--image-version", type=_id, help="only this image version")
+    resume.add_argument("--asid", type=_id, help="only under this account service")
 
     subscription = command("subscription", "where notifications go")
     sub_commands = subscription.add_subparsers(
         dest="subscription_command", required=True, metavar="ACTION"
     )
-    command("list", "list subscriptions", sub_commands)
+    command("list", "list subscriptions", sub_commands, lists=True)
     enable = command(
         "enable", "send to a subscription again after its receiver disabled it", sub_commands
     )
-    enable.add_argument("name", metavar="NAME")
+    enable.add_argument("name", metavar="NAME", help="subscription name")
 
     webhook = command("webhook", "try webhook subscriptions and signatures")
     webhook_commands = webhook.add_subparsers(
@@ -166,25 +198,35 @@ def build_parser() -> argparse.ArgumentParser:
         webhook_commands,
     )
     webhook_verify.add_argument(
+        "name",
+        metavar="NAME",
+        nargs="?",
+        help="verify with this webhook subscription's secrets, read from --config",
+    )
+    webhook_verify.add_argument(
         "--secret",
         help="the whsec_... secret the receiver verifies with "
         f"(default: ${WEBHOOK_SECRET_ENV_VAR}, which keeps it out of shell history)",
     )
 
-    events = command("events", "recent events, newest first")
-    events.add_argument("--limit", type=_positive_int, default=50)
-    events.add_argument("--image-version", type=_positive_int)
+    events = command("events", "recent events, newest first", lists=True)
+    events.add_argument("--limit", type=_id, default=50, help="at most this many (default 50)")
+    events.add_argument("--image-version", type=_id, help="only this image version")
 
     deliveries = command("deliveries", "the outbox")
     delivery_commands = deliveries.add_subparsers(
         dest="deliveries_command", required=True, metavar="ACTION"
     )
-    listing = command("list", "list deliveries, newest first", delivery_commands)
-    listing.add_argument("--status", choices=["pending", "delivered", "dead"])
-    listing.add_argument("--limit", type=_positive_int, default=50)
+    listing_cmd = command("list", "list deliveries, newest first", delivery_commands, lists=True)
+    listing_cmd.add_argument(
+        "--status", choices=["pending", "delivered", "dead"], help="only deliveries in this state"
+    )
+    listing_cmd.add_argument("--limit", type=_id, default=50, help="at most this many (default 50)")
     retry = command("retry", "send dead deliveries again", delivery_commands)
-    retry.add_argument("ids", nargs="*", type=_positive_int, metavar="ID")
-    retry.add_argument("--all-dead", action="store_true")
+    retry.add_argument(
+        "ids", nargs="*", type=_id, metavar="ID", help="delivery ids (see deliveries list)"
+    )
+    retry.add_argument("--all-dead", action="store_true", help="every dead delivery")
     return parser
 
 
@@ -198,6 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"notifier: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except DatabaseMissing as exc:
+        print(f"notifier: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except (OperationalError, DBAPIError) as exc:
         reason = str(exc.orig) if exc.orig is not None else str(exc)
         print(f"notifier: database error: {reason.splitlines()[0]}", file=sys.stderr)
@@ -217,12 +262,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from notifier.demo import run_demo
 
-        return asyncio.run(run_demo(seconds=args.seconds))
+        # The demo needs no configuration; a file named with --config places its status page.
+        listen = None
+        if args.config:
+            server = _settings(args).server
+            listen = None if server is None else server.listen
+        return asyncio.run(run_demo(seconds=args.seconds, keep=args.keep, listen=listen))
     if args.command == "webhook" and args.webhook_command == "verify":
-        secret = args.secret or os.environ.get(WEBHOOK_SECRET_ENV_VAR)
-        if not secret:
-            raise UsageError(f"give --secret whsec_... or set {WEBHOOK_SECRET_ENV_VAR}")
-        return _webhook_verify(secret)
+        return _webhook_verify(args)
     settings = _settings(args)
     if args.command == "webhook":
         return asyncio.run(_webhook_test(settings, args.name))
@@ -230,16 +277,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(_health(settings, args.timeout))
     if args.command == "check-config":
         print(render_effective_config(settings), end="")
+        for warning in config_warnings(settings):
+            print(f"notifier: warning: {warning}", file=sys.stderr)
         return EXIT_OK
     if args.command == "run":
         configure_logging(settings.log.level, settings.log.format, settings.secret_values())
+        make_parent_directory(settings.database.url)
         return asyncio.run(_run(settings))
-    if _command_key(args) == "db prune":
-        return asyncio.run(
-            _with_database(settings, lambda engine: _db_prune(engine, args, settings))
-        )
+    if args.command == "db" and args.db_command == "upgrade":
+        return asyncio.run(_db_upgrade(settings))
     handler = _DATABASE_COMMANDS[_command_key(args)]
-    return asyncio.run(_with_database(settings, lambda engine: handler(engine, args)))
+    return asyncio.run(_with_database(settings, lambda engine: handler(engine, settings, args)))
 
 
 def _command_key(args: argparse.Namespace) -> str:
@@ -250,10 +298,31 @@ def _command_key(args: argparse.Namespace) -> str:
     return str(args.command)
 
 
-def _webhook_verify(secret: str) -> int:
+def _webhook_verify(args: argparse.Namespace) -> int:
+    from notifier.config import NoSuchWebhook
     from notifier.notify.webhook_tools import verify_raw
 
-    check = verify_raw(sys.stdin.buffer.read(), secret, utc_now())
+    if args.name is not None:
+        if args.secret:
+            raise UsageError("give a subscription NAME or --secret, not both")
+        try:
+            secrets = list(_settings(args).webhook_subscription(args.name).signing_secrets)
+        except NoSuchWebhook as exc:
+            raise UsageError(str(exc)) from None
+        if not secrets:
+            raise UsageError(f"webhook subscription {args.name!r} is unsigned: nothing to verify")
+    else:
+        secret = args.secret or os.environ.get(WEBHOOK_SECRET_ENV_VAR)
+        if not secret:
+            raise UsageError(
+                f"give --secret whsec_..., set {WEBHOOK_SECRET_ENV_VAR}, or name a webhook "
+                "subscription of the configuration"
+            )
+        secrets = [secret]
+    raw = sys.stdin.buffer.read()
+    now = utc_now()
+    checks = [verify_raw(raw, secret, now) for secret in secrets]
+    check = next((c for c in checks if c.ok), checks[0])
     for finding in check.findings:
         print(finding)
     print("valid" if check.ok else "NOT valid")
@@ -329,20 +398,49 @@ async def _run(settings: Settings) -> int:
 async def _with_database(
     settings: Settings, action: Callable[[AsyncEngine], Awaitable[int]]
 ) -> int:
-    engine = create_engine(settings.database.url)
-    try:
-        await upgrade(engine)
+    async with existing_database(settings.database.url) as engine:
         return await action(engine)
-    finally:
-        await engine.dispose()
 
 
-async def _db_upgrade(engine: AsyncEngine, args: argparse.Namespace) -> int:
-    print("database schema is up to date")
+async def _db_upgrade(settings: Settings) -> int:
+    schema, synced = await upgrade_and_sync(settings, utc_now())
+    where = describe(settings.database.url)
+    if schema.applied:
+        print(f"database {where} upgraded from {schema.before or 'empty'} to {schema.after}")
+    else:
+        print(f"database {where} is up to date at {schema.after}")
+    print(
+        f"configuration: {synced.added} watch(es) added, {synced.updated} updated, "
+        f"{synced.retired} retired"
+    )
     return EXIT_OK
 
 
-async def _watch_add(engine: AsyncEngine, args: argparse.Namespace) -> int:
+Handler = Callable[[AsyncEngine, Settings, argparse.Namespace], Awaitable[int]]
+
+
+def _print_json(items: Sequence[Any]) -> None:
+    print(json.dumps([_jsonable(item) for item in items], indent=2, default=str))
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return value
+
+
+def _print_table(args: argparse.Namespace, headers: Sequence[str], rows: list[list[str]]) -> None:
+    width = None if args.wide else terminal_width(sys.stdout)
+    print(format_table(headers, rows, width))
+
+
+async def _watch_add(engine: AsyncEngine, settings: Settings, args: argparse.Namespace) -> int:
     try:
         await add_watch(
             engine,
@@ -360,14 +458,41 @@ async def _watch_add(engine: AsyncEngine, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _watch_list(engine: AsyncEngine, args: argparse.Namespace) -> int:
-    watches = await list_watches(engine)
+def _unsynced_config_watches(settings: Settings, watches: Sequence[WatchView]) -> list[WatchView]:
+    """The file's watches the database does not have yet: the next ``run`` adds them."""
+    known = {(w.account_service_id, w.image_version_id) for w in watches}
+    return [
+        WatchView(
+            id=0,
+            account_service_id=w.account_service_id,
+            image_version_id=w.image_version_id,
+            label=w.label,
+            source="config (added at the next run)",
+            active=True,
+            next_poll_at=None,
+            last_polled_at=None,
+            poll_errors=0,
+            last_poll_error=None,
+            status=None,
+        )
+        for w in settings.watch
+        if (w.account_service_id, w.image_version_id) not in known
+    ]
+
+
+async def _watch_list(engine: AsyncEngine, settings: Settings, args: argparse.Namespace) -> int:
+    stored = await list_watches(engine)
+    watches = stored + _unsynced_config_watches(settings, stored)
+    if args.json:
+        _print_json(watches)
+        return EXIT_OK
     if not watches:
         print("no image versions are watched; add one with `notifier watch add`")
         return EXIT_OK
     rows = []
     for w in watches:
         status = w.status
+        finished = status is not None and status.is_terminal
         rows.append(
             [
                 str(w.account_service_id),
@@ -375,21 +500,43 @@ async def _watch_list(engine: AsyncEngine, args: argparse.Namespace) -> int:
                 w.label,
                 "-" if status is None else status.state,
                 "-" if status is None else f"{status.progress}%",
-                "-" if status is None else format_time(status.eta),
+                "-" if status is None or finished else format_time(status.eta),
                 w.source if w.active else f"{w.source} (inactive)",
-                f"paused: {w.paused_reason}" if w.paused_reason else (w.last_poll_error or ""),
+                _watch_problem(w),
             ]
         )
-    print(
-        format_table(
-            ["ASID", "IMAGE VERSION", "LABEL", "STATE", "PROGRESS", "ETA", "SOURCE", "LAST ERROR"],
-            rows,
-        )
+    _print_table(
+        args,
+        ["ASID", "IMAGE VERSION", "LABEL", "STATE", "PROGRESS", "ETA", "SOURCE", "LAST ERROR"],
+        rows,
     )
     return EXIT_OK
 
 
-async def _watch_remove(engine: AsyncEngine, args: argparse.Namespace) -> int:
+def _watch_problem(w: WatchView) -> str:
+    if w.paused_reason:
+        return (
+            f"paused: {w.paused_reason} (resume: notifier watch resume "
+            f"--image-version {w.image_version_id})"
+        )
+    return w.last_poll_error or ""
+
+
+async def _watch_remove(engine: AsyncEngine, settings: Settings, args: argparse.Namespace) -> int:
+    in_file = [
+        w
+        for w in settings.watch
+        if w.image_version_id == args.image_version
+        and (args.asid is None or w.account_service_id == args.asid)
+    ]
+    if in_file:
+        where = config_path(args.config, os.environ)
+        print(
+            f"notifier: image version {args.image_version} comes from the configuration file "
+            f"{where}: remove its [[watch]] entry there (the next run would add it back)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     removed = await remove_watch(engine, args.image_version, args.asid)
     if not removed:
         print(f"notifier: image version {args.image_version} is not watched", file=sys.stderr)
@@ -398,7 +545,7 @@ async def _watch_remove(engine: AsyncEngine, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _watch_resume(engine: AsyncEngine, args: argparse.Namespace) -> int:
+async def _watch_resume(engine: AsyncEngine, settings: Settings, args: argparse.Namespace) -> int:
     resumed = await resume_watches(
         engine, utc_now(), image_version_id=args.image_version, account_service_id=args.asid
     )
@@ -409,8 +556,36 @@ async def _watch_resume(engine: AsyncEngine, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _subscription_list(engine: AsyncEngine, args: argparse.Namespace) -> int:
-    subscriptions = await list_subscriptions(engine)
+def _unsynced_config_subscriptions(
+    settings: Settings, subscriptions: Sequence[SubscriptionView]
+) -> list[SubscriptionView]:
+    known = {s.name for s in subscriptions}
+    return [
+        SubscriptionView(
+            id=0,
+            name=s.name,
+            kind=s.kind,
+            target=s.target,
+            filters={"events": list(s.events)},
+            active=True,
+            source="config (added at the next run)",
+        )
+        for s in settings.subscription
+        if s.name not in known
+    ]
+
+
+async def _subscription_list(
+    engine: AsyncEngine, settings: Settings, args: argparse.Namespace
+) -> int:
+    stored = await list_subscriptions(engine)
+    subscriptions = [
+        dataclasses.replace(s, target=_shown_target(s))
+        for s in stored + _unsynced_config_subscriptions(settings, stored)
+    ]
+    if args.json:
+        _print_json(subscriptions)
+        return EXIT_OK
     if not subscriptions:
         print("no subscriptions; add [[subscription]] entries to the configuration")
         return EXIT_OK
@@ -418,15 +593,19 @@ async def _subscription_list(engine: AsyncEngine, args: argparse.Namespace) -> i
         [
             s.name,
             s.kind,
-            s.target if s.kind == "slack_channel" else redact_url(s.target, path="mark"),
+            s.target,
             ", ".join(s.filters.get("events", [])) or "all",
             _subscription_status(s),
             s.source,
         ]
         for s in subscriptions
     ]
-    print(format_table(["NAME", "KIND", "TARGET", "EVENTS", "STATUS", "SOURCE"], rows))
+    _print_table(args, ["NAME", "KIND", "TARGET", "EVENTS", "STATUS", "SOURCE"], rows)
     return EXIT_OK
+
+
+def _shown_target(s: SubscriptionView) -> str:
+    return s.target if s.kind == "slack_channel" else redact_url(s.target, path="mark")
 
 
 def _subscription_status(s: SubscriptionView) -> str:
@@ -435,7 +614,9 @@ def _subscription_status(s: SubscriptionView) -> str:
     return "active" if s.active else "inactive"
 
 
-async def _subscription_enable(engine: AsyncEngine, args: argparse.Namespace) -> int:
+async def _subscription_enable(
+    engine: AsyncEngine, settings: Settings, args: argparse.Namespace
+) -> int:
     try:
         await enable_subscription(engine, args.name)
     except NotDisabled as exc:
@@ -448,10 +629,13 @@ async def _subscription_enable(engine: AsyncEngine, args: argparse.Namespace) ->
     return EXIT_OK
 
 
-async def _events(engine: AsyncEngine, args: argparse.Namespace) -> int:
+async def _events(engine: AsyncEngine, settings: Settings, args: argparse.Namespace) -> int:
     from notifier.store.events import recent_events
 
     events = await recent_events(engine, limit=args.limit, image_version_id=args.image_version)
+    if args.json:
+        _print_json(events)
+        return EXIT_OK
     if not events:
         print("no events yet")
         return EXIT_OK
@@ -468,16 +652,19 @@ async def _events(engine: AsyncEngine, args: argparse.Namespace) -> int:
         ]
         for e in events
     ]
-    print(
-        format_table(
-            ["TIME", "TYPE", "IMAGE VERSION", "LABEL", "FROM", "TO", "PROGRESS", "ID"], rows
-        )
+    _print_table(
+        args, ["TIME", "TYPE", "IMAGE VERSION", "LABEL", "FROM", "TO", "PROGRESS", "ID"], rows
     )
     return EXIT_OK
 
 
-async def _deliveries_list(engine: AsyncEngine, args: argparse.Namespace) -> int:
+async def _deliveries_list(
+    engine: AsyncEngine, settings: Settings, args: argparse.Namespace
+) -> int:
     deliveries = await list_deliveries(engine, status=args.status, limit=args.limit)
+    if args.json:
+        _print_json(deliveries)
+        return EXIT_OK
     if not deliveries:
         print("no deliveries" + (f" with status {args.status}" if args.status else ""))
         return EXIT_OK
@@ -491,30 +678,37 @@ async def _deliveries_list(engine: AsyncEngine, args: argparse.Namespace) -> int
             str(d.image_version_id),
             d.status,
             str(d.attempts),
-            format_time(d.next_attempt_at) if d.status == "pending" else "-",
+            _next_try(d, now),
             _lease(d, now),
-            (d.last_error or "")[:80],
+            d.last_error or "",
         ]
         for d in deliveries
     ]
-    print(
-        format_table(
-            [
-                "ID",
-                "SUBSCRIPTION",
-                "EVENT",
-                "EVENT ID",
-                "IMAGE VERSION",
-                "STATUS",
-                "ATTEMPTS",
-                "NEXT",
-                "LEASED BY",
-                "LAST ERROR",
-            ],
-            rows,
-        )
+    _print_table(
+        args,
+        [
+            "ID",
+            "SUBSCRIPTION",
+            "EVENT",
+            "EVENT ID",
+            "IMAGE VERSION",
+            "STATUS",
+            "ATTEMPTS",
+            "NEXT",
+            "LEASED BY",
+            "LAST ERROR",
+        ],
+        rows,
     )
     return EXIT_OK
+
+
+def _next_try(d: DeliveryView, now: datetime) -> str:
+    if d.status != "pending":
+        return "-"
+    if d.next_attempt_at is None or d.next_attempt_at <= now:
+        return "due now"
+    return format_time(d.next_attempt_at)
 
 
 def _lease(d: DeliveryView, now: datetime) -> str:
@@ -524,21 +718,34 @@ def _lease(d: DeliveryView, now: datetime) -> str:
     return d.lease_owner if d.lease_until > now else f"{d.lease_owner} (expired)"
 
 
-async def _deliveries_retry(engine: AsyncEngine, args: argparse.Namespace) -> int:
+async def _deliveries_retry(
+    engine: AsyncEngine, settings: Settings, args: argparse.Namespace
+) -> int:
     if bool(args.ids) == bool(args.all_dead):
         raise UsageError("give delivery ids or --all-dead, not both or neither")
-    count = await retry_deliveries(engine, utc_now(), ids=args.ids, all_dead=args.all_dead)
+    now = utc_now()
+    before = await delivery_states(engine, args.ids, now) if args.ids else {}
+    found = [i for i in args.ids if i in before]
+    if args.ids and not found:
+        count = 0
+    else:
+        count = await retry_deliveries(engine, now, ids=found, all_dead=args.all_dead)
     print(f"{count} deliver{'y' if count == 1 else 'ies'} queued to be sent again")
-    if args.ids and count < len(args.ids):
-        print(
-            "notifier: some ids were not found, already delivered or being sent right now",
-            file=sys.stderr,
-        )
+    if not args.ids:
+        return EXIT_OK
+    problems = {
+        "not found": [i for i in args.ids if i not in before],
+        "already delivered": [i for i in args.ids if before.get(i) == "delivered"],
+        "being sent right now": [i for i in args.ids if before.get(i) == "leased"],
+    }
+    shown = [f"{what}: {', '.join(str(i) for i in ids)}" for what, ids in problems.items() if ids]
+    if shown:
+        print(f"notifier: {'; '.join(shown)}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
 
 
-async def _db_prune(engine: AsyncEngine, args: argparse.Namespace, settings: Settings) -> int:
+async def _db_prune(engine: AsyncEngine, settings: Settings, args: argparse.Namespace) -> int:
     retention = settings.retention
     pruned = await prune(engine, retention.policy(), utc_now(), dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
@@ -550,8 +757,8 @@ async def _db_prune(engine: AsyncEngine, args: argparse.Namespace, settings: Set
     return EXIT_OK
 
 
-_DATABASE_COMMANDS: dict[str, Callable[[AsyncEngine, argparse.Namespace], Awaitable[int]]] = {
-    "db upgrade": _db_upgrade,
+_DATABASE_COMMANDS: dict[str, Handler] = {
+    "db prune": _db_prune,
     "watch add": _watch_add,
     "watch list": _watch_list,
     "watch resume": _watch_resume,

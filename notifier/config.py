@@ -835,7 +835,25 @@ def load_config(path: Path | str, env: Mapping[str, str]) -> Settings:
         raise ConfigError(path, "", "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, "", f"cannot read: {exc}") from None
-    return parse_config(text, env, path)
+    settings = parse_config(text, env, path)
+    anchored = anchor_sqlite_url(settings.database.url, path.parent)
+    if anchored == settings.database.url:
+        return settings
+    return settings.model_copy(update={"database": DatabaseSettings(url=anchored)})
+
+
+def anchor_sqlite_url(url: str, base: Path) -> str:
+    """A relative SQLite path made absolute against ``base``, the configuration file's
+    directory: the same file whichever directory a command is started from."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or database in (None, "", ":memory:"):
+        return url
+    assert database is not None
+    if database.startswith("file:") or Path(database).is_absolute():
+        return url
+    absolute = (base / database).absolute()
+    return parsed.set(database=str(absolute)).render_as_string(hide_password=False)
 
 
 def config_path(cli_value: str | None, env: Mapping[str, str]) -> Path:

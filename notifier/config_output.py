@@ -34,9 +34,41 @@ def render_effective_config(settings: Settings) -> str:
     return tomli_w.dumps(_drop_none(data))
 
 
+def config_warnings(settings: Settings) -> list[str]:
+    """What is valid but probably not meant, one line each: ``check-config`` prints them on
+    stderr and still exits 0."""
+    warnings = [
+        f"{key} is set but empty"
+        for key, value in _secrets(settings.model_dump(mode="python"), "")
+        if not value.get_secret_value()
+    ]
+    for sub in settings.subscription:
+        if sub.kind == "webhook" and sub.body_template is None and not sub.signing_secrets:
+            warnings.append(
+                f"subscription {sub.name!r} sends unsigned webhooks: its receiver cannot tell "
+                "them from forged ones (set webhook_secret)"
+            )
+    return warnings
+
+
+def _secrets(node: Any, path: str) -> list[tuple[str, SecretStr]]:
+    if isinstance(node, SecretStr):
+        return [(path, node)]
+    if isinstance(node, dict):
+        return [
+            found
+            for key, value in node.items()
+            for found in _secrets(value, f"{path}.{key}" if path else key)
+        ]
+    if isinstance(node, list):
+        return [found for i, value in enumerate(node) for found in _secrets(value, f"{path}[{i}]")]
+    return []
+
+
 def _mask(node: Any) -> Any:
     if isinstance(node, SecretStr):
-        return MASK
+        # An empty secret shown as ******** read as one that is set: show it as it is.
+        return MASK if node.get_secret_value() else ""
     if isinstance(node, dict):
         return {
             k: _without_userinfo(v) if k.endswith("url") and isinstance(v, str) else _mask(v)

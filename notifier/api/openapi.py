@@ -16,6 +16,7 @@ from notifier.api.deps import ApiDeps
 from notifier.api.rest import MAX_PAGE, PREFIX
 from notifier.api.schemas import REQUEST_MODELS, RESPONSE_MODELS
 from notifier.core.events import EVENT_TYPES
+from notifier.core.ids import MAX_ID
 from notifier.core.status import STATE_NAMES
 from notifier.store.watches import SOURCES
 
@@ -63,9 +64,9 @@ _ID_PARAM = {
     "name": "id",
     "in": "path",
     "required": True,
-    "schema": {"type": "integer", "minimum": 1, "maximum": 2**53},
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
 }
-_POSITIVE = {"type": "integer", "minimum": 1, "maximum": 2**53}
+_POSITIVE = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 _LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, "Page size")
 
 
@@ -120,7 +121,11 @@ def build_openapi() -> dict[str, Any]:
             "get": _op("Show a watch", {"200": _ok("WatchOut"), **_NOT_FOUND}),
             "delete": _op(
                 "Stop watching and forget the history",
-                {"204": {"description": "Removed"}, **_NOT_FOUND},
+                {
+                    "204": {"description": "Removed"},
+                    "409": _error("Comes from the configuration file"),
+                    **_NOT_FOUND,
+                },
             ),
         },
         f"{watch_item}/pause": {

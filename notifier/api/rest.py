@@ -28,6 +28,7 @@ from notifier.api.schemas import (
 )
 from notifier.config import check_webhook_url, sends_in_clear_text
 from notifier.core.events import EVENT_TYPES
+from notifier.core.ids import BadId, parse_id
 from notifier.core.status import state_id_for_name
 from notifier.notify.guarded_http import resolve_problem
 from notifier.store.events import events_page
@@ -52,7 +53,6 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 MAX_PAGE = 500
-MAX_ID = 2**53  # what the OpenAPI document promises, and what fits a database integer
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -93,12 +93,9 @@ def _int_query(request: web.Request, name: str, default: int | None = None) -> i
     if text is None:
         return default
     try:
-        value = int(text)
-    except ValueError:
-        raise ApiError(400, "bad_query", f"{name} must be an integer, got {text!r}") from None
-    if not 1 <= value <= MAX_ID:
-        raise ApiError(400, "bad_query", f"{name} must be between 1 and {MAX_ID}, got {value}")
-    return value
+        return parse_id(text)
+    except BadId as exc:
+        raise ApiError(400, "bad_query", f"{name} {exc}") from None
 
 
 def _limit(request: web.Request, default: int = 50) -> int:
@@ -121,12 +118,9 @@ def _bool_query(request: web.Request, name: str) -> bool | None:
 def _path_id(request: web.Request) -> int:
     text = request.match_info["id"]
     try:
-        value = int(text)
-    except ValueError:
-        raise ApiError(404, "not_found", f"no such id {text!r}") from None
-    if not 1 <= value <= MAX_ID:
-        raise ApiError(404, "not_found", f"no such id {text!r}")
-    return value
+        return parse_id(text)
+    except BadId as exc:
+        raise ApiError(404, "not_found", f"no such id: id {exc}") from None
 
 
 # ---------------------------------------------------------------- watches
@@ -185,8 +179,18 @@ async def show_watch_handler(request: web.Request) -> web.Response:
 
 
 async def remove_watch_handler(request: web.Request) -> web.Response:
+    deps = _deps(request)
     watch_id = _path_id(request)
-    if not await remove_watch_by_id(_deps(request).engine, watch_id):
+    watch = await get_watch(deps.engine, watch_id)
+    if watch is not None and watch.source == "config":
+        # Removed here, the next start would add it back from the file.
+        raise ApiError(
+            409,
+            "from_config",
+            f"watch {watch_id} (image version {watch.image_version_id}) comes from the "
+            "configuration file; remove its [[watch]] entry there",
+        )
+    if not await remove_watch_by_id(deps.engine, watch_id):
         raise not_found(f"watch {watch_id}")
     log.info("api: watch %d removed", watch_id)
     return web.Response(status=204)

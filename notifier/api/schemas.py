@@ -10,14 +10,24 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from notifier.core.events import EVENT_TYPES
+from notifier.core.ids import MAX_ID, parse_id
 from notifier.core.status import state_id_for_name
 from notifier.core.urls import redact_url
 
-Id = Annotated[int, Field(ge=1, le=2**53)]
-"""Clanforge ids: positive, and small enough to survive a JavaScript client."""
+
+def _in_id_range(value: int) -> int:
+    return parse_id(value)
+
+
+Id = Annotated[
+    int,
+    AfterValidator(_in_id_range),
+    Field(json_schema_extra={"minimum": 1, "maximum": MAX_ID}),
+]
+"""Clanforge ids: positive, and small enough to survive a JavaScript client (core.ids)."""
 
 
 class _Request(BaseModel):

@@ -22,6 +22,7 @@ STATE_COLOURS = {
     "Complete": "#15803d",
     "Failed": "#dc2626",
     "Squashed": "#52525b",
+    "Paused": "#92400e",
 }
 UNKNOWN_COLOUR = "#9ca3af"
 

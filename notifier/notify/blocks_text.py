@@ -29,7 +29,8 @@ def blocks_to_text(blocks: Sequence[dict[str, Any]]) -> str:
             title = _plain(str(block.get("text", {}).get("text", "")))
             paragraphs.append(f"{title}\n{'─' * min(len(title), 60)}")
         elif kind == "section":
-            paragraphs.append(_plain(str(block.get("text", {}).get("text", ""))))
+            # A code block's closing fence would leave an empty line under its text.
+            paragraphs.append(_plain(str(block.get("text", {}).get("text", ""))).rstrip("\n"))
         elif kind == "context":
             texts = [str(element.get("text", "")) for element in block.get("elements", [])]
             paragraphs.append(_plain(" · ".join(texts)))

@@ -156,7 +156,7 @@ def render(watch: WatchInfo, status: JobStatus, event: Event | None = None) -> S
 
     status_lines = [
         f"{emoji} *{escape_slack(state)}*   `{progress_bar(current.progress)}`",
-        f"*ETA:* {_slack_time(current.eta) if current.eta else 'no ETA'}{_estimated(current)}",
+        _when_line(current),
     ]
     if current.failed_count:
         status_lines.append(f"*Failed attempts:* {current.failed_count}")
@@ -196,7 +196,7 @@ def render(watch: WatchInfo, status: JobStatus, event: Event | None = None) -> S
 
     fallback = [
         f"{escape_slack(title)}: {escape_slack(state)} {current.progress}%",
-        f"ETA {_utc_text(current.eta) if current.eta else 'none'}{_estimated(current)}",
+        _when_fallback(current),
     ]
     if _shows_error(current):
         assert current.error is not None
@@ -210,6 +210,36 @@ def render(watch: WatchInfo, status: JobStatus, event: Event | None = None) -> S
         )
     text = truncate(" · ".join(fallback), FALLBACK_TEXT_LIMIT)
     return SlackMessage(text=text, blocks=blocks[:MAX_BLOCKS])
+
+
+def took(status: JobStatus) -> str | None:
+    """How long a finished job ran ("4 min 12 s"); None when it is not finished or upstream
+    gave no start and end. A finished job's ETA, often still in the future, read as unfinished."""
+    if not status.is_terminal or status.started is None or status.updated is None:
+        return None
+    seconds = max(0, round((as_utc(status.updated) - as_utc(status.started)).total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    return f"{secs} s"
+
+
+def _when_line(status: JobStatus) -> str:
+    if status.is_terminal:
+        duration = took(status)
+        return f"*Took:* {duration}" if duration else "*Finished*"
+    eta = _slack_time(status.eta) if status.eta else "no ETA"
+    return f"*ETA:* {eta}{_estimated(status)}"
+
+
+def _when_fallback(status: JobStatus) -> str:
+    if status.is_terminal:
+        duration = took(status)
+        return f"took {duration}" if duration else "finished"
+    return f"ETA {_utc_text(status.eta) if status.eta else 'none'}{_estimated(status)}"
 
 
 def render_thread_reply(event: Event) -> SlackMessage:
@@ -230,11 +260,10 @@ def render_terminal(event: Event) -> str:
     """What the demo prints: the live message's facts as plain lines, no Slack markup."""
     current = event.current
     emoji = _TERMINAL_EMOJI.get(current.state_id, _UNKNOWN_TERMINAL_EMOJI)
-    eta = (_utc_text(current.eta) if current.eta else "none") + _estimated(current)
     lines = [
         f"{emoji} {_title(event)} [{event.type}]",
         f"   {_summary(event)}",
-        f"   {progress_bar(current.progress)}   ETA {eta}",
+        f"   {progress_bar(current.progress)}   {_when_fallback(current)}",
     ]
     if current.failed_count:
         lines.append(f"   failed attempts: {current.failed_count}")

@@ -14,6 +14,7 @@ from typing import Final, Protocol
 
 from notifier.core.event_ids import new_event_id
 from notifier.core.poll_plan import (
+    PAUSING_REASONS,
     ClaimedWatch,
     PollPlan,
     PollPolicy,
@@ -320,8 +321,13 @@ class Poller:
 
     @staticmethod
     def _failed(watch: ClaimedWatch, error: UpstreamError) -> UpstreamError:
-        # 429s are logged once per slow-down by the rate limiter, not once per watch.
-        if watch.poll_errors == 0 and error.reason != RATE_LIMITED:
+        # 429s are logged once per slow-down by the rate limiter, not once per watch; a failure
+        # that pauses the watch is logged once, by the "paused" line.
+        if (
+            watch.poll_errors == 0
+            and error.reason != RATE_LIMITED
+            and error.reason not in PAUSING_REASONS
+        ):
             log.warning("%s", error.message)
         return error
 

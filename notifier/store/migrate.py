@@ -53,20 +53,45 @@ async def upgrade(engine: AsyncEngine) -> SchemaUpgrade:
     The others wait on the lock, then find the schema at head and apply nothing.
     """
     cfg = alembic_config()
-    async with engine.begin() as conn:
-        if is_postgres(engine):
+    if is_postgres(engine):
+        async with engine.begin() as conn:
             await conn.execute(
                 text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
             )
-        return await conn.run_sync(_upgrade, cfg)
+            return await conn.run_sync(_upgrade, cfg)
+    async with engine.connect() as conn:
+        # SQLite's way to change a table is to copy it, and dropping the original with foreign
+        # keys on would cascade to its children: off for the migration (it cannot change inside
+        # a transaction), checked before the commit, on again after.
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        await driver.execute("PRAGMA foreign_keys=OFF")
+        try:
+            async with conn.begin():
+                result = await conn.run_sync(_upgrade, cfg)
+                problems = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                if problems:
+                    raise RuntimeError(f"the migration broke foreign keys: {problems[:5]}")
+            return result
+        finally:
+            await driver.execute("PRAGMA foreign_keys=ON")
 
 
 def _current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-async def is_up_to_date(engine: AsyncEngine) -> bool:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+def head_revision() -> str | None:
+    """The newest revision this version of the code knows."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The database's revision; None when it has no schema yet."""
     async with engine.connect() as conn:
-        current = await conn.run_sync(_current_revision)
-    return current == head
+        return await conn.run_sync(_current_revision)
+
+
+async def is_up_to_date(engine: AsyncEngine) -> bool:
+    return await current_revision(engine) == head_revision()

@@ -107,6 +107,8 @@ class Watch(Base):
         # every due watch for every batch (6 ms a claim at 10,000 due, 1 ms now). SQLite's
         # indexes end with the rowid anyway.
         Index("ix_watches_due_order", "next_poll_at", "id"),
+        # A removed watch's id is never given to the next one (migration 0013).
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -30,13 +30,16 @@ events = ["imageversion.failed"]
 
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A configuration whose database `notifier db upgrade` has created."""
     path = tmp_path / "notifier.toml"
     path.write_text(CONFIG.format(db=tmp_path / "notifier.db"), encoding="utf-8")
     monkeypatch.setenv("CLANFORGE_ACCESS_KEY", "ak-cli-secret")
+    assert main(["db", "upgrade", "--config", str(path)]) == 0
     return path
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
@@ -58,9 +61,9 @@ def test_watch_add_list_remove(config: Path, capsys: pytest.CaptureFixture[str])
     )
     assert (code, out) == (0, "watching image version 42 of account service 1234\n")
 
-    code, out, _ = run(capsys, "watch", "list", "--config", str(config))
+    code, out, _ = run(capsys, "watch", "list", "--config", str(config), "--wide")
     assert code == 0
-    header, row = out.splitlines()
+    header, row, config_row = out.splitlines()
     assert header.split() == [
         "ASID",
         "IMAGE",
@@ -74,6 +77,11 @@ def test_watch_add_list_remove(config: Path, capsys: pytest.CaptureFixture[str])
         "ERROR",
     ]
     assert row.split() == ["1234", "42", "nightly", "-", "-", "-", "cli"]
+    # The file's [[watch]], loaded by `db upgrade` before any `run`.
+    assert config_row.split() == [
+        *["1234", "567890", "EU", "fleet,", "build", "1.4.2"],
+        *["-", "-", "-", "config"],
+    ]
 
     code, _, err = run(
         capsys, "watch", "add", "--asid", "1234", "--image-version", "42", "--config", str(config)
@@ -92,7 +100,11 @@ def test_check_config_prints_masked_config(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = run(capsys, "check-config", "--config", str(config))
-    assert (code, err) == (0, "")
+    assert (code, err) == (
+        0,
+        "notifier: warning: subscription 'chatops' sends unsigned webhooks: its receiver cannot "
+        "tell them from forged ones (set webhook_secret)\n",
+    )
     assert 'access_key = "********"' in out
     assert "ak-cli-secret" not in out
     # A webhook URL's path and query often are its credential (Discord, Teams, Slack).
@@ -128,34 +140,15 @@ def test_bad_usage_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> 
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert err == (
-        "notifier watch add: error: argument --asid: 'twelve' is not a whole number "
-        "(see notifier watch add --help)\n"
+        "notifier watch add: error: argument --asid: must be a whole number from 1 to "
+        "9007199254740991, got 'twelve' (see notifier watch add --help)\n"
     )
 
 
 def test_subscription_list_hides_webhook_url_path(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Config subscriptions reach the database when the service starts; sync them the same way.
-    import asyncio
-
-    from notifier.config import load_config
-    from notifier.core.clock import utc_now
-    from notifier.store.engine import create_engine
-    from notifier.store.migrate import upgrade
-    from notifier.store.subscriptions import sync_config_subscriptions
-
-    settings = load_config(config, {"CLANFORGE_ACCESS_KEY": "x"})
-
-    async def sync() -> None:
-        engine = create_engine(settings.database.url)
-        await upgrade(engine)
-        await sync_config_subscriptions(
-            engine, [s.entry() for s in settings.subscription], utc_now()
-        )
-        await engine.dispose()
-
-    asyncio.run(sync())
+    # Config subscriptions reach the database with `db upgrade` (the fixture's) or `run`.
     code, out, _ = run(capsys, "subscription", "list", "--config", str(config))
     assert code == 0
     assert "https://chatops.example.com/…" in out

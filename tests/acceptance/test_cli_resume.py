@@ -59,6 +59,7 @@ def test_watch_add_takes_its_own_poll_interval_and_refuses_a_bad_one(
         service_config(f"sqlite+aiosqlite:///{tmp_path / 'n.db'}", "http://127.0.0.1:9"),
         encoding="utf-8",
     )
+    assert main(["db", "upgrade", "--config", str(config)]) == 0
     base = ["watch", "add", "--asid", "1", "--image-version", "2", "--config", str(config)]
     with pytest.raises(SystemExit) as exited:
         main([*base, "--interval", "0"])

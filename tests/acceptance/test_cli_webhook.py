@@ -187,4 +187,26 @@ async def test_webhook_verify_without_any_secret_is_a_usage_error(
     code, out, err = await _run(capsys, "webhook", "verify")
 
     assert (code, out) == (2, "")
-    assert err == "notifier: error: give --secret whsec_... or set NOTIFIER_WEBHOOK_SECRET\n"
+    assert err == (
+        "notifier: error: give --secret whsec_..., set NOTIFIER_WEBHOOK_SECRET, or name a "
+        "webhook subscription of the configuration\n"
+    )
+
+
+async def test_webhook_verify_takes_the_secrets_of_a_named_subscription_from_the_config(
+    config: Path,
+    receiver: WebhookReceiver,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await _run(capsys, "webhook", "test", "chatops", "--config", str(config))
+    raw = _raw(receiver.requests[0])
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(raw)))
+    code, out, err = await _run(capsys, "webhook", "verify", "chatops", "--config", str(config))
+    assert (code, err) == (0, "")
+    assert out.splitlines()[-1] == "valid"
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(raw)))
+    code, out, err = await _run(capsys, "webhook", "verify", "nope", "--config", str(config))
+    assert (code, out) == (2, "")
+    assert err.startswith("notifier: error: no webhook subscription named 'nope'")

@@ -115,14 +115,15 @@ def test_deliveries_list_shows_subscription_event_attempts_next_error_and_lease_
             "567890",
             "pending",
             "0",
-            "2026-11-28",
+            "due",
         ],
         ["2", "old-hook", "imageversion.state_changed", "evt_0001", "567890", "dead", "1", "-"],
         ["1", "chatops", "imageversion.state_changed", "evt_0001", "567890", "dead", "1", "-"],
     ]
-    assert f"18:00:00Z  {REPLICA}" in rows[1]
+    # Its next attempt (2026-11-28 18:00) has passed: it is due, not "1 min ago".
+    assert f"due now  {REPLICA}" in rows[1]
     assert rows[0].endswith(
-        "dead     0         -                     -                    "
+        "dead     0         -        -                    "
         "subscription disabled: webhook https://old.example.com: answered 410 Gone"
     )
     assert rows[3].endswith(REASON)
@@ -156,7 +157,7 @@ def test_deliveries_retry_by_id_puts_a_dead_one_back_in_line(
     assert run(capsys, config, "deliveries", "retry", "3", "999") == (
         1,
         "0 deliveries queued to be sent again\n",
-        "notifier: some ids were not found, already delivered or being sent right now\n",
+        "notifier: not found: 999; being sent right now: 3\n",
     )
 
 

@@ -144,6 +144,9 @@ async def test_sqlite_under_load_with_the_cli_alongside_never_says_locked(tmp_pa
         # Operators' watches (900_000 + n) are unknown upstream: 404s, handled as poll errors.
         config = tmp_path / "notifier.toml"
         write_config(config, tmp_path / "notifier.db", clanforge, slack, hooks)
+        # As the README has it: the database first, so the operators' commands find it even
+        # before the service has started (only `run` and `db upgrade` create one).
+        assert await cli(config, "db", "upgrade") == (0, "")
         log = tmp_path / "notifier.log"
         with log.open("wb") as out:
             service = await asyncio.create_subprocess_exec(

@@ -15,6 +15,7 @@ from notifier.api import REGISTRARS, ApiDeps
 from notifier.api.app import build_app
 from notifier.api.server import serve
 from notifier.store.subscriptions import add_subscription
+from notifier.store.watches import add_watch
 from tests.conftest import (
     ADMIN_TOKEN,
     T0,
@@ -145,7 +146,9 @@ async def test_watch_list_filters_by_state(api: ApiServer) -> None:
 async def test_bad_query_parameter_is_400_naming_it(api: ApiServer) -> None:
     status, body = await api.call("GET", "/api/v1/watches?account_service_id=abc")
     assert status == 400
-    assert body["error"]["message"] == "account_service_id must be an integer, got 'abc'"
+    assert body["error"]["message"] == (
+        "account_service_id must be a whole number from 1 to 9007199254740991, got 'abc'"
+    )
     status, body = await api.call("GET", "/api/v1/watches?state=Exploded")
     assert (status, body["error"]["message"]) == (400, "unknown state 'Exploded'")
 
@@ -245,6 +248,37 @@ async def test_removed_subscription_is_204_config_one_is_409_unknown_is_404(
     assert (status, body["error"]["code"]) == (409, "from_config")
     status, body = await api.call("DELETE", f"/api/v1/subscriptions/{created['id']}")
     assert status == 404
+
+
+async def test_config_watch_is_not_removed_but_409_saying_where_it_comes_from(
+    api: ApiServer,
+) -> None:
+    watch_id = await add_watch(api.engine, 1234, 567890, "EU fleet", "config", T0)
+    status, body = await api.call("DELETE", f"/api/v1/watches/{watch_id}")
+    assert (status, body["error"]["code"]) == (409, "from_config")
+    assert body["error"]["message"] == (
+        f"watch {watch_id} (image version 567890) comes from the configuration file; remove its "
+        "[[watch]] entry there"
+    )
+    status, _ = await api.call("GET", f"/api/v1/watches/{watch_id}")
+    assert status == 200
+
+
+async def test_ids_above_the_json_safe_range_get_the_clis_message(api: ApiServer) -> None:
+    too_big = {**WATCH, "image_version_id": 2**53}
+    status, body = await api.call("POST", "/api/v1/watches", json=too_big)
+    assert (status, body["error"]["message"]) == (
+        422,
+        "image_version_id: must be a whole number from 1 to 9007199254740991, got 9007199254740992",
+    )
+    status, body = await api.call("GET", "/api/v1/events?image_version_id=99999999999999999999999")
+    assert (status, body["error"]["message"]) == (
+        400,
+        "image_version_id must be a whole number from 1 to 9007199254740991, "
+        "got '99999999999999999999999'",
+    )
+    status, body = await api.call("GET", "/api/v1/watches/99999999999999999999999")
+    assert (status, body["error"]["code"]) == (404, "not_found")
 
 
 # ---------------------------------------------------------------- events and deliveries

@@ -213,3 +213,76 @@ async def test_status_page_names_the_replica_polling_a_watch(api: ApiServer) -> 
     assert "polled by host-c:7:cafe" in card.group(0)
     _, page = await api.call("GET", f"/watches/{ids['running']}")
     assert "polled by host-c:7:cafe" in page
+
+
+async def test_a_paused_watch_reads_paused_with_the_command_that_resumes_it(
+    api: ApiServer,
+) -> None:
+    ids = await _three_builds(api)
+    async with api.engine.begin() as conn:
+        await conn.execute(
+            update(Watch)
+            .where(Watch.id == ids["failed"])
+            .values(paused_reason="Clanforge answered 404: no image version 2", next_poll_at=None)
+        )
+    _, html = await api.call("GET", "/", token=None)
+    card = re.search(rf'<section[^>]*data-watch-id="{ids["failed"]}".*?</section>', html, re.S)
+    assert card is not None
+    assert 'data-state="Paused"' in card.group(0)
+    assert "paused: Clanforge answered 404: no image version 2" in card.group(0)
+    assert "resume with <code>notifier watch resume --image-version 2 --asid 1234</code>" in (
+        card.group(0)
+    )
+    _, page = await api.call("GET", f"/watches/{ids['failed']}", token=None)
+    assert "notifier watch resume --image-version 2 --asid 1234" in page
+
+
+async def test_a_delivery_whose_retry_time_has_passed_is_due_now(api: ApiServer) -> None:
+    ids = await _three_builds(api)
+    sub = await add_subscription(
+        api.engine,
+        name="builds",
+        kind="webhook",
+        target="https://h.test/",
+        filters={},
+        source="config",
+        now=T0,
+    )
+    await seed_delivery(api.engine, "evt_eu_running", ids["running"], sub)
+    api.clock.now = T0 + timedelta(minutes=1)
+    _, html = await api.call("GET", "/", token=None)
+    assert '<td class="next-try" data-label="next try">due now</td>' in html
+    assert "ago" not in re.search(r"<tr data-delivery-id=.*?</tr>", html, re.S).group(0)  # type: ignore[union-attr]
+
+
+async def test_the_list_filters_by_state_and_label_with_a_plain_get_form(api: ApiServer) -> None:
+    await _three_builds(api)
+    _, html = await api.call("GET", "/", token=None)
+    assert '<form class="filter" method="get" action="/"' in html
+    assert "<script" not in html
+
+    _, html = await api.call("GET", "/?state=Failed", token=None)
+    assert _card_labels(html) == ["US fleet"]
+    assert '<option value="Failed" selected>' in html
+    _, html = await api.call("GET", "/?q=fleet", token=None)
+    assert sorted(_card_labels(html)) == ["APAC fleet", "EU fleet", "US fleet"]
+    _, html = await api.call("GET", "/?q=apac&state=", token=None)
+    assert _card_labels(html) == ["APAC fleet"]
+    _, html = await api.call("GET", "/?q=apac&state=Running", token=None)
+    assert _card_labels(html) == []
+    assert "No watch matches this filter." in html
+    status, text = await api.call("GET", "/?state=Exploded", token=None)
+    assert status == 400
+    assert "state must be one of Created" in text
+
+
+async def test_a_watch_page_for_no_watch_is_an_html_page_saying_so(api: ApiServer) -> None:
+    for path, message in [
+        ("/watches/abc", "There is no watch &#39;abc&#39;: watch ids are whole numbers."),
+        ("/watches/99999999999999999999", "There is no watch &#39;99999999999999999999&#39;"),
+        ("/watches/999", "Watch 999 does not exist."),
+    ]:
+        status, html = await api.call("GET", path, token=None)
+        assert status == 404, path
+        assert message in html, path
+        assert '<a href="/">← all watches</a>' in html

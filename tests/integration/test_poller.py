@@ -482,3 +482,16 @@ async def test_a_job_that_repeats_itself_past_the_stall_threshold_is_reported_st
 
     assert polls == [1, 0, 0, 1, 0]
     assert events == ["imageversion.state_changed", "imageversion.stalled"]
+
+
+async def test_a_404_is_logged_once_by_the_line_that_says_the_watch_is_paused(
+    engine: AsyncEngine, fake: FakeClanforge, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="notifier")
+    await add_watch(engine, ASID, 77, "never known upstream", "cli", utc_now())
+    async with aiohttp.ClientSession() as session:
+        poller = await make_poller(engine, session, fake)
+        await poller.tick()
+    about_it = [r for r in caplog.records if "77" in r.getMessage() and r.levelname == "WARNING"]
+    assert len(about_it) == 1, [r.getMessage() for r in about_it]
+    assert "paused" in about_it[0].getMessage()

@@ -287,5 +287,5 @@ def test_the_command_walk_finds_what_is_missing() -> None:
     assert command_problem(["watch", "add", "--asid", "N", "[--label", "TEXT]"]) is None
     assert command_problem(["deliveries", "retry", "ID…", "\\|", "--all-dead"]) is None
     assert command_problem(["watch", "purge"]) == "notifier watch has no command 'purge'"
-    assert command_problem(["demo", "--keep"]) == "notifier demo has no option --keep"
+    assert command_problem(["demo", "--faster"]) == "notifier demo has no option --faster"
     assert command_problem(["check-configs"]) == "notifier has no command 'check-configs'"

@@ -120,7 +120,10 @@ def test_failed_job_shows_error_in_code_block_and_in_fallback_text() -> None:
     assert "*Failed attempts:* 1" in _sections(message)[0]
     assert _sections(message)[1] == "*Error*\n```\nImage locked by diffid 42\n```"
     assert "Failed 80%" in message.text
-    assert "ETA 2026-11-28 17:10 UTC" in message.text
+    # A finished job says how long it ran (started 16:05, last updated 17:00), not its ETA.
+    assert "took 55 min" in message.text
+    assert "ETA" not in message.text
+    assert "*Took:* 55 min" in _sections(message)[0]
     assert "error: Image locked by diffid 42" in message.text
 
 
@@ -215,7 +218,7 @@ def test_terminal_rendering_has_the_facts_and_no_slack_markup() -> None:
     assert text.splitlines() == [
         "❌ EU fleet, build 1.4.2 [imageversion.state_changed]",
         "   Running → Failed (80%)",
-        "   ▓▓▓▓▓▓▓▓░░ 80%   ETA 2026-11-28 17:10 UTC",
+        "   ▓▓▓▓▓▓▓▓░░ 80%   took 55 min",
         "   failed attempts: 1",
         "   error: Image locked",
         "          by diffid 42",
@@ -226,15 +229,24 @@ def test_terminal_rendering_has_the_facts_and_no_slack_markup() -> None:
     assert "*" not in text
 
 
-def test_terminal_rendering_of_a_completed_job_without_eta() -> None:
+def test_terminal_rendering_of_a_completed_job_says_how_long_it_took() -> None:
     current = _status(state_id=COMPLETE, state="Completed", progress=100, eta=None)
     text = render_terminal(_event(current, _status(), type=COMPLETED, label=""))
 
     assert text.splitlines()[:3] == [
         "✅ Image version 567890 [imageversion.completed]",
         "   Running → Complete (100%)",
-        "   ▓▓▓▓▓▓▓▓▓▓ 100%   ETA none",
+        "   ▓▓▓▓▓▓▓▓▓▓ 100%   took 55 min",
     ]
+
+
+def test_a_finished_job_without_start_says_finished_and_no_eta() -> None:
+    current = _status(state_id=COMPLETE, state="Completed", progress=100, started=None)
+    message = render_live_message(_event(current, _status(), type=COMPLETED))
+
+    assert "*Finished*" in _sections(message)[0]
+    assert "ETA" not in _sections(message)[0]
+    assert message.text.endswith("Complete 100% · finished")
 
 
 def test_progress_bar_rounds_down_and_clamps() -> None:

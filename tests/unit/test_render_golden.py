@@ -83,7 +83,10 @@ def test_terminal_view_of_blocks_shows_what_slack_shows_without_markup() -> None
         "─" * len("EU fleet, build 1.4.2"),
         "❌ Failed   ▓▓▓▓▓▓▓▓░░ 80%",
     ]
-    assert "ETA: 2026-11-28 17:10 UTC" in text
+    assert "Took: 1 min" in text
+    assert "ETA" not in text
+    # The error's code block leaves no empty line behind in the terminal.
+    assert "" not in text.splitlines()
     assert "at deploy step <upload> & verify" in text
     assert "Image version 567890 · Account service 1234" in text
     for markup in ("<!date", "&lt;", "&amp;", "```", ":x:"):
