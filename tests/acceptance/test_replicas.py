@@ -277,7 +277,7 @@ def assert_every_watch_saw_its_lifecycle_in_order(hooks: WebhookReceiver) -> Non
 async def read_until_running(proc: asyncio.subprocess.Process) -> str:
     """Its log up to the line saying it runs (schema and config are settled by then)."""
     assert proc.stderr is not None
-    lines = []
+    lines: list[str] = []
     while True:
         line = (await proc.stderr.readline()).decode()
         if not line:

@@ -119,7 +119,7 @@ def webhook_dispatcher(
 
 
 async def subscribe(engine: AsyncEngine, name: str = "chatops", **target: str) -> None:
-    setting = SubscriptionSettings(name=name, **target)  # type: ignore[arg-type]
+    setting = SubscriptionSettings(name=name, **target)
     await sync_config_subscriptions(engine, [setting.entry()], T0)
 
 

@@ -37,6 +37,7 @@ from notifier.store.subscriptions import load_active_subscriptions, sync_config_
 from notifier.store.tables import EVENTS, JOB_STATUS, WATCHES
 from notifier.store.watches import add_watch, list_watches
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
+from tests.support.narrow import event_of
 
 ASID = 1234
 
@@ -75,6 +76,12 @@ async def make_poller(
     observe_batch: BatchObserver | None = None,
     subscriptions: Callable[[], Awaitable[Sequence[Subscription]]] = no_subscriptions,
 ) -> Poller:
+    # Only the observers a test gives: the poller's own defaults otherwise.
+    observers: dict[str, Any] = {}
+    if observe_fetches is not None:
+        observers["observe_fetches"] = observe_fetches
+    if observe_batch is not None:
+        observers["observe_batch"] = observe_batch
     return Poller(
         SqlWatchStore(engine),
         source or fake_client(session, fake),
@@ -88,8 +95,7 @@ async def make_poller(
         detect=detect,
         on_committed=lambda: None,
         batch_size=batch_size,
-        **({} if observe_fetches is None else {"observe_fetches": observe_fetches}),
-        **({} if observe_batch is None else {"observe_batch": observe_batch}),
+        **observers,
     )
 
 
@@ -310,7 +316,7 @@ async def test_a_claim_hands_out_the_events_the_poller_stored(
     # The head of each image version's line: its failure waits behind its state change.
     by_id = {stored_event.id: stored_event for stored_event in stored}
     assert len(claimed) == 3
-    assert [c.subject for c in claimed] == [by_id[c.subject.id] for c in claimed]
+    assert [c.subject for c in claimed] == [by_id[event_of(c).id] for c in claimed]
     assert {c.subject.image_version_id for c in claimed} == {1, 2, 3}
 
 

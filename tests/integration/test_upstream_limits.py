@@ -4,7 +4,7 @@ stalled and resumed jobs, ETA slips, its own ETA, and image versions discovered 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 import pytest
@@ -43,7 +43,7 @@ def rate_before_and_after(
 
 
 async def test_service_stays_under_the_rate_limit_after_the_first_429_and_polls_every_watch(
-    sqlite_url: str, record_property: pytest.RecordProperty
+    sqlite_url: str, record_property: Callable[[str, object], None]
 ) -> None:
     async with FakeClanforge(rate_limit=LIMIT, retry_after=f"{RETRY_AFTER:g}") as fake:
         for i in range(WATCHES):
