@@ -13,7 +13,7 @@ import hashlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import count
@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-from sqlalchemy import delete, event
+from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -52,6 +52,8 @@ from notifier.store.subscriptions import load_active_subscriptions
 from notifier.store.tables import DELIVERIES, EVENTS, JOB_STATUS, SUBSCRIPTIONS, WATCHES
 from notifier.store.watch_store import Claim, PollResults, PollWrite, WatchStore
 from notifier.store.watches import add_watch
+from tests.support.statements import rows_selected as rows_selected
+from tests.support.statements import sent_statements as sent_statements
 
 POSTGRES_URL_VAR = "NOTIFIER_TEST_POSTGRES_URL"
 # Set by .ci/run: a missing PostgreSQL fails the run instead of skipping its tests.
@@ -425,33 +427,6 @@ async def add_hand_watches(
                 for ivid in image_version_ids
             ],
         )
-
-
-@contextmanager
-def sent_statements(engine: AsyncEngine) -> Iterator[list[tuple[str, Any]]]:
-    """Every statement the engine sends inside the block, with its parameters, as the driver
-    got them."""
-    sent: list[tuple[str, Any]] = []
-
-    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        sent.append((statement, parameters))
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
-
-
-async def rows_selected(engine: AsyncEngine, sent: Sequence[tuple[str, Any]]) -> int:
-    """Rows the SELECTs among ``sent`` (:func:`sent_statements`) return when run again now: how
-    many rows some code read, counted without timing anything."""
-    rows = 0
-    async with engine.connect() as conn:
-        for statement, parameters in sent:
-            if statement.lstrip().upper().startswith("SELECT"):
-                rows += len((await conn.exec_driver_sql(statement, parameters)).all())
-    return rows
 
 
 async def seed_delivery(
