@@ -15,7 +15,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -52,14 +52,14 @@ from notifier.store.subscriptions import load_active_subscriptions
 from notifier.store.tables import DELIVERIES, EVENTS, JOB_STATUS, SUBSCRIPTIONS, WATCHES
 from notifier.store.watch_store import Claim, PollResults, PollWrite, WatchStore
 from notifier.store.watches import add_watch
+from tests.support.clock import T0 as T0
+from tests.support.clock import HandClock
 from tests.support.statements import rows_selected as rows_selected
 from tests.support.statements import sent_statements as sent_statements
 
 POSTGRES_URL_VAR = "NOTIFIER_TEST_POSTGRES_URL"
 # Set by .ci/run: a missing PostgreSQL fails the run instead of skipping its tests.
 REQUIRE_POSTGRES_VAR = "NOTIFIER_TEST_REQUIRE_POSTGRES"
-
-T0 = datetime(2026, 11, 28, 17, 0, 0, tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- builders
@@ -348,20 +348,6 @@ def make_settings(**sections: Any) -> Settings:
     return Settings.model_validate(data)
 
 
-class MovableClock:
-    """A clock tests set by hand, so relative times on the page are exact."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
-
-
 async def seed_watch(
     engine: AsyncEngine,
     history: Sequence[tuple[datetime, JobStatus]],
@@ -464,7 +450,7 @@ class ApiServer:
     url: str
     session: aiohttp.ClientSession
     engine: AsyncEngine
-    clock: MovableClock
+    clock: HandClock
     deps: ApiDeps
 
     async def call(
@@ -499,7 +485,7 @@ async def running_api(
 ) -> AsyncIterator[ApiServer]:
     settings = settings or make_settings(slack={"bot_token": "xoxb-test"})
     assert settings.server is not None
-    clock = MovableClock()
+    clock = HandClock()
     deps = ApiDeps(
         engine=engine,
         settings=settings,

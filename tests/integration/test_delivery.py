@@ -44,27 +44,11 @@ from notifier.store.watches import add_watch, newest_status
 from notifier.testing.fake_slack import FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.conftest import T0, event_ids, make_status, poll_once, sent_statements
+from tests.support.clock import HandClock
 
 SLACK_TOKEN = "xoxb-delivery-test"
 CHANNEL = "C0DELIVERY"
 ASID = 1234
-
-
-class HandClock:
-    """The dispatcher's clock; tests move it past retry delays instead of sleeping."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-    def seconds(self) -> float:
-        """The same moment as a number, for what keeps time in seconds (the channel pacer)."""
-        return self.now.timestamp()
 
 
 @pytest.fixture

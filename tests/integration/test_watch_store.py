@@ -28,7 +28,8 @@ from notifier.store.polling import SqlWatchStore
 from notifier.store.tables import EVENTS, WATCHES
 from notifier.store.watch_store import WatchStore
 from notifier.store.watches import add_watch, list_watches
-from tests.conftest import POLL, T0, MovableClock, hand_poller, make_status
+from tests.conftest import POLL, T0, hand_poller, make_status
+from tests.support.clock import HandClock
 
 LEASE = timedelta(seconds=60)
 ASID = 1234
@@ -177,7 +178,7 @@ async def no_subscriptions() -> Sequence[Subscription]:
 def poller(
     backend: Backend,
     upstream: Upstream,
-    clock: MovableClock,
+    clock: HandClock,
     owner: str = "replica-a",
     poll: PollPolicy = POLL,
 ) -> Poller:
@@ -231,7 +232,7 @@ async def test_claim_hands_out_due_watches_in_due_order_up_to_its_limit(backend:
 
 async def test_a_poll_writes_the_status_its_event_and_the_next_poll(backend: Backend) -> None:
     await backend.add(1, T0)
-    clock = MovableClock(T0)
+    clock = HandClock(T0)
     summary = await poller(backend, Upstream({1: make_status(3)}), clock).tick()
 
     assert (summary.polled, summary.events) == (1, 1)
@@ -246,7 +247,7 @@ async def test_a_poll_writes_the_status_its_event_and_the_next_poll(backend: Bac
 
 async def test_a_repeated_reply_writes_only_the_schedule(backend: Backend) -> None:
     await backend.add(1, T0)
-    clock = MovableClock(T0)
+    clock = HandClock(T0)
     upstream = Upstream({1: make_status(4, 40)})
     await poller(backend, upstream, clock).tick()
     clock.now = later = T0 + timedelta(seconds=10)
@@ -265,7 +266,7 @@ async def test_a_repeated_reply_writes_only_the_schedule(backend: Backend) -> No
 
 async def test_a_terminal_state_stops_polling(backend: Backend) -> None:
     await backend.add(1, T0)
-    clock = MovableClock(T0)
+    clock = HandClock(T0)
     await poller(backend, Upstream({1: make_status(5, 100)}), clock).tick()
     [view] = (await backend.views()).values()
     assert view.next_poll_at is None
@@ -275,7 +276,7 @@ async def test_a_terminal_state_stops_polling(backend: Backend) -> None:
 
 async def test_a_write_skips_watches_whose_lease_was_taken_over(backend: Backend) -> None:
     await backend.add(1, T0)
-    clock = MovableClock(T0)
+    clock = HandClock(T0)
     stuck = Upstream({1: make_status(3)}, gate=asyncio.Event())
     slow = asyncio.create_task(poller(backend, stuck, clock).tick())
     await asyncio.wait_for(stuck.asked.wait(), 5)
@@ -298,7 +299,7 @@ async def test_a_mixed_batch_writes_exactly_the_watches_it_still_holds(backend: 
     for ivid in (1, 2, 3, 4):
         await backend.add(ivid, T0)
     down = UpstreamError(UNAVAILABLE, "Clanforge is down")
-    clock = MovableClock(T0)
+    clock = HandClock(T0)
     upstream = Upstream(
         {1: make_status(4), 2: make_status(4), 3: down, 4: down}, gate=asyncio.Event()
     )
