@@ -45,6 +45,7 @@ from notifier.testing.fake_slack import FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.conftest import T0, event_ids, make_status, poll_once, sent_statements
 from tests.support.clock import HandClock
+from tests.support.dispatch import build_dispatcher
 
 SLACK_TOKEN = "xoxb-delivery-test"
 CHANNEL = "C0DELIVERY"
@@ -82,15 +83,15 @@ def dispatcher(
     subscriptions_max_age: float = SUBSCRIPTIONS_MAX_AGE_SECONDS,
 ) -> Dispatcher:
     """A dispatcher as the service builds one; several with other owners act as replicas."""
-    return Dispatcher(
+    return build_dispatcher(
         SqlOutbox(engine),
         sinks,
         load_subscriptions or functools.partial(load_active_subscriptions, engine, {}),
-        owner=owner,
         clock=clock,
-        policy=policy or RetryPolicy(),
+        owner=owner,
+        policy=policy,
         max_concurrency=max_concurrency,
-        lease=timedelta(seconds=lease_seconds),
+        lease_seconds=lease_seconds,
         outcome_wait=outcome_wait,
         subscriptions_max_age=subscriptions_max_age,
     )

@@ -12,7 +12,6 @@ import pytest
 
 from notifier.core.events import Event
 from notifier.core.live_refresh import WatchNow
-from notifier.core.retry import RetryPolicy
 from notifier.core.status import QUEUED, RUNNING
 from notifier.core.subscriptions import Subscription
 from notifier.dispatching.dispatcher import Dispatcher
@@ -22,6 +21,7 @@ from notifier.store.memory_outbox import InMemoryOutbox
 from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.conftest import T0, make_event, make_status, make_subscription
 from tests.support.clock import HandClock
+from tests.support.dispatch import build_dispatcher, fixed_subscriptions
 
 OWNER = "replica-unit"
 
@@ -53,18 +53,13 @@ def dispatcher(
     subscriptions: list[Subscription],
     max_concurrency: int = 4,
 ) -> Dispatcher:
-    async def load() -> list[Subscription]:
-        return subscriptions
-
-    return Dispatcher(
+    return build_dispatcher(
         outbox,
         sinks,
-        load,
-        owner=OWNER,
+        fixed_subscriptions(subscriptions),
         clock=clock,
-        policy=RetryPolicy(),
+        owner=OWNER,
         max_concurrency=max_concurrency,
-        lease=timedelta(seconds=30),
     )
 
 
