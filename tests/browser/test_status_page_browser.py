@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, HttpCredentials, async_playwright, expect
 
 from notifier.core.status import COMPLETE, FAILED, QUEUED, RUNNING
 from notifier.service import Service
@@ -26,7 +26,7 @@ from tests.conftest import ADMIN_TOKEN, make_settings
 
 # The settings set an admin token, so the browser logs in as a person would: HTTP Basic, the
 # token as the password.
-LOGIN = {"username": "ops", "password": ADMIN_TOKEN}
+LOGIN: HttpCredentials = {"username": "ops", "password": ADMIN_TOKEN}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ASID = 1234
 EU, US, APAC = 567890, 567891, 567892
