@@ -13,9 +13,9 @@ import hashlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-from sqlalchemy import delete, event
+from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -53,12 +53,14 @@ from notifier.store.subscriptions import load_active_subscriptions
 from notifier.store.tables import DELIVERIES, EVENTS, JOB_STATUS, SUBSCRIPTIONS, WATCHES
 from notifier.store.watch_store import Claim, PollResults, PollWrite, Ranker, WatchStore
 from notifier.store.watches import add_watch
+from tests.support.clock import T0 as T0
+from tests.support.clock import HandClock
+from tests.support.statements import rows_selected as rows_selected
+from tests.support.statements import sent_statements as sent_statements
 
 POSTGRES_URL_VAR = "NOTIFIER_TEST_POSTGRES_URL"
 # Set by .ci/run: a missing PostgreSQL fails the run instead of skipping its tests.
 REQUIRE_POSTGRES_VAR = "NOTIFIER_TEST_REQUIRE_POSTGRES"
-
-T0 = datetime(2026, 11, 28, 17, 0, 0, tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- builders
@@ -355,20 +357,6 @@ def make_settings(**sections: Any) -> Settings:
     return Settings.model_validate(data)
 
 
-class MovableClock:
-    """A clock tests set by hand, so relative times on the page are exact."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
-
-
 async def seed_watch(
     engine: AsyncEngine,
     history: Sequence[tuple[datetime, JobStatus]],
@@ -436,33 +424,6 @@ async def add_hand_watches(
         )
 
 
-@contextmanager
-def sent_statements(engine: AsyncEngine) -> Iterator[list[tuple[str, Any]]]:
-    """Every statement the engine sends inside the block, with its parameters, as the driver
-    got them."""
-    sent: list[tuple[str, Any]] = []
-
-    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        sent.append((statement, parameters))
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
-
-
-async def rows_selected(engine: AsyncEngine, sent: Sequence[tuple[str, Any]]) -> int:
-    """Rows the SELECTs among ``sent`` (:func:`sent_statements`) return when run again now: how
-    many rows some code read, counted without timing anything."""
-    rows = 0
-    async with engine.connect() as conn:
-        for statement, parameters in sent:
-            if statement.lstrip().upper().startswith("SELECT"):
-                rows += len((await conn.exec_driver_sql(statement, parameters)).all())
-    return rows
-
-
 async def seed_delivery(
     engine: AsyncEngine,
     event_id: str,
@@ -498,7 +459,7 @@ class ApiServer:
     url: str
     session: aiohttp.ClientSession
     engine: AsyncEngine
-    clock: MovableClock
+    clock: HandClock
     deps: ApiDeps
 
     async def call(
@@ -533,7 +494,7 @@ async def running_api(
 ) -> AsyncIterator[ApiServer]:
     settings = settings or make_settings(slack={"bot_token": "xoxb-test"})
     assert settings.server is not None
-    clock = MovableClock()
+    clock = HandClock()
     deps = ApiDeps(
         engine=engine,
         settings=settings,

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from tests.support.service_process import start_run
+
 pytestmark = pytest.mark.slow
 
 TOKEN = "health-admin-token-secret-77"
@@ -65,13 +67,8 @@ async def test_health_of_a_running_service_on_a_wildcard_address(tmp_path: Path)
     port = free_port()
     server = f'[server]\nlisten = "0.0.0.0:{port}"\nadmin_token = "${{NOTIFIER_ADMIN_TOKEN}}"'
     config = write_config(tmp_path, server)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "notifier",
-        "run",
-        "--config",
-        str(config),
+    proc = await start_run(
+        config,
         env={"NOTIFIER_ADMIN_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"},
         stderr=asyncio.subprocess.PIPE,
     )

@@ -14,14 +14,15 @@ from notifier.service import Service
 from notifier.store.engine import create_engine
 from notifier.store.tables import Watch
 from notifier.testing.fake_clanforge import FakeClanforge
-from tests.conftest import MovableClock, service_config
+from tests.conftest import service_config
+from tests.support.clock import HandClock
 
 
 async def pause_by_polling(config: Path, text: str) -> None:
     """One real tick against a Clanforge that does not know the image version: a 404 pauses."""
     async with FakeClanforge() as fake:
         settings = parse_config(text.replace("BASE_URL", fake.base_url), {}, config)
-        async with Service(settings, clock=MovableClock()) as service:
+        async with Service(settings, clock=HandClock()) as service:
             await service.tick()
 
 

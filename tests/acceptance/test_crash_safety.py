@@ -28,6 +28,7 @@ from notifier.store.outbox import list_deliveries
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
+from tests.support.service_process import start_run
 
 pytestmark = pytest.mark.slow
 
@@ -157,13 +158,8 @@ def sqlite_url(tmp_path: Path) -> str:
 
 async def start(config: Path, log: Path) -> asyncio.subprocess.Process:
     with log.open("ab") as out:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "notifier",
-            "run",
-            "--config",
-            str(config),
+        return await start_run(
+            config,
             env={**os.environ, "SLACK_BOT_TOKEN": SLACK_TOKEN},
             stdout=out,
             stderr=out,

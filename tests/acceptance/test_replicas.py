@@ -8,7 +8,6 @@ import asyncio
 import itertools
 import os
 import signal
-import sys
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from notifier.store.engine import create_engine
 from notifier.store.tables import EventRow
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.webhook_receiver import WebhookReceiver
+from tests.support.service_process import start_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -99,13 +99,8 @@ async def upstream() -> AsyncIterator[tuple[FakeClanforge, WebhookReceiver]]:
 
 async def start_replicas(config: Path, count: int) -> list[asyncio.subprocess.Process]:
     return [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "notifier",
-            "run",
-            "--config",
-            str(config),
+        await start_run(
+            config,
             env=dict(os.environ),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
@@ -277,7 +272,7 @@ def assert_every_watch_saw_its_lifecycle_in_order(hooks: WebhookReceiver) -> Non
 async def read_until_running(proc: asyncio.subprocess.Process) -> str:
     """Its log up to the line saying it runs (schema and config are settled by then)."""
     assert proc.stderr is not None
-    lines = []
+    lines: list[str] = []
     while True:
         line = (await proc.stderr.readline()).decode()
         if not line:

@@ -23,6 +23,7 @@ from notifier.notify.render import escape_slack
 from notifier.testing.fake_clanforge import FakeClanforge, FakeReply, status_reply
 from notifier.testing.fake_slack import FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
+from tests.support.service_process import start_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -122,13 +123,8 @@ def run_env() -> dict[str, str]:
 
 
 async def start_notifier(config: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "notifier",
-        "run",
-        "--config",
-        str(config),
+    return await start_run(
+        config,
         env=run_env(),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
+from tests.support.service_process import start_run
 
 pytestmark = pytest.mark.slow
 
@@ -47,13 +47,8 @@ label = "EU fleet"
 """,
             encoding="utf-8",
         )
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "notifier",
-            "run",
-            "--config",
-            str(config),
+        proc = await start_run(
+            config,
             env={"NOTIFIER_ADMIN_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"},
             stderr=asyncio.subprocess.PIPE,
         )

@@ -18,6 +18,7 @@ import pytest
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
+from tests.support.service_process import start_run
 
 pytestmark = pytest.mark.slow
 
@@ -149,13 +150,8 @@ async def test_sqlite_under_load_with_the_cli_alongside_never_says_locked(tmp_pa
         assert await cli(config, "db", "upgrade") == (0, "")
         log = tmp_path / "notifier.log"
         with log.open("wb") as out:
-            service = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "notifier",
-                "run",
-                "--config",
-                str(config),
+            service = await start_run(
+                config,
                 env=dict(os.environ),
                 stdout=out,
                 stderr=out,

@@ -25,7 +25,8 @@ from notifier.api.server import serve
 from notifier.metrics import Metrics
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
-from tests.conftest import ADMIN_TOKEN, MovableClock, make_settings
+from tests.conftest import ADMIN_TOKEN, make_settings
+from tests.support.clock import HandClock
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 CHECKS = [
@@ -72,9 +73,7 @@ class _ServerThread:
             await upgrade(engine)
             settings = make_settings(slack={"bot_token": "xoxb-test"})
             assert settings.server is not None
-            deps = ApiDeps(
-                engine=engine, settings=settings, clock=MovableClock(), metrics=Metrics()
-            )
+            deps = ApiDeps(engine=engine, settings=settings, clock=HandClock(), metrics=Metrics())
             async with serve(build_app(deps), settings.server) as url:
                 self.url = url
                 self._ready.set()
@@ -117,7 +116,7 @@ def test_every_api_route_is_in_the_openapi_document(tmp_path: Path) -> None:
     deps = ApiDeps(
         engine=create_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"),
         settings=settings,
-        clock=MovableClock(),
+        clock=HandClock(),
     )
     app = build_app(deps)
     served = {

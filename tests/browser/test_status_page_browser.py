@@ -19,7 +19,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    HttpCredentials,
+    Page,
+    ViewportSize,
+    async_playwright,
+    expect,
+)
 
 from notifier.core.status import COMPLETE, FAILED, QUEUED, RUNNING
 from notifier.service import Service
@@ -28,12 +35,12 @@ from tests.conftest import ADMIN_TOKEN, make_settings
 
 # The settings set an admin token, so the browser logs in as a person would: HTTP Basic, the
 # token as the password.
-LOGIN = {"username": "ops", "password": ADMIN_TOKEN}
+LOGIN: HttpCredentials = {"username": "ops", "password": ADMIN_TOKEN}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ASID = 1234
 EU, US, APAC, GONE = 567890, 567891, 567892, 567899
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
 OUTPUT = Path(os.environ.get("NOTIFIER_TEST_OUTPUT", Path(__file__).parents[2] / "test-output"))
 
 pytestmark = pytest.mark.skipif(

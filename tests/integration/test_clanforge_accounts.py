@@ -12,6 +12,7 @@ from notifier.clanforge.accounts import open_clanforge_accounts
 from notifier.config import parse_config
 from notifier.core.upstream_errors import CREDENTIALS_REJECTED, RATE_LIMITED, UpstreamError
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
+from tests.support.narrow import parsed
 
 CONFIG = """
 [clanforge]
@@ -36,7 +37,7 @@ async def test_a_single_credential_rides_on_the_session_and_each_header_goes_onc
         single = CONFIG.split("[[clanforge.account]]")[0]
         settings = parse_config(single.format(url=fake.base_url), {})
         async with open_clanforge_accounts(settings.clanforge.options()) as accounts:
-            assert (await accounts.fetch_status(1234, 1)).status.state == "Running"
+            assert parsed(await accounts.fetch_status(1234, 1)).state == "Running"
     [request] = fake.requests
     assert request.headers["Authorization"] == "Basic " + base64.b64encode(b"ak:sk").decode()
     assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
@@ -51,8 +52,8 @@ async def test_each_account_service_is_polled_with_its_own_credential_and_limit(
         fake.set_status(2222, 2, status_reply(3))
         settings = parse_config(CONFIG.format(url=fake.base_url), {})
         async with open_clanforge_accounts(settings.clanforge.options()) as accounts:
-            assert (await accounts.fetch_status(2222, 2)).status.state == "Queued"
-            assert (await accounts.fetch_status(1234, 1)).status.state == "Running"
+            assert parsed(await accounts.fetch_status(2222, 2)).state == "Queued"
+            assert parsed(await accounts.fetch_status(1234, 1)).state == "Running"
             for _ in range(2):
                 await accounts.fetch_status(1234, 1)
             with pytest.raises(UpstreamError) as limited:
@@ -62,7 +63,7 @@ async def test_each_account_service_is_polled_with_its_own_credential_and_limit(
             # The default credential slowed down; us-fleet did not, and is not limited upstream.
             assert accounts.bucket("default").rate < 10
             assert accounts.bucket("us-fleet").rate == 4
-            assert (await accounts.fetch_status(2222, 2)).status.state == "Queued"
+            assert parsed(await accounts.fetch_status(2222, 2)).state == "Queued"
         us_requests = [r for r in fake.requests if r.query.get("accountserviceid") == "2222"]
         assert len(us_requests) == 2
 
@@ -83,7 +84,7 @@ async def test_a_refused_credential_fails_the_rest_of_its_round_without_asking_a
             assert fake.polls(2222, 3) == 0
             accounts.new_round()
             fake.add_credentials("us-ak", "us-sk", [2222])
-            assert (await accounts.fetch_status(2222, 3)).status.state == "Queued"
+            assert parsed(await accounts.fetch_status(2222, 3)).state == "Queued"
 
 
 async def test_the_configured_rate_draws_no_429_from_a_clanforge_allowing_a_fifth_more() -> None:

@@ -26,6 +26,7 @@ from notifier.core.upstream_errors import (
     UpstreamError,
 )
 from notifier.testing.fake_clanforge import JSON_HEADERS, FakeClanforge, FakeReply, status_reply
+from tests.support.narrow import parsed
 
 ASID = 1234
 IVID = 567890
@@ -74,7 +75,7 @@ async def test_sends_documented_path_query_and_headers(
 ) -> None:
     fake.set_status(ASID, IVID, status_reply(4, 40, start=START))
 
-    status = (await client.fetch_status(ASID, IVID)).status
+    status = parsed(await client.fetch_status(ASID, IVID))
 
     assert (status.state_id, status.state, status.progress) == (4, "Running", 40)
     assert status.started == datetime.fromtimestamp(START, UTC)
@@ -98,7 +99,7 @@ async def test_base_url_with_path_prefix_is_joined_without_losing_the_prefix(
         prefixed.set_status(ASID, IVID, status_reply(3))
         client = ClanforgeClient(session, prefixed.base_url + suffix, ACCESS_KEY, SECRET_KEY)
 
-        status = (await client.fetch_status(ASID, IVID)).status
+        status = parsed(await client.fetch_status(ASID, IVID))
 
     assert status.state == "Queued"
     assert prefixed.requests[0].path == f"/prefix/cfp/v1/imageversion/{IVID}/status"
@@ -109,7 +110,7 @@ async def test_scripted_steps_are_served_in_order_and_the_last_repeats(
 ) -> None:
     fake.script(ASID, IVID, [status_reply(3), status_reply(4, 50), status_reply(5, 100)])
 
-    seen = [(await client.fetch_status(ASID, IVID)).status.state for _ in range(4)]
+    seen = [parsed(await client.fetch_status(ASID, IVID)).state for _ in range(4)]
 
     assert seen == ["Queued", "Running", "Complete", "Complete"]
     assert fake.polls(ASID, IVID) == 4
@@ -144,7 +145,7 @@ async def test_scripted_500_html_page_is_unavailable(
     fake.script(ASID, IVID, [FakeReply.html(500, "Internal Server Error"), status_reply(4)])
 
     error = await fetch_error(client)
-    recovered = (await client.fetch_status(ASID, IVID)).status
+    recovered = parsed(await client.fetch_status(ASID, IVID))
 
     assert error.reason == UNAVAILABLE
     assert "500 Internal Server Error" in error.message

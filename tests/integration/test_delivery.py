@@ -44,27 +44,12 @@ from notifier.store.watches import add_watch, newest_status
 from notifier.testing.fake_slack import FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.conftest import T0, event_ids, make_status, poll_once, sent_statements
+from tests.support.clock import HandClock
+from tests.support.dispatch import build_dispatcher
 
 SLACK_TOKEN = "xoxb-delivery-test"
 CHANNEL = "C0DELIVERY"
 ASID = 1234
-
-
-class HandClock:
-    """The dispatcher's clock; tests move it past retry delays instead of sleeping."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-    def seconds(self) -> float:
-        """The same moment as a number, for what keeps time in seconds (the channel pacer)."""
-        return self.now.timestamp()
 
 
 @pytest.fixture
@@ -98,15 +83,15 @@ def dispatcher(
     subscriptions_max_age: float = SUBSCRIPTIONS_MAX_AGE_SECONDS,
 ) -> Dispatcher:
     """A dispatcher as the service builds one; several with other owners act as replicas."""
-    return Dispatcher(
+    return build_dispatcher(
         SqlOutbox(engine),
         sinks,
         load_subscriptions or functools.partial(load_active_subscriptions, engine, {}),
-        owner=owner,
         clock=clock,
-        policy=policy or RetryPolicy(),
+        owner=owner,
+        policy=policy,
         max_concurrency=max_concurrency,
-        lease=timedelta(seconds=lease_seconds),
+        lease_seconds=lease_seconds,
         outcome_wait=outcome_wait,
         subscriptions_max_age=subscriptions_max_age,
     )
@@ -119,7 +104,7 @@ def webhook_dispatcher(
 
 
 async def subscribe(engine: AsyncEngine, name: str = "chatops", **target: str) -> None:
-    setting = SubscriptionSettings(name=name, **target)  # type: ignore[arg-type]
+    setting = SubscriptionSettings(name=name, **target)
     await sync_config_subscriptions(engine, [setting.entry()], T0)
 
 

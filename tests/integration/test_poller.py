@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.clanforge.client import ClanforgeClient
@@ -29,14 +29,14 @@ from notifier.polling.poller import (
     StatusSource,
 )
 from notifier.store.codec import event_from_row
-from notifier.store.engine import create_engine
-from notifier.store.migrate import upgrade
 from notifier.store.outbox import SqlOutbox
 from notifier.store.polling import SqlWatchStore
 from notifier.store.subscriptions import load_active_subscriptions, sync_config_subscriptions
 from notifier.store.tables import EVENTS, JOB_STATUS, WATCHES
 from notifier.store.watches import add_watch, list_watches
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
+from tests.support.narrow import event_of
+from tests.support.statements import Statements
 
 ASID = 1234
 
@@ -75,6 +75,12 @@ async def make_poller(
     observe_batch: BatchObserver | None = None,
     subscriptions: Callable[[], Awaitable[Sequence[Subscription]]] = no_subscriptions,
 ) -> Poller:
+    # Only the observers a test gives: the poller's own defaults otherwise.
+    observers: dict[str, Any] = {}
+    if observe_fetches is not None:
+        observers["observe_fetches"] = observe_fetches
+    if observe_batch is not None:
+        observers["observe_batch"] = observe_batch
     return Poller(
         SqlWatchStore(engine),
         source or fake_client(session, fake),
@@ -88,8 +94,7 @@ async def make_poller(
         detect=detect,
         on_committed=lambda: None,
         batch_size=batch_size,
-        **({} if observe_fetches is None else {"observe_fetches": observe_fetches}),
-        **({} if observe_batch is None else {"observe_batch": observe_batch}),
+        **observers,
     )
 
 
@@ -97,55 +102,6 @@ async def watch_queued_jobs(engine: AsyncEngine, fake: FakeClanforge, count: int
     for ivid in range(1, count + 1):
         fake.set_status(ASID, ivid, status_reply(3))
         await add_watch(engine, ASID, ivid, f"build {ivid}", "cli", utc_now())
-
-
-class Statements:
-    """What the tick sent the database, from SQLAlchemy's own events."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.sql: list[str] = []
-        self.sent: list[tuple[str, Any]] = []  # as the driver got them: SQL and one row of binds
-        self.commits = 0
-        event.listen(engine.sync_engine, "before_cursor_execute", self._on_execute)
-        event.listen(engine.sync_engine, "commit", self._on_commit)
-
-    def _on_execute(
-        self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
-    ) -> None:
-        self.sql.append(" ".join(statement.split()).upper())
-        self.sent.append((statement, parameters[0] if many else parameters))
-
-    def _on_commit(self, conn: Any) -> None:
-        self.commits += 1
-
-    def writes_to(self, table: str) -> list[str]:
-        return [
-            s
-            for s in self.sql
-            if s.startswith((f"UPDATE {table.upper()} ", f"INSERT INTO {table.upper()} "))
-        ]
-
-
-@pytest.mark.parametrize(("watches", "claim_limit", "polled"), [(7, 100, 7), (7, 5, 5)])
-async def test_tick_polls_due_watches_in_batches_up_to_the_claim_limit(
-    engine: AsyncEngine, fake: FakeClanforge, watches: int, claim_limit: int, polled: int
-) -> None:
-    await watch_queued_jobs(engine, fake, watches)
-    async with aiohttp.ClientSession() as session:
-        poller = await make_poller(engine, session, fake, claim_limit=claim_limit, batch_size=3)
-        statements = Statements(engine)
-        summary = await poller.tick()
-
-    assert (summary.polled, summary.events, summary.failed) == (polled, polled, 0)
-    assert sorted(fake.polls(ASID, ivid) for ivid in range(1, watches + 1)) == sorted(
-        [0] * (watches - polled) + [1] * polled
-    )
-    seen = [w for w in await list_watches(engine) if w.status is not None]
-    assert len(seen) == polled
-    assert {w.status.state for w in seen if w.status is not None} == {"Queued"}
-    # A claim and a write per batch of at most 3: the commits follow the batches, not the watches.
-    batches = -(-polled // 3)
-    assert statements.commits == 2 * batches
 
 
 class Hindered:
@@ -310,7 +266,7 @@ async def test_a_claim_hands_out_the_events_the_poller_stored(
     # The head of each image version's line: its failure waits behind its state change.
     by_id = {stored_event.id: stored_event for stored_event in stored}
     assert len(claimed) == 3
-    assert [c.subject for c in claimed] == [by_id[c.subject.id] for c in claimed]
+    assert [c.subject for c in claimed] == [by_id[event_of(c).id] for c in claimed]
     assert {c.subject.image_version_id for c in claimed} == {1, 2, 3}
 
 
@@ -348,71 +304,6 @@ async def test_a_poll_that_sees_no_change_writes_no_status_row(
 async def _make_all_due(engine: AsyncEngine, when: datetime | None = None) -> None:
     async with engine.begin() as conn:
         await conn.execute(update(WATCHES).values(next_poll_at=when or utc_now()))
-
-
-async def test_a_repeated_reply_is_settled_by_the_claim_and_one_update_per_batch(
-    engine: AsyncEngine, fake: FakeClanforge
-) -> None:
-    await watch_queued_jobs(engine, fake, 4)
-    async with aiohttp.ClientSession() as session:
-        poller = await make_poller(engine, session, fake, batch_size=3)
-        await poller.tick()
-        await _make_all_due(engine)
-        statements = Statements(engine)
-        started = utc_now()
-        summary = await poller.tick()
-
-    assert (summary.polled, summary.events) == (4, 0)
-    # Per batch (3 + 1 watches): the claim's UPDATE and SELECT, and one UPDATE of the schedules.
-    # No statement loads a stored status: the repeated replies were settled without it.
-    verbs = Counter(s.split()[0] for s in statements.sql if not s.startswith("BEGIN"))
-    assert verbs == {"UPDATE": 4, "SELECT": 2}
-    assert statements.writes_to("job_status") == []
-    for watch in await list_watches(engine):
-        assert watch.last_polled_at is not None
-        assert watch.last_polled_at >= started
-        assert watch.next_poll_at is not None
-        assert watch.next_poll_at >= started + timedelta(seconds=30)
-        assert watch.poll_errors == 0
-
-
-async def test_no_statement_of_a_tick_scans_the_watch_table(
-    sqlite_url: str, fake: FakeClanforge
-) -> None:
-    # SQLite plans by rule, not by table size, so its plan for a handful of rows is the plan for
-    # 100,000: a statement that scans watches would make each batch's cost grow with the list.
-    engine = create_engine(sqlite_url)
-    try:
-        await upgrade(engine)
-        await watch_queued_jobs(engine, fake, 4)
-        later = timedelta()
-        async with aiohttp.ClientSession() as session:
-            poller = await make_poller(
-                engine, session, fake, batch_size=3, clock=lambda: utc_now() + later
-            )
-            statements = Statements(engine)
-            await poller.tick()  # first sightings: statuses, events
-            fake.set_status(ASID, 1, status_reply(4))
-            later = timedelta(minutes=5)
-            await poller.tick()  # one change, three quiet repeats
-        touching_watches = [
-            (sql, binds) for sql, binds in statements.sent if " watches" in sql.lower()
-        ]
-        assert len(touching_watches) >= 8
-        async with engine.connect() as conn:
-            plans = {
-                sql: [
-                    row[-1]
-                    for row in (
-                        await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", binds)
-                    ).all()
-                ]
-                for sql, binds in touching_watches
-            }
-    finally:
-        await engine.dispose()
-    scans = {sql: plan for sql, plan in plans.items() if any("SCAN watches" in p for p in plan)}
-    assert scans == {}
 
 
 async def test_the_same_meaning_in_other_bytes_is_no_news_either(

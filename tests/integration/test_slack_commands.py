@@ -105,6 +105,7 @@ def _signed(
     ).encode()
     timestamp = str(int(at if at is not None else time.time()))
     signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body)
+    assert signature is not None
     return body, {
         "X-Slack-Request-Timestamp": timestamp,
         "X-Slack-Signature": signature,

@@ -24,7 +24,6 @@ from notifier.core.subscriptions import (
     SlackChannelSubscription,
     Subscription,
 )
-from notifier.dispatching.dispatcher import Dispatcher
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.slack import SlackSink
 from notifier.store.live_messages import DatabaseLiveMessages
@@ -33,6 +32,7 @@ from notifier.store.tables import DeliveryRow
 from notifier.store.watches import add_watch, newest_status
 from notifier.testing.fake_slack import FAKE_TOKEN, FakeSlack, StoredMessage
 from tests.conftest import T0, make_event, make_status, seed_events, seed_subscription
+from tests.support.dispatch import build_dispatcher, fixed_subscriptions
 
 CHANNEL = "C0BUILDS"
 OTHER = "C0OTHER"
@@ -89,13 +89,10 @@ def _lifecycle(ivid: int = 567890, eid: str = "a") -> list[Event]:
 async def _drain(engine: AsyncEngine, sink: SlackSink, subscriptions: list[Subscription]) -> None:
     """Run the real dispatcher until the outbox is empty (retries come back after 50 ms)."""
 
-    async def load() -> list[Subscription]:
-        return subscriptions
-
-    dispatcher = Dispatcher(
+    dispatcher = build_dispatcher(
         SqlOutbox(engine),
         {"slack_channel": sink},
-        load,
+        fixed_subscriptions(subscriptions),
         owner="test",
         clock=_now,
         # Events are dated T0 and retried by the real clock: an age limit would turn these
@@ -104,7 +101,6 @@ async def _drain(engine: AsyncEngine, sink: SlackSink, subscriptions: list[Subsc
             schedule_seconds=(0.05,) * 50, max_attempts=1000, max_age_seconds=math.inf
         ),
         max_concurrency=8,
-        lease=timedelta(seconds=30),
     )
     while await _pending(engine):
         if not await dispatcher.dispatch_due():

@@ -32,7 +32,6 @@ from notifier.core.subscriptions import (
     Subscription,
     WebhookSubscription,
 )
-from notifier.dispatching.dispatcher import Dispatcher
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.slack import SlackSink
 from notifier.notify.webhook import WebhookSink
@@ -47,6 +46,7 @@ from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FAKE_TOKEN, FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.conftest import make_status, running_api, seed_subscription
+from tests.support.dispatch import build_dispatcher
 
 ASID = 1234
 IVID = 567890
@@ -101,7 +101,7 @@ class Harness:
             pacer=ChannelPacer(0),
         )
         sink = self.sink
-        self.dispatcher = Dispatcher(
+        self.dispatcher = build_dispatcher(
             SqlOutbox(engine),
             {"slack_channel": sink, "webhook": WebhookSink(session, timeout_seconds=2.0)},
             load,
@@ -113,7 +113,6 @@ class Harness:
                 schedule_seconds=(0.05,) * 50, max_attempts=1000, max_age_seconds=math.inf
             ),
             max_concurrency=8,
-            lease=timedelta(seconds=30),
         )
 
     async def poll(

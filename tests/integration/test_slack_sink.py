@@ -209,11 +209,13 @@ async def test_deleted_live_message_is_replaced_by_a_fresh_post(
 ) -> None:
     await sink.deliver(_event(QUEUED_0), SUBSCRIPTION)
     old = live.stored[(3, 1234, 567890)]
+    assert isinstance(old, LiveMessage)
     fake.delete_message(old.channel, old.ts)
 
     await sink.deliver(_event(RUNNING_40, QUEUED_0), SUBSCRIPTION)
 
     fresh = live.stored[(3, 1234, 567890)]
+    assert isinstance(fresh, LiveMessage)
     assert fresh.ts != old.ts
     assert [call.error for call in fake.calls if call.method == "chat.update"] == [
         "message_not_found"

@@ -40,6 +40,7 @@ from tests.conftest import (
     rows_selected,
     sent_statements,
 )
+from tests.support.narrow import event_of
 
 LEASE = timedelta(seconds=60)
 
@@ -52,7 +53,7 @@ async def count_rows(engine: AsyncEngine, table: type) -> int:
 async def subscribe_webhook(engine: AsyncEngine, name: str = "chatops", **filters: object) -> None:
     await sync_config_subscriptions(
         engine,
-        [SubscriptionSettings(name=name, webhook_url="https://hooks.test/x", **filters).entry()],  # type: ignore[arg-type]
+        [SubscriptionSettings(name=name, webhook_url="https://hooks.test/x", **filters).entry()],
         T0,
     )
 
@@ -104,7 +105,7 @@ async def test_outbox_hands_out_one_delivery_per_key_in_event_order(engine: Asyn
     await poll_once(engine, {1: make_status(4), 2: make_status(4)}, now=later, ids=ids)
 
     first = await SqlOutbox(engine).claim_due("replica-a", later, LEASE, 10)
-    assert [(d.subject.image_version_id, d.subject.current.state) for d in first] == [
+    assert [(event_of(d).image_version_id, event_of(d).current.state) for d in first] == [
         (1, "Queued"),
         (2, "Queued"),
     ]
@@ -117,13 +118,13 @@ async def test_outbox_hands_out_one_delivery_per_key_in_event_order(engine: Asyn
         ],
     )
     second = await SqlOutbox(engine).claim_due("replica-a", later, LEASE, 10)
-    assert [(d.subject.image_version_id, d.subject.current.state) for d in second] == [
+    assert [(event_of(d).image_version_id, event_of(d).current.state) for d in second] == [
         (2, "Running")
     ]
     retry = await SqlOutbox(engine).claim_due("replica-a", later + timedelta(seconds=6), LEASE, 10)
-    assert [(d.subject.image_version_id, d.subject.current.state, d.attempts) for d in retry] == [
-        (1, "Queued", 1)
-    ]
+    assert [
+        (event_of(d).image_version_id, event_of(d).current.state, d.attempts) for d in retry
+    ] == [(1, "Queued", 1)]
 
 
 async def test_dead_delivery_can_be_queued_again(engine: AsyncEngine) -> None:

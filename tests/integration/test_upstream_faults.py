@@ -14,7 +14,8 @@ from notifier.service import Service
 from notifier.store.events import recent_events
 from notifier.store.watches import list_watches, resume_watches
 from notifier.testing.fake_clanforge import FakeClanforge, FakeReply, status_reply
-from tests.conftest import MovableClock, service_config
+from tests.conftest import service_config
+from tests.support.clock import HandClock
 
 ASID, OTHER_ASID = 1234, 2222
 IVID, IVID2, IVID3 = 567890, 567891, 567892
@@ -39,7 +40,7 @@ async def fake() -> AsyncIterator[FakeClanforge]:
         yield fake
 
 
-async def ticks(service: Service, clock: MovableClock, count: int) -> None:
+async def ticks(service: Service, clock: HandClock, count: int) -> None:
     """``count`` poll ticks, each an hour of service time after the last: every watch is due."""
     for _ in range(count):
         await service.tick()
@@ -71,7 +72,7 @@ async def test_failing_polls_raise_one_health_event_and_one_recovery_and_no_stat
     settings = parse_config(
         service_config(database_url, fake.base_url, sections=FAST, watches=[(ASID, IVID)]), {}
     )
-    clock = MovableClock()
+    clock = HandClock()
     async with Service(settings, clock=clock) as service:
         await ticks(service, clock, 7)
         events = await events_of(service, IVID)
@@ -108,7 +109,7 @@ account_service_ids = [2222]
         sections=FAST,
         watches=[(ASID, IVID), (OTHER_ASID, IVID2), (OTHER_ASID, IVID3)],
     )
-    clock = MovableClock()
+    clock = HandClock()
     async with Service(parse_config(config, {}), clock=clock) as service:
         await ticks(service, clock, 4)
         refused = fake.polls(OTHER_ASID, IVID2) + fake.polls(OTHER_ASID, IVID3)
@@ -163,7 +164,7 @@ account_service_ids = [2222]
         sections=FAST,
         watches=[(OTHER_ASID, IVID2)],
     )
-    clock = MovableClock()
+    clock = HandClock()
     async with Service(parse_config(config, {}), clock=clock) as service:
         await ticks(service, clock, 3)
         events = await events_of(service, IVID2)
@@ -190,7 +191,7 @@ async def test_unknown_image_version_pauses_that_watch_only(
     config = service_config(
         database_url, fake.base_url, sections=FAST, watches=[(ASID, IVID), (ASID, IVID2)]
     )
-    clock = MovableClock()
+    clock = HandClock()
     async with Service(parse_config(config, {}), clock=clock) as service:
         await ticks(service, clock, 4)
         missing = await events_of(service, IVID2)

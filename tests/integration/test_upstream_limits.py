@@ -4,7 +4,7 @@ stalled and resumed jobs, ETA slips, its own ETA, and image versions discovered 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 import pytest
@@ -16,7 +16,8 @@ from notifier.service import Service
 from notifier.store.events import recent_events
 from notifier.store.watches import list_watches
 from notifier.testing.fake_clanforge import FakeClanforge, FakeReply, RecordedRequest, status_reply
-from tests.conftest import T0, MovableClock, service_config
+from tests.conftest import T0, service_config
+from tests.support.clock import HandClock
 
 ASID = 1234
 LIMIT = 8
@@ -43,7 +44,7 @@ def rate_before_and_after(
 
 
 async def test_service_stays_under_the_rate_limit_after_the_first_429_and_polls_every_watch(
-    sqlite_url: str, record_property: pytest.RecordProperty
+    sqlite_url: str, record_property: Callable[[str, object], None]
 ) -> None:
     async with FakeClanforge(rate_limit=LIMIT, retry_after=f"{RETRY_AFTER:g}") as fake:
         for i in range(WATCHES):
@@ -99,7 +100,7 @@ async def fake() -> AsyncIterator[FakeClanforge]:
 async def test_stalled_resumed_eta_slip_and_estimated_eta_reach_the_event_history(
     fake: FakeClanforge, database_url: str
 ) -> None:
-    clock = MovableClock()
+    clock = HandClock()
     started = int(clock().timestamp())
     config = service_config(
         database_url,
@@ -174,7 +175,7 @@ async def test_discovery_watches_two_new_image_versions_from_the_install_status(
         sections="[poll]\nspread = 0\n[discovery]\naccount_service_ids = [1234, 4321]\n",
         watches=[(ASID, 500)],
     )
-    clock = MovableClock()
+    clock = HandClock()
     async with Service(parse_config(config, {}), clock=clock) as service:
         await service.discover()
         await service.discover()  # already watched: nothing added twice

@@ -30,7 +30,8 @@ from notifier.store.polling import SqlWatchStore
 from notifier.store.tables import EVENTS, WATCHES
 from notifier.store.watch_store import WatchStore
 from notifier.store.watches import add_watch, list_watches
-from tests.conftest import POLL, T0, MovableClock, hand_poller, make_status
+from tests.conftest import POLL, T0, hand_poller, make_status
+from tests.support.clock import HandClock
 
 LEASE = timedelta(seconds=60)
 ASID = 1234
@@ -179,7 +180,7 @@ async def no_subscriptions() -> Sequence[Subscription]:
 def poller(
     backend: Backend,
     upstream: Upstream,
-    clock: MovableClock,
+    clock: HandClock,
     owner: str = "replica-a",
     poll: PollPolicy = POLL,
 ) -> Poller:
@@ -233,7 +234,7 @@ async def test_claim_hands_out_due_watches_in_due_order_up_to_its_limit(backend:
 
 async def test_a_poll_writes_the_status_its_event_and_the_next_poll(backend: Backend) -> None:
     await backend.add(1, T0)
-    clock = MovableClock(T0)
+    clock = HandClock(T0)
     summary = await poller(backend, Upstream({1: make_status(3)}), clock).tick()
 
     assert (summary.polled, summary.events) == (1, 1)
@@ -248,7 +249,7 @@ async def test_a_poll_writes_the_status_its_event_and_the_next_poll(backend: Bac
 
 async def test_a_repeated_reply_writes_only_the_schedule(backend: Backend) -> None:
     await backend.add(1, T0)
-    clock = MovableClock(T0)
+    clock = HandClock(T0)
     upstream = Upstream({1: make_status(4, 40)})
     await poller(backend, upstream, clock).tick()
     clock.now = later = T0 + timedelta(seconds=10)
@@ -267,7 +268,7 @@ async def test_a_repeated_reply_writes_only_the_schedule(backend: Backend) -> No
 
 async def test_a_terminal_state_stops_polling(backend: Backend) -> None:
     await backend.add(1, T0)
-    clock = MovableClock(T0)
+    clock = HandClock(T0)
     await poller(backend, Upstream({1: make_status(5, 100)}), clock).tick()
     [view] = (await backend.views()).values()
     assert view.next_poll_at is None
@@ -277,7 +278,7 @@ async def test_a_terminal_state_stops_polling(backend: Backend) -> None:
 
 async def test_a_write_skips_watches_whose_lease_was_taken_over(backend: Backend) -> None:
     await backend.add(1, T0)
-    clock = MovableClock(T0)
+    clock = HandClock(T0)
     stuck = Upstream({1: make_status(3)}, gate=asyncio.Event())
     slow = asyncio.create_task(poller(backend, stuck, clock).tick())
     await asyncio.wait_for(stuck.asked.wait(), 5)
@@ -300,7 +301,7 @@ async def test_a_mixed_batch_writes_exactly_the_watches_it_still_holds(backend: 
     for ivid in (1, 2, 3, 4):
         await backend.add(ivid, T0)
     down = UpstreamError(UNAVAILABLE, "Clanforge is down")
-    clock = MovableClock(T0)
+    clock = HandClock(T0)
     upstream = Upstream(
         {1: make_status(4), 2: make_status(4), 3: down, 4: down}, gate=asyncio.Event()
     )
@@ -346,7 +347,7 @@ async def test_released_leases_are_claimable_at_once(backend: Backend) -> None:
 def budget_poller(
     backend: Backend,
     upstream: Upstream,
-    clock: MovableClock,
+    clock: HandClock,
     poll: PollPolicy,
     slots: int,
     max_gap_seconds: float = 120.0,
@@ -368,7 +369,7 @@ async def test_over_budget_a_running_job_near_its_eta_goes_before_a_queued_one_j
     """Due order would poll the Queued job first (due 10 s earlier); the budget of one poll
     goes to the Running job whose ETA window has opened."""
     poll = PollPolicy(interval_seconds=30, running_interval_seconds=90)
-    clock = MovableClock(T0)
+    clock = HandClock(T0)
     upstream = Upstream(
         {1: make_status(RUNNING, 40, eta=T0 + timedelta(seconds=100)), 2: make_status(QUEUED)}
     )
@@ -394,7 +395,7 @@ async def test_over_budget_no_unfinished_watch_waits_longer_than_the_gap_bound(
     """Four Running jobs past their ETA would take every poll of a two-poll budget; the gap
     bound still polls each of ten Queued jobs at least every 15 s."""
     poll = PollPolicy(interval_seconds=1, running_interval_seconds=1)
-    clock = MovableClock(T0)
+    clock = HandClock(T0)
     late = make_status(RUNNING, 90, eta=T0 - timedelta(seconds=60))
     upstream = Upstream({ivid: late if ivid <= 4 else make_status(QUEUED) for ivid in range(1, 15)})
     for ivid in range(1, 15):

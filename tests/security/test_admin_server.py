@@ -7,6 +7,7 @@ import re
 
 import aiohttp
 import pytest
+from multidict import CIMultiDictProxy
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.store.subscriptions import add_subscription, list_subscriptions
@@ -32,7 +33,7 @@ RECEIVER_ERROR = "webhook https://hooks.internal.example:8443 answered 400: tena
 
 async def _raw(
     api: ApiServer, method: str, path: str, **kwargs: object
-) -> tuple[int, aiohttp.typedefs.LooseHeaders, str]:
+) -> tuple[int, CIMultiDictProxy[str], str]:
     async with api.session.request(method, api.url + path.lstrip("/"), **kwargs) as response:  # type: ignore[arg-type]
         return response.status, response.headers, await response.text()
 

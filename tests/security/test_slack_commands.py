@@ -83,6 +83,7 @@ def _signed(text: str, channel: str = CHANNEL) -> tuple[bytes, dict[str, str]]:
     ).encode()
     timestamp = str(int(time.time()))
     signature = SignatureVerifier(SECRET).generate_signature(timestamp=timestamp, body=body)
+    assert signature is not None
     return body, {
         "X-Slack-Request-Timestamp": timestamp,
         "X-Slack-Signature": signature,

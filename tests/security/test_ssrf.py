@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.cli import main
 from notifier.core.address_policy import AddressPolicy, host_address
 from notifier.core.delivery_failure import DeliveryFailed
-from notifier.core.subscriptions import Subscription
+from notifier.core.subscriptions import Subscription, WebhookSubscription
 from notifier.notify.guarded_http import GuardedConnector, guarded_session, resolve_problem
 from notifier.notify.samples import sample_event
 from notifier.notify.webhook import WebhookSink
@@ -185,7 +185,7 @@ class MapResolver(AbstractResolver):
 
 
 def _hook(url: str) -> Subscription:
-    return Subscription(id=1, name="attacker", kind="webhook", target=url)
+    return WebhookSubscription(id=1, name="attacker", url=url)
 
 
 async def _send(session: aiohttp.ClientSession, url: str) -> DeliveryFailed:

@@ -62,6 +62,7 @@ ENV = {
 def test_design_example_config_is_valid() -> None:
     settings = parse_config(VALID, ENV, "notifier.toml")
     assert settings.poll.interval_seconds == 0.2
+    assert settings.clanforge.access_key is not None
     assert settings.clanforge.access_key.get_secret_value() == "AKIA-secret-access"
     assert [s.kind for s in settings.subscription] == ["slack_channel", "webhook"]
     assert settings.watch[0].label == "EU fleet, build 1.4.2"
@@ -169,6 +170,7 @@ def test_unset_environment_variable_is_named() -> None:
 def test_environment_default_is_used_when_variable_is_unset() -> None:
     text = VALID.replace('"${CLANFORGE_ACCESS_KEY}"', '"${NOT_SET_ANYWHERE:-fallback}"')
     settings = parse_config(text, ENV, "notifier.toml")
+    assert settings.clanforge.access_key is not None
     assert settings.clanforge.access_key.get_secret_value() == "fallback"
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import aiohttp
 import pytest
 
 from notifier.core.events import Event
 from notifier.core.live_refresh import WatchNow
-from notifier.core.retry import RetryPolicy
 from notifier.core.status import QUEUED, RUNNING
 from notifier.core.subscriptions import Subscription
 from notifier.dispatching.dispatcher import Dispatcher
@@ -21,16 +20,10 @@ from notifier.notify.webhook import WebhookSink
 from notifier.store.memory_outbox import InMemoryOutbox
 from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.conftest import T0, make_event, make_status, make_subscription
+from tests.support.clock import HandClock
+from tests.support.dispatch import build_dispatcher, fixed_subscriptions
 
 OWNER = "replica-unit"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0 + timedelta(hours=1)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -55,23 +48,18 @@ def hook(subscription_id: int, url: str) -> Subscription:
 
 def dispatcher(
     outbox: InMemoryOutbox,
-    clock: Clock,
+    clock: HandClock,
     sinks: dict[str, Sink],
     subscriptions: list[Subscription],
     max_concurrency: int = 4,
 ) -> Dispatcher:
-    async def load() -> list[Subscription]:
-        return subscriptions
-
-    return Dispatcher(
+    return build_dispatcher(
         outbox,
         sinks,
-        load,
-        owner=OWNER,
+        fixed_subscriptions(subscriptions),
         clock=clock,
-        policy=RetryPolicy(),
+        owner=OWNER,
         max_concurrency=max_concurrency,
-        lease=timedelta(seconds=30),
     )
 
 
@@ -86,7 +74,7 @@ async def test_one_pass_sends_a_keys_deliveries_in_order_and_records_each(
 ) -> None:
     """Only the head of a key is claimed; its recorded outcome makes the next one due within
     the same pass."""
-    outbox, clock = InMemoryOutbox(), Clock()
+    outbox, clock = InMemoryOutbox(), HandClock(T0 + timedelta(hours=1))
     outbox.add(1, 1, event("evt_1", state=QUEUED), T0)
     outbox.add(1, 1, event("evt_2", state=RUNNING), T0)
     outbox.add(1, 2, event("evt_3", image_version_id=2), T0)
@@ -106,7 +94,7 @@ async def test_one_pass_sends_a_keys_deliveries_in_order_and_records_each(
 async def test_a_failed_send_is_retried_when_due_with_the_same_webhook_id(
     receiver: WebhookReceiver, sink: WebhookSink
 ) -> None:
-    outbox, clock = InMemoryOutbox(), Clock()
+    outbox, clock = InMemoryOutbox(), HandClock(T0 + timedelta(hours=1))
     first = outbox.add(1, 1, event("evt_1"), T0)
     behind = outbox.add(1, 1, event("evt_2", state=RUNNING), T0)
     receiver.respond_next(503)
@@ -130,7 +118,7 @@ async def test_a_failed_send_is_retried_when_due_with_the_same_webhook_id(
 async def test_410_disables_the_subscription_and_its_pending_deliveries_go_dead(
     receiver: WebhookReceiver, sink: WebhookSink
 ) -> None:
-    outbox, clock = InMemoryOutbox(), Clock()
+    outbox, clock = InMemoryOutbox(), HandClock(T0 + timedelta(hours=1))
     gone = outbox.add(1, 1, event("evt_1"), T0)
     behind = outbox.add(1, 1, event("evt_2", state=RUNNING), T0)
     receiver.respond_next(410)
@@ -149,7 +137,7 @@ async def test_410_disables_the_subscription_and_its_pending_deliveries_go_dead(
 async def test_a_receiver_asking_to_slow_down_gets_its_waiting_deliveries_back_unattempted(
     receiver: WebhookReceiver, sink: WebhookSink
 ) -> None:
-    outbox, clock = InMemoryOutbox(), Clock()
+    outbox, clock = InMemoryOutbox(), HandClock(T0 + timedelta(hours=1))
     limited = [outbox.add(1, ivid, event(f"evt_{ivid}", ivid), T0) for ivid in (1, 2, 3)]
     receiver.respond_next(429, headers={"Retry-After": "60"})
     # One slot: 2 and 3 wait for it behind 1.
@@ -168,7 +156,7 @@ async def test_a_receiver_asking_to_slow_down_gets_its_waiting_deliveries_back_u
 async def test_a_delivery_without_a_subscription_or_a_sink_is_dead_with_why(
     receiver: WebhookReceiver, sink: WebhookSink
 ) -> None:
-    outbox, clock = InMemoryOutbox(), Clock()
+    outbox, clock = InMemoryOutbox(), HandClock(T0 + timedelta(hours=1))
     orphan = outbox.add(9, 1, event("evt_1"), T0)
     slack = outbox.add(2, 1, event("evt_2"), T0)
     channel = make_subscription(2, "slack_channel", name="builds", channel="C0BUILDS")
@@ -187,7 +175,7 @@ async def test_a_delivery_without_a_subscription_or_a_sink_is_dead_with_why(
 async def test_a_refresh_reaches_its_sink_as_a_stand_in_event_of_the_watchs_status(
     receiver: WebhookReceiver,
 ) -> None:
-    outbox, clock = InMemoryOutbox(), Clock()
+    outbox, clock = InMemoryOutbox(), HandClock(T0 + timedelta(hours=1))
     watch = WatchNow(1234, 7, "build 7", make_status(RUNNING, 40, image_version_id=7))
     refresh = outbox.add(1, 7, watch, T0)
     seen: list[Event] = []
@@ -213,7 +201,7 @@ async def test_a_refresh_reaches_its_sink_as_a_stand_in_event_of_the_watchs_stat
 async def test_stopping_gives_back_what_waits_for_a_slot_and_records_what_went_out(
     receiver: WebhookReceiver, sink: WebhookSink
 ) -> None:
-    outbox, clock = InMemoryOutbox(), Clock()
+    outbox, clock = InMemoryOutbox(), HandClock(T0 + timedelta(hours=1))
     rows = [outbox.add(1, ivid, event(f"evt_{ivid}", ivid), T0) for ivid in range(1, 21)]
     for _ in rows:
         receiver.respond_next(204, delay=0.05)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from itertools import count
@@ -50,7 +51,7 @@ def due(previous=None, poll_errors: int = 0, tracking=None) -> ClaimedWatch:  # 
     )
 
 
-def ids():  # type: ignore[no-untyped-def]
+def ids() -> Callable[[], str]:
     counter = count(1)
     return lambda: f"evt_{next(counter)}"
 

@@ -20,7 +20,8 @@ from notifier.core.timing import DetectPolicy
 from notifier.core.upstream_errors import RATE_LIMITED, UNAVAILABLE, UpstreamError
 from notifier.polling.poller import Poller
 from notifier.store.memory import MemoryWatchStore
-from tests.conftest import POLL, T0, MovableClock, hand_poller, make_status, make_subscription
+from tests.conftest import POLL, T0, hand_poller, make_status, make_subscription
+from tests.support.clock import HandClock
 
 ASID = 1234
 
@@ -47,7 +48,7 @@ class Upstream:
 def make(
     store: MemoryWatchStore,
     upstream: Upstream,
-    clock: MovableClock,
+    clock: HandClock,
     *subscriptions: Subscription,
     detect: DetectPolicy | None = None,
 ) -> Poller:
@@ -61,7 +62,7 @@ async def test_a_repeated_reply_comes_back_unparsed_and_writes_only_the_schedule
     store = MemoryWatchStore()
     watch = store.add(ASID, 1, "build 1", T0)
     upstream = Upstream({1: make_status(3)})
-    clock = MovableClock(T0)
+    clock = HandClock(T0)
     poller = make(store, upstream, clock)
 
     first = await poller.tick()
@@ -78,7 +79,7 @@ async def test_a_repeated_reply_comes_back_unparsed_and_writes_only_the_schedule
 async def test_a_watch_whose_own_interval_is_set_is_polled_at_it_when_nothing_changes() -> None:
     store = MemoryWatchStore()
     watch = store.add(ASID, 1, "build 1", T0, interval_seconds=5)
-    clock = MovableClock(T0)
+    clock = HandClock(T0)
     poller = make(store, Upstream({1: make_status(3)}), clock)
     await poller.tick()
     clock.now = later = T0 + timedelta(seconds=5)
@@ -90,7 +91,7 @@ async def test_failing_polls_are_announced_once_and_the_recovery_despite_the_sam
     store = MemoryWatchStore()
     watch = store.add(ASID, 1, "build 1", T0)
     upstream = Upstream({1: make_status(3)})
-    clock = MovableClock(T0)
+    clock = HandClock(T0)
     poller = make(store, upstream, clock)
     await poller.tick()
     upstream.answers[1] = UpstreamError(UNAVAILABLE, "Clanforge is down")
@@ -113,7 +114,7 @@ async def test_a_rate_limited_poll_counts_for_nothing_and_the_next_reply_stays_u
     store = MemoryWatchStore()
     watch = store.add(ASID, 1, "build 1", T0)
     upstream = Upstream({1: make_status(3)})
-    clock = MovableClock(T0)
+    clock = HandClock(T0)
     poller = make(store, upstream, clock)
     await poller.tick()
     upstream.answers[1] = UpstreamError(RATE_LIMITED, "slow down", retry_after=7)
@@ -133,7 +134,7 @@ async def test_the_same_reply_past_the_stall_threshold_is_planned_and_reported_s
     store = MemoryWatchStore()
     watch = store.add(ASID, 1, "build 1", T0)
     upstream = Upstream({1: make_status(4, 40)})
-    clock = MovableClock(T0)
+    clock = HandClock(T0)
     poller = make(store, upstream, clock, detect=DetectPolicy(stall_after_seconds=600))
     polls = []
     for minutes in (0, 1, 9, 11, 12):
@@ -153,7 +154,7 @@ async def test_deliveries_go_to_the_subscriptions_that_want_the_events() -> None
     store.add(ASID, 2, "build 2", T0)
     everything = make_subscription(1)
     failures_only = make_subscription(2, event_types=frozenset({FAILED_EVENT}))
-    clock = MovableClock(T0)
+    clock = HandClock(T0)
     poller = make(
         store, Upstream({1: make_status(3), 2: make_status(6)}), clock, everything, failures_only
     )

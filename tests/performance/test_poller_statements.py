@@ -1,0 +1,114 @@
+"""The poller's conversation with the database: commits per batch, the statements of a quiet
+tick, and the query plans of every statement that touches the watch table."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+import aiohttp
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.store.engine import create_engine
+from notifier.store.migrate import upgrade
+from notifier.store.watches import list_watches
+from notifier.testing.fake_clanforge import FakeClanforge, status_reply
+from tests.integration.test_poller import (
+    ASID,
+    _make_all_due,
+    fake,
+    make_poller,
+    utc_now,
+    watch_queued_jobs,
+)
+from tests.support.statements import Statements
+
+__all__ = ["fake"]  # the fixture, shared with the poller's integration tests
+
+
+@pytest.mark.parametrize(("watches", "claim_limit", "polled"), [(7, 100, 7), (7, 5, 5)])
+async def test_tick_polls_due_watches_in_batches_up_to_the_claim_limit(
+    engine: AsyncEngine, fake: FakeClanforge, watches: int, claim_limit: int, polled: int
+) -> None:
+    await watch_queued_jobs(engine, fake, watches)
+    async with aiohttp.ClientSession() as session:
+        poller = await make_poller(engine, session, fake, claim_limit=claim_limit, batch_size=3)
+        statements = Statements(engine)
+        summary = await poller.tick()
+
+    assert (summary.polled, summary.events, summary.failed) == (polled, polled, 0)
+    assert sorted(fake.polls(ASID, ivid) for ivid in range(1, watches + 1)) == sorted(
+        [0] * (watches - polled) + [1] * polled
+    )
+    seen = [w for w in await list_watches(engine) if w.status is not None]
+    assert len(seen) == polled
+    assert {w.status.state for w in seen if w.status is not None} == {"Queued"}
+    # A claim and a write per batch of at most 3: the commits follow the batches, not the watches.
+    batches = -(-polled // 3)
+    assert statements.commits == 2 * batches
+
+
+async def test_a_repeated_reply_is_settled_by_the_claim_and_one_update_per_batch(
+    engine: AsyncEngine, fake: FakeClanforge
+) -> None:
+    await watch_queued_jobs(engine, fake, 4)
+    async with aiohttp.ClientSession() as session:
+        poller = await make_poller(engine, session, fake, batch_size=3)
+        await poller.tick()
+        await _make_all_due(engine)
+        statements = Statements(engine)
+        started = utc_now()
+        summary = await poller.tick()
+
+    assert (summary.polled, summary.events) == (4, 0)
+    # Per batch (3 + 1 watches): the claim's UPDATE and SELECT, and one UPDATE of the schedules.
+    # No statement loads a stored status: the repeated replies were settled without it.
+    verbs = Counter(s.split()[0] for s in statements.sql if not s.startswith("BEGIN"))
+    assert verbs == {"UPDATE": 4, "SELECT": 2}
+    assert statements.writes_to("job_status") == []
+    for watch in await list_watches(engine):
+        assert watch.last_polled_at is not None
+        assert watch.last_polled_at >= started
+        assert watch.next_poll_at is not None
+        assert watch.next_poll_at >= started + timedelta(seconds=30)
+        assert watch.poll_errors == 0
+
+
+async def test_no_statement_of_a_tick_scans_the_watch_table(
+    sqlite_url: str, fake: FakeClanforge
+) -> None:
+    # SQLite plans by rule, not by table size, so its plan for a handful of rows is the plan for
+    # 100,000: a statement that scans watches would make each batch's cost grow with the list.
+    engine = create_engine(sqlite_url)
+    try:
+        await upgrade(engine)
+        await watch_queued_jobs(engine, fake, 4)
+        later = timedelta()
+        async with aiohttp.ClientSession() as session:
+            poller = await make_poller(
+                engine, session, fake, batch_size=3, clock=lambda: utc_now() + later
+            )
+            statements = Statements(engine)
+            await poller.tick()  # first sightings: statuses, events
+            fake.set_status(ASID, 1, status_reply(4))
+            later = timedelta(minutes=5)
+            await poller.tick()  # one change, three quiet repeats
+        touching_watches = [
+            (sql, binds) for sql, binds in statements.sent if " watches" in sql.lower()
+        ]
+        assert len(touching_watches) >= 8
+        async with engine.connect() as conn:
+            plans = {
+                sql: [
+                    row[-1]
+                    for row in (
+                        await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", binds)
+                    ).all()
+                ]
+                for sql, binds in touching_watches
+            }
+    finally:
+        await engine.dispose()
+    scans = {sql: plan for sql, plan in plans.items() if any("SCAN watches" in p for p in plan)}
+    assert scans == {}

@@ -1,0 +1,54 @@
+"""A dispatcher with the sinks and subscriptions a test gives it, built as the service does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+
+from notifier.core.retry import RetryPolicy
+from notifier.core.subscriptions import Subscription
+from notifier.dispatching.dispatcher import (
+    OUTCOME_WAIT_SECONDS,
+    SUBSCRIPTIONS_MAX_AGE_SECONDS,
+    Dispatcher,
+    SubscriptionLoader,
+)
+from notifier.notify.sink import Sink
+from notifier.store.outbox_store import Outbox
+
+
+def fixed_subscriptions(subscriptions: Sequence[Subscription]) -> SubscriptionLoader:
+    """A loader that always answers ``subscriptions``, for tests with no subscription table."""
+
+    async def load() -> list[Subscription]:
+        return list(subscriptions)
+
+    return load
+
+
+def build_dispatcher(
+    outbox: Outbox,
+    sinks: Mapping[str, Sink],
+    load_subscriptions: SubscriptionLoader,
+    *,
+    clock: Callable[[], datetime],
+    owner: str = "replica-test",
+    policy: RetryPolicy | None = None,
+    max_concurrency: int = 4,
+    lease_seconds: float = 30,
+    outcome_wait: float = OUTCOME_WAIT_SECONDS,
+    subscriptions_max_age: float = SUBSCRIPTIONS_MAX_AGE_SECONDS,
+) -> Dispatcher:
+    """Several built with other owners on one outbox act as replicas."""
+    return Dispatcher(
+        outbox,
+        sinks,
+        load_subscriptions,
+        owner=owner,
+        clock=clock,
+        policy=policy or RetryPolicy(),
+        max_concurrency=max_concurrency,
+        lease=timedelta(seconds=lease_seconds),
+        outcome_wait=outcome_wait,
+        subscriptions_max_age=subscriptions_max_age,
+    )
