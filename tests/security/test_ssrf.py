@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.cli import main
 from notifier.core.address_policy import AddressPolicy, host_address
 from notifier.core.delivery_failure import DeliveryFailed
-from notifier.core.subscriptions import Subscription, WebhookSubscription
+from notifier.core.subscriptions import WebhookSubscription
 from notifier.notify.guarded_http import GuardedConnector, guarded_session, resolve_problem
 from notifier.notify.samples import sample_event
 from notifier.notify.webhook import WebhookSink
@@ -184,7 +184,7 @@ class MapResolver(AbstractResolver):
         return
 
 
-def _hook(url: str) -> Subscription:
+def _hook(url: str) -> WebhookSubscription:
     return WebhookSubscription(id=1, name="attacker", url=url)
 
 
