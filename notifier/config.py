@@ -10,6 +10,7 @@ import base64
 import binascii
 import ipaddress
 import itertools
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -852,8 +853,8 @@ def anchor_sqlite_url(url: str, base: Path) -> str:
     assert database is not None
     if database.startswith("file:") or Path(database).is_absolute():
         return url
-    absolute = (base / database).absolute()
-    return parsed.set(database=str(absolute)).render_as_string(hide_password=False)
+    absolute = os.path.abspath(base / database)  # absolute, with any ../ folded away
+    return parsed.set(database=absolute).render_as_string(hide_password=False)
 
 
 def config_path(cli_value: str | None, env: Mapping[str, str]) -> Path:

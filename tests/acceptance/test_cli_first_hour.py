@@ -108,6 +108,18 @@ def test_read_commands_never_create_a_database_and_say_which_command_does(
     assert database.is_file()
 
 
+def test_the_missing_database_is_named_by_its_plain_absolute_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A config reached through ``..`` names the file as a person would look for it."""
+    config = write_config(tmp_path / "etc", "sqlite+aiosqlite:///notifier.db")
+    (tmp_path / "etc" / "other").mkdir()
+    roundabout = tmp_path / "etc" / "other" / ".." / config.name
+    code, _, err = run(capsys, "watch", "list", "--config", str(roundabout))
+    assert code == 1
+    assert f"no database at {tmp_path / 'etc' / 'notifier.db'};" in err
+
+
 def test_read_commands_show_the_files_watches_and_subscriptions_before_the_first_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
