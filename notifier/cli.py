@@ -247,6 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = str(exc.orig) if exc.orig is not None else str(exc)
         print(f"notifier: database error: {reason.splitlines()[0]}", file=sys.stderr)
         return EXIT_FAILURE
+    except BrokenPipeError:
+        # The reader went away (`notifier watch list | head`): nothing to say to it, and Python
+        # must not complain at exit while flushing what it could not write.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
     except OSError as exc:
         print(f"notifier: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -241,3 +244,24 @@ def test_demo_refuses_a_negative_duration(capsys: pytest.CaptureFixture[str]) ->
         main(["demo", "--seconds", "-1"])
     assert exited.value.code == 2
     assert "--seconds: must be more than 0, got '-1'" in capsys.readouterr().err
+
+
+def test_a_reader_that_goes_away_gets_no_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``notifier watch list --json | head -c 10``: the pipe closes early, nothing is printed."""
+    config = write_config(tmp_path)
+    assert run(capsys, "db", "upgrade", "--config", str(config))[0] == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    # The child inherits a stdout whose reader is gone, as in a shell pipeline into `head`.
+    finished = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "notifier", "watch", "list", "--json", "--config", str(config)],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        timeout=30,
+        check=False,
+    )
+    os.close(write_end)
+    assert finished.stderr == b""
+    assert finished.returncode == 1
