@@ -225,7 +225,7 @@ async def test_a_paused_watch_reads_paused_with_the_command_that_resumes_it(
             .where(Watch.id == ids["failed"])
             .values(paused_reason="Clanforge answered 404: no image version 2", next_poll_at=None)
         )
-    _, html = await api.call("GET", "/", token=None)
+    _, html = await api.call("GET", "/")
     card = re.search(rf'<section[^>]*data-watch-id="{ids["failed"]}".*?</section>', html, re.S)
     assert card is not None
     assert 'data-state="Paused"' in card.group(0)
@@ -233,7 +233,7 @@ async def test_a_paused_watch_reads_paused_with_the_command_that_resumes_it(
     assert "resume with <code>notifier watch resume --image-version 2 --asid 1234</code>" in (
         card.group(0)
     )
-    _, page = await api.call("GET", f"/watches/{ids['failed']}", token=None)
+    _, page = await api.call("GET", f"/watches/{ids['failed']}")
     assert "notifier watch resume --image-version 2 --asid 1234" in page
 
 
@@ -250,28 +250,28 @@ async def test_a_delivery_whose_retry_time_has_passed_is_due_now(api: ApiServer)
     )
     await seed_delivery(api.engine, "evt_eu_running", ids["running"], sub)
     api.clock.now = T0 + timedelta(minutes=1)
-    _, html = await api.call("GET", "/", token=None)
+    _, html = await api.call("GET", "/")
     assert '<td class="next-try" data-label="next try">due now</td>' in html
     assert "ago" not in re.search(r"<tr data-delivery-id=.*?</tr>", html, re.S).group(0)  # type: ignore[union-attr]
 
 
 async def test_the_list_filters_by_state_and_label_with_a_plain_get_form(api: ApiServer) -> None:
     await _three_builds(api)
-    _, html = await api.call("GET", "/", token=None)
+    _, html = await api.call("GET", "/")
     assert '<form class="filter" method="get" action="/"' in html
     assert "<script" not in html
 
-    _, html = await api.call("GET", "/?state=Failed", token=None)
+    _, html = await api.call("GET", "/?state=Failed")
     assert _card_labels(html) == ["US fleet"]
     assert '<option value="Failed" selected>' in html
-    _, html = await api.call("GET", "/?q=fleet", token=None)
+    _, html = await api.call("GET", "/?q=fleet")
     assert sorted(_card_labels(html)) == ["APAC fleet", "EU fleet", "US fleet"]
-    _, html = await api.call("GET", "/?q=apac&state=", token=None)
+    _, html = await api.call("GET", "/?q=apac&state=")
     assert _card_labels(html) == ["APAC fleet"]
-    _, html = await api.call("GET", "/?q=apac&state=Running", token=None)
+    _, html = await api.call("GET", "/?q=apac&state=Running")
     assert _card_labels(html) == []
     assert "No watch matches this filter." in html
-    status, text = await api.call("GET", "/?state=Exploded", token=None)
+    status, text = await api.call("GET", "/?state=Exploded")
     assert status == 400
     assert "state must be one of Created" in text
 
@@ -282,7 +282,7 @@ async def test_a_watch_page_for_no_watch_is_an_html_page_saying_so(api: ApiServe
         ("/watches/99999999999999999999", "There is no watch &#39;99999999999999999999&#39;"),
         ("/watches/999", "Watch 999 does not exist."),
     ]:
-        status, html = await api.call("GET", path, token=None)
+        status, html = await api.call("GET", path)
         assert status == 404, path
         assert message in html, path
         assert '<a href="/">← all watches</a>' in html
