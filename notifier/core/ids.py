@@ -16,8 +16,18 @@ class BadId(ValueError):
 
 
 def id_problem(text: object) -> str:
-    """The one message, after the name of whatever was given (an option, a field, a query)."""
-    return f"must be a whole number from 1 to {MAX_ID}, got {text!r}"
+    """The one message, after the name of whatever was given (an option, a field, a query).
+
+    What was given is cut short, so a hostile value cannot make the message as long as itself.
+    """
+    return f"must be a whole number from 1 to {MAX_ID}, got {_shown(text)}"
+
+
+def _shown(given: object) -> str:
+    if isinstance(given, int) and not isinstance(given, bool) and given.bit_length() > 64:
+        return "a number far beyond that"
+    text = repr(given)
+    return text if len(text) <= 26 else f"{text[:22]}…{text[-1]}"
 
 
 def parse_id(text: str | int) -> int:
