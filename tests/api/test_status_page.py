@@ -47,6 +47,21 @@ async def _three_builds(api: ApiServer) -> dict[str, int]:
     return {"running": running, "failed": failed, "complete": complete}
 
 
+async def _three_builds_and_a_pending_delivery(api: ApiServer) -> None:
+    """The three builds, and one webhook delivery of the running one waiting to be sent."""
+    ids = await _three_builds(api)
+    sub = await add_subscription(
+        api.engine,
+        name="builds",
+        kind="webhook",
+        target="https://h.test/",
+        filters={},
+        source="config",
+        now=T0,
+    )
+    await seed_delivery(api.engine, "evt_eu_running", ids["running"], sub)
+
+
 async def test_status_page_shows_each_watch_state_progress_eta_and_error(api: ApiServer) -> None:
     await _three_builds(api)
     status, html = await api.call("GET", "/")
@@ -178,17 +193,7 @@ async def test_healthz_answers_and_readyz_checks_database_and_scheduler(
 
 
 async def test_metrics_report_database_figures_in_prometheus_format(api: ApiServer) -> None:
-    ids = await _three_builds(api)
-    sub = await add_subscription(
-        api.engine,
-        name="builds",
-        kind="webhook",
-        target="https://h.test/",
-        filters={},
-        source="config",
-        now=T0,
-    )
-    await seed_delivery(api.engine, "evt_eu_running", ids["running"], sub)
+    await _three_builds_and_a_pending_delivery(api)
     status, text = await api.call("GET", "/metrics")
     assert status == 200
     assert "notifier_outbox_depth 1.0" in text
@@ -238,17 +243,7 @@ async def test_a_paused_watch_reads_paused_with_the_command_that_resumes_it(
 
 
 async def test_a_delivery_whose_retry_time_has_passed_is_due_now(api: ApiServer) -> None:
-    ids = await _three_builds(api)
-    sub = await add_subscription(
-        api.engine,
-        name="builds",
-        kind="webhook",
-        target="https://h.test/",
-        filters={},
-        source="config",
-        now=T0,
-    )
-    await seed_delivery(api.engine, "evt_eu_running", ids["running"], sub)
+    await _three_builds_and_a_pending_delivery(api)
     api.clock.now = T0 + timedelta(minutes=1)
     _, html = await api.call("GET", "/")
     assert '<td class="next-try" data-label="next try">due now</td>' in html
