@@ -15,7 +15,6 @@ import os
 import random
 import signal
 import sqlite3
-import sys
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from notifier.store.outbox import list_deliveries
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.support.service_process import start_run
+from tests.support.service_process import run_cli, start_run
 
 pytestmark = pytest.mark.slow
 
@@ -180,25 +179,14 @@ async def use_the_cli_meanwhile(config: Path, results: list[tuple[int | None, st
     """`deliveries list` and `deliveries retry --all-dead` (a write) in a loop; (exit, stderr)."""
     while True:
         for action in (["list", "--status", "pending"], ["retry", "--all-dead"]):
-            cli = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "notifier",
-                "deliveries",
-                *action,
-                "--config",
-                str(config),
-                env={**os.environ, "SLACK_BOT_TOKEN": SLACK_TOKEN},
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
+            results.append(
+                await run_cli(
+                    config,
+                    "deliveries",
+                    *action,
+                    env={**os.environ, "SLACK_BOT_TOKEN": SLACK_TOKEN},
+                )
             )
-            try:
-                _, err = await cli.communicate()
-            except asyncio.CancelledError:
-                cli.kill()
-                await cli.wait()
-                raise
-            results.append((cli.returncode, err.decode()))
 
 
 async def outbox(database_url: str) -> list[tuple[str, str, int, str | None]]:

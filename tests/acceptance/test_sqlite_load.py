@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.support.service_process import start_run
+from tests.support.service_process import run_cli, start_run
 
 pytestmark = pytest.mark.slow
 
@@ -80,26 +79,6 @@ events = ["imageversion.state_changed", "imageversion.completed"]
     )
 
 
-async def cli(config: Path, *argv: str) -> tuple[int | None, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "notifier",
-        *argv,
-        "--config",
-        str(config),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        _, err = await proc.communicate()
-    except asyncio.CancelledError:
-        proc.kill()
-        await proc.wait()
-        raise
-    return proc.returncode, err.decode()
-
-
 async def operators(config: Path, results: list[tuple[int | None, str]]) -> None:
     n = 0
     while True:
@@ -110,7 +89,7 @@ async def operators(config: Path, results: list[tuple[int | None, str]]) -> None
             ("watch", "add", "--asid", str(ASID), "--image-version", str(900_000 + n)),
             ("watch", "remove", "--image-version", str(900_000 + n)),
         ):
-            results.append(await cli(config, *argv))
+            results.append(await run_cli(config, *argv))
 
 
 async def eventually(condition: Callable[[], bool], within: float) -> bool:
@@ -147,7 +126,7 @@ async def test_sqlite_under_load_with_the_cli_alongside_never_says_locked(tmp_pa
         write_config(config, tmp_path / "notifier.db", clanforge, slack, hooks)
         # As the README has it: the database first, so the operators' commands find it even
         # before the service has started (only `run` and `db upgrade` create one).
-        assert await cli(config, "db", "upgrade") == (0, "")
+        assert await run_cli(config, "db", "upgrade") == (0, "")
         log = tmp_path / "notifier.log"
         with log.open("wb") as out:
             service = await start_run(

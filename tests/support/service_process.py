@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,3 +32,31 @@ async def start_run(
         stdout=stdout,
         stderr=stderr,
     )
+
+
+async def run_cli(
+    config: Path, *argv: str, env: Mapping[str, str] | None = None
+) -> tuple[int | None, str]:
+    """One operator command, ``python -m notifier ARGV --config CONFIG``: (exit code, stderr).
+
+    Cancelling it kills the child, which may already have exited on its own in the meantime.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "notifier",
+        *argv,
+        "--config",
+        str(config),
+        env=None if env is None else dict(env),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        _, err = await proc.communicate()
+    except asyncio.CancelledError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise
+    return proc.returncode, err.decode()
