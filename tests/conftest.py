@@ -32,6 +32,7 @@ from notifier.api.deps import ApiDeps
 from notifier.api.server import serve
 from notifier.config import Settings
 from notifier.core.events import STATE_CHANGED, Event
+from notifier.core.lease import Lease
 from notifier.core.poll_plan import ClaimedWatch, PollPlan, PollPolicy
 from notifier.core.status import STATE_NAMES, FetchedStatus, JobStatus
 from notifier.core.subscriptions import (
@@ -175,15 +176,9 @@ class WritesSeen:
         self.plans: list[PollPlan] = []
 
     async def claim_due(
-        self,
-        owner: str,
-        now: datetime,
-        lease: timedelta,
-        limit: int,
-        due_by: datetime,
-        rank: Ranker | None = None,
+        self, lease: Lease, limit: int, due_by: datetime, rank: Ranker | None = None
     ) -> Claim:
-        return await self._store.claim_due(owner, now, lease, limit, due_by, rank)
+        return await self._store.claim_due(lease, limit, due_by, rank)
 
     async def load_memory(self, watches: Sequence[ClaimedWatch]) -> list[ClaimedWatch]:
         return await self._store.load_memory(watches)

@@ -42,6 +42,7 @@ from notifier.core.failure_decision import (
     decide_failure,
     receiver_hold,
 )
+from notifier.core.lease import Lease
 from notifier.core.live_refresh import refresh_event
 from notifier.core.retry import RetryPolicy
 from notifier.core.subscriptions import Subscription
@@ -253,7 +254,7 @@ class Dispatcher:
         self._slow_down_until = {s: t for s, t in self._slow_down_until.items() if t > now}
         changes = self._changes
         claimed = await self._outbox.claim_due(
-            self._owner, now, self._lease, room, self._slow_down_until.keys()
+            Lease(self._owner, now, self._lease), room, self._slow_down_until.keys()
         )
         self._drained = len(claimed) < room and changes == self._changes
         if not claimed:

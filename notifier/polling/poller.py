@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Final, Protocol
 
 from notifier.core.event_ids import new_event_id
+from notifier.core.lease import Lease
 from notifier.core.poll_plan import (
     PAUSING_REASONS,
     ClaimedWatch,
@@ -230,9 +231,7 @@ class Poller:
         now = self._clock()
         budget = self._budget
         return await self._store.claim_due(
-            self._owner,
-            now,
-            self._lease,
+            Lease(self._owner, now, self._lease),
             limit,
             due_by=now + self._due_within,
             rank=None if budget is None else budget.rank,

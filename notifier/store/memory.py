@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from notifier.core.events import Event
+from notifier.core.lease import Lease
 from notifier.core.poll_plan import ClaimedWatch, PlannedDelivery, PollPlan
 from notifier.core.status import JobStatus
 from notifier.core.timing import Tracking
@@ -85,15 +86,9 @@ class MemoryWatchStore:
         return watch
 
     async def claim_due(
-        self,
-        owner: str,
-        now: datetime,
-        lease: timedelta,
-        limit: int,
-        due_by: datetime,
-        rank: Ranker | None = None,
+        self, lease: Lease, limit: int, due_by: datetime, rank: Ranker | None = None
     ) -> Claim:
-        until = now + lease
+        now, until = lease.start, lease.until
         due = sorted(
             (
                 w
@@ -109,8 +104,8 @@ class MemoryWatchStore:
             by_id = {w.id: w for w in due}
             due = [by_id[i] for i in rank([_candidate(w) for w in due], due_by)][:limit]
         for watch in due:
-            watch.lease_owner, watch.lease_until = owner, until
-        return Claim(owner, until, [_claimed(w) for w in due])
+            watch.lease_owner, watch.lease_until = lease.owner, until
+        return Claim(lease.owner, until, [_claimed(w) for w in due])
 
     async def load_memory(self, watches: Sequence[ClaimedWatch]) -> list[ClaimedWatch]:
         return [_claimed(self.watches[w.watch_id]) for w in watches if w.watch_id in self.watches]

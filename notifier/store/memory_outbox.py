@@ -6,9 +6,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from notifier.core.events import Event
+from notifier.core.lease import Lease
 from notifier.core.live_refresh import WatchNow
 from notifier.store.outbox_store import (
     ClaimedDelivery,
@@ -55,12 +56,7 @@ class InMemoryOutbox:
         return delivery
 
     async def claim_due(
-        self,
-        owner: str,
-        now: datetime,
-        lease: timedelta,
-        limit: int,
-        skip_subscriptions: Collection[int] = (),
+        self, lease: Lease, limit: int, skip_subscriptions: Collection[int] = ()
     ) -> list[ClaimedDelivery]:
         heads: dict[tuple[int, int], StoredDelivery] = {}
         for delivery in sorted(self.deliveries.values(), key=lambda d: d.id):
@@ -69,12 +65,12 @@ class InMemoryOutbox:
         due = [
             d
             for d in sorted(heads.values(), key=lambda d: d.id)
-            if d.next_attempt_at <= now
-            and (d.lease_until is None or d.lease_until < now)
+            if d.next_attempt_at <= lease.start
+            and (d.lease_until is None or d.lease_until < lease.start)
             and d.subscription_id not in skip_subscriptions
         ][:limit]
         for delivery in due:
-            delivery.lease_owner, delivery.lease_until = owner, now + lease
+            delivery.lease_owner, delivery.lease_until = lease.owner, lease.until
         return [
             ClaimedDelivery(d.id, d.subscription_id, d.attempts, d.created_at, d.subject)
             for d in due

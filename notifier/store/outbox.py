@@ -6,7 +6,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.events import Event
+from notifier.core.lease import Lease
 from notifier.core.live_refresh import WatchNow
 from notifier.store.codec import event_from_row, status_from_row
 from notifier.store.engine import is_postgres
@@ -69,12 +70,7 @@ class SqlOutbox:
         self._claim = _Claim(is_postgres(engine))
 
     async def claim_due(
-        self,
-        owner: str,
-        now: datetime,
-        lease: timedelta,
-        limit: int,
-        skip_subscriptions: Collection[int] = (),
+        self, lease: Lease, limit: int, skip_subscriptions: Collection[int] = ()
     ) -> list[ClaimedDelivery]:
         claim = self._claim
         async with self._engine.begin() as conn:
@@ -82,11 +78,11 @@ class SqlOutbox:
                 await conn.execute(
                     claim.lease,
                     {
-                        "b_now": now,
+                        "b_now": lease.start,
                         "b_skip": list(skip_subscriptions),
                         "b_limit": limit,
-                        "b_owner": owner,
-                        "b_until": now + lease,
+                        "b_owner": lease.owner,
+                        "b_until": lease.until,
                     },
                 )
             ).all()

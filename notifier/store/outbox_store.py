@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal, Protocol
 
 from notifier.core.events import Event
+from notifier.core.lease import Lease
 from notifier.core.live_refresh import WatchNow
 
 DeliveryStatus = Literal["pending", "delivered", "dead"]
@@ -57,15 +58,10 @@ Outcome = Delivered | Failed | Released
 
 class Outbox(Protocol):
     async def claim_due(
-        self,
-        owner: str,
-        now: datetime,
-        lease: timedelta,
-        limit: int,
-        skip_subscriptions: Collection[int] = (),
+        self, lease: Lease, limit: int, skip_subscriptions: Collection[int] = ()
     ) -> list[ClaimedDelivery]:
-        """Lease up to ``limit`` due deliveries to ``owner`` until ``now + lease``, oldest first,
-        only the oldest pending one of each (subscription, watch).
+        """Lease up to ``limit`` due deliveries, oldest first, only the oldest pending one of each
+        (subscription, watch).
 
         Taking only the head of each key keeps a receiver's messages about one image version in
         event order: a delivery waiting for its retry holds back the ones behind it, and nothing

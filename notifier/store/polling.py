@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from notifier.core.lease import Lease
 from notifier.core.poll_plan import ClaimedWatch, PollPlan
 from notifier.core.timing import Tracking
 from notifier.store.codec import (
@@ -60,16 +61,9 @@ class SqlWatchStore:
         self._engine = engine
 
     async def claim_due(
-        self,
-        owner: str,
-        now: datetime,
-        lease: timedelta,
-        limit: int,
-        due_by: datetime,
-        rank: Ranker | None = None,
+        self, lease: Lease, limit: int, due_by: datetime, rank: Ranker | None = None
     ) -> Claim:
-        until = now + lease
-        params = {"now": now, "due_by": due_by}
+        params = {"now": lease.start, "due_by": due_by}
         async with self._engine.begin() as conn:
             # Read first, then lease exactly those ids: both go through indexes (due order,
             # primary key), where reading back "what this lease holds" would scan the table.
@@ -87,9 +81,10 @@ class SqlWatchStore:
                 rows = [by_id[ident][: len(_DUE.selected_columns)] for ident in chosen]
             if rows:
                 await conn.execute(
-                    _LEASE, {"ids": [row[0] for row in rows], "owner": owner, "until": until}
+                    _LEASE,
+                    {"ids": [row[0] for row in rows], "owner": lease.owner, "until": lease.until},
                 )
-        return Claim(owner, until, [_claimed(row) for row in rows])
+        return Claim(lease.owner, lease.until, [_claimed(row) for row in rows])
 
     async def load_memory(self, watches: Sequence[ClaimedWatch]) -> list[ClaimedWatch]:
         if not watches:

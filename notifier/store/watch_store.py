@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
+from notifier.core.lease import Lease
 from notifier.core.poll_plan import ClaimedWatch, PlannedDelivery, PlannedRefresh, PollPlan
 
 
@@ -75,16 +76,10 @@ class PollWrite:
 
 class WatchStore(Protocol):
     async def claim_due(
-        self,
-        owner: str,
-        now: datetime,
-        lease: timedelta,
-        limit: int,
-        due_by: datetime,
-        rank: Ranker | None = None,
+        self, lease: Lease, limit: int, due_by: datetime, rank: Ranker | None = None
     ) -> Claim:
         """Lease up to ``limit`` active watches due by ``due_by`` whose lease (if any) ran out
-        before ``now``, for ``lease`` from ``now``; by due time, ties in the order added.
+        before the new lease starts; by due time, ties in the order added.
 
         With ``rank``, up to :data:`CANDIDATE_LIMIT` due watches are read and only the ids it
         chooses are leased, in its order."""

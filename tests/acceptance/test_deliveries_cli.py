@@ -12,6 +12,7 @@ import pytest
 from notifier.cli import main
 from notifier.config import load_config
 from notifier.core.clock import utc_now
+from notifier.core.lease import Lease
 from notifier.core.status import QUEUED, RUNNING
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
@@ -65,13 +66,17 @@ async def _fill(config: Path) -> None:
         )
         # Deliveries: 1 chatops/Queued, 2 old-hook/Queued, 3 chatops/Running, 4 old-hook/Running.
         later = T0 + timedelta(hours=1)
-        first = await SqlOutbox(engine).claim_due("replica-a", later, timedelta(seconds=30), 10)
+        first = await SqlOutbox(engine).claim_due(
+            Lease("replica-a", later, timedelta(seconds=30)), 10
+        )
         assert [d.id for d in first] == [1, 2]
         await SqlOutbox(engine).record_outcomes("replica-a", [Failed(1, REASON, None)])
         await disable_subscription(engine, 2, "webhook https://old.example.com: answered 410 Gone")
         await SqlOutbox(engine).record_outcomes("replica-a", [Failed(2, "answered 410 Gone", None)])
         # Another replica is sending the next one right now (its lease runs for an hour).
-        sending = await SqlOutbox(engine).claim_due(REPLICA, utc_now(), timedelta(hours=1), 10)
+        sending = await SqlOutbox(engine).claim_due(
+            Lease(REPLICA, utc_now(), timedelta(hours=1)), 10
+        )
         assert [d.id for d in sending] == [3]
     finally:
         await engine.dispose()

@@ -12,6 +12,7 @@ import pytest
 
 from notifier.config import SubscriptionSettings
 from notifier.core.events import Event
+from notifier.core.lease import Lease
 from notifier.core.status import QUEUED, RUNNING
 from notifier.store.engine import create_engine
 from notifier.store.memory_outbox import InMemoryOutbox
@@ -104,18 +105,20 @@ async def test_a_claim_hands_out_the_head_of_each_key_oldest_first_up_to_its_lim
     subject: Subject,
 ) -> None:
     outbox = subject.outbox
-    first = await outbox.claim_due("a", T0, LEASE, 2)
-    rest = await outbox.claim_due("a", T0, LEASE, 10)
+    first = await outbox.claim_due(Lease("a", T0, LEASE), 2)
+    rest = await outbox.claim_due(Lease("a", T0, LEASE), 10)
 
     assert [state_of(d.subject) for d in first + rest] == ["Queued"] * 3
     assert [d.id for d in first + rest] == sorted(d.id for d in first + rest)
     assert len({d.id for d in first + rest}) == 3
-    assert await outbox.claim_due("b", T0, LEASE, 10) == []  # all leased, the rest behind them
+    assert (
+        await outbox.claim_due(Lease("b", T0, LEASE), 10) == []
+    )  # all leased, the rest behind them
 
 
 async def test_outcomes_change_only_what_the_owner_still_leases(subject: Subject) -> None:
     outbox = subject.outbox
-    claimed = {_watch(d.subject): d for d in await outbox.claim_due("a", T0, LEASE, 10)}
+    claimed = {_watch(d.subject): d for d in await outbox.claim_due(Lease("a", T0, LEASE), 10)}
     one, two, three = claimed[1], claimed[2], claimed[3]
     retry_at = SECOND + timedelta(seconds=5)
 
@@ -131,13 +134,13 @@ async def test_outcomes_change_only_what_the_owner_still_leases(subject: Subject
         ("pending", 0, None),
     ]
     # Watch 1 moves on to its Running delivery; watch 2 waits for its retry; 3 is due again.
-    again = await outbox.claim_due("b", SECOND, LEASE, 10)
+    again = await outbox.claim_due(Lease("b", SECOND, LEASE), 10)
     assert sorted((_watch(d.subject), state_of(d.subject)) for d in again) == [
         (1, "Running"),
         (3, "Queued"),
     ]
     assert three.id in {d.id for d in again}
-    [retried] = await outbox.claim_due("b", retry_at, LEASE, 10)
+    [retried] = await outbox.claim_due(Lease("b", retry_at, LEASE), 10)
     assert (retried.id, retried.attempts) == (two.id, 1)
 
 
@@ -145,11 +148,11 @@ async def test_an_extended_lease_outlives_the_first_and_a_released_one_is_free_a
     subject: Subject,
 ) -> None:
     outbox = subject.outbox
-    held = await outbox.claim_due("a", T0, LEASE, 2)
+    held = await outbox.claim_due(Lease("a", T0, LEASE), 2)
     await outbox.extend_leases("a", [held[0].id], T0 + 3 * LEASE)
 
     later = T0 + 2 * LEASE  # past the first lease, within the extended one
-    taken_over = {d.id for d in await outbox.claim_due("b", later, LEASE, 10)}
+    taken_over = {d.id for d in await outbox.claim_due(Lease("b", later, LEASE), 10)}
     # The lapsed lease and the watch nobody had claimed; not the one still held.
     assert held[1].id in taken_over
     assert held[0].id not in taken_over
@@ -160,5 +163,5 @@ async def test_an_extended_lease_outlives_the_first_and_a_released_one_is_free_a
 
 
 async def test_skipped_subscriptions_are_left_alone(subject: Subject) -> None:
-    assert await subject.outbox.claim_due("a", T0, LEASE, 10, skip_subscriptions=[1]) == []
-    assert len(await subject.outbox.claim_due("a", T0, LEASE, 10)) == 3
+    assert await subject.outbox.claim_due(Lease("a", T0, LEASE), 10, skip_subscriptions=[1]) == []
+    assert len(await subject.outbox.claim_due(Lease("a", T0, LEASE), 10)) == 3

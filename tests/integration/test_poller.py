@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.clanforge.client import ClanforgeClient
 from notifier.config import SubscriptionSettings
+from notifier.core.lease import Lease
 from notifier.core.poll_plan import PollPolicy
 from notifier.core.status import FetchedStatus
 from notifier.core.subscriptions import Subscription
@@ -261,7 +262,7 @@ async def test_a_claim_hands_out_the_events_the_poller_stored(
         stored = [event_from_row(row) for row in await conn.execute(select(EVENTS))]
 
     claimed = await SqlOutbox(engine).claim_due(
-        "replica-a", utc_now() + timedelta(seconds=1), timedelta(minutes=1), 10
+        Lease("replica-a", utc_now() + timedelta(seconds=1), timedelta(minutes=1)), 10
     )
     # The head of each image version's line: its failure waits behind its state change.
     by_id = {stored_event.id: stored_event for stored_event in stored}

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.clanforge.client import ClanforgeClient
 from notifier.core.events import LIVE_REFRESH, Event
+from notifier.core.lease import Lease
 from notifier.core.live_refresh import WatchNow
 from notifier.core.poll_plan import PollPolicy
 from notifier.core.retry import RetryPolicy
@@ -229,7 +230,7 @@ async def test_a_change_seen_while_a_refresh_is_being_sent_queues_another(
     ts = await _running_message_posted(harness)
     await harness.poll(RUNNING, 35)
     outbox = SqlOutbox(harness.engine)
-    [claimed] = await outbox.claim_due("test", _now(), timedelta(seconds=30), 10)
+    [claimed] = await outbox.claim_due(Lease("test", _now(), timedelta(seconds=30)), 10)
     assert isinstance(claimed.subject, WatchNow)
 
     await harness.poll(RUNNING, 40)  # seen while the claimed refresh is on its way

@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.config import SubscriptionSettings
+from notifier.core.lease import Lease
 from notifier.core.status import JobStatus
 from notifier.store.codec import status_from_json, status_to_json
 from notifier.store.engine import _json_text
@@ -104,7 +105,7 @@ async def test_outbox_hands_out_one_delivery_per_key_in_event_order(engine: Asyn
     later = T0 + timedelta(seconds=30)
     await poll_once(engine, {1: make_status(4), 2: make_status(4)}, now=later, ids=ids)
 
-    first = await SqlOutbox(engine).claim_due("replica-a", later, LEASE, 10)
+    first = await SqlOutbox(engine).claim_due(Lease("replica-a", later, LEASE), 10)
     assert [(event_of(d).image_version_id, event_of(d).current.state) for d in first] == [
         (1, "Queued"),
         (2, "Queued"),
@@ -117,11 +118,13 @@ async def test_outbox_hands_out_one_delivery_per_key_in_event_order(engine: Asyn
             Delivered(first[1].id, later),
         ],
     )
-    second = await SqlOutbox(engine).claim_due("replica-a", later, LEASE, 10)
+    second = await SqlOutbox(engine).claim_due(Lease("replica-a", later, LEASE), 10)
     assert [(event_of(d).image_version_id, event_of(d).current.state) for d in second] == [
         (2, "Running")
     ]
-    retry = await SqlOutbox(engine).claim_due("replica-a", later + timedelta(seconds=6), LEASE, 10)
+    retry = await SqlOutbox(engine).claim_due(
+        Lease("replica-a", later + timedelta(seconds=6), LEASE), 10
+    )
     assert [
         (event_of(d).image_version_id, event_of(d).current.state, d.attempts) for d in retry
     ] == [(1, "Queued", 1)]
@@ -131,7 +134,7 @@ async def test_dead_delivery_can_be_queued_again(engine: AsyncEngine) -> None:
     await subscribe_webhook(engine)
     await add_watch(engine, 1234, 1, "a", "cli", T0)
     await poll_once(engine, {1: make_status(6, error="boom")})
-    claimed = await SqlOutbox(engine).claim_due("replica-a", T0, LEASE, 10)
+    claimed = await SqlOutbox(engine).claim_due(Lease("replica-a", T0, LEASE), 10)
     await SqlOutbox(engine).record_outcomes(
         "replica-a", [Failed(d.id, "HTTP 410 Gone", None) for d in claimed]
     )
@@ -231,8 +234,8 @@ async def test_a_batch_marked_delivered_at_once_skips_rows_another_replica_holds
     for ivid in (1, 2, 3):
         await add_watch(engine, 1234, ivid, str(ivid), "cli", T0)
     await poll_once(engine, {1: make_status(3), 2: make_status(3), 3: make_status(3)})
-    mine = await SqlOutbox(engine).claim_due("replica-a", T0, LEASE, 2)
-    theirs = await SqlOutbox(engine).claim_due("replica-b", T0, LEASE, 10)
+    mine = await SqlOutbox(engine).claim_due(Lease("replica-a", T0, LEASE), 2)
+    theirs = await SqlOutbox(engine).claim_due(Lease("replica-b", T0, LEASE), 10)
     assert len(mine) == 2
     assert len(theirs) == 1
 
@@ -256,9 +259,9 @@ async def test_a_second_claim_at_the_same_moment_hands_out_nothing_already_held(
         await add_watch(engine, 1234, ivid, str(ivid), "cli", T0)
     await poll_once(engine, {1: make_status(3), 2: make_status(3), 3: make_status(3)})
 
-    first = await SqlOutbox(engine).claim_due("replica-a", T0, LEASE, 2)
+    first = await SqlOutbox(engine).claim_due(Lease("replica-a", T0, LEASE), 2)
     # Same owner, same clock reading, so the same lease expiry: only the third is new.
-    second = await SqlOutbox(engine).claim_due("replica-a", T0, LEASE, 10)
+    second = await SqlOutbox(engine).claim_due(Lease("replica-a", T0, LEASE), 10)
 
     assert len(first) == 2
     assert [d.subject.image_version_id for d in second] == [3]
@@ -270,13 +273,13 @@ async def test_a_released_delivery_is_claimable_again_with_its_attempts_unchange
     await subscribe_webhook(engine)
     await add_watch(engine, 1234, 1, "a", "cli", T0)
     await poll_once(engine, {1: make_status(3)})
-    [claimed] = await SqlOutbox(engine).claim_due("replica-a", T0, LEASE, 10)
+    [claimed] = await SqlOutbox(engine).claim_due(Lease("replica-a", T0, LEASE), 10)
 
     await SqlOutbox(engine).record_outcomes("replica-a", [Released(claimed.id)])
 
     [row] = await list_deliveries(engine)
     assert (row.status, row.attempts, row.lease_owner, row.last_error) == ("pending", 0, None, None)
-    [again] = await SqlOutbox(engine).claim_due("replica-b", T0, LEASE, 10)
+    [again] = await SqlOutbox(engine).claim_due(Lease("replica-b", T0, LEASE), 10)
     assert (again.id, again.attempts) == (claimed.id, 0)
 
 
@@ -285,7 +288,7 @@ async def test_outcomes_of_every_kind_recorded_in_one_batch(engine: AsyncEngine)
     for ivid in (1, 2, 3, 4):
         await add_watch(engine, 1234, ivid, str(ivid), "cli", T0)
     await poll_once(engine, {ivid: make_status(3) for ivid in (1, 2, 3, 4)})
-    one, two, three, four = await SqlOutbox(engine).claim_due("replica-a", T0, LEASE, 10)
+    one, two, three, four = await SqlOutbox(engine).claim_due(Lease("replica-a", T0, LEASE), 10)
     retry_at = T0 + timedelta(seconds=5)
 
     await SqlOutbox(engine).record_outcomes(

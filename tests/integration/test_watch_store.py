@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from notifier.core.lease import Lease
 from notifier.core.poll_plan import PollPolicy
 from notifier.core.schedule import SchedulePolicy
 from notifier.core.status import QUEUED, RUNNING, FetchedStatus, JobStatus
@@ -193,10 +194,10 @@ async def test_claim_takes_due_watches_once_until_the_lease_expires(backend: Bac
     await backend.add(1, T0)
     await backend.add(2, T0 + timedelta(minutes=5))
     store = backend.store
-    first = await store.claim_due("replica-a", T0, LEASE, 10, T0)
-    again = await store.claim_due("replica-b", T0 + timedelta(seconds=1), LEASE, 10, T0)
+    first = await store.claim_due(Lease("replica-a", T0, LEASE), 10, T0)
+    again = await store.claim_due(Lease("replica-b", T0 + timedelta(seconds=1), LEASE), 10, T0)
     late = T0 + timedelta(seconds=61)
-    after_lease = await store.claim_due("replica-b", late, LEASE, 10, late)
+    after_lease = await store.claim_due(Lease("replica-b", late, LEASE), 10, late)
     assert [w.image_version_id for w in first.watches] == [1]
     assert first.lease_until == T0 + LEASE
     assert again.watches == []
@@ -211,14 +212,16 @@ async def test_claim_takes_watches_due_by_the_look_ahead_and_leases_them_from_no
     await backend.add(1, T0 + timedelta(seconds=5))
     await backend.add(2, T0 + timedelta(seconds=15))
 
-    claim = await backend.store.claim_due("replica-a", T0, LEASE, 10, T0 + timedelta(seconds=10))
+    claim = await backend.store.claim_due(
+        Lease("replica-a", T0, LEASE), 10, T0 + timedelta(seconds=10)
+    )
 
     assert [(w.image_version_id, w.next_poll_at) for w in claim.watches] == [
         (1, T0 + timedelta(seconds=5))  # the poller waits for this moment
     ]
     assert claim.lease_until == T0 + LEASE
     later = T0 + timedelta(seconds=15)
-    again = await backend.store.claim_due("replica-b", later, LEASE, 10, later)
+    again = await backend.store.claim_due(Lease("replica-b", later, LEASE), 10, later)
     assert [w.image_version_id for w in again.watches] == [2]
 
 
@@ -226,8 +229,8 @@ async def test_claim_hands_out_due_watches_in_due_order_up_to_its_limit(backend:
     for ivid, seconds in ((1, 20), (2, 0), (3, 10), (4, 0)):
         await backend.add(ivid, T0 + timedelta(seconds=seconds))
     due_by = T0 + timedelta(seconds=30)
-    first = await backend.store.claim_due("replica-a", T0, LEASE, 3, due_by)
-    rest = await backend.store.claim_due("replica-a", T0, LEASE, 3, due_by)
+    first = await backend.store.claim_due(Lease("replica-a", T0, LEASE), 3, due_by)
+    rest = await backend.store.claim_due(Lease("replica-a", T0, LEASE), 3, due_by)
     assert [w.image_version_id for w in first.watches] == [2, 4, 3]
     assert [w.image_version_id for w in rest.watches] == [1]
 
@@ -273,7 +276,9 @@ async def test_a_terminal_state_stops_polling(backend: Backend) -> None:
     [view] = (await backend.views()).values()
     assert view.next_poll_at is None
     later = T0 + timedelta(days=1)
-    assert (await backend.store.claim_due("replica-a", later, LEASE, 10, later)).watches == []
+    assert (
+        await backend.store.claim_due(Lease("replica-a", later, LEASE), 10, later)
+    ).watches == []
 
 
 async def test_a_write_skips_watches_whose_lease_was_taken_over(backend: Backend) -> None:
@@ -335,12 +340,12 @@ async def test_released_leases_are_claimable_at_once(backend: Backend) -> None:
     await backend.add(1, T0)
     await backend.add(2, T0)
     store = backend.store
-    await store.claim_due("replica-a", T0, LEASE, 1, T0)
-    await store.claim_due("replica-b", T0, LEASE, 1, T0)
+    await store.claim_due(Lease("replica-a", T0, LEASE), 1, T0)
+    await store.claim_due(Lease("replica-b", T0, LEASE), 1, T0)
     await store.release("replica-a")
     views = await backend.views()
     assert sorted(v.lease_owner or "" for v in views.values()) == ["", "replica-b"]
-    again = await store.claim_due("replica-c", T0, LEASE, 10, T0)
+    again = await store.claim_due(Lease("replica-c", T0, LEASE), 10, T0)
     assert len(again.watches) == 1
 
 
@@ -424,5 +429,7 @@ async def test_within_budget_every_due_watch_is_claimed_in_due_order(backend: Ba
         await backend.add(ivid, T0 + timedelta(seconds=seconds))
     budget = BudgetSchedule(SchedulePolicy(), slots=4, tick_seconds=1.0)
     due_by = T0 + timedelta(seconds=30)
-    claim = await backend.store.claim_due("replica-a", T0, LEASE, 10, due_by, rank=budget.rank)
+    claim = await backend.store.claim_due(
+        Lease("replica-a", T0, LEASE), 10, due_by, rank=budget.rank
+    )
     assert [w.image_version_id for w in claim.watches] == [2, 4, 3, 1]

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.core.lease import Lease
 from notifier.store.codec import status_to_json
 from notifier.store.outbox import SqlOutbox
 from tests.conftest import T0, make_status
@@ -142,7 +143,7 @@ async def test_a_claim_reads_the_pending_deliveries_not_their_square_nor_the_his
     await fill_outbox(engine, analyze_before_the_burst=statistics == "stale")
 
     claimed = await SqlOutbox(engine).claim_due(
-        "replica-a", T0 + timedelta(seconds=1), timedelta(minutes=1), LIMIT
+        Lease("replica-a", T0 + timedelta(seconds=1), timedelta(minutes=1)), LIMIT
     )
 
     # The oldest heads of their keys: the first pending delivery of each watch, in id order.
