@@ -20,6 +20,7 @@ from notifier.core.subscriptions import (
     WebhookSubscription,
 )
 from notifier.store.engine import is_postgres
+from notifier.store.inserts import insert_new
 from notifier.store.tables import SUBSCRIPTIONS, DeliveryRow, SubscriptionRow
 
 CONFIG_SECRET_REF = "config"  # noqa: S105 - names where the secret is, not a secret
@@ -133,25 +134,17 @@ async def add_subscription(
     now: datetime,
 ) -> int:
     """A subscription added at run time; it lives in the database alone and has no secret."""
-    try:
-        async with engine.begin() as conn:
-            result = await conn.execute(
-                SUBSCRIPTIONS.insert().values(
-                    name=name,
-                    kind=kind,
-                    target=target,
-                    secret_ref=None,
-                    filters=dict(filters),
-                    active=True,
-                    source=source,
-                    created_at=now,
-                )
-            )
-    except IntegrityError:
-        raise DuplicateSubscription(name) from None
-    key = result.inserted_primary_key
-    assert key is not None
-    return int(key[0])
+    row = SUBSCRIPTIONS.insert().values(
+        name=name,
+        kind=kind,
+        target=target,
+        secret_ref=None,
+        filters=dict(filters),
+        active=True,
+        source=source,
+        created_at=now,
+    )
+    return await insert_new(engine, row, lambda: DuplicateSubscription(name))
 
 
 async def remove_subscription(engine: AsyncEngine, subscription_id: int) -> bool:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.status import JobStatus
 from notifier.store.codec import status_from_row
+from notifier.store.inserts import insert_new
 from notifier.store.tables import JOB_STATUS, WATCHES, JobStatusRow, Watch
 
 SOURCES = ("config", "cli", "api", "slack", "discovered")
@@ -68,26 +69,20 @@ async def add_watch(
     interval_seconds: float | None = None,
 ) -> int:
     """A new watch, polled from now; ``interval_seconds`` overrides the poll interval by state."""
-    try:
-        async with engine.begin() as conn:
-            result = await conn.execute(
-                WATCHES.insert().values(
-                    account_service_id=account_service_id,
-                    image_version_id=image_version_id,
-                    label=label,
-                    source=source,
-                    active=True,
-                    next_poll_at=now,
-                    poll_errors=0,
-                    created_at=now,
-                    interval_seconds=interval_seconds,
-                )
-            )
-    except IntegrityError:
-        raise DuplicateWatch(account_service_id, image_version_id) from None
-    key = result.inserted_primary_key
-    assert key is not None
-    return int(key[0])
+    row = WATCHES.insert().values(
+        account_service_id=account_service_id,
+        image_version_id=image_version_id,
+        label=label,
+        source=source,
+        active=True,
+        next_poll_at=now,
+        poll_errors=0,
+        created_at=now,
+        interval_seconds=interval_seconds,
+    )
+    return await insert_new(
+        engine, row, lambda: DuplicateWatch(account_service_id, image_version_id)
+    )
 
 
 async def remove_watch(
