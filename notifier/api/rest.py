@@ -167,7 +167,7 @@ async def add_watch_handler(request: web.Request) -> web.Response:
     return _json(await _watch(deps, watch_id), status=201)
 
 
-async def _watch(deps: ApiDeps, watch_id: int) -> WatchOut:
+async def _watch(deps: ApiDeps, watch_id: int) -> BaseModel:
     watch = await get_watch(deps.engine, watch_id)
     if watch is None:
         raise not_found(f"watch {watch_id}")

@@ -7,15 +7,25 @@ what a client sends is what it meant.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from types import GenericAlias
+from typing import Annotated, Any, Literal, get_type_hints
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    create_model,
+    field_validator,
+)
 
-from notifier.core.events import EVENT_TYPES
+from notifier.core.events import EVENT_TYPES, Event
 from notifier.core.ids import MAX_ID, parse_id
-from notifier.core.status import state_id_for_name
+from notifier.core.status import JobStatus, state_id_for_name
 from notifier.core.urls import redact_url
+from notifier.store.outbox import DeliveryView
+from notifier.store.watches import WatchView
 
 
 def _in_id_range(value: int) -> int:
@@ -40,6 +50,24 @@ class _Response(BaseModel):
     model_config = ConfigDict(frozen=True, from_attributes=True)
 
 
+def _shown(name: str, view: type[Any], fields: str, **nested: Any) -> type[_Response]:
+    """The response model ``name``: these ``fields`` of a store or core dataclass, required and
+    typed as the dataclass declares them (``nested`` names the models that show its nested
+    dataclasses). The dataclass says what a field is; the API picks which it shows, so a field
+    added to a view is not published by accident."""
+    declared = get_type_hints(view)
+    chosen: dict[str, Any] = {
+        field: (nested.get(field, declared[field]), ...) for field in fields.split()
+    }
+    return create_model(name, __base__=_Response, __module__=__name__, **chosen)
+
+
+def _list_of(name: str, item: type[_Response], **more: Any) -> type[_Response]:
+    """The response model ``name``: ``items`` of that model, and ``more`` fields."""
+    fields: dict[str, Any] = {"items": (GenericAlias(list, (item,)), ...), **more}
+    return create_model(name, __base__=_Response, __module__=__name__, **fields)
+
+
 class ErrorDetail(_Response):
     code: str
     message: str
@@ -58,35 +86,20 @@ class WatchCreate(_Request):
     label: Annotated[str, Field(max_length=200)] = ""
 
 
-class StatusOut(_Response):
-    state_id: int | None
-    state: str
-    progress: int
-    eta: datetime | None
-    eta_estimated: bool
-    error: str | None
-    failed_count: int
-    created: datetime | None
-    started: datetime | None
-    updated: datetime | None
+StatusOut = _shown(
+    "StatusOut",
+    JobStatus,
+    "state_id state progress eta eta_estimated error failed_count created started updated",
+)
 
-
-class WatchOut(_Response):
-    id: int
-    account_service_id: int
-    image_version_id: int
-    label: str
-    source: str
-    active: bool
-    next_poll_at: datetime | None
-    last_polled_at: datetime | None
-    poll_errors: int
-    last_poll_error: str | None
-    status: StatusOut | None
-
-
-class WatchList(_Response):
-    items: list[WatchOut]
+WatchOut = _shown(
+    "WatchOut",
+    WatchView,
+    "id account_service_id image_version_id label source active next_poll_at last_polled_at"
+    " poll_errors last_poll_error status",
+    status=StatusOut | None,
+)
+WatchList = _list_of("WatchList", WatchOut)
 
 
 # ---------------------------------------------------------------- subscriptions
@@ -175,45 +188,28 @@ class SubscriptionList(_Response):
 # ---------------------------------------------------------------- events
 
 
-class EventOut(_Response):
-    id: str
-    type: str
-    occurred_at: datetime
-    account_service_id: int
-    image_version_id: int
-    label: str
-    previous: StatusOut | None
-    current: StatusOut
-    detail: dict[str, Any]
-
-
-class EventPage(_Response):
-    items: list[EventOut]
-    next_before: int | None
-    """Pass as ``before`` to get the next (older) page; null on the last page."""
+EventOut = _shown(
+    "EventOut",
+    Event,
+    "id type occurred_at account_service_id image_version_id label previous current detail",
+    previous=StatusOut | None,
+    current=StatusOut,
+    detail=dict[str, Any],
+)
+EventPage = _list_of("EventPage", EventOut, next_before=(int | None, ...))
+"""``next_before``: pass as ``before`` to get the next (older) page; null on the last page."""
 
 
 # ---------------------------------------------------------------- deliveries
 
 
-class DeliveryOut(_Response):
-    id: int
-    subscription: str
-    event_id: str
-    event_type: str
-    image_version_id: int
-    status: str
-    attempts: int
-    next_attempt_at: datetime
-    last_error: str | None
-    created_at: datetime
-    delivered_at: datetime | None
-    lease_owner: str | None
-    """The replica sending it right now, if any."""
-
-
-class DeliveryList(_Response):
-    items: list[DeliveryOut]
+DeliveryOut = _shown(
+    "DeliveryOut",
+    DeliveryView,
+    "id subscription event_id event_type image_version_id status attempts next_attempt_at"
+    " last_error created_at delivered_at lease_owner",
+)
+DeliveryList = _list_of("DeliveryList", DeliveryOut)
 
 
 class DeliveryRetry(_Request):
