@@ -88,42 +88,18 @@ MEMORY_COLUMNS: Final = (
     "rate_base_progress",
 )
 """The ``job_status`` columns :func:`memory_from_values` reads, in its order."""
+_STATUS_COLUMNS: Final = MEMORY_COLUMNS.index("eta_estimated") + 1
+"""The first of :data:`MEMORY_COLUMNS` hold the status, the rest the timing memory."""
 
 
 def memory_from_values(image_version_id: int, values: Sequence[Any]) -> tuple[JobStatus, Tracking]:
-    """The stored status and timing memory from :data:`MEMORY_COLUMNS`' values, by position."""
-    (
-        state_id,
-        state_name,
-        progress,
-        eta,
-        error,
-        failed_count,
-        created,
-        started,
-        updated,
-        eta_estimated,
-        moved_at,
-        stalled,
-        eta_baseline,
-        overdue,
-        milestone,
-        rate_since,
-        rate_base_progress,
-    ) = values
-    status = JobStatus(
-        image_version_id,
-        state_id,
-        state_name,
-        progress,
-        eta,
-        error,
-        failed_count,
-        created,
-        started,
-        updated,
-        bool(eta_estimated),
-    )
+    """The stored status and timing memory from :data:`MEMORY_COLUMNS`' values, by position:
+    the status's columns stand in :class:`JobStatus`'s order (its booleans are typed columns,
+    read as bool), the memory's in :class:`Tracking`'s."""
+    status = JobStatus(image_version_id, *values[:_STATUS_COLUMNS])
+    moved_at, stalled, eta_baseline, overdue, milestone, rate_since, rate_base = values[
+        _STATUS_COLUMNS:
+    ]
     tracking = Tracking(
         moved_at,
         bool(stalled),
@@ -131,7 +107,7 @@ def memory_from_values(image_version_id: int, values: Sequence[Any]) -> tuple[Jo
         bool(overdue),
         milestone or 0,
         rate_since,
-        rate_base_progress or 0,
+        rate_base or 0,
     )
     return status, tracking
 

@@ -250,6 +250,33 @@ async def test_a_poll_writes_the_status_its_event_and_the_next_poll(backend: Bac
     )
 
 
+async def test_a_claimed_watch_comes_back_with_the_status_and_memory_its_last_poll_wrote(
+    backend: Backend,
+) -> None:
+    await backend.add(1, T0)
+    clock = HandClock(T0)
+    await poller(backend, Upstream({1: make_status(4, 40)}), clock).tick()
+    later = T0 + timedelta(seconds=10)
+    claim = await backend.store.claim_due(Lease("replica-a", later, LEASE), 10, later)
+
+    [watch] = await backend.store.load_memory(claim.watches)
+
+    assert watch.previous is not None
+    assert (watch.previous.state, watch.previous.progress, watch.previous.eta) == (
+        "Running",
+        40,
+        None,
+    )
+    # Typed as declared, not the database's 0 and 1.
+    assert watch.previous.eta_estimated is False
+    assert (watch.tracking.stalled, watch.tracking.overdue, watch.tracking.milestone) == (
+        False,
+        False,
+        0,
+    )
+    assert watch.tracking.stalled is False
+
+
 async def test_a_repeated_reply_writes_only_the_schedule(backend: Backend) -> None:
     await backend.add(1, T0)
     clock = HandClock(T0)
