@@ -269,6 +269,7 @@ async def test_a_claimed_watch_comes_back_with_the_status_and_memory_its_last_po
     )
     # Typed as declared, not the database's 0 and 1.
     assert watch.previous.eta_estimated is False
+    assert watch.tracking is not None
     assert (watch.tracking.stalled, watch.tracking.overdue, watch.tracking.milestone) == (
         False,
         False,
