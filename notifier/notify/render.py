@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from notifier.core import events as model
 from notifier.core.clock import as_utc
@@ -35,33 +35,35 @@ MAX_BLOCKS: Final = 50
 FALLBACK_TEXT_LIMIT: Final = 4000
 TRUNCATED_MARKER: Final = "… (truncated)"
 
-_SLACK_EMOJI: Final[dict[int | None, str]] = {
-    CREATED: ":new:",
-    PENDING: ":hourglass_flowing_sand:",
-    QUEUED: ":inbox_tray:",
-    RUNNING: ":gear:",
-    COMPLETE: ":white_check_mark:",
-    FAILED: ":x:",
-    SQUASHED: ":no_entry_sign:",
-}
-_UNKNOWN_SLACK_EMOJI: Final = ":grey_question:"
 
-_TERMINAL_EMOJI: Final[dict[int | None, str]] = {
-    CREATED: "🆕",
-    PENDING: "⏳",
-    QUEUED: "📥",
-    RUNNING: "⚙️",
-    COMPLETE: "✅",
-    FAILED: "❌",
-    SQUASHED: "🚫",
+class _Emoji(NamedTuple):
+    """One picture, as Slack names it and as a terminal shows it (the demo)."""
+
+    slack: str
+    terminal: str
+
+
+_STATE_EMOJI: Final[dict[int | None, _Emoji]] = {
+    CREATED: _Emoji(":new:", "🆕"),
+    PENDING: _Emoji(":hourglass_flowing_sand:", "⏳"),
+    QUEUED: _Emoji(":inbox_tray:", "📥"),
+    RUNNING: _Emoji(":gear:", "⚙️"),
+    COMPLETE: _Emoji(":white_check_mark:", "✅"),
+    FAILED: _Emoji(":x:", "❌"),
+    SQUASHED: _Emoji(":no_entry_sign:", "🚫"),
 }
-_UNKNOWN_TERMINAL_EMOJI: Final = "❔"
+_UNKNOWN_STATE_EMOJI: Final = _Emoji(":grey_question:", "❔")
+
+
+def _state_emoji(status: JobStatus) -> _Emoji:
+    return _STATE_EMOJI.get(status.state_id, _UNKNOWN_STATE_EMOJI)
 
 
 # So that a terminal shows the same picture as Slack (see notify/blocks_text.py).
 SLACK_TO_TERMINAL_EMOJI: Final[dict[str, str]] = {
-    _SLACK_EMOJI[state]: _TERMINAL_EMOJI[state] for state in _SLACK_EMOJI
-} | {_UNKNOWN_SLACK_EMOJI: _UNKNOWN_TERMINAL_EMOJI, ":warning:": "⚠️"}
+    emoji.slack: emoji.terminal
+    for emoji in (*_STATE_EMOJI.values(), _UNKNOWN_STATE_EMOJI, _Emoji(":warning:", "⚠️"))
+}
 
 # What a reply says for events that are not a change of state; the state itself follows.
 _EVENT_PHRASES: Final[dict[str, str]] = {
@@ -151,7 +153,7 @@ def render(watch: WatchInfo, status: JobStatus, event: Event | None = None) -> S
     """
     current = status
     state = _state(current)
-    emoji = _SLACK_EMOJI.get(current.state_id, _UNKNOWN_SLACK_EMOJI)
+    emoji = _state_emoji(current).slack
     title = _watch_title(watch)
 
     status_lines = [
@@ -182,11 +184,8 @@ def render(watch: WatchInfo, status: JobStatus, event: Event | None = None) -> S
     context = [
         f"Image version `{watch.image_version_id}`",
         f"Account service `{watch.account_service_id}`",
+        *(f"{label.capitalize()} {_slack_time(at)}" for label, at in _job_times(current)),
     ]
-    if current.started is not None:
-        context.append(f"Started {_slack_time(current.started)}")
-    if current.updated is not None:
-        context.append(f"Updated {_slack_time(current.updated)}")
     blocks.append(
         {
             "type": "context",
@@ -245,7 +244,7 @@ def _when_fallback(status: JobStatus) -> str:
 def render_thread_reply(event: Event) -> SlackMessage:
     """A short line under the live message, so the thread keeps the history the edits overwrite."""
     current = event.current
-    emoji = _SLACK_EMOJI.get(current.state_id, _UNKNOWN_SLACK_EMOJI)
+    emoji = _state_emoji(current).slack
     line = f"{emoji} {escape_slack(_summary(event))}"
     blocks: list[dict[str, Any]] = [_section(line)]
     text = line
@@ -259,7 +258,7 @@ def render_thread_reply(event: Event) -> SlackMessage:
 def render_terminal(event: Event) -> str:
     """What the demo prints: the live message's facts as plain lines, no Slack markup."""
     current = event.current
-    emoji = _TERMINAL_EMOJI.get(current.state_id, _UNKNOWN_TERMINAL_EMOJI)
+    emoji = _state_emoji(current).terminal
     lines = [
         f"{emoji} {_title(event)} [{event.type}]",
         f"   {_summary(event)}",
@@ -277,13 +276,16 @@ def render_terminal(event: Event) -> str:
     times = [
         f"image version {event.image_version_id}",
         f"account service {event.account_service_id}",
+        *(f"{label} {_utc_text(at)}" for label, at in _job_times(current)),
     ]
-    if current.started is not None:
-        times.append(f"started {_utc_text(current.started)}")
-    if current.updated is not None:
-        times.append(f"updated {_utc_text(current.updated)}")
     lines.append("   " + " · ".join(times))
     return "\n".join(lines)
+
+
+def _job_times(current: JobStatus) -> list[tuple[str, datetime]]:
+    """The job's own times a message ends with, those upstream gave, by name."""
+    times = (("started", current.started), ("updated", current.updated))
+    return [(label, at) for label, at in times if at is not None]
 
 
 def progress_bar(progress: int) -> str:
