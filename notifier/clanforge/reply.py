@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -81,7 +82,7 @@ def parse_status_reply(
     redirect (only used to word the message), ``now`` the clock for HTTP-date ``Retry-After``.
     """
     subject = f"image version {image_version_id} (account service {account_service_id})"
-    data = _reply_object(status, body, subject, retry_after, now, location)
+    data = _reply_object(_Answer(status, body, subject, retry_after, now, location))
     return _job_status(data, status, subject, image_version_id)
 
 
@@ -93,17 +94,25 @@ def reply_digest(body: bytes) -> bytes:
     return hashlib.blake2b(body, digest_size=16).digest()
 
 
-def _reply_object(
-    status: int,
-    body: bytes,
-    subject: str,
-    retry_after: str | None,
-    now: datetime | None,
-    location: str | None,
-) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """An HTTP reply as it came, with what it was about (``subject``, for the messages)."""
+
+    status: int
+    body: bytes
+    subject: str
+    retry_after: str | None
+    """The raw ``Retry-After`` header; ``now`` is the clock for its HTTP-date form."""
+    now: datetime | None
+    location: str | None
+    """The raw ``Location`` of a redirect, only used to word the message."""
+
+
+def _reply_object(answer: _Answer) -> dict[str, Any]:
     """The JSON object of a successful reply, or the :class:`UpstreamError` that says why not."""
+    status, body, subject = answer.status, answer.body, answer.subject
     if not 200 <= status < 300:
-        raise _http_error(status, body, subject, retry_after, now, location)
+        raise _http_error(answer)
     data = _decode_json(body)
     if data is _NOT_JSON:
         raise UpstreamError(
@@ -124,21 +133,15 @@ def _reply_object(
 # --- error replies -------------------------------------------------------------------------------
 
 
-def _http_error(
-    status: int,
-    body: bytes,
-    subject: str,
-    retry_after: str | None,
-    now: datetime | None,
-    location: str | None,
-) -> UpstreamError:
+def _http_error(answer: _Answer) -> UpstreamError:
+    status = answer.status
     if status in _STATUS_EXPLANATIONS:
         reason, explanation = _STATUS_EXPLANATIONS[status]
     elif 300 <= status < 400:
         # The real service redirects plain HTTP to HTTPS; following it would resend the Basic
         # header to wherever Location points, so we stop and say what to fix instead.
         reason = BAD_REPLY
-        target = _safe_location(location)
+        target = _safe_location(answer.location)
         explanation = (
             f"redirect{f' to {target}' if target else ''} not followed "
             "(check clanforge.base_url, it should be the https:// address)"
@@ -147,15 +150,15 @@ def _http_error(
         reason, explanation = UNAVAILABLE, "upstream error"
     else:
         reason, explanation = BAD_REPLY, "unexpected HTTP status"
-    text = _upstream_text(body)
-    message = f"Clanforge answered {status} for {subject}: {explanation}"
+    text = _upstream_text(answer.body)
+    message = f"Clanforge answered {status} for {answer.subject}: {explanation}"
     if text:
         message += f": {text}"
     return UpstreamError(
         reason,
         message,
         status=status,
-        retry_after=parse_retry_after(retry_after, now, cap=MAX_RETRY_AFTER),
+        retry_after=parse_retry_after(answer.retry_after, answer.now, cap=MAX_RETRY_AFTER),
     )
 
 
@@ -229,7 +232,7 @@ def parse_install_status_reply(
     names nothing to watch); a reply that is not that shape is an :class:`UpstreamError`.
     """
     subject = f"image installs of account service {account_service_id}"
-    data = _reply_object(status, body, subject, retry_after, now, None)
+    data = _reply_object(_Answer(status, body, subject, retry_after, now, None))
     success = data.get("success")
     if success is False or _is_false_text(success):
         text = _one_line(_error_text_from_json(data), MAX_UPSTREAM_TEXT)
