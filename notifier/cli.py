@@ -474,11 +474,6 @@ def _unsynced_config_watches(settings: Settings, watches: Sequence[WatchView]) -
             label=w.label,
             source="config (added at the next run)",
             active=True,
-            next_poll_at=None,
-            last_polled_at=None,
-            poll_errors=0,
-            last_poll_error=None,
-            status=None,
         )
         for w in settings.watch
         if (w.account_service_id, w.image_version_id) not in known

@@ -15,10 +15,10 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
-from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import aiohttp
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
@@ -111,6 +111,28 @@ PRUNE_INTERVAL_SECONDS = 3600
 """Hourly: a day's history goes in 24 small runs rather than one large one."""
 
 
+def _every(
+    scheduler: AsyncIOScheduler,
+    seconds: float,
+    job: Callable[[], Awaitable[object]],
+    job_id: str,
+    **options: Any,
+) -> None:
+    """Run ``job`` every ``seconds``: one run at a time (a run still going when the next is due
+    skips that one), missed runs coalesced into one, and a fixed id, so that adding it again
+    replaces it rather than running it twice."""
+    scheduler.add_job(
+        job,
+        "interval",
+        seconds=seconds,
+        id=job_id,
+        replace_existing=True,
+        max_instances=1,
+        coalesce=True,
+        **options,
+    )
+
+
 def make_replica_id() -> str:
     """Host, pid and a random suffix: written on leases, so people can tell who holds what."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
@@ -149,12 +171,7 @@ class Service:
             raise
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self._stack.aclose()
 
     async def _open(self) -> None:
@@ -344,14 +361,11 @@ class Service:
         # (in the database) says when it actually is.
         interval = poll.tick_seconds
         scheduler = AsyncIOScheduler(timezone="UTC")
-        scheduler.add_job(
+        _every(
+            scheduler,
+            interval,
             self.tick,
-            "interval",
-            seconds=interval,
-            id=POLL_JOB,
-            replace_existing=True,
-            max_instances=1,
-            coalesce=True,
+            POLL_JOB,
             misfire_grace_time=max(1, int(interval / 2)),
             next_run_time=self.clock(),
         )
@@ -361,35 +375,16 @@ class Service:
             # an asyncio.Event set from there may not wake the loop (not thread-safe).
             dispatcher.wake()
 
-        scheduler.add_job(
-            wake_dispatcher,
-            "interval",
-            seconds=self.settings.delivery.interval_seconds,
-            id="dispatch",
-            replace_existing=True,
-            max_instances=1,
-            coalesce=True,
-        )
+        _every(scheduler, self.settings.delivery.interval_seconds, wake_dispatcher, "dispatch")
         if self._discovery is not None:
-            scheduler.add_job(
+            _every(
+                scheduler,
+                self.settings.discovery.interval_seconds,
                 self.discover,
-                "interval",
-                seconds=self.settings.discovery.interval_seconds,
-                id="discovery",
-                replace_existing=True,
-                max_instances=1,
-                coalesce=True,
+                "discovery",
                 next_run_time=self.clock(),
             )
-        scheduler.add_job(
-            self.prune,
-            "interval",
-            seconds=PRUNE_INTERVAL_SECONDS,
-            id="prune",
-            replace_existing=True,
-            max_instances=1,
-            coalesce=True,
-        )
+        _every(scheduler, PRUNE_INTERVAL_SECONDS, self.prune, "prune")
         scheduler.add_listener(self.overruns.skipped_tick, EVENT_JOB_MAX_INSTANCES)
         quiet = _QuietSkips()
         scheduler_log = logging.getLogger("apscheduler.scheduler")

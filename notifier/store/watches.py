@@ -39,7 +39,8 @@ class ConfigWatch:
 
 @dataclass(frozen=True, slots=True)
 class WatchView:
-    """A watch as people look at it: the watch and its last known status."""
+    """A watch as people look at it: the watch and its last known status (by default, a watch
+    never polled)."""
 
     id: int
     account_service_id: int
@@ -47,11 +48,11 @@ class WatchView:
     label: str
     source: str
     active: bool
-    next_poll_at: datetime | None
-    last_polled_at: datetime | None
-    poll_errors: int
-    last_poll_error: str | None
-    status: JobStatus | None
+    next_poll_at: datetime | None = None
+    last_polled_at: datetime | None = None
+    poll_errors: int = 0
+    last_poll_error: str | None = None
+    status: JobStatus | None = None
     lease_owner: str | None = None
     """The replica polling it right now, if any."""
     paused_reason: str | None = None
