@@ -9,10 +9,12 @@ whatever finished deliveries they still have.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from notifier.core.retention import FINISHED_DELIVERY_STATUSES, Pruned, RetentionPolicy
 from notifier.store.tables import DeliveryRow, EventRow
@@ -45,39 +47,46 @@ async def prune(
     events_before = policy.events_before(now)
     if dry_run:
         return await _count(engine, deliveries_before, events_before)
+    deliveries = await _in_batches(
+        engine,
+        select(DeliveryRow.id).where(_old_deliveries(deliveries_before)),
+        _remove_deliveries,
+        batch,
+    )
+    events = await _in_batches(
+        engine, select(EventRow.id).where(_old_events(events_before)), _remove_events, batch
+    )
+    return deliveries + events
+
+
+async def _in_batches(
+    engine: AsyncEngine,
+    old_ids: Select[Any],
+    remove: Callable[[AsyncConnection, Sequence[Any]], Awaitable[Pruned]],
+    batch: int,
+) -> Pruned:
+    """Remove what ``old_ids`` selects, ``batch`` ids a transaction, until none is left."""
     total = Pruned()
     while True:
         async with engine.begin() as conn:
-            ids = (
-                await conn.scalars(
-                    select(DeliveryRow.id).where(_old_deliveries(deliveries_before)).limit(batch)
-                )
-            ).all()
+            ids = (await conn.scalars(old_ids.limit(batch))).all()
             if ids:
-                await conn.execute(delete(DeliveryRow).where(DeliveryRow.id.in_(ids)))
-        total += Pruned(deliveries=len(ids))
+                total += await remove(conn, ids)
         if len(ids) < batch:
-            break
+            return total
         await asyncio.sleep(0)  # let the poller and dispatcher in between batches
-    while True:
-        async with engine.begin() as conn:
-            event_ids = (
-                await conn.scalars(
-                    select(EventRow.id).where(_old_events(events_before)).limit(batch)
-                )
-            ).all()
-            removed = 0
-            if event_ids:
-                result = await conn.execute(
-                    delete(DeliveryRow).where(DeliveryRow.event_id.in_(event_ids))
-                )
-                removed = result.rowcount or 0
-                await conn.execute(delete(EventRow).where(EventRow.id.in_(event_ids)))
-        total += Pruned(events=len(event_ids), deliveries=removed)
-        if len(event_ids) < batch:
-            break
-        await asyncio.sleep(0)
-    return total
+
+
+async def _remove_deliveries(conn: AsyncConnection, ids: Sequence[int]) -> Pruned:
+    await conn.execute(delete(DeliveryRow).where(DeliveryRow.id.in_(ids)))
+    return Pruned(deliveries=len(ids))
+
+
+async def _remove_events(conn: AsyncConnection, ids: Sequence[str]) -> Pruned:
+    """The events, and whatever finished deliveries they still have."""
+    result = await conn.execute(delete(DeliveryRow).where(DeliveryRow.event_id.in_(ids)))
+    await conn.execute(delete(EventRow).where(EventRow.id.in_(ids)))
+    return Pruned(events=len(ids), deliveries=result.rowcount or 0)
 
 
 async def _count(

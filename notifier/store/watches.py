@@ -118,18 +118,16 @@ async def list_watches(
         .outerjoin(JobStatusRow, JobStatusRow.watch_id == Watch.id)
         .order_by(Watch.account_service_id, Watch.image_version_id)
     )
-    if watch_id is not None:
-        stmt = stmt.where(Watch.id == watch_id)
-    if active is not None:
-        stmt = stmt.where(Watch.active.is_(active))
-    if account_service_id is not None:
-        stmt = stmt.where(Watch.account_service_id == account_service_id)
-    if image_version_id is not None:
-        stmt = stmt.where(Watch.image_version_id == image_version_id)
+    equal_to = (
+        (Watch.id, watch_id),
+        (Watch.active, active),
+        (Watch.account_service_id, account_service_id),
+        (Watch.image_version_id, image_version_id),
+        (Watch.source, source),
+    )
+    stmt = stmt.where(*(column == value for column, value in equal_to if value is not None))
     if image_version_ids is not None:
         stmt = stmt.where(Watch.image_version_id.in_(image_version_ids))
-    if source is not None:
-        stmt = stmt.where(Watch.source == source)
     if limit is not None:
         stmt = stmt.limit(limit).offset(offset)
     async with engine.connect() as conn:
