@@ -7,7 +7,6 @@ receives the typed :class:`Settings`.
 from __future__ import annotations
 
 import base64
-import binascii
 import ipaddress
 import itertools
 import os
@@ -45,6 +44,7 @@ from notifier.core.status import STATE_NAMES, state_id_for_name
 from notifier.core.subscriptions import WebhookSubscription
 from notifier.core.timing import DetectPolicy
 from notifier.core.urls import redact_url
+from notifier.core.webhook_secrets import check_secret
 from notifier.notify.presets import PRESETS
 from notifier.notify.template import TemplateProblem, check_template
 from notifier.store.subscriptions import ConfigSubscription
@@ -375,6 +375,9 @@ class DeliverySettings(_Section):
     lease_seconds: PositiveFloat = 35
     # On SIGTERM/SIGINT, how long sends (and a poll) under way may take to finish.
     shutdown_grace_seconds: Annotated[float, Field(ge=0)] = 10
+    # After `rotate-secret` (admin API), how long requests carry the replaced secret's signature
+    # beside the new one: receivers have a day to switch. 0 switches at once.
+    secret_overlap_seconds: Annotated[float, Field(ge=0)] = 86400
 
     @model_validator(mode="before")
     @classmethod
@@ -432,15 +435,7 @@ class WatchSettings(_Section):
 
 
 def _whsec(value: SecretStr) -> SecretStr:
-    raw = value.get_secret_value()
-    if not raw.startswith("whsec_"):
-        raise ValueError("must be a Standard Webhooks secret of the form whsec_<base64>")
-    try:
-        key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("is not valid base64 after whsec_") from None
-    if not 24 <= len(key) <= 64:
-        raise ValueError(f"must decode to 24 to 64 bytes, got {len(key)}")
+    check_secret(value.get_secret_value())
     return value
 
 

@@ -39,6 +39,7 @@ from notifier.dispatching.dispatcher import Dispatcher
 from notifier.metrics import InstrumentedSink, Metrics
 from notifier.notify.guarded_http import guarded_session
 from notifier.notify.pacing import ChannelPacer
+from notifier.notify.presets import PRESETS
 from notifier.notify.sink import Sink
 from notifier.notify.slack import SlackSink
 from notifier.notify.slack_webhook import SlackWebhookSink
@@ -211,9 +212,15 @@ class Service:
         webhook_session = await self._stack.enter_async_context(
             guarded_session(targets, delivery_timeout)
         )
+        # Every secret of the file, scrubbed from what receivers and Slack answer before it is
+        # stored, logged or shown (each subscription's own secrets are added where it is known).
+        secret_values = tuple(settings.secret_values())
         sinks: dict[str, Sink] = {
             "webhook": WebhookSink(
-                webhook_session, timeout_seconds=settings.delivery.timeout_seconds, clock=self.clock
+                webhook_session,
+                timeout_seconds=settings.delivery.timeout_seconds,
+                clock=self.clock,
+                secrets=secret_values,
             )
         }
         slack_pacer = ChannelPacer(settings.slack.channel_interval_seconds)
@@ -222,7 +229,10 @@ class Service:
                 guarded_session(targets, delivery_timeout)
             )
             sinks["slack_webhook"] = SlackWebhookSink(
-                hook_session, timeout_seconds=settings.delivery.timeout_seconds, pacer=slack_pacer
+                hook_session,
+                timeout_seconds=settings.delivery.timeout_seconds,
+                pacer=slack_pacer,
+                secrets=secret_values,
             )
         if settings.slack.bot_token is not None:
             slack_session = await self._stack.enter_async_context(
@@ -257,6 +267,7 @@ class Service:
             # replica's claims are picked up again soon.
             lease=timedelta(seconds=settings.delivery.lease_seconds),
             shutdown_grace=settings.delivery.shutdown_grace_seconds,
+            secrets=secret_values,
         )
         poll = settings.poll.policy()
         requests_per_second = sum(c.requests_per_second for c in settings.clanforge.credentials())
@@ -311,7 +322,9 @@ class Service:
             for s in self.settings.subscription
             if (template := s.body_template) is not None
         }
-        return await load_active_subscriptions(self.engine, secrets_by_name, templates)
+        return await load_active_subscriptions(
+            self.engine, secrets_by_name, templates, presets=PRESETS, now=self.clock()
+        )
 
     async def tick(self) -> TickSummary | None:
         """One poll tick; the lock lets shutdown wait for a tick under way instead of cutting it."""

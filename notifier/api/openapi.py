@@ -90,6 +90,21 @@ def _ok(name: str, description: str = "OK") -> dict[str, Any]:
     return {"description": description, **_json_content(name)}
 
 
+def _rotate_op() -> dict[str, Any]:
+    """The body is optional (no body: a secret is generated), unlike every other POST's."""
+    op = _op(
+        "Give a webhook a new signing secret; the old one signs too during the overlap",
+        {
+            "200": _ok("SecretRotated", "The new secret, once"),
+            "409": _error("Comes from the configuration file, or is not a webhook"),
+            **_NOT_FOUND,
+        },
+        body="SecretRotate",
+    )
+    op["requestBody"]["required"] = False
+    return op
+
+
 def build_openapi() -> dict[str, Any]:
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         (m, "validation") for m in REQUEST_MODELS
@@ -140,7 +155,10 @@ def build_openapi() -> dict[str, Any]:
             "get": _op("List subscriptions", {"200": _ok("SubscriptionList")}),
             "post": _op(
                 "Add a subscription",
-                {"201": _ok("SubscriptionOut", "Created"), "409": _error("Name taken")},
+                {
+                    "201": _ok("SubscriptionCreated", "Created; a signed webhook's secret, once"),
+                    "409": _error("Name taken"),
+                },
                 body="SubscriptionCreate",
             ),
         },
@@ -154,6 +172,10 @@ def build_openapi() -> dict[str, Any]:
                     **_NOT_FOUND,
                 },
             ),
+        },
+        f"{PREFIX}/subscriptions/{{id}}/rotate-secret": {
+            "parameters": [_ID_PARAM],
+            "post": _rotate_op(),
         },
         f"{PREFIX}/events": {
             "get": _op(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import TypeVar
 
 from aiohttp import web
@@ -19,7 +22,10 @@ from notifier.api.schemas import (
     EventOut,
     EventPage,
     RetryResult,
+    SecretRotate,
+    SecretRotated,
     SubscriptionCreate,
+    SubscriptionCreated,
     SubscriptionList,
     SubscriptionOut,
     WatchCreate,
@@ -30,14 +36,18 @@ from notifier.config import check_webhook_url, sends_in_clear_text
 from notifier.core.events import EVENT_TYPES
 from notifier.core.ids import BadId, parse_id
 from notifier.core.status import state_id_for_name
+from notifier.core.webhook_secrets import new_secret
 from notifier.notify.guarded_http import resolve_problem
+from notifier.notify.template import TemplateProblem, check_template
 from notifier.store.events import events_page
 from notifier.store.outbox import DeliveryStatus, list_deliveries, retry_deliveries
 from notifier.store.subscriptions import (
+    CannotRotate,
     DuplicateSubscription,
     add_subscription,
     list_subscriptions,
     remove_subscription,
+    rotate_secret,
 )
 from notifier.store.watches import (
     SOURCES,
@@ -67,8 +77,11 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
     )
 
 
-async def _body(request: web.Request, model: type[M]) -> M:
+async def _body(request: web.Request, model: type[M], *, optional: bool = False) -> M:
+    """The request body as ``model``; with ``optional``, no body at all reads as ``{}``."""
     raw = await request.read()
+    if optional and not raw.strip():
+        raw = b"{}"
     try:
         data = json.loads(raw) if raw else None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -235,10 +248,15 @@ async def add_subscription_handler(request: web.Request) -> web.Response:
         problem = await resolve_problem(deps.settings.network.policy(), body.target)
         if problem is not None:
             raise ApiError(422, "invalid", f"target: {problem}")
+        if body.template is not None:
+            await _check_template(body.template)
     elif deps.settings.slack.bot_token is None:
         raise ApiError(
             422, "invalid", "kind: slack_channel needs slack.bot_token in the configuration"
         )
+    secret = None
+    if body.kind == "webhook" and not body.unsigned:
+        secret = body.secret if body.secret is not None else new_secret()
     try:
         sub_id = await add_subscription(
             deps.engine,
@@ -248,12 +266,53 @@ async def add_subscription_handler(request: web.Request) -> web.Response:
             filters=body.filters(),
             source="api",
             now=deps.clock(),
+            secret=secret,
+            preset=body.preset,
+            template=body.template,
         )
     except DuplicateSubscription as exc:
         raise ApiError(409, "duplicate", str(exc)) from None
-    log.info("api: subscription %r added", body.name)
+    log.info(
+        "api: subscription %r added%s",
+        body.name,
+        " (signed)" if secret is not None else " (unsigned)" if body.kind == "webhook" else "",
+    )
     (created,) = await list_subscriptions(deps.engine, sub_id)
-    return _json(SubscriptionOut.model_validate(created), status=201)
+    shown = SubscriptionCreated.model_validate({**dataclasses.asdict(created), "secret": secret})
+    return _json(shown, status=201)
+
+
+async def _check_template(source: str) -> None:
+    """The check ``check-config`` makes, with its bounds, in a worker thread: rendering every
+    sample event is CPU work the event loop must not wait on."""
+    try:
+        await asyncio.to_thread(check_template, source)
+    except TemplateProblem as exc:
+        raise ApiError(422, "invalid", f"template: {exc}") from None
+
+
+async def rotate_secret_handler(request: web.Request) -> web.Response:
+    deps = _deps(request)
+    sub_id = _path_id(request)
+    body = await _body(request, SecretRotate, optional=True)
+    secret = body.secret if body.secret is not None else new_secret()
+    overlap = timedelta(seconds=deps.settings.delivery.secret_overlap_seconds)
+    try:
+        rotated = await rotate_secret(deps.engine, sub_id, secret, deps.clock(), overlap)
+    except CannotRotate as exc:
+        code = "from_config" if exc.from_config else "not_a_webhook"
+        raise ApiError(409, code, str(exc)) from None
+    if rotated is None:
+        raise not_found(f"subscription {sub_id}")
+    log.info("api: subscription %r has a new signing secret", rotated.name)
+    return _json(
+        SecretRotated(
+            id=sub_id,
+            name=rotated.name,
+            secret=secret,
+            previous_secret_until=rotated.previous_secret_until,
+        )
+    )
 
 
 async def remove_subscription_handler(request: web.Request) -> web.Response:
@@ -336,6 +395,7 @@ def register(app: web.Application, deps: ApiDeps) -> None:
         ("GET", "/subscriptions", list_subscriptions_handler),
         ("POST", "/subscriptions", add_subscription_handler),
         ("DELETE", "/subscriptions/{id}", remove_subscription_handler),
+        ("POST", "/subscriptions/{id}/rotate-secret", rotate_secret_handler),
         ("GET", "/events", list_events_handler),
         ("GET", "/deliveries", list_deliveries_handler),
         ("POST", "/deliveries/retry", retry_deliveries_handler),

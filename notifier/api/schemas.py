@@ -7,6 +7,7 @@ what a client sends is what it meant.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from types import GenericAlias
 from typing import Annotated, Any, Literal, get_type_hints
 
@@ -18,14 +19,19 @@ from pydantic import (
     ValidationInfo,
     create_model,
     field_validator,
+    model_validator,
 )
 
 from notifier.core.events import EVENT_TYPES, Event
 from notifier.core.ids import MAX_ID, parse_id
 from notifier.core.status import JobStatus, state_id_for_name
 from notifier.core.urls import redact_url
+from notifier.core.webhook_secrets import check_secret
 from notifier.store.outbox import DeliveryView
 from notifier.store.watches import WatchView
+
+MAX_TEMPLATE_CHARS = 16 * 1024
+"""A body template longer than any preset several times over; the request body cap is 64 KiB."""
 
 
 def _in_id_range(value: int) -> int:
@@ -112,9 +118,18 @@ def _known_events(value: list[str]) -> list[str]:
     return value
 
 
+def _whsec(value: str | None) -> str | None:
+    return None if value is None else check_secret(value)
+
+
+WebhookSecret = Annotated[str, Field(max_length=200), AfterValidator(_whsec)]
+"""``whsec_<base64 of 24 to 64 bytes>``; an error names the problem, never the value."""
+
+
 class SubscriptionCreate(_Request):
-    """A subscription added at run time. Webhooks added here are sent unsigned: signing secrets
-    live in the configuration file only, never in the database."""
+    """A subscription added at run time. A webhook is signed per Standard Webhooks with
+    ``secret``, or with one generated for it; either way the 201 response carries it, the only
+    time it is shown. ``unsigned: true`` sends without a signature."""
 
     name: Annotated[str, Field(min_length=1, max_length=120)]
     kind: Literal["slack_channel", "webhook"]
@@ -126,11 +141,35 @@ class SubscriptionCreate(_Request):
     states: Annotated[list[str], Field(max_length=20)] = Field(default_factory=list)
     account_service_ids: Annotated[list[Id], Field(max_length=1000)] = Field(default_factory=list)
     image_version_ids: Annotated[list[Id], Field(max_length=1000)] = Field(default_factory=list)
+    secret: WebhookSecret | None = None
+    unsigned: bool = False
+    preset: Literal["teams", "discord", "mattermost", "google_chat"] | None = None
+    template: Annotated[str, Field(min_length=1, max_length=MAX_TEMPLATE_CHARS)] | None = None
+    """A Jinja2 body template, as ``[[subscription]] template``: checked against a sample of
+    every event type before the subscription is added."""
 
     @field_validator("events")
     @classmethod
     def _events(cls, value: list[str]) -> list[str]:
         return _known_events(value)
+
+    @model_validator(mode="after")
+    def _webhook_options(self) -> SubscriptionCreate:
+        given = {
+            "secret": self.secret is not None,
+            "unsigned": self.unsigned,
+            "preset": self.preset is not None,
+            "template": self.template is not None,
+        }
+        if self.kind != "webhook":
+            for key, present in given.items():
+                if present:
+                    raise ValueError(f"{key} goes with kind webhook")
+        if self.secret is not None and self.unsigned:
+            raise ValueError("give secret or unsigned: true, not both")
+        if self.preset is not None and self.template is not None:
+            raise ValueError("give template or preset, not both")
+        return self
 
     @field_validator("states")
     @classmethod
@@ -166,6 +205,14 @@ class SubscriptionOut(_Response):
     filters: Filters
     active: bool
     source: str
+    signed: bool
+    """A webhook whose requests carry a Standard Webhooks signature (the secret is shown only
+    once, when the subscription is added or its secret rotated)."""
+    preset: str | None
+    custom_template: bool
+    """Whether the webhook renders its own body template."""
+    previous_secret_until: datetime | None
+    """During a rotation's overlap: until when the replaced secret still signs too."""
 
     @field_validator("target")
     @classmethod
@@ -181,8 +228,29 @@ class SubscriptionOut(_Response):
         return value
 
 
+class SubscriptionCreated(SubscriptionOut):
+    secret: str | None
+    """The signing secret (``whsec_…``) of a signed webhook: shown here once and never again."""
+
+
 class SubscriptionList(_Response):
     items: list[SubscriptionOut]
+
+
+class SecretRotate(_Request):
+    """Optional: the new secret; without it one is generated."""
+
+    secret: WebhookSecret | None = None
+
+
+class SecretRotated(_Response):
+    id: int
+    name: str
+    secret: str
+    """The new signing secret: shown here once and never again."""
+    previous_secret_until: datetime | None
+    """Until when requests carry the replaced secret's signature too
+    (``[delivery] secret_overlap_seconds``); null when the webhook was unsigned."""
 
 
 # ---------------------------------------------------------------- events
@@ -229,13 +297,20 @@ class Health(_Response):
     checks: dict[str, str]
 
 
-REQUEST_MODELS: tuple[type[BaseModel], ...] = (WatchCreate, SubscriptionCreate, DeliveryRetry)
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    WatchCreate,
+    SubscriptionCreate,
+    SecretRotate,
+    DeliveryRetry,
+)
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     ErrorBody,
     WatchOut,
     WatchList,
     SubscriptionOut,
+    SubscriptionCreated,
     SubscriptionList,
+    SecretRotated,
     EventPage,
     DeliveryList,
     RetryResult,

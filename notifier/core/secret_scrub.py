@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Final
 from urllib.parse import quote, quote_plus
 
@@ -91,3 +92,9 @@ class Scrubber:
         text = body.decode("utf-8", errors="surrogateescape")
         clean = self.scrub(text)
         return body if clean == text else clean.encode("utf-8", errors="surrogateescape")
+
+
+@lru_cache(maxsize=64)
+def scrubber_of(secrets: tuple[str, ...]) -> Scrubber:
+    """One scrubber per set of secrets: error texts of one subscription share it."""
+    return Scrubber(secrets)

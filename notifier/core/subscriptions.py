@@ -111,3 +111,13 @@ FILTERS: Final[tuple[Callable[[Subscription, Event], bool], ...]] = (
 def matches(subscription: Subscription, event: Event) -> bool:
     """Whether ``subscription`` wants ``event``: every filter agrees."""
     return all(selects(subscription, event) for selects in FILTERS)
+
+
+def secrets_of(subscription: Subscription) -> tuple[str, ...]:
+    """What a subscription's receiver holds of ours that nobody else may see: a webhook's signing
+    secrets, a Slack incoming webhook's URL. Error texts are scrubbed of them."""
+    if subscription.kind == "webhook":
+        return subscription.signing_secrets
+    if subscription.kind == "slack_webhook" and subscription.url:
+        return (subscription.url,)
+    return ()

@@ -45,7 +45,8 @@ from notifier.core.failure_decision import (
 from notifier.core.lease import Lease
 from notifier.core.live_refresh import refresh_event
 from notifier.core.retry import RetryPolicy
-from notifier.core.subscriptions import Subscription
+from notifier.core.secret_scrub import scrubber_of
+from notifier.core.subscriptions import Subscription, secrets_of
 from notifier.dispatching.outcomes import OutcomeWriter
 from notifier.notify.sink import Sink
 from notifier.store.outbox_store import (
@@ -96,8 +97,12 @@ class Dispatcher:
         claim_batch: int | None = None,
         outcome_wait: float = OUTCOME_WAIT_SECONDS,
         subscriptions_max_age: float = SUBSCRIPTIONS_MAX_AGE_SECONDS,
+        secrets: Sequence[str] = (),
     ) -> None:
         self._outbox = outbox
+        # The configuration's secrets: no failure text keeps a piece of one, nor of the
+        # subscription's own (a receiver or Slack may echo what we sent).
+        self._secrets = tuple(secrets)
         self._sinks = sinks
         self._load_subscriptions = load_subscriptions
         self._subscriptions: Mapping[int, Subscription] = {}
@@ -371,6 +376,9 @@ class Dispatcher:
         failure: DeliveryFailed,
     ) -> Outcome:
         """Carry out what the core decides a failed send means, and tell the operator."""
+        failure.reason = scrubber_of((*self._secrets, *secrets_of(subscription))).scrub(
+            failure.reason
+        )
         now = self._clock()
         hold = receiver_hold(failure, now)
         if hold is not None:

@@ -7,6 +7,7 @@ logged or stored in the database, and error messages name only its host.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Final
 
@@ -16,6 +17,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from notifier.core.delivery_failure import DeliveryFailed
 from notifier.core.events import Event
 from notifier.core.retry_after import parse_retry_after
+from notifier.core.secret_scrub import scrubber_of
 from notifier.core.subscriptions import Subscription
 from notifier.notify.guarded_http import refusal_of
 from notifier.notify.pacing import ChannelPacer
@@ -40,9 +42,15 @@ _HOOK_GONE: Final = frozenset(
 
 class SlackWebhookSink(Sink):
     def __init__(
-        self, session: aiohttp.ClientSession, *, timeout_seconds: float, pacer: ChannelPacer
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        timeout_seconds: float,
+        pacer: ChannelPacer,
+        secrets: Sequence[str] = (),
     ) -> None:
         self._session = session
+        self._secrets = tuple(secrets)
         self._timeout = max(int(timeout_seconds), 1)
         self._pacer = pacer
 
@@ -69,7 +77,9 @@ class SlackWebhookSink(Sink):
                     permanent=True,
                 ) from exc
             raise DeliveryFailed(f"could not reach Slack: {type(exc).__name__}") from exc
-        status, body = response.status_code, (response.body or "").strip()[:100]
+        # Scrubbed before the cut: an answer quoting the hook URL (the credential) or a token.
+        scrubber = scrubber_of((*self._secrets, subscription.url))
+        status, body = response.status_code, scrubber.scrub(response.body or "").strip()[:100]
         if 200 <= status < 300:
             return
         if status == 429:

@@ -9,7 +9,7 @@ URL's query string, which often carries a token.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Final, NoReturn
 
@@ -20,6 +20,7 @@ from notifier.core.clock import utc_now
 from notifier.core.delivery_failure import DeliveryFailed
 from notifier.core.events import Event
 from notifier.core.retry_after import parse_retry_after
+from notifier.core.secret_scrub import Scrubber, scrubber_of
 from notifier.core.subscriptions import Subscription, WebhookSubscription
 from notifier.core.urls import redact_url
 from notifier.notify.guarded_http import refusal_of
@@ -43,8 +44,11 @@ class WebhookSink(Sink):
         session: aiohttp.ClientSession,
         timeout_seconds: float,
         clock: Callable[[], datetime] = utc_now,
+        secrets: Sequence[str] = (),
     ) -> None:
         self._session = session
+        # The configuration's secrets, scrubbed from a receiver's answer before it is cut.
+        self._secrets = tuple(secrets)
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._timeout_seconds = timeout_seconds
         self._clock = clock
@@ -98,7 +102,8 @@ class WebhookSink(Sink):
                 if 200 <= response.status < 300:
                     return response.status
                 async with asyncio.timeout_at(deadline):
-                    await self._raise_for(response, redact_url(url))
+                    scrubber = scrubber_of((*self._secrets, *secrets))
+                    await self._raise_for(response, redact_url(url), scrubber)
                 raise AssertionError("unreachable: _raise_for always raises")
         except DeliveryFailed:
             raise
@@ -137,7 +142,9 @@ class WebhookSink(Sink):
             **standard_headers(event_id, self._clock(), body, secrets),
         }
 
-    async def _raise_for(self, response: aiohttp.ClientResponse, where: str) -> NoReturn:
+    async def _raise_for(
+        self, response: aiohttp.ClientResponse, where: str, scrubber: Scrubber
+    ) -> NoReturn:
         status = response.status
         if 300 <= status < 400:
             location = response.headers.get("Location")
@@ -155,7 +162,9 @@ class WebhookSink(Sink):
         if status == 410:
             raise DeliveryFailed(f"webhook {where}: endpoint answered 410 Gone", gone=True)
         excerpt = (await read_capped(response)).decode("utf-8", errors="replace")
-        excerpt = " ".join(excerpt.split())[:BODY_EXCERPT_CHARS]
+        # Scrubbed whole, then cut: a receiver echoing our secret or the signing headers back
+        # (a debugging endpoint, a proxy's error page) leaves no piece of a secret behind.
+        excerpt = " ".join(scrubber.scrub(excerpt).split())[:BODY_EXCERPT_CHARS]
         detail = f": {excerpt}" if excerpt else ""
         raise DeliveryFailed(f"webhook {where} answered {status}{detail}", permanent=True)
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.core.clock import utc_now
 from notifier.core.events import STATE_CHANGED
 from notifier.core.subscriptions import (
     SlackChannelSubscription,
@@ -19,11 +20,13 @@ from notifier.core.subscriptions import (
     SubscriptionKind,
     WebhookSubscription,
 )
+from notifier.core.webhook_secrets import signing_secrets
 from notifier.store.engine import is_postgres
 from notifier.store.inserts import insert_new
 from notifier.store.tables import SUBSCRIPTIONS, DeliveryRow, SubscriptionRow
 
 CONFIG_SECRET_REF = "config"  # noqa: S105 - names where the secret is, not a secret
+DATABASE_SECRET_REF = "database"  # noqa: S105 - the same: an API webhook's, in its row
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,13 @@ class SubscriptionView:
     active: bool
     source: str
     disabled_reason: str | None = None
+    signed: bool = False
+    """A webhook whose requests carry a signature; never the secret itself."""
+    preset: str | None = None
+    custom_template: bool = False
+    """Whether an API webhook renders its own body template (its source is not listed)."""
+    previous_secret_until: datetime | None = None
+    """During a rotation's overlap: until when the replaced secret still signs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +142,20 @@ async def add_subscription(
     filters: Mapping[str, Any],
     source: str,
     now: datetime,
+    secret: str | None = None,
+    preset: str | None = None,
+    template: str | None = None,
 ) -> int:
-    """A subscription added at run time; it lives in the database alone and has no secret."""
+    """A subscription added at run time; it lives in the database alone, and so does a
+    webhook's signing ``secret`` (the caller shows it once, and nothing reads it back out)."""
     row = SUBSCRIPTIONS.insert().values(
         name=name,
         kind=kind,
         target=target,
-        secret_ref=None,
+        secret_ref=None if secret is None else DATABASE_SECRET_REF,
+        signing_secret=secret,
+        preset=preset,
+        template=template,
         filters=dict(filters),
         active=True,
         source=source,
@@ -154,6 +171,77 @@ async def remove_subscription(engine: AsyncEngine, subscription_id: int) -> bool
             delete(SubscriptionRow).where(SubscriptionRow.id == subscription_id)
         )
     return result.rowcount > 0
+
+
+class CannotRotate(Exception):
+    """``rotate-secret`` of a subscription that has no secret of ours to rotate."""
+
+    def __init__(self, message: str, *, from_config: bool = False) -> None:
+        super().__init__(message)
+        self.from_config = from_config
+
+
+@dataclass(frozen=True, slots=True)
+class Rotated:
+    name: str
+    previous_secret_until: datetime | None
+    """Until when the replaced secret still signs; None when there was none (it was unsigned)."""
+
+
+async def rotate_secret(
+    engine: AsyncEngine,
+    subscription_id: int,
+    secret: str,
+    now: datetime,
+    overlap: timedelta,
+) -> Rotated | None:
+    """Make ``secret`` an API webhook's signing secret; None when there is no such subscription.
+
+    The replaced secret keeps signing beside it for ``overlap``; a second rotation inside the
+    overlap drops the oldest (one previous secret is kept, as receivers hold at most two). An
+    unsigned webhook starts signing at once. A subscription of the configuration file keeps
+    its secrets in the file: :class:`CannotRotate`.
+    """
+    stmt = select(
+        SubscriptionRow.name,
+        SubscriptionRow.kind,
+        SubscriptionRow.source,
+        SubscriptionRow.signing_secret,
+    ).where(SubscriptionRow.id == subscription_id)
+    if is_postgres(engine):
+        stmt = stmt.with_for_update()
+    async with engine.begin() as conn:
+        row = (await conn.execute(stmt)).first()
+        if row is None:
+            return None
+        if row.source == "config":
+            raise CannotRotate(
+                f"subscription {row.name!r} comes from the configuration file, which holds its "
+                "secret: rotate webhook_secret there (list the old one in webhook_secrets "
+                "for the overlap)",
+                from_config=True,
+            )
+        if row.kind != "webhook":
+            raise CannotRotate(
+                f"subscription {row.name!r} is a {row.kind}: only webhooks are signed"
+            )
+        old = row.signing_secret
+        until = now + overlap if old is not None and overlap > timedelta(0) else None
+        await conn.execute(
+            update(SubscriptionRow)
+            .where(SubscriptionRow.id == subscription_id)
+            .values(
+                signing_secret=secret,
+                secret_ref=DATABASE_SECRET_REF,
+                previous_secret=old if until is not None else None,
+                previous_secret_until=until,
+            )
+        )
+    return Rotated(row.name, until)
+
+
+def _signed(row: Any) -> bool:
+    return bool(row.kind == "webhook" and row.secret_ref is not None)
 
 
 async def list_subscriptions(
@@ -174,6 +262,10 @@ async def list_subscriptions(
             active=row.active,
             source=row.source,
             disabled_reason=row.disabled_reason,
+            signed=_signed(row),
+            preset=row.preset,
+            custom_template=row.template is not None,
+            previous_secret_until=row.previous_secret_until,
         )
         for row in rows
     ]
@@ -227,13 +319,21 @@ async def load_active_subscriptions(
     engine: AsyncEngine,
     config_secrets: Mapping[str, str | tuple[str, ...]],
     config_templates: Mapping[str, str] | None = None,
+    *,
+    presets: Mapping[str, str] | None = None,
+    now: datetime | None = None,
 ) -> list[Subscription]:
-    """Active subscriptions with their secrets resolved (secrets never live in the database).
+    """Active subscriptions with their secrets resolved.
 
-    ``config_secrets`` gives a subscription's secret, or all its secrets during a rotation;
-    ``config_templates`` its body template, taken from the file like the secrets.
+    ``config_secrets`` gives a configuration-file subscription's secret, or all its secrets
+    during a rotation; ``config_templates`` its body template, taken from the file like the
+    secrets. A webhook added through the API signs with the secret in its row (and until the
+    overlap ends at ``now``, the replaced one too) and renders its preset (source from
+    ``presets``) or its own template.
     """
     templates = config_templates or {}
+    known_presets = presets or {}
+    when = utc_now() if now is None else now
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
@@ -244,8 +344,14 @@ async def load_active_subscriptions(
         ).all()
     subscriptions: list[Subscription] = []
     for row in rows:
-        found = config_secrets.get(row.name) if row.secret_ref == CONFIG_SECRET_REF else None
-        # Each secret once, in the file's order, and no empty one.
+        found: str | tuple[str, ...] | None = None
+        if row.secret_ref == CONFIG_SECRET_REF:
+            found = config_secrets.get(row.name)
+        elif row.secret_ref == DATABASE_SECRET_REF:
+            found = signing_secrets(
+                row.signing_secret, row.previous_secret, row.previous_secret_until, when
+            )
+        # Each secret once, in the file's (or the rotation's) order, and no empty one.
         secrets = tuple(
             dict.fromkeys(s for s in ((found,) if isinstance(found, str) else found or ()) if s)
         )
@@ -268,7 +374,13 @@ async def load_active_subscriptions(
                 WebhookSubscription(
                     url=row.target,
                     signing_secrets=secrets,
-                    template=templates.get(row.name),
+                    template=(
+                        templates.get(row.name)
+                        if row.source == "config"
+                        else known_presets.get(row.preset, row.template)
+                        if row.preset is not None
+                        else row.template
+                    ),
                     **common,
                 )
             )

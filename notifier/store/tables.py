@@ -201,6 +201,16 @@ class SubscriptionRow(Base):
     # Set when a receiver said it is gone for good (HTTP 410): inactive until someone runs
     # `notifier subscription enable`, even if the configuration still lists it.
     disabled_reason: Mapped[str | None] = mapped_column(Text)
+    # A webhook added through the admin API signs with a secret kept here (secret_ref
+    # "database"): the database file is 0600, see docs/security.md. During a rotation's overlap
+    # the replaced secret signs too, until previous_secret_until.
+    signing_secret: Mapped[str | None] = mapped_column(Text)
+    previous_secret: Mapped[str | None] = mapped_column(Text)
+    previous_secret_until: Mapped[datetime | None]
+    # A webhook added through the admin API: a built-in preset's name or its own body template
+    # (configuration-file subscriptions keep theirs in the file).
+    preset: Mapped[str | None] = mapped_column(String(20))
+    template: Mapped[str | None] = mapped_column(Text)
 
 
 class DeliveryRow(Base):
