@@ -569,6 +569,7 @@ def _unsynced_config_subscriptions(
             filters={"events": list(s.events)},
             active=True,
             source="config (added at the next run)",
+            signed=bool(s.kind == "webhook" and s.signing_secrets),
         )
         for s in settings.subscription
         if s.name not in known
@@ -594,18 +595,26 @@ async def _subscription_list(
             s.name,
             s.kind,
             s.target,
+            _signing(s),
             ", ".join(s.filters.get("events", [])) or "all",
             _subscription_status(s),
             s.source,
         ]
         for s in subscriptions
     ]
-    _print_table(args, ["NAME", "KIND", "TARGET", "EVENTS", "STATUS", "SOURCE"], rows)
+    _print_table(args, ["NAME", "KIND", "TARGET", "SIGNING", "EVENTS", "STATUS", "SOURCE"], rows)
     return EXIT_OK
 
 
 def _shown_target(s: SubscriptionView) -> str:
     return s.target if s.kind == "slack_channel" else redact_url(s.target, path="mark")
+
+
+def _signing(s: SubscriptionView) -> str:
+    """Whether a webhook's requests carry a signature; Slack kinds have none of ours."""
+    if s.kind != "webhook":
+        return "-"
+    return "signed" if s.signed else "unsigned"
 
 
 def _subscription_status(s: SubscriptionView) -> str:

@@ -58,7 +58,12 @@ class WebhookSink(Sink):
 
     async def send(self, event: Event, subscription: Subscription) -> int:
         """POST ``event``; the 2xx status on success, ``DeliveryFailed`` otherwise."""
-        body = self.body(event, subscription)
+        if subscription.kind == "webhook" and subscription.template is not None:
+            # A template is user-written code: even within its bounds it renders in a worker
+            # thread, so that no template holds up the event loop (and every other send).
+            body = await asyncio.to_thread(self.body, event, subscription)
+        else:
+            body = self.body(event, subscription)
         return await self.post(subscription, event.id, body)
 
     def body(self, event: Event, subscription: Subscription) -> bytes:
