@@ -509,7 +509,9 @@ class SubscriptionSettings(_Section):
     @classmethod
     def _slack_hook(cls, value: SecretStr | None) -> SecretStr | None:
         # Not _http_url: its message quotes the value, and this value is a credential.
-        if value is not None and not re.match(r"^https?://[^/\s:]+/", value.get_secret_value()):
+        if value is not None and not re.match(
+            r"^https?://[^/\s:]+(:\d+)?/", value.get_secret_value()
+        ):
             raise ValueError(
                 "must be the URL Slack gave for the incoming webhook (https://hooks.slack.com/...)"
             )

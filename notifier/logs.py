@@ -11,8 +11,16 @@ from typing import Literal
 
 from notifier.core.secret_scrub import Scrubber
 
-# Libraries that would log request details (headers carry credentials) at DEBUG.
-_QUIET = ("aiohttp.access", "slack_sdk", "apscheduler", "sqlalchemy.engine", "alembic")
+# Libraries that would log request details (headers carry credentials) at DEBUG; aiosqlite logs
+# every statement with its parameters, an API webhook's signing secret among them.
+QUIET_LOGGERS = (
+    "aiohttp.access",
+    "slack_sdk",
+    "apscheduler",
+    "sqlalchemy.engine",
+    "alembic",
+    "aiosqlite",
+)
 
 
 class JsonFormatter(logging.Formatter):
@@ -57,7 +65,12 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for name in _QUIET:
-        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    quiet_libraries(root.level)
     # APScheduler logs every run at INFO; its skipped-run warnings still come through.
     logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
+
+
+def quiet_libraries(level: int) -> None:
+    """Keep :data:`QUIET_LOGGERS` at WARNING or above whatever ``level`` the operator chose."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, level))
