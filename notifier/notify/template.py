@@ -10,19 +10,23 @@ every event type at config load, so a mistake is reported at start-up, not on th
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
-from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any, Final
 
 from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
 
 from notifier.core.events import Event
 from notifier.core.status import FAILED, SQUASHED
 from notifier.notify.payload import webhook_payload
 from notifier.notify.samples import sample_events
+from notifier.notify.template_bounds import (
+    MAX_RENDER_SECONDS,
+    BoundedEnvironment,
+    rendering_budget,
+)
 
 
 class TemplateProblem(ValueError):
@@ -47,60 +51,10 @@ def _code_block(text: Any) -> str:
     return f"```\n{body}\n```"
 
 
-MAX_RANGE: Final = 1000
-"""The most items one ``range()`` in a template may have."""
-MAX_ITERATIONS: Final = 10_000
-"""The most ``range()`` items one rendering may go through, nested loops together."""
+CHECK_SECONDS: Final = 2 * MAX_RENDER_SECONDS
+"""The time every sample rendering of one check takes together, at most."""
 MAX_OUTPUT_CHARS: Final = 256 * 1024
 """A body larger than this is no chat message; receivers cap far lower (Discord 2,000 chars)."""
-_MAX_REPEAT: Final = 64 * 1024
-
-_budget: ContextVar[list[int]] = ContextVar("template_iterations")
-
-
-class _CountedRange:
-    """``range()`` for templates: short, and drawing on the rendering's iteration budget, so
-    that nested loops cannot spin for hours (check-config renders every template at load)."""
-
-    def __init__(self, *args: int) -> None:
-        self._range = range(*args)
-        if len(self._range) > MAX_RANGE:
-            raise SecurityError(f"range() of more than {MAX_RANGE} items")
-
-    def __len__(self) -> int:
-        return len(self._range)
-
-    def __iter__(self) -> Iterator[int]:
-        budget = _budget.get()
-        for value in self._range:
-            budget[0] -= 1
-            if budget[0] < 0:
-                raise SecurityError(f"more than {MAX_ITERATIONS} loop iterations")
-            yield value
-
-
-class _BoundedEnvironment(SandboxedEnvironment):
-    """The sandbox, with ``*`` and ``**`` unable to build huge strings, lists or numbers."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**":
-            # Jinja reads a ** b ** c as (a ** b) ** c: bound the result's size, not the exponent.
-            if isinstance(left, int) and isinstance(right, int) and right > 0:
-                if abs(left).bit_length() * right > 4096:
-                    raise SecurityError("power larger than 4096 bits")
-            elif isinstance(right, int | float) and abs(right) > 4096:
-                raise SecurityError("power larger than 4096 bits")
-            return left**right
-        for count, other in ((left, right), (right, left)):
-            if (
-                isinstance(count, int)
-                and isinstance(other, str | list | tuple)
-                and count * max(len(other), 1) > _MAX_REPEAT
-            ):
-                raise SecurityError(f"repetition longer than {_MAX_REPEAT}")
-        return left * right
 
 
 _MARKDOWN_SPECIALS: Final = str.maketrans(
@@ -132,17 +86,16 @@ def chat_text(text: Any) -> str:
     return str(text).translate(_CHAT_LOOKALIKES)
 
 
-def _environment() -> SandboxedEnvironment:
-    env = _BoundedEnvironment(
+def _environment() -> BoundedEnvironment:
+    env = BoundedEnvironment(
         undefined=StrictUndefined,  # a misspelt field is an error at load, not an empty string
         autoescape=False,
         keep_trailing_newline=False,
     )
-    env.filters["json"] = _json
-    env.filters["code_block"] = _code_block
-    env.filters["markdown_text"] = markdown_text
-    env.filters["chat_text"] = chat_text
-    env.globals["range"] = _CountedRange
+    env.add_filter("json", _json)
+    env.add_filter("code_block", _code_block)
+    env.add_filter("markdown_text", markdown_text)
+    env.add_filter("chat_text", chat_text)
     return env
 
 
@@ -200,15 +153,17 @@ def _compiled(source: str) -> Any:
     return _ENV.from_string(source)
 
 
-def render(source: str, event: Event) -> bytes:
-    """The body for ``event``: the rendered template, checked to be JSON, sent compact UTF-8."""
-    token = _budget.set([MAX_ITERATIONS])
+def render(source: str, event: Event, *, seconds: float = MAX_RENDER_SECONDS) -> bytes:
+    """The body for ``event``: the rendered template, checked to be JSON, sent compact UTF-8.
+
+    Within the bounds of template_bounds.py: a rendering takes at most ``seconds`` (half a
+    second) and one bounded operation more; callers on the event loop run it in a worker thread.
+    """
     try:
-        text = _bounded_text(_compiled(source).generate(context(event)))
+        with rendering_budget(seconds):
+            text = _bounded_text(_compiled(source).generate(context(event)))
     except Exception as exc:  # user-written code: any error it raises is the template's fault
         raise TemplateProblem(f"{type(exc).__name__}: {exc}") from None
-    finally:
-        _budget.reset(token)
     try:
         value = json.loads(text)
     except ValueError as exc:
@@ -237,8 +192,11 @@ def check_template(source: str) -> None:
         line = getattr(exc, "lineno", None)
         where = f" at line {line}" if line else ""
         raise TemplateProblem(f"does not compile{where}: {exc}") from None
+    # Every sample together within the time of two renderings: a template that only just keeps
+    # to the bound does not make check-config (or an API request) wait a dozen times as long.
+    deadline = time.monotonic() + CHECK_SECONDS
     for event in sample_events():
         try:
-            render(source, event)
+            render(source, event, seconds=max(deadline - time.monotonic(), 0.0))
         except TemplateProblem as exc:
             raise TemplateProblem(f"fails on a sample {event.type} event: {exc}") from None

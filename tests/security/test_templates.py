@@ -3,6 +3,7 @@ at load, with a line saying which bound it hit."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import replace
@@ -13,6 +14,7 @@ from notifier.config import ConfigError, parse_config
 from notifier.notify.presets import PRESETS
 from notifier.notify.samples import sample_event
 from notifier.notify.template import TemplateProblem, check_template, render
+from notifier.notify.template_bounds import MAX_RENDER_SECONDS
 
 HOSTILE = [
     ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}{}", "range"),
@@ -27,6 +29,46 @@ HOSTILE = [
         '{"a": "{% for i in range(1000) %}{{ "y" * 60000 }}{% endfor %}"}',
         "output longer",
     ),
+    # One short call building gigabytes (issue 22: found while moving rendering off the loop).
+    ('{"t": {{ ("x" * 4096) | replace("x", "y" * 4096) | length }}}', "replace() would build"),
+    ('{"t": {{ "x" | center(50000000) | length }}}', "a number larger than 65536"),
+    ('{"t": {{ "x".ljust(100000000) | length }}}', "a number larger than 65536"),
+    ('{"t": {{ ("%050000000d" % 1) | length }}}', "format width"),
+    ('{"t": {{ ("%0999999d" % 1) | length }}}', "format width"),
+    ('{"t": {{ "{:>50000000}".format(1) | length }}}', "format width"),
+    ('{"t": {{ ("{:{w}}" * 9000).format(1, w=60000) | length }}}', "format() would build"),
+    ('{"t": {{ ("a\n" * 30000) | indent(60000) | length }}}', "indent() would build"),
+    ('{"t": {{ ("x" * 60000).translate({120: "y" * 60000}) | length }}}', "would build"),
+    ('{"t": {{ ([("x" * 60000)] * 2) | join("y" * 60000) | length }}}', "join() would build"),
+    # Growing a value step by step, where no single step is large.
+    (
+        '{% set ns = namespace(s="xx") %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}'
+        '{% endfor %}{"t": {{ ns.s | length }}}',
+        "a value longer than 262144",
+    ),
+    (
+        '{% set ns = namespace(s="xx") %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}'
+        '{% endfor %}{"t": {{ ns.s | length }}}',
+        "a value longer than 262144",
+    ),
+    ("{% set l = [1] %}{% for i in range(40) %}{{ l.extend(l) }}{% endfor %}{}", "unsafe"),
+    # Text written where the body's bound does not see it: a block, a macro.
+    (
+        '{% set s = "x" * 60000 %}{% set acc %}{% for i in range(1000) %}{{ s }}{% endfor %}'
+        '{% endset %}{"t": {{ acc | length }}}',
+        "characters written",
+    ),
+    (
+        "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
+        '{"t": "{{ f(40) }}"}',
+        "SecurityError",  # more than 100000 calls, or the deadline: whichever comes first
+    ),
+    # Loops over anything, not only range(), draw on the iteration budget.
+    (
+        '{% for c in "x" * 60000 %}{% for d in "x" * 60000 %}{% endfor %}{% endfor %}{}',
+        "iterations",
+    ),
+    ('{"t": {{ lipsum(100000) | length }}}', "lipsum' is undefined"),
 ]
 
 
@@ -88,3 +130,39 @@ def test_a_label_or_state_name_cannot_mention_everyone_or_make_a_link(preset: st
         assert "[click](" not in shown
         assert "[x](" not in shown
     assert "**bold**" not in shown
+
+
+# Within every count, a template can still spend its time: each rendering stops at the deadline.
+SLOWEST = (
+    '{% set s = "x" * 60000 %}{"n": [{% for i in range(1000) %}{% for j in range(9) %}'
+    '{{ (s | replace("x", "yy")) | length }},{% endfor %}{% endfor %}0]}'
+)
+
+
+def test_a_template_that_keeps_every_count_still_stops_at_the_deadline() -> None:
+    started = time.monotonic()
+    with pytest.raises(TemplateProblem) as caught:
+        render(SLOWEST, sample_event())
+    assert time.monotonic() - started < MAX_RENDER_SECONDS + 0.5
+    assert "rendering took longer than 0.5 s" in str(caught.value)
+
+
+def test_check_config_spends_at_most_two_renderings_on_every_sample_together() -> None:
+    started = time.monotonic()
+    with pytest.raises(TemplateProblem):
+        check_template(SLOWEST)
+    assert time.monotonic() - started < 2 * MAX_RENDER_SECONDS + 0.5
+
+
+async def test_the_event_loop_keeps_turning_while_the_slowest_template_renders() -> None:
+    """What the sink does (asyncio.to_thread): the loop's other work waits milliseconds."""
+    lags: list[float] = []
+    rendering = asyncio.create_task(asyncio.to_thread(render, SLOWEST, sample_event()))
+    while not rendering.done():
+        before = time.perf_counter()
+        await asyncio.sleep(0.001)
+        lags.append(time.perf_counter() - before)
+    with pytest.raises(TemplateProblem):
+        await rendering
+    assert len(lags) > 10
+    assert max(lags) < 0.25
