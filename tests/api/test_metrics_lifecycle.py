@@ -14,7 +14,8 @@ from notifier.core.status import COMPLETE, QUEUED, RUNNING
 from notifier.service import Service
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.conftest import ADMIN_TOKEN, make_settings
+from tests.conftest import ADMIN_TOKEN
+from tests.support.running import quick_service_settings, running_service
 
 ASID, IVID = 1234, 567890
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -58,13 +59,10 @@ async def running(database_url: str) -> AsyncIterator[Running]:
         aiohttp.ClientSession() as session,
     ):
         clanforge.set_status(ASID, IVID, status_reply(QUEUED, 0))
-        settings = make_settings(
-            database={"url": database_url},
-            clanforge={"base_url": clanforge.base_url, "access_key": "ak", "secret_key": "sk"},
-            poll={"interval_seconds": 0.1, "running_interval_seconds": 0.1},
-            delivery={"interval_seconds": 0.1},
-            network={"allow_private": ["127.0.0.0/8"]},
-            watch=[{"account_service_id": ASID, "image_version_id": IVID, "label": "EU"}],
+        settings = quick_service_settings(
+            database_url,
+            clanforge,
+            (ASID, IVID, "EU"),
             subscription=[
                 {
                     "name": "hook",
@@ -73,14 +71,8 @@ async def running(database_url: str) -> AsyncIterator[Running]:
                 }
             ],
         )
-        async with Service(settings) as service:
-            stop = asyncio.Event()
-            task = asyncio.create_task(service.run(stop))
-            try:
-                yield Running(clanforge, service, session)
-            finally:
-                stop.set()
-                await task
+        async with running_service(settings) as service:
+            yield Running(clanforge, service, session)
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:

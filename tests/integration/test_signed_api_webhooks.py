@@ -18,7 +18,8 @@ from notifier.core.status import CREATED, PENDING, QUEUED, RUNNING
 from notifier.service import Service
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.webhook_receiver import ReceivedRequest, WebhookReceiver
-from tests.conftest import ADMIN_TOKEN, make_settings
+from tests.conftest import ADMIN_TOKEN
+from tests.support.running import quick_service_settings, running_service
 
 ASID, IVID = 1234, 567890
 OVERLAP_SECONDS = 3.0
@@ -62,9 +63,10 @@ class Running:
         """Move the job to ``state`` and wait for the receiver's ``count``-th request."""
         self.clanforge.set_status(ASID, IVID, status_reply(state, 0))
         async with asyncio.timeout(10):
-            while len(self.receiver.requests) < count:
+            while True:
+                if len(self.receiver.requests) >= count:
+                    return self.receiver.requests[count - 1]
                 await asyncio.sleep(0.02)
-        return self.receiver.requests[count - 1]
 
 
 @pytest.fixture
@@ -75,24 +77,16 @@ async def running(database_url: str) -> AsyncIterator[Running]:
         aiohttp.ClientSession() as session,
     ):
         clanforge.set_status(ASID, IVID, status_reply(CREATED, 0))
-        settings = make_settings(
-            database={"url": database_url},
-            clanforge={"base_url": clanforge.base_url, "access_key": "ak", "secret_key": "sk"},
-            poll={"interval_seconds": 0.1, "running_interval_seconds": 0.1},
-            delivery={"interval_seconds": 0.1, "secret_overlap_seconds": OVERLAP_SECONDS},
-            network={"allow_private": ["127.0.0.0/8"]},
-            watch=[{"account_service_id": ASID, "image_version_id": IVID, "label": "EU"}],
+        settings = quick_service_settings(
+            database_url,
+            clanforge,
+            (ASID, IVID, "EU"),
+            delivery={"secret_overlap_seconds": OVERLAP_SECONDS},
         )
-        async with Service(settings) as service:
-            stop = asyncio.Event()
-            task = asyncio.create_task(service.run(stop))
-            try:
-                ready = Running(clanforge, receiver, service, session)
-                await ready.first_poll()
-                yield ready
-            finally:
-                stop.set()
-                await task
+        async with running_service(settings) as service:
+            ready = Running(clanforge, receiver, service, session)
+            await ready.first_poll()
+            yield ready
 
 
 def verifies(secret: str, request: ReceivedRequest) -> bool:

@@ -22,9 +22,10 @@ from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import HOOK_METHOD, FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.conftest import ADMIN_TOKEN, ApiServer
+from tests.support.running import quick_service_settings, running_service
 
 ASID, IVID = 1234, 567890
-SLACK_TOKEN = "xoxb-4711-0815-Q8xY2vN4mZk7Lp3R"  # noqa: S105 - the fake Slack's token
+SLACK_TOKEN = "xoxb-4711-0815-Q8xY2vN4mZk7Lp3R"
 HOOK_SECRET = "hookSecretQ8xY2vN4mZk7Lp3RwT6"  # the credential part of an incoming-webhook URL
 HOOK = {"name": "chatops", "kind": "webhook", "target": "https://chatops.example.com/hook"}
 
@@ -156,8 +157,6 @@ class Running:
 
 @pytest.fixture
 async def running(database_url: str) -> AsyncIterator[Running]:
-    from tests.conftest import make_settings
-
     async with (
         FakeClanforge(access_key="ak", secret_key="sk") as clanforge,
         WebhookReceiver() as receiver,
@@ -165,38 +164,31 @@ async def running(database_url: str) -> AsyncIterator[Running]:
         aiohttp.ClientSession() as session,
     ):
         clanforge.set_status(ASID, IVID, status_reply(CREATED, 0))
-        settings = make_settings(
-            database={"url": database_url},
-            clanforge={"base_url": clanforge.base_url, "access_key": "ak", "secret_key": "sk"},
+        settings = quick_service_settings(
+            database_url,
+            clanforge,
+            (ASID, IVID, "EU"),
             slack={
                 "bot_token": SLACK_TOKEN,
                 "base_url": slack.base_url,
                 "channel_interval_seconds": 0,
             },
-            poll={"interval_seconds": 0.1, "running_interval_seconds": 0.1},
-            delivery={"interval_seconds": 0.1},
-            network={"allow_private": ["127.0.0.0/8"]},
-            watch=[{"account_service_id": ASID, "image_version_id": IVID, "label": "EU"}],
             subscription=[
                 {"name": "builds", "slack_channel": "C0123456789"},
                 {"name": "hook", "slack_webhook_url": slack.webhook_url(f"T1/B1/{HOOK_SECRET}")},
             ],
         )
-        async with Service(settings) as service:
-            stop = asyncio.Event()
-            task = asyncio.create_task(service.run(stop))
-            try:
-                yield Running(clanforge, receiver, slack, service, session)
-            finally:
-                stop.set()
-                await task
+        async with running_service(settings) as service:
+            yield Running(clanforge, receiver, slack, service, session)
 
 
 async def test_receivers_and_slack_echoing_our_secrets_leave_no_piece_in_errors_pages_or_logs(
     running: Running, debug_logs: pytest.LogCaptureFixture
 ) -> None:
     async with asyncio.timeout(10):
-        while len(running.slack.posts()) < 1:  # the first state reached Slack: all is set up
+        while True:  # until the first state reached Slack: all is set up
+            if running.slack.posts():
+                break
             await asyncio.sleep(0.02)
     created = await running.call(
         "POST",
