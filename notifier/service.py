@@ -54,7 +54,11 @@ from notifier.store.migrate import upgrade
 from notifier.store.outbox import SqlOutbox
 from notifier.store.polling import SqlWatchStore
 from notifier.store.retention import prune
-from notifier.store.subscriptions import load_active_subscriptions, sync_config_subscriptions
+from notifier.store.subscriptions import (
+    forget_replaced_secrets,
+    load_active_subscriptions,
+    sync_config_subscriptions,
+)
 from notifier.store.watches import newest_status, sync_config_watches
 
 log = logging.getLogger(__name__)
@@ -342,7 +346,9 @@ class Service:
                 self.overruns.tick_ended(skipped)
 
     async def prune(self) -> Pruned:
-        """Remove history [retention] no longer keeps, a small batch at a time."""
+        """Remove history [retention] no longer keeps, a small batch at a time, and signing
+        secrets whose rotation overlap has ended."""
+        await forget_replaced_secrets(self.engine, self.clock())
         pruned = await prune(self.engine, self.settings.retention.policy(), self.clock())
         if pruned.events or pruned.deliveries:
             log.info(

@@ -240,6 +240,20 @@ async def rotate_secret(
     return Rotated(row.name, until)
 
 
+async def forget_replaced_secrets(engine: AsyncEngine, now: datetime) -> int:
+    """Clear the secrets whose overlap has ended: no longer used to sign, so no longer kept."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(SubscriptionRow)
+            .where(
+                SubscriptionRow.previous_secret_until.is_not(None),
+                SubscriptionRow.previous_secret_until <= now,
+            )
+            .values(previous_secret=None, previous_secret_until=None)
+        )
+    return result.rowcount
+
+
 def _signed(row: Any) -> bool:
     return bool(row.kind == "webhook" and row.secret_ref is not None)
 

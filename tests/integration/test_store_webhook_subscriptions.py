@@ -3,6 +3,8 @@ taken from the configuration file, never stored."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -14,7 +16,14 @@ from notifier.core.subscriptions import (
     WebhookSubscription,
 )
 from notifier.notify.presets import PRESETS
-from notifier.store.subscriptions import load_active_subscriptions, sync_config_subscriptions
+from notifier.store.subscriptions import (
+    add_subscription,
+    forget_replaced_secrets,
+    list_subscriptions,
+    load_active_subscriptions,
+    rotate_secret,
+    sync_config_subscriptions,
+)
 from notifier.store.tables import SubscriptionRow
 from tests.conftest import T0
 
@@ -95,3 +104,41 @@ async def test_each_kind_loads_as_its_own_type_with_its_destination(engine: Asyn
     )
     async with engine.connect() as conn:
         assert "s3cret" not in str((await conn.execute(select(SubscriptionRow))).all())
+
+
+async def test_an_api_webhook_signs_with_both_secrets_during_the_overlap_then_the_new_one(
+    engine: AsyncEngine,
+) -> None:
+    sub_id = await add_subscription(
+        engine,
+        name="api-hook",
+        kind="webhook",
+        target="https://x.example/h",
+        filters={},
+        source="api",
+        now=T0,
+        secret=OLD,
+        preset="teams",
+    )
+    [before] = await load_active_subscriptions(engine, {}, presets=PRESETS, now=T0)
+    assert isinstance(before, WebhookSubscription)
+    assert (before.signing_secrets, before.template) == ((OLD,), PRESETS["teams"])
+
+    rotated = await rotate_secret(engine, sub_id, NEW, T0, timedelta(hours=1))
+    assert rotated is not None
+    assert rotated.previous_secret_until == T0 + timedelta(hours=1)
+    for at, expected in [
+        (T0 + timedelta(minutes=59), (NEW, OLD)),
+        (T0 + timedelta(hours=1), (NEW,)),
+    ]:
+        [loaded] = await load_active_subscriptions(engine, {}, now=at)
+        assert isinstance(loaded, WebhookSubscription)
+        assert loaded.signing_secrets == expected, at
+
+    assert await forget_replaced_secrets(engine, T0 + timedelta(minutes=59)) == 0
+    assert await forget_replaced_secrets(engine, T0 + timedelta(hours=1)) == 1
+    async with engine.connect() as conn:
+        stored = str((await conn.execute(select(SubscriptionRow))).all())
+    assert OLD not in stored
+    [view] = await list_subscriptions(engine)
+    assert (view.signed, view.preset, view.previous_secret_until) == (True, "teams", None)
