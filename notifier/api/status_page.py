@@ -23,6 +23,7 @@ from notifier.core.ids import BadId, parse_id
 from notifier.core.status import STATE_NAMES
 from notifier.store.events import events_page
 from notifier.store.outbox import list_deliveries
+from notifier.store.subscriptions import list_subscriptions
 from notifier.store.watches import WatchView, count_watches, get_watch, list_watches
 
 REFRESH_SECONDS = 5
@@ -111,6 +112,9 @@ async def index(request: web.Request) -> web.Response:
     details = shows_details(request)
     pending = await list_deliveries(deps.engine, "pending", limit=50)
     dead = await list_deliveries(deps.engine, "dead", limit=10)
+    # Where notifications go, and which webhooks are unsigned: for the token holder only (a
+    # public page would tell a forger which receivers take unsigned requests).
+    subscriptions = await list_subscriptions(deps.engine) if details else []
 
     def page_link(number: int) -> str:
         params = {"state": state_filter, "q": query, "page": str(number)}
@@ -126,6 +130,7 @@ async def index(request: web.Request) -> web.Response:
         first=offset + 1,
         pending=pending,
         dead=dead,
+        subscriptions=subscriptions,
         when=lambda value: relative_time(value, now),
         next_try=lambda value: _next_try(value, now),
         page_link=page_link,

@@ -7,13 +7,16 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.store.subscriptions import add_subscription
 from notifier.store.tables import Watch
 from tests.conftest import (
+    ADMIN_TOKEN,
     T0,
     ApiServer,
     add_hand_watches,
+    make_settings,
     make_status,
     rows_selected,
     running_api,
@@ -281,3 +284,35 @@ async def test_a_watch_page_for_no_watch_is_an_html_page_saying_so(api: ApiServe
         assert status == 404, path
         assert message in html, path
         assert '<a href="/">← all watches</a>' in html
+
+
+async def test_the_token_holder_sees_which_webhooks_are_signed_and_the_public_page_does_not(
+    engine: AsyncEngine,
+) -> None:
+    async with running_api(engine) as api:
+        for name, unsigned in (("signed-hook", False), ("plain-hook", True)):
+            status, _ = await api.call(
+                "POST",
+                "/api/v1/subscriptions",
+                json={
+                    "name": name,
+                    "kind": "webhook",
+                    "target": "https://chatops.example.com/hook",
+                    "unsigned": unsigned,
+                },
+            )
+            assert status == 201
+        _, html = await api.call("GET", "/")
+        rows = dict(
+            re.findall(
+                r'<tr data-subscription="([^"]+)">.*?<td class="signing"[^>]*>([^<]+)</td>', html
+            )
+        )
+        assert rows == {"signed-hook": "signed", "plain-hook": "unsigned"}
+        assert "chatops.example.com" not in html
+    public = make_settings(
+        server={"listen": "127.0.0.1:0", "admin_token": ADMIN_TOKEN, "public_status": True}
+    )
+    async with running_api(engine, public) as api:
+        _, html = await api.call("GET", "/", token=None)
+        assert "data-subscription" not in html
