@@ -77,6 +77,13 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
     )
 
 
+def _secret_json(model: BaseModel, status: int = 200) -> web.Response:
+    """An answer carrying a signing secret: no cache or proxy may keep a copy of it."""
+    response = _json(model, status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 async def _body(request: web.Request, model: type[M], *, optional: bool = False) -> M:
     """The request body as ``model``; with ``optional``, no body at all reads as ``{}``."""
     raw = await request.read()
@@ -279,7 +286,7 @@ async def add_subscription_handler(request: web.Request) -> web.Response:
     )
     (created,) = await list_subscriptions(deps.engine, sub_id)
     shown = SubscriptionCreated.model_validate({**dataclasses.asdict(created), "secret": secret})
-    return _json(shown, status=201)
+    return _secret_json(shown, status=201)
 
 
 async def _check_template(source: str) -> None:
@@ -305,7 +312,7 @@ async def rotate_secret_handler(request: web.Request) -> web.Response:
     if rotated is None:
         raise not_found(f"subscription {sub_id}")
     log.info("api: subscription %r has a new signing secret", rotated.name)
-    return _json(
+    return _secret_json(
         SecretRotated(
             id=sub_id,
             name=rotated.name,

@@ -77,6 +77,24 @@ async def test_a_malformed_secret_is_a_one_line_422_that_does_not_echo_it(
     assert listing["items"] == []
 
 
+async def test_answers_carrying_a_secret_are_not_stored_by_caches(api: ApiServer) -> None:
+    async with api.session.post(
+        api.url + "api/v1/subscriptions",
+        json=HOOK,
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    ) as response:
+        assert response.status == 201
+        assert response.headers["Cache-Control"] == "no-store"
+        created = await response.json()
+    async with api.session.post(
+        api.url + f"api/v1/subscriptions/{created['id']}/rotate-secret",
+        json={},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    ) as response:
+        assert response.status == 200
+        assert response.headers["Cache-Control"] == "no-store"
+
+
 async def test_a_secret_and_unsigned_together_are_refused(api: ApiServer) -> None:
     secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
     status, body = await api.call(
