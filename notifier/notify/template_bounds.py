@@ -170,22 +170,34 @@ def _numbers(values: Iterable[Any]) -> list[int]:
     return found
 
 
-_FORMAT_NUMBER = re.compile(r"\d+")
-_NESTED_FIELD = re.compile(r"\{[^{}]*\{")
+_PRINTF_FIELD = re.compile(r"%[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_BRACE_FIELD = re.compile(r"\{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
 
 
 def _format_estimate(template: str, values: list[Any]) -> int:
     """Characters a printf- or ``str.format``-style call may build: each placeholder padded to
-    the widest width written in the format or given as an argument."""
-    written = _FORMAT_NUMBER.findall(template)
+    the widest width its specification writes or takes from the arguments (``%*d``,
+    ``{:{w}}``); digits in the text around the placeholders are just text."""
+    written: list[str] = []
+    dynamic = False
+    placeholders = 0
+    for match in _PRINTF_FIELD.finditer(template):
+        placeholders += 1
+        for part in match.groups():
+            if part == "*":
+                dynamic = True
+            elif part:
+                written.append(part)
+    for match in _BRACE_FIELD.finditer(template):
+        placeholders += 1
+        spec = match.group(1)
+        dynamic = dynamic or "{" in spec
+        written.extend(re.findall(r"\d+", spec.partition(":")[2]))
     if any(len(n) > 6 for n in written):
         raise SecurityError(f"a format width larger than {MAX_NUMBER_ARGUMENT}")
-    # A width taken from the arguments ("%*d", "{:{w}}"): every number given may be one.
-    dynamic = "*" in template or _NESTED_FIELD.search(template) is not None
     widest = max([0, *(int(n) for n in written), *(_numbers(values) if dynamic else [])])
     if widest > MAX_NUMBER_ARGUMENT:
         raise SecurityError(f"a format width larger than {MAX_NUMBER_ARGUMENT}")
-    placeholders = template.count("%") + template.count("{")
     return len(template) + placeholders * widest + sum(_size(v) for v in values)
 
 

@@ -166,3 +166,18 @@ async def test_the_event_loop_keeps_turning_while_the_slowest_template_renders()
         await rendering
     assert len(lags) > 10
     assert max(lags) < 0.25
+
+
+@pytest.mark.parametrize(
+    ("source", "body"),
+    [
+        ('{"t": {{ ("build 123456789: %s" % "ok") | json }}}', b'{"t":"build 123456789: ok"}'),
+        ('{"t": {{ "build 123456789 {}".format("ok") | json }}}', b'{"t":"build 123456789 ok"}'),
+        ('{"t": {{ "%d" | format(3447003) }}}', b'{"t":3447003}'),
+        ('{"t": {{ {"a": 13632027}.get("a", 3447003) }}}', b'{"t":13632027}'),
+        ('{"t": {{ ("%*d" % (8, 1)) | json }}}', b'{"t":"       1"}'),
+    ],
+)
+def test_numbers_that_are_not_widths_and_small_widths_render(source: str, body: bytes) -> None:
+    """Colours, ids and digits in text are values: only widths and counts are bounded."""
+    assert render(source, sample_event()) == body
