@@ -23,6 +23,7 @@ from notifier.config import ConfigError, Settings, config_path, load_config
 from notifier.config_output import config_warnings, render_effective_config
 from notifier.core.clock import utc_now
 from notifier.core.ids import BadId, parse_id
+from notifier.core.silences import BadSilence, new_silence
 from notifier.core.urls import redact_url
 from notifier.database import (
     DatabaseMissing,
@@ -35,6 +36,7 @@ from notifier.database import (
 from notifier.logs import configure_logging
 from notifier.store.outbox import DeliveryView, list_deliveries, retry_deliveries
 from notifier.store.retention import prune
+from notifier.store.silences import add_silence, end_silences, expire_silence, list_silences
 from notifier.store.subscriptions import (
     NotDisabled,
     SubscriptionView,
@@ -213,13 +215,54 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--limit", type=_id, default=50, help="at most this many (default 50)")
     events.add_argument("--image-version", type=_id, help="only this image version")
 
+    silence = command("silence", "hold notifications you already know about, for a while")
+    silence_commands = silence.add_subparsers(
+        dest="silence_command", required=True, metavar="ACTION"
+    )
+    silence_add = command(
+        "add",
+        "silence what the matchers name (all given must match) from now until --for or --until",
+        silence_commands,
+    )
+    silence_add.add_argument("--image-version", type=_id, help="this image version")
+    silence_add.add_argument(
+        "--account-service",
+        "--asid",
+        dest="account_service",
+        type=_id,
+        help="every image version of this account service",
+    )
+    silence_add.add_argument(
+        "--label", dest="label_glob", metavar="GLOB", help="watches whose label matches (EU*)"
+    )
+    how_long = silence_add.add_mutually_exclusive_group(required=True)
+    how_long.add_argument(
+        "--for", dest="duration", metavar="DURATION", help="how long: 30m, 2h, 1d (at most 30d)"
+    )
+    how_long.add_argument("--until", metavar="TIME", help="until when (2026-12-01T18:00:00Z)")
+    silence_add.add_argument("--reason", default="", help="why, for whoever reads the list")
+    silence_add.add_argument(
+        "--created-by", help="who silenced it (default: your user name on this machine)"
+    )
+    silence_list = command(
+        "list", "active silences, soonest to end first", silence_commands, lists=True
+    )
+    silence_list.add_argument("--all", action="store_true", help="ended silences too")
+    silence_expire = command(
+        "expire", "end a silence now; held live messages are brought up to date", silence_commands
+    )
+    silence_expire.add_argument("id", type=_id, metavar="ID", help="silence id (see silence list)")
+
     deliveries = command("deliveries", "the outbox")
     delivery_commands = deliveries.add_subparsers(
         dest="deliveries_command", required=True, metavar="ACTION"
     )
     listing_cmd = command("list", "list deliveries, newest first", delivery_commands, lists=True)
     listing_cmd.add_argument(
-        "--status", choices=["pending", "delivered", "dead"], help="only deliveries in this state"
+        "--status",
+        choices=["pending", "delivered", "dead", "held", "silenced"],
+        help="only deliveries in this state (held: waiting for a silence to end; silenced: held "
+        "and never sent)",
     )
     listing_cmd.add_argument("--limit", type=_id, default=50, help="at most this many (default 50)")
     retry = command("retry", "send dead deliveries again", delivery_commands)
@@ -296,7 +339,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _command_key(args: argparse.Namespace) -> str:
-    for name in ("db_command", "watch_command", "subscription_command", "deliveries_command"):
+    for name in (
+        "db_command",
+        "watch_command",
+        "subscription_command",
+        "deliveries_command",
+        "silence_command",
+    ):
         action = getattr(args, name, None)
         if action:
             return f"{args.command} {action}"
@@ -658,11 +707,14 @@ async def _events(engine: AsyncEngine, settings: Settings, args: argparse.Namesp
             e.current.state,
             f"{e.current.progress}%",
             e.id,
+            "-" if e.silence_id is None else f"silence {e.silence_id}",
         ]
         for e in events
     ]
     _print_table(
-        args, ["TIME", "TYPE", "IMAGE VERSION", "LABEL", "FROM", "TO", "PROGRESS", "ID"], rows
+        args,
+        ["TIME", "TYPE", "IMAGE VERSION", "LABEL", "FROM", "TO", "PROGRESS", "ID", "HELD BY"],
+        rows,
     )
     return EXIT_OK
 
@@ -766,6 +818,95 @@ async def _db_prune(engine: AsyncEngine, settings: Settings, args: argparse.Name
     return EXIT_OK
 
 
+def _os_user() -> str:
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a container's random uid), no USER
+        return "unknown"
+
+
+async def _silence_add(engine: AsyncEngine, settings: Settings, args: argparse.Namespace) -> int:
+    now = utc_now()
+    try:
+        asked = new_silence(
+            now,
+            image_version_id=args.image_version,
+            account_service_id=args.account_service,
+            label_glob=args.label_glob,
+            duration=args.duration,
+            until=args.until,
+            reason=args.reason,
+            created_by=args.created_by if args.created_by is not None else _os_user(),
+            names=("--reason", "--created-by"),
+        )
+    except BadSilence as exc:
+        raise UsageError(str(exc)) from None
+    silence = await add_silence(
+        engine,
+        asked.matchers,
+        ends_at=asked.ends_at,
+        reason=asked.reason,
+        created_by=asked.created_by,
+        source="cli",
+        now=now,
+    )
+    print(
+        f"silence {silence.id} holds {silence.matches} until {format_time(silence.ends_at)}; "
+        f"end it early with `notifier silence expire {silence.id}`"
+    )
+    return EXIT_OK
+
+
+async def _silence_list(engine: AsyncEngine, settings: Settings, args: argparse.Namespace) -> int:
+    silences = await list_silences(engine, utc_now(), include_ended=args.all)
+    if args.json:
+        _print_json(silences)
+        return EXIT_OK
+    if not silences:
+        print("no active silences" if not args.all else "no silences")
+        return EXIT_OK
+    rows = [
+        [
+            str(s.id),
+            s.matches,
+            s.state,
+            format_time(s.starts_at),
+            format_time(s.ends_at),
+            s.created_by,
+            str(s.held_events),
+            s.reason,
+        ]
+        for s in silences
+    ]
+    _print_table(args, ["ID", "MATCHES", "STATE", "FROM", "UNTIL", "BY", "HELD", "REASON"], rows)
+    return EXIT_OK
+
+
+async def _silence_expire(engine: AsyncEngine, settings: Settings, args: argparse.Namespace) -> int:
+    now = utc_now()
+    expired = await expire_silence(engine, args.id, now, _os_user())
+    if expired is None:
+        print(
+            f"notifier: no silence {args.id} (see `notifier silence list --all`)", file=sys.stderr
+        )
+        return EXIT_FAILURE
+    if expired.already:
+        print(
+            f"notifier: silence {args.id} already ended at {format_time(expired.silence.ends_at)}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    # Release what it held now rather than at the service's next tick; only one does it.
+    await end_silences(engine, now)
+    print(
+        f"silence {args.id} expired; {expired.silence.held_events} held event(s) stay recorded, "
+        "and its live Slack messages are brought up to date"
+    )
+    return EXIT_OK
+
+
 _DATABASE_COMMANDS: dict[str, Handler] = {
     "db prune": _db_prune,
     "watch add": _watch_add,
@@ -777,4 +918,7 @@ _DATABASE_COMMANDS: dict[str, Handler] = {
     "events": _events,
     "deliveries list": _deliveries_list,
     "deliveries retry": _deliveries_retry,
+    "silence add": _silence_add,
+    "silence list": _silence_list,
+    "silence expire": _silence_expire,
 }

@@ -325,6 +325,9 @@ class ServerSettings(_Section):
     admin_token: SecretStr | None = None
     # With a token, the status page and /metrics need it too, unless the operator opens them.
     public_status: bool = False
+    # Where people reach the status page (behind a proxy, say): the live Slack message's "Open"
+    # button leads to its watch page there. Unset: no "Open" button.
+    public_url: str | None = None
 
     @field_validator("listen")
     @classmethod
@@ -334,6 +337,20 @@ class ServerSettings(_Section):
         if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError(f"must be HOST:PORT, got {value!r}")
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = _http_url(value.strip())
+        if any(c in url for c in "?#") or any(ord(c) <= 32 for c in url):
+            raise ValueError(f"must be a plain http(s) URL without query or fragment, got {url!r}")
+        return url.rstrip("/")
+
+    def watch_page(self, watch_id: int) -> str | None:
+        """The watch's page on the status page as people reach it; None without public_url."""
+        return None if self.public_url is None else f"{self.public_url}/watches/{watch_id}"
 
     @field_validator("admin_token")
     @classmethod

@@ -129,6 +129,9 @@ def _demo_settings(
                 "bot_token": SLACK_TOKEN,
                 "base_url": slack_url,
                 "channel_interval_seconds": SLACK_INTERVAL,
+                # Makes the live messages' buttons (Mute 1 h, Stop watching) appear, as they do
+                # once Slack's interactivity is set up.
+                "signing_secret": secrets.token_hex(16),
             },
             "delivery": {"interval_seconds": 0.5},
             # The demo's receiver is on this machine, which subscription targets may not reach

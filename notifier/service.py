@@ -54,6 +54,7 @@ from notifier.store.migrate import upgrade
 from notifier.store.outbox import SqlOutbox
 from notifier.store.polling import SqlWatchStore
 from notifier.store.retention import prune
+from notifier.store.silences import controls_lookup, current_silences, end_silences
 from notifier.store.subscriptions import (
     forget_replaced_secrets,
     load_active_subscriptions,
@@ -112,6 +113,11 @@ class _QuietSkips(logging.Filter):
         return getattr(job, "id", None) != POLL_JOB
 
 
+SILENCE_SWEEP_SECONDS = 1.0
+"""How often ended silences are looked for (at least; the poll tick if slower): a silence's end
+reaches Slack within about this long. Its own job, so a poll tick never waits for it; `silence
+expire` (CLI, API, Slack) handles the end at once anyway."""
+
 PRUNE_INTERVAL_SECONDS = 3600
 """Hourly: a day's history goes in 24 small runs rather than one large one."""
 
@@ -162,6 +168,7 @@ class Service:
         self._scheduler_running = False
         self._discovery: Discovery | None = None
         self.clanforge: ClanforgeAccounts | None = None
+        self.slack: AsyncWebClient | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -248,11 +255,20 @@ class Service:
                 session=slack_session,
                 timeout=int(settings.delivery.timeout_seconds),
             )
+            self.slack = slack
             sinks["slack_channel"] = SlackSink(
                 slack,
                 DatabaseLiveMessages(engine, self.clock),
                 newest_status=functools.partial(newest_status, engine),
                 pacer=slack_pacer,
+                # Buttons only where a click can be verified: without the signing secret
+                # POST /slack/interactions refuses every one.
+                controls=controls_lookup(
+                    engine,
+                    self.clock,
+                    self._watch_page,
+                    buttons=settings.slack.signing_secret is not None,
+                ),
             )
         sinks = {
             name: InstrumentedSink(name, sink, self.metrics, self.clock)
@@ -299,6 +315,7 @@ class Service:
                 int(requests_per_second * poll.tick_seconds),
                 poll.tick_seconds,
             ),
+            load_silences=functools.partial(current_silences, engine),
         )
         if settings.server is not None:
             deps = ApiDeps(
@@ -308,6 +325,8 @@ class Service:
                 metrics=self.metrics,
                 replica_id=self.replica_id,
                 scheduler_running=lambda: self._scheduler_running,
+                wake_dispatcher=self._dispatcher.wake,
+                slack=self.slack,
             )
             self.http_url = await self._stack.enter_async_context(
                 serve(build_app(deps), settings.server)
@@ -329,6 +348,28 @@ class Service:
         return await load_active_subscriptions(
             self.engine, secrets_by_name, templates, presets=PRESETS, now=self.clock()
         )
+
+    def _watch_page(self, watch_id: int) -> str | None:
+        server = self.settings.server
+        return None if server is None else server.watch_page(watch_id)
+
+    async def end_silences(self) -> None:
+        """Release what ended silences held (once across replicas) and send it at once."""
+        try:
+            ended = await end_silences(self.engine, self.clock())
+        except Exception:
+            log.exception("handling ended silences failed; the next tick tries again")
+            return
+        if ended.silences:
+            log.info(
+                "%d silence(s) ended: %d live message(s) brought up to date, "
+                "%d held delivery(ies) dropped",
+                ended.silences,
+                ended.resumed,
+                ended.silenced,
+            )
+        if self._dispatcher is not None and (ended.silences or ended.resumed):
+            self._dispatcher.wake()
 
     async def tick(self) -> TickSummary | None:
         """One poll tick; the lock lets shutdown wait for a tick under way instead of cutting it."""
@@ -403,6 +444,7 @@ class Service:
                 "discovery",
                 next_run_time=self.clock(),
             )
+        _every(scheduler, max(SILENCE_SWEEP_SECONDS, interval), self.end_silences, "silences")
         _every(scheduler, PRUNE_INTERVAL_SECONDS, self.prune, "prune")
         scheduler.add_listener(self.overruns.skipped_tick, EVENT_JOB_MAX_INSTANCES)
         quiet = _QuietSkips()

@@ -6,7 +6,14 @@ service serves, so a new module (the Slack slash command, say) plugs in with one
 
 from __future__ import annotations
 
-from notifier.api import health, openapi, rest, slack_commands, status_page
+from notifier.api import (
+    health,
+    openapi,
+    rest,
+    slack_commands,
+    slack_interactions,
+    status_page,
+)
 from notifier.api.deps import ApiDeps, Registrar
 
 REGISTRARS: tuple[Registrar, ...] = (
@@ -15,6 +22,7 @@ REGISTRARS: tuple[Registrar, ...] = (
     openapi.register,
     status_page.register,
     slack_commands.register,
+    slack_interactions.register,
 )
 
 __all__ = ["REGISTRARS", "ApiDeps", "Registrar"]

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.config import Settings
@@ -21,6 +22,10 @@ def _always_ready() -> bool:
     return True
 
 
+def _nothing() -> None:
+    pass
+
+
 @dataclass(frozen=True, slots=True)
 class ApiDeps:
     engine: AsyncEngine
@@ -30,6 +35,10 @@ class ApiDeps:
     replica_id: str = ""
     scheduler_running: Callable[[], bool] = _always_ready
     """For ``/readyz``: whether this process's poll and dispatch loops are going."""
+    wake_dispatcher: Callable[[], None] = _nothing
+    """Something was queued to send now (a mute's message update): send it without waiting."""
+    slack: AsyncWebClient | None = None
+    """The bot's client, for answers only the clicking person sees (chat.postEphemeral)."""
 
 
 Registrar = Callable[[web.Application, ApiDeps], None]

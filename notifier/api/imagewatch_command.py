@@ -8,8 +8,10 @@ to write it instead, because the person who reads them is in the middle of typin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Final
 
+from notifier.core.silences import MUTE_BUTTON, BadSilence, parse_duration
 from notifier.notify.render import escape_slack
 
 LABEL_LIMIT: Final = 200  # the watches table's label column
@@ -20,6 +22,9 @@ USAGE: Final = (
     "• `/imagewatch remove IMAGE_VERSION_ID`: stop posting it here\n"
     "• `/imagewatch list`: what this channel follows\n"
     "• `/imagewatch status IMAGE_VERSION_ID`: its last known state\n"
+    "• `/imagewatch mute IMAGE_VERSION_ID [2h]`: send nothing about it for a while "
+    "(30m, 2h, 1d; default 1h)\n"
+    "• `/imagewatch unmute IMAGE_VERSION_ID`: end its mute now\n"
     "• `/imagewatch help`: this text"
 )
 
@@ -51,7 +56,18 @@ class Help:
     pass
 
 
-Command = Add | Remove | ListFollowed | Status | Help
+@dataclass(frozen=True, slots=True)
+class Mute:
+    image_version_id: int
+    duration: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class Unmute:
+    image_version_id: int
+
+
+Command = Add | Remove | ListFollowed | Status | Help | Mute | Unmute
 
 
 class BadCommand(ValueError):
@@ -89,7 +105,26 @@ def parse(text: str) -> Command:
             )
         ivid = _id("image version id", args[0])
         return Remove(ivid) if verb == "remove" else Status(ivid)
-    raise BadCommand(f"unknown subcommand {_quoted(verb)}; use add, remove, list, status or help")
+    if verb == "mute":
+        if len(args) not in (1, 2):
+            raise BadCommand(
+                "mute needs an image version id and how long: `/imagewatch mute 567890 2h`"
+            )
+        ivid = _id("image version id", args[0])
+        try:
+            duration = parse_duration(args[1]) if len(args) == 2 else MUTE_BUTTON
+        except BadSilence as exc:
+            raise BadCommand(escape_slack(str(exc))) from None
+        return Mute(ivid, duration)
+    if verb == "unmute":
+        if len(args) != 1:
+            raise BadCommand(
+                "unmute needs exactly one image version id: `/imagewatch unmute 567890`"
+            )
+        return Unmute(_id("image version id", args[0]))
+    raise BadCommand(
+        f"unknown subcommand {_quoted(verb)}; use add, remove, list, status, mute, unmute or help"
+    )
 
 
 def _id(what: str, word: str) -> int:

@@ -196,9 +196,40 @@ def build_openapi() -> dict[str, Any]:
                 {"200": _ok("DeliveryList"), **_QUERY_ERRORS},
                 parameters=[
                     _LIMIT,
-                    _query("status", {"enum": ["pending", "delivered", "dead"]}, "Only these"),
+                    _query(
+                        "status",
+                        {"enum": ["pending", "delivered", "dead", "held", "silenced"]},
+                        "Only these",
+                    ),
                 ],
             )
+        },
+        f"{PREFIX}/silences": {
+            "get": _op(
+                "Active silences, the soonest to end first",
+                {"200": _ok("SilenceList"), **_QUERY_ERRORS},
+                parameters=[_query("all", {"type": "boolean"}, "Ended silences too")],
+            ),
+            "post": _op(
+                "Silence what the matchers name, from now for a while",
+                {"201": _ok("SilenceOut", "Created")},
+                body="SilenceCreate",
+            ),
+        },
+        f"{PREFIX}/silences/{{id}}": {
+            "parameters": [_ID_PARAM],
+            "get": _op("Show a silence", {"200": _ok("SilenceOut"), **_NOT_FOUND}),
+        },
+        f"{PREFIX}/silences/{{id}}/expire": {
+            "parameters": [_ID_PARAM],
+            "post": _op(
+                "End a silence now (kept for the record); its held live messages are updated",
+                {
+                    "200": _ok("SilenceOut"),
+                    "409": _error("The silence had already ended"),
+                    **_NOT_FOUND,
+                },
+            ),
         },
         f"{PREFIX}/deliveries/retry": {
             "post": _op(

@@ -24,6 +24,9 @@ from notifier.api.schemas import (
     RetryResult,
     SecretRotate,
     SecretRotated,
+    SilenceCreate,
+    SilenceList,
+    SilenceOut,
     SubscriptionCreate,
     SubscriptionCreated,
     SubscriptionList,
@@ -35,12 +38,20 @@ from notifier.api.schemas import (
 from notifier.config import check_webhook_url, sends_in_clear_text
 from notifier.core.events import EVENT_TYPES
 from notifier.core.ids import BadId, parse_id
+from notifier.core.silences import BadSilence, new_silence
 from notifier.core.status import state_id_for_name
 from notifier.core.webhook_secrets import new_secret
 from notifier.notify.guarded_http import resolve_problem
 from notifier.notify.template import TemplateProblem, check_template
 from notifier.store.events import events_page
 from notifier.store.outbox import DeliveryStatus, list_deliveries, retry_deliveries
+from notifier.store.silences import (
+    add_silence,
+    end_silences,
+    expire_silence,
+    get_silence,
+    list_silences,
+)
 from notifier.store.subscriptions import (
     CannotRotate,
     DuplicateSubscription,
@@ -366,6 +377,8 @@ _DELIVERY_STATUSES: dict[str, DeliveryStatus] = {
     "pending": "pending",
     "delivered": "delivered",
     "dead": "dead",
+    "held": "held",
+    "silenced": "silenced",
 }
 
 
@@ -373,7 +386,9 @@ async def list_deliveries_handler(request: web.Request) -> web.Response:
     status = request.query.get("status")
     chosen = None if status is None else _DELIVERY_STATUSES.get(status)
     if status is not None and chosen is None:
-        raise ApiError(400, "bad_query", "status must be pending, delivered or dead")
+        raise ApiError(
+            400, "bad_query", "status must be pending, delivered, dead, held or silenced"
+        )
     deliveries = await list_deliveries(_deps(request).engine, chosen, _limit(request, 100))
     return _json(DeliveryList(items=[DeliveryOut.model_validate(d) for d in deliveries]))
 
@@ -388,6 +403,73 @@ async def retry_deliveries_handler(request: web.Request) -> web.Response:
     )
     log.info("api: %d delivery(ies) put back in line", retried)
     return _json(RetryResult(retried=retried))
+
+
+# ---------------------------------------------------------------- silences
+
+
+async def list_silences_handler(request: web.Request) -> web.Response:
+    deps = _deps(request)
+    include_ended = _bool_query(request, "all") or False
+    silences = await list_silences(deps.engine, deps.clock(), include_ended=include_ended)
+    return _json(SilenceList(items=[SilenceOut.model_validate(s) for s in silences]))
+
+
+async def add_silence_handler(request: web.Request) -> web.Response:
+    deps = _deps(request)
+    body = await _body(request, SilenceCreate)
+    now = deps.clock()
+    try:
+        asked = new_silence(
+            now,
+            image_version_id=body.image_version_id,
+            account_service_id=body.account_service_id,
+            label_glob=body.label_glob,
+            duration=body.for_,
+            until=body.until,
+            reason=body.reason,
+            created_by=body.created_by,
+        )
+    except BadSilence as exc:
+        raise ApiError(422, "invalid", str(exc)) from None
+    silence = await add_silence(
+        deps.engine,
+        asked.matchers,
+        ends_at=asked.ends_at,
+        reason=asked.reason,
+        created_by=asked.created_by,
+        source="api",
+        now=now,
+    )
+    deps.wake_dispatcher()  # the live messages it holds show the mute now
+    log.info("api: silence %d holds %s", silence.id, silence.matches)
+    return _json(SilenceOut.model_validate(silence), status=201)
+
+
+async def show_silence_handler(request: web.Request) -> web.Response:
+    deps = _deps(request)
+    silence_id = _path_id(request)
+    silence = await get_silence(deps.engine, silence_id, deps.clock())
+    if silence is None:
+        raise not_found(f"silence {silence_id}")
+    return _json(SilenceOut.model_validate(silence))
+
+
+async def expire_silence_handler(request: web.Request) -> web.Response:
+    deps = _deps(request)
+    silence_id = _path_id(request)
+    now = deps.clock()
+    expired = await expire_silence(deps.engine, silence_id, now, "api")
+    if expired is None:
+        raise not_found(f"silence {silence_id}")
+    if expired.already:
+        raise ApiError(409, "ended", f"silence {silence_id} had already ended")
+    await end_silences(deps.engine, now)
+    deps.wake_dispatcher()
+    log.info("api: silence %d expired", silence_id)
+    found = await get_silence(deps.engine, silence_id, now)
+    assert found is not None
+    return _json(SilenceOut.model_validate(found))
 
 
 def register(app: web.Application, deps: ApiDeps) -> None:
@@ -406,6 +488,10 @@ def register(app: web.Application, deps: ApiDeps) -> None:
         ("GET", "/events", list_events_handler),
         ("GET", "/deliveries", list_deliveries_handler),
         ("POST", "/deliveries/retry", retry_deliveries_handler),
+        ("GET", "/silences", list_silences_handler),
+        ("POST", "/silences", add_silence_handler),
+        ("GET", "/silences/{id}", show_silence_handler),
+        ("POST", "/silences/{id}/expire", expire_silence_handler),
     ]
     for method, path, handler in routes:
         app.router.add_route(method, PREFIX + path, handler)

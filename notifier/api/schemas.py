@@ -259,7 +259,8 @@ class SecretRotated(_Response):
 EventOut = _shown(
     "EventOut",
     Event,
-    "id type occurred_at account_service_id image_version_id label previous current detail",
+    "id type occurred_at account_service_id image_version_id label previous current detail"
+    " silence_id",
     previous=StatusOut | None,
     current=StatusOut,
     detail=dict[str, Any],
@@ -289,6 +290,45 @@ class RetryResult(_Response):
     retried: int
 
 
+# ---------------------------------------------------------------- silences
+
+
+class SilenceCreate(_Request):
+    """At least one matcher (all given must match), and ``for`` or ``until``."""
+
+    image_version_id: Id | None = None
+    account_service_id: Id | None = None
+    label_glob: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+    for_: Annotated[str | None, Field(alias="for", max_length=20, examples=["2h"])] = None
+    """How long: ``30m``, ``2h``, ``1d`` (at most ``30d``)."""
+    until: Annotated[str | None, Field(max_length=40, examples=["2026-12-01T18:00:00Z"])] = None
+    """Until when, RFC 3339 with a zone; at most 30 days away."""
+    reason: Annotated[str, Field(max_length=500)] = ""
+    created_by: Annotated[str, Field(max_length=120)] = "api"
+
+
+class SilenceOut(_Response):
+    id: int
+    image_version_id: int | None
+    account_service_id: int | None
+    label_glob: str | None
+    matches: str
+    state: Literal["active", "expired"]
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+    created_by: str
+    source: str
+    expired_at: datetime | None
+    expired_by: str | None
+    held_events: int
+    """Events recorded with this silence: held back from being sent."""
+
+
+class SilenceList(_Response):
+    items: list[SilenceOut]
+
+
 # ---------------------------------------------------------------- health
 
 
@@ -302,6 +342,7 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     SubscriptionCreate,
     SecretRotate,
     DeliveryRetry,
+    SilenceCreate,
 )
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     ErrorBody,
@@ -314,5 +355,7 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     EventPage,
     DeliveryList,
     RetryResult,
+    SilenceOut,
+    SilenceList,
     Health,
 )

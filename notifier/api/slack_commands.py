@@ -1,21 +1,19 @@
 """``POST /slack/commands``: the ``/imagewatch`` slash command on the service's HTTP server.
 
-Every request is checked with the app's signing secret (slack-sdk's ``SignatureVerifier``, which
-also rejects timestamps more than five minutes off, so a captured request cannot be replayed
-later); anything else gets 401 and changes nothing. Answers are ephemeral: only the person who
-typed the command sees them. A command in a channel is about that channel: ``add`` subscribes it.
+Every request first passes :mod:`notifier.api.slack_requests` (signature, five-minute window,
+replay refusal), as the buttons' do; anything else gets 401 and changes nothing. Answers are
+ephemeral: only the person who typed the command sees them. A command in a channel is about
+that channel: ``add`` subscribes it.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Final, Protocol
 from urllib.parse import parse_qs
 
 from aiohttp import web
 from slack_sdk.signature import Clock as SignatureClock
-from slack_sdk.signature import SignatureVerifier
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.api.imagewatch_command import (
@@ -25,10 +23,14 @@ from notifier.api.imagewatch_command import (
     Command,
     Help,
     ListFollowed,
+    Mute,
     Remove,
     Status,
+    Unmute,
     parse,
 )
+from notifier.api.slack_mute import channel_refusal, image_version_refusal, mute, unmute
+from notifier.api.slack_requests import add_signed_route
 from notifier.config import Settings
 from notifier.core.clock import Clock
 from notifier.notify.render import escape_slack, progress_bar
@@ -43,8 +45,6 @@ from notifier.store.watches import DuplicateWatch, WatchView, add_watch, list_wa
 log = logging.getLogger(__name__)
 
 PATH: Final = "/slack/commands"
-# Slack sends a few hundred bytes; anything much bigger is not Slack.
-_MAX_BODY: Final = 16 * 1024
 
 
 class CommandDeps(Protocol):
@@ -63,76 +63,31 @@ class CommandDeps(Protocol):
 def register(
     app: web.Application, deps: CommandDeps, *, verifier_clock: SignatureClock | None = None
 ) -> None:
-    """Add ``POST /slack/commands`` to ``app`` (the API's registrar list calls this).
+    """Add ``POST /slack/commands`` to ``app`` (the API's registrar list calls this), behind
+    :mod:`notifier.api.slack_requests`' checks.
 
     ``verifier_clock`` lets tests move time for the five-minute replay window.
     """
-    secret = deps.settings.slack.signing_secret
-    if secret is None or not secret.get_secret_value():
-        app.router.add_post(PATH, _disabled)
-        return
-    verifier = SignatureVerifier(
-        secret.get_secret_value(), **({"clock": verifier_clock} if verifier_clock else {})
+    add_signed_route(
+        app,
+        PATH,
+        deps.settings,
+        _Handler(deps.engine, deps.clock, deps.settings).handle,
+        what="slash commands",
+        verifier_clock=verifier_clock,
     )
-    app.router.add_post(PATH, _Handler(deps.engine, verifier, deps.clock, deps.settings).handle)
-
-
-async def _disabled(request: web.Request) -> web.Response:
-    """Without a signing secret no request can be verified, so none is accepted."""
-    return web.Response(
-        status=401, text="slash commands are off: [slack] signing_secret is not set\n"
-    )
-
-
-REPLAY_WINDOW_SECONDS: Final = 5 * 60
-"""slack-sdk's verifier accepts a timestamp this far off: a signature is remembered as long."""
-_MAX_REMEMBERED: Final = 100_000
-
-
-class SeenSignatures:
-    """Signatures already answered, for as long as the verifier would accept them again: a
-    captured request replayed within Slack's five-minute window is refused. Each replica keeps
-    its own; Slack sends each request once, to one of them."""
-
-    def __init__(self) -> None:
-        self._until: dict[str, float] = {}
-
-    def first_time(self, signature: str, now: float) -> bool:
-        if len(self._until) > 1024:
-            self._until = {s: t for s, t in self._until.items() if t > now}
-            if len(self._until) > _MAX_REMEMBERED:  # a flood: keep the newest half
-                kept = sorted(self._until.items(), key=lambda item: item[1])
-                self._until = dict(kept[len(kept) // 2 :])
-        if self._until.get(signature, 0.0) > now:
-            return False
-        self._until[signature] = now + 2 * REPLAY_WINDOW_SECONDS
-        return True
 
 
 class _Handler:
-    def __init__(
-        self, engine: AsyncEngine, verifier: SignatureVerifier, clock: Clock, settings: Settings
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, clock: Clock, settings: Settings) -> None:
         self._engine = engine
-        self._verifier = verifier
         self._clock = clock
-        self._seen = SeenSignatures()
         self._account_services = settings.command_account_services()
         channels = settings.slack.command_channels
         self._channels = None if channels is None else frozenset(channels)
         self._max_watches = settings.slack.command_max_watches_per_channel
 
-    async def handle(self, request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > _MAX_BODY:
-            return web.Response(status=413, text="request too large\n")
-        body = await request.read()
-        if len(body) > _MAX_BODY:
-            return web.Response(status=413, text="request too large\n")
-        if not self._verified(request, body):
-            return web.Response(status=401, text="invalid or stale Slack signature\n")
-        signature = request.headers.get("X-Slack-Signature", "")
-        if not self._seen.first_time(signature, time.time()):
-            return web.Response(status=401, text="this request was already answered\n")
+    async def handle(self, request: web.Request, body: bytes) -> web.Response:
         form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items() if v}
         channel = form.get("channel_id", "").strip()
         if not channel:
@@ -150,7 +105,21 @@ class _Handler:
         refusal = await self._refusal(command, channel)
         if refusal is not None:
             return _ephemeral(refusal)
+        if isinstance(command, Mute | Unmute):
+            return _ephemeral(await self._mute(command, channel, form.get("user_id", "")))
         return _ephemeral(await self._run(command, channel))
+
+    async def _mute(self, command: Mute | Unmute, channel: str, user_id: str) -> str:
+        refusal = channel_refusal(self._channels, channel) or await image_version_refusal(
+            self._engine, channel, command.image_version_id
+        )
+        if refusal is not None:
+            return refusal
+        if isinstance(command, Mute):
+            return await mute(
+                self._engine, command.image_version_id, command.duration, user_id, self._clock()
+            )
+        return await unmute(self._engine, command.image_version_id, user_id, self._clock())
 
     async def _refusal(self, command: Command, channel: str) -> str | None:
         """Why this channel may not run ``command``, in a line for the person who typed it."""
@@ -184,14 +153,6 @@ class _Handler:
                 "channel; `/imagewatch list` shows what it follows"
             )
         return None
-
-    def _verified(self, request: web.Request, body: bytes) -> bool:
-        timestamp = request.headers.get("X-Slack-Request-Timestamp")
-        signature = request.headers.get("X-Slack-Signature")
-        try:
-            return self._verifier.is_valid(body, timestamp, signature)
-        except ValueError:  # a timestamp that is not a number
-            return False
 
     async def _run(self, command: Command, channel: str) -> str:
         engine, now = self._engine, self._clock()

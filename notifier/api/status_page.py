@@ -23,6 +23,7 @@ from notifier.core.ids import BadId, parse_id
 from notifier.core.status import STATE_NAMES
 from notifier.store.events import events_page
 from notifier.store.outbox import list_deliveries
+from notifier.store.silences import held_events, list_silences
 from notifier.store.subscriptions import list_subscriptions
 from notifier.store.watches import WatchView, count_watches, get_watch, list_watches
 
@@ -115,6 +116,8 @@ async def index(request: web.Request) -> web.Response:
     # Where notifications go, and which webhooks are unsigned: for the token holder only (a
     # public page would tell a forger which receivers take unsigned requests).
     subscriptions = await list_subscriptions(deps.engine) if details else []
+    silences = await list_silences(deps.engine, now)
+    held = await held_events(deps.engine, [s.id for s in silences])
 
     def page_link(number: int) -> str:
         params = {"state": state_filter, "q": query, "page": str(number)}
@@ -131,6 +134,8 @@ async def index(request: web.Request) -> web.Response:
         pending=pending,
         dead=dead,
         subscriptions=subscriptions,
+        silences=silences,
+        held=held,
         when=lambda value: relative_time(value, now),
         next_try=lambda value: _next_try(value, now),
         page_link=page_link,

@@ -41,6 +41,10 @@ LIVE_REFRESH: Final = "internal.live_refresh"
 refresh (a progress/ETA-only change). Never stored in ``events``, never in ``EVENT_TYPES``, so no
 webhook, events list, timeline or filter ever sees it."""
 
+SILENCE_ENDED: Final = "internal.silence_ended"
+"""Not an event either: the stand-in for a live message's one update when the silence that held
+it ends (:func:`notifier.core.live_refresh.resume_event`); never stored, never sent to webhooks."""
+
 TERMINAL_EVENT_FOR_STATE: Final[dict[int, str]] = {
     COMPLETE: COMPLETED,
     FAILED: FAILED_EVENT,
@@ -76,3 +80,5 @@ class Event:
     ``watch.poll_failing`` or ``{"milestone": 50}`` for ``imageversion.progress``. Empty for state
     events. For ``watch.*`` events ``current`` is the last known status (state None, "Unknown",
     when the job was never seen)."""
+    silence_id: int | None = None
+    """The silence that held it (recorded, not sent); None for an event sent as usual."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from notifier.core.silences import MuteShown
+
 
 @dataclass(frozen=True, slots=True)
 class LiveMessage:
@@ -25,3 +27,18 @@ class PendingPost:
 
     channel: str
     since: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LiveControls:
+    """What the buttons of a live message need: its watch, the silence holding it, and where
+    "Open" leads (None: ``[server] public_url`` is not set, no "Open" button)."""
+
+    watch_id: int
+    account_service_id: int
+    image_version_id: int
+    mute: MuteShown | None = None
+    open_url: str | None = None
+    buttons: bool = True
+    """False when no click could be verified (no ``[slack] signing_secret``): the mute is still
+    shown, the buttons are not."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from notifier.core.events import LIVE_REFRESH, Event
-from notifier.core.status import JobStatus
+from notifier.core.events import LIVE_REFRESH, SILENCE_ENDED, Event
+from notifier.core.status import FAILED, JobStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,4 +35,24 @@ def refresh_event(delivery_id: int, created_at: datetime, watch: WatchNow) -> Ev
         label=watch.label,
         previous=None,
         current=watch.status,
+    )
+
+
+def resume_event(delivery_id: int, held: Event) -> Event:
+    """The stand-in for a live message's one update after a silence: it shows the newest status
+    (the sink reads it), and says the job failed meanwhile when ``held`` (the held event chosen
+    to stand for the rest, a failure if there was one) is the job going to Failed."""
+    failed = held.current.state_id == FAILED and (
+        held.previous is None or held.previous.state_id != FAILED
+    )
+    return Event(
+        id=f"resume-{delivery_id}",
+        type=SILENCE_ENDED,
+        occurred_at=held.occurred_at,
+        account_service_id=held.account_service_id,
+        image_version_id=held.image_version_id,
+        label=held.label,
+        previous=held.previous,
+        current=held.current,
+        detail={"failed_meanwhile": failed},
     )

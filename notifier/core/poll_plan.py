@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import random
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, NamedTuple
@@ -18,6 +18,7 @@ from notifier.core.detector import carry_known_state, detect
 from notifier.core.event_ids import new_event_id as default_event_id
 from notifier.core.events import POLL_FAILING, POLL_RECOVERED, Detected, Event
 from notifier.core.retry import Retry, RetryPolicy
+from notifier.core.silences import Silence, holding_silence
 from notifier.core.status import (
     COMPLETE,
     CREATED,
@@ -170,6 +171,8 @@ class PlannedDelivery:
     event_id: str
     subscription_id: int
     watch_id: int
+    silence_id: int | None = None
+    """The silence holding the watch: the delivery waits ("held") instead of going out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,11 +446,15 @@ def _events(
 
 
 def plan_deliveries(
-    plans: Sequence[PollPlan], subscriptions: Sequence[Subscription]
+    plans: Sequence[PollPlan],
+    subscriptions: Sequence[Subscription],
+    held: Mapping[int, int] | None = None,
 ) -> list[PlannedDelivery]:
-    """One delivery per (event, subscription that wants it), in event order."""
+    """One delivery per (event, subscription that wants it), in event order; those of a watch
+    in ``held`` (watch id -> the silence holding it, :func:`held_watches`) wait for its end."""
+    held = held or {}
     return [
-        PlannedDelivery(event.id, subscription.id, plan.watch_id)
+        PlannedDelivery(event.id, subscription.id, plan.watch_id, held.get(plan.watch_id))
         for plan in plans
         for event in plan.events
         for subscription in subscriptions
@@ -459,18 +466,37 @@ def plan_refreshes(
     plans: Sequence[PollPlan],
     subscriptions: Sequence[Subscription],
     deliveries: Sequence[PlannedDelivery],
+    held: Mapping[int, int] | None = None,
 ) -> list[PlannedRefresh]:
     """A live-message refresh per Slack channel for each watch whose shown status moved.
 
     Only a progress/ETA-only change needs one: a state change has its events, and a pair that
-    already gets a delivery this tick re-renders the newest status with it. The store writes a
-    refresh only where a live message exists and merges it into an unclaimed one already queued.
+    already gets a delivery this tick re-renders the newest status with it. A silenced watch
+    gets none: a silence sends nothing until it ends. The store writes a refresh only where a
+    live message exists and merges it into an unclaimed one already queued.
     """
     covered = {(d.subscription_id, d.watch_id) for d in deliveries}
+    silenced = held or {}
     return [
         PlannedRefresh(subscription.id, plan.watch_id)
         for plan in plans
-        if plan.shown_changed
+        if plan.shown_changed and plan.watch_id not in silenced
         for subscription in subscriptions
         if subscription.kind == "slack_channel" and (subscription.id, plan.watch_id) not in covered
     ]
+
+
+def held_watches(
+    watches: Iterable[tuple[ClaimedWatch, datetime]], silences: Sequence[Silence]
+) -> dict[int, int]:
+    """Watch id -> the silence holding it at the moment it was polled, for the watches held."""
+    if not silences:
+        return {}
+    held: dict[int, int] = {}
+    for watch, at in watches:
+        silence = holding_silence(
+            silences, watch.account_service_id, watch.image_version_id, watch.label, at
+        )
+        if silence is not None:
+            held[watch.watch_id] = silence.id
+    return held

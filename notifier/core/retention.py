@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-FINISHED_DELIVERY_STATUSES = ("delivered", "dead")
+FINISHED_DELIVERY_STATUSES = ("delivered", "dead", "silenced")
 """A pending delivery is work to do, never history: it is kept whatever its age."""
 
 

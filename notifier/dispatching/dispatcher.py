@@ -43,7 +43,7 @@ from notifier.core.failure_decision import (
     receiver_hold,
 )
 from notifier.core.lease import Lease
-from notifier.core.live_refresh import refresh_event
+from notifier.core.live_refresh import refresh_event, resume_event
 from notifier.core.retry import RetryPolicy
 from notifier.core.secret_scrub import scrubber_of
 from notifier.core.subscriptions import Subscription, secrets_of
@@ -345,11 +345,12 @@ class Dispatcher:
             )
             return Failed(delivery.id, "subscription is gone or inactive", None)
         subject = delivery.subject
-        event = (
-            subject
-            if isinstance(subject, Event)
-            else refresh_event(delivery.id, delivery.created_at, subject)
-        )
+        if not isinstance(subject, Event):
+            event = refresh_event(delivery.id, delivery.created_at, subject)
+        elif delivery.kind == "resume":
+            event = resume_event(delivery.id, subject)
+        else:
+            event = subject
         sink = self._sinks.get(subscription.kind)
         try:
             if sink is None:

@@ -34,6 +34,14 @@ def blocks_to_text(blocks: Sequence[dict[str, Any]]) -> str:
         elif kind == "context":
             texts = [str(element.get("text", "")) for element in block.get("elements", [])]
             paragraphs.append(_plain(" · ".join(texts)))
+        elif kind == "actions":
+            # Buttons as the terminal can show them: [ Mute 1 h ]  [ Open ]
+            labels = [
+                f"[ {element.get('text', {}).get('text', '')} ]"
+                for element in block.get("elements", [])
+                if element.get("type") == "button"
+            ]
+            paragraphs.append("  ".join(labels))
     return "\n".join(paragraphs)
 
 

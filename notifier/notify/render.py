@@ -16,6 +16,8 @@ from typing import Any, Final, NamedTuple
 from notifier.core import events as model
 from notifier.core.clock import as_utc
 from notifier.core.events import Event
+from notifier.core.live_messages import LiveControls
+from notifier.core.silences import MuteShown
 from notifier.core.status import (
     COMPLETE,
     CREATED,
@@ -94,6 +96,13 @@ _FENCE_RUN: Final = re.compile(r"`{3,}")
 _BACKTICK_LOOKALIKE: Final = "\u02cb"  # MODIFIER LETTER GRAVE ACCENT
 
 
+# The action ids of the live message's buttons, as POST /slack/interactions reads them back.
+ACTION_MUTE: Final = "mute_1h"
+ACTION_UNMUTE: Final = "unmute"
+ACTION_STOP: Final = "stop_watching"
+ACTION_OPEN: Final = "open"
+
+
 @dataclass(frozen=True)
 class SlackMessage:
     """``text`` is what notifications, screen readers and old clients show; ``blocks`` the rest."""
@@ -143,7 +152,12 @@ def render_live_message(event: Event) -> SlackMessage:
     return render(WatchInfo.of(event), event.current, event)
 
 
-def render(watch: WatchInfo, status: JobStatus, event: Event | None = None) -> SlackMessage:
+def render(
+    watch: WatchInfo,
+    status: JobStatus,
+    event: Event | None = None,
+    controls: LiveControls | None = None,
+) -> SlackMessage:
     """The one message per image version that is edited in place as the job moves.
 
     ``status`` is the newest known status, which may be newer than ``event``'s: that is how
@@ -192,6 +206,11 @@ def render(watch: WatchInfo, status: JobStatus, event: Event | None = None) -> S
             "elements": [{"type": "mrkdwn", "text": text} for text in context],
         }
     )
+    if controls is not None:
+        if controls.mute is not None:
+            blocks.append(_context(mute_line(controls.mute)))
+        if controls.buttons:
+            blocks.append(_buttons(controls))
 
     fallback = [
         f"{escape_slack(title)}: {escape_slack(state)} {current.progress}%",
@@ -207,8 +226,83 @@ def render(watch: WatchInfo, status: JobStatus, event: Event | None = None) -> S
                 f"{_EVENT_PHRASES[event.type]}: {said}" if said else _EVENT_PHRASES[event.type]
             )
         )
+    if controls is not None and controls.mute is not None:
+        fallback.append(f"muted until {_utc_text(controls.mute.ends_at)}")
     text = truncate(" · ".join(fallback), FALLBACK_TEXT_LIMIT)
     return SlackMessage(text=text, blocks=blocks[:MAX_BLOCKS])
+
+
+def mute_line(mute: MuteShown) -> str:
+    """ "Muted by @ana until 18:00 · reason": a Slack user Slack verified is shown as a mention,
+    any other author (the CLI's OS user, an API caller) as escaped text."""
+    who = mute.created_by if mute.by_slack_user else escape_slack(mute.created_by or "someone")
+    line = f":no_bell: *Muted* by {who} until {_slack_time(mute.ends_at)}"
+    if mute.reason:
+        line += f" · {escape_slack(_one_line_raw(mute.reason))}"
+    if not mute.liftable:
+        line += f" (silence {mute.silence_id}: `notifier silence expire {mute.silence_id}`)"
+    return truncate(line, SECTION_TEXT_LIMIT)
+
+
+def _buttons(controls: LiveControls) -> dict[str, Any]:
+    """Mute 1 h or Unmute, Stop watching, and Open when the status page has a public URL."""
+    key = f"{controls.account_service_id}:{controls.image_version_id}"
+    elements: list[dict[str, Any]] = []
+    if controls.mute is None:
+        elements.append(_button("Mute 1 h", ACTION_MUTE, key))
+    elif controls.mute.liftable:
+        elements.append(_button("Unmute", ACTION_UNMUTE, key))
+    stop = _button("Stop watching", ACTION_STOP, key)
+    stop["confirm"] = {
+        "title": {"type": "plain_text", "text": "Stop watching?"},
+        "text": {
+            "type": "plain_text",
+            "text": f"This channel stops following image version {controls.image_version_id}.",
+        },
+        "confirm": {"type": "plain_text", "text": "Stop watching"},
+        "deny": {"type": "plain_text", "text": "Keep it"},
+    }
+    elements.append(stop)
+    if controls.open_url is not None:
+        elements.append(
+            {
+                "type": "button",
+                "action_id": ACTION_OPEN,
+                "text": {"type": "plain_text", "text": "Open"},
+                "url": controls.open_url,
+            }
+        )
+    return {"type": "actions", "block_id": "live_controls", "elements": elements}
+
+
+def _button(text: str, action_id: str, value: str) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "action_id": action_id,
+        "text": {"type": "plain_text", "text": text},
+        "value": value,
+    }
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def render_held_failure_reply(event: Event) -> SlackMessage:
+    """The one reply after a silence when the job failed while it lasted."""
+    current = event.current
+    line = (
+        f"{_SLACK_EMOJI.get(current.state_id, _UNKNOWN_SLACK_EMOJI)} "
+        f"Failed while muted, at {_slack_time(event.occurred_at)}: "
+        f"{escape_slack(_summary(event))}"
+    )
+    blocks: list[dict[str, Any]] = [_section(line)]
+    text = f"Failed while muted: {escape_slack(_summary(event))}"
+    if _shows_error(current):
+        assert current.error is not None
+        blocks.append(_section(_error_block("", current.error)))
+        text = f"{text} · error: {_one_line(current.error)}"
+    return SlackMessage(text=truncate(text, FALLBACK_TEXT_LIMIT), blocks=blocks)
 
 
 def took(status: JobStatus) -> str | None:

@@ -21,13 +21,19 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from notifier.core.delivery_failure import DeliveryFailed
-from notifier.core.events import LIVE_REFRESH, STATE_CHANGED, Event
-from notifier.core.live_messages import LiveMessage, PendingPost
+from notifier.core.events import LIVE_REFRESH, SILENCE_ENDED, STATE_CHANGED, Event
+from notifier.core.live_messages import LiveControls, LiveMessage, PendingPost
 from notifier.core.retry_after import parse_retry_after
 from notifier.core.status import FAILED, SQUASHED, JobStatus
 from notifier.core.subscriptions import SlackChannelSubscription, Subscription
 from notifier.notify.pacing import ChannelPacer
-from notifier.notify.render import SlackMessage, WatchInfo, render, render_thread_reply
+from notifier.notify.render import (
+    SlackMessage,
+    WatchInfo,
+    render,
+    render_held_failure_reply,
+    render_thread_reply,
+)
 from notifier.notify.sink import LiveMessages, Sink
 
 log = logging.getLogger(__name__)
@@ -51,6 +57,10 @@ _BROADCAST_STATES: Final = frozenset({FAILED, SQUASHED})
 
 StatusLookup = Callable[[int, int], Awaitable[JobStatus | None]]
 """``(account_service_id, image_version_id) -> newest known status``, read when rendering."""
+
+ControlsLookup = Callable[[int, int], Awaitable[LiveControls | None]]
+"""``(account_service_id, image_version_id) -> the buttons' state`` (its watch, the silence
+holding it now); None: no buttons."""
 
 # Tags our live messages so that one posted just before a crash can be found again.
 _METADATA_TYPE: Final = "clanforge_live_message"
@@ -76,10 +86,12 @@ class SlackSink(Sink):
         *,
         newest_status: StatusLookup | None = None,
         pacer: ChannelPacer | None = None,
+        controls: ControlsLookup | None = None,
     ) -> None:
         self._client = client
         self._live = live_messages
         self._newest_status = newest_status
+        self._controls = controls
         self._pacer = pacer or ChannelPacer(DEFAULT_CHANNEL_INTERVAL_SECONDS)
 
     async def deliver(self, event: Event, subscription: Subscription) -> None:
@@ -107,8 +119,18 @@ class SlackSink(Sink):
         if self._newest_status is not None:
             status = await self._newest_status(event.account_service_id, event.image_version_id)
         refresh = event.type == LIVE_REFRESH
-        # A refresh is no event: no note, no reply; it only shows the newest status.
-        message = render(WatchInfo.of(event), status or event.current, None if refresh else event)
+        resume = event.type == SILENCE_ENDED
+        controls = None
+        if self._controls is not None:
+            controls = await self._controls(event.account_service_id, event.image_version_id)
+        # A refresh is no event: no note, no reply; it only shows the newest status. Nor is the
+        # resume after a silence, which posts the message if the silence held its first post.
+        message = render(
+            WatchInfo.of(event),
+            status or event.current,
+            None if refresh or resume else event,
+            controls,
+        )
         shown = fingerprint(message)
 
         earlier = await self._live.get(*key)
@@ -139,14 +161,18 @@ class SlackSink(Sink):
         # (even when an interrupted post was found again and this is its retry).
         if event.type == STATE_CHANGED and earlier is not None and event.previous is not None:
             reply = render_thread_reply(event)
-            await self._pacer.wait_turn(live.channel)
-            await self._client.chat_postMessage(
-                channel=live.channel,
-                thread_ts=live.ts,
-                text=reply.text,
-                blocks=reply.blocks,
-                reply_broadcast=event.current.state_id in _BROADCAST_STATES,
-            )
+        elif resume and event.detail.get("failed_meanwhile"):
+            reply = render_held_failure_reply(event)
+        else:
+            return
+        await self._pacer.wait_turn(live.channel)
+        await self._client.chat_postMessage(
+            channel=live.channel,
+            thread_ts=live.ts,
+            text=reply.text,
+            blocks=reply.blocks,
+            reply_broadcast=event.current.state_id in _BROADCAST_STATES,
+        )
 
     async def _post(
         self, channel: str, message: SlackMessage, shown: str, key: tuple[int, int, int]

@@ -19,11 +19,13 @@ from notifier.core.poll_plan import (
     ClaimedWatch,
     PollPlan,
     PollPolicy,
+    held_watches,
     plan_deliveries,
     plan_failure,
     plan_refreshes,
     plan_success,
 )
+from notifier.core.silences import Silence
 from notifier.core.status import FetchedStatus
 from notifier.core.subscriptions import Subscription
 from notifier.core.timing import DetectPolicy
@@ -52,6 +54,9 @@ class _Batch:
 FetchObserver = Callable[[Sequence[float], Counter[str]], None]
 """Told each batch's fetches once the batch is fetched: every fetch's duration in seconds, and
 how many fetches ended how ("ok", an :class:`UpstreamError` reason, or "internal_error")."""
+
+SilenceLoader = Callable[[datetime], Awaitable[Sequence[Silence]]]
+"""The silences that have not ended at the given moment."""
 
 OK: Final = "ok"
 INTERNAL_ERROR: Final = "internal_error"
@@ -137,8 +142,13 @@ class Poller:
         batch_size: int = DEFAULT_BATCH_SIZE,
         event_ids: Callable[[], str] = new_event_id,
         budget: BudgetSchedule | None = None,
+        load_silences: SilenceLoader | None = None,
     ) -> None:
         self._store = store
+        # The silences not yet ended at a moment; read once per tick, and only by a tick that
+        # has news to send (a quiet tick costs no statement more).
+        self._load_silences = load_silences
+        self._silences: Sequence[Silence] | None = None
         self._source = source
         self._load_subscriptions = load_subscriptions
         self._poll = poll
@@ -183,6 +193,7 @@ class Poller:
         """
         total = TickSummary(0, 0, 0, 0)
         remaining = self._claim_limit
+        self._silences = None
         subscriptions: Sequence[Subscription] | None = None
         timer = time.perf_counter
         while remaining > 0 and not self._stopping.is_set():
@@ -371,10 +382,26 @@ class Poller:
                 plans.append(plan)
                 if self._budget is not None:
                     self._budget.learn(watch, plan)
-        deliveries = plan_deliveries(plans, subscriptions)
-        return PollResults(
-            plans, unchanged, deliveries, plan_refreshes(plans, subscriptions, deliveries)
+        held = held_watches(
+            ((w, outcomes[w.watch_id][0]) for w in news),
+            await self._silences_for(plans, batch.started),
         )
+        deliveries = plan_deliveries(plans, subscriptions, held)
+        return PollResults(
+            plans,
+            unchanged,
+            deliveries,
+            plan_refreshes(plans, subscriptions, deliveries, held),
+            held,
+        )
+
+    async def _silences_for(self, plans: Sequence[PollPlan], now: datetime) -> Sequence[Silence]:
+        """The tick's silences, read the first time a plan has something to send."""
+        if self._load_silences is None or not any(p.events or p.shown_changed for p in plans):
+            return ()
+        if self._silences is None:
+            self._silences = await self._load_silences(now)
+        return self._silences
 
     async def _write(self, batch: _Batch, planned: PollResults) -> TickSummary:
         deliveries, refreshes = planned.deliveries, planned.refreshes

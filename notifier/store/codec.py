@@ -147,4 +147,5 @@ def event_from_row(row: Any) -> Event:
         previous=None if row.previous is None else status_from_json(row.previous),
         current=status_from_json(row.current),
         detail=row.detail or {},
+        silence_id=getattr(row, "silence_id", None),
     )

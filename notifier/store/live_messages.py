@@ -119,3 +119,17 @@ class DatabaseLiveMessages:
                     **values,
                 )
             )
+
+
+async def posted_in_channel(engine: AsyncEngine, channel: str, image_version_id: int) -> int | None:
+    """The account service of ``image_version_id`` if a live message of it is in ``channel``:
+    what lets that channel's buttons act on it."""
+    async with engine.connect() as conn:
+        return await conn.scalar(
+            select(SlackMessageRow.account_service_id)
+            .where(
+                SlackMessageRow.channel == channel,
+                SlackMessageRow.image_version_id == image_version_id,
+            )
+            .limit(1)
+        )

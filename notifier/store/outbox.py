@@ -109,6 +109,7 @@ class SqlOutbox:
                 attempts,
                 created_at,
                 watches[watch_id] if kind == "refresh" else events[event_id],
+                kind,
             )
             for delivery_id, subscription_id, attempts, created_at, kind, event_id, watch_id in (
                 claimed

@@ -19,7 +19,7 @@ from notifier.core.events import Event
 from notifier.core.lease import Lease
 from notifier.core.live_refresh import WatchNow
 
-DeliveryStatus = Literal["pending", "delivered", "dead"]
+DeliveryStatus = Literal["pending", "delivered", "dead", "held", "silenced"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,9 @@ class ClaimedDelivery:
     created_at: datetime
     subject: Event | WatchNow
     """The stored event to send, or for a live-message refresh the watch as it is now."""
+    kind: str = "event"
+    """"event", "refresh", or "resume": the one update a live message gets back when the silence
+    that held ``subject`` (the held event it stands for) ends."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -330,6 +330,7 @@ async def _write_plans(
                 "current": status_to_json(e.current),
                 "detail": dict(e.detail) or None,
                 "occurred_at": e.occurred_at,
+                "silence_id": results.held.get(plan.watch_id),
             }
             for e in plan.events
         )
@@ -345,7 +346,9 @@ async def _write_plans(
             "subscription_id": d.subscription_id,
             "watch_id": d.watch_id,
             "kind": "event",
-            "status": "pending",
+            # Held by a silence: not sent; its end makes the last one the live message's resume.
+            "status": "pending" if d.silence_id is None else "held",
+            "silence_id": d.silence_id,
             "attempts": 0,
             "next_attempt_at": now,
             "created_at": now,
@@ -361,7 +364,7 @@ async def _write_plans(
         if r.watch_id in ours
     ]
     if refreshes:
-        await conn.execute(_refresh_insert(conn.dialect.name, now), refreshes)
+        await conn.execute(live_refresh_insert(conn.dialect.name, now), refreshes)
     await conn.execute(
         _PLANNED,
         [
@@ -380,7 +383,7 @@ async def _write_plans(
     )
 
 
-def _refresh_insert(dialect: str, now: datetime) -> Insert:
+def live_refresh_insert(dialect: str, now: datetime) -> Insert:
     """Queue a refresh where the live message exists, merged into an unclaimed one if queued.
 
     One statement for the batch (executemany): the live-message check is its SELECT and the

@@ -30,7 +30,10 @@ def _old_deliveries(before: datetime) -> ColumnElement[bool]:
 
 
 def _old_events(before: datetime) -> ColumnElement[bool]:
-    pending = exists().where(DeliveryRow.event_id == EventRow.id, DeliveryRow.status == "pending")
+    # A held delivery is sent (as its live message's resume) when its silence ends: kept too.
+    pending = exists().where(
+        DeliveryRow.event_id == EventRow.id, DeliveryRow.status.in_(("pending", "held"))
+    )
     return and_(EventRow.occurred_at < before, ~pending)
 
 

@@ -183,6 +183,8 @@ class EventRow(Base):
     current: Mapped[dict[str, Any]]
     detail: Mapped[dict[str, Any] | None]
     occurred_at: Mapped[datetime] = mapped_column(index=True)
+    # The silence that held it (not sent while it lasted); NULL for an event sent as usual.
+    silence_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
 
 class SubscriptionRow(Base):
@@ -241,6 +243,9 @@ class DeliveryRow(Base):
     lease_until: Mapped[datetime | None]
     created_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]
+    # The silence that held it: status "held" until that silence ends, then "silenced" (never
+    # sent), or pending again as the one "resume" of its Slack live message.
+    silence_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class SlackMessageRow(Base):
@@ -260,6 +265,29 @@ class SlackMessageRow(Base):
     pending_since: Mapped[datetime | None]
 
 
+class SilenceRow(Base):
+    __tablename__ = "silences"
+    # An expired silence's id is never given to the next one: people quote them.
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The matchers (notifier.core.silences.Matchers): every one set must agree.
+    image_version_id: Mapped[int | None] = mapped_column(BigInteger)
+    account_service_id: Mapped[int | None] = mapped_column(BigInteger)
+    label_glob: Mapped[str | None] = mapped_column(String(200))
+    starts_at: Mapped[datetime]
+    # Moved to the moment of `silence expire` when ended early.
+    ends_at: Mapped[datetime] = mapped_column(index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(120), default="")
+    source: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime]
+    expired_at: Mapped[datetime | None]
+    expired_by: Mapped[str | None] = mapped_column(String(120))
+    # Set by the one replica that handled the end (released what it held): once, not per replica.
+    end_handled_at: Mapped[datetime | None]
+
+
 def _table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
@@ -271,3 +299,4 @@ EVENTS = _table(EventRow)
 SUBSCRIPTIONS = _table(SubscriptionRow)
 DELIVERIES = _table(DeliveryRow)
 SLACK_MESSAGES = _table(SlackMessageRow)
+SILENCES = _table(SilenceRow)

@@ -62,6 +62,8 @@ class PollResults:
     deliveries: Sequence[PlannedDelivery] = ()
     refreshes: Sequence[PlannedRefresh] = ()
     """Live-message refreshes; kept only where the live message exists."""
+    held: Mapping[int, int] = field(default_factory=dict)
+    """Watch id -> the silence holding it: its events are recorded with that silence."""
 
 
 @dataclass(frozen=True, slots=True)

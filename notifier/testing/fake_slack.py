@@ -147,6 +147,18 @@ class FakeSlack(LoopbackServer):
     def updates(self, channel: str | None = None) -> list[SlackCall]:
         return self._successful("chat.update", channel)
 
+    def ephemerals(self, user: str | None = None) -> list[SlackCall]:
+        """Successful chat.postEphemeral calls: what only one person saw."""
+        return [
+            call
+            for call in self._successful("chat.postEphemeral", None)
+            if user is None or call.args.get("user") == user
+        ]
+
+    def message(self, channel: str, ts: str) -> StoredMessage:
+        """The message as the channel shows it now (after every edit)."""
+        return self.messages[(channel, ts)]
+
     def thread_replies(self, ts: str) -> list[SlackCall]:
         return [call for call in self.posts() if call.args.get("thread_ts") == ts]
 
@@ -194,6 +206,8 @@ class FakeSlack(LoopbackServer):
             answer = self._history(args)
         elif method == "chat.update":
             answer = self._update(args)
+        elif method == "chat.postEphemeral":
+            answer = self._post_ephemeral(args)
         else:
             answer = {"ok": False, "error": "unknown_method"}
 
@@ -311,6 +325,16 @@ class FakeSlack(LoopbackServer):
             "message": _wire_message(message),
         }
 
+    def _post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Shown to ``user`` only, never stored in the channel; Slack answers a message_ts."""
+        channel = str(args.get("channel") or "")
+        problem = self._check_channel(channel) or _check_content(args)
+        if problem:
+            return {"ok": False, "error": problem}
+        if not args.get("user"):
+            return {"ok": False, "error": "user_not_in_channel"}
+        return {"ok": True, "message_ts": self._next_ts()}
+
     def _check_channel(self, channel: str) -> str | None:
         if not channel or (self.channels is not None and channel not in self.channels):
             return "channel_not_found"
@@ -344,7 +368,31 @@ def _check_content(args: dict[str, Any]) -> str | None:
             return "invalid_blocks"
         if block["type"] == "section" and len(text_value) > SECTION_TEXT_LIMIT:
             return "invalid_blocks"
+        if block["type"] == "actions" and _bad_actions(block):
+            return "invalid_blocks"
     return None
+
+
+def _bad_actions(block: dict[str, Any]) -> bool:
+    """Block Kit's limits for an actions block of buttons: 1 to 25 elements, unique action ids
+    (255 characters), a plain_text label (75), a value (2,000), a url (3,000)."""
+    elements = block.get("elements")
+    if not isinstance(elements, list) or not 1 <= len(elements) <= 25:
+        return True
+    ids = [e.get("action_id") for e in elements if isinstance(e, dict)]
+    if len(ids) != len(elements) or len(set(ids)) != len(ids):
+        return True
+    for element in elements:
+        label = element.get("text")
+        if element.get("type") != "button" or not isinstance(label, dict):
+            return True
+        if label.get("type") != "plain_text" or not 0 < len(str(label.get("text", ""))) <= 75:
+            return True
+        if len(str(element.get("action_id"))) > 255 or len(str(element.get("value", ""))) > 2000:
+            return True
+        if "url" in element and len(str(element["url"])) > 3000:
+            return True
+    return False
 
 
 def _wire_message(message: StoredMessage) -> dict[str, Any]:

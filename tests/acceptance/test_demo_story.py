@@ -46,6 +46,8 @@ async def test_the_demo_tells_the_story_in_order_in_about_ten_seconds_and_keeps_
     took = time.monotonic() - started
     output = out.getvalue()
     assert took < 14, f"the story took {took:.1f} s"
+    # Every live message carries its buttons, as Slack shows them once interactivity is on.
+    assert "    [ Mute 1 h ]  [ Stop watching ]\n" in output
 
     printed = blocks(output)
     finished: set[str] = set()

@@ -12,12 +12,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from slack_sdk.signature import Clock, SignatureVerifier
+from slack_sdk.signature import Clock
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -38,6 +37,7 @@ from tests.conftest import (
     seed_events,
     sent_statements,
 )
+from tests.support.slack_signing import slack_signed
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 _TRIGGERS = itertools.count()
@@ -91,26 +91,17 @@ async def client(engine: AsyncEngine, clock: FrozenClock) -> AsyncIterator[TestC
 def _signed(
     text: str, *, channel: str = CHANNEL, secret: str = SECRET, at: float | None = None
 ) -> tuple[bytes, dict[str, str]]:
-    body = urlencode(
-        {
-            "command": "/imagewatch",
-            "text": text,
-            "channel_id": channel,
-            "user_id": "U0PERSON",
-            "team_id": "T0TEAM",
-            # Slack's own, different in every request: two commands in one second are two
-            # requests, not a replay.
-            "trigger_id": f"trigger-{next(_TRIGGERS)}",
-        }
-    ).encode()
-    timestamp = str(int(at if at is not None else time.time()))
-    signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body)
-    assert signature is not None
-    return body, {
-        "X-Slack-Request-Timestamp": timestamp,
-        "X-Slack-Signature": signature,
-        "Content-Type": "application/x-www-form-urlencoded",
+    form = {
+        "command": "/imagewatch",
+        "text": text,
+        "channel_id": channel,
+        "user_id": "U0PERSON",
+        "team_id": "T0TEAM",
+        # Slack's own, different in every request: two commands in one second are two
+        # requests, not a replay.
+        "trigger_id": f"trigger-{next(_TRIGGERS)}",
     }
+    return slack_signed(form, secret, at)
 
 
 async def _command(client: TestClient[Any, Any], text: str, **kwargs: Any) -> str:

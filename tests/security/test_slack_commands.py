@@ -4,17 +4,14 @@ refused command changes nothing, and a captured request cannot be sent twice."""
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -25,6 +22,7 @@ from notifier.store.subscriptions import add_subscription, followed_in_channel
 from notifier.store.tables import SubscriptionRow
 from notifier.store.watches import list_watches
 from tests.conftest import T0
+from tests.support.slack_signing import slack_signed
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 CHANNEL = "C0BUILDS"
@@ -72,23 +70,14 @@ async def _client(engine: AsyncEngine, settings: Settings) -> AsyncIterator[Clie
 
 
 def _signed(text: str, channel: str = CHANNEL) -> tuple[bytes, dict[str, str]]:
-    body = urlencode(
-        {
-            "command": "/imagewatch",
-            "text": text,
-            "channel_id": channel,
-            "user_id": "U0PERSON",
-            "trigger_id": f"trigger-{next(_TRIGGERS)}",
-        }
-    ).encode()
-    timestamp = str(int(time.time()))
-    signature = SignatureVerifier(SECRET).generate_signature(timestamp=timestamp, body=body)
-    assert signature is not None
-    return body, {
-        "X-Slack-Request-Timestamp": timestamp,
-        "X-Slack-Signature": signature,
-        "Content-Type": "application/x-www-form-urlencoded",
+    form = {
+        "command": "/imagewatch",
+        "text": text,
+        "channel_id": channel,
+        "user_id": "U0PERSON",
+        "trigger_id": f"trigger-{next(_TRIGGERS)}",
     }
+    return slack_signed(form, SECRET)
 
 
 async def _say(client: Client, text: str, channel: str = CHANNEL) -> str:

@@ -44,7 +44,10 @@ def test_each_subcommand_is_understood(text: str, command: object) -> None:
         ("remove", "remove needs exactly one image version id"),
         ("status 1 2", "status needs exactly one image version id"),
         ("list everything", "list takes no arguments, got `everything`"),
-        ("watch 1234", "unknown subcommand `watch`; use add, remove, list, status or help"),
+        (
+            "watch 1234",
+            "unknown subcommand `watch`; use add, remove, list, status, mute, unmute or help",
+        ),
         ("<!channel> hi", "unknown subcommand `&lt;!channel&gt;`"),
     ],
 )

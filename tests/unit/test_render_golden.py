@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from notifier.core.events import FAILED_EVENT, STATE_CHANGED
+from notifier.core.live_messages import LiveControls
 from notifier.core.status import FAILED, RUNNING
 from notifier.notify.blocks_text import blocks_to_text, mrkdwn_to_text
 from notifier.notify.render import SlackMessage, WatchInfo, render, render_thread_reply
@@ -53,6 +54,12 @@ def test_failed_job_live_message_matches_golden_block_kit() -> None:
     _check("slack_live_failed.json", render(WATCH, FAILED_80, event))
 
 
+def test_failed_job_live_message_with_its_buttons_matches_golden_block_kit() -> None:
+    event = make_event(FAILED_80, RUNNING_60, type=FAILED_EVENT)
+    controls = LiveControls(7, 1234, 567890, open_url="https://notifier.example.com/watches/7")
+    _check("slack_live_failed_buttons.json", render(WATCH, FAILED_80, event, controls))
+
+
 def test_failed_job_thread_reply_matches_golden_block_kit() -> None:
     _check("slack_reply_failed.json", render_thread_reply(make_event(FAILED_80, RUNNING_60)))
 
@@ -63,7 +70,10 @@ def test_rendering_ignores_which_state_event_triggered_it() -> None:
     assert render(WATCH, RUNNING_60, older) == render(WATCH, RUNNING_60, make_event(RUNNING_60))
 
 
-@pytest.mark.parametrize("name", ["slack_live_running.json", "slack_live_failed.json"])
+@pytest.mark.parametrize(
+    "name",
+    ["slack_live_running.json", "slack_live_failed.json", "slack_live_failed_buttons.json"],
+)
 def test_golden_messages_stay_inside_slacks_limits(name: str) -> None:
     posted = json.loads((GOLDEN / name).read_text(encoding="utf-8"))
     assert len(posted["blocks"]) <= 50

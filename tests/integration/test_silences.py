@@ -1,0 +1,340 @@
+"""Silences end to end: the real poller, dispatcher and Slack sink, fake Clanforge, fake Slack and
+a webhook receiver, on SQLite and PostgreSQL, time moved by hand.
+
+A muted image version sends nothing while its silence lasts; when it ends, its live message gets
+one update to the newest state and, if the job failed meanwhile, one reply that says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import math
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.clanforge.client import ClanforgeClient
+from notifier.core.poll_plan import PollPolicy
+from notifier.core.retry import RetryPolicy
+from notifier.core.silences import Matchers
+from notifier.core.status import FAILED, RUNNING
+from notifier.core.subscriptions import SlackChannelSubscription, WebhookSubscription
+from notifier.dispatching.dispatcher import Dispatcher
+from notifier.notify.pacing import ChannelPacer
+from notifier.notify.slack import SlackSink
+from notifier.notify.webhook import WebhookSink
+from notifier.polling.poller import Poller
+from notifier.store.live_messages import DatabaseLiveMessages
+from notifier.store.outbox import SqlOutbox
+from notifier.store.polling import SqlWatchStore
+from notifier.store.silences import (
+    add_silence,
+    controls_lookup,
+    current_silences,
+    end_silences,
+    expire_silence,
+    list_silences,
+)
+from notifier.store.tables import WATCHES, DeliveryRow, EventRow
+from notifier.store.watches import add_watch, newest_status
+from notifier.testing.fake_clanforge import FakeClanforge, status_reply
+from notifier.testing.fake_slack import FAKE_TOKEN, FakeSlack, SlackCall
+from notifier.testing.webhook_receiver import WebhookReceiver
+from tests.conftest import seed_subscription
+from tests.support.clock import HandClock
+from tests.support.dispatch import build_dispatcher
+
+ASID = 1234
+IVID = 567890
+CHANNEL = "C0BUILDS"
+SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+PAGE = "https://notifier.example.com/watches/{}"
+
+
+class Studio:
+    """One replica's poller and dispatcher over fake upstreams, on a clock moved by hand."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        clanforge: FakeClanforge,
+        slack: FakeSlack,
+        receiver: WebhookReceiver,
+        session: aiohttp.ClientSession,
+        subscriptions: list[Any],
+    ) -> None:
+        self.engine = engine
+        self.clanforge = clanforge
+        self.slack = slack
+        self.receiver = receiver
+        self.clock = HandClock(datetime.now(UTC).replace(microsecond=0))
+        self.eta = self.clock() + timedelta(hours=2)
+
+        async def load() -> list[Any]:
+            return subscriptions
+
+        self.poller = Poller(
+            SqlWatchStore(engine),
+            ClanforgeClient(session, clanforge.base_url, "ak", "sk"),
+            load,
+            poll=PollPolicy(interval_seconds=30),
+            max_concurrency=2,
+            claim_limit=100,
+            lease=timedelta(minutes=1),
+            owner="test",
+            clock=self.clock,
+            on_committed=lambda: None,
+            load_silences=functools.partial(current_silences, engine),
+        )
+        sink = SlackSink(
+            AsyncWebClient(token=FAKE_TOKEN, base_url=slack.base_url, session=session),
+            DatabaseLiveMessages(engine, self.clock),
+            newest_status=lambda asid, ivid: newest_status(engine, asid, ivid),
+            pacer=ChannelPacer(0),
+            controls=controls_lookup(engine, self.clock, PAGE.format),
+        )
+        self.dispatcher: Dispatcher = build_dispatcher(
+            SqlOutbox(engine),
+            {"slack_channel": sink, "webhook": WebhookSink(session, timeout_seconds=2.0)},
+            load,
+            clock=self.clock,
+            policy=RetryPolicy(
+                schedule_seconds=(0.05,) * 5, max_attempts=10, max_age_seconds=math.inf
+            ),
+        )
+
+    async def poll(self, state_id: int, progress: int, error: str | None = None) -> None:
+        """Upstream now says this; the watch is due, one tick sees it."""
+        self.clanforge.set_status(
+            ASID,
+            IVID,
+            status_reply(state_id, progress, eta=self.eta, error=error, failed=int(bool(error))),
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(update(WATCHES).values(next_poll_at=self.clock()))
+        await self.poller.tick()
+
+    async def drain(self) -> None:
+        for _ in range(100):
+            if not await _count(self.engine, DeliveryRow.status == "pending"):
+                return
+            if not await self.dispatcher.dispatch_due():
+                await asyncio.sleep(0.02)
+        raise AssertionError("the outbox did not drain")
+
+    def calls(self) -> list[SlackCall]:
+        return [c for c in self.slack.calls if c.ok and c.method.startswith("chat.")]
+
+
+async def _count(engine: AsyncEngine, *where: Any) -> int:
+    async with engine.connect() as conn:
+        return int(
+            await conn.scalar(select(func.count()).select_from(DeliveryRow).where(*where)) or 0
+        )
+
+
+def _buttons(call: SlackCall) -> list[str]:
+    return [
+        element.get("action_id")
+        for block in call.args["blocks"]
+        if block["type"] == "actions"
+        for element in block["elements"]
+    ]
+
+
+@pytest.fixture
+async def studio(engine: AsyncEngine) -> AsyncIterator[Studio]:
+    async with (
+        FakeClanforge(record=False) as clanforge,
+        FakeSlack(channels={CHANNEL}) as slack,
+        WebhookReceiver() as receiver,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+    ):
+        builds = await seed_subscription(
+            engine, SlackChannelSubscription(id=0, name="builds", channel=CHANNEL)
+        )
+        hook = await seed_subscription(
+            engine,
+            WebhookSubscription(id=0, name="hook", url=receiver.url, signing_secrets=(SECRET,)),
+        )
+        await add_watch(engine, ASID, IVID, "EU fleet, build 1.4.2", "config", datetime.now(UTC))
+        yield Studio(engine, clanforge, slack, receiver, session, [builds, hook])
+
+
+async def _posted_running(studio: Studio) -> str:
+    await studio.poll(RUNNING, 30)
+    await studio.drain()
+    [post] = studio.slack.top_level_posts(CHANNEL)
+    assert _buttons(post) == ["mute_1h", "stop_watching", "open"]
+    return str(post.answer["ts"])
+
+
+async def _mute_for_an_hour(studio: Studio) -> int:
+    silence = await add_silence(
+        studio.engine,
+        Matchers(image_version_id=IVID),
+        ends_at=studio.clock() + timedelta(hours=1),
+        reason="known flaky builder",
+        created_by="<@U0ANA>",
+        source="slack",
+        now=studio.clock(),
+    )
+    return silence.id
+
+
+async def test_a_muted_image_version_sends_nothing_for_its_hour_then_one_update_and_one_reply(
+    studio: Studio,
+) -> None:
+    ts = await _posted_running(studio)
+    webhooks_before = len(studio.receiver.requests)
+    silence_id = await _mute_for_an_hour(studio)
+    await studio.drain()
+    [shows_mute] = studio.slack.updates(CHANNEL)
+    assert "muted until" in shows_mute.args["text"]
+    banner = [b for b in shows_mute.args["blocks"] if b["type"] == "context"][-1]
+    assert "*Muted* by <@U0ANA>" in banner["elements"][0]["text"]
+    assert _buttons(shows_mute) == ["unmute", "stop_watching", "open"]
+    sent_before = len(studio.calls())
+
+    # The hour: progress moves, then the job fails. Nothing reaches Slack or the webhook.
+    studio.clock.advance(600)
+    await studio.poll(RUNNING, 60)
+    studio.clock.advance(600)
+    await studio.poll(FAILED, 80, error="Image locked by diffid 42")
+    await studio.drain()
+    assert len(studio.calls()) == sent_before
+    assert len(studio.receiver.requests) == webhooks_before
+    assert await _count(studio.engine, DeliveryRow.status == "held") > 0
+
+    # The hour is over: one replica handles the end, and one update plus one reply go out.
+    studio.clock.advance(3600)
+    ended = await end_silences(studio.engine, studio.clock())
+    assert (ended.silences, ended.resumed) == (1, 1)
+    await studio.drain()
+    after = studio.calls()[sent_before:]
+    assert [c.method for c in after] == ["chat.update", "chat.postMessage"]
+    update_call, reply = after
+    assert update_call.args["ts"] == ts
+    assert "Failed 80%" in update_call.args["text"]
+    assert "muted" not in update_call.args["text"]
+    assert _buttons(update_call) == ["mute_1h", "stop_watching", "open"]
+    assert reply.args["thread_ts"] == ts
+    assert reply.args["text"].startswith("Failed while muted: Running → Failed (80%)")
+    assert reply.args["reply_broadcast"] is True
+    # Webhooks get nothing for what was held; the events stay recorded with their silence.
+    assert len(studio.receiver.requests) == webhooks_before
+    async with studio.engine.connect() as conn:
+        held = (
+            await conn.execute(select(EventRow.type).where(EventRow.silence_id == silence_id))
+        ).scalars()
+        assert "imageversion.failed" in set(held)
+    assert await _count(studio.engine, DeliveryRow.status == "held") == 0
+    [listed] = await list_silences(studio.engine, studio.clock(), include_ended=True)
+    assert (listed.state, listed.held_events > 0) == ("expired", True)
+
+    # Another replica handling ends later finds nothing left to do.
+    assert (await end_silences(studio.engine, studio.clock())).silences == 0
+    await studio.drain()
+    assert len(studio.calls()) == sent_before + 2
+
+
+async def test_an_end_handled_by_three_replicas_at_once_resumes_the_message_once(
+    studio: Studio,
+) -> None:
+    await _posted_running(studio)
+    await _mute_for_an_hour(studio)
+    await studio.drain()
+    await studio.poll(FAILED, 80, error="boom")
+    studio.clock.advance(3601)
+
+    results = await asyncio.gather(*(end_silences(studio.engine, studio.clock()) for _ in range(3)))
+
+    assert sum(r.silences for r in results) == 1
+    assert sum(r.resumed for r in results) == 1
+    await studio.drain()
+    replies = [c for c in studio.slack.posts(CHANNEL) if c.args.get("thread_ts")]
+    assert len(replies) == 1
+
+
+async def test_expiring_early_brings_the_message_up_to_date_without_a_reply_when_nothing_failed(
+    studio: Studio,
+) -> None:
+    ts = await _posted_running(studio)
+    silence_id = await _mute_for_an_hour(studio)
+    await studio.drain()
+    await studio.poll(RUNNING, 70)
+    await studio.drain()
+    sent_before = len(studio.calls())
+
+    expired = await expire_silence(studio.engine, silence_id, studio.clock(), "ana")
+    assert expired is not None
+    assert not expired.already
+    await end_silences(studio.engine, studio.clock())
+    await studio.drain()
+
+    [update_call] = studio.calls()[sent_before:]
+    assert update_call.args["ts"] == ts
+    assert "Running 70%" in update_call.args["text"]
+    assert _buttons(update_call)[0] == "mute_1h"
+    assert studio.slack.thread_replies(ts) == []
+
+
+async def test_a_silence_still_holding_keeps_what_an_ended_one_held(studio: Studio) -> None:
+    await _posted_running(studio)
+    short = await _mute_for_an_hour(studio)
+    await add_silence(
+        studio.engine,
+        Matchers(label_glob="EU fleet*"),
+        ends_at=studio.clock() + timedelta(hours=3),
+        reason="EU maintenance",
+        created_by="ops",
+        source="cli",
+        now=studio.clock(),
+    )
+    await studio.drain()
+    await studio.poll(FAILED, 80, error="boom")
+    await expire_silence(studio.engine, short, studio.clock(), "ana")
+
+    await end_silences(studio.engine, studio.clock())
+    await studio.drain()
+    assert await _count(studio.engine, DeliveryRow.status == "held") > 0
+    latest = studio.slack.updates(CHANNEL)[-1]
+    # Held by the operator's silence now: it says so, and offers no Unmute that cannot lift it.
+    assert "notifier silence expire" in str(latest.args["blocks"])
+    assert "unmute" not in _buttons(latest)
+
+    studio.clock.advance(3 * 3600)
+    ended = await end_silences(studio.engine, studio.clock())
+    assert ended.resumed == 1
+    await studio.drain()
+    assert "Failed 80%" in studio.slack.updates(CHANNEL)[-1].args["text"]
+
+
+async def test_an_event_held_just_before_the_end_but_written_after_it_is_released_next_tick(
+    studio: Studio,
+) -> None:
+    await _posted_running(studio)
+    await _mute_for_an_hour(studio)
+    await studio.drain()
+    studio.clock.advance(3600 - 5)  # the poll sees the job 5 s before the end...
+    after_the_end = studio.clock() + timedelta(seconds=10)
+    assert (await end_silences(studio.engine, after_the_end)).silences == 1  # ...another replica
+    await studio.poll(FAILED, 80, error="boom")  # ...and its write lands after that
+    assert await _count(studio.engine, DeliveryRow.status == "held") > 0
+
+    again = await end_silences(studio.engine, after_the_end)
+
+    assert (again.silences, again.resumed) == (0, 1)
+    studio.clock.advance(10)
+    await studio.drain()
+    assert "Failed 80%" in studio.slack.updates(CHANNEL)[-1].args["text"]
+    [reply] = [c for c in studio.slack.posts(CHANNEL) if c.args.get("thread_ts")]
+    assert reply.args["text"].startswith("Failed while muted")

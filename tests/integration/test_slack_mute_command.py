@@ -1,0 +1,56 @@
+"""``/imagewatch mute`` and ``unmute``: the same silences as the buttons and the CLI, with the
+same permissions as the other commands that change what a channel gets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.store.silences import list_silences
+from tests.integration.test_slack_commands import _command, client, clock
+
+__all__ = ["client", "clock"]  # the fixtures the commands' tests use
+
+
+async def test_mute_silences_a_followed_image_version_for_the_given_time(
+    client: TestClient[Any, Any], engine: AsyncEngine
+) -> None:
+    await _command(client, "add 1234 567890 EU fleet")
+
+    answer = await _command(client, "mute 567890 2h")
+
+    [silence] = await list_silences(engine, datetime.now(UTC))
+    assert answer.startswith(":no_bell: Image version 567890 is muted until ")
+    assert f"(silence {silence.id})" in answer
+    assert (silence.matches, silence.created_by, silence.source) == (
+        "image version 567890",
+        "<@U0PERSON>",
+        "slack",
+    )
+    assert round((silence.ends_at - silence.starts_at).total_seconds()) == 7200
+
+    assert (await _command(client, "unmute 567890")).startswith(":bell: Image version 567890")
+    assert await list_silences(engine, datetime.now(UTC)) == []
+
+
+async def test_mute_of_an_image_version_the_channel_does_not_follow_is_refused(
+    client: TestClient[Any, Any], engine: AsyncEngine
+) -> None:
+    answer = await _command(client, "mute 567890 2h")
+
+    assert answer.startswith(":warning: image version 567890 is not posted in this channel")
+    assert await list_silences(engine, datetime.now(UTC), include_ended=True) == []
+
+
+async def test_mute_with_a_bad_duration_says_how_to_write_it(
+    client: TestClient[Any, Any], engine: AsyncEngine
+) -> None:
+    await _command(client, "add 1234 567890")
+
+    answer = await _command(client, "mute 567890 forever")
+
+    assert answer.startswith(":warning: duration 'forever' is not a whole number")
+    assert await list_silences(engine, datetime.now(UTC), include_ended=True) == []
