@@ -292,7 +292,7 @@ def render_held_failure_reply(event: Event) -> SlackMessage:
     """The one reply after a silence when the job failed while it lasted."""
     current = event.current
     line = (
-        f"{_SLACK_EMOJI.get(current.state_id, _UNKNOWN_SLACK_EMOJI)} "
+        f"{_state_emoji(current).slack} "
         f"Failed while muted, at {_slack_time(event.occurred_at)}: "
         f"{escape_slack(_summary(event))}"
     )
