@@ -9,13 +9,12 @@ from datetime import UTC, datetime, timedelta
 from notifier.core.live_messages import LiveMessage
 from notifier.core.silences import Matchers
 from notifier.core.status import FAILED, RUNNING
-from notifier.service import Service
 from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.silences import add_silence, expire_silence
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FAKE_TOKEN, FakeSlack
-from tests.conftest import make_settings
 from tests.integration.test_tick_overruns import wait_for
+from tests.support.running import quick_service_settings, running_service
 
 ASID, IVID, CHANNEL = 1234, 567890, "C0BUILDS"
 
@@ -28,67 +27,55 @@ async def test_the_service_holds_a_muted_job_and_brings_its_message_up_to_date_o
         FakeSlack(channels={CHANNEL}) as slack,
     ):
         clanforge.set_status(ASID, IVID, status_reply(RUNNING, 30))
-        settings = make_settings(
-            database={"url": database_url},
-            clanforge={"base_url": clanforge.base_url, "access_key": "ak", "secret_key": "sk"},
-            poll={"interval_seconds": 0.2, "running_interval_seconds": 0.2},
+        settings = quick_service_settings(
+            database_url,
+            clanforge,
+            (ASID, IVID, "EU"),
             slack={
                 "bot_token": FAKE_TOKEN,
                 "base_url": slack.base_url,
                 "signing_secret": "s3cret",
                 "channel_interval_seconds": 0,
             },
-            delivery={"interval_seconds": 0.1},
-            server={
-                "listen": "127.0.0.1:0",
-                "admin_token": "t0ken-for-the-test",
-                "public_url": "https://notifier.example.com/",
-            },
-            watch=[{"account_service_id": ASID, "image_version_id": IVID, "label": "EU"}],
+            server={"public_url": "https://notifier.example.com/"},
             subscription=[{"name": "builds", "slack_channel": CHANNEL}],
         )
-        stop = asyncio.Event()
-        async with Service(settings) as service:
-            running = asyncio.create_task(service.run(stop))
-            try:
-                await wait_for(lambda: len(slack.top_level_posts(CHANNEL)) == 1)
-                [post] = slack.top_level_posts(CHANNEL)
-                [actions] = [b for b in post.args["blocks"] if b["type"] == "actions"]
-                assert actions["elements"][-1]["url"] == ("https://notifier.example.com/watches/1")
+        async with running_service(settings) as service:
+            await wait_for(lambda: len(slack.top_level_posts(CHANNEL)) == 1)
+            [post] = slack.top_level_posts(CHANNEL)
+            [actions] = [b for b in post.args["blocks"] if b["type"] == "actions"]
+            assert actions["elements"][-1]["url"] == "https://notifier.example.com/watches/1"
 
-                # A mute shows on a message whose ts is stored: wait for the post to be recorded.
-                live = DatabaseLiveMessages(service.engine, lambda: datetime.now(UTC))
-                async with asyncio.timeout(10):
-                    while True:
-                        if isinstance(await live.get(1, ASID, IVID), LiveMessage):
-                            break
-                        await asyncio.sleep(0.05)
-                silence = await add_silence(
-                    service.engine,
-                    Matchers(image_version_id=IVID),
-                    ends_at=datetime.now(UTC) + timedelta(hours=1),
-                    reason="",
-                    created_by="ana",
-                    source="cli",
-                    now=datetime.now(UTC),
-                )
-                await wait_for(
-                    lambda: any("muted until" in u.args["text"] for u in slack.updates(CHANNEL))
-                )
-                calls = len(slack.calls)
-                clanforge.set_status(ASID, IVID, status_reply(FAILED, 80, error="locked"))
-                await asyncio.sleep(1.5)  # several ticks: the failure is seen and held
-                assert len(slack.calls) == calls
+            # A mute shows on a message whose ts is stored: wait for the post to be recorded.
+            live = DatabaseLiveMessages(service.engine, lambda: datetime.now(UTC))
+            async with asyncio.timeout(10):
+                while True:
+                    if isinstance(await live.get(1, ASID, IVID), LiveMessage):
+                        break
+                    await asyncio.sleep(0.05)
+            silence = await add_silence(
+                service.engine,
+                Matchers(image_version_id=IVID),
+                ends_at=datetime.now(UTC) + timedelta(hours=1),
+                reason="",
+                created_by="ana",
+                source="cli",
+                now=datetime.now(UTC),
+            )
+            await wait_for(
+                lambda: any("muted until" in u.args["text"] for u in slack.updates(CHANNEL))
+            )
+            calls = len(slack.calls)
+            clanforge.set_status(ASID, IVID, status_reply(FAILED, 80, error="locked"))
+            await asyncio.sleep(1.5)  # several ticks: the failure is seen and held
+            assert len(slack.calls) == calls
 
-                await expire_silence(service.engine, silence.id, datetime.now(UTC), "ana")
-                await wait_for(lambda: len(slack.calls) >= calls + 2)
-                await asyncio.sleep(0.5)  # nothing more comes after the one update and reply
-                update, reply = slack.calls[calls:]
-                assert (update.method, "Failed 80%" in update.args["text"]) == (
-                    "chat.update",
-                    True,
-                )
-                assert reply.args["text"].startswith("Failed while muted")
-            finally:
-                stop.set()
-                await running
+            await expire_silence(service.engine, silence.id, datetime.now(UTC), "ana")
+            await wait_for(lambda: len(slack.calls) >= calls + 2)
+            await asyncio.sleep(0.5)  # nothing more comes after the one update and reply
+            update, reply = slack.calls[calls:]
+            assert (update.method, "Failed 80%" in update.args["text"]) == (
+                "chat.update",
+                True,
+            )
+            assert reply.args["text"].startswith("Failed while muted")
