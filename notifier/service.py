@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
@@ -32,6 +33,7 @@ from notifier.api.server import serve
 from notifier.clanforge.accounts import ClanforgeAccounts, open_clanforge_accounts
 from notifier.config import Settings
 from notifier.core.clock import Clock, utc_now
+from notifier.core.pacing import MemoryPaceLedger, PaceLedger
 from notifier.core.retention import Pruned
 from notifier.core.schedule import SchedulePolicy
 from notifier.core.subscriptions import Subscription
@@ -47,11 +49,12 @@ from notifier.notify.webhook import WebhookSink
 from notifier.polling.budget import BudgetSchedule
 from notifier.polling.discovery import Discovery
 from notifier.polling.poller import Poller, TickSummary
-from notifier.store.engine import create_engine
+from notifier.store.engine import create_engine, is_postgres
 from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.locks import CONFIG_SYNC_LOCK, exclusive
 from notifier.store.migrate import upgrade
 from notifier.store.outbox import SqlOutbox
+from notifier.store.pacing import SqlPaceLedger
 from notifier.store.polling import SqlWatchStore
 from notifier.store.retention import prune
 from notifier.store.silences import controls_lookup, current_silences, end_silences
@@ -210,8 +213,12 @@ class Service:
             synced.retired,
         )
 
+        # Clanforge's and Slack's limits are the account's and the channel's, whatever the
+        # number of replicas: with PostgreSQL (several replicas) their turns live in the
+        # database, with SQLite (one process) in this process.
+        ledger: PaceLedger = SqlPaceLedger(engine) if is_postgres(engine) else MemoryPaceLedger()
         accounts = await self._stack.enter_async_context(
-            open_clanforge_accounts(settings.clanforge.options())
+            open_clanforge_accounts(settings.clanforge.options(), ledger)
         )
         self.clanforge = accounts
         if settings.discovery.account_service_ids:
@@ -234,7 +241,9 @@ class Service:
                 secrets=secret_values,
             )
         }
-        slack_pacer = ChannelPacer(settings.slack.channel_interval_seconds)
+        slack_pacer = ChannelPacer(
+            settings.slack.channel_interval_seconds, clock=time.time, ledger=ledger
+        )
         if any(s.kind == "slack_webhook" for s in settings.subscription):
             hook_session = await self._stack.enter_async_context(
                 guarded_session(targets, delivery_timeout)
@@ -314,6 +323,11 @@ class Service:
                 SchedulePolicy(max_gap_seconds=poll.max_gap_seconds),
                 int(requests_per_second * poll.tick_seconds),
                 poll.tick_seconds,
+                # Each credential's watches against its own rate: Clanforge counts per credential.
+                credential_slots={
+                    name: int(rate * poll.tick_seconds) for name, rate in accounts.rates().items()
+                },
+                credential_of=accounts.credential_name,
             ),
             load_silences=functools.partial(current_silences, engine),
         )

@@ -24,6 +24,8 @@ from typing import Final
 from notifier.clanforge.client import ClanforgeClient, clanforge_session
 from notifier.clanforge.limiter import TokenBucket
 from notifier.clanforge.options import ClanforgeOptions, Credential
+from notifier.clanforge.shared_budget import SharedTurns, credential_key
+from notifier.core.pacing import PaceLedger
 from notifier.core.status import FetchedStatus
 from notifier.core.upstream_errors import (
     ACCESS_DENIED,
@@ -42,6 +44,8 @@ class _Account:
     credential: Credential
     client: ClanforgeClient
     bucket: TokenBucket
+    turns: SharedTurns | None = None
+    """The credential's turns shared with other replicas (None: this process alone)."""
     rejected: UpstreamError | None = None
 
 
@@ -53,7 +57,10 @@ class ClanforgeAccounts:
         accounts: list[tuple[Credential, ClanforgeClient]],
         *,
         now: Callable[[], float] = time.monotonic,
+        ledger: PaceLedger | None = None,
     ) -> None:
+        """``ledger``: where the credentials' turns are shared with other replicas (see
+        :mod:`notifier.clanforge.shared_budget`); None leaves each process its own budget."""
         if not accounts:
             raise ValueError("at least one Clanforge credential is needed")
         self._accounts = [
@@ -61,6 +68,14 @@ class ClanforgeAccounts:
                 credential,
                 client,
                 TokenBucket(credential.requests_per_second, credential.burst, now=now),
+                None
+                if ledger is None
+                else SharedTurns(
+                    ledger,
+                    credential_key(credential.access_key),
+                    credential.requests_per_second,
+                    credential.burst,
+                ),
             )
             for credential, client in accounts
         ]
@@ -80,6 +95,17 @@ class ClanforgeAccounts:
                 return account.bucket
         raise KeyError(name)
 
+    def turns(self, name: str) -> SharedTurns | None:
+        """The named credential's turns shared with other replicas, if any (for tests)."""
+        for account in self._accounts:
+            if account.credential.name == name:
+                return account.turns
+        raise KeyError(name)
+
+    def rates(self) -> dict[str, float]:
+        """Each credential's configured requests per second, by name."""
+        return {a.credential.name: a.credential.requests_per_second for a in self._accounts}
+
     def new_round(self) -> None:
         """A new poll round: credentials refused in the last one are asked again."""
         for account in self._accounts:
@@ -93,21 +119,27 @@ class ClanforgeAccounts:
         self, account_service_id: int, image_version_id: int, known_digest: bytes | None = None
     ) -> FetchedStatus:
         account = self._ready(account_service_id)
-        await account.bucket.acquire()
+        await self._turn(account)
         try:
             return await account.client.fetch_status(
                 account_service_id, image_version_id, known_digest
             )
         except UpstreamError as error:
-            raise self._noted(account, error) from None
+            raise await self._noted(account, error) from None
 
     async def fetch_install_targets(self, account_service_id: int) -> list[int]:
         account = self._ready(account_service_id)
-        await account.bucket.acquire()
+        await self._turn(account)
         try:
             return await account.client.fetch_install_targets(account_service_id)
         except UpstreamError as error:
-            raise self._noted(account, error) from None
+            raise await self._noted(account, error) from None
+
+    @staticmethod
+    async def _turn(account: _Account) -> None:
+        await account.bucket.acquire()
+        if account.turns is not None:
+            await account.turns.wait()
 
     def _account(self, account_service_id: int) -> _Account | None:
         return self._by_asid.get(account_service_id, self._default)
@@ -124,9 +156,12 @@ class ClanforgeAccounts:
             raise account.rejected
         return account
 
-    def _noted(self, account: _Account, error: UpstreamError) -> UpstreamError:
+    async def _noted(self, account: _Account, error: UpstreamError) -> UpstreamError:
         """Act on what the error says about the credential, and name the credential in it."""
         name = account.credential.name
+        if error.reason == RATE_LIMITED and account.turns is not None:
+            # Every replica waits out the Retry-After (or a second), not only this one.
+            await account.turns.push(error.retry_after if error.retry_after is not None else 1.0)
         if error.reason == RATE_LIMITED and account.bucket.rate_limited(error.retry_after):
             log.warning(
                 "Clanforge rate-limited credential %r: waiting %s, then %.2f requests/s",
@@ -149,8 +184,11 @@ class ClanforgeAccounts:
 
 
 @contextlib.asynccontextmanager
-async def open_clanforge_accounts(options: ClanforgeOptions) -> AsyncIterator[ClanforgeAccounts]:
-    """The one Clanforge session with a client per credential on it, closed on exit."""
+async def open_clanforge_accounts(
+    options: ClanforgeOptions, ledger: PaceLedger | None = None
+) -> AsyncIterator[ClanforgeAccounts]:
+    """The one Clanforge session with a client per credential on it, closed on exit; the
+    credentials' turns shared through ``ledger`` when given."""
     async with clanforge_session(options) as session:
         yield ClanforgeAccounts(
             [
@@ -161,5 +199,6 @@ async def open_clanforge_accounts(options: ClanforgeOptions) -> AsyncIterator[Cl
                     ),
                 )
                 for credential in options.credentials
-            ]
+            ],
+            ledger=ledger,
         )

@@ -4,13 +4,23 @@ Slack answers bursts beyond that with HTTP 429; twenty image versions changing i
 would otherwise post twenty messages at once, get most of them rejected and retry them all
 together again (a 429 storm). Waiting for a turn per channel sends them one after another, in the
 order they asked, and a 429 that slips through pushes the channel's next turn back for everyone.
+
+Slack counts per channel whatever the number of replicas posting, so the turns come from a
+:class:`~notifier.core.pacing.PaceLedger`: in the database with several replicas (PostgreSQL),
+every replica's next turn for a channel is then the same value, and a ``Retry-After`` pushes it
+for all of them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
+
+from notifier.core.pacing import MemoryPaceLedger, PaceLedger
+
+log = logging.getLogger(__name__)
 
 
 class ChannelPacer:
@@ -22,23 +32,38 @@ class ChannelPacer:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        ledger: PaceLedger | None = None,
     ) -> None:
+        """``ledger``: where the turns are shared with other replicas (then ``clock`` must be
+        the wall clock, the same in every replica); by default this process's alone."""
         self._interval = interval_seconds
         self._clock = clock
         self._sleep = sleep
-        self._next_turn: dict[str, float] = {}
+        self._ledger = ledger if ledger is not None else MemoryPaceLedger()
         # asyncio.Lock wakes its waiters first come, first served: that keeps the order.
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def wait_turn(self, channel: str) -> None:
         lock = self._locks.setdefault(channel, asyncio.Lock())
         async with lock:
-            delay = self._next_turn.get(channel, 0.0) - self._clock()
+            try:
+                end = await self._ledger.take(_key(channel), 1, self._interval, 0.0, self._clock())
+            except Exception as exc:
+                # The database is out of reach: the outcome's write will fail as well, and the
+                # delivery is tried again; sending now risks one 429 at worst.
+                log.warning("the shared Slack pace cannot be read (%s)", type(exc).__name__)
+                return
+            delay = end - self._interval - self._clock()
             if delay > 0:
                 await self._sleep(delay)
-            self._next_turn[channel] = self._clock() + self._interval
 
-    def back_off(self, channel: str, seconds: float) -> None:
+    async def back_off(self, channel: str, seconds: float) -> None:
         """Slack said "slow down" for ``channel``: nobody's next turn comes before ``seconds``."""
-        later = self._clock() + max(seconds, self._interval)
-        self._next_turn[channel] = max(self._next_turn.get(channel, 0.0), later)
+        try:
+            await self._ledger.push(_key(channel), self._clock() + max(seconds, self._interval))
+        except Exception as exc:
+            log.warning("the shared Slack pace cannot be written (%s)", type(exc).__name__)
+
+
+def _key(channel: str) -> str:
+    return "slack:" + channel

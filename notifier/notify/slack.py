@@ -105,7 +105,7 @@ class SlackSink(Sink):
         except SlackApiError as exc:
             failure = _classify(exc, subscription.channel)
             if failure.retry_after is not None or _error_code(exc) == "ratelimited":
-                self._pacer.back_off(subscription.channel, failure.retry_after or 1.0)
+                await self._pacer.back_off(subscription.channel, failure.retry_after or 1.0)
             raise failure from exc
         except TimeoutError as exc:
             raise DeliveryFailed("Slack did not answer in time") from exc

@@ -84,7 +84,7 @@ class SlackWebhookSink(Sink):
             return
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
-            self._pacer.back_off(pace_key, retry_after or 1.0)
+            await self._pacer.back_off(pace_key, retry_after or 1.0)
             raise DeliveryFailed("Slack says HTTP 429: slowing down", retry_after=retry_after)
         if status >= 500:
             raise DeliveryFailed(f"Slack answered HTTP {status}: will try again")

@@ -4,11 +4,16 @@ The ranking itself is :mod:`notifier.core.schedule`'s (pure, over seconds); this
 adapter to the watch store's candidates and to the poller's plans, and the process's memory of
 what similar jobs did (:class:`~notifier.core.schedule.History`), learnt from every change of
 state a poll sees.
+
+Clanforge's budget is per credential: with several credentials the candidates are ranked per
+credential against that credential's slots, so watches of a busy account never take the turns
+of a quiet one (summed, one account's watches could fill a claim its own rate cannot poll while
+another's rate went unused).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from notifier.core.poll_plan import ClaimedWatch, PollPlan
@@ -25,20 +30,49 @@ def _seconds(moment: datetime | None) -> float | None:
 class BudgetSchedule:
     """Ranks a claim's candidates when more are due than ``slots`` requests a tick."""
 
-    def __init__(self, policy: SchedulePolicy, slots: int, tick_seconds: float) -> None:
+    def __init__(
+        self,
+        policy: SchedulePolicy,
+        slots: int,
+        tick_seconds: float,
+        *,
+        credential_slots: Mapping[str, int] | None = None,
+        credential_of: Callable[[int], str | None] | None = None,
+    ) -> None:
+        """``slots`` requests a tick in all; with ``credential_of`` (account service id to
+        credential name) each credential's candidates are ranked against its own
+        ``credential_slots``, and those of no credential (refused without a request) all go."""
         self.policy = policy
         self.slots = max(slots, 1)
         self.tick_seconds = tick_seconds
         self.history = History(policy)
+        self._credential_slots = dict(credential_slots or {})
+        self._credential_of = credential_of
 
     def rank(self, candidates: Sequence[Candidate], due_by: datetime) -> list[int]:
         """Every candidate, in due order, while the budget covers them; else the ``slots`` ones
         the scheduler picks, most urgent first (the gap bound served before anything else)."""
-        if len(candidates) <= self.slots:
+        credential_of = self._credential_of
+        if credential_of is None:
+            return self._rank(candidates, due_by, self.slots)
+        groups: dict[str | None, list[Candidate]] = {}
+        for candidate in candidates:
+            groups.setdefault(credential_of(candidate.account_service_id), []).append(candidate)
+        chosen: list[int] = []
+        for name, group in groups.items():
+            if name is None:
+                chosen.extend(candidate.watch_id for candidate in group)
+            else:
+                slots = max(self._credential_slots.get(name, self.slots), 1)
+                chosen.extend(self._rank(group, due_by, slots))
+        return chosen
+
+    def _rank(self, candidates: Sequence[Candidate], due_by: datetime, slots: int) -> list[int]:
+        if len(candidates) <= slots:
             return [candidate.watch_id for candidate in candidates]
         policy, history = self.policy, self.history
         outlooks = [outlook(_known(candidate), history, policy) for candidate in candidates]
-        return pick(outlooks, due_by.timestamp(), self.slots, policy, self.tick_seconds)
+        return pick(outlooks, due_by.timestamp(), slots, policy, self.tick_seconds)
 
     def learn(self, watch: ClaimedWatch, plan: PollPlan) -> None:
         """Note how long the state a poll saw end lasted (a wait, or a run to its finish)."""

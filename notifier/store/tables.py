@@ -288,6 +288,17 @@ class SilenceRow(Base):
     end_handled_at: Mapped[datetime | None]
 
 
+class PaceRow(Base):
+    """The next turn of something every replica's sends count against: a Clanforge credential's
+    requests, a Slack channel's messages (:mod:`notifier.core.pacing`)."""
+
+    __tablename__ = "pace"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # Seconds since the epoch: the arithmetic runs inside one UPDATE, on both databases alike.
+    next_at: Mapped[float] = mapped_column(Float)
+
+
 def _table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
@@ -300,3 +311,4 @@ SUBSCRIPTIONS = _table(SubscriptionRow)
 DELIVERIES = _table(DeliveryRow)
 SLACK_MESSAGES = _table(SlackMessageRow)
 SILENCES = _table(SilenceRow)
+PACE = _table(PaceRow)

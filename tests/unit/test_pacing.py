@@ -54,7 +54,7 @@ async def test_a_429_pushes_the_channels_next_turn_back() -> None:
     pacer = _pacer(time)
     await pacer.wait_turn("C1")
 
-    pacer.back_off("C1", 30)
+    await pacer.back_off("C1", 30)
     await pacer.wait_turn("C1")
 
     assert time.slept == [30.0]
