@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import signal
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from notifier.store.engine import create_engine
 from notifier.store.tables import EventRow
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.support.service_process import start_run
+from tests.support.replicas import eventually, start_replicas, stop_all
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -95,38 +94,6 @@ async def upstream() -> AsyncIterator[tuple[FakeClanforge, WebhookReceiver]]:
                 ASID, ivid, [status_reply(3), status_reply(4, 50), status_reply(5, 100)]
             )
         yield clanforge, hooks
-
-
-async def start_replicas(config: Path, count: int) -> list[asyncio.subprocess.Process]:
-    return [
-        await start_run(
-            config,
-            env=dict(os.environ),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        for _ in range(count)
-    ]
-
-
-async def stop_all(replicas: list[asyncio.subprocess.Process]) -> list[tuple[int | None, str]]:
-    results = []
-    for proc in replicas:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in replicas:
-        _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
-        results.append((proc.returncode, err.decode()))
-    return results
-
-
-async def eventually(condition: Callable[[], bool], within: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
 
 
 def received_events(hooks: WebhookReceiver) -> dict[str, tuple[int, str, str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from notifier.core.pacing import MemoryPaceLedger
 from notifier.notify.pacing import ChannelPacer
 
 
@@ -58,4 +59,30 @@ async def test_a_429_pushes_the_channels_next_turn_back() -> None:
     await pacer.wait_turn("C1")
 
     assert time.slept == [30.0]
+    assert time.now == 130.0
+
+
+async def test_two_replicas_sharing_one_ledger_post_to_a_channel_one_turn_apart() -> None:
+    time = FakeTime()
+    ledger = MemoryPaceLedger()
+    one, other = (
+        ChannelPacer(1.0, clock=time.clock, sleep=time.sleep, ledger=ledger) for _ in range(2)
+    )
+    turns: list[float] = []
+    for pacer in (one, other, one, other):
+        await pacer.wait_turn("C1")
+        turns.append(time.now)
+
+    assert turns == [100.0, 101.0, 102.0, 103.0]
+
+
+async def test_a_429_seen_by_one_replica_holds_the_channel_back_for_the_other() -> None:
+    time = FakeTime()
+    ledger = MemoryPaceLedger()
+    one = ChannelPacer(1.0, clock=time.clock, sleep=time.sleep, ledger=ledger)
+    other = ChannelPacer(1.0, clock=time.clock, sleep=time.sleep, ledger=ledger)
+
+    await one.back_off("C1", 30)
+    await other.wait_turn("C1")
+
     assert time.now == 130.0

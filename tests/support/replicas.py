@@ -1,0 +1,48 @@
+"""Several `notifier run` processes on one database, started and stopped as an operator would."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from tests.support.service_process import start_run
+
+
+async def start_replicas(
+    config: Path, count: int, env: Mapping[str, str] | None = None
+) -> list[asyncio.subprocess.Process]:
+    """``count`` replicas of ``notifier run --config CONFIG``; their stderr kept for stop_all."""
+    return [
+        await start_run(
+            config,
+            env=dict(os.environ) if env is None else env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(count)
+    ]
+
+
+async def stop_all(replicas: list[asyncio.subprocess.Process]) -> list[tuple[int | None, str]]:
+    """SIGTERM to every replica still running, then each one's exit code and stderr."""
+    results = []
+    for proc in replicas:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in replicas:
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+        results.append((proc.returncode, err.decode()))
+    return results
+
+
+async def eventually(condition: Callable[[], bool], within: float) -> None:
+    """Wait until ``condition()`` holds; AssertionError after ``within`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.1)
