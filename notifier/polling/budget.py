@@ -48,6 +48,8 @@ class BudgetSchedule:
         self.history = History(policy)
         self._credential_slots = dict(credential_slots or {})
         self._credential_of = credential_of
+        self.binding = False
+        """Set when a claim had more due than its slots (its owner clears it)."""
 
     def rank(self, candidates: Sequence[Candidate], due_by: datetime) -> list[int]:
         """Every candidate, in due order, while the budget covers them; else the ``slots`` ones
@@ -70,6 +72,7 @@ class BudgetSchedule:
     def _rank(self, candidates: Sequence[Candidate], due_by: datetime, slots: int) -> list[int]:
         if len(candidates) <= slots:
             return [candidate.watch_id for candidate in candidates]
+        self.binding = True
         policy, history = self.policy, self.history
         outlooks = [outlook(_known(candidate), history, policy) for candidate in candidates]
         return pick(outlooks, due_by.timestamp(), slots, policy, self.tick_seconds)
