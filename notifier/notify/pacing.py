@@ -14,9 +14,11 @@ for all of them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 from notifier.core.pacing import MemoryPaceLedger, PaceLedger
 
@@ -65,5 +67,14 @@ class ChannelPacer:
             log.warning("the shared Slack pace cannot be written (%s)", type(exc).__name__)
 
 
+_KEY_LENGTH: Final = 200
+"""The ``pace`` table's key column."""
+
+
 def _key(channel: str) -> str:
-    return "slack:" + channel
+    """``slack:<channel>``, or a digest of a name too long for the key column (channels come
+    from the API and /imagewatch: a silly one must not stop the pacing)."""
+    key = "slack:" + channel
+    if len(key) <= _KEY_LENGTH:
+        return key
+    return "slack:sha256:" + hashlib.sha256(channel.encode()).hexdigest()

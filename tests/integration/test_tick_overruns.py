@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from notifier.core.status import QUEUED
+from notifier.core.status import QUEUED, RUNNING
 from notifier.service import Service
 from notifier.testing.fake_clanforge import FakeClanforge, FakeReply, status_reply
 from tests.conftest import make_settings
@@ -61,3 +61,41 @@ async def test_overrunning_ticks_log_once_and_are_counted(
     assert not [m for m in messages if "maximum number of running instances" in m]
     assert sum(OVERRUNNING in m for m in messages) == 1
     assert sum(KEEPING_UP in m for m in messages) == 1
+
+
+async def test_while_the_budget_binds_ticks_follow_each_other_and_spend_the_whole_budget(
+    sqlite_url: str,
+) -> None:
+    rate = 10
+    async with FakeClanforge(access_key="ak", secret_key="sk") as clanforge:
+        watches = range(600_000, 600_040)
+        for ivid in watches:
+            clanforge.set_status(ASID, ivid, status_reply(RUNNING, 50))
+        settings = make_settings(
+            database={"url": sqlite_url},
+            clanforge={
+                "base_url": clanforge.base_url,
+                "access_key": "ak",
+                "secret_key": "sk",
+                "requests_per_second": rate,
+            },
+            # 40 jobs Running, each due every second: four times what the budget polls.
+            poll={"interval_seconds": 1, "running_interval_seconds": 1},
+            watch=[{"account_service_id": ASID, "image_version_id": ivid} for ivid in watches],
+            server=None,
+        )
+        async with Service(settings) as service:
+            stop = asyncio.Event()
+            task = asyncio.create_task(service.run(stop))
+            try:
+                await wait_for(lambda: len(clanforge.requests) >= 5)
+                await asyncio.sleep(5)
+            finally:
+                stop.set()
+                await task
+    times = [request.time for request in clanforge.requests]
+    steady = [t for t in times if t >= times[0] + 1]
+    achieved = (len(steady) - 1) / (steady[-1] - steady[0])
+    # A skipped tick used to leave a whole second without a request (7.4 of 10 a second).
+    assert achieved >= 0.9 * rate, (achieved, service.overruns.skipped)
+    assert service.overruns.skipped > 0
