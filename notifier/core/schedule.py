@@ -106,16 +106,22 @@ class History:
         samples.fitted = None
 
     def wait_rate(self, account_service_id: int, state_id: int | None) -> float:
-        """Ends of waits in this state per second: one over the mean wait of similar jobs."""
+        """Ends of waits in this state per second: one over the mean wait of similar jobs,
+        with the prior counted as one wait of its own.
+
+        The prior as one pseudo-wait (rather than alone until five waits are known) lets the
+        first few waits seen move the rate at once: a fresh process whose jobs wait a minute,
+        not the prior's ten, polled its waiting jobs as rarely as round-robin over every watch
+        for the first minutes of issue 24's end-to-end run.
+        """
         samples = self._by_service.get(account_service_id)
         if samples is None:
             return 1 / self._policy.wait_seconds
         rate = samples.wait_rates.get(state_id)
         if rate is None:
             waits = samples.waits.get(state_id, ())
-            mean = sum(waits) / len(waits) if len(waits) >= _MIN_SAMPLES else None
-            rate = 1 / (self._policy.wait_seconds if mean is None else max(mean, 1.0))
-            samples.wait_rates[state_id] = rate
+            mean = (sum(waits) + self._policy.wait_seconds) / (len(waits) + 1)
+            rate = samples.wait_rates[state_id] = 1 / max(mean, 1.0)
         return rate
 
     def run_fit(self, account_service_id: int) -> tuple[float, float, float]:
