@@ -22,11 +22,7 @@ import argparse
 import asyncio
 import json
 import math
-import os
 import random
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -35,8 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import standardwebhooks
+import tomli_w
 
 from benchmarks.harness import WEBHOOK_SECRET, percentile
+from benchmarks.process import running
+from benchmarks.schedule import KINDS, Job
 from notifier.core.status import COMPLETE, CREATED, FAILED, QUEUED, RUNNING
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.webhook_receiver import WebhookReceiver
@@ -50,42 +49,13 @@ RATE = 10
 TAIL_SECONDS = 60.0
 PROGRESS_EVERY = 5.0
 ORDERS = 50
-KINDS = ("all", "complete", "failed")
 # How far along the life cycle a state is: a webhook showing a later state shows the change too.
 _RANK = {CREATED: 0, QUEUED: 1, RUNNING: 2, COMPLETE: 3, FAILED: 3}
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One live job, its moments in seconds from the measured run's start (t0)."""
-
-    ivid: int
-    queued: float
-    running: float
-    started: float
-    """When it started running (negative: before t0)."""
-    end: float
-    failed: bool
-    eta: float
-
-    def state_at(self, t: float) -> int:
-        if t < self.queued:
-            return CREATED
-        if t < self.running:
-            return QUEUED
-        if t < self.end:
-            return RUNNING
-        return FAILED if self.failed else COMPLETE
-
-    def progress_at(self, t: float) -> int:
-        if t < self.running:
-            return 0
-        planned = self.eta - self.started
-        return max(0, min(99, int(100 * (t - self.started) / planned)))
-
-
 def make_jobs(seed: int, duration: float) -> list[Job]:
-    """100 live jobs: a tenth Created, three tenths Queued, the rest Running at t0."""
+    """100 live jobs: a tenth Created, three tenths Queued, the rest Running at t0; each job's
+    moments in seconds from t0 (negative: before it), its id the image version's."""
     rng = random.Random(seed)
     jobs = []
     for n in range(LIVE):
@@ -108,7 +78,8 @@ def make_jobs(seed: int, duration: float) -> list[Job]:
         end = running + planned * (rng.uniform(0.1, 0.95) if failed else 1.0)
         if end <= 0:
             end = rng.uniform(1, duration)
-        jobs.append(Job(ivid, queued, running, running, end, failed, eta))
+        # Progress at an even speed: the simulation's job, with the run's moments from t0.
+        jobs.append(Job(ivid, ASID, min(queued, 0) - 60, queued, running, end, failed, eta, (1.0,)))
     return jobs
 
 
@@ -116,46 +87,43 @@ def reply(job: Job, t: float, epoch: float) -> dict[str, object]:
     state = job.state_at(t)
     return status_reply(
         state,
-        100 if state == COMPLETE else job.progress_at(min(t, job.end)),
-        eta=int(epoch + job.eta) if state in (RUNNING, COMPLETE, FAILED) else None,
+        job.progress_at(t),
+        eta=int(epoch + job.eta) if state >= RUNNING else None,
         error="Image build failed" if state == FAILED else None,
-        start=int(epoch + job.started) if state >= RUNNING else "",
-        created=int(epoch + min(job.queued, 0) - 60),
+        start=int(epoch + job.running) if state >= RUNNING else "",
+        created=int(epoch + job.created),
         updated=int(epoch + min(t, job.end)),
     )
 
 
 def config_text(database: Path, clanforge: FakeClanforge, hooks: WebhookReceiver) -> str:
-    watches = "".join(
-        f"\n[[watch]]\naccount_service_id = {ASID}\nimage_version_id = {ivid}\n"
-        for ivid in range(FIRST_IVID, FIRST_IVID + FINISHED + LIVE)
+    text: str = tomli_w.dumps(
+        {
+            "database": {"url": f"sqlite+aiosqlite:///{database}"},
+            "clanforge": {
+                "base_url": clanforge.base_url,
+                "access_key": ACCESS_KEY,
+                "secret_key": SECRET_KEY,
+                "requests_per_second": RATE,
+            },
+            "poll": {"interval_seconds": 1, "running_interval_seconds": 1},
+            "network": {"allow_private": ["127.0.0.0/8"]},
+            "delivery": {"interval_seconds": 0.2},
+            "subscription": [
+                {
+                    "name": "detection",
+                    "webhook_url": hooks.url,
+                    "webhook_secret": WEBHOOK_SECRET,
+                    "events": ["imageversion.state_changed"],
+                }
+            ],
+            "watch": [
+                {"account_service_id": ASID, "image_version_id": ivid}
+                for ivid in range(FIRST_IVID, FIRST_IVID + FINISHED + LIVE)
+            ],
+        }
     )
-    return f"""
-[database]
-url = "sqlite+aiosqlite:///{database}"
-
-[clanforge]
-base_url = "{clanforge.base_url}"
-access_key = "{ACCESS_KEY}"
-secret_key = "{SECRET_KEY}"
-requests_per_second = {RATE}
-
-[poll]
-interval_seconds = 1
-running_interval_seconds = 1
-
-[network]
-allow_private = ["127.0.0.0/8"]
-
-[delivery]
-interval_seconds = 0.2
-
-[[subscription]]
-name = "detection"
-webhook_url = "{hooks.url}"
-webhook_secret = "{WEBHOOK_SECRET}"
-events = ["imageversion.state_changed"]
-{watches}"""
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +154,9 @@ async def drive(
         delay = t0 + moment - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        clanforge.set_status(ASID, job.ivid, reply(job, moment, epoch))
+        clanforge.set_status(ASID, job.watch_id, reply(job, moment, epoch))
         if not progress_only:
-            changes.append(Change(job.ivid, job.state_at(moment), time.monotonic()))
+            changes.append(Change(job.watch_id, job.state_at(moment), time.monotonic()))
     return changes
 
 
@@ -263,44 +231,26 @@ async def measure(minutes: float, seed: int, workdir: Path) -> dict[str, Any]:
                 status_reply(COMPLETE, 100, start=int(done - 900), updated=int(done)),
             )
         for job in jobs:
-            clanforge.set_status(ASID, job.ivid, reply(job, 0.0, epoch))
+            clanforge.set_status(ASID, job.watch_id, reply(job, 0.0, epoch))
         config = workdir / "notifier.toml"
         config.write_text(config_text(workdir / "detection.db", clanforge, hooks))
-        log = (workdir / "notifier-run.log").open("wb")
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "notifier",
-            "run",
-            "--config",
-            str(config),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        try:
+        async with running(config, workdir / "notifier-run.log") as service:
             # Warm-up: every watch's first sighting, so the run starts from known statuses.
             deadline = time.monotonic() + 120
             while len(hooks.requests) < FINISHED + LIVE and time.monotonic() < deadline:
-                if process.returncode is not None:
+                if service.process.returncode is not None:
                     raise RuntimeError("notifier run exited during the warm-up")
                 await asyncio.sleep(0.5)
             hooks.requests.clear()
             t0 = time.monotonic()
             epoch = time.time()
             for job in jobs:
-                clanforge.set_status(ASID, job.ivid, reply(job, 0.0, epoch))
+                clanforge.set_status(ASID, job.watch_id, reply(job, 0.0, epoch))
             requests_before = len(clanforge.requests)
             changes = await drive(clanforge, jobs, t0, epoch, duration)
             await asyncio.sleep(max(0.0, t0 + duration - time.monotonic()))
             during = [r for r in clanforge.requests[requests_before:] if r.time < t0 + duration]
             await asyncio.sleep(TAIL_SECONDS)
-        finally:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-                await asyncio.wait_for(process.wait(), 30)
-            log.close()
         delays = detections(changes, hooks)
     baseline = round_robin(changes, t0, seed)
     rows = {}

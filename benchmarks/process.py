@@ -65,9 +65,17 @@ async def notifier_run(
     config = workdir / "notifier.toml"
     text = service_config(sqlite_url(database), urls, concurrency=concurrency, interval=interval)
     config.write_text(text.replace('"imageversion.state_changed"', f'"{events}"'))
+    async with running(config, workdir / "notifier-run.log") as service:
+        yield service
+
+
+@asynccontextmanager
+async def running(config: Path, log_path: Path) -> AsyncIterator[RunningService]:
+    """``python -m notifier run --config CONFIG``, its output in ``log_path``, stopped with
+    SIGTERM on exit."""
     # The service's own log (APScheduler warns of skipped ticks when one tick outlasts the
     # interval, as it should at 100,000 watches) goes to a file beside the database.
-    log = (workdir / "notifier-run.log").open("wb")
+    log = log_path.open("wb")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

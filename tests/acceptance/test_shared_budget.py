@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FakeSlack
@@ -34,36 +35,29 @@ turn to Slack varies by tens of milliseconds on a busy machine."""
 
 
 def write_config(
-    path: Path, database_url: str, clanforge: FakeClanforge, watches: range, *, slack: str = ""
+    path: Path,
+    database_url: str,
+    clanforge: FakeClanforge,
+    watches: range,
+    **sections: dict[str, object] | list[dict[str, object]],
 ) -> Path:
-    listed = "".join(
-        f"\n[[watch]]\naccount_service_id = {ASID}\nimage_version_id = {ivid}\n" for ivid in watches
-    )
-    path.write_text(
-        f"""
-[database]
-url = "{database_url}"
-
-[clanforge]
-base_url = "{clanforge.base_url}"
-access_key = "{ACCESS_KEY}"
-secret_key = "{SECRET_KEY}"
-timeout_seconds = 2
-requests_per_second = {RATE}
-
-[poll]
-interval_seconds = 0.5
-running_interval_seconds = 0.5
-
-[network]
-allow_private = ["127.0.0.0/8", "::1/128"]
-
-[delivery]
-interval_seconds = 0.2
-{slack}
-{listed}""",
-        encoding="utf-8",
-    )
+    """Every replica's one configuration file; ``sections`` adds [slack], subscriptions..."""
+    config = {
+        "database": {"url": database_url},
+        "clanforge": {
+            "base_url": clanforge.base_url,
+            "access_key": ACCESS_KEY,
+            "secret_key": SECRET_KEY,
+            "timeout_seconds": 2,
+            "requests_per_second": RATE,
+        },
+        "poll": {"interval_seconds": 0.5, "running_interval_seconds": 0.5},
+        "network": {"allow_private": ["127.0.0.0/8", "::1/128"]},
+        "delivery": {"interval_seconds": 0.2},
+        "watch": [{"account_service_id": ASID, "image_version_id": ivid} for ivid in watches],
+        **sections,
+    }
+    path.write_text(tomli_w.dumps(config), encoding="utf-8")
     return path
 
 
@@ -129,17 +123,18 @@ async def test_three_replicas_post_twenty_changes_into_one_channel_in_order_with
             postgres_url,
             clanforge,
             watches,
-            slack=f"""
-[slack]
-bot_token = "{SLACK_TOKEN}"
-base_url = "{slack.base_url}"
-channel_interval_seconds = {PACED_INTERVAL}
-
-[[subscription]]
-name = "builds"
-slack_channel = "{CHANNEL}"
-events = ["imageversion.state_changed"]
-""",
+            slack={
+                "bot_token": SLACK_TOKEN,
+                "base_url": slack.base_url,
+                "channel_interval_seconds": PACED_INTERVAL,
+            },
+            subscription=[
+                {
+                    "name": "builds",
+                    "slack_channel": CHANNEL,
+                    "events": ["imageversion.state_changed"],
+                }
+            ],
         )
         replicas = await start_replicas(config, 3, env=dict(os.environ))
         try:
