@@ -1,7 +1,7 @@
 """pace: one row per shared rate limit (a Clanforge credential, a Slack channel)
 
-Revision ID: 0015_shared_pace
-Revises: 0014_subscription_secrets
+Revision ID: 0016_shared_pace
+Revises: 0015_silences
 Create Date: 2026-12-06 06:00:00
 
 Several replicas on one database send through one Clanforge credential and into one Slack
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0015_shared_pace"
-down_revision: str | None = "0014_subscription_secrets"
+revision: str = "0016_shared_pace"
+down_revision: str | None = "0015_silences"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
