@@ -55,7 +55,9 @@ async def test_three_replicas_on_one_ledger_send_at_the_rate_together_not_three_
     await asyncio.gather(*(worker(turns) for turns in replicas for _ in range(8)))
 
     assert len(sent) == 240
-    assert busiest(sent) <= 201
+    # A turn may go up to half an interval late (a busy loop): a window's edge then holds one
+    # more per replica, never more.
+    assert busiest(sent) <= 200 + len(replicas)
     assert sent[-1] - sent[0] >= 239 / 200 - 0.05
     # Batched: far fewer round trips to the ledger than requests.
     assert sum(turns.round_trips for turns in replicas) <= 240 / 4
