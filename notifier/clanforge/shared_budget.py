@@ -6,8 +6,8 @@ credential's :class:`~notifier.core.pacing.PaceLedger` (in the database with Pos
 batches: the requests waiting together, at most half a second's worth, take their turns in one
 round trip. A turn not used within half an interval of its moment (past the burst's tolerance)
 is dropped rather than used late, so no second of sends ever holds more than the rate plus a
-turn per replica at a window's edge. A 429 pushes the credential's next turn past its ``Retry-After``
-for every replica.
+turn per replica at a window's edge. A 429 pushes the credential's next turn past its
+``Retry-After`` for every replica.
 
 The process's own :class:`~notifier.clanforge.limiter.TokenBucket` still runs first: after a 429
 it slows this replica down and ramps it back up; the shared turns keep the replicas together
