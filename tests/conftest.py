@@ -54,6 +54,7 @@ from notifier.store.subscriptions import load_active_subscriptions
 from notifier.store.tables import DELIVERIES, EVENTS, JOB_STATUS, SUBSCRIPTIONS, WATCHES
 from notifier.store.watch_store import Claim, PollResults, PollWrite, Ranker, WatchStore
 from notifier.store.watches import add_watch
+from notifier.testing.fake_clanforge import FakeClanforge
 from tests.support.clock import T0 as T0
 from tests.support.clock import HandClock
 from tests.support.statements import rows_selected as rows_selected
@@ -509,6 +510,13 @@ async def api(engine: AsyncEngine) -> AsyncIterator[ApiServer]:
 
 
 # ---------------------------------------------------------------- upstream (issue 8)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeClanforge]:
+    """A fake Clanforge that takes the default test credentials (``ak`` / ``sk``)."""
+    async with FakeClanforge() as server:
+        yield server
 
 
 def service_config(

@@ -6,103 +6,36 @@ import asyncio
 import functools
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import aiohttp
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.clanforge.client import ClanforgeClient
 from notifier.config import SubscriptionSettings
+from notifier.core.clock import utc_now
 from notifier.core.lease import Lease
 from notifier.core.poll_plan import PollPolicy
 from notifier.core.status import FetchedStatus
-from notifier.core.subscriptions import Subscription
 from notifier.core.timing import DetectPolicy
-from notifier.polling.poller import (
-    BatchObserver,
-    BatchTimings,
-    FetchObserver,
-    Poller,
-    StatusSource,
-)
+from notifier.polling.poller import BatchTimings
 from notifier.store.codec import event_from_row
 from notifier.store.outbox import SqlOutbox
 from notifier.store.polling import SqlWatchStore
 from notifier.store.subscriptions import load_active_subscriptions, sync_config_subscriptions
-from notifier.store.tables import EVENTS, JOB_STATUS, WATCHES
+from notifier.store.tables import EVENTS
 from notifier.store.watches import add_watch, list_watches
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from tests.support.narrow import event_of
-from tests.support.statements import Statements
-
-ASID = 1234
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-async def no_subscriptions() -> list[Subscription]:
-    return []
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeClanforge]:
-    async with FakeClanforge(record=False) as server:
-        yield server
-
-
-def fake_client(session: aiohttp.ClientSession, fake: FakeClanforge) -> ClanforgeClient:
-    """The real client, pointed at the fake Clanforge."""
-    return ClanforgeClient(session, fake.base_url, "ak", "sk")
-
-
-async def make_poller(
-    engine: AsyncEngine,
-    session: aiohttp.ClientSession,
-    fake: FakeClanforge,
-    *,
-    claim_limit: int = 100,
-    batch_size: int = 3,
-    poll: PollPolicy | None = None,
-    clock: Callable[[], datetime] = utc_now,
-    detect: DetectPolicy | None = None,
-    source: StatusSource | None = None,
-    observe_fetches: FetchObserver | None = None,
-    observe_batch: BatchObserver | None = None,
-    subscriptions: Callable[[], Awaitable[Sequence[Subscription]]] = no_subscriptions,
-) -> Poller:
-    # Only the observers a test gives: the poller's own defaults otherwise.
-    observers: dict[str, Any] = {}
-    if observe_fetches is not None:
-        observers["observe_fetches"] = observe_fetches
-    if observe_batch is not None:
-        observers["observe_batch"] = observe_batch
-    return Poller(
-        SqlWatchStore(engine),
-        source or fake_client(session, fake),
-        subscriptions,
-        poll=poll or PollPolicy(interval_seconds=30),
-        max_concurrency=2,
-        claim_limit=claim_limit,
-        lease=timedelta(minutes=1),
-        owner="test",
-        clock=clock,
-        detect=detect,
-        on_committed=lambda: None,
-        batch_size=batch_size,
-        **observers,
-    )
-
-
-async def watch_queued_jobs(engine: AsyncEngine, fake: FakeClanforge, count: int) -> None:
-    for ivid in range(1, count + 1):
-        fake.set_status(ASID, ivid, status_reply(3))
-        await add_watch(engine, ASID, ivid, f"build {ivid}", "cli", utc_now())
+from tests.support.poller import (
+    ASID,
+    fake_client,
+    make_all_due,
+    make_poller,
+    watch_queued_jobs,
+)
 
 
 class Hindered:
@@ -284,76 +217,6 @@ async def test_a_second_tick_finds_nothing_due_and_polls_nothing(
     assert [fake.polls(ASID, ivid) for ivid in range(1, 5)] == [1, 1, 1, 1]
 
 
-async def test_a_poll_that_sees_no_change_writes_no_status_row(
-    engine: AsyncEngine, fake: FakeClanforge
-) -> None:
-    await watch_queued_jobs(engine, fake, 4)
-    async with aiohttp.ClientSession() as session:
-        poller = await make_poller(engine, session, fake)
-        await poller.tick()
-        before = {w.id: w.status for w in await list_watches(engine)}
-        await _make_all_due(engine)
-        statements = Statements(engine)
-        summary = await poller.tick()
-
-    assert (summary.polled, summary.events) == (4, 0)
-    assert statements.writes_to("job_status") == []
-    assert statements.writes_to("events") == []
-    assert {w.id: w.status for w in await list_watches(engine)} == before
-
-
-async def _make_all_due(engine: AsyncEngine, when: datetime | None = None) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(update(WATCHES).values(next_poll_at=when or utc_now()))
-
-
-async def test_the_same_meaning_in_other_bytes_is_no_news_either(
-    engine: AsyncEngine, fake: FakeClanforge
-) -> None:
-    await watch_queued_jobs(engine, fake, 1)
-    # One reply, reused: status_reply stamps its times with the clock's second, and a second
-    # boundary between two calls would be a real change of meaning.
-    reply = status_reply(3)
-    fake.set_status(ASID, 1, reply)
-    async with aiohttp.ClientSession() as session:
-        poller = await make_poller(engine, session, fake)
-        await poller.tick()
-        fake.set_status(ASID, 1, {**reply, "servertime": 1})  # a new field
-        await _make_all_due(engine)
-        statements = Statements(engine)
-        summary = await poller.tick()
-
-    assert (summary.polled, summary.events) == (1, 0)
-    assert statements.writes_to("job_status") == []
-    assert statements.writes_to("events") == []
-
-
-async def test_a_status_stored_without_a_digest_gets_one_on_its_next_poll(
-    engine: AsyncEngine, fake: FakeClanforge
-) -> None:
-    await watch_queued_jobs(engine, fake, 2)
-    async with aiohttp.ClientSession() as session:
-        poller = await make_poller(engine, session, fake)
-        await poller.tick()
-        async with engine.begin() as conn:  # as rows written before digests were
-            await conn.execute(update(JOB_STATUS).values(reply_digest=None))
-        await _make_all_due(engine)
-        backfill = Statements(engine)
-        first = await poller.tick()
-        await _make_all_due(engine)
-        settled = Statements(engine)
-        second = await poller.tick()
-        async with engine.connect() as conn:
-            digests = (await conn.execute(select(JOB_STATUS.c.reply_digest))).scalars().all()
-            events = (await conn.execute(select(EVENTS.c.type))).scalars().all()
-
-    assert (first.events, second.events) == (0, 0)
-    assert len(backfill.writes_to("job_status")) == 1  # one executemany for both rows
-    assert all(d is not None and len(d) == 16 for d in digests)
-    assert settled.writes_to("job_status") == []
-    assert events == ["imageversion.state_changed"] * 2  # the first sightings only
-
-
 async def test_a_job_that_repeats_itself_past_the_stall_threshold_is_reported_stalled(
     engine: AsyncEngine, fake: FakeClanforge
 ) -> None:
@@ -367,7 +230,7 @@ async def test_a_job_that_repeats_itself_past_the_stall_threshold_is_reported_st
         polls = []
         for minutes in (0, 1, 9, 11, 12):  # the same reply every time
             now[0] = start + timedelta(minutes=minutes)
-            await _make_all_due(engine, now[0])
+            await make_all_due(engine, now[0])
             polls.append((await poller.tick()).events)
         async with engine.connect() as conn:
             events = (await conn.execute(select(EVENTS.c.type))).scalars().all()

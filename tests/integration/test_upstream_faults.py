@@ -4,8 +4,6 @@ the service clock is moved by hand so back-off never has to be waited out."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from notifier.config import parse_config
@@ -32,12 +30,6 @@ stall_after_seconds = 0
 waiting_stall_after_seconds = 0
 estimate_eta = false
 """
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeClanforge]:
-    async with FakeClanforge(access_key="ak", secret_key="sk") as fake:
-        yield fake
 
 
 async def ticks(service: Service, clock: HandClock, count: int) -> None:

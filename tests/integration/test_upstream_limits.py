@@ -4,10 +4,8 @@ stalled and resumed jobs, ETA slips, its own ETA, and image versions discovered 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
-
-import pytest
 
 from notifier.config import parse_config
 from notifier.notify.payload import webhook_payload
@@ -89,12 +87,6 @@ async def test_service_stays_under_the_rate_limit_after_the_first_429_and_polls_
     for i in range(WATCHES):
         assert fake.polls(ASID, 100 + i) >= 1
     assert not [e for e in events if e.type == "watch.poll_failing"]
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeClanforge]:
-    async with FakeClanforge() as fake:
-        yield fake
 
 
 async def test_stalled_resumed_eta_slip_and_estimated_eta_reach_the_event_history(

@@ -1,5 +1,6 @@
 """The poller's conversation with the database: commits per batch, the statements of a quiet
-tick, and the query plans of every statement that touches the watch table."""
+tick (no write of a status or event that did not change), and the query plans of every
+statement that touches the watch table."""
 
 from __future__ import annotations
 
@@ -8,23 +9,17 @@ from datetime import timedelta
 
 import aiohttp
 import pytest
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.core.clock import utc_now
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
+from notifier.store.tables import EVENTS, JOB_STATUS
 from notifier.store.watches import list_watches
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
-from tests.integration.test_poller import (
-    ASID,
-    _make_all_due,
-    fake,
-    make_poller,
-    utc_now,
-    watch_queued_jobs,
-)
+from tests.support.poller import ASID, make_all_due, make_poller, watch_queued_jobs
 from tests.support.statements import Statements
-
-__all__ = ["fake"]  # the fixture, shared with the poller's integration tests
 
 
 @pytest.mark.parametrize(("watches", "claim_limit", "polled"), [(7, 100, 7), (7, 5, 5)])
@@ -56,7 +51,7 @@ async def test_a_repeated_reply_is_settled_by_the_claim_and_one_update_per_batch
     async with aiohttp.ClientSession() as session:
         poller = await make_poller(engine, session, fake, batch_size=3)
         await poller.tick()
-        await _make_all_due(engine)
+        await make_all_due(engine)
         statements = Statements(engine)
         started = utc_now()
         summary = await poller.tick()
@@ -112,3 +107,68 @@ async def test_no_statement_of_a_tick_scans_the_watch_table(
         await engine.dispose()
     scans = {sql: plan for sql, plan in plans.items() if any("SCAN watches" in p for p in plan)}
     assert scans == {}
+
+
+async def test_a_poll_that_sees_no_change_writes_no_status_row(
+    engine: AsyncEngine, fake: FakeClanforge
+) -> None:
+    await watch_queued_jobs(engine, fake, 4)
+    async with aiohttp.ClientSession() as session:
+        poller = await make_poller(engine, session, fake)
+        await poller.tick()
+        before = {w.id: w.status for w in await list_watches(engine)}
+        await make_all_due(engine)
+        statements = Statements(engine)
+        summary = await poller.tick()
+
+    assert (summary.polled, summary.events) == (4, 0)
+    assert statements.writes_to("job_status") == []
+    assert statements.writes_to("events") == []
+    assert {w.id: w.status for w in await list_watches(engine)} == before
+
+
+async def test_the_same_meaning_in_other_bytes_is_no_news_either(
+    engine: AsyncEngine, fake: FakeClanforge
+) -> None:
+    await watch_queued_jobs(engine, fake, 1)
+    # One reply, reused: status_reply stamps its times with the clock's second, and a second
+    # boundary between two calls would be a real change of meaning.
+    reply = status_reply(3)
+    fake.set_status(ASID, 1, reply)
+    async with aiohttp.ClientSession() as session:
+        poller = await make_poller(engine, session, fake)
+        await poller.tick()
+        fake.set_status(ASID, 1, {**reply, "servertime": 1})  # a new field
+        await make_all_due(engine)
+        statements = Statements(engine)
+        summary = await poller.tick()
+
+    assert (summary.polled, summary.events) == (1, 0)
+    assert statements.writes_to("job_status") == []
+    assert statements.writes_to("events") == []
+
+
+async def test_a_status_stored_without_a_digest_gets_one_on_its_next_poll(
+    engine: AsyncEngine, fake: FakeClanforge
+) -> None:
+    await watch_queued_jobs(engine, fake, 2)
+    async with aiohttp.ClientSession() as session:
+        poller = await make_poller(engine, session, fake)
+        await poller.tick()
+        async with engine.begin() as conn:  # as rows written before digests were
+            await conn.execute(update(JOB_STATUS).values(reply_digest=None))
+        await make_all_due(engine)
+        backfill = Statements(engine)
+        first = await poller.tick()
+        await make_all_due(engine)
+        settled = Statements(engine)
+        second = await poller.tick()
+        async with engine.connect() as conn:
+            digests = (await conn.execute(select(JOB_STATUS.c.reply_digest))).scalars().all()
+            events = (await conn.execute(select(EVENTS.c.type))).scalars().all()
+
+    assert (first.events, second.events) == (0, 0)
+    assert len(backfill.writes_to("job_status")) == 1  # one executemany for both rows
+    assert all(d is not None and len(d) == 16 for d in digests)
+    assert settled.writes_to("job_status") == []
+    assert events == ["imageversion.state_changed"] * 2  # the first sightings only
