@@ -55,6 +55,7 @@ from notifier.store.tables import DELIVERIES, EVENTS, JOB_STATUS, SUBSCRIPTIONS,
 from notifier.store.watch_store import Claim, PollResults, PollWrite, Ranker, WatchStore
 from notifier.store.watches import add_watch
 from notifier.testing.fake_clanforge import FakeClanforge
+from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.support.clock import T0 as T0
 from tests.support.clock import HandClock
 from tests.support.statements import rows_selected as rows_selected
@@ -509,7 +510,27 @@ async def api(engine: AsyncEngine) -> AsyncIterator[ApiServer]:
         yield server
 
 
-# ---------------------------------------------------------------- upstream (issue 8)
+# ---------------------------------------------------------------- fakes and clients
+
+
+@pytest.fixture
+def clock() -> HandClock:
+    """The service's clock, moved by hand from T0."""
+    return HandClock(T0)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session for code under test; a fake that hangs fails the test in seconds."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as client_session:
+        yield client_session
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    """A webhook receiver on 127.0.0.1 that answers 204 unless told otherwise."""
+    async with WebhookReceiver() as running:
+        yield running
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,12 +31,6 @@ webhook_secret = "{old}"
 webhook_secrets = ["{new}"]
 events = ["imageversion.failed"]
 """
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    async with WebhookReceiver() as running:
-        yield running
 
 
 @pytest.fixture

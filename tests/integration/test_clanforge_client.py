@@ -42,12 +42,6 @@ async def fake() -> AsyncIterator[FakeClanforge]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as s:
-        yield s
-
-
-@pytest.fixture
 def client(fake: FakeClanforge, session: aiohttp.ClientSession) -> ClanforgeClient:
     return ClanforgeClient(session, fake.base_url, ACCESS_KEY, SECRET_KEY)
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
 
 import aiohttp
-import orjson
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,13 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.config import SubscriptionSettings
 from notifier.core.clock import utc_now
 from notifier.core.retry import RetryPolicy
-from notifier.core.status import COMPLETE, QUEUED, RUNNING, JobStatus
+from notifier.core.status import COMPLETE, QUEUED, RUNNING
 from notifier.core.subscriptions import Subscription
 from notifier.dispatching.dispatcher import (
-    OUTCOME_WAIT_SECONDS,
-    SUBSCRIPTIONS_MAX_AGE_SECONDS,
     Dispatcher,
-    SubscriptionLoader,
 )
 from notifier.metrics import InstrumentedSink, Metrics
 from notifier.notify.pacing import ChannelPacer
@@ -33,7 +29,7 @@ from notifier.notify.sink import Sink
 from notifier.notify.slack import SlackSink
 from notifier.notify.webhook import WebhookSink
 from notifier.store.live_messages import DatabaseLiveMessages
-from notifier.store.outbox import DeliveryView, SqlOutbox, list_deliveries, retry_deliveries
+from notifier.store.outbox import retry_deliveries
 from notifier.store.subscriptions import (
     enable_subscription,
     list_subscriptions,
@@ -43,101 +39,26 @@ from notifier.store.subscriptions import (
 from notifier.store.watches import add_watch, newest_status
 from notifier.testing.fake_slack import FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.conftest import T0, event_ids, make_status, poll_once, sent_statements
+from tests.conftest import T0, event_ids, poll_once
 from tests.support.clock import HandClock
-from tests.support.dispatch import build_dispatcher
+from tests.support.dispatch import sql_dispatcher
+from tests.support.outbox import (
+    ASID,
+    deliveries,
+    lifecycle,
+    queued_for_webhook,
+    statuses,
+    subscribe,
+)
 
 SLACK_TOKEN = "xoxb-delivery-test"
 CHANNEL = "C0DELIVERY"
-ASID = 1234
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    async with WebhookReceiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def clock() -> HandClock:
-    return HandClock(T0)
-
-
-def dispatcher(
-    engine: AsyncEngine,
-    clock: Callable[[], datetime],
-    sinks: dict[str, Sink],
-    policy: RetryPolicy | None = None,
-    max_concurrency: int = 4,
-    outcome_wait: float = OUTCOME_WAIT_SECONDS,
-    *,
-    owner: str = "replica-test",
-    lease_seconds: float = 30,
-    load_subscriptions: SubscriptionLoader | None = None,
-    subscriptions_max_age: float = SUBSCRIPTIONS_MAX_AGE_SECONDS,
-) -> Dispatcher:
-    """A dispatcher as the service builds one; several with other owners act as replicas."""
-    return build_dispatcher(
-        SqlOutbox(engine),
-        sinks,
-        load_subscriptions or functools.partial(load_active_subscriptions, engine, {}),
-        clock=clock,
-        owner=owner,
-        policy=policy,
-        max_concurrency=max_concurrency,
-        lease_seconds=lease_seconds,
-        outcome_wait=outcome_wait,
-        subscriptions_max_age=subscriptions_max_age,
-    )
 
 
 def webhook_dispatcher(
     engine: AsyncEngine, clock: HandClock, session: aiohttp.ClientSession, timeout: float = 2.0
 ) -> Dispatcher:
-    return dispatcher(engine, clock, {"webhook": WebhookSink(session, timeout_seconds=timeout)})
-
-
-async def subscribe(engine: AsyncEngine, name: str = "chatops", **target: str) -> None:
-    setting = SubscriptionSettings(name=name, **target)
-    await sync_config_subscriptions(engine, [setting.entry()], T0)
-
-
-async def lifecycle(
-    engine: AsyncEngine, image_version_ids: list[int], states: list[int] | None = None
-) -> None:
-    """Each image version goes through ``states`` (default Queued, Running, Complete): one
-    state_changed event per step, in the outbox in that order."""
-    ids = event_ids()
-    for ivid in image_version_ids:
-        await add_watch(engine, ASID, ivid, f"build {ivid}", "cli", T0)
-    for step, state in enumerate(states or [QUEUED, RUNNING, COMPLETE]):
-        observed = statuses(dict.fromkeys(image_version_ids, state))
-        await poll_once(engine, observed, now=T0 + timedelta(hours=step), ids=ids)
-
-
-async def queued_for_webhook(
-    engine: AsyncEngine, clock: HandClock, receiver: WebhookReceiver, image_version_ids: list[int]
-) -> None:
-    """A webhook subscription to ``receiver`` and a Queued event for each image version, one
-    delivery each, seen an hour before the dispatcher's clock."""
-    await subscribe(engine, webhook_url=receiver.url)
-    await lifecycle(engine, image_version_ids, [QUEUED])
-    clock.now = T0 + timedelta(hours=1)
-
-
-def statuses(states: dict[int, int]) -> dict[int, JobStatus]:
-    """What each image version's poll sees: image version -> state."""
-    return {ivid: make_status(state, image_version_id=ivid) for ivid, state in states.items()}
-
-
-async def deliveries(engine: AsyncEngine) -> list[DeliveryView]:
-    return sorted(await list_deliveries(engine), key=lambda d: d.id)
+    return sql_dispatcher(engine, clock, {"webhook": WebhookSink(session, timeout_seconds=timeout)})
 
 
 async def until(condition: Callable[[], bool], within: float = 20.0) -> None:
@@ -146,42 +67,6 @@ async def until(condition: Callable[[], bool], within: float = 20.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.05)
-
-
-async def statements_of_a_busy_pass(
-    engine: AsyncEngine, clock: HandClock, session: aiohttp.ClientSession
-) -> list[tuple[str, object]]:
-    """Every statement (with its parameters) a four-slot webhook dispatcher sends to send all
-    that is due. Outcomes wait for a batch's worth however long it takes: a slow machine must
-    not turn the wait for a batch into extra writes."""
-    sink = WebhookSink(session, timeout_seconds=2.0)
-    busy = dispatcher(engine, clock, {"webhook": sink}, outcome_wait=60.0)
-    with sent_statements(engine) as sent:
-        await busy.dispatch_due()
-    return sent
-
-
-def is_claim(statement: str) -> bool:
-    """The lease of a claim (on PostgreSQL it comes after the WITH of its picked rows)."""
-    return "UPDATE deliveries SET lease_owner" in statement and "RETURNING" in statement
-
-
-def is_outcome_write(statement: str) -> bool:
-    return statement.startswith("UPDATE deliveries") and "delivered_at" in statement
-
-
-def deliveries_named(parameters: object) -> int:
-    """How many deliveries an outcome write records: the rows of an executemany, or the pairs
-    of a one-statement write (JSON text on SQLite, an array of ids on PostgreSQL)."""
-    if isinstance(parameters, list):
-        return len(parameters)
-    assert isinstance(parameters, tuple)
-    for value in parameters:
-        if isinstance(value, list):
-            return len(value)
-        if isinstance(value, str) and value.startswith("[["):
-            return len(orjson.loads(value))
-    raise AssertionError(f"no deliveries named in {parameters!r}")
 
 
 def arrived(receiver: WebhookReceiver) -> list[tuple[int, str, str]]:
@@ -263,7 +148,7 @@ async def test_sends_are_counted_by_outcome_with_the_latency_of_the_delivered(
     receiver.respond_next(404, body=b"no such hook")
     metrics = Metrics()
     sink = InstrumentedSink("webhook", WebhookSink(session, timeout_seconds=2.0), metrics, clock)
-    d = dispatcher(engine, clock, {"webhook": sink})
+    d = sql_dispatcher(engine, clock, {"webhook": sink})
 
     def count(outcome: str) -> float | None:
         return metrics.registry.get_sample_value(
@@ -349,7 +234,7 @@ async def test_permanent_slack_error_is_dead_at_once_naming_what_to_fix(
         client = AsyncWebClient(token=SLACK_TOKEN, base_url=slack.base_url, session=session)
         sink = SlackSink(client, DatabaseLiveMessages(engine, clock))
         slack.fail_next("chat.postMessage", "not_in_channel")
-        d = dispatcher(engine, clock, {"slack_channel": sink})
+        d = sql_dispatcher(engine, clock, {"slack_channel": sink})
 
         with caplog.at_level(logging.ERROR, logger="notifier.dispatching.dispatcher"):
             await d.dispatch_due()
@@ -377,7 +262,7 @@ async def test_slack_429_waits_for_its_retry_after(
         pacer = ChannelPacer(1.0, clock=clock.seconds)
         sink = SlackSink(client, DatabaseLiveMessages(engine, clock), pacer=pacer)
         slack.fail_next("chat.postMessage", "ratelimited", retry_after=30)
-        d = dispatcher(engine, clock, {"slack_channel": sink})
+        d = sql_dispatcher(engine, clock, {"slack_channel": sink})
 
         await d.dispatch_due()
         [pending] = await deliveries(engine)
@@ -495,7 +380,7 @@ async def test_retrying_first_event_holds_back_its_image_version_only(
     clock.now = T0 + timedelta(hours=3)
     receiver.respond_next(500)  # image version 1, Queued: the first request made
     # One send at a time makes "the first request" image version 1's first event.
-    d = dispatcher(
+    d = sql_dispatcher(
         engine, clock, {"webhook": WebhookSink(session, timeout_seconds=2.0)}, max_concurrency=1
     )
 
@@ -536,7 +421,7 @@ async def test_slack_live_message_never_goes_back_to_an_older_state(
         await lifecycle(engine, [1], [QUEUED, RUNNING])
         clock.now = T0 + timedelta(hours=2)
         client = AsyncWebClient(token=SLACK_TOKEN, base_url=slack.base_url, session=session)
-        d = dispatcher(
+        d = sql_dispatcher(
             engine,
             clock,
             {
@@ -572,7 +457,7 @@ async def test_a_send_slower_than_the_lease_keeps_its_lease_and_is_not_sent_twic
 
     def replica(name: str) -> Dispatcher:
         sinks: dict[str, Sink] = {"webhook": WebhookSink(session, timeout_seconds=10)}
-        return dispatcher(engine, utc_now, sinks, owner=name, lease_seconds=1.5)
+        return sql_dispatcher(engine, utc_now, sinks, owner=name, lease_seconds=1.5)
 
     slow, other = replica("replica-slow"), replica("replica-other")
     running = asyncio.create_task(slow.run())
@@ -603,7 +488,9 @@ async def test_a_delivery_failing_max_attempts_times_is_dead_with_why(
     for _ in range(3):
         receiver.respond_next(503)
     policy = RetryPolicy(schedule_seconds=(1, 2), max_attempts=3, max_age_seconds=86400)
-    d = dispatcher(engine, clock, {"webhook": WebhookSink(session, timeout_seconds=2)}, policy)
+    d = sql_dispatcher(
+        engine, clock, {"webhook": WebhookSink(session, timeout_seconds=2)}, policy=policy
+    )
 
     for _ in range(4):
         await d.dispatch_due()
@@ -635,7 +522,7 @@ async def test_retry_after_slows_down_the_whole_receiver_not_other_subscriptions
         clock.now = T0 + timedelta(hours=1)
         receiver.respond_next(429, headers={"Retry-After": "60"})
         # One send at a time: image version 1 to chatops is the first request made.
-        d = dispatcher(
+        d = sql_dispatcher(
             engine, clock, {"webhook": WebhookSink(session, timeout_seconds=2)}, max_concurrency=1
         )
 
@@ -660,7 +547,9 @@ async def test_a_delivery_queued_behind_a_slow_send_keeps_its_lease_and_is_sent_
     def replica(name: str) -> Dispatcher:
         sinks: dict[str, Sink] = {"webhook": WebhookSink(session, timeout_seconds=10)}
         # One slot: image version 2 waits in the queue behind the slow send.
-        return dispatcher(engine, utc_now, sinks, max_concurrency=1, owner=name, lease_seconds=1.5)
+        return sql_dispatcher(
+            engine, utc_now, sinks, max_concurrency=1, owner=name, lease_seconds=1.5
+        )
 
     slow, other = replica("replica-slow"), replica("replica-other")
     running = asyncio.create_task(slow.run())
@@ -687,7 +576,7 @@ async def test_queued_deliveries_to_a_receiver_that_asks_to_slow_down_go_back_un
     await queued_for_webhook(engine, clock, receiver, [1, 2, 3])
     receiver.respond_next(429, headers={"Retry-After": "60"})
     # One send slot: all three are claimed at once, 2 and 3 wait in the queue behind 1.
-    d = dispatcher(
+    d = sql_dispatcher(
         engine, clock, {"webhook": WebhookSink(session, timeout_seconds=2)}, max_concurrency=1
     )
 
@@ -711,7 +600,7 @@ async def test_stopping_records_every_send_that_went_out_and_gives_the_queued_re
     await lifecycle(engine, list(range(1, 41)), [QUEUED])
     for _ in range(40):
         receiver.respond_next(204, delay=0.05)
-    d = dispatcher(
+    d = sql_dispatcher(
         engine,
         utc_now,
         {"webhook": WebhookSink(session, timeout_seconds=5)},
@@ -734,26 +623,6 @@ async def test_stopping_records_every_send_that_went_out_and_gives_the_queued_re
     )
 
 
-async def test_outcomes_of_a_busy_pass_are_written_a_batch_per_transaction(
-    engine: AsyncEngine,
-    clock: HandClock,
-    session: aiohttp.ClientSession,
-    receiver: WebhookReceiver,
-) -> None:
-    """100 sends with four slots, claimed at once: a write per batch of 32 outcomes while sends
-    are queued, then at most one per send still under way when the queue ran dry; not one per
-    handful of finished sends. Every delivery is recorded delivered."""
-    await queued_for_webhook(engine, clock, receiver, list(range(1, 101)))
-
-    sent = await statements_of_a_busy_pass(engine, clock, session)
-
-    writes = [deliveries_named(p) for q, p in sent if is_outcome_write(q)]
-    assert len(receiver.requests) == 100
-    assert [d.status for d in await deliveries(engine)] == ["delivered"] * 100
-    assert sum(writes) == 100
-    assert len(writes) <= 100 // 32 + 4 + 1
-
-
 async def test_a_send_that_went_out_is_recorded_soon_while_the_next_one_is_slow(
     engine: AsyncEngine,
     clock: HandClock,
@@ -768,7 +637,7 @@ async def test_a_send_that_went_out_is_recorded_soon_while_the_next_one_is_slow(
     receiver.respond_next(204, delay=2.0)
     sink = WebhookSink(session, timeout_seconds=10)
     running = asyncio.create_task(
-        dispatcher(engine, clock, {"webhook": sink}, max_concurrency=1).dispatch_due()
+        sql_dispatcher(engine, clock, {"webhook": sink}, max_concurrency=1).dispatch_due()
     )
     try:
         await until(lambda: len(receiver.requests) == 2)
@@ -824,7 +693,7 @@ async def test_subscriptions_are_loaded_once_per_age_and_a_changed_url_is_used_a
 
     await queued_for_webhook(engine, clock, receiver, [1, 2])
     sinks: dict[str, Sink] = {"webhook": WebhookSink(session, timeout_seconds=2)}
-    d = dispatcher(engine, clock, sinks, load_subscriptions=counted, subscriptions_max_age=0.5)
+    d = sql_dispatcher(engine, clock, sinks, load_subscriptions=counted, subscriptions_max_age=0.5)
     await d.dispatch_due()
     ids = event_ids("later")  # a second series, after lifecycle's evt_0001...
     await poll_once(engine, statuses({1: RUNNING, 2: QUEUED}), now=clock.now, ids=ids)
@@ -837,47 +706,3 @@ async def test_subscriptions_are_loaded_once_per_age_and_a_changed_url_is_used_a
     await poll_once(engine, statuses({1: RUNNING, 2: RUNNING}), now=clock.now, ids=ids)
     await d.dispatch_due()
     assert (receiver.requests[-1].path, loads) == ("/hook/moved", 2)
-
-
-async def test_once_a_claim_comes_back_short_running_low_claims_nothing_more(
-    engine: AsyncEngine,
-    clock: HandClock,
-    session: aiohttp.ClientSession,
-    receiver: WebhookReceiver,
-) -> None:
-    """40 sends with four slots: the first claim takes all 40 and so tells the dispatcher that
-    nothing else is due. Sends running the queue low then claim nothing; only a committed
-    outcome (which may make a key's next delivery due) leads to another claim."""
-    await queued_for_webhook(engine, clock, receiver, list(range(1, 41)))
-
-    sent = await statements_of_a_busy_pass(engine, clock, session)
-
-    assert [d.status for d in await deliveries(engine)] == ["delivered"] * 40
-    claims = [q for q, _ in sent if is_claim(q)]
-    writes = [q for q, _ in sent if is_outcome_write(q)]
-    assert 1 + len(writes) >= len(claims) >= 2
-
-
-async def test_sends_finishing_after_the_last_claim_claim_nothing_until_an_outcome_commits(
-    engine: AsyncEngine,
-    clock: HandClock,
-    session: aiohttp.ClientSession,
-    receiver: WebhookReceiver,
-) -> None:
-    """The last four of 40 sends finish a tenth of a second apart, after the queue has run dry
-    and a claim has come back short. A send finishing frees a slot, but nothing new is due
-    until its outcome commits: each finish costs one write and the claim after it, not a
-    claim of its own besides (seen on a slow CI machine as four claims to two writes)."""
-    await queued_for_webhook(engine, clock, receiver, list(range(1, 41)))
-    for _ in range(36):
-        receiver.respond_next(204)
-    for slow in (0.3, 0.4, 0.5, 0.6):
-        receiver.respond_next(204, delay=slow)
-
-    sent = await statements_of_a_busy_pass(engine, clock, session)
-
-    assert [d.status for d in await deliveries(engine)] == ["delivered"] * 40
-    claims = [q for q, _ in sent if is_claim(q)]
-    writes = [q for q, _ in sent if is_outcome_write(q)]
-    assert len(writes) >= 2
-    assert len(claims) <= 1 + len(writes)

@@ -6,23 +6,16 @@ later" needs no waiting.
 
 from __future__ import annotations
 
-import itertools
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from slack_sdk.signature import Clock
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.api.slack_commands import PATH, register
-from notifier.config import Settings
-from notifier.core.clock import utc_now
+from notifier.api.slack_commands import PATH
 from notifier.core.status import RUNNING
 from notifier.core.subscriptions import SlackChannelSubscription, matches
 from notifier.store.subscriptions import load_active_subscriptions
@@ -30,41 +23,18 @@ from notifier.store.tables import SubscriptionRow, Watch
 from notifier.store.watches import list_watches
 from tests.conftest import (
     T0,
-    add_hand_watches,
     make_event,
     make_status,
-    rows_selected,
     seed_events,
-    sent_statements,
 )
-from tests.support.slack_signing import slack_signed
-
-SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-_TRIGGERS = itertools.count()
-CHANNEL = "C0BUILDS"
-
-
-@dataclass(frozen=True)
-class _Deps:
-    """The fields of the API's shared dependencies that the handler uses."""
-
-    engine: AsyncEngine
-    settings: Settings
-    clock: Callable[[], datetime] = utc_now
-
-
-def _settings(signing_secret: str | None) -> Settings:
-    # The account services these tests add watches under (issue 22: /imagewatch may only watch
-    # the ones the operator allows).
-    slack: dict[str, Any] = {"command_account_services": [1234, 999]}
-    if signing_secret is not None:
-        slack["signing_secret"] = signing_secret
-    return Settings.model_validate(
-        {
-            "clanforge": {"access_key": "a", "secret_key": "s"},
-            "slack": slack,
-        }
-    )
+from tests.support.slash_commands import (
+    CHANNEL,
+    Client,
+    answer,
+    command_client,
+    command_settings,
+    signed,
+)
 
 
 class FrozenClock(Clock):
@@ -81,36 +51,15 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-async def client(engine: AsyncEngine, clock: FrozenClock) -> AsyncIterator[TestClient[Any, Any]]:
-    app = web.Application()
-    register(app, _Deps(engine, _settings(SECRET)), verifier_clock=clock)
-    async with TestClient(TestServer(app, host="127.0.0.1")) as running:
+async def client(engine: AsyncEngine, clock: FrozenClock) -> AsyncIterator[Client]:
+    async with command_client(engine, command_settings(), verifier_clock=clock) as running:
         yield running
 
 
-def _signed(
-    text: str, *, channel: str = CHANNEL, secret: str = SECRET, at: float | None = None
-) -> tuple[bytes, dict[str, str]]:
-    form = {
-        "command": "/imagewatch",
-        "text": text,
-        "channel_id": channel,
-        "user_id": "U0PERSON",
-        "team_id": "T0TEAM",
-        # Slack's own, different in every request: two commands in one second are two
-        # requests, not a replay.
-        "trigger_id": f"trigger-{next(_TRIGGERS)}",
-    }
-    return slack_signed(form, secret, at)
-
-
-async def _command(client: TestClient[Any, Any], text: str, **kwargs: Any) -> str:
-    body, headers = _signed(text, **kwargs)
-    response = await client.post(PATH, data=body, headers=headers)
-    assert response.status == 200
-    answer = await response.json()
-    assert answer["response_type"] == "ephemeral"
-    return str(answer["text"])
+async def _command(client: Client, text: str, **signing: Any) -> str:
+    reply = await answer(client, text, **signing)
+    assert reply["response_type"] == "ephemeral"
+    return str(reply["text"])
 
 
 async def _rows(engine: AsyncEngine) -> tuple[int, int]:
@@ -121,7 +70,7 @@ async def _rows(engine: AsyncEngine) -> tuple[int, int]:
 
 
 async def test_add_watches_the_image_version_and_subscribes_the_channel(
-    client: TestClient[Any, Any], engine: AsyncEngine
+    client: Client, engine: AsyncEngine
 ) -> None:
     answer = await _command(client, "add 1234 567890 EU fleet <b>")
 
@@ -143,7 +92,7 @@ async def test_add_watches_the_image_version_and_subscribes_the_channel(
 
 
 async def test_add_again_or_from_another_channel_says_what_already_holds(
-    client: TestClient[Any, Any], engine: AsyncEngine
+    client: Client, engine: AsyncEngine
 ) -> None:
     await _command(client, "add 1234 567890")
 
@@ -158,7 +107,7 @@ async def test_add_again_or_from_another_channel_says_what_already_holds(
 
 
 async def test_list_and_status_show_the_last_known_state(
-    client: TestClient[Any, Any], engine: AsyncEngine
+    client: Client, engine: AsyncEngine
 ) -> None:
     await _command(client, "add 1234 567890 EU fleet")
     await _command(client, "add 1234 567891")
@@ -181,29 +130,8 @@ async def test_list_and_status_show_the_last_known_state(
     )
 
 
-async def test_list_and_status_read_the_channels_watches_not_the_whole_watch_list(
-    client: TestClient[Any, Any], engine: AsyncEngine
-) -> None:
-    """Slack gives a slash command three seconds; a studio may watch thousands of versions."""
-    await add_hand_watches(engine, range(1, 2001))
-    await _command(client, "add 1234 567890 EU fleet")
-    await _command(client, "add 1234 5")
-
-    with sent_statements(engine) as sent:
-        listed = await _command(client, "list")
-        status = await _command(client, "status 5")
-
-    assert listed == (
-        "This channel follows:\n"
-        "• 567890 (EU fleet): not polled yet\n"
-        "• 5 (by hand 5): not polled yet"
-    )
-    assert status == "• 5 (by hand 5): not polled yet"
-    assert await rows_selected(engine, sent) <= 10
-
-
 async def test_remove_unsubscribes_and_drops_a_watch_no_channel_follows(
-    client: TestClient[Any, Any], engine: AsyncEngine
+    client: Client, engine: AsyncEngine
 ) -> None:
     await _command(client, "add 1234 567890")
     await _command(client, "add 1234 567890", channel="C0OTHER")
@@ -220,14 +148,14 @@ async def test_remove_unsubscribes_and_drops_a_watch_no_channel_follows(
     assert await load_active_subscriptions(engine, {}) == []
 
 
-async def test_help_explains_every_subcommand(client: TestClient[Any, Any]) -> None:
+async def test_help_explains_every_subcommand(client: Client) -> None:
     answer = await _command(client, "help")
     for usage in ("add ACCOUNT_SERVICE_ID IMAGE_VERSION_ID", "remove", "list", "status"):
         assert usage in answer
 
 
 async def test_malformed_arguments_answer_what_is_wrong_and_write_nothing(
-    client: TestClient[Any, Any], engine: AsyncEngine
+    client: Client, engine: AsyncEngine
 ) -> None:
     answer = await _command(client, "add 1234 five")
 
@@ -243,15 +171,15 @@ async def test_malformed_arguments_answer_what_is_wrong_and_write_nothing(
     ["wrong secret", "tampered body", "stale timestamp", "replayed later", "no headers", "bad ts"],
 )
 async def test_unverified_request_gets_401_and_writes_nothing(
-    client: TestClient[Any, Any], engine: AsyncEngine, clock: FrozenClock, forgery: str
+    client: Client, engine: AsyncEngine, clock: FrozenClock, forgery: str
 ) -> None:
-    body, headers = _signed("add 1234 567890", secret="not-the-secret" * 2)
+    body, headers = signed("add 1234 567890", secret="not-the-secret" * 2)
     if forgery != "wrong secret":
-        body, headers = _signed("add 1234 567890")
+        body, headers = signed("add 1234 567890")
     if forgery == "tampered body":
         body = body.replace(b"567890", b"567891")
     elif forgery == "stale timestamp":
-        body, headers = _signed("add 1234 567890", at=clock.value - 6 * 60)
+        body, headers = signed("add 1234 567890", at=clock.value - 6 * 60)
     elif forgery == "replayed later":
         clock.value += 5 * 60 + 1  # the same, valid request arrives again six minutes on
     elif forgery == "no headers":
@@ -267,17 +195,15 @@ async def test_unverified_request_gets_401_and_writes_nothing(
 
 
 async def test_timestamp_within_five_minutes_is_accepted(
-    client: TestClient[Any, Any], clock: FrozenClock
+    client: Client, clock: FrozenClock
 ) -> None:
     answer = await _command(client, "help", at=clock.value - 4 * 60)
     assert "/imagewatch" in answer
 
 
 async def test_without_a_signing_secret_every_command_is_refused(engine: AsyncEngine) -> None:
-    app = web.Application()
-    register(app, _Deps(engine, _settings(None)))
-    body, headers = _signed("add 1234 567890")
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+    body, headers = signed("add 1234 567890")
+    async with command_client(engine, command_settings(None)) as client:
         response = await client.post(PATH, data=body, headers=headers)
 
         assert response.status == 401

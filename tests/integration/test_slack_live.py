@@ -49,12 +49,6 @@ async def fake() -> AsyncIterator[FakeSlack]:
         yield running
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as client_session:
-        yield client_session
-
-
 def _sink(
     engine: AsyncEngine, fake: FakeSlack, session: aiohttp.ClientSession, interval: float = 0
 ) -> SlackSink:

@@ -107,12 +107,6 @@ async def fake() -> AsyncIterator[FakeSlack]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as client_session:
-        yield client_session
-
-
-@pytest.fixture
 def live() -> MemoryLiveMessages:
     return MemoryLiveMessages()
 

@@ -8,7 +8,7 @@ from datetime import timedelta, timezone
 
 import orjson
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.config import SubscriptionSettings
@@ -24,7 +24,7 @@ from notifier.store.subscriptions import (
     load_active_subscriptions,
     sync_config_subscriptions,
 )
-from notifier.store.tables import WATCHES, EventRow, JobStatusRow, Watch
+from notifier.store.tables import WATCHES, JobStatusRow
 from notifier.store.watches import (
     ConfigWatch,
     WatchSync,
@@ -38,17 +38,11 @@ from tests.conftest import (
     event_ids,
     make_status,
     poll_once,
-    rows_selected,
-    sent_statements,
 )
 from tests.support.narrow import event_of
+from tests.support.rows import count_rows
 
 LEASE = timedelta(seconds=60)
-
-
-async def count_rows(engine: AsyncEngine, table: type) -> int:
-    async with engine.connect() as conn:
-        return int(await conn.scalar(select(func.count()).select_from(table)) or 0)
 
 
 async def subscribe_webhook(engine: AsyncEngine, name: str = "chatops", **filters: object) -> None:
@@ -73,27 +67,6 @@ async def test_poll_writes_status_events_and_deliveries_together(engine: AsyncEn
         "imageversion.state_changed",
         "pending",
     )
-
-
-async def test_unchanged_poll_writes_no_status_row_and_no_event(engine: AsyncEngine) -> None:
-    await add_watch(engine, 1234, 567890, "EU fleet", "cli", T0)
-    await poll_once(engine, {567890: make_status(4, 40)})
-    statements: list[str] = []
-    from sqlalchemy import event
-
-    @event.listens_for(engine.sync_engine, "before_cursor_execute")
-    def record(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
-        statements.append(statement.split()[0].upper() + " " + statement.split()[1])
-
-    later = T0 + timedelta(seconds=10)
-    await poll_once(engine, {567890: make_status(4, 40)}, now=later)
-    event.remove(engine.sync_engine, "before_cursor_execute", record)
-    assert not any(
-        "job_status" in s.lower() for s in statements if s.startswith(("UPDATE", "INSERT"))
-    )
-    assert await count_rows(engine, EventRow) == 1
-    [view] = await list_watches(engine)
-    assert view.last_polled_at == later
 
 
 async def test_outbox_hands_out_one_delivery_per_key_in_event_order(engine: AsyncEngine) -> None:
@@ -206,25 +179,6 @@ async def test_config_sync_adopts_watches_added_by_hand_that_the_file_lists(
         True,
     )
     assert await sync_config_watches(engine, listed, T0) == WatchSync(added=0, updated=0, retired=0)
-
-
-async def test_config_sync_reads_only_the_files_watches_not_those_added_at_run_time(
-    engine: AsyncEngine,
-) -> None:
-    """Start-up memory must not grow with the watches added at run time or discovered: the sync
-    reading them all took 45 MB of the service's peak at 100,000 watches."""
-    await add_hand_watches(engine, range(1, 2001))
-    listed = [
-        ConfigWatch(account_service_id=1234, image_version_id=5, label="adopted"),
-        ConfigWatch(account_service_id=1234, image_version_id=9001, label="new"),
-    ]
-    # Its reads, replayed once it is done, return the file's watches (each at most twice: as
-    # the file's own, and as a key the file lists), never the 2,000 added at run time.
-    for _ in ("adopts one and adds one", "finds nothing to do"):
-        with sent_statements(engine) as sent:
-            await sync_config_watches(engine, listed, T0)
-        assert await rows_selected(engine, sent) <= 2 * len(listed)
-    assert await count_rows(engine, Watch) == 2001
 
 
 async def test_a_batch_marked_delivered_at_once_skips_rows_another_replica_holds(

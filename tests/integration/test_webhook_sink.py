@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import socket
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -74,18 +73,6 @@ def _event() -> Event:
 def _subscription(url: str, secret: str | None = SECRET) -> WebhookSubscription:
     secrets = (secret,) if secret is not None else ()
     return WebhookSubscription(id=7, name="chatops", url=url, signing_secrets=secrets)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    async with WebhookReceiver() as running:
-        yield running
 
 
 @pytest.fixture

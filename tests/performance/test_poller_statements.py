@@ -15,10 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.core.clock import utc_now
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
-from notifier.store.tables import EVENTS, JOB_STATUS
-from notifier.store.watches import list_watches
+from notifier.store.tables import EVENTS, JOB_STATUS, EventRow
+from notifier.store.watches import add_watch, list_watches
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
+from tests.conftest import T0, make_status, poll_once
 from tests.support.poller import ASID, make_all_due, make_poller, watch_queued_jobs
+from tests.support.rows import count_rows
 from tests.support.statements import Statements
 
 
@@ -172,3 +174,17 @@ async def test_a_status_stored_without_a_digest_gets_one_on_its_next_poll(
     assert all(d is not None and len(d) == 16 for d in digests)
     assert settled.writes_to("job_status") == []
     assert events == ["imageversion.state_changed"] * 2  # the first sightings only
+
+
+async def test_unchanged_poll_writes_no_status_row_and_no_event(engine: AsyncEngine) -> None:
+    await add_watch(engine, 1234, 567890, "EU fleet", "cli", T0)
+    await poll_once(engine, {567890: make_status(4, 40)})
+    statements = Statements(engine)
+
+    later = T0 + timedelta(seconds=10)
+    await poll_once(engine, {567890: make_status(4, 40)}, now=later)
+
+    assert statements.writes_to("job_status") == []
+    assert await count_rows(engine, EventRow) == 1
+    [view] = await list_watches(engine)
+    assert view.last_polled_at == later

@@ -3,39 +3,25 @@ refused command changes nothing, and a captured request cannot be sent twice."""
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.api.slack_commands import PATH, register
+from notifier.api.slack_commands import PATH
 from notifier.config import Settings
-from notifier.core.clock import utc_now
 from notifier.store.subscriptions import add_subscription, followed_in_channel
 from notifier.store.tables import SubscriptionRow
 from notifier.store.watches import list_watches
 from tests.conftest import T0
-from tests.support.slack_signing import slack_signed
-
-SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-CHANNEL = "C0BUILDS"
-_TRIGGERS = itertools.count()
-
-Client = TestClient[Any, Any]
-
-
-@dataclass(frozen=True)
-class _Deps:
-    engine: AsyncEngine
-    settings: Settings
-    clock: Callable[[], datetime] = utc_now
+from tests.support.slash_commands import (
+    CHANNEL,
+    SECRET,
+    Client,
+    answer,
+    command_client,
+    signed,
+)
 
 
 def _settings(**slack: Any) -> Settings:
@@ -61,35 +47,13 @@ def _settings(**slack: Any) -> Settings:
     )
 
 
-@asynccontextmanager
-async def _client(engine: AsyncEngine, settings: Settings) -> AsyncIterator[Client]:
-    app = web.Application()
-    register(app, _Deps(engine, settings))
-    async with TestClient(TestServer(app, host="127.0.0.1")) as running:
-        yield running
-
-
-def _signed(text: str, channel: str = CHANNEL) -> tuple[bytes, dict[str, str]]:
-    form = {
-        "command": "/imagewatch",
-        "text": text,
-        "channel_id": channel,
-        "user_id": "U0PERSON",
-        "trigger_id": f"trigger-{next(_TRIGGERS)}",
-    }
-    return slack_signed(form, SECRET)
-
-
 async def _say(client: Client, text: str, channel: str = CHANNEL) -> str:
-    body, headers = _signed(text, channel)
-    response = await client.post(PATH, data=body, headers=headers)
-    assert response.status == 200
-    return str((await response.json())["text"])
+    return str((await answer(client, text, channel=channel))["text"])
 
 
 async def test_a_captured_request_sent_again_is_refused(engine: AsyncEngine) -> None:
-    async with _client(engine, _settings()) as client:
-        body, headers = _signed("add 1234 42")
+    async with command_client(engine, _settings()) as client:
+        body, headers = signed("add 1234 42")
         first = await client.post(PATH, data=body, headers=headers)
         assert first.status == 200
         await _say(client, "remove 42")
@@ -99,19 +63,19 @@ async def test_a_captured_request_sent_again_is_refused(engine: AsyncEngine) -> 
 
 
 async def test_only_the_allowed_account_services_can_be_watched(engine: AsyncEngine) -> None:
-    async with _client(engine, _settings()) as client:
+    async with command_client(engine, _settings()) as client:
         answer = await _say(client, "add 9999 42")
         assert "9999" in answer
         assert "command_account_services" in answer
         assert await list_watches(engine) == []
         assert "Now watching" in await _say(client, "add 1234 42")
         assert "Now watching" in await _say(client, "add 777 43")
-    async with _client(engine, _settings(command_account_services=[9999])) as client:
+    async with command_client(engine, _settings(command_account_services=[9999])) as client:
         assert "Now watching" in await _say(client, "add 9999 44")
 
 
 async def test_mutating_commands_only_in_the_allowed_channels(engine: AsyncEngine) -> None:
-    async with _client(engine, _settings(command_channels=["C0OPS"])) as client:
+    async with command_client(engine, _settings(command_channels=["C0OPS"])) as client:
         for text in ("add 1234 42", "remove 42"):
             answer = await _say(client, text, channel="C0RANDOM")
             assert "command_channels" in answer
@@ -122,7 +86,7 @@ async def test_mutating_commands_only_in_the_allowed_channels(engine: AsyncEngin
 
 
 async def test_a_channel_cannot_add_more_than_its_share_of_watches(engine: AsyncEngine) -> None:
-    async with _client(engine, _settings(command_max_watches_per_channel=3)) as client:
+    async with command_client(engine, _settings(command_max_watches_per_channel=3)) as client:
         for ivid in (1, 2, 3):
             assert "atching" in await _say(client, f"add 1234 {ivid}")
         answer = await _say(client, "add 1234 4")
@@ -131,7 +95,7 @@ async def test_a_channel_cannot_add_more_than_its_share_of_watches(engine: Async
 
 
 async def test_status_answers_only_for_what_the_channel_follows(engine: AsyncEngine) -> None:
-    async with _client(engine, _settings()) as client:
+    async with command_client(engine, _settings()) as client:
         await _say(client, "add 1234 42", channel="C0SECRET")
         answer = await _say(client, "status 42", channel="C0OTHER")
         assert "is not watched in this channel" in answer
@@ -150,7 +114,7 @@ async def test_a_subscription_named_like_the_channel_is_not_taken_over(
         source="api",
         now=T0,
     )
-    async with _client(engine, _settings()) as client:
+    async with command_client(engine, _settings()) as client:
         assert "Now watching" in await _say(client, "add 1234 42")
         assert "42" in await _say(client, "list")
     async with engine.connect() as conn:

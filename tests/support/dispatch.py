@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.retry import RetryPolicy
 from notifier.core.subscriptions import Subscription
@@ -14,7 +18,9 @@ from notifier.dispatching.dispatcher import (
     SubscriptionLoader,
 )
 from notifier.notify.sink import Sink
+from notifier.store.outbox import SqlOutbox
 from notifier.store.outbox_store import Outbox
+from notifier.store.subscriptions import load_active_subscriptions
 
 
 def fixed_subscriptions(subscriptions: Sequence[Subscription]) -> SubscriptionLoader:
@@ -51,4 +57,23 @@ def build_dispatcher(
         lease=timedelta(seconds=lease_seconds),
         outcome_wait=outcome_wait,
         subscriptions_max_age=subscriptions_max_age,
+    )
+
+
+def sql_dispatcher(
+    engine: AsyncEngine,
+    clock: Callable[[], datetime],
+    sinks: Mapping[str, Sink],
+    *,
+    load_subscriptions: SubscriptionLoader | None = None,
+    **options: Any,
+) -> Dispatcher:
+    """A dispatcher on the real outbox in ``engine``, loading the stored subscriptions unless a
+    test gives its own loader; ``options`` as :func:`build_dispatcher` takes them."""
+    return build_dispatcher(
+        SqlOutbox(engine),
+        sinks,
+        load_subscriptions or functools.partial(load_active_subscriptions, engine, {}),
+        clock=clock,
+        **options,
     )

@@ -27,12 +27,6 @@ OWNER = "replica-unit"
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    async with WebhookReceiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
 async def sink() -> AsyncIterator[WebhookSink]:
     async with aiohttp.ClientSession() as session:
         yield WebhookSink(session, timeout_seconds=2.0)
