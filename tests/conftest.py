@@ -50,7 +50,7 @@ from notifier.store.codec import MEMORY_COLUMNS, memory_to_values, status_to_jso
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
 from notifier.store.polling import SqlWatchStore
-from notifier.store.subscriptions import load_active_subscriptions
+from notifier.store.subscriptions import add_subscription, load_active_subscriptions
 from notifier.store.tables import DELIVERIES, EVENTS, JOB_STATUS, SUBSCRIPTIONS, WATCHES
 from notifier.store.watch_store import Claim, PollResults, PollWrite, Ranker, WatchStore
 from notifier.store.watches import add_watch
@@ -419,6 +419,28 @@ async def add_hand_watches(
                 for ivid in image_version_ids
             ],
         )
+
+
+async def add_subscription_row(
+    engine: AsyncEngine,
+    name: str = "chatops",
+    target: str = "https://h.test/",
+    *,
+    kind: SubscriptionKind = "webhook",
+    source: str = "config",
+    filters: Mapping[str, Any] | None = None,
+) -> int:
+    """A subscription stored the way ``notifier subscription add`` (source "api") or the config
+    sync (source "config") stores it; returns its id."""
+    return await add_subscription(
+        engine,
+        name=name,
+        kind=kind,
+        target=target,
+        filters=dict(filters or {}),
+        source=source,
+        now=T0,
+    )
 
 
 async def seed_delivery(

@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.api import REGISTRARS, ApiDeps
 from notifier.api.app import build_app
 from notifier.api.server import serve
-from notifier.store.subscriptions import add_subscription
 from notifier.store.watches import add_watch
 from tests.conftest import (
     ADMIN_TOKEN,
     T0,
     ApiServer,
+    add_subscription_row,
     make_settings,
     make_status,
     seed_delivery,
@@ -233,15 +233,7 @@ async def test_removed_subscription_is_204_config_one_is_409_unknown_is_404(
     api: ApiServer,
 ) -> None:
     _, created = await api.call("POST", "/api/v1/subscriptions", json=HOOK)
-    config_id = await add_subscription(
-        api.engine,
-        name="builds",
-        kind="slack_channel",
-        target="C1",
-        filters={},
-        source="config",
-        now=T0,
-    )
+    config_id = await add_subscription_row(api.engine, "builds", "C1", kind="slack_channel")
     status, _ = await api.call("DELETE", f"/api/v1/subscriptions/{created['id']}")
     assert status == 204
     status, body = await api.call("DELETE", f"/api/v1/subscriptions/{config_id}")
@@ -300,15 +292,7 @@ async def test_events_come_newest_first_a_page_at_a_time(api: ApiServer) -> None
 
 async def test_deliveries_list_shows_lease_owner_and_retry_revives_dead(api: ApiServer) -> None:
     watch_id = await seed_watch(api.engine, [(T0, make_status(6, 60))], event_ids=["evt_failed"])
-    sub_id = await add_subscription(
-        api.engine,
-        name="hook",
-        kind="webhook",
-        target="https://h.test/",
-        filters={},
-        source="api",
-        now=T0,
-    )
+    sub_id = await add_subscription_row(api.engine, "hook", "https://h.test/", source="api")
     await seed_delivery(
         api.engine,
         "evt_failed",

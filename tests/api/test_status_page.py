@@ -9,13 +9,13 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.store.subscriptions import add_subscription
 from notifier.store.tables import Watch
 from tests.conftest import (
     ADMIN_TOKEN,
     T0,
     ApiServer,
     add_hand_watches,
+    add_subscription_row,
     make_settings,
     make_status,
     running_api,
@@ -48,19 +48,14 @@ async def _three_builds(api: ApiServer) -> dict[str, int]:
     return {"running": running, "failed": failed, "complete": complete}
 
 
-async def _three_builds_and_a_pending_delivery(api: ApiServer) -> None:
-    """The three builds, and one webhook delivery of the running one waiting to be sent."""
+async def _three_builds_and_a_pending_delivery(
+    api: ApiServer, lease_owner: str | None = None
+) -> None:
+    """The three builds, and one webhook delivery of the running one waiting to be sent (held
+    by ``lease_owner`` while it is being sent)."""
     ids = await _three_builds(api)
-    sub = await add_subscription(
-        api.engine,
-        name="builds",
-        kind="webhook",
-        target="https://h.test/",
-        filters={},
-        source="config",
-        now=T0,
-    )
-    await seed_delivery(api.engine, "evt_eu_running", ids["running"], sub)
+    sub = await add_subscription_row(api.engine, "builds", "https://h.test/")
+    await seed_delivery(api.engine, "evt_eu_running", ids["running"], sub, lease_owner=lease_owner)
 
 
 async def test_status_page_shows_each_watch_state_progress_eta_and_error(api: ApiServer) -> None:
@@ -121,19 +116,7 @@ def _card_labels(html: str) -> list[str]:
 async def test_status_page_names_the_replica_holding_each_delivery_in_flight(
     api: ApiServer,
 ) -> None:
-    ids = await _three_builds(api)
-    sub = await add_subscription(
-        api.engine,
-        name="builds",
-        kind="webhook",
-        target="https://h.test/",
-        filters={},
-        source="config",
-        now=T0,
-    )
-    await seed_delivery(
-        api.engine, "evt_eu_running", ids["running"], sub, lease_owner="host-b:42:beef"
-    )
+    await _three_builds_and_a_pending_delivery(api, lease_owner="host-b:42:beef")
     _, html = await api.call("GET", "/")
     row = re.search(r"<tr data-delivery-id=.*?</tr>", html, re.S)
     assert row is not None

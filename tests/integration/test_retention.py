@@ -12,24 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.cli import main
 from notifier.core.retention import Pruned, RetentionPolicy
 from notifier.store.retention import prune, row_counts
-from notifier.store.subscriptions import add_subscription
 from notifier.store.tables import DELIVERIES, EVENTS, WATCHES
-from tests.conftest import T0, add_hand_watches
+from tests.conftest import T0, add_hand_watches, add_subscription_row
 
 WATCHES_COUNT = 1000
 POLICY = RetentionPolicy(events_days=30, deliveries_days=14)
 
 
 async def _subscription(engine: AsyncEngine) -> int:
-    return await add_subscription(
-        engine,
-        name="chatops",
-        kind="webhook",
-        target="https://chat.example.com/",
-        filters={},
-        source="config",
-        now=T0,
-    )
+    return await add_subscription_row(engine, "chatops", "https://chat.example.com/")
 
 
 async def _watch_ids(engine: AsyncEngine) -> list[int]:

@@ -10,12 +10,13 @@ import pytest
 from multidict import CIMultiDictProxy
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.store.subscriptions import add_subscription, list_subscriptions
+from notifier.store.subscriptions import list_subscriptions
 from notifier.store.watches import list_watches
 from tests.conftest import (
     ADMIN_TOKEN,
     T0,
     ApiServer,
+    add_subscription_row,
     make_settings,
     make_status,
     running_api,
@@ -134,15 +135,7 @@ async def test_a_public_page_shows_no_receiver_errors_hosts_ports_or_replicas(
 ) -> None:
     async with running_api(engine, PUBLIC, replica_id="build-host-7:4242:beef") as api:
         watch = await seed_watch(engine, [(T0, make_status(4, 10))], event_ids=["evt_1"])
-        sub = await add_subscription(
-            engine,
-            name="chatops",
-            kind="webhook",
-            target="https://hooks.internal.example:8443/x",
-            filters={},
-            source="config",
-            now=T0,
-        )
+        sub = await add_subscription_row(engine, "chatops", "https://hooks.internal.example:8443/x")
         await seed_delivery(
             engine,
             "evt_1",

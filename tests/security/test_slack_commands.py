@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.api.slack_commands import PATH
 from notifier.config import Settings
-from notifier.store.subscriptions import add_subscription, followed_in_channel
+from notifier.store.subscriptions import followed_in_channel
 from notifier.store.tables import SubscriptionRow
 from notifier.store.watches import list_watches
-from tests.conftest import T0
+from tests.conftest import add_subscription_row
 from tests.support.slash_commands import (
     CHANNEL,
     SECRET,
@@ -105,14 +105,12 @@ async def test_status_answers_only_for_what_the_channel_follows(engine: AsyncEng
 async def test_a_subscription_named_like_the_channel_is_not_taken_over(
     engine: AsyncEngine,
 ) -> None:
-    squatter = await add_subscription(
+    squatter = await add_subscription_row(
         engine,
-        name=f"slack:{CHANNEL}",
-        kind="webhook",
-        target="https://attacker.example/hook",
-        filters={"image_version_ids": [7]},
+        f"slack:{CHANNEL}",
+        "https://attacker.example/hook",
         source="api",
-        now=T0,
+        filters={"image_version_ids": [7]},
     )
     async with command_client(engine, _settings()) as client:
         assert "Now watching" in await _say(client, "add 1234 42")
