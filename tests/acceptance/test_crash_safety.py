@@ -16,8 +16,7 @@ import random
 import signal
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -26,8 +25,9 @@ from notifier.store.engine import create_engine
 from notifier.store.outbox import list_deliveries
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FakeSlack
-from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.support.service_process import run_cli, start_run
+from tests.support.upstream import Upstream, first_arrivals, upstream_servers
+from tests.support.waiting import comes_true
 
 pytestmark = pytest.mark.slow
 
@@ -41,21 +41,10 @@ IMAGE_VERSIONS = [900_001, 900_002, 900_003, 900_004, 900_005, 900_006]
 FAILS = 900_006
 
 
-@dataclass
-class Upstream:
-    clanforge: FakeClanforge
-    slack: FakeSlack
-    hooks: WebhookReceiver
-
-
 @pytest.fixture
 async def upstream() -> AsyncIterator[Upstream]:
-    async with (
-        FakeClanforge(access_key=ACCESS_KEY, secret_key=SECRET_KEY) as clanforge,
-        FakeSlack(token=SLACK_TOKEN) as slack,
-        WebhookReceiver() as hooks,
-    ):
-        yield Upstream(clanforge, slack, hooks)
+    async with upstream_servers(ACCESS_KEY, SECRET_KEY, SLACK_TOKEN) as servers:
+        yield servers
 
 
 def write_config(
@@ -165,16 +154,6 @@ async def start(config: Path, log: Path) -> asyncio.subprocess.Process:
         )
 
 
-async def wait_for(condition: Callable[[], bool], within: float) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0.005)
-    return True
-
-
 async def use_the_cli_meanwhile(config: Path, results: list[tuple[int | None, str]]) -> None:
     """`deliveries list` and `deliveries retry --all-dead` (a write) in a loop; (exit, stderr)."""
     while True:
@@ -211,21 +190,6 @@ async def all_delivered(database_url: str, within: float) -> bool:
     return True
 
 
-def first_arrivals(hooks: WebhookReceiver) -> dict[int, list[tuple[str, str]]]:
-    """Per image version, (type, state) of each webhook-id the first time it arrived."""
-    seen: set[str] = set()
-    per_version: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for request, payload in zip(
-        hooks.requests, hooks.verified_payloads(WEBHOOK_SECRET), strict=True
-    ):
-        if request.headers["webhook-id"] in seen:
-            continue
-        seen.add(request.headers["webhook-id"])
-        data = payload["data"]
-        per_version[data["image_version_id"]].append((payload["type"], data["current"]["state"]))
-    return per_version
-
-
 def live_messages(slack: FakeSlack) -> dict[int, list[str]]:
     """Per image version, the current text of each top-level message posted about it."""
     found: dict[int, list[str]] = defaultdict(list)
@@ -250,7 +214,7 @@ async def test_sigkill_at_random_moments_loses_no_event_and_resends_keep_the_web
     hooks, clanforge = upstream.hooks, upstream.clanforge
 
     def all_arrived() -> bool:
-        return sum(len(v) for v in first_arrivals(hooks).values()) >= expected_count
+        return sum(len(v) for v in first_arrivals(hooks, WEBHOOK_SECRET).values()) >= expected_count
 
     kills: Counter[str] = Counter()
     for n in range(kills_wanted):
@@ -261,11 +225,19 @@ async def test_sigkill_at_random_moments_loses_no_event_and_resends_keep_the_web
         moment = ("poll", "send", "random")[n % 3]
         if moment == "poll":
             polls = len(clanforge.requests)
-            await wait_for(lambda polls=polls: len(clanforge.requests) > polls, 5)  # type: ignore[misc]
+            await comes_true(
+                lambda polls=polls: len(clanforge.requests) > polls,  # type: ignore[misc]
+                5,
+                every=0.005,
+            )
             await asyncio.sleep(rng.uniform(0, 0.03))
         elif moment == "send":
             sent = len(hooks.requests)
-            await wait_for(lambda sent=sent: len(hooks.requests) > sent, 5)  # type: ignore[misc]
+            await comes_true(
+                lambda sent=sent: len(hooks.requests) > sent,  # type: ignore[misc]
+                5,
+                every=0.005,
+            )
             await asyncio.sleep(rng.uniform(0, 0.03))
         else:
             await asyncio.sleep(rng.uniform(0.3, 2.0))
@@ -280,8 +252,8 @@ async def test_sigkill_at_random_moments_loses_no_event_and_resends_keep_the_web
     cli_results: list[tuple[int | None, str]] = []
     operator = asyncio.create_task(use_the_cli_meanwhile(config, cli_results))
     try:
-        arrived = await wait_for(all_arrived, 120)
-        arrived = arrived and await wait_for(
+        arrived = await comes_true(all_arrived, 120)
+        arrived = arrived and await comes_true(
             lambda: (
                 all(
                     len(texts) == 1 and ("Complete" in texts[0] or "Failed" in texts[0])
@@ -307,7 +279,7 @@ async def test_sigkill_at_random_moments_loses_no_event_and_resends_keep_the_web
         live_messages(upstream.slack),
         [(c.method, c.error) for c in upstream.slack.calls if c.error][:10],
         [d for d in await outbox(database_url) if d[1] != "delivered"],
-        first_arrivals(hooks),
+        first_arrivals(hooks, WEBHOOK_SECRET),
         output[-3000:],
     )
     assert cli_results
@@ -315,7 +287,7 @@ async def test_sigkill_at_random_moments_loses_no_event_and_resends_keep_the_web
     assert proc.returncode == 0, output[-3000:]
 
     # Every expected event arrived, in order per image version.
-    assert first_arrivals(hooks) == expected
+    assert first_arrivals(hooks, WEBHOOK_SECRET) == expected
     # Every request is signed; a resend carries the same webhook-id and the same body.
     verified = hooks.verified_payloads(WEBHOOK_SECRET)
     assert len(verified) == len(hooks.requests)
@@ -358,7 +330,7 @@ async def test_sigterm_or_sigint_finishes_the_send_under_way_and_exits_0(
     config = write_config(tmp_path / "notifier.toml", upstream, sqlite_url(tmp_path), timeout=5)
     log = tmp_path / "notifier.log"
     proc = await start(config, log)
-    assert await wait_for(lambda: len(hooks.requests) >= 1, 30), log.read_text()
+    assert await comes_true(lambda: len(hooks.requests) >= 1, 30), log.read_text()
 
     proc.send_signal(stop_signal)
     await asyncio.wait_for(proc.wait(), 20)
@@ -399,7 +371,7 @@ async def test_sigterm_during_a_tick_stops_without_starting_the_polls_still_spre
     )
     log = tmp_path / "notifier.log"
     proc = await start(config, log)
-    assert await wait_for(lambda: clanforge.polls(ASID, IMAGE_VERSIONS[0]) >= 1, 30), (
+    assert await comes_true(lambda: clanforge.polls(ASID, IMAGE_VERSIONS[0]) >= 1, 30), (
         log.read_text()
     )
 
@@ -434,7 +406,7 @@ async def test_sigterm_past_the_grace_period_releases_the_lease_and_the_resend_k
     config = write_config(tmp_path / "notifier.toml", upstream, sqlite_url(tmp_path), grace=0.2)
     log = tmp_path / "notifier.log"
     proc = await start(config, log)
-    assert await wait_for(lambda: len(hooks.requests) >= 1, 30), log.read_text()
+    assert await comes_true(lambda: len(hooks.requests) >= 1, 30), log.read_text()
     slow_id = hooks.requests[0].headers["webhook-id"]
 
     proc.send_signal(signal.SIGTERM)
@@ -454,7 +426,7 @@ async def test_sigterm_past_the_grace_period_releases_the_lease_and_the_resend_k
     # Restarted, it sends that one again at once (no lease to wait out), with the same id.
     proc = await start(config, log)
     try:
-        assert await wait_for(
+        assert await comes_true(
             lambda: [r.headers["webhook-id"] for r in hooks.requests].count(slow_id) >= 2, 30
         ), log.read_text()
     finally:

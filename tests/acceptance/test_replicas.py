@@ -18,7 +18,9 @@ from notifier.store.engine import create_engine
 from notifier.store.tables import EventRow
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.support.replicas import eventually, start_replicas, stop_all
+from tests.support.replicas import start_replicas, stop_all
+from tests.support.upstream import first_arrivals
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -112,17 +114,7 @@ def received_events(hooks: WebhookReceiver) -> dict[str, tuple[int, str, str]]:
 
 
 def assert_every_event_arrived_in_order(hooks: WebhookReceiver) -> None:
-    per_watch: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    seen: set[str] = set()
-    for request, payload in zip(
-        hooks.requests, hooks.verified_payloads(WEBHOOK_SECRET), strict=True
-    ):
-        if request.headers["webhook-id"] in seen:
-            continue  # an at-least-once resend of the same event
-        seen.add(request.headers["webhook-id"])
-        per_watch[payload["data"]["image_version_id"]].append(
-            (payload["type"], payload["data"]["current"]["state"])
-        )
+    per_watch = first_arrivals(hooks, WEBHOOK_SECRET)
     assert set(per_watch) == set(image_versions())
     wrong = {ivid: events for ivid, events in per_watch.items() if events != EXPECTED_PER_WATCH}
     assert wrong == {}
@@ -217,17 +209,7 @@ async def recorded_event_ids(database_url: str) -> set[str]:
 
 
 def assert_every_watch_saw_its_lifecycle_in_order(hooks: WebhookReceiver) -> None:
-    per_watch: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    seen: set[str] = set()
-    for request, payload in zip(
-        hooks.requests, hooks.verified_payloads(WEBHOOK_SECRET), strict=True
-    ):
-        if request.headers["webhook-id"] in seen:
-            continue
-        seen.add(request.headers["webhook-id"])
-        per_watch[payload["data"]["image_version_id"]].append(
-            (payload["type"], payload["data"]["current"]["state"])
-        )
+    per_watch = first_arrivals(hooks, WEBHOOK_SECRET)
 
     def in_order(events: list[tuple[str, str]]) -> bool:
         rest = iter(EXPECTED_PER_WATCH)

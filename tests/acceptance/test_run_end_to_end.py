@@ -7,167 +7,87 @@ import asyncio
 import functools
 import itertools
 import json
-import os
-import signal
 import sys
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import jsonschema
 import pytest
 
 from notifier.notify.render import escape_slack
-from notifier.testing.fake_clanforge import FakeClanforge, FakeReply, status_reply
-from notifier.testing.fake_slack import FakeSlack
-from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.support.service_process import start_run
+from notifier.testing.fake_clanforge import FakeReply, status_reply
+from tests.support.config_files import table, tables
+from tests.support.story import (
+    ACCESS_KEY,
+    ASID,
+    COMPLETES,
+    COMPLETING,
+    ERROR,
+    ETA,
+    FAILING,
+    FAILS,
+    SECRET_KEY,
+    SECRETS,
+    SLACK_TOKEN,
+    STARTED,
+    WEBHOOK_SECRET,
+    run_env,
+    start_notifier,
+    stop_notifier,
+    write_story_config,
+)
+from tests.support.upstream import Upstream, upstream_servers
+from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
-ACCESS_KEY = "ak-e2e-secret-access"
-SECRET_KEY = "sk-e2e-secret-key"
-SLACK_TOKEN = "xoxb-e2e-secret-token"
-WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-SECRETS = (ACCESS_KEY, SECRET_KEY, SLACK_TOKEN, WEBHOOK_SECRET, "ZWFrLWUyZS")
-
-ASID = 1234
-COMPLETES, FAILS = 567890, 567891
-ERROR = "Image locked by diffid 42 <!channel> & `rm -rf`"
-STARTED = datetime(2026, 11, 28, 17, 0, tzinfo=UTC)
-ETA = STARTED + timedelta(minutes=10)
-
-
-@dataclass
-class Upstream:
-    clanforge: FakeClanforge
-    slack: FakeSlack
-    hooks: WebhookReceiver
-
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[Upstream]:
-    async with (
-        FakeClanforge(access_key=ACCESS_KEY, secret_key=SECRET_KEY) as clanforge,
-        FakeSlack(token=SLACK_TOKEN) as slack,
-        WebhookReceiver() as hooks,
-    ):
-        yield Upstream(clanforge, slack, hooks)
+    async with upstream_servers(ACCESS_KEY, SECRET_KEY, SLACK_TOKEN) as servers:
+        yield servers
 
 
-def write_config(path: Path, up: Upstream, database: Path) -> Path:
-    path.write_text(
-        f"""
-[database]
-url = "sqlite+aiosqlite:///{database}"
-
-[clanforge]
-base_url = "{up.clanforge.base_url}"
-access_key = "${{CLANFORGE_ACCESS_KEY}}"
-secret_key = "${{CLANFORGE_SECRET_KEY}}"
-timeout_seconds = 2
-
-[poll]
-interval_seconds = 0.2
-running_interval_seconds = 0.2
-
-[slack]
-bot_token = "${{SLACK_BOT_TOKEN}}"
-base_url = "{up.slack.base_url}"
-channel_interval_seconds = 0.05
-
-[network]
-allow_private = ["127.0.0.0/8", "::1/128"]
-
-[delivery]
-interval_seconds = 0.2
-
-[[watch]]
-account_service_id = {ASID}
-image_version_id = {COMPLETES}
-label = "EU fleet, build 1.4.2"
-
-[[watch]]
-account_service_id = {ASID}
-image_version_id = {FAILS}
-label = "US fleet, build 1.4.2"
-
-[[subscription]]
-name = "builds"
-slack_channel = "C0123456789"
-events = ["imageversion.state_changed"]
-
-[[subscription]]
-name = "chatops"
-webhook_url = "{up.hooks.url}"
-webhook_secret = "${{CHATOPS_WEBHOOK_SECRET}}"
-events = ["imageversion.failed", "imageversion.completed"]
-""",
-        encoding="utf-8",
+def write_config(path: Path, up: Upstream, database_file: Path) -> Path:
+    """The story, told in a Slack channel (every state change) and to a webhook (the ends)."""
+    return write_story_config(
+        path,
+        up.clanforge.base_url,
+        database_file,
+        table(
+            "slack",
+            bot_token="${SLACK_BOT_TOKEN}",
+            base_url=up.slack.base_url,
+            channel_interval_seconds=0.05,
+        ),
+        tables(
+            "subscription",
+            [
+                {
+                    "name": "builds",
+                    "slack_channel": "C0123456789",
+                    "events": ["imageversion.state_changed"],
+                },
+                {
+                    "name": "chatops",
+                    "webhook_url": up.hooks.url,
+                    "webhook_secret": "${CHATOPS_WEBHOOK_SECRET}",
+                    "events": ["imageversion.failed", "imageversion.completed"],
+                },
+            ],
+        ),
     )
-    return path
-
-
-def run_env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "CLANFORGE_ACCESS_KEY": ACCESS_KEY,
-        "CLANFORGE_SECRET_KEY": SECRET_KEY,
-        "SLACK_BOT_TOKEN": SLACK_TOKEN,
-        "CHATOPS_WEBHOOK_SECRET": WEBHOOK_SECRET,
-    }
-
-
-async def start_notifier(config: Path) -> asyncio.subprocess.Process:
-    return await start_run(
-        config,
-        env=run_env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
-async def stop_notifier(proc: asyncio.subprocess.Process) -> tuple[int, str]:
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=20)
-    return proc.returncode or 0, (out + err).decode()
-
-
-async def eventually(condition: Callable[[], bool], within: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
-def lifecycle(final: dict[str, object]) -> list[dict[str, object]]:
-    return [
-        status_reply(3, 0, created=STARTED),
-        status_reply(4, 40, created=STARTED, start=STARTED, eta=ETA),
-        final,
-    ]
 
 
 async def test_lifecycle_reaches_slack_and_webhook_exactly(
     upstream: Upstream, tmp_path: Path
 ) -> None:
     up = upstream
-    up.clanforge.script(
-        ASID, COMPLETES, lifecycle(status_reply(5, 100, created=STARTED, start=STARTED, eta=ETA))
-    )
-    up.clanforge.script(
-        ASID,
-        FAILS,
-        lifecycle(
-            status_reply(6, 40, created=STARTED, start=STARTED, eta=ETA, error=ERROR, failed=1)
-        ),
-    )
+    up.clanforge.script(ASID, COMPLETES, COMPLETING)
+    up.clanforge.script(ASID, FAILS, FAILING)
     config = write_config(tmp_path / "notifier.toml", up, tmp_path / "notifier.db")
     proc = await start_notifier(config)
     try:

@@ -11,23 +11,24 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from notifier.testing.fake_clanforge import FakeClanforge, status_reply
+from notifier.testing.fake_clanforge import FakeClanforge
 from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.acceptance.test_run_end_to_end import (
+from tests.support.config_files import tables
+from tests.support.story import (
     ACCESS_KEY,
     ASID,
     COMPLETES,
+    COMPLETING,
     ERROR,
-    ETA,
+    FAILING,
     FAILS,
     SECRET_KEY,
-    STARTED,
     WEBHOOK_SECRET,
-    eventually,
-    lifecycle,
     start_notifier,
     stop_notifier,
+    write_story_config,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -44,65 +45,37 @@ async def clanforge() -> AsyncIterator[FakeClanforge]:
 async def test_lifecycle_payloads_are_signed_for_rotation_and_match_the_schema(
     clanforge: FakeClanforge, tmp_path: Path
 ) -> None:
-    clanforge.script(
-        ASID, COMPLETES, lifecycle(status_reply(5, 100, created=STARTED, start=STARTED, eta=ETA))
-    )
-    clanforge.script(
-        ASID,
-        FAILS,
-        lifecycle(
-            status_reply(6, 40, created=STARTED, start=STARTED, eta=ETA, error=ERROR, failed=1)
-        ),
-    )
+    clanforge.script(ASID, COMPLETES, COMPLETING)
+    clanforge.script(ASID, FAILS, FAILING)
     async with WebhookReceiver() as everything, WebhookReceiver() as discord:
-        config = tmp_path / "notifier.toml"
-        config.write_text(
-            f"""
-[database]
-url = "sqlite+aiosqlite:///{tmp_path / "notifier.db"}"
-
-[clanforge]
-base_url = "{clanforge.base_url}"
-access_key = "${{CLANFORGE_ACCESS_KEY}}"
-secret_key = "${{CLANFORGE_SECRET_KEY}}"
-timeout_seconds = 2
-
-[poll]
-interval_seconds = 0.2
-running_interval_seconds = 0.2
-
-[network]
-allow_private = ["127.0.0.0/8", "::1/128"]
-
-[delivery]
-interval_seconds = 0.2
-
-[[watch]]
-account_service_id = {ASID}
-image_version_id = {COMPLETES}
-label = "EU fleet, build 1.4.2"
-
-[[watch]]
-account_service_id = {ASID}
-image_version_id = {FAILS}
-label = "US fleet, build 1.4.2"
-
-[[subscription]]
-name = "everything"
-webhook_url = "{everything.url}"
-webhook_secret = "${{CHATOPS_WEBHOOK_SECRET}}"
-webhook_secrets = ["{NEW_SECRET}"]
-events = ["imageversion.state_changed", "imageversion.completed", "imageversion.failed"]
-
-[[subscription]]
-name = "discord"
-webhook_url = "{discord.url}"
-preset = "discord"
-events = ["imageversion.state_changed"]
-states = ["Failed", "Complete"]
-label_glob = "US*"
-""",
-            encoding="utf-8",
+        config = write_story_config(
+            tmp_path / "notifier.toml",
+            clanforge.base_url,
+            tmp_path / "notifier.db",
+            tables(
+                "subscription",
+                [
+                    {
+                        "name": "everything",
+                        "webhook_url": everything.url,
+                        "webhook_secret": "${CHATOPS_WEBHOOK_SECRET}",
+                        "webhook_secrets": [NEW_SECRET],
+                        "events": [
+                            "imageversion.state_changed",
+                            "imageversion.completed",
+                            "imageversion.failed",
+                        ],
+                    },
+                    {
+                        "name": "discord",
+                        "webhook_url": discord.url,
+                        "preset": "discord",
+                        "events": ["imageversion.state_changed"],
+                        "states": ["Failed", "Complete"],
+                        "label_glob": "US*",
+                    },
+                ],
+            ),
         )
         proc = await start_notifier(config)
         try:

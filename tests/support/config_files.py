@@ -1,0 +1,78 @@
+"""Configuration files for `notifier run` and the CLI, written as an operator writes them: TOML
+text, built from the few blocks every end-to-end test repeats (the fakes' addresses, fast polls,
+the loopback network, a list of watches)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+TomlValue = str | int | float | bool | list[str] | list[int]
+
+
+def _value(value: TomlValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    # A JSON string or array of strings and numbers is the same TOML value.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def table(header: str, **keys: TomlValue | None) -> str:
+    """``[header]`` and its keys, one a line; a key given None is left out."""
+    lines = [f"[{header}]"]
+    lines += [f"{key} = {_value(value)}" for key, value in keys.items() if value is not None]
+    return "\n".join(lines) + "\n"
+
+
+def tables(header: str, entries: Iterable[Mapping[str, TomlValue | None]]) -> str:
+    """``[[header]]`` once per entry: watches, subscriptions, accounts."""
+    return "\n".join(table(f"[{header}]", **entry) for entry in entries)
+
+
+LOOPBACK_NETWORK = table("network", allow_private=["127.0.0.0/8", "::1/128"])
+"""The fakes listen on 127.0.0.1, which the SSRF guard refuses unless the operator allows it."""
+
+
+def database(url_or_file: str | Path) -> str:
+    """``[database]`` at a URL, or at a SQLite file given as a path."""
+    url = url_or_file if isinstance(url_or_file, str) else f"sqlite+aiosqlite:///{url_or_file}"
+    return table("database", url=url)
+
+
+def clanforge(base_url: str, access_key: str, secret_key: str, **extra: TomlValue) -> str:
+    """``[clanforge]`` pointed at a fake; keys may be ``${VARIABLES}`` the run's environment
+    fills in."""
+    return table(
+        "clanforge", base_url=base_url, access_key=access_key, secret_key=secret_key, **extra
+    )
+
+
+def poll_every(seconds: float) -> str:
+    """``[poll]`` with one interval for waiting and running jobs alike."""
+    return table("poll", interval_seconds=seconds, running_interval_seconds=seconds)
+
+
+def watches(
+    account_service_id: int,
+    image_version_ids: Iterable[int],
+    label: Callable[[int], str] = lambda ivid: f"build {ivid}",
+) -> str:
+    """A ``[[watch]]`` per image version, labelled by ``label``."""
+    return tables(
+        "watch",
+        (
+            {
+                "account_service_id": account_service_id,
+                "image_version_id": ivid,
+                "label": label(ivid),
+            }
+            for ivid in image_version_ids
+        ),
+    )
+
+
+def write_config(path: Path, *blocks: str) -> Path:
+    """``path`` holding ``blocks``, a blank line apart; returns ``path``."""
+    path.write_text("\n".join(blocks), encoding="utf-8")
+    return path
