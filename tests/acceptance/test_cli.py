@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from notifier.cli import main
+from tests.support.cli import run_main as run
 
 CONFIG = """
 [database]
@@ -36,13 +37,6 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CLANFORGE_ACCESS_KEY", "ak-cli-secret")
     assert main(["db", "upgrade", "--config", str(path)]) == 0
     return path
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_watch_add_list_remove(config: Path, capsys: pytest.CaptureFixture[str]) -> None:

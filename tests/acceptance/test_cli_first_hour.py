@@ -15,6 +15,7 @@ import pytest
 from notifier.cli import build_parser, main
 from notifier.core.ids import MAX_ID
 from notifier.store.migrate import head_revision
+from tests.support.cli import run_main as run
 
 CONFIG = """
 [database]
@@ -44,13 +45,6 @@ def write_config(directory: Path, url: str = "sqlite+aiosqlite:///notifier.db") 
     path = directory / "notifier.toml"
     path.write_text(CONFIG.format(url=url), encoding="utf-8")
     return path
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ server answers `/healthz` with 200, exit 1 and one line on stderr otherwise."""
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 import socket
 import sys
@@ -13,7 +12,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.support.service_process import start_run
+from tests.support.config_files import clanforge, database
+from tests.support.config_files import write_config as write_config_file
+from tests.support.service_process import start_run, status_page_url
 
 pytestmark = pytest.mark.slow
 
@@ -28,21 +29,14 @@ def free_port() -> int:
 
 
 def write_config(tmp_path: Path, server: str) -> Path:
-    config = tmp_path / "notifier.toml"
-    config.write_text(
-        f"""
-[database]
-url = "sqlite+aiosqlite:///{tmp_path / "notifier.db"}"
-
-[clanforge]
-base_url = "http://127.0.0.1:9"
-access_key = "ak"
-secret_key = "sk"
-{server}
-""",
-        encoding="utf-8",
+    """A service whose Clanforge is nowhere (nothing is watched), with ``server`` as its
+    [server] section."""
+    return write_config_file(
+        tmp_path / "notifier.toml",
+        database(tmp_path / "notifier.db"),
+        clanforge("http://127.0.0.1:9", "ak", "sk"),
+        server,
     )
-    return config
 
 
 async def health(config: Path, *extra: str) -> tuple[int, str, str]:
@@ -73,12 +67,8 @@ async def test_health_of_a_running_service_on_a_wildcard_address(tmp_path: Path)
         stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stderr is not None
-    seen = b""
     try:
-        while not re.search(rb"status page at http://", seen):
-            line = await proc.stderr.readline()
-            assert line, seen.decode()
-            seen += line
+        await status_page_url(proc)
         code, out, err = await health(config)
     finally:
         proc.send_signal(signal.SIGTERM)

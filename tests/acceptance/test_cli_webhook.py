@@ -100,27 +100,34 @@ def _raw(request: ReceivedRequest) -> bytes:
     return f"POST {request.path} HTTP/1.1\r\n{head}\r\n".encode() + request.body
 
 
+@pytest.fixture
+async def captured(
+    config: Path, receiver: WebhookReceiver, capsys: pytest.CaptureFixture[str]
+) -> bytes:
+    """The request ``webhook test chatops`` sent, as a person pastes it from a receiver's log."""
+    await _run(capsys, "webhook", "test", "chatops", "--config", str(config))
+    return _raw(receiver.requests[0])
+
+
+def _stdin(monkeypatch: pytest.MonkeyPatch, raw: bytes) -> None:
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(raw)))
+
+
 async def _verify(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     raw: bytes,
     secret: str,
 ) -> tuple[int, str, str]:
-    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(raw)))
+    _stdin(monkeypatch, raw)
     return await _run(capsys, "webhook", "verify", "--secret", secret)
 
 
 async def test_webhook_verify_accepts_a_captured_request_for_either_rotation_secret(
-    config: Path,
-    receiver: WebhookReceiver,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    captured: bytes, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await _run(capsys, "webhook", "test", "chatops", "--config", str(config))
-    raw = _raw(receiver.requests[0])
-
     for position, secret in ((1, OLD), (2, NEW)):
-        code, out, err = await _verify(capsys, monkeypatch, raw, secret)
+        code, out, err = await _verify(capsys, monkeypatch, captured, secret)
         assert (code, err) == (0, "")
         lines = out.splitlines()
         assert lines[0] == f"signature: matches ({position} of 2 offered)"
@@ -129,13 +136,9 @@ async def test_webhook_verify_accepts_a_captured_request_for_either_rotation_sec
 
 
 async def test_webhook_verify_shows_the_expected_signature_for_a_changed_body(
-    config: Path,
-    receiver: WebhookReceiver,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    captured: bytes, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await _run(capsys, "webhook", "test", "chatops", "--config", str(config))
-    raw = _raw(receiver.requests[0]).replace(b'"progress":80', b'"progress":81', 1)
+    raw = captured.replace(b'"progress":80', b'"progress":81', 1)
 
     code, out, _ = await _verify(capsys, monkeypatch, raw, OLD)
 
@@ -156,13 +159,9 @@ async def test_webhook_verify_of_garbage_says_what_it_cannot_read(
 
 
 async def test_webhook_verify_takes_the_secret_from_the_environment(
-    config: Path,
-    receiver: WebhookReceiver,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    captured: bytes, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await _run(capsys, "webhook", "test", "chatops", "--config", str(config))
-    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(_raw(receiver.requests[0]))))
+    _stdin(monkeypatch, captured)
     monkeypatch.setenv("NOTIFIER_WEBHOOK_SECRET", NEW)
 
     code, out, _ = await _run(capsys, "webhook", "verify")
@@ -175,7 +174,7 @@ async def test_webhook_verify_without_any_secret_is_a_usage_error(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("NOTIFIER_WEBHOOK_SECRET", raising=False)
-    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"x: y\r\n\r\n{}")))
+    _stdin(monkeypatch, b"x: y\r\n\r\n{}")
 
     code, out, err = await _run(capsys, "webhook", "verify")
 
@@ -188,18 +187,16 @@ async def test_webhook_verify_without_any_secret_is_a_usage_error(
 
 async def test_webhook_verify_takes_the_secrets_of_a_named_subscription_from_the_config(
     config: Path,
-    receiver: WebhookReceiver,
+    captured: bytes,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    await _run(capsys, "webhook", "test", "chatops", "--config", str(config))
-    raw = _raw(receiver.requests[0])
-    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(raw)))
+    _stdin(monkeypatch, captured)
     code, out, err = await _run(capsys, "webhook", "verify", "chatops", "--config", str(config))
     assert (code, err) == (0, "")
     assert out.splitlines()[-1] == "valid"
 
-    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(raw)))
+    _stdin(monkeypatch, captured)
     code, out, err = await _run(capsys, "webhook", "verify", "nope", "--config", str(config))
     assert (code, out) == (2, "")
     assert err.startswith("notifier: error: no webhook subscription named 'nope'")

@@ -25,6 +25,16 @@ from notifier.store.engine import create_engine
 from notifier.store.outbox import list_deliveries
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FakeSlack
+from tests.support.config_files import (
+    LOOPBACK_NETWORK,
+    clanforge,
+    database,
+    poll_every,
+    table,
+    tables,
+    watches,
+)
+from tests.support.config_files import write_config as write_config_file
 from tests.support.service_process import run_cli, start_run
 from tests.support.upstream import Upstream, first_arrivals, upstream_servers
 from tests.support.waiting import comes_true
@@ -57,57 +67,51 @@ def write_config(
     poll_interval: float = 0.25,
     requests_per_second: float = 10,
 ) -> Path:
-    watches = "".join(
-        f"\n[[watch]]\naccount_service_id = {ASID}\nimage_version_id = {ivid}\n"
-        f'label = "build {ivid}"\n'
-        for ivid in IMAGE_VERSIONS
+    return write_config_file(
+        path,
+        database(database_url),
+        clanforge(
+            up.clanforge.base_url,
+            ACCESS_KEY,
+            SECRET_KEY,
+            timeout_seconds=1,
+            requests_per_second=requests_per_second,
+        ),
+        poll_every(poll_interval),
+        table("slack", bot_token="${SLACK_BOT_TOKEN}", base_url=up.slack.base_url),
+        LOOPBACK_NETWORK,
+        # Crash safety is under test here, not the schedule: retry soon, never give up.
+        table(
+            "delivery",
+            timeout_seconds=timeout,
+            interval_seconds=0.2,
+            lease_seconds=timeout + 1,
+            shutdown_grace_seconds=grace,
+            retry_schedule_seconds=[0.2, 0.5, 1],
+            max_attempts=1000,
+        ),
+        tables(
+            "subscription",
+            [
+                {
+                    "name": "builds",
+                    "slack_channel": CHANNEL,
+                    "events": ["imageversion.state_changed"],
+                },
+                {
+                    "name": "chatops",
+                    "webhook_url": up.hooks.url,
+                    "webhook_secret": WEBHOOK_SECRET,
+                    "events": [
+                        "imageversion.state_changed",
+                        "imageversion.completed",
+                        "imageversion.failed",
+                    ],
+                },
+            ],
+        ),
+        watches(ASID, IMAGE_VERSIONS),
     )
-    path.write_text(
-        f"""
-[database]
-url = "{database_url}"
-
-[clanforge]
-base_url = "{up.clanforge.base_url}"
-access_key = "{ACCESS_KEY}"
-secret_key = "{SECRET_KEY}"
-timeout_seconds = 1
-requests_per_second = {requests_per_second}
-
-[poll]
-interval_seconds = {poll_interval}
-running_interval_seconds = {poll_interval}
-
-[slack]
-bot_token = "${{SLACK_BOT_TOKEN}}"
-base_url = "{up.slack.base_url}"
-
-[network]
-allow_private = ["127.0.0.0/8", "::1/128"]
-
-[delivery]
-timeout_seconds = {timeout}
-interval_seconds = 0.2
-lease_seconds = {timeout + 1}
-shutdown_grace_seconds = {grace}
-# Crash safety is under test here, not the schedule: retry soon, never give up.
-retry_schedule_seconds = [0.2, 0.5, 1]
-max_attempts = 1000
-
-[[subscription]]
-name = "builds"
-slack_channel = "{CHANNEL}"
-events = ["imageversion.state_changed"]
-
-[[subscription]]
-name = "chatops"
-webhook_url = "{up.hooks.url}"
-webhook_secret = "{WEBHOOK_SECRET}"
-events = ["imageversion.state_changed", "imageversion.completed", "imageversion.failed"]
-{watches}""",
-        encoding="utf-8",
-    )
-    return path
 
 
 def script_lifecycles(clanforge: FakeClanforge) -> dict[int, list[tuple[str, str]]]:

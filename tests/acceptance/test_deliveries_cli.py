@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from notifier.cli import main
 from notifier.config import load_config
 from notifier.core.clock import utc_now
 from notifier.core.lease import Lease
@@ -21,6 +20,7 @@ from notifier.store.outbox_store import Failed
 from notifier.store.subscriptions import disable_subscription, sync_config_subscriptions
 from notifier.store.watches import add_watch
 from tests.conftest import T0, event_ids, make_status, poll_once
+from tests.support.cli import run_main
 
 CONFIG = """
 [database]
@@ -83,9 +83,7 @@ async def _fill(config: Path) -> None:
 
 
 def run(capsys: pytest.CaptureFixture[str], config: Path, *argv: str) -> tuple[int, str, str]:
-    code = main([*argv, "--config", str(config)])
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_main(capsys, *argv, "--config", str(config))
 
 
 def test_deliveries_list_shows_subscription_event_attempts_next_error_and_lease_owner(

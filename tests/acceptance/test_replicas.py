@@ -18,6 +18,16 @@ from notifier.store.engine import create_engine
 from notifier.store.tables import EventRow
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.webhook_receiver import WebhookReceiver
+from tests.support.config_files import (
+    LOOPBACK_NETWORK,
+    clanforge,
+    database,
+    poll_every,
+    table,
+    tables,
+    watches,
+)
+from tests.support.config_files import write_config as write_config_file
 from tests.support.replicas import start_replicas, stop_all
 from tests.support.upstream import first_arrivals
 from tests.support.waiting import eventually
@@ -42,47 +52,35 @@ def image_versions() -> range:
 
 
 def write_config(
-    path: Path, database_url: str, clanforge: FakeClanforge, hooks: WebhookReceiver
+    path: Path, database_url: str, fake: FakeClanforge, hooks: WebhookReceiver
 ) -> Path:
-    watches = "".join(
-        f"\n[[watch]]\naccount_service_id = {ASID}\nimage_version_id = {ivid}\n"
-        f'label = "build {ivid}"\n'
-        for ivid in image_versions()
+    return write_config_file(
+        path,
+        database(database_url),
+        clanforge(
+            fake.base_url,
+            ACCESS_KEY,
+            SECRET_KEY,
+            timeout_seconds=2,
+            max_concurrency=16,
+            requests_per_second=200,
+        ),
+        poll_every(INTERVAL),
+        LOOPBACK_NETWORK,
+        table("delivery", timeout_seconds=1, max_concurrency=16, interval_seconds=0.2),
+        tables(
+            "subscription",
+            [
+                {
+                    "name": "chatops",
+                    "webhook_url": hooks.url,
+                    "webhook_secret": WEBHOOK_SECRET,
+                    "events": ["imageversion.state_changed", "imageversion.completed"],
+                }
+            ],
+        ),
+        watches(ASID, image_versions()),
     )
-    path.write_text(
-        f"""
-[database]
-url = "{database_url}"
-
-[clanforge]
-base_url = "{clanforge.base_url}"
-access_key = "{ACCESS_KEY}"
-secret_key = "{SECRET_KEY}"
-timeout_seconds = 2
-max_concurrency = 16
-requests_per_second = 200
-
-[poll]
-interval_seconds = {INTERVAL}
-running_interval_seconds = {INTERVAL}
-
-[network]
-allow_private = ["127.0.0.0/8", "::1/128"]
-
-[delivery]
-timeout_seconds = 1
-max_concurrency = 16
-interval_seconds = 0.2
-
-[[subscription]]
-name = "chatops"
-webhook_url = "{hooks.url}"
-webhook_secret = "{WEBHOOK_SECRET}"
-events = ["imageversion.state_changed", "imageversion.completed"]
-{watches}""",
-        encoding="utf-8",
-    )
-    return path
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ the admin token never shows in its output."""
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 from pathlib import Path
 
@@ -12,7 +11,8 @@ import aiohttp
 import pytest
 
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
-from tests.support.service_process import start_run
+from tests.support.config_files import clanforge, database, table, watches, write_config
+from tests.support.service_process import start_run, status_page_url
 
 pytestmark = pytest.mark.slow
 
@@ -20,32 +20,15 @@ TOKEN = "run-admin-token-secret-4242"
 
 
 async def test_run_serves_status_page_api_and_probes(tmp_path: Path) -> None:
-    async with FakeClanforge(access_key="ak", secret_key="sk") as clanforge:
-        clanforge.set_status(1234, 567890, status_reply(4, 40))
-        config = tmp_path / "notifier.toml"
-        config.write_text(
-            f"""
-[database]
-url = "sqlite+aiosqlite:///{tmp_path / "notifier.db"}"
-
-[clanforge]
-base_url = "{clanforge.base_url}"
-access_key = "ak"
-secret_key = "sk"
-
-[poll]
-interval_seconds = 0.2
-
-[server]
-listen = "127.0.0.1:0"
-admin_token = "${{NOTIFIER_ADMIN_TOKEN}}"
-
-[[watch]]
-account_service_id = 1234
-image_version_id = 567890
-label = "EU fleet"
-""",
-            encoding="utf-8",
+    async with FakeClanforge(access_key="ak", secret_key="sk") as fake:
+        fake.set_status(1234, 567890, status_reply(4, 40))
+        config = write_config(
+            tmp_path / "notifier.toml",
+            database(tmp_path / "notifier.db"),
+            clanforge(fake.base_url, "ak", "sk"),
+            table("poll", interval_seconds=0.2),
+            table("server", listen="127.0.0.1:0", admin_token="${NOTIFIER_ADMIN_TOKEN}"),
+            watches(1234, [567890], lambda _: "EU fleet"),
         )
         proc = await start_run(
             config,
@@ -55,11 +38,7 @@ label = "EU fleet"
         assert proc.stderr is not None
         seen = b""
         try:
-            while not (found := re.search(rb"status page at (http://\S+/)", seen)):
-                line = await proc.stderr.readline()
-                assert line, seen.decode()
-                seen += line
-            url = found.group(1).decode()
+            url, seen = await status_page_url(proc)
             async with aiohttp.ClientSession() as session:
                 headers = {"Authorization": f"Bearer {TOKEN}"}
                 while True:

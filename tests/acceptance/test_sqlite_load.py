@@ -9,7 +9,6 @@ import contextlib
 import os
 import signal
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,18 @@ import pytest
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
+from tests.support.config_files import (
+    LOOPBACK_NETWORK,
+    clanforge,
+    database,
+    poll_every,
+    table,
+    tables,
+    watches,
+)
+from tests.support.config_files import write_config as write_config_file
 from tests.support.service_process import run_cli, start_run
+from tests.support.waiting import comes_true
 
 pytestmark = pytest.mark.slow
 
@@ -28,54 +38,39 @@ CHANNEL = "C0LOAD"
 
 
 def write_config(
-    path: Path, database: Path, clanforge: FakeClanforge, slack: FakeSlack, hooks: WebhookReceiver
+    path: Path, database_file: Path, fake: FakeClanforge, slack: FakeSlack, hooks: WebhookReceiver
 ) -> None:
-    watches = "".join(
-        f'\n[[watch]]\naccount_service_id = {ASID}\nimage_version_id = {ivid}\nlabel = "b{ivid}"\n'
-        for ivid in WATCHES
-    )
-    path.write_text(
-        f"""
-[database]
-url = "sqlite+aiosqlite:///{database}"
-
-[clanforge]
-base_url = "{clanforge.base_url}"
-access_key = "{ACCESS_KEY}"
-secret_key = "{SECRET_KEY}"
-timeout_seconds = 2
-max_concurrency = 16
-requests_per_second = 400
-
-[poll]
-interval_seconds = 0.5
-running_interval_seconds = 0.5
-
-[slack]
-bot_token = "{SLACK_TOKEN}"
-base_url = "{slack.base_url}"
-# The fake Slack has no rate limit; paced at Slack's 1 message/s, 200 builds take 10 minutes.
-channel_interval_seconds = 0
-
-[network]
-allow_private = ["127.0.0.0/8", "::1/128"]
-
-[delivery]
-timeout_seconds = 2
-max_concurrency = 16
-interval_seconds = 0.2
-lease_seconds = 5
-
-[[subscription]]
-name = "builds"
-slack_channel = "{CHANNEL}"
-
-[[subscription]]
-name = "chatops"
-webhook_url = "{hooks.url}"
-events = ["imageversion.state_changed", "imageversion.completed"]
-{watches}""",
-        encoding="utf-8",
+    write_config_file(
+        path,
+        database(database_file),
+        clanforge(
+            fake.base_url,
+            ACCESS_KEY,
+            SECRET_KEY,
+            timeout_seconds=2,
+            max_concurrency=16,
+            requests_per_second=400,
+        ),
+        poll_every(0.5),
+        # The fake Slack has no rate limit; paced at Slack's 1 message/s, 200 builds take 10
+        # minutes.
+        table("slack", bot_token=SLACK_TOKEN, base_url=slack.base_url, channel_interval_seconds=0),
+        LOOPBACK_NETWORK,
+        table(
+            "delivery", timeout_seconds=2, max_concurrency=16, interval_seconds=0.2, lease_seconds=5
+        ),
+        tables(
+            "subscription",
+            [
+                {"name": "builds", "slack_channel": CHANNEL},
+                {
+                    "name": "chatops",
+                    "webhook_url": hooks.url,
+                    "events": ["imageversion.state_changed", "imageversion.completed"],
+                },
+            ],
+        ),
+        watches(ASID, WATCHES, lambda ivid: f"b{ivid}"),
     )
 
 
@@ -90,16 +85,6 @@ async def operators(config: Path, results: list[tuple[int | None, str]]) -> None
             ("watch", "remove", "--image-version", str(900_000 + n)),
         ):
             results.append(await run_cli(config, *argv))
-
-
-async def eventually(condition: Callable[[], bool], within: float) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0.1)
-    return True
 
 
 def all_live_messages_show_complete(slack: FakeSlack) -> bool:
@@ -139,7 +124,7 @@ async def test_sqlite_under_load_with_the_cli_alongside_never_says_locked(tmp_pa
         cli_task = asyncio.create_task(operators(config, results))
         expected_hooks = len(WATCHES) * 4
         try:
-            done = await eventually(
+            done = await comes_true(
                 lambda: (
                     len({r.headers["webhook-id"] for r in hooks.requests}) >= expected_hooks
                     and len(slack.top_level_posts(CHANNEL)) >= len(WATCHES)

@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-TomlValue = str | int | float | bool | list[str] | list[int]
+TomlValue = str | int | float | bool | list[str] | list[int] | list[float]
 
 
 def _value(value: TomlValue) -> str:

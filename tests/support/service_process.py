@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -60,3 +61,15 @@ async def run_cli(
         await proc.wait()
         raise
     return proc.returncode, err.decode()
+
+
+async def status_page_url(proc: asyncio.subprocess.Process) -> tuple[str, bytes]:
+    """Read a child started with ``stderr=PIPE`` up to the line announcing its status page:
+    (the page's URL, all it printed so far). Fails the test if it exits first."""
+    assert proc.stderr is not None
+    seen = b""
+    while not (found := re.search(rb"status page at (http://\S+/)", seen)):
+        line = await proc.stderr.readline()
+        assert line, seen.decode()
+        seen += line
+    return found.group(1).decode(), seen
