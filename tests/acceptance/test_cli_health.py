@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.support.config_files import clanforge, database
-from tests.support.config_files import write_config as write_config_file
+from tests.support import config_files as toml
 from tests.support.service_process import start_run, status_page_url
 
 pytestmark = pytest.mark.slow
@@ -31,10 +30,10 @@ def free_port() -> int:
 def write_config(tmp_path: Path, server: str) -> Path:
     """A service whose Clanforge is nowhere (nothing is watched), with ``server`` as its
     [server] section."""
-    return write_config_file(
+    return toml.write_config(
         tmp_path / "notifier.toml",
-        database(tmp_path / "notifier.db"),
-        clanforge("http://127.0.0.1:9", "ak", "sk"),
+        toml.database(tmp_path / "notifier.db"),
+        toml.clanforge("http://127.0.0.1:9", "ak", "sk"),
         server,
     )
 

@@ -25,16 +25,7 @@ from notifier.store.engine import create_engine
 from notifier.store.outbox import list_deliveries
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FakeSlack
-from tests.support.config_files import (
-    LOOPBACK_NETWORK,
-    clanforge,
-    database,
-    poll_every,
-    table,
-    tables,
-    watches,
-)
-from tests.support.config_files import write_config as write_config_file
+from tests.support import config_files as toml
 from tests.support.service_process import run_cli, start_run
 from tests.support.upstream import Upstream, first_arrivals, upstream_servers
 from tests.support.waiting import comes_true
@@ -67,21 +58,21 @@ def write_config(
     poll_interval: float = 0.25,
     requests_per_second: float = 10,
 ) -> Path:
-    return write_config_file(
+    return toml.write_config(
         path,
-        database(database_url),
-        clanforge(
+        toml.database(database_url),
+        toml.clanforge(
             up.clanforge.base_url,
             ACCESS_KEY,
             SECRET_KEY,
             timeout_seconds=1,
             requests_per_second=requests_per_second,
         ),
-        poll_every(poll_interval),
-        table("slack", bot_token="${SLACK_BOT_TOKEN}", base_url=up.slack.base_url),
-        LOOPBACK_NETWORK,
+        toml.poll_every(poll_interval),
+        toml.table("slack", bot_token="${SLACK_BOT_TOKEN}", base_url=up.slack.base_url),
+        toml.LOOPBACK_NETWORK,
         # Crash safety is under test here, not the schedule: retry soon, never give up.
-        table(
+        toml.table(
             "delivery",
             timeout_seconds=timeout,
             interval_seconds=0.2,
@@ -90,7 +81,7 @@ def write_config(
             retry_schedule_seconds=[0.2, 0.5, 1],
             max_attempts=1000,
         ),
-        tables(
+        toml.tables(
             "subscription",
             [
                 {
@@ -110,7 +101,7 @@ def write_config(
                 },
             ],
         ),
-        watches(ASID, IMAGE_VERSIONS),
+        toml.watches(ASID, IMAGE_VERSIONS),
     )
 
 

@@ -18,16 +18,7 @@ from notifier.store.engine import create_engine
 from notifier.store.tables import EventRow
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.support.config_files import (
-    LOOPBACK_NETWORK,
-    clanforge,
-    database,
-    poll_every,
-    table,
-    tables,
-    watches,
-)
-from tests.support.config_files import write_config as write_config_file
+from tests.support import config_files as toml
 from tests.support.replicas import start_replicas, stop_all
 from tests.support.upstream import first_arrivals
 from tests.support.waiting import eventually
@@ -54,10 +45,10 @@ def image_versions() -> range:
 def write_config(
     path: Path, database_url: str, fake: FakeClanforge, hooks: WebhookReceiver
 ) -> Path:
-    return write_config_file(
+    return toml.write_config(
         path,
-        database(database_url),
-        clanforge(
+        toml.database(database_url),
+        toml.clanforge(
             fake.base_url,
             ACCESS_KEY,
             SECRET_KEY,
@@ -65,10 +56,10 @@ def write_config(
             max_concurrency=16,
             requests_per_second=200,
         ),
-        poll_every(INTERVAL),
-        LOOPBACK_NETWORK,
-        table("delivery", timeout_seconds=1, max_concurrency=16, interval_seconds=0.2),
-        tables(
+        toml.poll_every(INTERVAL),
+        toml.LOOPBACK_NETWORK,
+        toml.table("delivery", timeout_seconds=1, max_concurrency=16, interval_seconds=0.2),
+        toml.tables(
             "subscription",
             [
                 {
@@ -79,7 +70,7 @@ def write_config(
                 }
             ],
         ),
-        watches(ASID, image_versions()),
+        toml.watches(ASID, image_versions()),
     )
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from notifier.notify.render import escape_slack
 from notifier.testing.fake_clanforge import FakeReply, status_reply
-from tests.support.config_files import table, tables
+from tests.support import config_files as toml
 from tests.support.story import (
     ACCESS_KEY,
     ASID,
@@ -57,13 +57,13 @@ def write_config(path: Path, up: Upstream, database_file: Path) -> Path:
         path,
         up.clanforge.base_url,
         database_file,
-        table(
+        toml.table(
             "slack",
             bot_token="${SLACK_BOT_TOKEN}",
             base_url=up.slack.base_url,
             channel_interval_seconds=0.05,
         ),
-        tables(
+        toml.tables(
             "subscription",
             [
                 {

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
-from tests.support.config_files import clanforge, database, table, watches, write_config
+from tests.support import config_files as toml
 from tests.support.service_process import start_run, status_page_url
 
 pytestmark = pytest.mark.slow
@@ -22,13 +22,13 @@ TOKEN = "run-admin-token-secret-4242"
 async def test_run_serves_status_page_api_and_probes(tmp_path: Path) -> None:
     async with FakeClanforge(access_key="ak", secret_key="sk") as fake:
         fake.set_status(1234, 567890, status_reply(4, 40))
-        config = write_config(
+        config = toml.write_config(
             tmp_path / "notifier.toml",
-            database(tmp_path / "notifier.db"),
-            clanforge(fake.base_url, "ak", "sk"),
-            table("poll", interval_seconds=0.2),
-            table("server", listen="127.0.0.1:0", admin_token="${NOTIFIER_ADMIN_TOKEN}"),
-            watches(1234, [567890], lambda _: "EU fleet"),
+            toml.database(tmp_path / "notifier.db"),
+            toml.clanforge(fake.base_url, "ak", "sk"),
+            toml.table("poll", interval_seconds=0.2),
+            toml.table("server", listen="127.0.0.1:0", admin_token="${NOTIFIER_ADMIN_TOKEN}"),
+            toml.watches(1234, [567890], lambda _: "EU fleet"),
         )
         proc = await start_run(
             config,

@@ -13,7 +13,7 @@ import pytest
 
 from notifier.testing.fake_clanforge import FakeClanforge
 from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.support.config_files import tables
+from tests.support import config_files as toml
 from tests.support.story import (
     ACCESS_KEY,
     ASID,
@@ -52,7 +52,7 @@ async def test_lifecycle_payloads_are_signed_for_rotation_and_match_the_schema(
             tmp_path / "notifier.toml",
             clanforge.base_url,
             tmp_path / "notifier.db",
-            tables(
+            toml.tables(
                 "subscription",
                 [
                     {

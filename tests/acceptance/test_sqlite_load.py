@@ -16,16 +16,7 @@ import pytest
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.support.config_files import (
-    LOOPBACK_NETWORK,
-    clanforge,
-    database,
-    poll_every,
-    table,
-    tables,
-    watches,
-)
-from tests.support.config_files import write_config as write_config_file
+from tests.support import config_files as toml
 from tests.support.service_process import run_cli, start_run
 from tests.support.waiting import comes_true
 
@@ -40,10 +31,10 @@ CHANNEL = "C0LOAD"
 def write_config(
     path: Path, database_file: Path, fake: FakeClanforge, slack: FakeSlack, hooks: WebhookReceiver
 ) -> None:
-    write_config_file(
+    toml.write_config(
         path,
-        database(database_file),
-        clanforge(
+        toml.database(database_file),
+        toml.clanforge(
             fake.base_url,
             ACCESS_KEY,
             SECRET_KEY,
@@ -51,15 +42,17 @@ def write_config(
             max_concurrency=16,
             requests_per_second=400,
         ),
-        poll_every(0.5),
+        toml.poll_every(0.5),
         # The fake Slack has no rate limit; paced at Slack's 1 message/s, 200 builds take 10
         # minutes.
-        table("slack", bot_token=SLACK_TOKEN, base_url=slack.base_url, channel_interval_seconds=0),
-        LOOPBACK_NETWORK,
-        table(
+        toml.table(
+            "slack", bot_token=SLACK_TOKEN, base_url=slack.base_url, channel_interval_seconds=0
+        ),
+        toml.LOOPBACK_NETWORK,
+        toml.table(
             "delivery", timeout_seconds=2, max_concurrency=16, interval_seconds=0.2, lease_seconds=5
         ),
-        tables(
+        toml.tables(
             "subscription",
             [
                 {"name": "builds", "slack_channel": CHANNEL},
@@ -70,7 +63,7 @@ def write_config(
                 },
             ],
         ),
-        watches(ASID, WATCHES, lambda ivid: f"b{ivid}"),
+        toml.watches(ASID, WATCHES, lambda ivid: f"b{ivid}"),
     )
 
 
