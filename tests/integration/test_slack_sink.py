@@ -24,6 +24,8 @@ from notifier.core.subscriptions import (
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.slack import SlackSink
 from notifier.testing.fake_slack import FakeSlack
+from tests.conftest import make_event
+from tests.support.samples import DETECTED, example_status
 
 TOKEN = "xoxb-test-token"
 CHANNEL = "C0123"
@@ -66,17 +68,14 @@ class MemoryLiveMessages:
 
 
 def _status(state_id: int, state: str, progress: int, error: str | None = None) -> JobStatus:
-    return JobStatus(
-        image_version_id=567890,
+    return example_status(
         state_id=state_id,
         state=state,
         progress=progress,
-        eta=datetime(2026, 11, 28, 17, 10, tzinfo=UTC),
         error=error,
         failed_count=1 if error else 0,
         created=None,
         started=None,
-        updated=datetime(2026, 11, 28, 17, 0, tzinfo=UTC),
     )
 
 
@@ -88,15 +87,8 @@ FAILED_80 = _status(FAILED, "Failed", 80, error="Image locked by diffid 42")
 def _event(
     current: JobStatus, previous: JobStatus | None = None, type: str = STATE_CHANGED
 ) -> Event:
-    return Event(
-        id=f"evt_{type}_{current.state}",
-        type=type,
-        occurred_at=datetime(2026, 11, 28, 17, 4, 5, tzinfo=UTC),
-        account_service_id=1234,
-        image_version_id=567890,
-        label="EU fleet, build 1.4.2",
-        previous=previous,
-        current=current,
+    return make_event(
+        current, previous, type=type, event_id=f"evt_{type}_{current.state}", occurred_at=DETECTED
     )
 
 

@@ -14,12 +14,14 @@ import pytest
 from notifier import __version__
 from notifier.core.delivery_failure import DeliveryFailed
 from notifier.core.events import FAILED_EVENT, Event
-from notifier.core.status import FAILED, RUNNING, JobStatus
+from notifier.core.status import FAILED
 from notifier.core.subscriptions import SlackChannelSubscription, Subscription, WebhookSubscription
 from notifier.notify.payload import encode_payload, webhook_payload
 from notifier.notify.presets import PRESETS
 from notifier.notify.webhook import BODY_EXCERPT_CHARS, WebhookSink
 from notifier.testing.webhook_receiver import WebhookReceiver
+from tests.conftest import make_event
+from tests.support.samples import DETECTED, example_status
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 SENT_AT = datetime.now(UTC).replace(microsecond=0)
@@ -34,39 +36,21 @@ def _sent_just_now() -> None:
 
 
 def _event() -> Event:
-    running = JobStatus(
-        image_version_id=567890,
-        state_id=RUNNING,
-        state="Running",
-        progress=80,
-        eta=datetime(2026, 11, 28, 17, 10, tzinfo=UTC),
-        error=None,
-        failed_count=0,
-        created=None,
-        started=None,
-        updated=datetime(2026, 11, 28, 17, 0, tzinfo=UTC),
-    )
-    failed = JobStatus(
-        image_version_id=567890,
+    running = example_status(created=None, started=None)
+    failed = replace(
+        running,
         state_id=FAILED,
         state="Failed",
-        progress=80,
-        eta=datetime(2026, 11, 28, 17, 10, tzinfo=UTC),
         error="Image locked by diffid 42 — ünïcode",
         failed_count=1,
-        created=None,
-        started=None,
         updated=datetime(2026, 11, 28, 17, 4, 1, tzinfo=UTC),
     )
-    return Event(
-        id="evt_01JDQ3W8Z6K5X0000000000000",
+    return make_event(
+        failed,
+        running,
         type=FAILED_EVENT,
-        occurred_at=datetime(2026, 11, 28, 17, 4, 5, tzinfo=UTC),
-        account_service_id=1234,
-        image_version_id=567890,
-        label="EU fleet, build 1.4.2",
-        previous=running,
-        current=failed,
+        event_id="evt_01JDQ3W8Z6K5X0000000000000",
+        occurred_at=DETECTED,
     )
 
 

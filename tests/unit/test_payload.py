@@ -9,9 +9,12 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier.core.events import FAILED_EVENT, STATE_CHANGED, Event
-from notifier.core.status import COMPLETE, FAILED, RUNNING, JobStatus
+from notifier.core.events import FAILED_EVENT, Event
+from notifier.core.status import COMPLETE, FAILED
 from notifier.notify.payload import encode_payload, rfc3339, webhook_payload
+from tests.conftest import make_event
+from tests.support.samples import DETECTED
+from tests.support.samples import example_status as _status
 
 DESIGN_EXAMPLE = {
     "type": "imageversion.failed",
@@ -35,31 +38,11 @@ DESIGN_EXAMPLE = {
 }
 
 
-def _status(**changes: object) -> JobStatus:
-    fields: dict[str, object] = {
-        "image_version_id": 567890,
-        "state_id": RUNNING,
-        "state": "Running",
-        "progress": 80,
-        "eta": datetime(2026, 11, 28, 17, 10, tzinfo=UTC),
-        "error": None,
-        "failed_count": 0,
-        "created": datetime(2026, 11, 28, 16, 0, tzinfo=UTC),
-        "started": datetime(2026, 11, 28, 16, 5, tzinfo=UTC),
-        "updated": datetime(2026, 11, 28, 17, 0, tzinfo=UTC),
-    }
-    fields.update(changes)
-    return JobStatus(**fields)  # type: ignore[arg-type]
-
-
 def _design_example_event() -> Event:
-    return Event(
-        id="evt_01JDQ0000000000000000000",
+    return make_event(
         type=FAILED_EVENT,
-        occurred_at=datetime(2026, 11, 28, 17, 4, 5, 734_000, tzinfo=UTC),
-        account_service_id=1234,
-        image_version_id=567890,
-        label="EU fleet, build 1.4.2",
+        event_id="evt_01JDQ0000000000000000000",
+        occurred_at=DETECTED.replace(microsecond=734_000),
         previous=_status(),
         current=_status(
             state_id=FAILED,
@@ -76,15 +59,14 @@ def test_payload_equals_the_design_example() -> None:
 
 
 def test_first_sighting_and_missing_upstream_values_are_null() -> None:
-    event = Event(
-        id="evt_1",
-        type=STATE_CHANGED,
-        occurred_at=datetime(2026, 11, 28, 17, 4, 5, tzinfo=UTC),
+    event = make_event(
+        _status(
+            image_version_id=2, state_id=None, state="Rebuilding", eta=None, updated=None, error=""
+        ),
+        event_id="evt_1",
+        occurred_at=DETECTED,
         account_service_id=1,
-        image_version_id=2,
         label="",
-        previous=None,
-        current=_status(state_id=None, state="Rebuilding", eta=None, updated=None, error=""),
     )
 
     payload = webhook_payload(event)

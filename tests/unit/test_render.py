@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from notifier.core.events import COMPLETED, STALLED, STATE_CHANGED, Event
-from notifier.core.status import COMPLETE, FAILED, QUEUED, RUNNING, JobStatus
+from notifier.core.status import COMPLETE, FAILED, QUEUED, JobStatus
 from notifier.notify.render import (
     FALLBACK_TEXT_LIMIT,
     HEADER_TEXT_LIMIT,
@@ -22,26 +21,14 @@ from notifier.notify.render import (
     render_thread_reply,
     truncate,
 )
+from tests.conftest import make_event
+from tests.support.samples import DETECTED, ETA, example_status
 
-ETA = datetime(2026, 11, 28, 17, 10, tzinfo=UTC)
 ETA_UNIX = int(ETA.timestamp())
 
 
 def _status(**changes: Any) -> JobStatus:
-    fields: dict[str, Any] = {
-        "image_version_id": 567890,
-        "state_id": RUNNING,
-        "state": "Running",
-        "progress": 60,
-        "eta": ETA,
-        "error": None,
-        "failed_count": 0,
-        "created": datetime(2026, 11, 28, 16, 0, tzinfo=UTC),
-        "started": datetime(2026, 11, 28, 16, 5, tzinfo=UTC),
-        "updated": datetime(2026, 11, 28, 17, 0, tzinfo=UTC),
-    }
-    fields.update(changes)
-    return JobStatus(**fields)
+    return example_status(**{"progress": 60, **changes})
 
 
 def _event(
@@ -51,15 +38,8 @@ def _event(
     type: str = STATE_CHANGED,
     label: str = "EU fleet, build 1.4.2",
 ) -> Event:
-    return Event(
-        id="evt_1",
-        type=type,
-        occurred_at=datetime(2026, 11, 28, 17, 4, 5, tzinfo=UTC),
-        account_service_id=1234,
-        image_version_id=567890,
-        label=label,
-        previous=previous,
-        current=current,
+    return make_event(
+        current, previous, type=type, event_id="evt_1", label=label, occurred_at=DETECTED
     )
 
 

@@ -1,0 +1,33 @@
+"""The job of DESIGN.md's webhook example, the one the payload, rendering and sink tests speak
+about: image version 567890 ("EU fleet, build 1.4.2"), Running at 80 % with an ETA of 17:10,
+failing at 17:04."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from notifier.core.status import RUNNING, JobStatus
+
+ETA = datetime(2026, 11, 28, 17, 10, tzinfo=UTC)
+DETECTED = datetime(2026, 11, 28, 17, 4, 5, tzinfo=UTC)
+"""When the example's failure was seen: the payload's ``timestamp``."""
+
+_RUNNING = JobStatus(
+    image_version_id=567890,
+    state_id=RUNNING,
+    state="Running",
+    progress=80,
+    eta=ETA,
+    error=None,
+    failed_count=0,
+    created=datetime(2026, 11, 28, 16, 0, tzinfo=UTC),
+    started=datetime(2026, 11, 28, 16, 5, tzinfo=UTC),
+    updated=datetime(2026, 11, 28, 17, 0, tzinfo=UTC),
+)
+
+
+def example_status(**changes: Any) -> JobStatus:
+    """The example's job as last seen Running (updated 17:00), with ``changes``."""
+    return replace(_RUNNING, **changes)
