@@ -10,7 +10,6 @@ tests/acceptance/test_crash_safety.py -k sigkill``. ``NOTIFIER_CRASH_KILLS`` (de
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import signal
@@ -26,7 +25,7 @@ from notifier.store.outbox import list_deliveries
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FakeSlack
 from tests.support import config_files as toml
-from tests.support.service_process import run_cli, start_run
+from tests.support.service_process import run_cli, start_run, stop_beside
 from tests.support.upstream import Upstream, first_arrivals, upstream_servers
 from tests.support.waiting import comes_true
 
@@ -263,11 +262,7 @@ async def test_sigkill_at_random_moments_loses_no_event_and_resends_keep_the_web
         # only once it is empty, or the stop would leave that delivery pending on purpose.
         arrived = arrived and await all_delivered(database_url, 30)
     finally:
-        operator.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await operator
-        proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.wait(), 30)
+        await stop_beside(proc, operator)
     output = log.read_text()
     assert arrived, (
         f"seed {seed}",

@@ -5,9 +5,7 @@ Nothing is lost, and no "database is locked" reaches anyone."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.support import config_files as toml
-from tests.support.service_process import run_cli, start_run
+from tests.support.service_process import run_cli, start_run, stop_beside
 from tests.support.waiting import comes_true
 
 pytestmark = pytest.mark.slow
@@ -126,11 +124,7 @@ async def test_sqlite_under_load_with_the_cli_alongside_never_says_locked(tmp_pa
                 180,
             )
         finally:
-            cli_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await cli_task
-            service.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(service.wait(), 30)
+            await stop_beside(service, cli_task)
         output = log.read_text()
         assert done, output[-3000:]
         assert service.returncode == 0, output[-3000:]

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -38,21 +37,10 @@ class Subject:
     """Every delivery by id."""
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
-    """None: the outbox in memory."""
-    if request.param == "memory":
-        return None
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 @pytest.fixture
-async def subject(database_url: str | None) -> AsyncIterator[Subject]:
+async def subject(store_url: str | None) -> AsyncIterator[Subject]:
     """Two deliveries for each of three watches (Queued, then Running), all due at T0."""
-    if database_url is None:
+    if store_url is None:
         memory = InMemoryOutbox()
         for step, (state, at) in enumerate(((QUEUED, T0), (RUNNING, SECOND))):
             for ivid in WATCHES:
@@ -63,7 +51,7 @@ async def subject(database_url: str | None) -> AsyncIterator[Subject]:
 
         yield Subject(memory, memory_rows)
         return
-    engine = create_engine(database_url)
+    engine = create_engine(store_url)
     try:
         await upgrade(engine)
         await sync_config_subscriptions(

@@ -53,6 +53,15 @@ async def subscribe_webhook(engine: AsyncEngine, name: str = "chatops", **filter
     )
 
 
+async def queued_deliveries(engine: AsyncEngine, image_version_ids: tuple[int, ...]) -> None:
+    """A webhook subscription, and a Queued poll of each image version: one pending delivery
+    each, in that order."""
+    await subscribe_webhook(engine)
+    for ivid in image_version_ids:
+        await add_watch(engine, 1234, ivid, str(ivid), "cli", T0)
+    await poll_once(engine, {ivid: make_status(3) for ivid in image_version_ids})
+
+
 async def test_poll_writes_status_events_and_deliveries_together(engine: AsyncEngine) -> None:
     await subscribe_webhook(engine)
     await add_watch(engine, 1234, 567890, "EU fleet", "cli", T0)
@@ -184,10 +193,7 @@ async def test_config_sync_adopts_watches_added_by_hand_that_the_file_lists(
 async def test_a_batch_marked_delivered_at_once_skips_rows_another_replica_holds(
     engine: AsyncEngine,
 ) -> None:
-    await subscribe_webhook(engine)
-    for ivid in (1, 2, 3):
-        await add_watch(engine, 1234, ivid, str(ivid), "cli", T0)
-    await poll_once(engine, {1: make_status(3), 2: make_status(3), 3: make_status(3)})
+    await queued_deliveries(engine, (1, 2, 3))
     mine = await SqlOutbox(engine).claim_due(Lease("replica-a", T0, LEASE), 2)
     theirs = await SqlOutbox(engine).claim_due(Lease("replica-b", T0, LEASE), 10)
     assert len(mine) == 2
@@ -208,10 +214,7 @@ async def test_a_batch_marked_delivered_at_once_skips_rows_another_replica_holds
 async def test_a_second_claim_at_the_same_moment_hands_out_nothing_already_held(
     engine: AsyncEngine,
 ) -> None:
-    await subscribe_webhook(engine)
-    for ivid in (1, 2, 3):
-        await add_watch(engine, 1234, ivid, str(ivid), "cli", T0)
-    await poll_once(engine, {1: make_status(3), 2: make_status(3), 3: make_status(3)})
+    await queued_deliveries(engine, (1, 2, 3))
 
     first = await SqlOutbox(engine).claim_due(Lease("replica-a", T0, LEASE), 2)
     # Same owner, same clock reading, so the same lease expiry: only the third is new.
@@ -224,9 +227,7 @@ async def test_a_second_claim_at_the_same_moment_hands_out_nothing_already_held(
 async def test_a_released_delivery_is_claimable_again_with_its_attempts_unchanged(
     engine: AsyncEngine,
 ) -> None:
-    await subscribe_webhook(engine)
-    await add_watch(engine, 1234, 1, "a", "cli", T0)
-    await poll_once(engine, {1: make_status(3)})
+    await queued_deliveries(engine, (1,))
     [claimed] = await SqlOutbox(engine).claim_due(Lease("replica-a", T0, LEASE), 10)
 
     await SqlOutbox(engine).record_outcomes("replica-a", [Released(claimed.id)])
@@ -238,10 +239,7 @@ async def test_a_released_delivery_is_claimable_again_with_its_attempts_unchange
 
 
 async def test_outcomes_of_every_kind_recorded_in_one_batch(engine: AsyncEngine) -> None:
-    await subscribe_webhook(engine)
-    for ivid in (1, 2, 3, 4):
-        await add_watch(engine, 1234, ivid, str(ivid), "cli", T0)
-    await poll_once(engine, {ivid: make_status(3) for ivid in (1, 2, 3, 4)})
+    await queued_deliveries(engine, (1, 2, 3, 4))
     one, two, three, four = await SqlOutbox(engine).claim_due(Lease("replica-a", T0, LEASE), 10)
     retry_at = T0 + timedelta(seconds=5)
 

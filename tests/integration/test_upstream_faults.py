@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from notifier.config import parse_config
+from notifier.config import Settings, parse_config
 from notifier.core.events import Event
 from notifier.service import Service
 from notifier.store.events import recent_events
 from notifier.store.watches import list_watches, resume_watches
 from notifier.testing.fake_clanforge import FakeClanforge, FakeReply, status_reply
 from tests.conftest import service_config
+from tests.support import config_files as toml
 from tests.support.clock import HandClock
 
 ASID, OTHER_ASID = 1234, 2222
@@ -43,6 +44,20 @@ async def events_of(service: Service, image_version_id: int) -> list[Event]:
     return list(reversed(await recent_events(service.engine, 500, image_version_id)))
 
 
+def fast_settings(
+    database_url: str, fake: FakeClanforge, watches: list[tuple[int, int]], *accounts: str
+) -> Settings:
+    """A service polling ``watches`` at ``fake`` every tick, with these other accounts."""
+    config = service_config(
+        database_url,
+        fake.base_url,
+        clanforge_extra="".join(accounts),
+        sections=FAST,
+        watches=watches,
+    )
+    return parse_config(config, {})
+
+
 def types(events: list[Event]) -> list[str]:
     return [e.type for e in events]
 
@@ -61,9 +76,7 @@ async def test_failing_polls_raise_one_health_event_and_one_recovery_and_no_stat
 ) -> None:
     bad = BAD_REPLIES[kind]
     fake.script(ASID, IVID, [status_reply(4, 10), bad, bad, bad, bad, status_reply(4, 20)])
-    settings = parse_config(
-        service_config(database_url, fake.base_url, sections=FAST, watches=[(ASID, IVID)]), {}
-    )
+    settings = fast_settings(database_url, fake, [(ASID, IVID)])
     clock = HandClock()
     async with Service(settings, clock=clock) as service:
         await ticks(service, clock, 7)
@@ -87,22 +100,14 @@ async def test_refused_credential_pauses_every_watch_of_it_and_says_which(
     fake.set_status(ASID, IVID, status_reply(4, 10))
     fake.set_status(OTHER_ASID, IVID2, status_reply(3))
     fake.set_status(OTHER_ASID, IVID3, status_reply(3))
-    accounts = """
-[[clanforge.account]]
-name = "us-fleet"
-access_key = "us-ak-revoked"
-secret_key = "us-sk-revoked"
-account_service_ids = [2222]
-"""
-    config = service_config(
+    settings = fast_settings(
         database_url,
-        fake.base_url,
-        clanforge_extra=accounts,
-        sections=FAST,
-        watches=[(ASID, IVID), (OTHER_ASID, IVID2), (OTHER_ASID, IVID3)],
+        fake,
+        [(ASID, IVID), (OTHER_ASID, IVID2), (OTHER_ASID, IVID3)],
+        toml.account("us-fleet", "us-ak-revoked", "us-sk-revoked", [OTHER_ASID]),
     )
     clock = HandClock()
-    async with Service(parse_config(config, {}), clock=clock) as service:
+    async with Service(settings, clock=clock) as service:
         await ticks(service, clock, 4)
         refused = fake.polls(OTHER_ASID, IVID2) + fake.polls(OTHER_ASID, IVID3)
         for ivid in (IVID2, IVID3):
@@ -124,7 +129,7 @@ account_service_ids = [2222]
     # The keys are fixed in the configuration and the service restarted; then an operator
     # resumes the paused watches.
     fake.add_credentials("us-ak-revoked", "us-sk-revoked", [OTHER_ASID])
-    async with Service(parse_config(config, {}), clock=clock) as service:
+    async with Service(settings, clock=clock) as service:
         await ticks(service, clock, 2)
         assert types(await events_of(service, IVID2)) == ["watch.poll_failing"]
         assert await resume_watches(service.engine, clock()) == 2
@@ -142,22 +147,14 @@ async def test_access_denied_to_an_account_service_pauses_its_watches(
 ) -> None:
     fake.add_credentials("eu-ak", "eu-sk", [ASID])  # may see 1234 only
     fake.set_status(OTHER_ASID, IVID2, status_reply(3))
-    accounts = """
-[[clanforge.account]]
-name = "eu"
-access_key = "eu-ak"
-secret_key = "eu-sk"
-account_service_ids = [2222]
-"""
-    config = service_config(
+    settings = fast_settings(
         database_url,
-        fake.base_url,
-        clanforge_extra=accounts,
-        sections=FAST,
-        watches=[(OTHER_ASID, IVID2)],
+        fake,
+        [(OTHER_ASID, IVID2)],
+        toml.account("eu", "eu-ak", "eu-sk", [OTHER_ASID]),
     )
     clock = HandClock()
-    async with Service(parse_config(config, {}), clock=clock) as service:
+    async with Service(settings, clock=clock) as service:
         await ticks(service, clock, 3)
         events = await events_of(service, IVID2)
         assert types(events) == ["watch.poll_failing"]
@@ -180,11 +177,9 @@ async def test_unknown_image_version_pauses_that_watch_only(
     fake: FakeClanforge, database_url: str
 ) -> None:
     fake.set_status(ASID, IVID, status_reply(4, 10))
-    config = service_config(
-        database_url, fake.base_url, sections=FAST, watches=[(ASID, IVID), (ASID, IVID2)]
-    )
+    settings = fast_settings(database_url, fake, [(ASID, IVID), (ASID, IVID2)])
     clock = HandClock()
-    async with Service(parse_config(config, {}), clock=clock) as service:
+    async with Service(settings, clock=clock) as service:
         await ticks(service, clock, 4)
         missing = await events_of(service, IVID2)
         known = await events_of(service, IVID)

@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -62,6 +62,18 @@ class Backend:
     """Lease these image versions' watches to another owner, as another replica's claim would."""
 
 
+def _view(watch: Any) -> View:
+    """A watch of either store (they share these attribute names) as the tests compare it."""
+    return View(
+        None if watch.status is None else watch.status.state,
+        watch.next_poll_at,
+        watch.poll_errors,
+        watch.last_poll_error,
+        watch.lease_owner,
+        watch.last_polled_at,
+    )
+
+
 def memory_backend() -> Backend:
     store = MemoryWatchStore()
 
@@ -69,17 +81,7 @@ def memory_backend() -> Backend:
         store.add(ASID, ivid, f"build {ivid}", due)
 
     async def views() -> dict[int, View]:
-        return {
-            w.image_version_id: View(
-                None if w.status is None else w.status.state,
-                w.next_poll_at,
-                w.poll_errors,
-                w.last_poll_error,
-                w.lease_owner,
-                w.last_polled_at,
-            )
-            for w in store.watches.values()
-        }
+        return {w.image_version_id: _view(w) for w in store.watches.values()}
 
     async def event_types() -> list[str]:
         return [e.type for e in store.events]
@@ -90,17 +92,6 @@ def memory_backend() -> Backend:
                 watch.lease_owner, watch.lease_until = owner, until
 
     return Backend(store, add, views, event_types, take_over)
-
-
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
-    """Where the store keeps its watches: a database URL, or None for memory."""
-    if request.param == "memory":
-        return None
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'watches.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 @pytest.fixture
@@ -116,17 +107,7 @@ async def backend(store_url: str | None) -> AsyncIterator[Backend]:
         await add_watch(engine, ASID, ivid, f"build {ivid}", "cli", due)
 
     async def views() -> dict[int, View]:
-        return {
-            w.image_version_id: View(
-                None if w.status is None else w.status.state,
-                w.next_poll_at,
-                w.poll_errors,
-                w.last_poll_error,
-                w.lease_owner,
-                w.last_polled_at,
-            )
-            for w in await list_watches(engine)
-        }
+        return {w.image_version_id: _view(w) for w in await list_watches(engine)}
 
     async def event_types() -> list[str]:
         async with engine.connect() as conn:

@@ -76,3 +76,21 @@ def write_config(path: Path, *blocks: str) -> Path:
     """``path`` holding ``blocks``, a blank line apart; returns ``path``."""
     path.write_text("\n".join(blocks), encoding="utf-8")
     return path
+
+
+def account(
+    name: str, access_key: str, secret_key: str, account_service_ids: list[int], **extra: TomlValue
+) -> str:
+    """A ``[[clanforge.account]]``: another key pair, for these account services only."""
+    return tables(
+        "clanforge.account",
+        [
+            {
+                "name": name,
+                "access_key": access_key,
+                "secret_key": secret_key,
+                "account_service_ids": account_service_ids,
+                **extra,
+            }
+        ],
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -73,3 +74,14 @@ async def status_page_url(proc: asyncio.subprocess.Process) -> tuple[str, bytes]
         assert line, seen.decode()
         seen += line
     return found.group(1).decode(), seen
+
+
+async def stop_beside(proc: asyncio.subprocess.Process, *beside: asyncio.Task[None]) -> None:
+    """Cancel what ran beside the service (operators at the CLI), then stop the service as
+    an operator does (SIGTERM) and wait for it to exit."""
+    for task in beside:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    proc.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(proc.wait(), 30)
