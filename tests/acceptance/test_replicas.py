@@ -48,14 +48,7 @@ def write_config(
     return toml.write_config(
         path,
         toml.database(database_url),
-        toml.clanforge(
-            fake.base_url,
-            ACCESS_KEY,
-            SECRET_KEY,
-            timeout_seconds=2,
-            max_concurrency=16,
-            requests_per_second=200,
-        ),
+        toml.busy_clanforge(fake.base_url, ACCESS_KEY, SECRET_KEY, 200),
         toml.poll_every(INTERVAL),
         toml.LOOPBACK_NETWORK,
         toml.table("delivery", timeout_seconds=1, max_concurrency=16, interval_seconds=0.2),

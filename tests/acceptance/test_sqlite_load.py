@@ -32,14 +32,7 @@ def write_config(
     toml.write_config(
         path,
         toml.database(database_file),
-        toml.clanforge(
-            fake.base_url,
-            ACCESS_KEY,
-            SECRET_KEY,
-            timeout_seconds=2,
-            max_concurrency=16,
-            requests_per_second=400,
-        ),
+        toml.busy_clanforge(fake.base_url, ACCESS_KEY, SECRET_KEY, 400),
         toml.poll_every(0.5),
         # The fake Slack has no rate limit; paced at Slack's 1 message/s, 200 builds take 10
         # minutes.

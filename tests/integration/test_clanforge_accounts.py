@@ -12,30 +12,22 @@ from notifier.clanforge.accounts import open_clanforge_accounts
 from notifier.config import parse_config
 from notifier.core.upstream_errors import CREDENTIALS_REJECTED, RATE_LIMITED, UpstreamError
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
+from tests.support import config_files as toml
 from tests.support.narrow import parsed
 
-CONFIG = """
-[clanforge]
-base_url = "{url}"
-access_key = "ak"
-secret_key = "sk"
-requests_per_second = 10
-burst = 10
 
-[[clanforge.account]]
-name = "us-fleet"
-access_key = "us-ak"
-secret_key = "us-sk"
-account_service_ids = [2222]
-requests_per_second = 4
-"""
+def accounts_config(url: str) -> str:
+    """The default credential at 10 requests/s, and us-fleet's (account service 2222) at 4."""
+    return toml.clanforge(url, "ak", "sk", requests_per_second=10, burst=10) + toml.account(
+        "us-fleet", "us-ak", "us-sk", [2222], requests_per_second=4
+    )
 
 
 async def test_a_single_credential_rides_on_the_session_and_each_header_goes_once() -> None:
     async with FakeClanforge() as fake:
         fake.set_status(1234, 1, status_reply(4, 10))
-        single = CONFIG.split("[[clanforge.account]]")[0]
-        settings = parse_config(single.format(url=fake.base_url), {})
+        config = toml.clanforge(fake.base_url, "ak", "sk", requests_per_second=10, burst=10)
+        settings = parse_config(config, {})
         async with open_clanforge_accounts(settings.clanforge.options()) as accounts:
             assert parsed(await accounts.fetch_status(1234, 1)).state == "Running"
     [request] = fake.requests
@@ -50,7 +42,7 @@ async def test_each_account_service_is_polled_with_its_own_credential_and_limit(
         fake.add_credentials("us-ak", "us-sk", [2222])
         fake.set_status(1234, 1, status_reply(4, 10))
         fake.set_status(2222, 2, status_reply(3))
-        settings = parse_config(CONFIG.format(url=fake.base_url), {})
+        settings = parse_config(accounts_config(fake.base_url), {})
         async with open_clanforge_accounts(settings.clanforge.options()) as accounts:
             assert parsed(await accounts.fetch_status(2222, 2)).state == "Queued"
             assert parsed(await accounts.fetch_status(1234, 1)).state == "Running"
@@ -72,7 +64,7 @@ async def test_a_refused_credential_fails_the_rest_of_its_round_without_asking_a
     async with FakeClanforge() as fake:
         fake.set_status(2222, 2, status_reply(3))
         fake.set_status(2222, 3, status_reply(3))
-        settings = parse_config(CONFIG.format(url=fake.base_url), {})
+        settings = parse_config(accounts_config(fake.base_url), {})
         async with open_clanforge_accounts(settings.clanforge.options()) as accounts:
             for ivid in (2, 3):
                 with pytest.raises(UpstreamError) as refused:
@@ -94,10 +86,9 @@ async def test_the_configured_rate_draws_no_429_from_a_clanforge_allowing_a_fift
     async with FakeClanforge(rate_limit=6, retry_after="1") as fake:
         for ivid in range(requests):
             fake.set_status(1234, ivid, status_reply(4, 10))
-        single = CONFIG.split("[[clanforge.account]]")[0].replace(
-            "requests_per_second = 10\nburst = 10", "requests_per_second = 5"
+        settings = parse_config(
+            toml.clanforge(fake.base_url, "ak", "sk", requests_per_second=5), {}
         )
-        settings = parse_config(single.format(url=fake.base_url), {})
         async with open_clanforge_accounts(settings.clanforge.options()) as accounts:
             started = asyncio.get_running_loop().time()
             await asyncio.gather(*(accounts.fetch_status(1234, i) for i in range(requests)))

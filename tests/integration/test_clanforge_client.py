@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from notifier.clanforge.client import ClanforgeClient, open_clanforge
 from notifier.clanforge.options import ClanforgeOptions, Credential
@@ -257,29 +256,17 @@ async def test_refused_connection_is_unavailable(session: aiohttp.ClientSession)
     assert f"could not connect to Clanforge at 127.0.0.1:{port}" in error.message
 
 
-async def test_redirect_is_not_followed(session: aiohttp.ClientSession) -> None:
-    followed: list[str] = []
+async def test_redirect_is_not_followed(fake: FakeClanforge, client: ClanforgeClient) -> None:
+    elsewhere = "https://api.multiplay.co.uk/cfp/v1/imageversion/567890/status"
+    fake.set_status(ASID, IVID, FakeReply(302, headers={"Location": elsewhere}))
 
-    async def redirect(request: web.Request) -> web.Response:
-        raise web.HTTPFound("https://api.multiplay.co.uk/cfp/v1/imageversion/567890/status")
-
-    async def target(request: web.Request) -> web.Response:
-        followed.append(request.path)
-        return web.json_response(status_reply(4, image_version_id=IVID))
-
-    app = web.Application()
-    app.router.add_get("/cfp/v1/imageversion/{ivid}/status", redirect)
-    app.router.add_get("/elsewhere", target)
-    async with _serve(app) as base_url:
-        error = await fetch_error(ClanforgeClient(session, base_url, ACCESS_KEY, SECRET_KEY))
+    error = await fetch_error(client)
 
     assert error.reason == BAD_REPLY
     assert error.status == 302
-    assert "redirect to https://api.multiplay.co.uk/cfp/v1/imageversion/567890/status" in (
-        error.message
-    )
+    assert f"redirect to {elsewhere}" in error.message
     assert "not followed" in error.message
-    assert followed == []
+    assert len(fake.requests) == 1
 
 
 async def test_oversized_body_is_bad_reply_without_reading_it_all(
@@ -354,20 +341,3 @@ async def test_open_clanforge_builds_one_bounded_session_and_closes_it(
     assert ACCESS_KEY not in repr(client)
     assert ACCESS_KEY not in repr(options)
     assert SECRET_KEY not in repr(options)
-
-
-class _serve:
-    """A throwaway server for shapes FakeClanforge deliberately does not speak."""
-
-    def __init__(self, app: web.Application) -> None:
-        self._runner = web.AppRunner(app, access_log=None)
-
-    async def __aenter__(self) -> str:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        return f"http://{host}:{port}"
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._runner.cleanup()

@@ -14,6 +14,7 @@ from notifier.core.retention import Pruned, RetentionPolicy
 from notifier.store.retention import prune, row_counts
 from notifier.store.tables import DELIVERIES, EVENTS, WATCHES
 from tests.conftest import T0, add_hand_watches, add_subscription_row
+from tests.support import config_files as toml
 
 WATCHES_COUNT = 1000
 POLICY = RetentionPolicy(events_days=30, deliveries_days=14)
@@ -128,12 +129,11 @@ async def test_a_dry_run_counts_exactly_what_a_prune_removes(engine: AsyncEngine
 def test_db_prune_cli_says_what_it_would_remove_and_then_removes_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = tmp_path / "notifier.toml"
-    config.write_text(
-        '[database]\nurl = "sqlite+aiosqlite:///notifier.db"\n'
-        '[clanforge]\naccess_key = "a"\nsecret_key = "s"\n'
-        "[retention]\nevents_days = 2\ndeliveries_days = 1\n",
-        encoding="utf-8",
+    config = toml.write_config(
+        tmp_path / "notifier.toml",
+        toml.database("sqlite+aiosqlite:///notifier.db"),
+        toml.table("clanforge", access_key="a", secret_key="s"),
+        toml.table("retention", events_days=2, deliveries_days=1),
     )
     assert main(["db", "upgrade", "--config", str(config)]) == 0
     assert main(["db", "prune", "--dry-run", "--config", str(config)]) == 0

@@ -21,6 +21,7 @@ from notifier.core.secret_scrub import MIN_RUN, Scrubber
 from notifier.core.upstream_errors import UpstreamError
 from notifier.logs import configure_logging
 from notifier.testing.fake_clanforge import FakeClanforge, FakeReply, status_reply
+from tests.support import config_files as toml
 
 ASID, IVID = 1234, 567890
 ACCESS_KEY = "AKIAEXAMPLEACCESS7F3A"
@@ -137,13 +138,12 @@ def test_the_log_masks_every_configured_secret_whatever_quotes_it(
 def test_check_config_masks_user_info_in_base_urls(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = tmp_path / "notifier.toml"
-    config.write_text(
-        "[clanforge]\n"
-        'base_url = "https://svc-user:Pr0xyPassw0rd@clanforge.proxy.example/"\n'
-        f'access_key = "{ACCESS_KEY}"\nsecret_key = "{SECRET_KEY}"\n'
-        '[slack]\nbase_url = "https://bot:SlackProxyPass99@slack.proxy.example/api/"\n',
-        encoding="utf-8",
+    config = toml.write_config(
+        tmp_path / "notifier.toml",
+        toml.clanforge(
+            "https://svc-user:Pr0xyPassw0rd@clanforge.proxy.example/", ACCESS_KEY, SECRET_KEY
+        ),
+        toml.table("slack", base_url="https://bot:SlackProxyPass99@slack.proxy.example/api/"),
     )
     assert main(["check-config", "--config", str(config)]) == 0
     out = capsys.readouterr().out

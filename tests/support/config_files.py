@@ -48,6 +48,21 @@ def clanforge(base_url: str, access_key: str, secret_key: str, **extra: TomlValu
     )
 
 
+def busy_clanforge(
+    base_url: str, access_key: str, secret_key: str, requests_per_second: float
+) -> str:
+    """``[clanforge]`` for a run polling hundreds of watches: 16 connections, a 2 s timeout,
+    and a rate limit the fake will not trip."""
+    return clanforge(
+        base_url,
+        access_key,
+        secret_key,
+        timeout_seconds=2,
+        max_concurrency=16,
+        requests_per_second=requests_per_second,
+    )
+
+
 def poll_every(seconds: float) -> str:
     """``[poll]`` with one interval for waiting and running jobs alike."""
     return table("poll", interval_seconds=seconds, running_interval_seconds=seconds)
