@@ -6,6 +6,7 @@ import asyncio
 import functools
 import time
 from collections import Counter
+from collections.abc import Sequence
 from datetime import timedelta
 
 import aiohttp
@@ -34,6 +35,7 @@ from tests.support.poller import (
     fake_client,
     make_all_due,
     make_poller,
+    polled_once,
     watch_queued_jobs,
 )
 
@@ -66,22 +68,23 @@ class Hindered:
 
 
 async def test_each_batch_tells_the_observer_how_long_its_fetches_took_and_how_they_ended(
-    engine: AsyncEngine, fake: FakeClanforge, caplog: pytest.LogCaptureFixture
+    engine: AsyncEngine,
+    fake: FakeClanforge,
+    session: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     await watch_queued_jobs(engine, fake, 4)
     fake.forget(ASID, 2)  # deleted upstream: 404
     await add_watch(engine, ASID, 5, "build 5", "cli", utc_now())  # never known upstream
     batches: list[tuple[list[float], Counter[str]]] = []
-    async with aiohttp.ClientSession() as session:
-        poller = await make_poller(
-            engine,
-            session,
-            fake,
-            batch_size=3,
-            source=Hindered(fake_client(session, fake), crash_on=4),
-            observe_fetches=lambda seconds, outcomes: batches.append((list(seconds), outcomes)),
-        )
-        summary = await poller.tick()
+
+    def observe(seconds: Sequence[float], outcomes: Counter[str]) -> None:
+        batches.append((list(seconds), outcomes))
+
+    crashing = Hindered(fake_client(session, fake), crash_on=4)
+    # make_poller's batches of three: five watches are two batches.
+    poller = await make_poller(engine, session, fake, source=crashing, observe_fetches=observe)
+    summary = await poller.tick()
 
     assert (summary.polled, summary.failed) == (5, 3)
     assert [len(seconds) for seconds, _ in batches] == [3, 2]
@@ -93,22 +96,16 @@ async def test_each_batch_tells_the_observer_how_long_its_fetches_took_and_how_t
 
 
 async def test_each_batch_tells_the_observer_how_long_each_of_its_phases_took(
-    engine: AsyncEngine, fake: FakeClanforge
+    engine: AsyncEngine, fake: FakeClanforge, session: aiohttp.ClientSession
 ) -> None:
     await watch_queued_jobs(engine, fake, 5)
     batches: list[BatchTimings] = []
-    async with aiohttp.ClientSession() as session:
-        poller = await make_poller(
-            engine,
-            session,
-            fake,
-            batch_size=3,
-            source=Hindered(fake_client(session, fake), delay=0.05),
-            observe_batch=batches.append,
-        )
-        started = time.perf_counter()
-        await poller.tick()
-        took = time.perf_counter() - started
+    slow = Hindered(fake_client(session, fake), delay=0.05)
+    # make_poller's batches of three: five watches are two batches.
+    poller = await make_poller(engine, session, fake, source=slow, observe_batch=batches.append)
+    started = time.perf_counter()
+    await poller.tick()
+    took = time.perf_counter() - started
 
     assert [b.watches for b in batches] == [3, 2]
     # Two fetches at a time: three watches wait for the slow upstream twice, two watches once.
@@ -121,23 +118,22 @@ async def test_each_batch_tells_the_observer_how_long_each_of_its_phases_took(
 
 
 async def test_a_stopped_tick_writes_the_polls_it_made_and_leaves_the_rest_due(
-    engine: AsyncEngine, fake: FakeClanforge
+    engine: AsyncEngine, fake: FakeClanforge, session: aiohttp.ClientSession
 ) -> None:
     await watch_queued_jobs(engine, fake, 5)
     due_at = {w.image_version_id: w.next_poll_at for w in await list_watches(engine)}
     # One batch of five spread over the whole tick: a poll every 2 s, the last one 8 s in.
     spread = PollPolicy(interval_seconds=10, running_interval_seconds=10, spread=1.0)
-    async with aiohttp.ClientSession() as session:
-        upstream = Hindered(fake_client(session, fake))
-        poller = await make_poller(
-            engine, session, fake, claim_limit=5, batch_size=5, poll=spread, source=upstream
-        )
-        ticking = asyncio.create_task(poller.tick())
-        await asyncio.wait_for(upstream.fetched.wait(), 5)
-        poller.stop()
-        # It does not wait out the 8 s spread: the tick ends once its fetches in flight do.
-        summary = await asyncio.wait_for(ticking, 2)
-        assert (await poller.tick()).polled == 0  # and no tick after a stop
+    upstream = Hindered(fake_client(session, fake))
+    poller = await make_poller(
+        engine, session, fake, claim_limit=5, batch_size=5, poll=spread, source=upstream
+    )
+    ticking = asyncio.create_task(poller.tick())
+    await asyncio.wait_for(upstream.fetched.wait(), 5)
+    poller.stop()
+    # It does not wait out the 8 s spread: the tick ends once its fetches in flight do.
+    summary = await asyncio.wait_for(ticking, 2)
+    assert (await poller.tick()).polled == 0  # and no tick after a stop
 
     assert (summary.polled, summary.failed, summary.events) == (1, 0, 1)
     watches = {w.image_version_id: w for w in await list_watches(engine)}
@@ -157,7 +153,7 @@ async def test_a_stopped_tick_writes_the_polls_it_made_and_leaves_the_rest_due(
 
 
 async def test_a_claim_hands_out_the_events_the_poller_stored(
-    engine: AsyncEngine, fake: FakeClanforge
+    engine: AsyncEngine, fake: FakeClanforge, session: aiohttp.ClientSession
 ) -> None:
     """What the dispatcher sends is the stored event exactly (odd characters and all), the head
     of each image version's line first."""
@@ -180,14 +176,13 @@ async def test_a_claim_hands_out_the_events_the_poller_stored(
     for ivid, reply in replies.items():
         fake.set_status(ASID, ivid, reply)
         await add_watch(engine, ASID, ivid, f"build {ivid} ✓", "cli", utc_now())
-    async with aiohttp.ClientSession() as session:
-        poller = await make_poller(
-            engine,
-            session,
-            fake,
-            subscriptions=functools.partial(load_active_subscriptions, engine, {}),
-        )
-        summary = await poller.tick()
+    poller = await make_poller(
+        engine,
+        session,
+        fake,
+        subscriptions=functools.partial(load_active_subscriptions, engine, {}),
+    )
+    summary = await poller.tick()
 
     # A state change each, and the failure's own event.
     assert summary.deliveries == summary.events == 4
@@ -205,48 +200,46 @@ async def test_a_claim_hands_out_the_events_the_poller_stored(
 
 
 async def test_a_second_tick_finds_nothing_due_and_polls_nothing(
-    engine: AsyncEngine, fake: FakeClanforge
+    engine: AsyncEngine, fake: FakeClanforge, session: aiohttp.ClientSession
 ) -> None:
-    await watch_queued_jobs(engine, fake, 4)
-    async with aiohttp.ClientSession() as session:
-        poller = await make_poller(engine, session, fake)
-        await poller.tick()
-        again = await poller.tick()
+    poller = await polled_once(engine, session, fake, 4)
+    again = await poller.tick()
 
     assert again.polled == 0
     assert [fake.polls(ASID, ivid) for ivid in range(1, 5)] == [1, 1, 1, 1]
 
 
 async def test_a_job_that_repeats_itself_past_the_stall_threshold_is_reported_stalled(
-    engine: AsyncEngine, fake: FakeClanforge
+    engine: AsyncEngine, fake: FakeClanforge, session: aiohttp.ClientSession
 ) -> None:
     start = utc_now()
     now = [start]
     fake.set_status(ASID, 1, status_reply(4, 40))
     await add_watch(engine, ASID, 1, "build 1", "cli", start)
     detect = DetectPolicy(stall_after_seconds=600)
-    async with aiohttp.ClientSession() as session:
-        poller = await make_poller(engine, session, fake, clock=lambda: now[0], detect=detect)
-        polls = []
-        for minutes in (0, 1, 9, 11, 12):  # the same reply every time
-            now[0] = start + timedelta(minutes=minutes)
-            await make_all_due(engine, now[0])
-            polls.append((await poller.tick()).events)
-        async with engine.connect() as conn:
-            events = (await conn.execute(select(EVENTS.c.type))).scalars().all()
+    poller = await make_poller(engine, session, fake, clock=lambda: now[0], detect=detect)
+    polls = []
+    for minutes in (0, 1, 9, 11, 12):  # the same reply every time
+        now[0] = start + timedelta(minutes=minutes)
+        await make_all_due(engine, now[0])
+        polls.append((await poller.tick()).events)
+    async with engine.connect() as conn:
+        events = (await conn.execute(select(EVENTS.c.type))).scalars().all()
 
     assert polls == [1, 0, 0, 1, 0]
     assert events == ["imageversion.state_changed", "imageversion.stalled"]
 
 
 async def test_a_404_is_logged_once_by_the_line_that_says_the_watch_is_paused(
-    engine: AsyncEngine, fake: FakeClanforge, caplog: pytest.LogCaptureFixture
+    engine: AsyncEngine,
+    fake: FakeClanforge,
+    session: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level("INFO", logger="notifier")
     await add_watch(engine, ASID, 77, "never known upstream", "cli", utc_now())
-    async with aiohttp.ClientSession() as session:
-        poller = await make_poller(engine, session, fake)
-        await poller.tick()
+    poller = await make_poller(engine, session, fake)
+    await poller.tick()
     about_it = [r for r in caplog.records if "77" in r.getMessage() and r.levelname == "WARNING"]
     assert len(about_it) == 1, [r.getMessage() for r in about_it]
     assert "paused" in about_it[0].getMessage()

@@ -19,20 +19,30 @@ from notifier.store.tables import EVENTS, JOB_STATUS, EventRow
 from notifier.store.watches import add_watch, list_watches
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from tests.conftest import T0, make_status, poll_once
-from tests.support.poller import ASID, make_all_due, make_poller, watch_queued_jobs
+from tests.support.poller import (
+    ASID,
+    make_poller,
+    polled_once,
+    tick_when_due_again,
+    watch_queued_jobs,
+)
 from tests.support.rows import count_rows
 from tests.support.statements import Statements
 
 
 @pytest.mark.parametrize(("watches", "claim_limit", "polled"), [(7, 100, 7), (7, 5, 5)])
 async def test_tick_polls_due_watches_in_batches_up_to_the_claim_limit(
-    engine: AsyncEngine, fake: FakeClanforge, watches: int, claim_limit: int, polled: int
+    engine: AsyncEngine,
+    fake: FakeClanforge,
+    session: aiohttp.ClientSession,
+    watches: int,
+    claim_limit: int,
+    polled: int,
 ) -> None:
     await watch_queued_jobs(engine, fake, watches)
-    async with aiohttp.ClientSession() as session:
-        poller = await make_poller(engine, session, fake, claim_limit=claim_limit, batch_size=3)
-        statements = Statements(engine)
-        summary = await poller.tick()
+    poller = await make_poller(engine, session, fake, claim_limit=claim_limit, batch_size=3)
+    statements = Statements(engine)
+    summary = await poller.tick()
 
     assert (summary.polled, summary.events, summary.failed) == (polled, polled, 0)
     assert sorted(fake.polls(ASID, ivid) for ivid in range(1, watches + 1)) == sorted(
@@ -47,16 +57,11 @@ async def test_tick_polls_due_watches_in_batches_up_to_the_claim_limit(
 
 
 async def test_a_repeated_reply_is_settled_by_the_claim_and_one_update_per_batch(
-    engine: AsyncEngine, fake: FakeClanforge
+    engine: AsyncEngine, fake: FakeClanforge, session: aiohttp.ClientSession
 ) -> None:
-    await watch_queued_jobs(engine, fake, 4)
-    async with aiohttp.ClientSession() as session:
-        poller = await make_poller(engine, session, fake, batch_size=3)
-        await poller.tick()
-        await make_all_due(engine)
-        statements = Statements(engine)
-        started = utc_now()
-        summary = await poller.tick()
+    poller = await polled_once(engine, session, fake, 4, batch_size=3)
+    started = utc_now()
+    summary, statements = await tick_when_due_again(engine, poller)
 
     assert (summary.polled, summary.events) == (4, 0)
     # Per batch (3 + 1 watches): the claim's UPDATE and SELECT, and one UPDATE of the schedules.
@@ -73,7 +78,7 @@ async def test_a_repeated_reply_is_settled_by_the_claim_and_one_update_per_batch
 
 
 async def test_no_statement_of_a_tick_scans_the_watch_table(
-    sqlite_url: str, fake: FakeClanforge
+    sqlite_url: str, fake: FakeClanforge, session: aiohttp.ClientSession
 ) -> None:
     # SQLite plans by rule, not by table size, so its plan for a handful of rows is the plan for
     # 100,000: a statement that scans watches would make each batch's cost grow with the list.
@@ -112,16 +117,11 @@ async def test_no_statement_of_a_tick_scans_the_watch_table(
 
 
 async def test_a_poll_that_sees_no_change_writes_no_status_row(
-    engine: AsyncEngine, fake: FakeClanforge
+    engine: AsyncEngine, fake: FakeClanforge, session: aiohttp.ClientSession
 ) -> None:
-    await watch_queued_jobs(engine, fake, 4)
-    async with aiohttp.ClientSession() as session:
-        poller = await make_poller(engine, session, fake)
-        await poller.tick()
-        before = {w.id: w.status for w in await list_watches(engine)}
-        await make_all_due(engine)
-        statements = Statements(engine)
-        summary = await poller.tick()
+    poller = await polled_once(engine, session, fake, 4)
+    before = {w.id: w.status for w in await list_watches(engine)}
+    summary, statements = await tick_when_due_again(engine, poller)
 
     assert (summary.polled, summary.events) == (4, 0)
     assert statements.writes_to("job_status") == []
@@ -130,20 +130,17 @@ async def test_a_poll_that_sees_no_change_writes_no_status_row(
 
 
 async def test_the_same_meaning_in_other_bytes_is_no_news_either(
-    engine: AsyncEngine, fake: FakeClanforge
+    engine: AsyncEngine, fake: FakeClanforge, session: aiohttp.ClientSession
 ) -> None:
     await watch_queued_jobs(engine, fake, 1)
     # One reply, reused: status_reply stamps its times with the clock's second, and a second
     # boundary between two calls would be a real change of meaning.
     reply = status_reply(3)
     fake.set_status(ASID, 1, reply)
-    async with aiohttp.ClientSession() as session:
-        poller = await make_poller(engine, session, fake)
-        await poller.tick()
-        fake.set_status(ASID, 1, {**reply, "servertime": 1})  # a new field
-        await make_all_due(engine)
-        statements = Statements(engine)
-        summary = await poller.tick()
+    poller = await make_poller(engine, session, fake)
+    await poller.tick()
+    fake.set_status(ASID, 1, {**reply, "servertime": 1})  # a new field
+    summary, statements = await tick_when_due_again(engine, poller)
 
     assert (summary.polled, summary.events) == (1, 0)
     assert statements.writes_to("job_status") == []
@@ -151,23 +148,16 @@ async def test_the_same_meaning_in_other_bytes_is_no_news_either(
 
 
 async def test_a_status_stored_without_a_digest_gets_one_on_its_next_poll(
-    engine: AsyncEngine, fake: FakeClanforge
+    engine: AsyncEngine, fake: FakeClanforge, session: aiohttp.ClientSession
 ) -> None:
-    await watch_queued_jobs(engine, fake, 2)
-    async with aiohttp.ClientSession() as session:
-        poller = await make_poller(engine, session, fake)
-        await poller.tick()
-        async with engine.begin() as conn:  # as rows written before digests were
-            await conn.execute(update(JOB_STATUS).values(reply_digest=None))
-        await make_all_due(engine)
-        backfill = Statements(engine)
-        first = await poller.tick()
-        await make_all_due(engine)
-        settled = Statements(engine)
-        second = await poller.tick()
-        async with engine.connect() as conn:
-            digests = (await conn.execute(select(JOB_STATUS.c.reply_digest))).scalars().all()
-            events = (await conn.execute(select(EVENTS.c.type))).scalars().all()
+    poller = await polled_once(engine, session, fake, 2)
+    async with engine.begin() as conn:  # as rows written before digests were
+        await conn.execute(update(JOB_STATUS).values(reply_digest=None))
+    first, backfill = await tick_when_due_again(engine, poller)
+    second, settled = await tick_when_due_again(engine, poller)
+    async with engine.connect() as conn:
+        digests = (await conn.execute(select(JOB_STATUS.c.reply_digest))).scalars().all()
+        events = (await conn.execute(select(EVENTS.c.type))).scalars().all()
 
     assert (first.events, second.events) == (0, 0)
     assert len(backfill.writes_to("job_status")) == 1  # one executemany for both rows

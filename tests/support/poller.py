@@ -17,11 +17,18 @@ from notifier.core.clock import utc_now
 from notifier.core.poll_plan import PollPolicy
 from notifier.core.subscriptions import Subscription
 from notifier.core.timing import DetectPolicy
-from notifier.polling.poller import BatchObserver, FetchObserver, Poller, StatusSource
+from notifier.polling.poller import (
+    BatchObserver,
+    FetchObserver,
+    Poller,
+    StatusSource,
+    TickSummary,
+)
 from notifier.store.polling import SqlWatchStore
 from notifier.store.tables import WATCHES
 from notifier.store.watches import add_watch
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
+from tests.support.statements import Statements
 
 ASID = 1234
 """The account service every watch of these tests belongs to."""
@@ -83,7 +90,31 @@ async def watch_queued_jobs(engine: AsyncEngine, fake: FakeClanforge, count: int
         await add_watch(engine, ASID, ivid, f"build {ivid}", "cli", utc_now())
 
 
+async def polled_once(
+    engine: AsyncEngine,
+    session: aiohttp.ClientSession,
+    fake: FakeClanforge,
+    count: int,
+    **options: Any,
+) -> Poller:
+    """A poller (``options`` as :func:`make_poller` takes them) that has seen ``count`` Queued
+    jobs once: their first sightings are stored."""
+    await watch_queued_jobs(engine, fake, count)
+    poller = await make_poller(engine, session, fake, **options)
+    await poller.tick()
+    return poller
+
+
 async def make_all_due(engine: AsyncEngine, when: datetime | None = None) -> None:
     """Every watch due at ``when`` (now by default), as if its interval had passed."""
     async with engine.begin() as conn:
         await conn.execute(update(WATCHES).values(next_poll_at=when or utc_now()))
+
+
+async def tick_when_due_again(
+    engine: AsyncEngine, poller: Poller
+) -> tuple[TickSummary, Statements]:
+    """Make every watch due, then tick: what the tick did, and what it sent the database."""
+    await make_all_due(engine)
+    statements = Statements(engine)
+    return await poller.tick(), statements
