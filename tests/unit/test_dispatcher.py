@@ -4,7 +4,6 @@ receiver: its loop, its failure handling and its leases, without a database."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import aiohttp
@@ -17,7 +16,7 @@ from notifier.core.subscriptions import Subscription
 from notifier.dispatching.dispatcher import Dispatcher
 from notifier.notify.sink import Sink
 from notifier.notify.webhook import WebhookSink
-from notifier.store.memory_outbox import InMemoryOutbox
+from notifier.store.memory_outbox import InMemoryOutbox, StoredDelivery
 from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.conftest import T0, make_event, make_status, make_subscription
 from tests.support.clock import HandClock
@@ -27,9 +26,8 @@ OWNER = "replica-unit"
 
 
 @pytest.fixture
-async def sink() -> AsyncIterator[WebhookSink]:
-    async with aiohttp.ClientSession() as session:
-        yield WebhookSink(session, timeout_seconds=2.0)
+def sink(session: aiohttp.ClientSession) -> WebhookSink:
+    return WebhookSink(session, timeout_seconds=2.0)
 
 
 def event(event_id: str, image_version_id: int = 1, state: int = QUEUED) -> Event:
@@ -55,6 +53,15 @@ def dispatcher(
         owner=OWNER,
         max_concurrency=max_concurrency,
     )
+
+
+def queued_then_running() -> tuple[InMemoryOutbox, HandClock, StoredDelivery, StoredDelivery]:
+    """An outbox holding image version 1's Queued delivery and its Running one behind it, both
+    due an hour before the clock."""
+    outbox, clock = InMemoryOutbox(), HandClock(T0 + timedelta(hours=1))
+    head = outbox.add(1, 1, event("evt_1"), T0)
+    behind = outbox.add(1, 1, event("evt_2", state=RUNNING), T0)
+    return outbox, clock, head, behind
 
 
 def sent(receiver: WebhookReceiver) -> list[tuple[str, str]]:
@@ -88,9 +95,7 @@ async def test_one_pass_sends_a_keys_deliveries_in_order_and_records_each(
 async def test_a_failed_send_is_retried_when_due_with_the_same_webhook_id(
     receiver: WebhookReceiver, sink: WebhookSink
 ) -> None:
-    outbox, clock = InMemoryOutbox(), HandClock(T0 + timedelta(hours=1))
-    first = outbox.add(1, 1, event("evt_1"), T0)
-    behind = outbox.add(1, 1, event("evt_2", state=RUNNING), T0)
+    outbox, clock, first, behind = queued_then_running()
     receiver.respond_next(503)
     d = dispatcher(outbox, clock, {"webhook": sink}, [hook(1, receiver.url)])
 
@@ -112,9 +117,7 @@ async def test_a_failed_send_is_retried_when_due_with_the_same_webhook_id(
 async def test_410_disables_the_subscription_and_its_pending_deliveries_go_dead(
     receiver: WebhookReceiver, sink: WebhookSink
 ) -> None:
-    outbox, clock = InMemoryOutbox(), HandClock(T0 + timedelta(hours=1))
-    gone = outbox.add(1, 1, event("evt_1"), T0)
-    behind = outbox.add(1, 1, event("evt_2", state=RUNNING), T0)
+    outbox, clock, gone, behind = queued_then_running()
     receiver.respond_next(410)
     d = dispatcher(outbox, clock, {"webhook": sink}, [hook(1, receiver.url)])
 

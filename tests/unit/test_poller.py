@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import NamedTuple
 
 from notifier.core.events import (
     FAILED_EVENT,
@@ -19,7 +20,7 @@ from notifier.core.subscriptions import Subscription
 from notifier.core.timing import DetectPolicy
 from notifier.core.upstream_errors import RATE_LIMITED, UNAVAILABLE, UpstreamError
 from notifier.polling.poller import Poller
-from notifier.store.memory import MemoryWatchStore
+from notifier.store.memory import MemoryWatchStore, StoredWatch
 from tests.conftest import POLL, T0, hand_poller, make_status, make_subscription
 from tests.support.clock import HandClock
 
@@ -58,12 +59,27 @@ def make(
     return hand_poller(store, upstream, clock, subscriptions=load, detect=detect)
 
 
-async def test_a_repeated_reply_comes_back_unparsed_and_writes_only_the_schedule() -> None:
+class OneBuild(NamedTuple):
+    """One watched build (image version 1), its upstream, and the poller on a hand clock."""
+
+    store: MemoryWatchStore
+    watch: StoredWatch
+    upstream: Upstream
+    clock: HandClock
+    poller: Poller
+
+
+def one_build(status: JobStatus, *, detect: DetectPolicy | None = None) -> OneBuild:
+    """Image version 1 watched from T0, upstream answering ``status``."""
     store = MemoryWatchStore()
     watch = store.add(ASID, 1, "build 1", T0)
-    upstream = Upstream({1: make_status(3)})
+    upstream = Upstream({1: status})
     clock = HandClock(T0)
-    poller = make(store, upstream, clock)
+    return OneBuild(store, watch, upstream, clock, make(store, upstream, clock, detect=detect))
+
+
+async def test_a_repeated_reply_comes_back_unparsed_and_writes_only_the_schedule() -> None:
+    store, watch, upstream, clock, poller = one_build(make_status(3))
 
     first = await poller.tick()
     clock.now = later = T0 + timedelta(seconds=30)
@@ -88,11 +104,7 @@ async def test_a_watch_whose_own_interval_is_set_is_polled_at_it_when_nothing_ch
 
 
 async def test_failing_polls_are_announced_once_and_the_recovery_despite_the_same_bytes() -> None:
-    store = MemoryWatchStore()
-    watch = store.add(ASID, 1, "build 1", T0)
-    upstream = Upstream({1: make_status(3)})
-    clock = HandClock(T0)
-    poller = make(store, upstream, clock)
+    store, watch, upstream, clock, poller = one_build(make_status(3))
     await poller.tick()
     upstream.answers[1] = UpstreamError(UNAVAILABLE, "Clanforge is down")
     for _ in range(POLL.failure_threshold + 1):
@@ -111,11 +123,7 @@ async def test_failing_polls_are_announced_once_and_the_recovery_despite_the_sam
 
 
 async def test_a_rate_limited_poll_counts_for_nothing_and_the_next_reply_stays_unparsed() -> None:
-    store = MemoryWatchStore()
-    watch = store.add(ASID, 1, "build 1", T0)
-    upstream = Upstream({1: make_status(3)})
-    clock = HandClock(T0)
-    poller = make(store, upstream, clock)
+    store, watch, upstream, clock, poller = one_build(make_status(3))
     await poller.tick()
     upstream.answers[1] = UpstreamError(RATE_LIMITED, "slow down", retry_after=7)
     clock.now = T0 + timedelta(seconds=30)
@@ -131,11 +139,8 @@ async def test_a_rate_limited_poll_counts_for_nothing_and_the_next_reply_stays_u
 
 
 async def test_the_same_reply_past_the_stall_threshold_is_planned_and_reported_stalled() -> None:
-    store = MemoryWatchStore()
-    watch = store.add(ASID, 1, "build 1", T0)
-    upstream = Upstream({1: make_status(4, 40)})
-    clock = HandClock(T0)
-    poller = make(store, upstream, clock, detect=DetectPolicy(stall_after_seconds=600))
+    stalls = DetectPolicy(stall_after_seconds=600)
+    store, watch, upstream, clock, poller = one_build(make_status(4, 40), detect=stalls)
     polls = []
     for minutes in (0, 1, 9, 11, 12):
         clock.now = T0 + timedelta(minutes=minutes)
