@@ -67,6 +67,12 @@ async def _subscribe(engine: AsyncEngine, name: str, channel: str) -> Subscripti
     )
 
 
+async def _builds_channel_following_eu_fleet(engine: AsyncEngine) -> tuple[Subscription, int]:
+    """The "builds" subscription of CHANNEL and the watch of EU fleet (567890) it follows."""
+    builds = await _subscribe(engine, "builds", CHANNEL)
+    return builds, await add_watch(engine, 1234, 567890, "EU fleet", "config", T0)
+
+
 def _lifecycle(ivid: int = 567890, eid: str = "a") -> list[Event]:
     queued = make_status(QUEUED, 0, image_version_id=ivid)
     running = make_status(RUNNING, 40, image_version_id=ivid, eta=T0 + timedelta(minutes=9))
@@ -151,8 +157,7 @@ async def test_full_lifecycle_posts_once_per_channel_updates_and_threads_each_ch
 async def test_restart_keeps_updating_the_same_message_and_its_thread(
     engine: AsyncEngine, fake: FakeSlack, session: aiohttp.ClientSession
 ) -> None:
-    builds = await _subscribe(engine, "builds", CHANNEL)
-    watch = await add_watch(engine, 1234, 567890, "EU fleet", "config", T0)
+    builds, watch = await _builds_channel_following_eu_fleet(engine)
     queued, running, failed = _lifecycle()
     await seed_events(engine, watch, [builds.id], [queued])
     await _drain(engine, _sink(engine, fake, session), [builds])
@@ -170,8 +175,7 @@ async def test_restart_keeps_updating_the_same_message_and_its_thread(
 async def test_deleted_message_is_replaced_and_the_new_one_kept_updated(
     engine: AsyncEngine, fake: FakeSlack, session: aiohttp.ClientSession
 ) -> None:
-    builds = await _subscribe(engine, "builds", CHANNEL)
-    watch = await add_watch(engine, 1234, 567890, "EU fleet", "config", T0)
+    builds, watch = await _builds_channel_following_eu_fleet(engine)
     sink = _sink(engine, fake, session)
     queued, running, failed = _lifecycle()
     await seed_events(engine, watch, [builds.id], [queued])
@@ -194,8 +198,7 @@ async def test_deleted_message_is_replaced_and_the_new_one_kept_updated(
 async def test_post_that_succeeded_before_a_crash_is_found_again_not_duplicated(
     engine: AsyncEngine, fake: FakeSlack, session: aiohttp.ClientSession
 ) -> None:
-    builds = await _subscribe(engine, "builds", CHANNEL)
-    watch = await add_watch(engine, 1234, 567890, "EU fleet", "config", T0)
+    builds, watch = await _builds_channel_following_eu_fleet(engine)
     queued, running, _ = _lifecycle()
     # The crash: the marker was written, Slack took the post, its ts was never stored.
     await DatabaseLiveMessages(engine, _now).reserve(builds.id, 1234, 567890, CHANNEL)
@@ -232,8 +235,7 @@ async def test_post_that_succeeded_before_a_crash_is_found_again_not_duplicated(
 async def test_interrupted_post_with_nothing_to_find_posts_a_fresh_message(
     engine: AsyncEngine, fake: FakeSlack, session: aiohttp.ClientSession, history: str
 ) -> None:
-    builds = await _subscribe(engine, "builds", CHANNEL)
-    watch = await add_watch(engine, 1234, 567890, "EU fleet", "config", T0)
+    builds, watch = await _builds_channel_following_eu_fleet(engine)
     await DatabaseLiveMessages(engine, _now).reserve(builds.id, 1234, 567890, CHANNEL)
     if history == "missing_scope":
         fake.fail_next("conversations.history", "missing_scope")
@@ -285,8 +287,7 @@ async def test_twenty_image_versions_at_once_arrive_in_order_without_a_429_storm
 async def test_refused_first_post_leaves_no_marker_to_search_for(
     engine: AsyncEngine, fake: FakeSlack, session: aiohttp.ClientSession
 ) -> None:
-    builds = await _subscribe(engine, "builds", CHANNEL)
-    watch = await add_watch(engine, 1234, 567890, "EU fleet", "config", T0)
+    builds, watch = await _builds_channel_following_eu_fleet(engine)
     fake.fail_next("chat.postMessage", "internal_error", status=500)
 
     await seed_events(engine, watch, [builds.id], _lifecycle()[:1])

@@ -35,9 +35,8 @@ async def fake() -> AsyncIterator[FakeSlack]:
 
 
 @pytest.fixture
-async def sink() -> AsyncIterator[SlackWebhookSink]:
-    async with aiohttp.ClientSession() as session:
-        yield SlackWebhookSink(session, timeout_seconds=5, pacer=ChannelPacer(0))
+def sink(session: aiohttp.ClientSession) -> SlackWebhookSink:
+    return SlackWebhookSink(session, timeout_seconds=5, pacer=ChannelPacer(0))
 
 
 def _hook(fake: FakeSlack) -> Subscription:

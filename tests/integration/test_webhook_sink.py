@@ -64,6 +64,15 @@ def sink(session: aiohttp.ClientSession) -> WebhookSink:
     return WebhookSink(session, timeout_seconds=2.0, clock=lambda: SENT_AT)
 
 
+async def _timed_out(
+    session: aiohttp.ClientSession, receiver: WebhookReceiver, limit: float, delay: float
+) -> DeliveryFailed:
+    """What a sink with a ``limit`` s timeout says of a receiver answering after ``delay`` s."""
+    receiver.respond_next(204, delay=delay)
+    sink = WebhookSink(session, timeout_seconds=limit)
+    return await _failure(sink, _subscription(receiver.url))
+
+
 async def _failure(sink: WebhookSink, subscription: Subscription) -> DeliveryFailed:
     with pytest.raises(DeliveryFailed) as caught:
         await sink.deliver(_event(), subscription)
@@ -236,10 +245,7 @@ async def test_unreachable_receiver_is_transient_and_reason_hides_query_and_user
 async def test_receiver_slower_than_the_timeout_is_transient(
     session: aiohttp.ClientSession, receiver: WebhookReceiver
 ) -> None:
-    sink = WebhookSink(session, timeout_seconds=0.2)
-    receiver.respond_next(204, delay=5.0)
-
-    failure = await _failure(sink, _subscription(receiver.url))
+    failure = await _timed_out(session, receiver, limit=0.2, delay=5.0)
 
     assert not failure.permanent
     assert "0.2 s" in failure.reason
@@ -305,10 +311,7 @@ async def test_huge_success_body_is_not_read_and_delivery_succeeds(
 async def test_receiver_that_never_answers_frees_the_slot_at_the_timeout(
     session: aiohttp.ClientSession, receiver: WebhookReceiver
 ) -> None:
-    sink = WebhookSink(session, timeout_seconds=0.3)
-    receiver.respond_next(204, delay=3600)
-
-    failure = await _failure(sink, _subscription(receiver.url))
+    failure = await _timed_out(session, receiver, limit=0.3, delay=3600)
 
     assert not failure.permanent
     assert failure.reason.endswith("did not answer within 0.3 s")

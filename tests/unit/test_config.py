@@ -59,6 +59,16 @@ ENV = {
 }
 
 
+def _assert_mistake_is_one_line(config: str, change: tuple[str, str], message: str) -> None:
+    """``config`` with ``change`` made is refused with one line starting with ``message``."""
+    text = config.replace(*change)
+    assert text != config
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, ENV, "notifier.toml")
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
 def test_design_example_config_is_valid() -> None:
     settings = parse_config(VALID, ENV, "notifier.toml")
     assert settings.poll.interval_seconds == 0.2
@@ -150,12 +160,7 @@ def test_database_password_is_masked_in_effective_config() -> None:
 def test_mistake_is_reported_with_file_key_and_problem(
     change: tuple[str, str], message: str
 ) -> None:
-    text = VALID.replace(*change)
-    assert text != VALID
-    with pytest.raises(ConfigError) as caught:
-        parse_config(text, ENV, "notifier.toml")
-    assert str(caught.value).startswith(message)
-    assert "\n" not in str(caught.value)
+    _assert_mistake_is_one_line(VALID, change, message)
 
 
 def test_unset_environment_variable_is_named() -> None:
@@ -268,12 +273,7 @@ def test_delivery_lease_defaults_to_twice_the_timeout_plus_five() -> None:
     ids=lambda v: v[1] if isinstance(v, tuple) else None,
 )
 def test_delivery_mistake_is_one_line_naming_the_key(change: tuple[str, str], message: str) -> None:
-    text = DELIVERY.replace(*change)
-    assert text != DELIVERY
-    with pytest.raises(ConfigError) as caught:
-        parse_config(text, ENV, "notifier.toml")
-    assert str(caught.value).startswith(message)
-    assert "\n" not in str(caught.value)
+    _assert_mistake_is_one_line(DELIVERY, change, message)
 
 
 def test_poll_gap_bound_is_configurable_and_positive() -> None:
