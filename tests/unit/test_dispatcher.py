@@ -4,6 +4,7 @@ receiver: its loop, its failure handling and its leases, without a database."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import timedelta
 
 import aiohttp
@@ -55,13 +56,26 @@ def dispatcher(
     )
 
 
-def queued_then_running() -> tuple[InMemoryOutbox, HandClock, StoredDelivery, StoredDelivery]:
-    """An outbox holding image version 1's Queued delivery and its Running one behind it, both
-    due an hour before the clock."""
+@dataclass
+class HeadAnswered:
+    """Image version 1's Queued delivery sent once and answered, its Running one behind it."""
+
+    outbox: InMemoryOutbox
+    clock: HandClock
+    dispatcher: Dispatcher
+    head: StoredDelivery
+    behind: StoredDelivery
+
+
+async def head_answered(status: int, receiver: WebhookReceiver, sink: WebhookSink) -> HeadAnswered:
+    """Both due an hour before the clock; one pass, the receiver answering the head ``status``."""
     outbox, clock = InMemoryOutbox(), HandClock(T0 + timedelta(hours=1))
     head = outbox.add(1, 1, event("evt_1"), T0)
     behind = outbox.add(1, 1, event("evt_2", state=RUNNING), T0)
-    return outbox, clock, head, behind
+    receiver.respond_next(status)
+    d = dispatcher(outbox, clock, {"webhook": sink}, [hook(1, receiver.url)])
+    await d.dispatch_due()
+    return HeadAnswered(outbox, clock, d, head, behind)
 
 
 def sent(receiver: WebhookReceiver) -> list[tuple[str, str]]:
@@ -95,11 +109,9 @@ async def test_one_pass_sends_a_keys_deliveries_in_order_and_records_each(
 async def test_a_failed_send_is_retried_when_due_with_the_same_webhook_id(
     receiver: WebhookReceiver, sink: WebhookSink
 ) -> None:
-    outbox, clock, first, behind = queued_then_running()
-    receiver.respond_next(503)
-    d = dispatcher(outbox, clock, {"webhook": sink}, [hook(1, receiver.url)])
+    answered = await head_answered(503, receiver, sink)
+    clock, first, behind = answered.clock, answered.head, answered.behind
 
-    await d.dispatch_due()
     assert (first.status, first.attempts, first.last_error) == (
         "pending",
         1,
@@ -109,7 +121,7 @@ async def test_a_failed_send_is_retried_when_due_with_the_same_webhook_id(
     assert (behind.status, behind.attempts) == ("pending", 0)  # held back behind its key's head
 
     clock.now += timedelta(seconds=5)
-    await d.dispatch_due()
+    await answered.dispatcher.dispatch_due()
     assert sent(receiver) == [("evt_1", "Queued"), ("evt_1", "Queued"), ("evt_2", "Running")]
     assert [(x.status, x.attempts) for x in (first, behind)] == [("delivered", 2), ("delivered", 1)]
 
@@ -117,14 +129,11 @@ async def test_a_failed_send_is_retried_when_due_with_the_same_webhook_id(
 async def test_410_disables_the_subscription_and_its_pending_deliveries_go_dead(
     receiver: WebhookReceiver, sink: WebhookSink
 ) -> None:
-    outbox, clock, gone, behind = queued_then_running()
-    receiver.respond_next(410)
-    d = dispatcher(outbox, clock, {"webhook": sink}, [hook(1, receiver.url)])
-
-    await d.dispatch_due()
+    answered = await head_answered(410, receiver, sink)
+    gone, behind = answered.head, answered.behind
 
     assert len(receiver.requests) == 1
-    [(subscription_id, reason)] = outbox.disabled.items()
+    [(subscription_id, reason)] = answered.outbox.disabled.items()
     assert subscription_id == 1
     assert "410 Gone" in reason
     assert [(x.status, x.attempts) for x in (gone, behind)] == [("dead", 1), ("dead", 0)]
