@@ -15,7 +15,7 @@ import random
 import signal
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sized
 from pathlib import Path
 
 import pytest
@@ -148,6 +148,23 @@ async def start(config: Path, log: Path) -> asyncio.subprocess.Process:
         )
 
 
+async def next_one(seen: Sized) -> None:
+    """Return within 5 ms of ``seen`` (the requests a fake received) growing, or after 5 s."""
+    before = len(seen)
+    await comes_true(lambda: len(seen) > before, 5, every=0.005)
+
+
+async def stopped_cleanly(
+    proc: asyncio.subprocess.Process, log: Path, stop: signal.Signals = signal.SIGTERM
+) -> str:
+    """Stop the service with ``stop``; it must exit 0. Returns its log."""
+    proc.send_signal(stop)
+    await asyncio.wait_for(proc.wait(), 20)
+    output = await asyncio.to_thread(log.read_text)
+    assert proc.returncode == 0, output
+    return output
+
+
 async def use_the_cli_meanwhile(config: Path, results: list[tuple[int | None, str]]) -> None:
     """`deliveries list` and `deliveries retry --all-dead` (a write) in a loop; (exit, stderr)."""
     while True:
@@ -218,20 +235,10 @@ async def test_sigkill_at_random_moments_loses_no_event_and_resends_keep_the_web
         # "delivered" mark commits), and at a random time.
         moment = ("poll", "send", "random")[n % 3]
         if moment == "poll":
-            polls = len(clanforge.requests)
-            await comes_true(
-                lambda polls=polls: len(clanforge.requests) > polls,  # type: ignore[misc]
-                5,
-                every=0.005,
-            )
+            await next_one(clanforge.requests)
             await asyncio.sleep(rng.uniform(0, 0.03))
         elif moment == "send":
-            sent = len(hooks.requests)
-            await comes_true(
-                lambda sent=sent: len(hooks.requests) > sent,  # type: ignore[misc]
-                5,
-                every=0.005,
-            )
+            await next_one(hooks.requests)
             await asyncio.sleep(rng.uniform(0, 0.03))
         else:
             await asyncio.sleep(rng.uniform(0.3, 2.0))
@@ -322,11 +329,7 @@ async def test_sigterm_or_sigint_finishes_the_send_under_way_and_exits_0(
     proc = await start(config, log)
     assert await comes_true(lambda: len(hooks.requests) >= 1, 30), log.read_text()
 
-    proc.send_signal(stop_signal)
-    await asyncio.wait_for(proc.wait(), 20)
-
-    output = log.read_text()
-    assert proc.returncode == 0, output
+    output = await stopped_cleanly(proc, log, stop_signal)
     assert "notifier stopped" in output
     with sqlite3.connect(tmp_path / "notifier.db") as db:
         first = db.execute(
@@ -365,11 +368,7 @@ async def test_sigterm_during_a_tick_stops_without_starting_the_polls_still_spre
         log.read_text()
     )
 
-    proc.send_signal(signal.SIGTERM)
-    await asyncio.wait_for(proc.wait(), 20)
-
-    output = log.read_text()
-    assert proc.returncode == 0, output
+    output = await stopped_cleanly(proc, log)
     assert "did not finish" not in output
     polled = [ivid for ivid in IMAGE_VERSIONS if clanforge.polls(ASID, ivid)]
     assert 1 <= len(polled) < len(IMAGE_VERSIONS), output
@@ -399,10 +398,7 @@ async def test_sigterm_past_the_grace_period_releases_the_lease_and_the_resend_k
     assert await comes_true(lambda: len(hooks.requests) >= 1, 30), log.read_text()
     slow_id = hooks.requests[0].headers["webhook-id"]
 
-    proc.send_signal(signal.SIGTERM)
-    await asyncio.wait_for(proc.wait(), 20)
-    output = log.read_text()
-    assert proc.returncode == 0, output
+    output = await stopped_cleanly(proc, log)
     assert "did not finish within 0.2 s" in output
     with sqlite3.connect(tmp_path / "notifier.db") as db:
         row = db.execute(
