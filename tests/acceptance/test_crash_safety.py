@@ -134,6 +134,12 @@ def script_lifecycles(clanforge: FakeClanforge) -> dict[int, list[tuple[str, str
     return expected
 
 
+def all_queued(clanforge: FakeClanforge) -> None:
+    """Every image version Queued upstream, for as long as the test runs."""
+    for ivid in IMAGE_VERSIONS:
+        clanforge.set_status(ASID, ivid, status_reply(3))
+
+
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}"
 
@@ -321,8 +327,7 @@ async def test_sigterm_or_sigint_finishes_the_send_under_way_and_exits_0(
     upstream: Upstream, tmp_path: Path, stop_signal: signal.Signals
 ) -> None:
     hooks = upstream.hooks
-    for ivid in IMAGE_VERSIONS:
-        upstream.clanforge.set_status(ASID, ivid, status_reply(3))
+    all_queued(upstream.clanforge)
     hooks.respond_next(204, delay=1.5)  # the first webhook is slow (under timeout_seconds)
     config = write_config(tmp_path / "notifier.toml", upstream, sqlite_url(tmp_path), timeout=5)
     log = tmp_path / "notifier.log"
@@ -350,8 +355,7 @@ async def test_sigterm_during_a_tick_stops_without_starting_the_polls_still_spre
     upstream: Upstream, tmp_path: Path
 ) -> None:
     clanforge = upstream.clanforge
-    for ivid in IMAGE_VERSIONS:
-        clanforge.set_status(ASID, ivid, status_reply(3))
+    all_queued(clanforge)
     # A 10 s tick whose six polls are spread over 3 s of it (and paced at 1 a second), with a
     # grace period that would let the whole tick finish.
     config = write_config(
@@ -389,8 +393,7 @@ async def test_sigterm_past_the_grace_period_releases_the_lease_and_the_resend_k
     upstream: Upstream, tmp_path: Path
 ) -> None:
     hooks = upstream.hooks
-    for ivid in IMAGE_VERSIONS:
-        upstream.clanforge.set_status(ASID, ivid, status_reply(3))
+    all_queued(upstream.clanforge)
     hooks.respond_next(204, delay=10)  # far longer than the grace period
     config = write_config(tmp_path / "notifier.toml", upstream, sqlite_url(tmp_path), grace=0.2)
     log = tmp_path / "notifier.log"
