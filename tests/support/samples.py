@@ -9,22 +9,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from notifier.core.status import RUNNING, JobStatus
+from tests.conftest import make_status
 
 ETA = datetime(2026, 11, 28, 17, 10, tzinfo=UTC)
 DETECTED = datetime(2026, 11, 28, 17, 4, 5, tzinfo=UTC)
 """When the example's failure was seen: the payload's ``timestamp``."""
 
-_RUNNING = JobStatus(
-    image_version_id=567890,
-    state_id=RUNNING,
-    state="Running",
-    progress=80,
-    eta=ETA,
-    error=None,
-    failed_count=0,
+_RUNNING = replace(
+    make_status(RUNNING, 80, eta=ETA, updated=datetime(2026, 11, 28, 17, 0, tzinfo=UTC)),
     created=datetime(2026, 11, 28, 16, 0, tzinfo=UTC),
     started=datetime(2026, 11, 28, 16, 5, tzinfo=UTC),
-    updated=datetime(2026, 11, 28, 17, 0, tzinfo=UTC),
 )
 
 
