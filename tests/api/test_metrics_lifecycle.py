@@ -13,9 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from notifier.core.status import COMPLETE, QUEUED, RUNNING
 from notifier.service import Service
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
-from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.conftest import ADMIN_TOKEN
-from tests.support.running import quick_service_settings, running_service
+from tests.support.running import quick_fakes, quick_service_settings, running_service
 
 ASID, IVID = 1234, 567890
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -53,12 +52,8 @@ class Running:
 
 @pytest.fixture
 async def running(database_url: str) -> AsyncIterator[Running]:
-    async with (
-        FakeClanforge(access_key="ak", secret_key="sk") as clanforge,
-        WebhookReceiver() as hooks,
-        aiohttp.ClientSession() as session,
-    ):
-        clanforge.set_status(ASID, IVID, status_reply(QUEUED, 0))
+    async with quick_fakes((ASID, IVID), QUEUED) as fakes:
+        clanforge, hooks, session = fakes.clanforge, fakes.receiver, fakes.session
         settings = quick_service_settings(
             database_url,
             clanforge,

@@ -9,8 +9,7 @@ from datetime import timedelta
 import pytest
 
 from notifier.core.webhook_secrets import check_secret
-from notifier.store.subscriptions import add_subscription
-from tests.conftest import T0, ApiServer
+from tests.conftest import T0, ApiServer, add_subscription_row
 
 HOOK = {
     "name": "chatops",
@@ -105,15 +104,7 @@ async def test_rotating_an_unsigned_webhook_starts_signing_without_an_overlap(
 
 
 async def test_rotation_of_a_config_subscription_is_409_naming_the_file(api: ApiServer) -> None:
-    config_id = await add_subscription(
-        api.engine,
-        name="filed",
-        kind="webhook",
-        target="https://chatops.example.com/hook",
-        filters={},
-        source="config",
-        now=T0,
-    )
+    config_id = await add_subscription_row(api.engine, "filed", "https://chatops.example.com/hook")
     status, body = await api.call("POST", f"/api/v1/subscriptions/{config_id}/rotate-secret")
     assert (status, body["error"]["code"]) == (409, "from_config")
     assert "configuration file" in body["error"]["message"]

@@ -19,7 +19,7 @@ from notifier.service import Service
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.webhook_receiver import ReceivedRequest, WebhookReceiver
 from tests.conftest import ADMIN_TOKEN
-from tests.support.running import quick_service_settings, running_service
+from tests.support.running import quick_fakes, quick_service_settings, running_service
 
 ASID, IVID = 1234, 567890
 OVERLAP_SECONDS = 3.0
@@ -71,12 +71,8 @@ class Running:
 
 @pytest.fixture
 async def running(database_url: str) -> AsyncIterator[Running]:
-    async with (
-        FakeClanforge(access_key="ak", secret_key="sk") as clanforge,
-        WebhookReceiver() as receiver,
-        aiohttp.ClientSession() as session,
-    ):
-        clanforge.set_status(ASID, IVID, status_reply(CREATED, 0))
+    async with quick_fakes((ASID, IVID), CREATED) as fakes:
+        clanforge, receiver, session = fakes.clanforge, fakes.receiver, fakes.session
         settings = quick_service_settings(
             database_url,
             clanforge,

@@ -22,7 +22,7 @@ from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import HOOK_METHOD, FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.conftest import ADMIN_TOKEN, ApiServer
-from tests.support.running import quick_service_settings, running_service
+from tests.support.running import quick_fakes, quick_service_settings, running_service
 
 ASID, IVID = 1234, 567890
 SLACK_TOKEN = "xoxb-4711-0815-Q8xY2vN4mZk7Lp3R"
@@ -175,13 +175,8 @@ class Running:
 
 @pytest.fixture
 async def running(database_url: str) -> AsyncIterator[Running]:
-    async with (
-        FakeClanforge(access_key="ak", secret_key="sk") as clanforge,
-        WebhookReceiver() as receiver,
-        FakeSlack(token=SLACK_TOKEN) as slack,
-        aiohttp.ClientSession() as session,
-    ):
-        clanforge.set_status(ASID, IVID, status_reply(CREATED, 0))
+    async with quick_fakes((ASID, IVID), CREATED) as fakes, FakeSlack(token=SLACK_TOKEN) as slack:
+        clanforge, receiver, session = fakes.clanforge, fakes.receiver, fakes.session
         settings = quick_service_settings(
             database_url,
             clanforge,

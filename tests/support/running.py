@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
+
+import aiohttp
 
 from notifier.config import Settings
 from notifier.service import Service
-from notifier.testing.fake_clanforge import FakeClanforge
+from notifier.testing.fake_clanforge import FakeClanforge, status_reply
+from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.conftest import make_settings
 
 
@@ -48,3 +52,25 @@ def quick_service_settings(
         base = quick.get(name)
         quick[name] = {**base, **value} if isinstance(base, dict) else value
     return make_settings(**quick)
+
+
+@dataclass
+class QuickFakes:
+    """What a quick service talks to, and a client session for the test's own requests."""
+
+    clanforge: FakeClanforge
+    receiver: WebhookReceiver
+    session: aiohttp.ClientSession
+
+
+@asynccontextmanager
+async def quick_fakes(watch: tuple[int, int], state_id: int) -> AsyncIterator[QuickFakes]:
+    """Clanforge taking the quick settings' keys and answering ``state_id`` for ``watch``
+    (account service, image version), and a webhook receiver."""
+    async with (
+        FakeClanforge(access_key="ak", secret_key="sk") as clanforge,
+        WebhookReceiver() as receiver,
+        aiohttp.ClientSession() as session,
+    ):
+        clanforge.set_status(*watch, status_reply(state_id, 0))
+        yield QuickFakes(clanforge, receiver, session)
