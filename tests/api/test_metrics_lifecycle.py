@@ -14,7 +14,7 @@ from notifier.core.status import COMPLETE, QUEUED, RUNNING
 from notifier.service import Service
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from tests.conftest import ADMIN_TOKEN
-from tests.support.running import quick_fakes, quick_service_settings, running_service
+from tests.support.running import quick_fakes, running_service
 
 ASID, IVID = 1234, 567890
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -53,21 +53,18 @@ class Running:
 @pytest.fixture
 async def running(database_url: str) -> AsyncIterator[Running]:
     async with quick_fakes((ASID, IVID), QUEUED) as fakes:
-        clanforge, hooks, session = fakes.clanforge, fakes.receiver, fakes.session
-        settings = quick_service_settings(
+        settings = fakes.settings(
             database_url,
-            clanforge,
-            (ASID, IVID, "EU"),
             subscription=[
                 {
                     "name": "hook",
-                    "webhook_url": hooks.url,
+                    "webhook_url": fakes.receiver.url,
                     "events": ["imageversion.state_changed"],
                 }
             ],
         )
         async with running_service(settings) as service:
-            yield Running(clanforge, service, session)
+            yield Running(fakes.clanforge, service, fakes.session)
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:

@@ -19,7 +19,8 @@ from notifier.service import Service
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.webhook_receiver import ReceivedRequest, WebhookReceiver
 from tests.conftest import ADMIN_TOKEN
-from tests.support.running import quick_fakes, quick_service_settings, running_service
+from tests.support.running import quick_fakes, running_service
+from tests.support.waiting import eventually
 
 ASID, IVID = 1234, 567890
 OVERLAP_SECONDS = 3.0
@@ -62,25 +63,18 @@ class Running:
     async def next_request(self, state: int, count: int) -> ReceivedRequest:
         """Move the job to ``state`` and wait for the receiver's ``count``-th request."""
         self.clanforge.set_status(ASID, IVID, status_reply(state, 0))
-        async with asyncio.timeout(10):
-            while True:
-                if len(self.receiver.requests) >= count:
-                    return self.receiver.requests[count - 1]
-                await asyncio.sleep(0.02)
+        await eventually(lambda: len(self.receiver.requests) >= count, 10, every=0.02)
+        return self.receiver.requests[count - 1]
 
 
 @pytest.fixture
 async def running(database_url: str) -> AsyncIterator[Running]:
     async with quick_fakes((ASID, IVID), CREATED) as fakes:
-        clanforge, receiver, session = fakes.clanforge, fakes.receiver, fakes.session
-        settings = quick_service_settings(
-            database_url,
-            clanforge,
-            (ASID, IVID, "EU"),
-            delivery={"secret_overlap_seconds": OVERLAP_SECONDS},
+        settings = fakes.settings(
+            database_url, delivery={"secret_overlap_seconds": OVERLAP_SECONDS}
         )
         async with running_service(settings) as service:
-            ready = Running(clanforge, receiver, service, session)
+            ready = Running(fakes.clanforge, fakes.receiver, service, fakes.session)
             await ready.first_poll()
             yield ready
 

@@ -22,7 +22,7 @@ from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import HOOK_METHOD, FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.conftest import ADMIN_TOKEN, ApiServer
-from tests.support.running import quick_fakes, quick_service_settings, running_service
+from tests.support.running import quick_fakes, running_service
 
 ASID, IVID = 1234, 567890
 SLACK_TOKEN = "xoxb-4711-0815-Q8xY2vN4mZk7Lp3R"
@@ -176,11 +176,8 @@ class Running:
 @pytest.fixture
 async def running(database_url: str) -> AsyncIterator[Running]:
     async with quick_fakes((ASID, IVID), CREATED) as fakes, FakeSlack(token=SLACK_TOKEN) as slack:
-        clanforge, receiver, session = fakes.clanforge, fakes.receiver, fakes.session
-        settings = quick_service_settings(
+        settings = fakes.settings(
             database_url,
-            clanforge,
-            (ASID, IVID, "EU"),
             slack={
                 "bot_token": SLACK_TOKEN,
                 "base_url": slack.base_url,
@@ -192,7 +189,7 @@ async def running(database_url: str) -> AsyncIterator[Running]:
             ],
         )
         async with running_service(settings) as service:
-            yield Running(clanforge, receiver, slack, service, session)
+            yield Running(fakes.clanforge, fakes.receiver, slack, service, fakes.session)
 
 
 async def test_receivers_and_slack_echoing_our_secrets_leave_no_piece_in_errors_pages_or_logs(

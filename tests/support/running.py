@@ -61,6 +61,11 @@ class QuickFakes:
     clanforge: FakeClanforge
     receiver: WebhookReceiver
     session: aiohttp.ClientSession
+    watch: tuple[int, int]
+
+    def settings(self, database_url: str, **sections: Any) -> Settings:
+        """:func:`quick_service_settings` for this Clanforge and watch (labelled "EU")."""
+        return quick_service_settings(database_url, self.clanforge, (*self.watch, "EU"), **sections)
 
 
 @asynccontextmanager
@@ -73,4 +78,4 @@ async def quick_fakes(watch: tuple[int, int], state_id: int) -> AsyncIterator[Qu
         aiohttp.ClientSession() as session,
     ):
         clanforge.set_status(*watch, status_reply(state_id, 0))
-        yield QuickFakes(clanforge, receiver, session)
+        yield QuickFakes(clanforge, receiver, session, watch)
