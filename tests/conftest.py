@@ -627,6 +627,21 @@ async def seed_subscription(engine: AsyncEngine, subscription: Subscription) -> 
     return replace(subscription, id=int(key[0]))
 
 
+async def seed_watch_with_event(
+    engine: AsyncEngine,
+    status: JobStatus,
+    *,
+    kind: SubscriptionKind = "webhook",
+    event_id: str = "evt_01JDEMO0000000000000000000",
+) -> tuple[Subscription, int]:
+    """EU fleet watched (from the config), a subscription of ``kind``, and one event of
+    ``status`` with its pending delivery; returns the subscription and the watch id."""
+    watch = await add_watch(engine, 1234, status.image_version_id, "EU fleet", "config", T0)
+    subscription = await seed_subscription(engine, make_subscription(kind=kind))
+    await seed_events(engine, watch, [subscription.id], [make_event(status, event_id=event_id)])
+    return subscription, watch
+
+
 async def seed_events(
     engine: AsyncEngine, watch_id: int, subscription_ids: list[int], events: list[Event]
 ) -> None:

@@ -15,14 +15,12 @@ from notifier.core.live_messages import LiveMessage, PendingPost
 from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.migrate import alembic_config, upgrade
 from notifier.store.tables import DELIVERIES, WATCHES, Base
-from notifier.store.watches import add_watch
 from tests.conftest import (
     T0,
-    make_event,
     make_status,
     make_subscription,
-    seed_events,
     seed_subscription,
+    seed_watch_with_event,
 )
 
 
@@ -73,9 +71,7 @@ async def test_delivery_revision_goes_down_and_up_again(engine: AsyncEngine) -> 
 
 
 async def test_live_refresh_revision_reverts_dropping_only_refreshes(engine: AsyncEngine) -> None:
-    subscription = await seed_subscription(engine, make_subscription(kind="slack_channel"))
-    watch = await add_watch(engine, 1234, 567890, "EU fleet", "config", T0)
-    await seed_events(engine, watch, [subscription.id], [make_event(make_status(3))])
+    subscription, watch = await seed_watch_with_event(engine, make_status(3), kind="slack_channel")
     async with engine.begin() as conn:
         await conn.execute(
             DELIVERIES.insert().values(

@@ -62,6 +62,13 @@ def types(events: list[Event]) -> list[str]:
     return [e.type for e in events]
 
 
+FAILED_RECOVERED_RESUMED = [
+    "watch.poll_failing",
+    "watch.poll_recovered",
+    "imageversion.state_changed",
+]
+"""A paused watch's history once it is resumed: the failure, the recovery, then its job's state."""
+
 BAD_REPLIES = {
     "500 burst": FakeReply.json(500, {"success": False, "error": "Internal"}),
     "timeout": FakeReply(200, b"{}", {"Content-Type": "application/json"}, delay=1.5),
@@ -135,11 +142,7 @@ async def test_refused_credential_pauses_every_watch_of_it_and_says_which(
         assert await resume_watches(service.engine, clock()) == 2
         await ticks(service, clock, 2)
         events = await events_of(service, IVID2)
-    assert types(events) == [
-        "watch.poll_failing",
-        "watch.poll_recovered",
-        "imageversion.state_changed",
-    ]
+    assert types(events) == FAILED_RECOVERED_RESUMED
 
 
 async def test_access_denied_to_an_account_service_pauses_its_watches(
@@ -166,11 +169,7 @@ async def test_access_denied_to_an_account_service_pauses_its_watches(
         await resume_watches(service.engine, clock(), account_service_id=OTHER_ASID)
         await ticks(service, clock, 3)
         events = await events_of(service, IVID2)
-    assert types(events) == [
-        "watch.poll_failing",
-        "watch.poll_recovered",
-        "imageversion.state_changed",
-    ]
+    assert types(events) == FAILED_RECOVERED_RESUMED
 
 
 async def test_unknown_image_version_pauses_that_watch_only(
@@ -194,9 +193,5 @@ async def test_unknown_image_version_pauses_that_watch_only(
         await resume_watches(service.engine, clock(), image_version_id=IVID2)
         await ticks(service, clock, 3)
         missing = await events_of(service, IVID2)
-    assert types(missing) == [
-        "watch.poll_failing",
-        "watch.poll_recovered",
-        "imageversion.state_changed",
-    ]
+    assert types(missing) == FAILED_RECOVERED_RESUMED
     assert missing[1].detail == {"consecutive_failures": 1}

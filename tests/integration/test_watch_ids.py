@@ -14,11 +14,8 @@ from notifier.store.tables import DELIVERIES, EVENTS, Watch
 from notifier.store.watches import add_watch, remove_watch_by_id
 from tests.conftest import (
     T0,
-    make_event,
     make_status,
-    make_subscription,
-    seed_events,
-    seed_subscription,
+    seed_watch_with_event,
 )
 
 
@@ -43,15 +40,8 @@ async def test_sqlite_migration_keeps_every_watchs_history_and_stops_reuse(
     try:
         async with engine.begin() as conn:
             await conn.run_sync(_to_0011)
-        watch_id = await add_watch(engine, 1234, 567890, "EU fleet", "config", T0)
+        _, watch_id = await seed_watch_with_event(engine, make_status(4, 40), event_id="evt_kept")
         gone = await add_watch(engine, 1234, 567891, "US fleet", "cli", T0)
-        subscription = await seed_subscription(engine, make_subscription())
-        await seed_events(
-            engine,
-            watch_id,
-            [subscription.id],
-            [make_event(make_status(4, 40), event_id="evt_kept")],
-        )
         await remove_watch_by_id(engine, gone)
 
         result = await upgrade(engine)
