@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.test_cli import config, run
+from tests.support.cli import cli_config as config
+from tests.support.cli import run_main as run
 
 __all__ = ["config"]  # the fixture: a configuration whose database exists
 

@@ -13,8 +13,8 @@ from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.silences import add_silence, expire_silence
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FAKE_TOKEN, FakeSlack
-from tests.integration.test_tick_overruns import wait_for
 from tests.support.running import quick_service_settings, running_service
+from tests.support.waiting import eventually
 
 ASID, IVID, CHANNEL = 1234, 567890, "C0BUILDS"
 
@@ -41,7 +41,7 @@ async def test_the_service_holds_a_muted_job_and_brings_its_message_up_to_date_o
             subscription=[{"name": "builds", "slack_channel": CHANNEL}],
         )
         async with running_service(settings) as service:
-            await wait_for(lambda: len(slack.top_level_posts(CHANNEL)) == 1)
+            await eventually(lambda: len(slack.top_level_posts(CHANNEL)) == 1)
             [post] = slack.top_level_posts(CHANNEL)
             [actions] = [b for b in post.args["blocks"] if b["type"] == "actions"]
             assert actions["elements"][-1]["url"] == "https://notifier.example.com/watches/1"
@@ -62,7 +62,7 @@ async def test_the_service_holds_a_muted_job_and_brings_its_message_up_to_date_o
                 source="cli",
                 now=datetime.now(UTC),
             )
-            await wait_for(
+            await eventually(
                 lambda: any("muted until" in u.args["text"] for u in slack.updates(CHANNEL))
             )
             calls = len(slack.calls)
@@ -71,7 +71,7 @@ async def test_the_service_holds_a_muted_job_and_brings_its_message_up_to_date_o
             assert len(slack.calls) == calls
 
             await expire_silence(service.engine, silence.id, datetime.now(UTC), "ana")
-            await wait_for(lambda: len(slack.calls) >= calls + 2)
+            await eventually(lambda: len(slack.calls) >= calls + 2)
             await asyncio.sleep(0.5)  # nothing more comes after the one update and reply
             update, reply = slack.calls[calls:]
             assert (update.method, "Failed 80%" in update.args["text"]) == (

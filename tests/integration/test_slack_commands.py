@@ -6,12 +6,7 @@ later" needs no waiting.
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator
-from typing import Any
-
 import pytest
-from slack_sdk.signature import Clock
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,36 +25,16 @@ from tests.conftest import (
 from tests.support.slash_commands import (
     CHANNEL,
     Client,
-    answer,
+    FrozenClock,
+    client,
+    clock,
+    command,
     command_client,
     command_settings,
     signed,
 )
 
-
-class FrozenClock(Clock):
-    def __init__(self) -> None:
-        self.value = time.time()
-
-    def now(self) -> float:
-        return self.value
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock()
-
-
-@pytest.fixture
-async def client(engine: AsyncEngine, clock: FrozenClock) -> AsyncIterator[Client]:
-    async with command_client(engine, command_settings(), verifier_clock=clock) as running:
-        yield running
-
-
-async def _command(client: Client, text: str, **signing: Any) -> str:
-    reply = await answer(client, text, **signing)
-    assert reply["response_type"] == "ephemeral"
-    return str(reply["text"])
+__all__ = ["client", "clock"]  # the fixtures, from tests/support
 
 
 async def _rows(engine: AsyncEngine) -> tuple[int, int]:
@@ -72,7 +47,7 @@ async def _rows(engine: AsyncEngine) -> tuple[int, int]:
 async def test_add_watches_the_image_version_and_subscribes_the_channel(
     client: Client, engine: AsyncEngine
 ) -> None:
-    answer = await _command(client, "add 1234 567890 EU fleet <b>")
+    answer = await command(client, "add 1234 567890 EU fleet <b>")
 
     assert answer == (
         "Now watching image version 567890 (EU fleet &lt;b&gt;); will post its progress here "
@@ -94,11 +69,11 @@ async def test_add_watches_the_image_version_and_subscribes_the_channel(
 async def test_add_again_or_from_another_channel_says_what_already_holds(
     client: Client, engine: AsyncEngine
 ) -> None:
-    await _command(client, "add 1234 567890")
+    await command(client, "add 1234 567890")
 
-    again = await _command(client, "add 1234 567890")
-    elsewhere = await _command(client, "add 1234 567890", channel="C0OTHER")
-    wrong_account = await _command(client, "add 999 567890")
+    again = await command(client, "add 1234 567890")
+    elsewhere = await command(client, "add 1234 567890", channel="C0OTHER")
+    wrong_account = await command(client, "add 999 567890")
 
     assert again == "Already watching image version 567890; this channel already follows it."
     assert elsewhere.startswith("Already watching image version 567890; will post its progress")
@@ -109,14 +84,14 @@ async def test_add_again_or_from_another_channel_says_what_already_holds(
 async def test_list_and_status_show_the_last_known_state(
     client: Client, engine: AsyncEngine
 ) -> None:
-    await _command(client, "add 1234 567890 EU fleet")
-    await _command(client, "add 1234 567891")
+    await command(client, "add 1234 567890 EU fleet")
+    await command(client, "add 1234 567891")
     [watch] = [w for w in await list_watches(engine) if w.image_version_id == 567890]
     await seed_events(engine, watch.id, [], [make_event(make_status(RUNNING, 40, eta=T0))])
 
-    listed = await _command(client, "list")
-    status = await _command(client, "status 567890")
-    unknown = await _command(client, "status 42")
+    listed = await command(client, "list")
+    status = await command(client, "status 567890")
+    unknown = await command(client, "status 42")
 
     assert listed == (
         "This channel follows:\n"
@@ -125,7 +100,7 @@ async def test_list_and_status_show_the_last_known_state(
     )
     assert status == "• 567890 (EU fleet): *Running* `▓▓▓▓░░░░░░ 40%`, ETA 2026-11-28 17:00 UTC"
     assert unknown.startswith(":warning: image version 42 is not watched")
-    assert await _command(client, "list", channel="C0EMPTY") == (
+    assert await command(client, "list", channel="C0EMPTY") == (
         "This channel follows no image versions. Add one with `/imagewatch add`."
     )
 
@@ -133,12 +108,12 @@ async def test_list_and_status_show_the_last_known_state(
 async def test_remove_unsubscribes_and_drops_a_watch_no_channel_follows(
     client: Client, engine: AsyncEngine
 ) -> None:
-    await _command(client, "add 1234 567890")
-    await _command(client, "add 1234 567890", channel="C0OTHER")
+    await command(client, "add 1234 567890")
+    await command(client, "add 1234 567890", channel="C0OTHER")
 
-    first = await _command(client, "remove 567890")
-    second = await _command(client, "remove 567890", channel="C0OTHER")
-    again = await _command(client, "remove 567890")
+    first = await command(client, "remove 567890")
+    second = await command(client, "remove 567890", channel="C0OTHER")
+    again = await command(client, "remove 567890")
 
     assert first == "This channel no longer follows image version 567890."
     assert second.endswith("No other channel follows it, so it is no longer watched.")
@@ -149,7 +124,7 @@ async def test_remove_unsubscribes_and_drops_a_watch_no_channel_follows(
 
 
 async def test_help_explains_every_subcommand(client: Client) -> None:
-    answer = await _command(client, "help")
+    answer = await command(client, "help")
     for usage in ("add ACCOUNT_SERVICE_ID IMAGE_VERSION_ID", "remove", "list", "status"):
         assert usage in answer
 
@@ -157,7 +132,7 @@ async def test_help_explains_every_subcommand(client: Client) -> None:
 async def test_malformed_arguments_answer_what_is_wrong_and_write_nothing(
     client: Client, engine: AsyncEngine
 ) -> None:
-    answer = await _command(client, "add 1234 five")
+    answer = await command(client, "add 1234 five")
 
     assert answer == (
         ":warning: the image version id must be a positive number, got `five`\n"
@@ -197,7 +172,7 @@ async def test_unverified_request_gets_401_and_writes_nothing(
 async def test_timestamp_within_five_minutes_is_accepted(
     client: Client, clock: FrozenClock
 ) -> None:
-    answer = await _command(client, "help", at=clock.value - 4 * 60)
+    answer = await command(client, "help", at=clock.value - 4 * 60)
     assert "/imagewatch" in answer
 
 

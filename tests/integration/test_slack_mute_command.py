@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.store.silences import list_silences
-from tests.integration.test_slack_commands import _command, client, clock
+from tests.support.slash_commands import client, clock, command
 
 __all__ = ["client", "clock"]  # the fixtures the commands' tests use
 
@@ -18,9 +18,9 @@ __all__ = ["client", "clock"]  # the fixtures the commands' tests use
 async def test_mute_silences_a_followed_image_version_for_the_given_time(
     client: TestClient[Any, Any], engine: AsyncEngine
 ) -> None:
-    await _command(client, "add 1234 567890 EU fleet")
+    await command(client, "add 1234 567890 EU fleet")
 
-    answer = await _command(client, "mute 567890 2h")
+    answer = await command(client, "mute 567890 2h")
 
     [silence] = await list_silences(engine, datetime.now(UTC))
     assert answer.startswith(":no_bell: Image version 567890 is muted until ")
@@ -32,14 +32,14 @@ async def test_mute_silences_a_followed_image_version_for_the_given_time(
     )
     assert round((silence.ends_at - silence.starts_at).total_seconds()) == 7200
 
-    assert (await _command(client, "unmute 567890")).startswith(":bell: Image version 567890")
+    assert (await command(client, "unmute 567890")).startswith(":bell: Image version 567890")
     assert await list_silences(engine, datetime.now(UTC)) == []
 
 
 async def test_mute_of_an_image_version_the_channel_does_not_follow_is_refused(
     client: TestClient[Any, Any], engine: AsyncEngine
 ) -> None:
-    answer = await _command(client, "mute 567890 2h")
+    answer = await command(client, "mute 567890 2h")
 
     assert answer.startswith(":warning: image version 567890 is not posted in this channel")
     assert await list_silences(engine, datetime.now(UTC), include_ended=True) == []
@@ -48,9 +48,9 @@ async def test_mute_of_an_image_version_the_channel_does_not_follow_is_refused(
 async def test_mute_with_a_bad_duration_says_how_to_write_it(
     client: TestClient[Any, Any], engine: AsyncEngine
 ) -> None:
-    await _command(client, "add 1234 567890")
+    await command(client, "add 1234 567890")
 
-    answer = await _command(client, "mute 567890 forever")
+    answer = await command(client, "mute 567890 forever")
 
     assert answer.startswith(":warning: duration 'forever' is not a whole number")
     assert await list_silences(engine, datetime.now(UTC), include_ended=True) == []

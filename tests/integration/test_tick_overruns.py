@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 import pytest
 
@@ -12,19 +11,12 @@ from notifier.core.status import QUEUED, RUNNING
 from notifier.service import Service
 from notifier.testing.fake_clanforge import FakeClanforge, FakeReply, status_reply
 from tests.conftest import make_settings
+from tests.support.waiting import eventually
 
 ASID, IVID = 1234, 567890
 SLOW_SECONDS = 0.6
 OVERRUNNING = "poll ticks overrun their interval"
 KEEPING_UP = "poll ticks keep to their interval again"
-
-
-async def wait_for(condition: Callable[[], bool], seconds: float = 20.0) -> None:
-    async with asyncio.timeout(seconds):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.05)
 
 
 async def test_overrunning_ticks_log_once_and_are_counted(
@@ -47,10 +39,10 @@ async def test_overrunning_ticks_log_once_and_are_counted(
             stop = asyncio.Event()
             task = asyncio.create_task(service.run(stop))
             try:
-                await wait_for(lambda: service.overruns.skipped >= 10)
+                await eventually(lambda: service.overruns.skipped >= 10)
                 assert service.overruns.binding
                 clanforge.set_status(ASID, IVID, status_reply(QUEUED, 0))
-                await wait_for(lambda: not service.overruns.binding)
+                await eventually(lambda: not service.overruns.binding)
             finally:
                 stop.set()
                 await task

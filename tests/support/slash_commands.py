@@ -4,12 +4,14 @@ signed the way Slack signs them."""
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from slack_sdk.signature import Clock
@@ -85,3 +87,32 @@ async def answer(client: Client, text: str, **signing: Any) -> dict[str, Any]:
     assert response.status == 200
     reply: dict[str, Any] = await response.json()
     return reply
+
+
+class FrozenClock(Clock):
+    """The signature verifier's clock, moved by hand (``value`` in Unix seconds)."""
+
+    def __init__(self) -> None:
+        self.value = time.time()
+
+    def now(self) -> float:
+        return self.value
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+async def client(engine: AsyncEngine, clock: FrozenClock) -> AsyncIterator[Client]:
+    """The command route with a signing secret, its verifier on the :class:`FrozenClock`."""
+    async with command_client(engine, command_settings(), verifier_clock=clock) as running:
+        yield running
+
+
+async def command(client: Client, text: str, **signing: Any) -> str:
+    """The text Slack shows only the person who typed ``/imagewatch TEXT``."""
+    reply = await answer(client, text, **signing)
+    assert reply["response_type"] == "ephemeral"
+    return str(reply["text"])

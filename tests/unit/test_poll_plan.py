@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
-from itertools import count
 
 import pytest
 
 from notifier.core.poll_plan import (
-    ClaimedWatch,
     PollPolicy,
     next_poll_at,
     plan_deliveries,
@@ -29,6 +26,7 @@ from notifier.core.upstream_errors import (
 )
 from notifier.polling.poller import start_offsets
 from tests.conftest import T0, make_status, make_subscription
+from tests.support.claimed import due, ids
 
 POLL = PollPolicy(
     interval_seconds=30,
@@ -36,24 +34,6 @@ POLL = PollPolicy(
     failed_interval_seconds=300,
     failed_linger_seconds=3600,
 )
-
-
-def due(previous=None, poll_errors: int = 0, tracking=None) -> ClaimedWatch:  # type: ignore[no-untyped-def]
-    return ClaimedWatch(
-        tracking=tracking,
-        watch_id=7,
-        account_service_id=1234,
-        image_version_id=567890,
-        label="EU fleet",
-        poll_errors=poll_errors,
-        previous=previous,
-        state_since=None if previous is None else T0 - timedelta(minutes=3),
-    )
-
-
-def ids() -> Callable[[], str]:
-    counter = count(1)
-    return lambda: f"evt_{next(counter)}"
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from notifier.core.poll_plan import (
 from notifier.core.silences import Matchers, Silence
 from notifier.core.status import FAILED, RUNNING
 from tests.conftest import T0, make_status, make_subscription
-from tests.unit.test_poll_plan import due, ids
+from tests.support.claimed import due, ids
 
 MUTED = Silence(5, Matchers(image_version_id=567890), T0, T0 + timedelta(hours=1))
 
