@@ -642,6 +642,20 @@ async def seed_watch_with_event(
     return subscription, watch
 
 
+async def seed_builds_and_hook(
+    engine: AsyncEngine, channel: str, hook_url: str, secret: str
+) -> list[Subscription]:
+    """The "builds" Slack channel subscription and the "hook" webhook signed with ``secret``,
+    stored as the config sync stores them."""
+    builds = await seed_subscription(
+        engine, SlackChannelSubscription(id=0, name="builds", channel=channel)
+    )
+    hook = await seed_subscription(
+        engine, WebhookSubscription(id=0, name="hook", url=hook_url, signing_secrets=(secret,))
+    )
+    return [builds, hook]
+
+
 async def seed_events(
     engine: AsyncEngine, watch_id: int, subscription_ids: list[int], events: list[Event]
 ) -> None:

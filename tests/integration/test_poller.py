@@ -83,7 +83,7 @@ async def test_each_batch_tells_the_observer_how_long_its_fetches_took_and_how_t
 
     crashing = Hindered(fake_client(session, fake), crash_on=4)
     # make_poller's batches of three: five watches are two batches.
-    poller = await make_poller(engine, session, fake, source=crashing, observe_fetches=observe)
+    poller = make_poller(engine, session, fake, source=crashing, observe_fetches=observe)
     summary = await poller.tick()
 
     assert (summary.polled, summary.failed) == (5, 3)
@@ -102,7 +102,7 @@ async def test_each_batch_tells_the_observer_how_long_each_of_its_phases_took(
     batches: list[BatchTimings] = []
     slow = Hindered(fake_client(session, fake), delay=0.05)
     # make_poller's batches of three: five watches are two batches.
-    poller = await make_poller(engine, session, fake, source=slow, observe_batch=batches.append)
+    poller = make_poller(engine, session, fake, source=slow, observe_batch=batches.append)
     started = time.perf_counter()
     await poller.tick()
     took = time.perf_counter() - started
@@ -125,7 +125,7 @@ async def test_a_stopped_tick_writes_the_polls_it_made_and_leaves_the_rest_due(
     # One batch of five spread over the whole tick: a poll every 2 s, the last one 8 s in.
     spread = PollPolicy(interval_seconds=10, running_interval_seconds=10, spread=1.0)
     upstream = Hindered(fake_client(session, fake))
-    poller = await make_poller(
+    poller = make_poller(
         engine, session, fake, claim_limit=5, batch_size=5, poll=spread, source=upstream
     )
     ticking = asyncio.create_task(poller.tick())
@@ -146,7 +146,7 @@ async def test_a_stopped_tick_writes_the_polls_it_made_and_leaves_the_rest_due(
     # The service gives the leases back on its way out; another replica then polls the rest.
     await SqlWatchStore(engine).release("test")
     async with aiohttp.ClientSession() as session:
-        other = await make_poller(
+        other = make_poller(
             engine, session, fake, claim_limit=5, batch_size=5, poll=PollPolicy(spread=0)
         )
         assert (await other.tick()).polled == 4
@@ -176,7 +176,7 @@ async def test_a_claim_hands_out_the_events_the_poller_stored(
     for ivid, reply in replies.items():
         fake.set_status(ASID, ivid, reply)
         await add_watch(engine, ASID, ivid, f"build {ivid} ✓", "cli", utc_now())
-    poller = await make_poller(
+    poller = make_poller(
         engine,
         session,
         fake,
@@ -217,7 +217,7 @@ async def test_a_job_that_repeats_itself_past_the_stall_threshold_is_reported_st
     fake.set_status(ASID, 1, status_reply(4, 40))
     await add_watch(engine, ASID, 1, "build 1", "cli", start)
     detect = DetectPolicy(stall_after_seconds=600)
-    poller = await make_poller(engine, session, fake, clock=lambda: now[0], detect=detect)
+    poller = make_poller(engine, session, fake, clock=lambda: now[0], detect=detect)
     polls = []
     for minutes in (0, 1, 9, 11, 12):  # the same reply every time
         now[0] = start + timedelta(minutes=minutes)
@@ -238,7 +238,7 @@ async def test_a_404_is_logged_once_by_the_line_that_says_the_watch_is_paused(
 ) -> None:
     caplog.set_level("INFO", logger="notifier")
     await add_watch(engine, ASID, 77, "never known upstream", "cli", utc_now())
-    poller = await make_poller(engine, session, fake)
+    poller = make_poller(engine, session, fake)
     await poller.tick()
     about_it = [r for r in caplog.records if "77" in r.getMessage() and r.levelname == "WARNING"]
     assert len(about_it) == 1, [r.getMessage() for r in about_it]

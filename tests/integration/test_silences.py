@@ -21,20 +21,16 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.clanforge.client import ClanforgeClient
-from notifier.core.poll_plan import PollPolicy
 from notifier.core.retry import RetryPolicy
 from notifier.core.silences import Matchers
 from notifier.core.status import FAILED, RUNNING
-from notifier.core.subscriptions import SlackChannelSubscription, WebhookSubscription
 from notifier.dispatching.dispatcher import Dispatcher
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.slack import SlackSink
 from notifier.notify.webhook import WebhookSink
-from notifier.polling.poller import Poller
+from notifier.polling.poller import DEFAULT_BATCH_SIZE
 from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.outbox import SqlOutbox
-from notifier.store.polling import SqlWatchStore
 from notifier.store.silences import (
     add_silence,
     controls_lookup,
@@ -48,9 +44,10 @@ from notifier.store.watches import add_watch, newest_status
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FAKE_TOKEN, FakeSlack, SlackCall
 from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.conftest import seed_subscription
+from tests.conftest import seed_builds_and_hook
 from tests.support.clock import HandClock
 from tests.support.dispatch import build_dispatcher
+from tests.support.poller import make_poller
 
 ASID = 1234
 IVID = 567890
@@ -81,17 +78,13 @@ class Studio:
         async def load() -> list[Any]:
             return subscriptions
 
-        self.poller = Poller(
-            SqlWatchStore(engine),
-            ClanforgeClient(session, clanforge.base_url, "ak", "sk"),
-            load,
-            poll=PollPolicy(interval_seconds=30),
-            max_concurrency=2,
-            claim_limit=100,
-            lease=timedelta(minutes=1),
-            owner="test",
+        self.poller = make_poller(
+            engine,
+            session,
+            clanforge,
+            batch_size=DEFAULT_BATCH_SIZE,
             clock=self.clock,
-            on_committed=lambda: None,
+            subscriptions=load,
             load_silences=functools.partial(current_silences, engine),
         )
         sink = SlackSink(
@@ -158,15 +151,9 @@ async def studio(engine: AsyncEngine) -> AsyncIterator[Studio]:
         WebhookReceiver() as receiver,
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
     ):
-        builds = await seed_subscription(
-            engine, SlackChannelSubscription(id=0, name="builds", channel=CHANNEL)
-        )
-        hook = await seed_subscription(
-            engine,
-            WebhookSubscription(id=0, name="hook", url=receiver.url, signing_secrets=(SECRET,)),
-        )
+        subscriptions = await seed_builds_and_hook(engine, CHANNEL, receiver.url, SECRET)
         await add_watch(engine, ASID, IVID, "EU fleet, build 1.4.2", "config", datetime.now(UTC))
-        yield Studio(engine, clanforge, slack, receiver, session, [builds, hook])
+        yield Studio(engine, clanforge, slack, receiver, session, subscriptions)
 
 
 async def _posted_running(studio: Studio) -> str:

@@ -21,33 +21,30 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.clanforge.client import ClanforgeClient
 from notifier.core.events import LIVE_REFRESH, Event
 from notifier.core.lease import Lease
 from notifier.core.live_refresh import WatchNow
-from notifier.core.poll_plan import PollPolicy
 from notifier.core.retry import RetryPolicy
 from notifier.core.status import COMPLETE, RUNNING
 from notifier.core.subscriptions import (
     SlackChannelSubscription,
     Subscription,
-    WebhookSubscription,
 )
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.slack import SlackSink
 from notifier.notify.webhook import WebhookSink
-from notifier.polling.poller import Poller
+from notifier.polling.poller import DEFAULT_BATCH_SIZE
 from notifier.store.events import recent_events
 from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.outbox import SqlOutbox
-from notifier.store.polling import SqlWatchStore
 from notifier.store.tables import WATCHES, DeliveryRow
 from notifier.store.watches import add_watch, newest_status
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FAKE_TOKEN, FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.conftest import make_status, running_api, seed_subscription
+from tests.conftest import make_status, running_api, seed_builds_and_hook, seed_subscription
 from tests.support.dispatch import build_dispatcher
+from tests.support.poller import make_poller
 
 ASID = 1234
 IVID = 567890
@@ -83,17 +80,13 @@ class Harness:
         async def load() -> list[Subscription]:
             return self.subscriptions
 
-        self.poller = Poller(
-            SqlWatchStore(engine),
-            ClanforgeClient(session, clanforge.base_url, "ak", "sk"),
-            load,
-            poll=PollPolicy(interval_seconds=30),
-            max_concurrency=2,
-            claim_limit=100,
-            lease=timedelta(minutes=1),
-            owner="test",
+        self.poller = make_poller(
+            engine,
+            session,
+            clanforge,
+            batch_size=DEFAULT_BATCH_SIZE,
             clock=_now,
-            on_committed=lambda: None,
+            subscriptions=load,
         )
         self.sink = SlackSink(
             AsyncWebClient(token=FAKE_TOKEN, base_url=slack.base_url, session=session),
@@ -170,15 +163,9 @@ async def harness(engine: AsyncEngine) -> AsyncIterator[Harness]:
         WebhookReceiver() as receiver,
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
     ):
-        builds = await seed_subscription(
-            engine, SlackChannelSubscription(id=0, name="builds", channel=CHANNEL)
-        )
-        hook = await seed_subscription(
-            engine,
-            WebhookSubscription(id=0, name="hook", url=receiver.url, signing_secrets=(SECRET,)),
-        )
+        subscriptions = await seed_builds_and_hook(engine, CHANNEL, receiver.url, SECRET)
         await add_watch(engine, ASID, IVID, "EU fleet, build 1.4.2", "config", _now())
-        yield Harness(engine, clanforge, slack, session, [builds, hook], receiver)
+        yield Harness(engine, clanforge, slack, session, subscriptions, receiver)
 
 
 async def _running_message_posted(harness: Harness) -> str:

@@ -40,7 +40,7 @@ async def test_tick_polls_due_watches_in_batches_up_to_the_claim_limit(
     polled: int,
 ) -> None:
     await watch_queued_jobs(engine, fake, watches)
-    poller = await make_poller(engine, session, fake, claim_limit=claim_limit, batch_size=3)
+    poller = make_poller(engine, session, fake, claim_limit=claim_limit, batch_size=3)
     statements = Statements(engine)
     summary = await poller.tick()
 
@@ -88,7 +88,7 @@ async def test_no_statement_of_a_tick_scans_the_watch_table(
         await watch_queued_jobs(engine, fake, 4)
         later = timedelta()
         async with aiohttp.ClientSession() as session:
-            poller = await make_poller(
+            poller = make_poller(
                 engine, session, fake, batch_size=3, clock=lambda: utc_now() + later
             )
             statements = Statements(engine)
@@ -137,7 +137,7 @@ async def test_the_same_meaning_in_other_bytes_is_no_news_either(
     # boundary between two calls would be a real change of meaning.
     reply = status_reply(3)
     fake.set_status(ASID, 1, reply)
-    poller = await make_poller(engine, session, fake)
+    poller = make_poller(engine, session, fake)
     await poller.tick()
     fake.set_status(ASID, 1, {**reply, "servertime": 1})  # a new field
     summary, statements = await tick_when_due_again(engine, poller)

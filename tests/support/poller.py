@@ -21,6 +21,7 @@ from notifier.polling.poller import (
     BatchObserver,
     FetchObserver,
     Poller,
+    SilenceLoader,
     StatusSource,
     TickSummary,
 )
@@ -43,7 +44,7 @@ def fake_client(session: aiohttp.ClientSession, fake: FakeClanforge) -> Clanforg
     return ClanforgeClient(session, fake.base_url, "ak", "sk")
 
 
-async def make_poller(
+def make_poller(
     engine: AsyncEngine,
     session: aiohttp.ClientSession,
     fake: FakeClanforge,
@@ -57,6 +58,7 @@ async def make_poller(
     observe_fetches: FetchObserver | None = None,
     observe_batch: BatchObserver | None = None,
     subscriptions: Callable[[], Awaitable[Sequence[Subscription]]] = no_subscriptions,
+    load_silences: SilenceLoader | None = None,
 ) -> Poller:
     """The poller as the service builds it, owned by "test", fetching from ``fake`` unless a
     ``source`` stands in between."""
@@ -79,6 +81,7 @@ async def make_poller(
         detect=detect,
         on_committed=lambda: None,
         batch_size=batch_size,
+        load_silences=load_silences,
         **observers,
     )
 
@@ -100,7 +103,7 @@ async def polled_once(
     """A poller (``options`` as :func:`make_poller` takes them) that has seen ``count`` Queued
     jobs once: their first sightings are stored."""
     await watch_queued_jobs(engine, fake, count)
-    poller = await make_poller(engine, session, fake, **options)
+    poller = make_poller(engine, session, fake, **options)
     await poller.tick()
     return poller
 
