@@ -80,7 +80,7 @@ async def test_while_the_budget_binds_the_ticks_spend_the_whole_budget(
             stop = asyncio.Event()
             task = asyncio.create_task(service.run(stop))
             try:
-                await wait_for(lambda: len(clanforge.requests) >= 5)
+                await eventually(lambda: len(clanforge.requests) >= 5)
                 await asyncio.sleep(5)
             finally:
                 stop.set()
