@@ -37,7 +37,7 @@ async def test_the_service_holds_a_muted_job_and_brings_its_message_up_to_date_o
                 "signing_secret": "s3cret",
                 "channel_interval_seconds": 0,
             },
-            server={"public_url": "https://notifier.example.com/"},
+            server={"listen": "127.0.0.1:0", "public_url": "https://notifier.example.com/"},
             subscription=[{"name": "builds", "slack_channel": CHANNEL}],
         )
         async with running_service(settings) as service:
