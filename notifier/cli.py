@@ -23,6 +23,7 @@ from notifier.config import ConfigError, Settings, config_path, load_config
 from notifier.config_output import config_warnings, render_effective_config
 from notifier.core.clock import utc_now
 from notifier.core.ids import BadId, parse_id
+from notifier.core.mentions import MentionProblem, check_owner
 from notifier.core.silences import BadSilence, new_silence
 from notifier.core.urls import redact_url
 from notifier.database import (
@@ -87,6 +88,13 @@ def _positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be more than 0, got {text!r}")
     return value
+
+
+def _owner(text: str) -> str:
+    try:
+        return check_owner(text)
+    except MentionProblem as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--interval",
         type=_positive_float,
         help="poll it this often (seconds) while unfinished, instead of by state",
+    )
+    add.add_argument(
+        "--owner",
+        type=_owner,
+        action="append",
+        default=[],
+        help='a Slack user "<@U…>" or user group "<!subteam^S…>" mentioned when it fails '
+        "(repeatable)",
     )
     command("list", "list watched image versions with their state", watch_commands, lists=True)
     remove = command(
@@ -504,6 +520,7 @@ async def _watch_add(engine: AsyncEngine, settings: Settings, args: argparse.Nam
             "cli",
             utc_now(),
             interval_seconds=args.interval,
+            owners=tuple(dict.fromkeys(args.owner)),
         )
     except DuplicateWatch as exc:
         print(f"notifier: {exc}", file=sys.stderr)

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Final, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -31,7 +32,9 @@ from sqlalchemy.exc import ArgumentError
 
 from notifier.clanforge.options import DEFAULT_BASE_URL, ClanforgeOptions, Credential
 from notifier.core.address_policy import AddressPolicy
+from notifier.core.digest import parse_digest
 from notifier.core.events import EVENT_TYPES, STATE_CHANGED
+from notifier.core.mentions import DEFAULT_MENTION_ON, check_mentions, check_owners
 from notifier.core.poll_plan import PollPolicy
 from notifier.core.retention import RetentionPolicy
 from notifier.core.retry import (
@@ -71,6 +74,29 @@ class ConfigError(Exception):
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+
+def _owner_list(value: list[str]) -> list[str]:
+    return list(check_owners(value))
+
+
+def _mention_list(value: list[str]) -> list[str]:
+    return list(check_mentions(value))
+
+
+def _digest_time(value: str) -> str:
+    return parse_digest(value).text
+
+
+# The checks of owners, extra mentions and digest times, one for the file and the API alike.
+Owners = Annotated[
+    list[Annotated[str, Field(max_length=40)]],
+    Field(max_length=20, description='Slack mentions: "<@U…>" users, "<!subteam^S…>" groups.'),
+    AfterValidator(_owner_list),
+]
+Mentions = Annotated[
+    list[Annotated[str, Field(max_length=40)]], Field(max_length=20), AfterValidator(_mention_list)
+]
+DigestTime = Annotated[str, Field(max_length=60), AfterValidator(_digest_time)]
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -443,11 +469,17 @@ class WatchSettings(_Section):
     label: str = ""
     # Overrides the state-based poll interval of this watch while its job is not finished.
     interval_seconds: PositiveFloat | None = None
+    # Slack users and user groups paged when this job fails (see [[subscription]] mention_on).
+    owners: Owners = Field(default_factory=list)
 
     def entry(self) -> ConfigWatch:
         """The watch as the store syncs it."""
         return ConfigWatch(
-            self.account_service_id, self.image_version_id, self.label, self.interval_seconds
+            self.account_service_id,
+            self.image_version_id,
+            self.label,
+            self.interval_seconds,
+            tuple(self.owners),
         )
 
 
@@ -516,6 +548,16 @@ class SubscriptionSettings(_Section):
     states: list[str] = Field(default_factory=list)
     account_service_ids: list[PositiveInt] = Field(default_factory=list)
     image_version_ids: list[PositiveInt] = Field(default_factory=list)
+    # Slack only: which events' replies mention the watch's owners, and who else they mention.
+    mention_on: list[str] = Field(default_factory=lambda: list(DEFAULT_MENTION_ON))
+    mention: Mentions = Field(default_factory=list)
+    # "HH:MM Area/City": a daily digest of the last 24 hours at that local time.
+    digest: DigestTime | None = None
+
+    @field_validator("mention_on")
+    @classmethod
+    def _mention_on(cls, value: list[str]) -> list[str]:
+        return cls._known_events(value)
 
     @field_validator("webhook_url")
     @classmethod
@@ -536,7 +578,11 @@ class SubscriptionSettings(_Section):
 
     @field_validator("events")
     @classmethod
-    def _known_events(cls, value: list[str]) -> list[str]:
+    def _events(cls, value: list[str]) -> list[str]:
+        return cls._known_events(value)
+
+    @staticmethod
+    def _known_events(value: list[str]) -> list[str]:
         for name in value:
             if name not in EVENT_TYPES:
                 known = ", ".join(EVENT_TYPES)
@@ -586,6 +632,14 @@ class SubscriptionSettings(_Section):
         ]
         if len(targets) != 1:
             raise ValueError("needs exactly one of slack_channel, slack_webhook_url or webhook_url")
+        if self.webhook_url is not None:
+            if self.mention:
+                raise ValueError("mention goes with slack_channel or slack_webhook_url")
+            if tuple(self.mention_on) != DEFAULT_MENTION_ON:
+                raise ValueError(
+                    "mention_on goes with slack_channel or slack_webhook_url "
+                    "(webhooks carry data.owners instead)"
+                )
         webhook_only = {
             "webhook_secret": self.webhook_secret is not None,
             "webhook_secrets": bool(self.webhook_secrets),
@@ -669,6 +723,9 @@ class SubscriptionSettings(_Section):
             image_version_ids=tuple(self.image_version_ids),
             label_glob=self.label_glob,
             has_secret=bool(self.config_secrets),
+            mention_on=tuple(self.mention_on),
+            mention=tuple(self.mention),
+            digest=self.digest,
         )
 
 

@@ -99,6 +99,9 @@ def _lifecycle(
     return steps
 
 
+# The failing build's owner: its failure's Slack reply mentions them, its webhook names them.
+DEMO_OWNER = "<@U0DEMOPRIYA>"
+
 # (account service, image version, label, the error it fails with, Queued polls, start delay)
 WATCHES: Sequence[tuple[int, int, str, str | None, int, int]] = (
     (1234, 567890, "EU fleet, build 1.4.2", None, 1, 0),
@@ -146,8 +149,13 @@ def _demo_settings(
                 "public_status": True,
             },
             "watch": [
-                {"account_service_id": asid, "image_version_id": ivid, "label": label}
-                for asid, ivid, label, _, _, _ in WATCHES
+                {
+                    "account_service_id": asid,
+                    "image_version_id": ivid,
+                    "label": label,
+                    "owners": [DEMO_OWNER] if error else [],
+                }
+                for asid, ivid, label, error, _, _ in WATCHES
             ],
             "subscription": [
                 {
@@ -233,6 +241,8 @@ class _Printer:
             body = f"{payload.get('type')} · {data.get('label')} · {current.get('state')}"
             if current.get("error"):
                 body += f" · error: {current['error']}"
+            if data.get("owners"):
+                body += f" · owners: {', '.join(data['owners'])}"
             self._print(
                 self._colours.paint(
                     f"Webhook POST · {verified}", HOOK_COLOUR if ok else BAD_COLOUR

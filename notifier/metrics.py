@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.delivery_failure import DeliveryFailed
+from notifier.core.digest import DailyDigest
 from notifier.core.events import Event
 from notifier.core.status import STATE_NAMES
 from notifier.core.subscriptions import Subscription
@@ -174,6 +175,17 @@ class InstrumentedSink:
         self._delivered.inc()
         seconds = (self._clock() - event.occurred_at).total_seconds()
         self._latency.observe(max(seconds, 0.0))
+
+    async def deliver_digest(self, digest: DailyDigest, subscription: Subscription) -> None:
+        try:
+            await self._sink.deliver_digest(digest, subscription)
+        except DeliveryFailed as failure:
+            self._failed("rejected" if failure.permanent else "failed")
+            raise
+        except Exception:
+            self._failed("failed")
+            raise
+        self._delivered.inc()
 
     def _failed(self, outcome: str) -> None:
         self._metrics.deliveries.labels(self._name, outcome).inc()

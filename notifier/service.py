@@ -24,6 +24,7 @@ from typing import Any, Self
 import aiohttp
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,6 +34,7 @@ from notifier.api.server import serve
 from notifier.clanforge.accounts import ClanforgeAccounts, open_clanforge_accounts
 from notifier.config import Settings
 from notifier.core.clock import Clock, utc_now
+from notifier.core.digest import CATCH_UP, last_fire
 from notifier.core.pacing import MemoryPaceLedger, PaceLedger
 from notifier.core.retention import Pruned
 from notifier.core.schedule import SchedulePolicy
@@ -49,6 +51,7 @@ from notifier.notify.webhook import WebhookSink
 from notifier.polling.budget import BudgetSchedule
 from notifier.polling.discovery import Discovery
 from notifier.polling.poller import Poller, TickSummary
+from notifier.store.digests import enqueue_digest
 from notifier.store.engine import create_engine, is_postgres
 from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.locks import CONFIG_SYNC_LOCK, exclusive
@@ -120,6 +123,10 @@ SILENCE_SWEEP_SECONDS = 1.0
 """How often ended silences are looked for (at least; the poll tick if slower): a silence's end
 reaches Slack within about this long. Its own job, so a poll tick never waits for it; `silence
 expire` (CLI, API, Slack) handles the end at once anyway."""
+
+DIGEST_JOB_PREFIX = "digest "
+DIGEST_RESYNC_SECONDS = 60
+"""How soon a digest time added or changed at run time gets its cron trigger."""
 
 PRUNE_INTERVAL_SECONDS = 3600
 """Hourly: a day's history goes in 24 small runs rather than one large one."""
@@ -440,6 +447,64 @@ class Service:
         except Exception:
             log.exception("discovery failed; the next round tries again")
 
+    async def send_digests(self) -> int:
+        """Enqueue every daily digest due within the last :data:`CATCH_UP` and not yet in the
+        outbox; returns how many this call enqueued (0 on every other replica).
+
+        Fired by each digest time's cron trigger, and once at start-up, so a digest whose time
+        passed during a restart still goes out. The outbox row's unique id makes each digest
+        one send whichever replica, or how many calls, got there.
+        """
+        now = self.clock()
+        enqueued = 0
+        for subscription in await self._subscriptions():
+            schedule = subscription.digest
+            if schedule is None:
+                continue
+            fire = last_fire(schedule, now)
+            if now - fire > CATCH_UP:
+                continue
+            try:
+                digest = await enqueue_digest(self.engine, subscription, fire, now)
+            except Exception:
+                log.exception("digest of subscription %r failed", subscription.name)
+                continue
+            if digest is not None:
+                enqueued += 1
+                log.info(
+                    "digest of %s for subscription %r enqueued (%d jobs)",
+                    digest.day,
+                    subscription.name,
+                    len(digest.items),
+                )
+        if enqueued and self._dispatcher is not None:
+            self._dispatcher.wake()
+        return enqueued
+
+    async def schedule_digests(self, scheduler: AsyncIOScheduler) -> None:
+        """One cron trigger per digest time the subscriptions name, and none for times no
+        longer named: subscriptions added or changed at run time get theirs within a minute."""
+        wanted = {
+            f"{DIGEST_JOB_PREFIX}{s.digest.text}": s.digest
+            for s in await self._subscriptions()
+            if s.digest is not None
+        }
+        for job in scheduler.get_jobs():
+            if job.id.startswith(DIGEST_JOB_PREFIX) and job.id not in wanted:
+                job.remove()
+        for job_id, schedule in wanted.items():
+            if scheduler.get_job(job_id) is not None:
+                continue
+            scheduler.add_job(
+                self.send_digests,
+                CronTrigger(hour=schedule.hour, minute=schedule.minute, timezone=schedule.tz),
+                id=job_id,
+                replace_existing=True,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=int(CATCH_UP.total_seconds()),
+            )
+
     async def dispatch_due(self) -> int:
         """Send every delivery due now (:meth:`Dispatcher.dispatch_due`); returns how many were
         claimed. The benchmarks drive delivery through this one entry point."""
@@ -480,6 +545,16 @@ class Service:
             )
         _every(scheduler, max(SILENCE_SWEEP_SECONDS, interval), self.end_silences, "silences")
         _every(scheduler, PRUNE_INTERVAL_SECONDS, self.prune, "prune")
+        await self.schedule_digests(scheduler)
+        _every(
+            scheduler,
+            DIGEST_RESYNC_SECONDS,
+            functools.partial(self.schedule_digests, scheduler),
+            "digest-schedules",
+        )
+        # Once at start (a date trigger without a date runs now): a digest whose time passed
+        # while no replica ran goes out late rather than not at all.
+        scheduler.add_job(self.send_digests, "date", id="digest-catch-up", replace_existing=True)
         scheduler.add_listener(self.overruns.skipped_tick, EVENT_JOB_MAX_INSTANCES)
         quiet = _QuietSkips()
         scheduler_log = logging.getLogger("apscheduler.scheduler")

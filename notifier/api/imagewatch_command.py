@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
+from notifier.core.mentions import from_slash_command
 from notifier.core.silences import MUTE_BUTTON, BadSilence, parse_duration
 from notifier.notify.render import escape_slack
 
@@ -18,7 +19,8 @@ LABEL_LIMIT: Final = 200  # the watches table's label column
 
 USAGE: Final = (
     "*/imagewatch* follows Clanforge image builds in this channel:\n"
-    "• `/imagewatch add ACCOUNT_SERVICE_ID IMAGE_VERSION_ID [label]`: watch it and post here\n"
+    "• `/imagewatch add ACCOUNT_SERVICE_ID IMAGE_VERSION_ID [label] [owner @someone …]`: watch "
+    "it and post here; owners are mentioned when it fails\n"
     "• `/imagewatch remove IMAGE_VERSION_ID`: stop posting it here\n"
     "• `/imagewatch list`: what this channel follows\n"
     "• `/imagewatch status IMAGE_VERSION_ID`: its last known state\n"
@@ -34,6 +36,8 @@ class Add:
     account_service_id: int
     image_version_id: int
     label: str
+    owners: tuple[str, ...] = ()
+    """Mentions as Slack wrote them into the verified request, stored as ``<@U…>``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,13 +94,15 @@ def parse(text: str) -> Command:
                 "add needs an account service id and an image version id: "
                 "`/imagewatch add 1234 567890 [label]`"
             )
-        label = " ".join(args[2:])
+        rest, owners = _owner_clause(args[2:])
+        label = " ".join(rest)
         if len(label) > LABEL_LIMIT:
             raise BadCommand(f"the label is {len(label)} characters long; at most {LABEL_LIMIT}")
         return Add(
             account_service_id=_id("account service id", args[0]),
             image_version_id=_id("image version id", args[1]),
             label=label,
+            owners=owners,
         )
     if verb in ("remove", "status"):
         if len(args) != 1:
@@ -125,6 +131,33 @@ def parse(text: str) -> Command:
     raise BadCommand(
         f"unknown subcommand {_quoted(verb)}; use add, remove, list, status, mute, unmute or help"
     )
+
+
+def _owner_clause(words: list[str]) -> tuple[list[str], tuple[str, ...]]:
+    """The label's words and the owners after the last ``owner`` (or ``owners``) keyword.
+
+    Only what Slack itself escaped (``<@U123|name>``, ``<!subteam^S1|@team>``) names an owner:
+    that id comes from Slack, not from the typist. A bare ``@name`` means the app does not escape
+    users, and is refused rather than guessed at; a label may still say "owner" in passing.
+    """
+    for at in range(len(words) - 1, -1, -1):
+        if words[at].lower() not in ("owner", "owners"):
+            continue
+        after = words[at + 1 :]
+        owners = [from_slash_command(word) for word in after]
+        if after and all(owners):
+            return words[:at], tuple(dict.fromkeys(o for o in owners if o))
+        if any(word.startswith("@") for word in after):
+            raise BadCommand(
+                "owner needs people picked from Slack's list (type @ and choose them); if they "
+                'still arrive as plain text, the operator must turn on "Escape channels, users, '
+                'and links" for /imagewatch'
+            )
+        if after and after[0].startswith("<"):
+            raise BadCommand(
+                f"owner takes Slack users or user groups, got {_quoted(' '.join(after))}"
+            )
+    return words, ()
 
 
 def _id(what: str, word: str) -> int:

@@ -134,6 +134,15 @@ def build_openapi() -> dict[str, Any]:
         watch_item: {
             "parameters": [_ID_PARAM],
             "get": _op("Show a watch", {"200": _ok("WatchOut"), **_NOT_FOUND}),
+            "patch": _op(
+                "Set a watch's owners (Slack users and user groups mentioned when it fails)",
+                {
+                    "200": _ok("WatchOut"),
+                    "409": _error("Comes from the configuration file: set owners there"),
+                    **_NOT_FOUND,
+                },
+                body="WatchPatch",
+            ),
             "delete": _op(
                 "Stop watching and forget the history",
                 {

@@ -34,10 +34,12 @@ from notifier.api.schemas import (
     WatchCreate,
     WatchList,
     WatchOut,
+    WatchPatch,
 )
 from notifier.config import check_webhook_url, sends_in_clear_text
 from notifier.core.events import EVENT_TYPES
 from notifier.core.ids import BadId, parse_id
+from notifier.core.mentions import DEFAULT_MENTION_ON
 from notifier.core.silences import BadSilence, new_silence
 from notifier.core.status import state_id_for_name
 from notifier.core.webhook_secrets import new_secret
@@ -68,6 +70,7 @@ from notifier.store.watches import (
     list_watches,
     remove_watch_by_id,
     set_watch_active,
+    set_watch_owners,
 )
 
 log = logging.getLogger(__name__)
@@ -191,6 +194,7 @@ async def add_watch_handler(request: web.Request) -> web.Response:
             body.label,
             "api",
             deps.clock(),
+            owners=body.owners,
         )
     except DuplicateWatch as exc:
         raise ApiError(409, "duplicate", str(exc)) from None
@@ -207,6 +211,25 @@ async def _watch(deps: ApiDeps, watch_id: int) -> BaseModel:
 
 async def show_watch_handler(request: web.Request) -> web.Response:
     return _json(await _watch(_deps(request), _path_id(request)))
+
+
+async def patch_watch_handler(request: web.Request) -> web.Response:
+    deps = _deps(request)
+    watch_id = _path_id(request)
+    body = await _body(request, WatchPatch)
+    watch = await get_watch(deps.engine, watch_id)
+    if watch is not None and watch.source == "config":
+        # Changed here, the next start would set the file's owners back.
+        raise ApiError(
+            409,
+            "from_config",
+            f"watch {watch_id} (image version {watch.image_version_id}) comes from the "
+            "configuration file; set its owners in its [[watch]] entry there",
+        )
+    if not await set_watch_owners(deps.engine, watch_id, body.owners):
+        raise not_found(f"watch {watch_id}")
+    log.info("api: watch %d owners set (%d)", watch_id, len(body.owners))
+    return _json(await _watch(deps, watch_id))
 
 
 async def remove_watch_handler(request: web.Request) -> web.Response:
@@ -268,6 +291,10 @@ async def add_subscription_handler(request: web.Request) -> web.Response:
             raise ApiError(422, "invalid", f"target: {problem}")
         if body.template is not None:
             await _check_template(body.template)
+        if body.mention or tuple(body.mention_on) != DEFAULT_MENTION_ON:
+            raise ApiError(
+                422, "invalid", "mention, mention_on: only for slack_channel (webhooks get owners)"
+            )
     elif deps.settings.slack.bot_token is None:
         raise ApiError(
             422, "invalid", "kind: slack_channel needs slack.bot_token in the configuration"
@@ -287,6 +314,9 @@ async def add_subscription_handler(request: web.Request) -> web.Response:
             secret=secret,
             preset=body.preset,
             template=body.template,
+            mention_on=body.mention_on,
+            mention=body.mention,
+            digest=body.digest,
         )
     except DuplicateSubscription as exc:
         raise ApiError(409, "duplicate", str(exc)) from None
@@ -478,6 +508,7 @@ def register(app: web.Application, deps: ApiDeps) -> None:
         ("GET", "/watches", list_watches_handler),
         ("POST", "/watches", add_watch_handler),
         ("GET", "/watches/{id}", show_watch_handler),
+        ("PATCH", "/watches/{id}", patch_watch_handler),
         ("DELETE", "/watches/{id}", remove_watch_handler),
         ("POST", "/watches/{id}/pause", pause_watch_handler),
         ("POST", "/watches/{id}/resume", resume_watch_handler),

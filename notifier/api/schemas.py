@@ -22,8 +22,10 @@ from pydantic import (
     model_validator,
 )
 
+from notifier.config import DigestTime, Mentions, Owners
 from notifier.core.events import EVENT_TYPES, Event
 from notifier.core.ids import MAX_ID, parse_id
+from notifier.core.mentions import DEFAULT_MENTION_ON
 from notifier.core.status import JobStatus, state_id_for_name
 from notifier.core.urls import redact_url
 from notifier.core.webhook_secrets import check_secret
@@ -90,6 +92,13 @@ class WatchCreate(_Request):
     account_service_id: Id
     image_version_id: Id
     label: Annotated[str, Field(max_length=200)] = ""
+    owners: Owners = Field(default_factory=list)
+
+
+class WatchPatch(_Request):
+    """What may change on a watch: its owners (the list given replaces the one it had)."""
+
+    owners: Owners
 
 
 StatusOut = _shown(
@@ -102,7 +111,7 @@ WatchOut = _shown(
     "WatchOut",
     WatchView,
     "id account_service_id image_version_id label source active next_poll_at last_polled_at"
-    " poll_errors last_poll_error status",
+    " poll_errors last_poll_error status owners",
     status=StatusOut | None,
 )
 WatchList = _list_of("WatchList", WatchOut)
@@ -147,8 +156,15 @@ class SubscriptionCreate(_Request):
     template: Annotated[str, Field(min_length=1, max_length=MAX_TEMPLATE_CHARS)] | None = None
     """A Jinja2 body template, as ``[[subscription]] template``: checked against a sample of
     every event type before the subscription is added."""
+    mention_on: Annotated[list[str], Field(max_length=len(EVENT_TYPES))] = Field(
+        default_factory=lambda: list(DEFAULT_MENTION_ON)
+    )
+    """Slack channels only: event types whose thread reply mentions the owners and ``mention``."""
+    mention: Mentions = Field(default_factory=list)
+    digest: DigestTime | None = None
+    """``HH:MM Area/City``: a daily digest of the last 24 hours at that local time."""
 
-    @field_validator("events")
+    @field_validator("events", "mention_on")
     @classmethod
     def _events(cls, value: list[str]) -> list[str]:
         return _known_events(value)
@@ -213,6 +229,9 @@ class SubscriptionOut(_Response):
     """Whether the webhook renders its own body template."""
     previous_secret_until: datetime | None
     """During a rotation's overlap: until when the replaced secret still signs too."""
+    mention_on: list[str]
+    mention: list[str]
+    digest: str | None
 
     @field_validator("target")
     @classmethod
@@ -339,6 +358,7 @@ class Health(_Response):
 
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     WatchCreate,
+    WatchPatch,
     SubscriptionCreate,
     SecretRotate,
     DeliveryRetry,

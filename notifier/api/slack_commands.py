@@ -40,7 +40,14 @@ from notifier.store.subscriptions import (
     followed_in_channel,
     unfollow_in_channel,
 )
-from notifier.store.watches import DuplicateWatch, WatchView, add_watch, list_watches, remove_watch
+from notifier.store.watches import (
+    DuplicateWatch,
+    WatchView,
+    add_watch,
+    add_watch_owners,
+    list_watches,
+    remove_watch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -176,10 +183,14 @@ class _Handler:
                         command.label,
                         "slack",
                         now,
+                        owners=command.owners,
                     )
                     watched = "Now watching"
                 except DuplicateWatch:
                     pass  # added by someone else meanwhile: fine, it is watched
+                known = await _watch(engine, command.image_version_id)
+            elif command.owners and known.source == "slack":
+                await add_watch_owners(engine, known.id, command.owners)
                 known = await _watch(engine, command.image_version_id)
             newly = await follow_in_channel(engine, channel, command.image_version_id, now)
             # Slack does not say whether the bot is in the channel; without it every post fails.
@@ -188,7 +199,11 @@ class _Handler:
                 if newly
                 else "this channel already follows it"
             )
-            return f"{watched} image version {_name(command.image_version_id, known)}; {where}."
+            owners = _owners_note(command.owners, known)
+            return (
+                f"{watched} image version {_name(command.image_version_id, known)}; {where}."
+                + owners
+            )
         if isinstance(command, Remove):
             known = await _watch(engine, command.image_version_id)
             if not await unfollow_in_channel(engine, channel, command.image_version_id):
@@ -258,3 +273,15 @@ def _line(image_version_id: int, watch: WatchView | None) -> str:
 def _ephemeral(text: str) -> web.Response:
     payload: dict[str, Any] = {"response_type": "ephemeral", "text": text}
     return web.json_response(payload)
+
+
+def _owners_note(asked: tuple[str, ...], watch: WatchView | None) -> str:
+    """What became of the owners asked for: mentioned back so the typist sees who gets paged."""
+    if not asked or watch is None:
+        return ""
+    if not set(asked) <= set(watch.owners):
+        return (
+            f" Its owners are set where it was added ({watch.source}); "
+            "the ones named here were not added."
+        )
+    return " Owners, mentioned when it fails: " + " ".join(watch.owners) + "."

@@ -20,6 +20,8 @@ OVERDUE: Final = "imageversion.overdue"
 PROGRESS: Final = "imageversion.progress"
 POLL_FAILING: Final = "watch.poll_failing"
 POLL_RECOVERED: Final = "watch.poll_recovered"
+DIGEST_DAILY: Final = "digest.daily"
+"""Not a detected event: the type of a subscription's daily digest (its webhook ``type``)."""
 
 # Every type a subscription may name; configuration rejects anything else.
 EVENT_TYPES: Final = (
@@ -82,3 +84,6 @@ class Event:
     when the job was never seen)."""
     silence_id: int | None = None
     """The silence that held it (recorded, not sent); None for an event sent as usual."""
+    owners: tuple[str, ...] = ()
+    """The watch's owners (``<@U…>``, ``<!subteam^S…>``) as the outbox read them when claiming
+    the delivery: configuration only, checked by :mod:`notifier.core.mentions`."""

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Final, Literal, TypeAlias
 
+from notifier.core.digest import DigestSchedule
 from notifier.core.events import Event
+from notifier.core.mentions import DEFAULT_MENTION_ON, mentions
 from notifier.core.status import state_id_for_name
 
 SubscriptionKind = Literal["slack_channel", "slack_webhook", "webhook"]
@@ -30,6 +32,12 @@ class _Subscription:
     image_version_ids: frozenset[int] = frozenset()
     label_glob: str | None = None
     """Shell-style, case-sensitive pattern over the watch label (``EU fleet*``)."""
+    mention_on: frozenset[str] = frozenset(DEFAULT_MENTION_ON)
+    """Event types whose Slack reply mentions the watch's owners and ``mention``."""
+    mention: tuple[str, ...] = ()
+    """Extra people (or ``<!here>``) such a reply mentions, checked by core.mentions."""
+    digest: DigestSchedule | None = None
+    """When the daily digest goes out; None: no digest."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,3 +129,20 @@ def secrets_of(subscription: Subscription) -> tuple[str, ...]:
     if subscription.kind == "slack_webhook" and subscription.url:
         return (subscription.url,)
     return ()
+
+
+def follows(subscription: Subscription, event: Event) -> bool:
+    """Whether the job of ``event`` is one the subscription follows, whatever the event's type
+    or state: what its daily digest covers."""
+    return (
+        by_account_service(subscription, event)
+        and by_image_version(subscription, event)
+        and by_label(subscription, event)
+    )
+
+
+def mentions_for(subscription: Subscription, event: Event) -> tuple[str, ...]:
+    """Who this delivery's Slack message mentions (:func:`notifier.core.mentions.mentions`)."""
+    return mentions(
+        event.owners, subscription.mention, subscription.mention_on, subscription.event_types, event
+    )

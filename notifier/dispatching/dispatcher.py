@@ -33,7 +33,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from notifier.core.delivery_failure import DeliveryFailed
-from notifier.core.events import Event
+from notifier.core.digest import DailyDigest
+from notifier.core.events import DIGEST_DAILY, Event
 from notifier.core.failure_decision import (
     DisableSubscription,
     GaveUp,
@@ -345,12 +346,16 @@ class Dispatcher:
             )
             return Failed(delivery.id, "subscription is gone or inactive", None)
         subject = delivery.subject
-        if not isinstance(subject, Event):
-            event = refresh_event(delivery.id, delivery.created_at, subject)
-        elif delivery.kind == "resume":
-            event = resume_event(delivery.id, subject)
+        if isinstance(subject, DailyDigest):
+            what = f"delivery {delivery.id} ({DIGEST_DAILY} {subject.day})"
         else:
-            event = subject
+            if not isinstance(subject, Event):
+                event = refresh_event(delivery.id, delivery.created_at, subject)
+            elif delivery.kind == "resume":
+                event = resume_event(delivery.id, subject)
+            else:
+                event = subject
+            what = f"delivery {delivery.id} ({event.type}, image version {event.image_version_id})"
         sink = self._sinks.get(subscription.kind)
         try:
             if sink is None:
@@ -358,7 +363,10 @@ class Dispatcher:
                     f"no sink for {subscription.kind!r} is configured", permanent=True
                 )
             try:
-                await sink.deliver(event, subscription)
+                if isinstance(subject, DailyDigest):
+                    await sink.deliver_digest(subject, subscription)
+                else:
+                    await sink.deliver(event, subscription)
             except DeliveryFailed:
                 raise
             except Exception as exc:
@@ -366,13 +374,13 @@ class Dispatcher:
                 log.exception("sending delivery %d crashed", delivery.id)
                 raise DeliveryFailed(f"internal error: {exc!r}") from exc
         except DeliveryFailed as failure:
-            return await self._failed(delivery, event, subscription, failure)
+            return await self._failed(delivery, what, subscription, failure)
         return Delivered(delivery.id, self._clock())
 
     async def _failed(
         self,
         delivery: ClaimedDelivery,
-        event: Event,
+        what: str,
         subscription: Subscription,
         failure: DeliveryFailed,
     ) -> Outcome:
@@ -390,7 +398,6 @@ class Dispatcher:
         decision = decide_failure(
             failure, attempts=attempts, now=now, created_at=delivery.created_at, policy=self._policy
         )
-        what = f"delivery {delivery.id} ({event.type}, image version {event.image_version_id})"
         match decision:
             case DisableSubscription(error=error):
                 await self._outbox.disable_subscription(subscription.id, error)

@@ -18,6 +18,8 @@ _EMOJI: Final = re.compile(r":[a-z0-9_+-]+:")
 _FENCE: Final = re.compile(r"```\n?")
 _BOLD: Final = re.compile(r"\*([^*\n]+)\*")
 _CODE: Final = re.compile(r"`([^`\n]+)`")
+# A mention as a reader sees it, @ and the id: <@U123>, <!subteam^S123>, <!here>.
+_MENTION: Final = re.compile(r"<@([A-Z0-9]+)>|<!subteam\^([A-Z0-9]+)>|<!(here)>")
 
 
 def blocks_to_text(blocks: Sequence[dict[str, Any]]) -> str:
@@ -52,6 +54,7 @@ def mrkdwn_to_text(mrkdwn: str) -> str:
 
 def _plain(mrkdwn: str) -> str:
     text = _DATE.sub(lambda m: m.group(1), mrkdwn)
+    text = _MENTION.sub(lambda m: "@" + next(g for g in m.groups() if g), text)
     text = _EMOJI.sub(lambda m: SLACK_TO_TERMINAL_EMOJI.get(m.group(), m.group()), text)
     text = _FENCE.sub("", text)
     text = _CODE.sub(lambda m: m.group(1), _BOLD.sub(lambda m: m.group(1), text))

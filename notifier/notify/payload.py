@@ -12,12 +12,14 @@ from typing import Any, Final
 import orjson
 
 from notifier.core.clock import as_utc
-from notifier.core.events import Event
+from notifier.core.digest import OUTCOMES, DailyDigest
+from notifier.core.events import DIGEST_DAILY, Event
 from notifier.core.status import JobStatus, state_name
 
-# Bumped only for a change a receiver must handle (a field removed, renamed or retyped); added
-# fields keep the version. docs/webhook-payload.schema.json describes this version.
-PAYLOAD_VERSION: Final = 1
+# Bumped only for a change a receiver must handle (a field removed, renamed or retyped, or a
+# new required one); docs/webhook-payload.schema.json describes this version. 2: ``data.owners``
+# on every event, and the ``digest.daily`` type.
+PAYLOAD_VERSION: Final = 2
 
 
 def webhook_payload(event: Event) -> dict[str, Any]:
@@ -48,6 +50,7 @@ def webhook_payload(event: Event) -> dict[str, Any]:
         "account_service_id": event.account_service_id,
         "image_version_id": event.image_version_id,
         "label": event.label,
+        "owners": list(event.owners),
         "previous": previous,
         "current": current,
     }
@@ -58,6 +61,34 @@ def webhook_payload(event: Event) -> dict[str, Any]:
         "version": PAYLOAD_VERSION,
         "timestamp": rfc3339(event.occurred_at),
         "data": data,
+    }
+
+
+def digest_payload(digest: DailyDigest) -> dict[str, Any]:
+    """A ``digest.daily`` body: the day's jobs, each with its outcome and how long it took."""
+    return {
+        "type": DIGEST_DAILY,
+        "version": PAYLOAD_VERSION,
+        "timestamp": rfc3339(digest.window_end),
+        "data": {
+            "day": digest.day,
+            "window_start": rfc3339(digest.window_start),
+            "window_end": rfc3339(digest.window_end),
+            "counts": {outcome: len(digest.of(outcome)) for outcome in OUTCOMES},
+            "jobs": [
+                {
+                    "account_service_id": item.account_service_id,
+                    "image_version_id": item.image_version_id,
+                    "label": item.label,
+                    "outcome": item.outcome,
+                    "state": item.state,
+                    "progress": item.progress,
+                    "duration_seconds": item.seconds,
+                    "error": item.error,
+                }
+                for item in digest.items
+            ],
+        },
     }
 
 

@@ -9,12 +9,14 @@ cannot get the whole message rejected with ``invalid_blocks``.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
 from notifier.core import events as model
 from notifier.core.clock import as_utc
+from notifier.core.digest import duration_text
 from notifier.core.events import Event
 from notifier.core.live_messages import LiveControls
 from notifier.core.silences import MuteShown
@@ -305,19 +307,25 @@ def render_held_failure_reply(event: Event) -> SlackMessage:
     return SlackMessage(text=truncate(text, FALLBACK_TEXT_LIMIT), blocks=blocks)
 
 
+def with_mentions(message: SlackMessage, mentions: Sequence[str]) -> SlackMessage:
+    """``message`` led by a line of mentions (checked when configured, never upstream text), for
+    a sink that cannot reply in a thread; ``message`` itself without any."""
+    if not mentions:
+        return message
+    line = " ".join(mentions)
+    return SlackMessage(
+        text=truncate(f"{line} {message.text}", FALLBACK_TEXT_LIMIT),
+        blocks=[_section(line), *message.blocks][:MAX_BLOCKS],
+    )
+
+
 def took(status: JobStatus) -> str | None:
     """How long a finished job ran ("4 min 12 s"); None when it is not finished or upstream
     gave no start and end. A finished job's ETA, often still in the future, read as unfinished."""
     if not status.is_terminal or status.started is None or status.updated is None:
         return None
     seconds = max(0, round((as_utc(status.updated) - as_utc(status.started)).total_seconds()))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
-    return f"{secs} s"
+    return duration_text(seconds)
 
 
 def _when_line(status: JobStatus) -> str:
@@ -335,11 +343,17 @@ def _when_fallback(status: JobStatus) -> str:
     return f"ETA {_utc_text(status.eta) if status.eta else 'none'}{_estimated(status)}"
 
 
-def render_thread_reply(event: Event) -> SlackMessage:
-    """A short line under the live message, so the thread keeps the history the edits overwrite."""
+def render_thread_reply(event: Event, mentions: Sequence[str] = ()) -> SlackMessage:
+    """A short line under the live message, so the thread keeps the history the edits overwrite.
+
+    ``mentions`` (checked when configured, see :mod:`notifier.core.mentions`) lead the line
+    unescaped: the only Slack markup here that may page anyone.
+    """
     current = event.current
     emoji = _state_emoji(current).slack
     line = f"{emoji} {escape_slack(_summary(event))}"
+    if mentions:
+        line = f"{' '.join(mentions)} {line}"
     blocks: list[dict[str, Any]] = [_section(line)]
     text = line
     if _shows_error(current):

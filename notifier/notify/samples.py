@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from notifier.core import events as model
+from notifier.core.digest import DailyDigest, build_digest
 from notifier.core.events import Event
 from notifier.core.status import (
     COMPLETE,
@@ -117,3 +118,36 @@ def sample_events() -> list[Event]:
     missing = set(model.EVENT_TYPES) - {e.type for e in events}
     assert not missing, f"no sample for {sorted(missing)}"
     return events
+
+
+def sample_digest() -> DailyDigest:
+    """A day with one job of each outcome, built from events as the service builds it."""
+    day_end = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
+
+    def job(ivid: int, label: str, previous: JobStatus | None, current: JobStatus) -> Event:
+        return replace(
+            _event(model.STATE_CHANGED, previous, current),
+            id=f"evt_digest_{ivid}",
+            image_version_id=ivid,
+            label=label,
+        )
+
+    running = _status(RUNNING, 40)
+    events = [
+        job(567890, "EU fleet, build 1.4.2", running, _status(COMPLETE, 100)),
+        job(
+            567891,
+            "US fleet, build 1.4.2",
+            running,
+            _status(FAILED, 80, error="Image locked by diffid 42", failed_count=1),
+        ),
+        job(567892, "APAC fleet, build 1.4.2", None, running),
+        replace(
+            job(567893, "Staging, build 1.5.0-rc1", None, running),
+            type=model.STALLED,
+            detail={"why": "no_progress", "stalled_seconds": 1800},
+        ),
+    ]
+    digest = build_digest(7, "2026-11-29", day_end, events)
+    assert digest is not None
+    return digest

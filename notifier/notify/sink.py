@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from notifier.core.digest import DailyDigest
 from notifier.core.events import Event
 from notifier.core.live_messages import LiveMessage, PendingPost
 from notifier.core.subscriptions import Subscription
@@ -14,6 +15,9 @@ class Sink(Protocol):
 
     async def deliver(self, event: Event, subscription: Subscription) -> None:
         """Send ``event``; return on success, raise ``DeliveryFailed`` otherwise."""
+
+    async def deliver_digest(self, digest: DailyDigest, subscription: Subscription) -> None:
+        """Send a daily digest (one message or ``digest.daily`` event), like :meth:`deliver`."""
 
 
 class LiveMessages(Protocol):

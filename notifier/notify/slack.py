@@ -21,11 +21,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from notifier.core.delivery_failure import DeliveryFailed
+from notifier.core.digest import DailyDigest
 from notifier.core.events import LIVE_REFRESH, SILENCE_ENDED, STATE_CHANGED, Event
 from notifier.core.live_messages import LiveControls, LiveMessage, PendingPost
 from notifier.core.retry_after import parse_retry_after
 from notifier.core.status import FAILED, SQUASHED, JobStatus
-from notifier.core.subscriptions import SlackChannelSubscription, Subscription
+from notifier.core.subscriptions import SlackChannelSubscription, Subscription, mentions_for
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.render import (
     SlackMessage,
@@ -34,6 +35,7 @@ from notifier.notify.render import (
     render_held_failure_reply,
     render_thread_reply,
 )
+from notifier.notify.render_digest import render_digest
 from notifier.notify.sink import LiveMessages, Sink
 
 log = logging.getLogger(__name__)
@@ -95,17 +97,31 @@ class SlackSink(Sink):
         self._pacer = pacer or ChannelPacer(DEFAULT_CHANNEL_INTERVAL_SECONDS)
 
     async def deliver(self, event: Event, subscription: Subscription) -> None:
-        if subscription.kind != "slack_channel":
-            raise DeliveryFailed(
-                f"subscription {subscription.name!r} is a {subscription.kind}, not a Slack channel",
-                permanent=True,
+        channel = _channel(subscription)
+        await self._guarded(channel.channel, self._deliver(event, channel))
+
+    async def deliver_digest(self, digest: DailyDigest, subscription: Subscription) -> None:
+        """One message in the channel, not threaded under any job's live message."""
+        channel = _channel(subscription)
+        when = channel.digest.text if channel.digest is not None else ""
+        message = render_digest(digest, when)
+
+        async def post() -> None:
+            await self._pacer.wait_turn(channel.channel)
+            await self._client.chat_postMessage(
+                channel=channel.channel, text=message.text, blocks=message.blocks
             )
+
+        await self._guarded(channel.channel, post())
+
+    async def _guarded(self, channel: str, send: Awaitable[None]) -> None:
+        """Run ``send``, its failures sorted into what the dispatcher retries and what not."""
         try:
-            await self._deliver(event, subscription)
+            await send
         except SlackApiError as exc:
-            failure = _classify(exc, subscription.channel)
+            failure = _classify(exc, channel)
             if failure.retry_after is not None or _error_code(exc) == "ratelimited":
-                await self._pacer.back_off(subscription.channel, failure.retry_after or 1.0)
+                await self._pacer.back_off(channel, failure.retry_after or 1.0)
             raise failure from exc
         except TimeoutError as exc:
             raise DeliveryFailed("Slack did not answer in time") from exc
@@ -158,9 +174,14 @@ class SlackSink(Sink):
                 await self._live.put(*key, live)
 
         # The first post announces the job itself; a first sighting has no change to reply about
-        # (even when an interrupted post was found again and this is its retry).
-        if event.type == STATE_CHANGED and earlier is not None and event.previous is not None:
-            reply = render_thread_reply(event)
+        # (even when an interrupted post was found again and this is its retry). A reply that
+        # mentions people goes out whatever the event: it is how they hear of it, once, since
+        # the outbox sends each delivery once. A resume after a silence mentions nobody: the
+        # silence said someone already knows.
+        people = () if refresh or resume else mentions_for(subscription, event)
+        changed = event.type == STATE_CHANGED and earlier is not None and event.previous is not None
+        if changed or people:
+            reply = render_thread_reply(event, people)
         elif resume and event.detail.get("failed_meanwhile"):
             reply = render_held_failure_reply(event)
         else:
@@ -233,6 +254,15 @@ class SlackSink(Sink):
                 await self._live.put(*key, live)
                 return live
         return None
+
+
+def _channel(subscription: Subscription) -> SlackChannelSubscription:
+    if subscription.kind != "slack_channel":
+        raise DeliveryFailed(
+            f"subscription {subscription.name!r} is a {subscription.kind}, not a Slack channel",
+            permanent=True,
+        )
+    return subscription
 
 
 def fingerprint(message: SlackMessage) -> str:

@@ -15,13 +15,15 @@ import aiohttp
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from notifier.core.delivery_failure import DeliveryFailed
+from notifier.core.digest import DailyDigest
 from notifier.core.events import Event
 from notifier.core.retry_after import parse_retry_after
 from notifier.core.secret_scrub import scrubber_of
-from notifier.core.subscriptions import Subscription
+from notifier.core.subscriptions import Subscription, mentions_for
 from notifier.notify.guarded_http import refusal_of
 from notifier.notify.pacing import ChannelPacer
-from notifier.notify.render import WatchInfo, render
+from notifier.notify.render import SlackMessage, WatchInfo, render, with_mentions
+from notifier.notify.render_digest import render_digest
 from notifier.notify.sink import Sink
 
 # What Slack answers (as a plain-text body) when the hook itself is unusable: a person must act.
@@ -55,13 +57,20 @@ class SlackWebhookSink(Sink):
         self._pacer = pacer
 
     async def deliver(self, event: Event, subscription: Subscription) -> None:
+        message = render(WatchInfo.of(event), event.current, event)
+        await self._send(subscription, with_mentions(message, mentions_for(subscription, event)))
+
+    async def deliver_digest(self, digest: DailyDigest, subscription: Subscription) -> None:
+        when = subscription.digest.text if subscription.digest is not None else ""
+        await self._send(subscription, render_digest(digest, when))
+
+    async def _send(self, subscription: Subscription, message: SlackMessage) -> None:
         if subscription.kind != "slack_webhook" or not subscription.url:
             raise DeliveryFailed(
                 f"subscription {subscription.name!r} has no Slack incoming-webhook URL",
                 permanent=True,
             )
         client = AsyncWebhookClient(subscription.url, timeout=self._timeout, session=self._session)
-        message = render(WatchInfo.of(event), event.current, event)
         # One hook posts to one channel: pace per subscription, as per channel for the bot.
         pace_key = f"hook:{subscription.id}"
         await self._pacer.wait_turn(pace_key)

@@ -18,13 +18,14 @@ import aiohttp
 from notifier import __version__
 from notifier.core.clock import utc_now
 from notifier.core.delivery_failure import DeliveryFailed
+from notifier.core.digest import DailyDigest
 from notifier.core.events import Event
 from notifier.core.retry_after import parse_retry_after
 from notifier.core.secret_scrub import Scrubber, scrubber_of
 from notifier.core.subscriptions import Subscription, WebhookSubscription
 from notifier.core.urls import redact_url
 from notifier.notify.guarded_http import refusal_of
-from notifier.notify.payload import encode_payload, webhook_payload
+from notifier.notify.payload import digest_payload, encode_payload, webhook_payload
 from notifier.notify.signing import standard_headers
 from notifier.notify.sink import Sink
 from notifier.notify.template import TemplateProblem, render
@@ -55,6 +56,12 @@ class WebhookSink(Sink):
 
     async def deliver(self, event: Event, subscription: Subscription) -> None:
         await self.send(event, subscription)
+
+    async def deliver_digest(self, digest: DailyDigest, subscription: Subscription) -> None:
+        """Our ``digest.daily`` payload, whatever the subscription's template: templates are
+        written for events (checked against every event type), and a digest is none."""
+        body = encode_payload(digest_payload(digest))
+        await self.post(subscription, digest.id, body)
 
     async def send(self, event: Event, subscription: Subscription) -> int:
         """POST ``event``; the 2xx status on success, ``DeliveryFailed`` otherwise."""

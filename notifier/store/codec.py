@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Final
 
 from notifier.core.clock import as_utc
+from notifier.core.digest import DailyDigest, DigestItem
 from notifier.core.events import Event
 from notifier.core.status import JobStatus
 from notifier.core.timing import Tracking
@@ -148,4 +150,31 @@ def event_from_row(row: Any) -> Event:
         current=status_from_json(row.current),
         detail=row.detail or {},
         silence_id=getattr(row, "silence_id", None),
+        owners=tuple(getattr(row, "owners", None) or ()),
+    )
+
+
+def digest_to_json(digest: DailyDigest) -> dict[str, Any]:
+    """A digest as the outbox keeps it: rendered from the events once, when it is enqueued."""
+    return {
+        "id": digest.id,
+        "subscription_id": digest.subscription_id,
+        "day": digest.day,
+        "window_start": _time(digest.window_start),
+        "window_end": _time(digest.window_end),
+        "items": [asdict(item) for item in digest.items],
+    }
+
+
+def digest_from_json(data: dict[str, Any]) -> DailyDigest:
+    start, end = _parse_time(data["window_start"]), _parse_time(data["window_end"])
+    assert start is not None
+    assert end is not None
+    return DailyDigest(
+        id=str(data["id"]),
+        subscription_id=int(data["subscription_id"]),
+        day=str(data["day"]),
+        window_start=start,
+        window_end=end,
+        items=tuple(DigestItem(**item) for item in data["items"]),
     )

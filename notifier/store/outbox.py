@@ -17,6 +17,7 @@ from sqlalchemy import (
     bindparam,
     exists,
     func,
+    literal,
     null,
     or_,
     select,
@@ -24,10 +25,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.core.events import Event
+from notifier.core.digest import DailyDigest
+from notifier.core.events import DIGEST_DAILY, Event
 from notifier.core.lease import Lease
 from notifier.core.live_refresh import WatchNow
-from notifier.store.codec import event_from_row, status_from_row
+from notifier.store.codec import digest_from_json, event_from_row, status_from_row
 from notifier.store.engine import is_postgres
 from notifier.store.outbox_store import ClaimedDelivery, Delivered, Outcome, Released
 from notifier.store.outbox_store import DeliveryStatus as DeliveryStatus
@@ -91,8 +93,9 @@ class SqlOutbox:
             # Positional from here on: (id, subscription_id, attempts, created_at, kind,
             # event_id, watch_id) as RETURNING lists them.
             claimed = sorted(leased, key=_first)
-            event_ids = [row[5] for row in claimed if row[4] != "refresh"]
+            event_ids = [row[5] for row in claimed if row[4] not in ("refresh", "digest")]
             refreshes = [row for row in claimed if row[4] == "refresh"]
+            digest_ids = [row[0] for row in claimed if row[4] == "digest"]
             events: dict[str, Event] = {}
             if event_ids:
                 rows = await conn.execute(claim.events, {"b_ids": event_ids})
@@ -102,13 +105,21 @@ class SqlOutbox:
                 await conn.execute(_FREE_REFRESH_SLOTS, {"b_ids": [row[0] for row in refreshes]})
                 rows = await conn.execute(claim.watches, {"b_ids": [row[6] for row in refreshes]})
                 watches = {row.w_id: _watch_now(row) for row in rows}
+            digests: dict[int, DailyDigest] = {}
+            if digest_ids:
+                rows = await conn.execute(_DIGEST_BODIES, {"b_ids": digest_ids})
+                digests = {row.id: digest_from_json(row.body) for row in rows}
         return [
             ClaimedDelivery(
                 delivery_id,
                 subscription_id,
                 attempts,
                 created_at,
-                watches[watch_id] if kind == "refresh" else events[event_id],
+                watches[watch_id]
+                if kind == "refresh"
+                else digests[delivery_id]
+                if kind == "digest"
+                else events[event_id],
                 kind,
             )
             for delivery_id, subscription_id, attempts, created_at, kind, event_id, watch_id in (
@@ -177,8 +188,15 @@ class _Claim:
 
     def __init__(self, postgres: bool) -> None:
         self.lease = _lease_statement(postgres)
-        self.events = select(*(c for c in EVENTS.c if c.name not in ("seq", "watch_id"))).where(
-            EVENTS.c.id.in_(bindparam("b_ids", expanding=True))
+        # The watch's owners as they are now: who to mention is read when sending, so an owner
+        # set after the event still hears of its failure.
+        self.events = (
+            select(
+                *(c for c in EVENTS.c if c.name not in ("seq", "watch_id")),
+                WATCHES.c.owners,
+            )
+            .select_from(EVENTS.outerjoin(WATCHES, WATCHES.c.id == EVENTS.c.watch_id))
+            .where(EVENTS.c.id.in_(bindparam("b_ids", expanding=True)))
         )
         self.watches = (
             select(
@@ -303,6 +321,10 @@ _FREE_REFRESH_SLOTS = (
 )
 
 
+_DIGEST_BODIES = select(DELIVERIES.c.id, DELIVERIES.c.body).where(
+    DELIVERIES.c.id.in_(bindparam("b_ids", expanding=True))
+)
+
 _first: Final = operator.itemgetter(0)
 
 _D = DELIVERIES.c
@@ -332,9 +354,9 @@ async def list_deliveries(
         select(
             DeliveryRow.id,
             SubscriptionRow.name.label("subscription"),
-            EventRow.id.label("event_id"),
-            EventRow.type.label("event_type"),
-            EventRow.image_version_id,
+            func.coalesce(EventRow.id, DeliveryRow.digest_id).label("event_id"),
+            func.coalesce(EventRow.type, literal(DIGEST_DAILY)).label("event_type"),
+            func.coalesce(EventRow.image_version_id, 0).label("image_version_id"),
             DeliveryRow.status,
             DeliveryRow.attempts,
             DeliveryRow.next_attempt_at,
@@ -344,8 +366,9 @@ async def list_deliveries(
             DeliveryRow.lease_owner,
             DeliveryRow.lease_until,
         )
-        .join(EventRow, EventRow.id == DeliveryRow.event_id)
+        .outerjoin(EventRow, EventRow.id == DeliveryRow.event_id)
         .join(SubscriptionRow, SubscriptionRow.id == DeliveryRow.subscription_id)
+        .where(or_(DeliveryRow.event_id.is_not(None), DeliveryRow.digest_id.is_not(None)))
         .order_by(DeliveryRow.id.desc())
         .limit(limit)
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
+from notifier.core.digest import DailyDigest
 from notifier.core.events import Event
 from notifier.core.lease import Lease
 from notifier.core.live_refresh import WatchNow
@@ -28,11 +29,12 @@ class ClaimedDelivery:
     subscription_id: int
     attempts: int
     created_at: datetime
-    subject: Event | WatchNow
-    """The stored event to send, or for a live-message refresh the watch as it is now."""
+    subject: Event | WatchNow | DailyDigest
+    """The stored event to send, for a live-message refresh the watch as it is now, or a
+    subscription's daily digest."""
     kind: str = "event"
-    """"event", "refresh", or "resume": the one update a live message gets back when the silence
-    that held ``subject`` (the held event it stands for) ends."""
+    """"event", "refresh", "digest", or "resume": the one update a live message gets back when
+    the silence that held ``subject`` (the held event it stands for) ends."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,7 +13,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.clock import utc_now
+from notifier.core.digest import DigestProblem, DigestSchedule, parse_digest
 from notifier.core.events import STATE_CHANGED
+from notifier.core.mentions import DEFAULT_MENTION_ON
 from notifier.core.subscriptions import (
     SlackChannelSubscription,
     SlackWebhookSubscription,
@@ -24,6 +27,8 @@ from notifier.core.webhook_secrets import signing_secrets
 from notifier.store.engine import is_postgres
 from notifier.store.inserts import insert_new
 from notifier.store.tables import SUBSCRIPTIONS, DeliveryRow, SubscriptionRow
+
+log = logging.getLogger(__name__)
 
 CONFIG_SECRET_REF = "config"  # noqa: S105 - names where the secret is, not a secret
 DATABASE_SECRET_REF = "database"  # noqa: S105 - the same: an API webhook's, in its row
@@ -46,6 +51,9 @@ class SubscriptionView:
     """Whether an API webhook renders its own body template (its source is not listed)."""
     previous_secret_until: datetime | None = None
     """During a rotation's overlap: until when the replaced secret still signs."""
+    mention_on: tuple[str, ...] = DEFAULT_MENTION_ON
+    mention: tuple[str, ...] = ()
+    digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +71,10 @@ class ConfigSubscription:
     image_version_ids: tuple[int, ...] = ()
     label_glob: str | None = None
     has_secret: bool = False
+    mention_on: tuple[str, ...] = DEFAULT_MENTION_ON
+    mention: tuple[str, ...] = ()
+    digest: str | None = None
+    """``HH:MM Area/City``, checked by :func:`notifier.core.digest.parse_digest`."""
 
 
 def _filters(setting: ConfigSubscription) -> dict[str, Any]:
@@ -73,6 +85,21 @@ def _filters(setting: ConfigSubscription) -> dict[str, Any]:
         "image_version_ids": list(setting.image_version_ids),
         "label_glob": setting.label_glob,
     }
+
+
+def _people(
+    mention_on: Sequence[str], mention: Sequence[str], digest: str | None
+) -> dict[str, Any]:
+    """The mention and digest columns; the default ``mention_on`` is stored as NULL."""
+    return {
+        "mention_on": None if tuple(mention_on) == DEFAULT_MENTION_ON else list(mention_on),
+        "mention": list(mention) or None,
+        "digest": digest,
+    }
+
+
+def _mention_on(row: Any) -> tuple[str, ...]:
+    return DEFAULT_MENTION_ON if row.mention_on is None else tuple(row.mention_on)
 
 
 async def sync_config_subscriptions(
@@ -105,6 +132,7 @@ async def sync_config_subscriptions(
                 "filters": _filters(setting),
                 "active": True,
                 "source": "config",
+                **_people(setting.mention_on, setting.mention, setting.digest),
             }
             row = existing.get(name)
             if row is None:
@@ -145,6 +173,9 @@ async def add_subscription(
     secret: str | None = None,
     preset: str | None = None,
     template: str | None = None,
+    mention_on: Sequence[str] = DEFAULT_MENTION_ON,
+    mention: Sequence[str] = (),
+    digest: str | None = None,
 ) -> int:
     """A subscription added at run time; it lives in the database alone, and so does a
     webhook's signing ``secret`` (the caller shows it once, and nothing reads it back out)."""
@@ -160,6 +191,7 @@ async def add_subscription(
         active=True,
         source=source,
         created_at=now,
+        **_people(mention_on, mention, digest),
     )
     return await insert_new(engine, row, lambda: DuplicateSubscription(name))
 
@@ -280,6 +312,9 @@ async def list_subscriptions(
             preset=row.preset,
             custom_template=row.template is not None,
             previous_secret_until=row.previous_secret_until,
+            mention_on=_mention_on(row),
+            mention=tuple(row.mention or ()),
+            digest=row.digest,
         )
         for row in rows
     ]
@@ -377,6 +412,9 @@ async def load_active_subscriptions(
             "account_service_ids": frozenset(row.filters.get("account_service_ids", ())),
             "image_version_ids": frozenset(row.filters.get("image_version_ids", ())),
             "label_glob": row.filters.get("label_glob"),
+            "mention_on": frozenset(_mention_on(row)),
+            "mention": tuple(row.mention or ()),
+            "digest": _schedule(row.digest),
         }
         if row.kind == "slack_channel":
             subscriptions.append(SlackChannelSubscription(channel=row.target, **common))
@@ -399,6 +437,17 @@ async def load_active_subscriptions(
                 )
             )
     return subscriptions
+
+
+def _schedule(text: str | None) -> DigestSchedule | None:
+    """The stored digest time; one the zone database no longer knows is logged and skipped."""
+    if text is None:
+        return None
+    try:
+        return parse_digest(text)
+    except DigestProblem as exc:
+        log.warning("a subscription's digest is not sent: %s", exc)
+        return None
 
 
 def channel_subscription_name(channel: str) -> str:

@@ -134,6 +134,8 @@ class Watch(Base):
     # Until when a reply identical to the stored one is no news, as the last planned poll
     # decided (notifier.core.poll_plan.PollPlan.quiet_until); NULL: no deadline.
     quiet_until: Mapped[datetime | None]
+    # Slack mentions (``<@U…>``, ``<!subteam^S…>``) paged about this job; NULL: nobody.
+    owners: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
 
 
 class JobStatusRow(Base):
@@ -213,6 +215,12 @@ class SubscriptionRow(Base):
     # (configuration-file subscriptions keep theirs in the file).
     preset: Mapped[str | None] = mapped_column(String(20))
     template: Mapped[str | None] = mapped_column(Text)
+    # Event types whose Slack reply mentions the owners; NULL: the default (failed).
+    mention_on: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
+    # Extra people (or <!here>) those replies mention; NULL: none.
+    mention: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
+    # "HH:MM Area/City" of the daily digest; NULL: none.
+    digest: Mapped[str | None] = mapped_column(String(60))
 
 
 class DeliveryRow(Base):
@@ -233,8 +241,9 @@ class DeliveryRow(Base):
     kind: Mapped[str] = mapped_column(String(10), default="event", server_default="event")
     # True while a refresh is unclaimed (coalescing key), NULL otherwise; cleared when claimed.
     refresh_slot: Mapped[bool | None] = mapped_column(Boolean)
-    # Copied from the event so that per-(subscription, watch) ordering needs no join.
-    watch_id: Mapped[int] = mapped_column(ForeignKey("watches.id", ondelete="CASCADE"))
+    # Copied from the event so that per-(subscription, watch) ordering needs no join; NULL for
+    # a digest, which is about no one watch.
+    watch_id: Mapped[int | None] = mapped_column(ForeignKey("watches.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
@@ -246,6 +255,11 @@ class DeliveryRow(Base):
     # The silence that held it: status "held" until that silence ends, then "silenced" (never
     # sent), or pending again as the one "resume" of its Slack live message.
     silence_id: Mapped[int | None] = mapped_column(Integer)
+    # A daily digest (kind "digest"): its id, one per (subscription, day). Unique, so the
+    # replicas firing the same cron trigger insert it once; NULL for everything else.
+    digest_id: Mapped[str | None] = mapped_column(String(60), unique=True)
+    # The digest as rendered from the events when it was claimed (store/codec.py).
+    body: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
 
 class SlackMessageRow(Base):

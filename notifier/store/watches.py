@@ -35,6 +35,8 @@ class ConfigWatch:
     label: str = ""
     interval_seconds: float | None = None
     """Overrides the state-based poll interval while the job is not finished."""
+    owners: tuple[str, ...] = ()
+    """Slack mentions, checked by :func:`notifier.core.mentions.check_owners`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,7 @@ class WatchView:
     """The replica polling it right now, if any."""
     paused_reason: str | None = None
     poll_failing: bool = False
+    owners: tuple[str, ...] = ()
 
 
 async def add_watch(
@@ -68,8 +71,10 @@ async def add_watch(
     now: datetime,
     *,
     interval_seconds: float | None = None,
+    owners: Sequence[str] = (),
 ) -> int:
-    """A new watch, polled from now; ``interval_seconds`` overrides the poll interval by state."""
+    """A new watch, polled from now; ``interval_seconds`` overrides the poll interval by state;
+    ``owners`` (checked mentions) are paged about its failures."""
     row = WATCHES.insert().values(
         account_service_id=account_service_id,
         image_version_id=image_version_id,
@@ -80,6 +85,8 @@ async def add_watch(
         poll_errors=0,
         created_at=now,
         interval_seconds=interval_seconds,
+        # Named only when there are any: a watch without owners is written as before.
+        **({"owners": list(owners)} if owners else {}),
     )
     return await insert_new(
         engine, row, lambda: DuplicateWatch(account_service_id, image_version_id)
@@ -148,6 +155,7 @@ async def list_watches(
             lease_owner=row.lease_owner,
             paused_reason=row.paused_reason,
             poll_failing=bool(row.poll_failing),
+            owners=tuple(row.owners or ()),
         )
         for row in rows
     ]
@@ -172,6 +180,23 @@ async def set_watch_active(engine: AsyncEngine, watch_id: int, active: bool, now
     async with engine.begin() as conn:
         result = await conn.execute(update(Watch).where(Watch.id == watch_id).values(**values))
     return result.rowcount > 0
+
+
+async def set_watch_owners(engine: AsyncEngine, watch_id: int, owners: Sequence[str]) -> bool:
+    """Replace a watch's owners (checked mentions); False when there is no such watch."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(Watch).where(Watch.id == watch_id).values(owners=list(owners) or None)
+        )
+    return result.rowcount > 0
+
+
+async def add_watch_owners(engine: AsyncEngine, watch_id: int, owners: Sequence[str]) -> None:
+    """Add owners (checked mentions) to a watch's, keeping the ones it has, in one transaction."""
+    async with engine.begin() as conn:
+        found = await conn.scalar(select(Watch.owners).where(Watch.id == watch_id))
+        merged = list(dict.fromkeys([*(found or ()), *owners]))
+        await conn.execute(update(Watch).where(Watch.id == watch_id).values(owners=merged))
 
 
 async def remove_watch_by_id(engine: AsyncEngine, watch_id: int) -> bool:
@@ -277,6 +302,7 @@ _SYNCED = select(
     Watch.source,
     Watch.active,
     Watch.interval_seconds,
+    Watch.owners,
 )
 # Keys looked up per statement: two bound values each, well under SQLite's limit.
 _KEYS_PER_LOOKUP = 500
@@ -324,6 +350,7 @@ async def sync_config_watches(
                         poll_errors=0,
                         created_at=now,
                         interval_seconds=setting.interval_seconds,
+                        owners=list(setting.owners) or None,
                     )
                 )
                 added += 1
@@ -332,11 +359,13 @@ async def sync_config_watches(
                 or row.source != "config"
                 or not row.active
                 or row.interval_seconds != setting.interval_seconds
+                or tuple(row.owners or ()) != setting.owners
             ):
                 values: dict[str, object] = {
                     "label": setting.label,
                     "source": "config",
                     "interval_seconds": setting.interval_seconds,
+                    "owners": list(setting.owners) or None,
                 }
                 if not row.active:
                     values.update(active=True, next_poll_at=now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,32 @@ def test_db_upgrade_on_unreachable_postgres_is_one_line(
     assert code == 1
     assert err.startswith("notifier: ")
     assert err.count("\n") == 1
+
+
+def test_watch_add_with_owners_lists_them_in_json(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(
+        capsys,
+        *("watch", "add", "--asid", "1234", "--image-version", "42", "--config", str(config)),
+        *("--owner", "<@U024BE7LH>", "--owner", "<!subteam^SAZ94GDB8>"),
+    )
+    assert (code, err) == (0, "")
+
+    code, out, _ = run(capsys, "watch", "list", "--json", "--config", str(config))
+    listed = {w["image_version_id"]: w for w in json.loads(out)}
+    assert listed[42]["owners"] == ["<@U024BE7LH>", "<!subteam^SAZ94GDB8>"]
+
+
+def test_an_owner_that_is_no_slack_mention_exits_2_with_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["watch", "add", "--asid", "1", "--image-version", "2", "--owner", "@alice"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "notifier watch add: error: argument --owner: '@alice' is not a Slack mention; write "
+        '"<@U…>" (a Slack user id) or "<!subteam^S…>" (a user group id) '
+        "(see notifier watch add --help)\n"
+    )

@@ -68,6 +68,11 @@ async def test_the_demo_tells_the_story_in_order_in_about_ten_seconds_and_keeps_
             assert f"thread reply on “{job}”" in title
         assert "" not in body, (title, body)
     assert finished == set(LABELS)
+    # The failure pages the failing build's owner, once, in its thread reply and its webhook.
+    [paged] = [title for title, body in printed if "@U0DEMOPRIYA ❌ Running → Failed" in body[0]]
+    assert "thread reply on “US fleet, build 1.4.2”" in paged
+    assert output.count("@U0DEMOPRIYA ❌") == 1
+    assert "owners: <@U0DEMOPRIYA>" in output
     # Not a terminal here: no colour codes. No admin-token warning in a demo.
     assert "\033[" not in output
     assert not [r for r in caplog.records if "admin_token" in r.getMessage()]

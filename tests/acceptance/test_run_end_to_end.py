@@ -144,6 +144,7 @@ async def test_lifecycle_reaches_slack_and_webhook_exactly(
         "account_service_id": ASID,
         "image_version_id": FAILS,
         "label": "US fleet, build 1.4.2",
+        "owners": [],
         "previous": {"state_id": 4, "state": "Running", "progress": 40},
         "current": {
             "state_id": 6,

@@ -22,6 +22,7 @@ from tests.conftest import (
     add_subscription_row,
     make_settings,
     make_status,
+    running_api,
     seed_delivery,
     seed_watch,
 )
@@ -364,3 +365,62 @@ async def test_a_route_module_plugs_in_with_one_registrar_behind_the_same_auth(
 async def test_percent_encoded_api_path_still_needs_the_token(api: ApiServer) -> None:
     async with api.session.get(yarl.URL(api.url + "%61pi/v1/watches", encoded=True)) as response:
         assert response.status == 401
+
+
+OWNER, GROUP = "<@U0OWNER01>", "<!subteam^S0ONCALL1>"
+
+
+async def test_a_watch_is_created_with_owners_and_patched_to_others(api: ApiServer) -> None:
+    status, created = await api.call("POST", "/api/v1/watches", json={**WATCH, "owners": [OWNER]})
+    assert (status, created["owners"]) == (201, [OWNER])
+
+    status, patched = await api.call(
+        "PATCH", f"/api/v1/watches/{created['id']}", json={"owners": [GROUP, GROUP]}
+    )
+    assert (status, patched["owners"]) == (200, [GROUP])
+    _, shown = await api.call("GET", f"/api/v1/watches/{created['id']}")
+    assert shown["owners"] == [GROUP]
+
+
+async def test_owners_of_a_watch_from_the_file_are_set_in_the_file(api: ApiServer) -> None:
+    watch_id = await add_watch(api.engine, 1234, 567890, "EU fleet", "config", T0)
+    status, body = await api.call("PATCH", f"/api/v1/watches/{watch_id}", json={"owners": [OWNER]})
+    assert status == 409
+    assert "set its owners in its [[watch]] entry" in body["error"]["message"]
+
+
+async def test_patching_a_watch_that_does_not_exist_is_404(api: ApiServer) -> None:
+    status, body = await api.call("PATCH", "/api/v1/watches/999", json={"owners": []})
+    assert (status, body["error"]["code"]) == (404, "not_found")
+
+
+async def test_a_slack_subscription_takes_mentions_and_a_digest(engine: AsyncEngine) -> None:
+    settings = make_settings(slack={"bot_token": "xoxb-test"})
+    async with running_api(engine, settings) as api:
+        status, created = await api.call(
+            "POST",
+            "/api/v1/subscriptions",
+            json={
+                "name": "builds",
+                "kind": "slack_channel",
+                "target": "C0BUILDS",
+                "mention_on": ["imageversion.failed", "imageversion.stalled"],
+                "mention": ["<!here>"],
+                "digest": "09:00 Europe/Berlin",
+            },
+        )
+    assert status == 201
+    assert created["mention_on"] == ["imageversion.failed", "imageversion.stalled"]
+    assert (created["mention"], created["digest"]) == (["<!here>"], "09:00 Europe/Berlin")
+
+
+async def test_a_digest_time_that_is_not_one_is_422_saying_how_to_write_it(
+    api: ApiServer,
+) -> None:
+    status, body = await api.call(
+        "POST",
+        "/api/v1/subscriptions",
+        json={"name": "x", "kind": "webhook", "target": "https://example.com/h", "digest": "9am"},
+    )
+    assert status == 422
+    assert body["error"]["message"].startswith("digest: '9am' is not a digest time")

@@ -196,7 +196,7 @@ async def test_a_claim_hands_out_the_events_the_poller_stored(
     by_id = {stored_event.id: stored_event for stored_event in stored}
     assert len(claimed) == 3
     assert [c.subject for c in claimed] == [by_id[event_of(c).id] for c in claimed]
-    assert {c.subject.image_version_id for c in claimed} == {1, 2, 3}
+    assert {event_of(c).image_version_id for c in claimed} == {1, 2, 3}
 
 
 async def test_a_second_tick_finds_nothing_due_and_polls_nothing(

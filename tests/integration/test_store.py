@@ -221,7 +221,7 @@ async def test_a_second_claim_at_the_same_moment_hands_out_nothing_already_held(
     second = await SqlOutbox(engine).claim_due(Lease("replica-a", T0, LEASE), 10)
 
     assert len(first) == 2
-    assert [d.subject.image_version_id for d in second] == [3]
+    assert [event_of(d).image_version_id for d in second] == [3]
 
 
 async def test_a_released_delivery_is_claimable_again_with_its_attempts_unchanged(

@@ -13,24 +13,18 @@ from notifier.store.events import recent_events
 from notifier.store.watches import list_watches, resume_watches
 from notifier.testing.fake_clanforge import FakeClanforge, FakeReply, status_reply
 from tests.conftest import service_config
+from tests.integration.conftest import hourly_ticks
 from tests.support import config_files as toml
 from tests.support.clock import HandClock
 
 ASID, OTHER_ASID = 1234, 2222
 IVID, IVID2, IVID3 = 567890, 567891, 567892
-FAST = """
-[poll]
-interval_seconds = 1
-running_interval_seconds = 1
-failure_threshold = 2
-spread = 0
+FAST = hourly_ticks("failure_threshold = 2")
 
-[detect]
-# Each tick is an hour of service time: the timing detectors would fire, and are tested apart.
-stall_after_seconds = 0
-waiting_stall_after_seconds = 0
-estimate_eta = false
-"""
+
+@pytest.fixture
+def fake(clanforge: FakeClanforge) -> FakeClanforge:
+    return clanforge
 
 
 async def ticks(service: Service, clock: HandClock, count: int) -> None:

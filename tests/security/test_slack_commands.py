@@ -12,8 +12,8 @@ from notifier.api.slack_commands import PATH
 from notifier.config import Settings
 from notifier.store.subscriptions import followed_in_channel
 from notifier.store.tables import SubscriptionRow
-from notifier.store.watches import list_watches
-from tests.conftest import add_subscription_row
+from notifier.store.watches import ConfigWatch, list_watches, sync_config_watches
+from tests.conftest import T0, add_subscription_row
 from tests.support.slash_commands import (
     CHANNEL,
     SECRET,
@@ -126,3 +126,33 @@ async def test_a_subscription_named_like_the_channel_is_not_taken_over(
     (ours,) = [row for row in rows if row.id != squatter]
     assert ours.kind == "slack_channel"
     assert ours.filters["image_version_ids"] == [42]
+
+
+async def test_owners_come_only_from_what_slack_escaped_and_the_typist_sees_them(
+    engine: AsyncEngine,
+) -> None:
+    async with command_client(engine, _settings()) as client:
+        refused = await _say(client, "add 1234 42 EU fleet owner @alice")
+        assert "Escape channels, users, and links" in refused
+        assert await list_watches(engine) == []
+
+        answer = await _say(client, "add 1234 42 EU fleet owner <@U0ALICE01|alice>")
+        assert "Owners, mentioned when it fails: <@U0ALICE01>." in answer
+        # A label that looks like a mention is only a label: it pages nobody and owns nothing.
+        await _say(client, "add 1234 43 <@U0MALLORY|mallory> build", channel="C0OTHER")
+    watches = {w.image_version_id: w for w in await list_watches(engine)}
+    assert watches[42].owners == ("<@U0ALICE01>",)
+    assert watches[43].owners == ()
+    assert watches[43].label == "<@U0MALLORY|mallory> build"
+
+
+async def test_a_channel_cannot_add_owners_to_a_watch_from_the_configuration(
+    engine: AsyncEngine,
+) -> None:
+    async with command_client(engine, _settings()) as client:
+        await _say(client, "add 1234 42")
+        await sync_config_watches(engine, [ConfigWatch(1234, 42, "from the file")], T0)
+        answer = await _say(client, "add 1234 42 owner <@U0MALLORY|mallory>")
+    assert "the ones named here were not added" in answer
+    [watch] = await list_watches(engine)
+    assert watch.owners == ()

@@ -282,3 +282,65 @@ def test_poll_gap_bound_is_configurable_and_positive() -> None:
     assert parse_config(bounded, ENV, "notifier.toml").poll.policy().max_gap_seconds == 45
     with pytest.raises(ConfigError, match="max_gap_seconds"):
         parse_config(VALID.replace("[poll]\n", "[poll]\nmax_gap_seconds = 0\n", 1), ENV, "x.toml")
+
+
+_MINIMAL = '[clanforge]\naccess_key = "a"\nsecret_key = "b"\n'
+
+
+@pytest.mark.parametrize(
+    ("entry", "key", "says"),
+    [
+        (
+            '[[watch]]\naccount_service_id = 1\nimage_version_id = 2\nowners = ["alice"]\n',
+            "watch[0].owners",
+            "'alice' is not a Slack mention",
+        ),
+        (
+            '[[subscription]]\nname = "s"\nslack_channel = "C1"\nmention = ["<!channel>"]\n',
+            "subscription[0].mention",
+            "<!channel> pages every member of the channel",
+        ),
+        (
+            '[[subscription]]\nname = "s"\nslack_channel = "C1"\nmention_on = ["job.failed"]\n',
+            "subscription[0].mention_on",
+            "unknown event type 'job.failed'",
+        ),
+        (
+            '[[subscription]]\nname = "s"\nslack_channel = "C1"\ndigest = "09:00 Mars/Base"\n',
+            "subscription[0].digest",
+            "unknown time zone 'Mars/Base'",
+        ),
+        (
+            '[[subscription]]\nname = "s"\nwebhook_url = "https://example.com/h"\n'
+            'mention = ["<!here>"]\n',
+            "subscription[0]",
+            "mention goes with slack_channel or slack_webhook_url",
+        ),
+    ],
+)
+def test_owners_mentions_and_digest_are_checked_naming_the_key(
+    entry: str, key: str, says: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_MINIMAL + entry, {}, "notifier.toml")
+    assert caught.value.key == key
+    assert says in caught.value.problem
+
+
+def test_owners_mentions_and_digest_reach_the_sync_entries() -> None:
+    settings = parse_config(
+        _MINIMAL
+        + '[slack]\nbot_token = "xoxb-1"\n'
+        + "[[watch]]\naccount_service_id = 1\nimage_version_id = 2\n"
+        + 'owners = ["<@U0A1>", "<@U0A1>"]\n'
+        + '[[subscription]]\nname = "s"\nslack_channel = "C1"\nmention = ["<!here>"]\n'
+        + 'digest = "07:30 America/New_York"\n',
+        {},
+    )
+    assert settings.watch[0].entry().owners == ("<@U0A1>",)
+    entry = settings.subscription[0].entry()
+    assert (entry.mention_on, entry.mention, entry.digest) == (
+        ("imageversion.failed",),
+        ("<!here>",),
+        "07:30 America/New_York",
+    )

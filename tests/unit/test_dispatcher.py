@@ -10,6 +10,7 @@ from datetime import timedelta
 import aiohttp
 import pytest
 
+from notifier.core.digest import DailyDigest
 from notifier.core.events import Event
 from notifier.core.live_refresh import WatchNow
 from notifier.core.status import QUEUED, RUNNING
@@ -189,6 +190,9 @@ async def test_a_refresh_reaches_its_sink_as_a_stand_in_event_of_the_watchs_stat
     class Recording:
         async def deliver(self, event: Event, subscription: Subscription) -> None:
             seen.append(event)
+
+        async def deliver_digest(self, digest: DailyDigest, subscription: Subscription) -> None:
+            raise AssertionError("no digest was enqueued")
 
     channel = make_subscription(1, "slack_channel", name="builds", channel="C0BUILDS")
     d = dispatcher(outbox, clock, {"slack_channel": Recording()}, [channel])

@@ -18,12 +18,13 @@ from tests.support.samples import example_status as _status
 
 DESIGN_EXAMPLE = {
     "type": "imageversion.failed",
-    "version": 1,
+    "version": 2,
     "timestamp": "2026-11-28T17:04:05Z",
     "data": {
         "account_service_id": 1234,
         "image_version_id": 567890,
         "label": "EU fleet, build 1.4.2",
+        "owners": [],
         "previous": {"state_id": 4, "state": "Running", "progress": 80},
         "current": {
             "state_id": 6,
@@ -56,6 +57,12 @@ def _design_example_event() -> Event:
 
 def test_payload_equals_the_design_example() -> None:
     assert webhook_payload(_design_example_event()) == DESIGN_EXAMPLE
+
+
+def test_the_watch_owners_ride_along_as_data_owners() -> None:
+    event = replace(_design_example_event(), owners=("<@U024BE7LH>", "<!subteam^SAZ94GDB8>"))
+
+    assert webhook_payload(event)["data"]["owners"] == ["<@U024BE7LH>", "<!subteam^SAZ94GDB8>"]
 
 
 def test_first_sighting_and_missing_upstream_values_are_null() -> None:

@@ -59,7 +59,7 @@ def test_without_a_public_url_there_is_no_open_button() -> None:
 def test_a_muted_message_says_who_muted_it_until_when_and_offers_unmute() -> None:
     message = render(WATCH, RUNNING_60, None, _controls(_mute()))
     text = blocks_to_text(message.blocks)
-    assert "Muted by <@U0ANA> until 2026-11-28 18:00 UTC · muted from Slack" in text
+    assert "Muted by @U0ANA until 2026-11-28 18:00 UTC · muted from Slack" in text
     assert [e["action_id"] for e in _actions(message)] == ["unmute", "stop_watching"]
     assert message.text.endswith("muted until 2026-11-28 18:00 UTC")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import jsonschema
 import pytest
 
 from notifier.core.detector import detect
-from notifier.core.events import EVENT_TYPES, Event
+from notifier.core.events import DIGEST_DAILY, EVENT_TYPES, Event
 from notifier.core.status import (
     COMPLETE,
     CREATED,
@@ -22,8 +23,8 @@ from notifier.core.status import (
     SQUASHED,
     JobStatus,
 )
-from notifier.notify.payload import webhook_payload
-from notifier.notify.samples import sample_events
+from notifier.notify.payload import digest_payload, webhook_payload
+from notifier.notify.samples import sample_digest, sample_events
 from tests.conftest import T0, make_status
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "webhook-payload.schema.json"
@@ -112,14 +113,15 @@ def test_a_payload_of_every_event_type_validates(
 def test_the_schema_defines_each_event_type_and_nothing_else() -> None:
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     refs = {entry["$ref"].removeprefix("#/$defs/") for entry in schema["oneOf"]}
-    assert refs == set(EVENT_TYPES)
+    assert refs == {*EVENT_TYPES, DIGEST_DAILY}
 
 
 @pytest.mark.parametrize(
     ("path", "value"),
     [
         (("type",), "imageversion.exploded"),
-        (("version",), 2),
+        (("version",), 1),
+        (("data", "owners"), ["@alice"]),
         (("timestamp",), "2026-11-28 17:04:05"),
         (("data", "current", "progress"), 101),
         (("data", "current", "state"), "Running"),  # a failed event must be in state Failed
@@ -134,4 +136,27 @@ def test_the_schema_rejects_a_payload_off_the_contract(
     for key in path[:-1]:
         target = target[key]
     target[path[-1]] = value
+    assert not validator.is_valid(payload)
+
+
+def test_a_payload_with_owners_validates(validator: jsonschema.Draft202012Validator) -> None:
+    event = replace(sample_events()[3], owners=("<@U024BE7LH>", "<!subteam^SAZ94GDB8>"))
+
+    validator.validate(webhook_payload(event))
+
+
+def test_a_daily_digest_payload_validates(validator: jsonschema.Draft202012Validator) -> None:
+    payload = digest_payload(sample_digest())
+
+    validator.validate(payload)
+    assert payload["type"] == "digest.daily"
+    assert payload["data"]["counts"]["failed"] == 1
+
+
+def test_a_digest_without_jobs_is_off_the_contract(
+    validator: jsonschema.Draft202012Validator,
+) -> None:
+    payload = digest_payload(sample_digest())
+    payload["data"]["jobs"] = []
+
     assert not validator.is_valid(payload)

@@ -158,7 +158,7 @@ def test_template_context_has_payload_fields_event_and_headline() -> None:
     )
     assert json.loads(body) == {
         "t": "imageversion.failed",
-        "v": 1,
+        "v": 2,
         "same": True,
         "h": "EU fleet, build 1.4.2: Running → Failed (80%)",
     }
