@@ -1,7 +1,8 @@
 """The daily digest: when it is due, which day it belongs to, and what it says.
 
 Pure: the store hands in the events of the window (already narrowed to what the subscription
-follows) and gets back the digest, or None for a day when nothing happened. Its id is fixed by
+follows), with the last earlier event of each job that has none in it, and gets back the digest,
+or None for a day when nothing happened and nothing is left unfinished. Its id is fixed by
 (subscription, day), so that every replica firing the same cron trigger, and a restart firing
 it again, claims the same send and only the first claim counts.
 """
@@ -117,15 +118,31 @@ class DailyDigest:
 
 
 def build_digest(
-    subscription_id: int, day: str, window_end: datetime, events: Sequence[Event]
+    subscription_id: int,
+    day: str,
+    window_end: datetime,
+    events: Sequence[Event],
+    before: Sequence[Event] = (),
 ) -> DailyDigest | None:
     """The digest of ``events`` (in the order they happened, all within the window): one item per
-    image version, as its last event left it; None when there are none."""
+    image version, as its last event left it; None when there are none.
+
+    ``before`` holds the last event before the window of jobs that may have none in it: a job
+    still running (or queued, or stalled) a day after it last changed is the one most worth a
+    line, so it is listed from that event; a finished one is not, nor one the window covers."""
     window_end = as_utc(window_end)
+    in_window = {(e.account_service_id, e.image_version_id) for e in events}
+    carried = [
+        e
+        for e in before
+        if (e.account_service_id, e.image_version_id) not in in_window
+        and e.current.state_id is not None
+        and not e.current.is_terminal
+    ]
     last: dict[tuple[int, int], Event] = {}
     first_seen: dict[tuple[int, int], datetime] = {}
     stalled_since: dict[tuple[int, int], datetime | None] = {}
-    for event in events:
+    for event in [*carried, *events]:
         key = (event.account_service_id, event.image_version_id)
         first_seen.setdefault(key, as_utc(event.occurred_at))
         if event.type == STALLED:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -38,16 +38,30 @@ async def enqueue_digest(
             .where(EventRow.occurred_at >= fire - WINDOW, EventRow.occurred_at < fire)
             .order_by(EventRow.seq)
         )
+        # Each job's last event before the window: one still running there a day later has
+        # nothing in the window, yet belongs in the digest (the core keeps only the unfinished).
+        latest = (
+            select(func.max(EventRow.seq))
+            .where(EventRow.occurred_at < fire - WINDOW)
+            .group_by(EventRow.watch_id)
+        )
+        before = select(EventRow).where(EventRow.seq.in_(latest)).order_by(EventRow.seq)
         if subscription.account_service_ids:
             stmt = stmt.where(EventRow.account_service_id.in_(subscription.account_service_ids))
+            before = before.where(
+                EventRow.account_service_id.in_(subscription.account_service_ids)
+            )
         if subscription.image_version_ids:
             stmt = stmt.where(EventRow.image_version_id.in_(subscription.image_version_ids))
+            before = before.where(EventRow.image_version_id.in_(subscription.image_version_ids))
         events = [event_from_row(row) for row in (await conn.execute(stmt)).all()]
+        earlier = [event_from_row(row) for row in (await conn.execute(before)).all()]
         digest = build_digest(
             subscription.id,
             digest_day(schedule, fire),
             fire,
             [e for e in events if follows(subscription, e)],
+            [e for e in earlier if follows(subscription, e)],
         )
         if digest is None:
             return None

@@ -192,9 +192,15 @@ async def set_watch_owners(engine: AsyncEngine, watch_id: int, owners: Sequence[
 
 
 async def add_watch_owners(engine: AsyncEngine, watch_id: int, owners: Sequence[str]) -> None:
-    """Add owners (checked mentions) to a watch's, keeping the ones it has, in one transaction."""
+    """Add owners (checked mentions) to a watch's, keeping the ones it has, in one transaction.
+
+    The read locks the row (FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already
+    serialises), so two adds at once both land instead of the later write dropping the other's.
+    """
     async with engine.begin() as conn:
-        found = await conn.scalar(select(Watch.owners).where(Watch.id == watch_id))
+        found = await conn.scalar(
+            select(Watch.owners).where(Watch.id == watch_id).with_for_update()
+        )
         merged = list(dict.fromkeys([*(found or ()), *owners]))
         await conn.execute(update(Watch).where(Watch.id == watch_id).values(owners=merged))
 

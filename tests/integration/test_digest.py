@@ -89,9 +89,11 @@ def _digests(slack: FakeSlack) -> list[SlackCall]:
     return [c for c in slack.top_level_posts(CHANNEL) if "Daily digest" in c.args["text"]]
 
 
-async def _a_day_of_builds(settings: Settings, clanforge: FakeClanforge, clock: HandClock) -> None:
-    """On the evening of T0 one build completes, one fails, one is still running; their own
-    messages go out as they happen."""
+async def _a_day_of_builds(
+    settings: Settings, clanforge: FakeClanforge, clock: HandClock, *, all_finish: bool = False
+) -> None:
+    """On the evening of T0 one build completes, one fails, one is still running (or, with
+    ``all_finish``, completes too); their own messages go out as they happen."""
     start = T0 - timedelta(minutes=12)
     clanforge.script(
         ASID,
@@ -115,7 +117,14 @@ async def _a_day_of_builds(settings: Settings, clanforge: FakeClanforge, clock: 
             ),
         ],
     )
-    clanforge.script(ASID, 503, [status_reply(4, 55, start=start, updated=T0)])
+    clanforge.script(
+        ASID,
+        503,
+        [
+            status_reply(4, 55, start=start, updated=T0),
+            *([status_reply(5, 100, start=start, updated=T0)] if all_finish else []),
+        ],
+    )
     async with Service(settings, clock=clock) as service:
         for _ in range(3):
             await service.tick()
@@ -186,17 +195,50 @@ async def test_a_replica_started_after_the_send_sends_no_second_digest(
     assert [r.json["type"] for r in receiver.requests].count("digest.daily") == 1
 
 
-async def test_a_day_when_nothing_happened_sends_no_digest(
+async def test_a_day_when_nothing_happened_and_nothing_is_unfinished_sends_no_digest(
     database_url: str, clanforge: FakeClanforge, slack: FakeSlack, receiver: WebhookReceiver
 ) -> None:
     settings = _settings(database_url, clanforge, slack, receiver)
     clock = HandClock()
-    await _a_day_of_builds(settings, clanforge, clock)
+    await _a_day_of_builds(settings, clanforge, clock, all_finish=True)
     clock.now = datetime(2026, 11, 30, 8, 0, 30, tzinfo=UTC)  # the next day: all quiet
 
     assert await _send_digests(settings, clock) == 0
     assert _digests(slack) == []
     assert all(r.json["type"] != "digest.daily" for r in receiver.requests)
+
+
+async def test_a_job_still_running_with_no_event_in_the_day_is_listed_as_still_running(
+    database_url: str, clanforge: FakeClanforge, slack: FakeSlack, receiver: WebhookReceiver
+) -> None:
+    settings = _settings(database_url, clanforge, slack, receiver)
+    clock = HandClock()
+    await _a_day_of_builds(settings, clanforge, clock)
+    # The next day: the APAC build, last heard of 37 h ago, still runs; the two that finished
+    # the day before are not listed again.
+    clock.now = datetime(2026, 11, 30, 8, 0, 30, tzinfo=UTC)
+    webhook_events = len(receiver.requests)
+
+    assert await _send_digests(settings, clock) == 2
+
+    [digest] = _digests(slack)
+    assert digest.args["text"] == "Daily digest, 2026-11-30: 1 still running"
+    text = json.dumps(digest.args["blocks"])
+    assert "APAC fleet, build 1.4.2" in text
+    assert "running for 1 d 15 h" in text  # started 12 min before T0, 39 h 12 min ago
+    assert "EU fleet" not in text and "US fleet" not in text
+    [hook] = receiver.requests[webhook_events:]
+    assert hook.json["type"] == "digest.daily"
+    assert hook.json["data"]["counts"] == {
+        "failed": 0,
+        "squashed": 0,
+        "stalled": 0,
+        "running": 1,
+        "completed": 0,
+    }
+    [job] = hook.json["data"]["jobs"]
+    assert (job["label"], job["outcome"]) == ("APAC fleet, build 1.4.2", "running")
+    assert job["duration_seconds"] == 39 * 3600 + 12 * 60  # up to the 09:00 the digest covers
 
 
 async def test_each_digest_time_gets_a_cron_trigger_in_its_zone_and_loses_it_when_unused(

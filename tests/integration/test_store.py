@@ -3,6 +3,7 @@ outbox ordering, config sync."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import timedelta, timezone
 
@@ -29,6 +30,7 @@ from notifier.store.watches import (
     ConfigWatch,
     WatchSync,
     add_watch,
+    add_watch_owners,
     list_watches,
     sync_config_watches,
 )
@@ -284,3 +286,15 @@ async def test_outcomes_of_every_kind_recorded_in_one_batch(engine: AsyncEngine)
 )
 def test_a_status_comes_back_from_the_json_column_as_it_went_in(status: JobStatus) -> None:
     assert status_from_json(orjson.loads(_json_text(status_to_json(status)))) == status
+
+
+async def test_concurrent_owner_adds_to_one_watch_all_end_up_in_its_owners(
+    engine: AsyncEngine,
+) -> None:
+    watch_id = await add_watch(engine, 1234, 501, "EU fleet", "slack", T0, owners=["<@U0>"])
+    people = [f"<@U{n}>" for n in range(1, 9)]
+
+    await asyncio.gather(*(add_watch_owners(engine, watch_id, [p]) for p in people))
+
+    [watch] = await list_watches(engine)
+    assert sorted(watch.owners) == sorted(["<@U0>", *people])
