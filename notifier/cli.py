@@ -830,7 +830,7 @@ async def _db_prune(engine: AsyncEngine, settings: Settings, args: argparse.Name
     print(
         f"{verb} {pruned.events} events older than {retention.events_days:g} days and "
         f"{pruned.deliveries} finished deliveries (older than {retention.deliveries_days:g} days, "
-        "or of those events)"
+        f"or of those events) and {pruned.silences} silences that ended that long ago"
     )
     return EXIT_OK
 

@@ -432,9 +432,12 @@ class Service:
         secrets whose rotation overlap has ended."""
         await forget_replaced_secrets(self.engine, self.clock())
         pruned = await prune(self.engine, self.settings.retention.policy(), self.clock())
-        if pruned.events or pruned.deliveries:
+        if pruned.events or pruned.deliveries or pruned.silences:
             log.info(
-                "pruned %d events and %d finished deliveries", pruned.events, pruned.deliveries
+                "pruned %d events, %d finished deliveries and %d ended silences",
+                pruned.events,
+                pruned.deliveries,
+                pruned.silences,
             )
         return pruned
 

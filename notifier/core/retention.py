@@ -31,6 +31,11 @@ class Pruned:
 
     events: int = 0
     deliveries: int = 0
+    silences: int = 0
 
     def __add__(self, other: Pruned) -> Pruned:
-        return Pruned(self.events + other.events, self.deliveries + other.deliveries)
+        return Pruned(
+            self.events + other.events,
+            self.deliveries + other.deliveries,
+            self.silences + other.silences,
+        )

@@ -48,9 +48,7 @@ async def enqueue_digest(
         before = select(EventRow).where(EventRow.seq.in_(latest)).order_by(EventRow.seq)
         if subscription.account_service_ids:
             stmt = stmt.where(EventRow.account_service_id.in_(subscription.account_service_ids))
-            before = before.where(
-                EventRow.account_service_id.in_(subscription.account_service_ids)
-            )
+            before = before.where(EventRow.account_service_id.in_(subscription.account_service_ids))
         if subscription.image_version_ids:
             stmt = stmt.where(EventRow.image_version_id.in_(subscription.image_version_ids))
             before = before.where(EventRow.image_version_id.in_(subscription.image_version_ids))

@@ -3,7 +3,8 @@
 Each batch is its own short transaction (at most ``batch`` rows of one table), so a prune never
 holds SQLite's single write lock for long and the poller and dispatcher keep their turns.
 Finished deliveries go first, then the old events none of whose deliveries is pending, with
-whatever finished deliveries they still have.
+whatever finished deliveries they still have, then the silences that ended as long ago as those
+events and that no kept event or delivery still names.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.orm import aliased
 
 from notifier.core.retention import FINISHED_DELIVERY_STATUSES, Pruned, RetentionPolicy
-from notifier.store.tables import DeliveryRow, EventRow
+from notifier.store.tables import DeliveryRow, EventRow, SilenceRow
 
 DEFAULT_BATCH = 500
 
@@ -35,6 +37,25 @@ def _old_events(before: datetime) -> ColumnElement[bool]:
         DeliveryRow.event_id == EventRow.id, DeliveryRow.status.in_(("pending", "held"))
     )
     return and_(EventRow.occurred_at < before, ~pending)
+
+
+def _old_silences(deliveries_before: datetime, events_before: datetime) -> ColumnElement[bool]:
+    """Ended before ``events_before`` and named by no event or delivery the prune keeps: the
+    ``silence_id`` columns have no foreign key, so this keeps them from pointing at nothing (a
+    held delivery is kept, so is its silence, whose end releases it)."""
+    old_events = select(EventRow.id).where(_old_events(events_before))
+    kept_event = exists().where(EventRow.silence_id == SilenceRow.id, ~_old_events(events_before))
+    # Aliased so that the old-events subquery's own deliveries are not correlated to this one.
+    delivery = aliased(DeliveryRow)
+    kept_delivery = exists().where(
+        delivery.silence_id == SilenceRow.id,
+        ~and_(
+            delivery.status.in_(FINISHED_DELIVERY_STATUSES),
+            delivery.created_at < deliveries_before,
+        ),
+        delivery.event_id.is_(None) | ~delivery.event_id.in_(old_events),
+    )
+    return and_(SilenceRow.ends_at < events_before, ~kept_event, ~kept_delivery)
 
 
 async def prune(
@@ -59,7 +80,13 @@ async def prune(
     events = await _in_batches(
         engine, select(EventRow.id).where(_old_events(events_before)), _remove_events, batch
     )
-    return deliveries + events
+    silences = await _in_batches(
+        engine,
+        select(SilenceRow.id).where(_old_silences(deliveries_before, events_before)),
+        _remove_silences,
+        batch,
+    )
+    return deliveries + events + silences
 
 
 async def _in_batches(
@@ -92,6 +119,11 @@ async def _remove_events(conn: AsyncConnection, ids: Sequence[str]) -> Pruned:
     return Pruned(events=len(ids), deliveries=result.rowcount or 0)
 
 
+async def _remove_silences(conn: AsyncConnection, ids: Sequence[int]) -> Pruned:
+    await conn.execute(delete(SilenceRow).where(SilenceRow.id.in_(ids)))
+    return Pruned(silences=len(ids))
+
+
 async def _count(
     engine: AsyncEngine, deliveries_before: datetime, events_before: datetime
 ) -> Pruned:
@@ -110,7 +142,16 @@ async def _count(
                 ~_old_deliveries(deliveries_before),
             )
         )
-    return Pruned(events=int(events or 0), deliveries=int(deliveries or 0) + int(with_events or 0))
+        silences = await conn.scalar(
+            select(func.count())
+            .select_from(SilenceRow)
+            .where(_old_silences(deliveries_before, events_before))
+        )
+    return Pruned(
+        events=int(events or 0),
+        deliveries=int(deliveries or 0) + int(with_events or 0),
+        silences=int(silences or 0),
+    )
 
 
 async def row_counts(engine: AsyncEngine) -> dict[str, int]:

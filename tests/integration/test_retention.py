@@ -11,8 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.cli import main
 from notifier.core.retention import Pruned, RetentionPolicy
+from notifier.core.silences import Matchers
 from notifier.store.retention import prune, row_counts
-from notifier.store.tables import DELIVERIES, EVENTS, WATCHES
+from notifier.store.silences import add_silence
+from notifier.store.tables import DELIVERIES, EVENTS, SILENCES, WATCHES
 from tests.conftest import T0, add_hand_watches, add_subscription_row
 from tests.support import config_files as toml
 
@@ -126,6 +128,48 @@ async def test_a_dry_run_counts_exactly_what_a_prune_removes(engine: AsyncEngine
     assert would.deliveries > would.events
 
 
+async def test_silences_that_ended_before_the_kept_events_go_unless_a_kept_row_names_them(
+    engine: AsyncEngine,
+) -> None:
+    await add_hand_watches(engine, [501, 502])
+    sub = await _subscription(engine)
+
+    async def silence(ivid: int, ends_at: datetime) -> int:
+        made = await add_silence(
+            engine,
+            Matchers(image_version_id=ivid),
+            ends_at=ends_at,
+            reason="maintenance",
+            created_by="ops",
+            source="cli",
+            now=ends_at - timedelta(hours=2),
+        )
+        return made.id
+
+    long_ended = await silence(501, T0)
+    named_by_a_pending_event = await silence(502, T0 + timedelta(hours=1))
+    await _day_of_events(engine, await _watch_ids(engine), sub, 0, T0)
+    async with engine.begin() as conn:  # one event it held, whose delivery is still pending
+        held = (await conn.scalars(select(EVENTS.c.id).order_by(EVENTS.c.seq))).first()
+        await conn.execute(
+            EVENTS.update().where(EVENTS.c.id == held).values(silence_id=named_by_a_pending_event)
+        )
+        await conn.execute(
+            DELIVERIES.update().where(DELIVERIES.c.event_id == held).values(status="pending")
+        )
+    now = T0 + timedelta(days=POLICY.events_days + 1)
+    recently_ended = await silence(501, now - timedelta(days=1))
+    still_on = await silence(501, now + timedelta(hours=1))
+
+    would = await prune(engine, POLICY, now, dry_run=True)
+    assert would.silences == 1
+    assert await prune(engine, POLICY, now) == would
+    async with engine.connect() as conn:
+        left = set((await conn.scalars(select(SILENCES.c.id))).all())
+    assert long_ended not in left
+    assert left == {named_by_a_pending_event, recently_ended, still_on}
+
+
 def test_db_prune_cli_says_what_it_would_remove_and_then_removes_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -139,5 +183,6 @@ def test_db_prune_cli_says_what_it_would_remove_and_then_removes_it(
     assert main(["db", "prune", "--dry-run", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "would remove 0 events older than 2 days and 0 finished deliveries" in out
+    assert "and 0 silences that ended that long ago" in out
     assert main(["db", "prune", "--config", str(config)]) == 0
     assert "removed 0 events" in capsys.readouterr().out
