@@ -17,7 +17,7 @@ from notifier.core.digest import (
     last_fire,
     parse_digest,
 )
-from notifier.core.events import RESUMED, STALLED
+from notifier.core.events import RESUMED, STALLED, STATE_CHANGED, Event
 from notifier.core.status import COMPLETE, FAILED, RUNNING
 from notifier.notify.render_digest import MAX_LINES_PER_GROUP, render_digest
 from notifier.notify.samples import sample_digest
@@ -86,6 +86,33 @@ def test_a_job_that_moved_again_is_no_longer_stalled() -> None:
 
 def test_a_day_without_events_has_no_digest() -> None:
     assert build_digest(1, "2026-11-29", END, []) is None
+
+
+def test_jobs_unfinished_since_before_the_day_are_listed_and_finished_ones_are_not() -> None:
+    def job(ivid: int, state: int, hours_ago: float, type: str = STATE_CHANGED) -> Event:
+        status = replace(
+            make_status(state, 40, image_version_id=ivid), started=END - timedelta(hours=50)
+        )
+        return make_event(status, status, type=type, occurred_at=END - timedelta(hours=hours_ago))
+
+    stuck = job(501, RUNNING, 30, type=STALLED)
+    finished_long_ago = job(502, COMPLETE, 40)
+    also_in_the_day = job(503, RUNNING, 40)
+    running = job(504, RUNNING, 36)
+    digest = build_digest(
+        1,
+        "2026-11-29",
+        END,
+        [job(503, COMPLETE, 2)],
+        [stuck, finished_long_ago, also_in_the_day, running],
+    )
+    assert digest is not None
+    assert [(i.image_version_id, i.outcome, i.seconds) for i in digest.items] == [
+        (501, "stalled", 30 * 3600),
+        (504, "running", 50 * 3600),
+        (503, "completed", 35 * 3600),  # upstream times: started 50 h before END, updated T0
+    ]
+    assert build_digest(1, "2026-11-29", END, [], [finished_long_ago]) is None
 
 
 def test_durations_read_as_people_say_them() -> None:
