@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter as CounterOf
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -164,21 +164,16 @@ class InstrumentedSink:
         self._latency = metrics.delivery_latency.labels(name)
 
     async def deliver(self, event: Event, subscription: Subscription) -> None:
-        try:
-            await self._sink.deliver(event, subscription)
-        except DeliveryFailed as failure:
-            self._failed("rejected" if failure.permanent else "failed")
-            raise
-        except Exception:
-            self._failed("failed")
-            raise
-        self._delivered.inc()
+        await self._counted(self._sink.deliver(event, subscription))
         seconds = (self._clock() - event.occurred_at).total_seconds()
         self._latency.observe(max(seconds, 0.0))
 
     async def deliver_digest(self, digest: DailyDigest, subscription: Subscription) -> None:
+        await self._counted(self._sink.deliver_digest(digest, subscription))
+
+    async def _counted(self, sending: Awaitable[None]) -> None:
         try:
-            await self._sink.deliver_digest(digest, subscription)
+            await sending
         except DeliveryFailed as failure:
             self._failed("rejected" if failure.permanent else "failed")
             raise

@@ -217,33 +217,30 @@ async def patch_watch_handler(request: web.Request) -> web.Response:
     deps = _deps(request)
     watch_id = _path_id(request)
     body = await _body(request, WatchPatch)
-    watch = await get_watch(deps.engine, watch_id)
-    if watch is not None and watch.source == "config":
-        # Changed here, the next start would set the file's owners back.
-        raise ApiError(
-            409,
-            "from_config",
-            f"watch {watch_id} (image version {watch.image_version_id}) comes from the "
-            "configuration file; set its owners in its [[watch]] entry there",
-        )
+    await _refuse_config_watch(deps, watch_id, "set its owners in")
     if not await set_watch_owners(deps.engine, watch_id, body.owners):
         raise not_found(f"watch {watch_id}")
     log.info("api: watch %d owners set (%d)", watch_id, len(body.owners))
     return _json(await _watch(deps, watch_id))
 
 
-async def remove_watch_handler(request: web.Request) -> web.Response:
-    deps = _deps(request)
-    watch_id = _path_id(request)
+async def _refuse_config_watch(deps: ApiDeps, watch_id: int, change: str) -> None:
+    """A watch from the configuration file is the file's: changed or removed here, the next start
+    would set it back from the file, so the answer says where to make the change instead."""
     watch = await get_watch(deps.engine, watch_id)
     if watch is not None and watch.source == "config":
-        # Removed here, the next start would add it back from the file.
         raise ApiError(
             409,
             "from_config",
             f"watch {watch_id} (image version {watch.image_version_id}) comes from the "
-            "configuration file; remove its [[watch]] entry there",
+            f"configuration file; {change} its [[watch]] entry there",
         )
+
+
+async def remove_watch_handler(request: web.Request) -> web.Response:
+    deps = _deps(request)
+    watch_id = _path_id(request)
+    await _refuse_config_watch(deps, watch_id, "remove")
     if not await remove_watch_by_id(deps.engine, watch_id):
         raise not_found(f"watch {watch_id}")
     log.info("api: watch %d removed", watch_id)
