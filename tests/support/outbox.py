@@ -4,18 +4,29 @@ dispatcher sends and of what that costs the database."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
+import aiohttp
+from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.config import SubscriptionSettings
 from notifier.core.status import COMPLETE, QUEUED, RUNNING, JobStatus
+from notifier.dispatching.dispatcher import Dispatcher
+from notifier.notify.slack import SlackSink
+from notifier.notify.webhook import WebhookSink
+from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.outbox import DeliveryView, list_deliveries
 from notifier.store.subscriptions import sync_config_subscriptions
 from notifier.store.watches import add_watch
+from notifier.testing.fake_slack import FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.conftest import T0, event_ids, make_status, poll_once
 from tests.support.clock import HandClock
+from tests.support.dispatch import sql_dispatcher
 
 ASID = 1234
 
@@ -57,3 +68,69 @@ def statuses(states: dict[int, int]) -> dict[int, JobStatus]:
 async def deliveries(engine: AsyncEngine) -> list[DeliveryView]:
     """Every delivery in the outbox, oldest first."""
     return sorted(await list_deliveries(engine), key=lambda d: d.id)
+
+
+@dataclass
+class WebhookDeliveries:
+    """Deliveries to the "chatops" webhook subscription at ``receiver``, sent by dispatchers on
+    the real outbox with a webhook sink: what every test of sending to a webhook sets up."""
+
+    engine: AsyncEngine
+    clock: HandClock
+    session: aiohttp.ClientSession
+    receiver: WebhookReceiver
+
+    async def subscribe(self, path: str = "") -> None:
+        """ "chatops" (from the configuration file) sends to the receiver at ``path``."""
+        await subscribe(self.engine, webhook_url=self.receiver.url + path)
+
+    async def queued(self, image_version_ids: list[int]) -> None:
+        """See :func:`queued_for_webhook`."""
+        await queued_for_webhook(self.engine, self.clock, self.receiver, image_version_ids)
+
+    def sink(self, timeout: float = 2.0) -> WebhookSink:
+        return WebhookSink(self.session, timeout_seconds=timeout)
+
+    def dispatcher(
+        self,
+        *,
+        timeout: float = 2.0,
+        clock: Callable[[], datetime] | None = None,
+        **options: Any,
+    ) -> Dispatcher:
+        """A dispatcher whose webhook sends time out after ``timeout`` seconds, on the hand clock
+        unless given another; ``options`` as :func:`~tests.support.dispatch.build_dispatcher`
+        takes them."""
+        sinks = {"webhook": self.sink(timeout)}
+        return sql_dispatcher(self.engine, clock or self.clock, sinks, **options)
+
+    async def deliveries(self) -> list[DeliveryView]:
+        return await deliveries(self.engine)
+
+
+@dataclass
+class SlackChannelDeliveries:
+    """The "builds" subscription (from the configuration file) posting to ``channel`` of a fake
+    Slack, and a client of that Slack for the sinks a test builds."""
+
+    engine: AsyncEngine
+    clock: HandClock
+    slack: FakeSlack
+    client: AsyncWebClient
+    channel: str
+
+    async def seen(self, states: list[int]) -> None:
+        """Image version 1 goes through ``states``, one poll an hour from T0; the dispatcher's
+        clock stands an hour after the last."""
+        await lifecycle(self.engine, [1], states)
+        self.clock.now = T0 + timedelta(hours=len(states))
+
+    def dispatcher(self, **sink_options: Any) -> Dispatcher:
+        """A dispatcher on the hand clock with a Slack sink (``sink_options`` as
+        :class:`SlackSink` takes them) that keeps live messages in the database."""
+        live_messages = DatabaseLiveMessages(self.engine, self.clock)
+        sink = SlackSink(self.client, live_messages, **sink_options)
+        return sql_dispatcher(self.engine, self.clock, {"slack_channel": sink})
+
+    async def deliveries(self) -> list[DeliveryView]:
+        return await deliveries(self.engine)
