@@ -13,9 +13,10 @@ from notifier.core.lease import Lease
 from notifier.service import Service
 from notifier.store.outbox import SqlOutbox
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
-from notifier.testing.fake_slack import FAKE_TOKEN, FakeSlack, SlackCall
+from notifier.testing.fake_slack import FakeSlack, SlackCall
 from tests.conftest import service_config
 from tests.integration.conftest import BUILDS_CHANNEL, hourly_ticks
+from tests.support import config_files as toml
 from tests.support.clock import HandClock
 from tests.support.narrow import event_of
 
@@ -28,11 +29,7 @@ def _config(
     database_url: str, clanforge: FakeClanforge, slack: FakeSlack, subscription: str = ""
 ) -> str:
     sections = f"""{hourly_ticks()}
-[slack]
-bot_token = "{FAKE_TOKEN}"
-base_url = "{slack.base_url}"
-channel_interval_seconds = 0
-
+{toml.fake_slack(slack.base_url)}
 [[watch]]
 account_service_id = {ASID}
 image_version_id = {IVID}

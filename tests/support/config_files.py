@@ -8,6 +8,8 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from notifier.testing.fake_slack import FAKE_TOKEN
+
 TomlValue = str | int | float | bool | list[str] | list[int] | list[float]
 
 
@@ -61,6 +63,12 @@ def busy_clanforge(
         max_concurrency=16,
         requests_per_second=requests_per_second,
     )
+
+
+def fake_slack(base_url: str) -> str:
+    """``[slack]`` pointed at a fake Slack, with its token and no pause between posts to a
+    channel (the pacing is tested apart)."""
+    return table("slack", bot_token=FAKE_TOKEN, base_url=base_url, channel_interval_seconds=0)
 
 
 def poll_every(seconds: float) -> str:
