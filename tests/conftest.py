@@ -13,8 +13,7 @@ import hashlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from itertools import count
 from pathlib import Path
@@ -27,10 +26,6 @@ from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.api.app import build_app
-from notifier.api.deps import ApiDeps
-from notifier.api.server import serve
-from notifier.config import Settings
 from notifier.core.events import STATE_CHANGED, Event
 from notifier.core.lease import Lease
 from notifier.core.poll_plan import ClaimedWatch, PollPlan, PollPolicy
@@ -43,7 +38,6 @@ from notifier.core.subscriptions import (
     WebhookSubscription,
 )
 from notifier.core.timing import DetectPolicy, Tracking
-from notifier.metrics import Metrics
 from notifier.polling.budget import BudgetSchedule
 from notifier.polling.poller import Poller, StatusSource
 from notifier.store.codec import MEMORY_COLUMNS, memory_to_values, status_to_json
@@ -56,6 +50,10 @@ from notifier.store.watch_store import Claim, PollResults, PollWrite, Ranker, Wa
 from notifier.store.watches import add_watch
 from notifier.testing.fake_clanforge import FakeClanforge
 from notifier.testing.webhook_receiver import WebhookReceiver
+from tests.support.api import ADMIN_TOKEN as ADMIN_TOKEN
+from tests.support.api import ApiServer as ApiServer
+from tests.support.api import make_settings as make_settings
+from tests.support.api import running_api as running_api
 from tests.support.clock import T0 as T0
 from tests.support.clock import HandClock
 from tests.support.statements import rows_selected as rows_selected
@@ -353,18 +351,6 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 # ---------------------------------------------------------------- HTTP server (admin API, page)
 
-ADMIN_TOKEN = "test-admin-token-0123456789"
-
-
-def make_settings(**sections: Any) -> Settings:
-    """Valid settings for in-process servers; the Clanforge keys are never used by these tests."""
-    data: dict[str, Any] = {
-        "clanforge": {"access_key": "ak-test", "secret_key": "sk-test"},
-        "server": {"listen": "127.0.0.1:0", "admin_token": ADMIN_TOKEN},
-    }
-    data.update(sections)
-    return Settings.model_validate(data)
-
 
 async def seed_watch(
     engine: AsyncEngine,
@@ -481,61 +467,6 @@ async def seed_delivery(
                 created_at=T0,
             )
         )
-
-
-@dataclass
-class ApiServer:
-    """The service's HTTP app on a real socket, with a client that sends the admin token."""
-
-    url: str
-    session: aiohttp.ClientSession
-    engine: AsyncEngine
-    clock: HandClock
-    deps: ApiDeps
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        token: str | None = ADMIN_TOKEN,
-        **kwargs: Any,
-    ) -> tuple[int, Any]:
-        headers = dict(kwargs.pop("headers", {}))
-        if method in ("POST", "PUT", "PATCH", "DELETE") and "json" not in kwargs:
-            # As the CLI and any real client send it; the server refuses other types (guards).
-            headers.setdefault("Content-Type", "application/json")
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        async with self.session.request(
-            method, self.url + path.lstrip("/"), headers=headers, **kwargs
-        ) as response:
-            if response.content_type == "application/json":
-                return response.status, await response.json()
-            return response.status, await response.text()
-
-
-@asynccontextmanager
-async def running_api(
-    engine: AsyncEngine,
-    settings: Settings | None = None,
-    *,
-    replica_id: str = "replica-a",
-    scheduler_running: bool = True,
-) -> AsyncIterator[ApiServer]:
-    settings = settings or make_settings(slack={"bot_token": "xoxb-test"})
-    assert settings.server is not None
-    clock = HandClock()
-    deps = ApiDeps(
-        engine=engine,
-        settings=settings,
-        clock=clock,
-        metrics=Metrics(),
-        replica_id=replica_id,
-        scheduler_running=lambda: scheduler_running,
-    )
-    async with serve(build_app(deps), settings.server) as url, aiohttp.ClientSession() as session:
-        yield ApiServer(url, session, engine, clock, deps)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from notifier.core.status import COMPLETE, QUEUED, RUNNING
 from notifier.service import Service
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
-from tests.conftest import ADMIN_TOKEN
+from tests.support.api import ADMIN_TOKEN
 from tests.support.running import quick_fakes, running_service
 
 ASID, IVID = 1234, 567890

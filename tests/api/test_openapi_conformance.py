@@ -25,7 +25,7 @@ from notifier.api.server import serve
 from notifier.metrics import Metrics
 from notifier.store.engine import create_engine
 from notifier.store.migrate import upgrade
-from tests.conftest import ADMIN_TOKEN, make_settings
+from tests.support.api import ADMIN_TOKEN, make_settings
 from tests.support.clock import HandClock
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

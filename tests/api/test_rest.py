@@ -15,17 +15,8 @@ from notifier.api import REGISTRARS, ApiDeps
 from notifier.api.app import build_app
 from notifier.api.server import serve
 from notifier.store.watches import add_watch
-from tests.conftest import (
-    ADMIN_TOKEN,
-    T0,
-    ApiServer,
-    add_subscription_row,
-    make_settings,
-    make_status,
-    running_api,
-    seed_delivery,
-    seed_watch,
-)
+from tests.conftest import T0, add_subscription_row, make_status, seed_delivery, seed_watch
+from tests.support.api import ADMIN_TOKEN, HOOK, ApiServer, make_settings, running_api
 
 WATCH = {"account_service_id": 1234, "image_version_id": 567890, "label": "EU fleet"}
 
@@ -165,13 +156,6 @@ async def test_wrong_method_is_405_json(api: ApiServer) -> None:
 
 
 # ---------------------------------------------------------------- subscriptions
-
-HOOK = {
-    "name": "chatops",
-    "kind": "webhook",
-    "target": "https://chatops.example.com/hook",
-    "events": ["imageversion.failed"],
-}
 
 
 async def test_added_subscription_is_201_and_listed(api: ApiServer) -> None:

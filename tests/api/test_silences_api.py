@@ -9,7 +9,8 @@ from sqlalchemy import update
 
 from notifier.core.status import FAILED
 from notifier.store.tables import EventRow
-from tests.conftest import T0, ApiServer, make_status, seed_watch
+from tests.conftest import T0, make_status, seed_watch
+from tests.support.api import ApiServer
 
 SILENCE = {"image_version_id": 567890, "for": "2h", "reason": "known flaky builder"}
 

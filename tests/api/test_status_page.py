@@ -11,17 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.store.tables import Watch
 from tests.conftest import (
-    ADMIN_TOKEN,
     T0,
-    ApiServer,
     add_hand_watches,
     add_subscription_row,
-    make_settings,
     make_status,
-    running_api,
     seed_delivery,
     seed_watch,
 )
+from tests.support.api import ADMIN_TOKEN, ApiServer, make_settings, running_api
 
 
 async def _three_builds(api: ApiServer) -> dict[str, int]:

@@ -9,14 +9,9 @@ from datetime import timedelta
 import pytest
 
 from notifier.core.webhook_secrets import check_secret
-from tests.conftest import T0, ApiServer, add_subscription_row
+from tests.conftest import T0, add_subscription_row
+from tests.support.api import HOOK, ApiServer
 
-HOOK = {
-    "name": "chatops",
-    "kind": "webhook",
-    "target": "https://chatops.example.com/hook",
-    "events": ["imageversion.failed"],
-}
 GIVEN = "whsec_" + base64.b64encode(b"k" * 32).decode()
 OTHER = "whsec_" + base64.b64encode(b"o" * 32).decode()
 

@@ -31,7 +31,7 @@ from playwright.async_api import (
 from notifier.core.status import COMPLETE, FAILED, QUEUED, RUNNING
 from notifier.service import Service
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
-from tests.conftest import ADMIN_TOKEN, make_settings
+from tests.support.api import ADMIN_TOKEN, make_settings
 
 # The settings set an admin token, so the browser logs in as a person would: HTTP Basic, the
 # token as the password.

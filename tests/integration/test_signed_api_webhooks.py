@@ -18,7 +18,7 @@ from notifier.core.status import CREATED, PENDING, QUEUED, RUNNING
 from notifier.service import Service
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.webhook_receiver import ReceivedRequest, WebhookReceiver
-from tests.conftest import ADMIN_TOKEN
+from tests.support.api import ADMIN_TOKEN
 from tests.support.running import quick_fakes, running_service
 from tests.support.waiting import eventually
 

@@ -42,7 +42,8 @@ from notifier.store.watches import add_watch, newest_status
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FAKE_TOKEN, FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.conftest import make_status, running_api, seed_builds_and_hook, seed_subscription
+from tests.conftest import make_status, seed_builds_and_hook, seed_subscription
+from tests.support.api import running_api
 from tests.support.dispatch import build_dispatcher
 from tests.support.poller import make_poller
 

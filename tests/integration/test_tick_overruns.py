@@ -10,7 +10,7 @@ import pytest
 from notifier.core.status import QUEUED, RUNNING
 from notifier.service import Service
 from notifier.testing.fake_clanforge import FakeClanforge, FakeReply, status_reply
-from tests.conftest import make_settings
+from tests.support.api import make_settings
 from tests.support.waiting import eventually
 
 ASID, IVID = 1234, 567890

@@ -8,7 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.store.tables import Watch
 from notifier.store.watches import ConfigWatch, sync_config_watches
-from tests.conftest import T0, ApiServer, add_hand_watches
+from tests.conftest import T0, add_hand_watches
+from tests.support.api import ApiServer
 from tests.support.rows import count_rows
 from tests.support.slash_commands import answer, command_client, command_settings
 from tests.support.statements import rows_selected, sent_statements

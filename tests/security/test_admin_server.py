@@ -12,17 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.store.subscriptions import list_subscriptions
 from notifier.store.watches import list_watches
-from tests.conftest import (
-    ADMIN_TOKEN,
-    T0,
-    ApiServer,
-    add_subscription_row,
-    make_settings,
-    make_status,
-    running_api,
-    seed_delivery,
-    seed_watch,
-)
+from tests.conftest import T0, add_subscription_row, make_status, seed_delivery, seed_watch
+from tests.support.api import ADMIN_TOKEN, ApiServer, make_settings, running_api
 
 NO_TOKEN = make_settings(server={"listen": "127.0.0.1:0"})
 PUBLIC = make_settings(

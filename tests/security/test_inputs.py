@@ -10,7 +10,7 @@ import pytest
 
 from notifier.cli import main
 from notifier.metrics import OTHER_STATE, transitions_by_known_state
-from tests.conftest import ApiServer
+from tests.support.api import ApiServer
 
 HUGE = "9" * 5000
 BEYOND = "99999999999999999999"

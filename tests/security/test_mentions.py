@@ -21,7 +21,8 @@ from notifier.notify.render import (
 )
 from notifier.notify.render_digest import render_digest
 from notifier.notify.samples import sample_digest
-from tests.conftest import ApiServer, make_event, make_status
+from tests.conftest import make_event, make_status
+from tests.support.api import HOOK, ApiServer
 
 HOSTILE = "<!channel> <!here> <!everyone> <@U0ATTACKER> <!subteam^S0ALLHANDS> <https://x.example|y>"
 
@@ -85,15 +86,7 @@ async def test_the_api_refuses_owners_that_are_no_user_or_group(
 
 
 async def test_the_api_refuses_channel_wide_mentions_on_a_subscription(api: ApiServer) -> None:
-    status, body = await api.call(
-        "POST",
-        "/api/v1/subscriptions",
-        json={
-            "name": "x",
-            "kind": "webhook",
-            "target": "https://example.com/h",
-            "mention": ["<!channel>"],
-        },
-    )
+    subscription = {**HOOK, "mention": ["<!channel>"]}
+    status, body = await api.call("POST", "/api/v1/subscriptions", json=subscription)
     assert status == 422
     assert "pages every member" in body["error"]["message"]

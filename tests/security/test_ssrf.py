@@ -28,7 +28,7 @@ from notifier.notify.samples import sample_event
 from notifier.notify.webhook import WebhookSink
 from notifier.store.subscriptions import list_subscriptions
 from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.conftest import make_settings, running_api
+from tests.support.api import make_settings, running_api
 
 NO_PRIVATE = AddressPolicy()
 LOOPBACK_ALLOWED = AddressPolicy.of(["127.0.0.0/8", "::1/128"])

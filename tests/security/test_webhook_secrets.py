@@ -21,7 +21,7 @@ from notifier.service import Service
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import HOOK_METHOD, FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.conftest import ADMIN_TOKEN, ApiServer
+from tests.support.api import ADMIN_TOKEN, ApiServer
 from tests.support.running import quick_fakes, running_service
 
 ASID, IVID = 1234, 567890

@@ -14,7 +14,7 @@ from notifier.config import Settings
 from notifier.service import Service
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.conftest import make_settings
+from tests.support.api import make_settings
 
 
 @asynccontextmanager
