@@ -10,18 +10,13 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.api.slack_interactions import PATH
 from notifier.store.silences import list_silences
 from notifier.store.subscriptions import followed_in_channel
 from tests.support.slack_buttons import (
     CHANNEL,
     IVID,
-    answers,
-    button_app,
-    button_settings,
-    click,
+    buttons_on_a_live_message,
     click_payload,
-    live_message_in_channel,
     signed,
 )
 
@@ -34,13 +29,11 @@ async def _nothing_changed(engine: AsyncEngine) -> None:
 async def test_mute_from_a_channel_the_operator_did_not_allow_changes_nothing_and_says_why(
     engine: AsyncEngine,
 ) -> None:
-    await live_message_in_channel(engine)
-    settings = button_settings(command_channels=["C0OPS"])
-    async with button_app(engine, settings) as (client, slack):
-        assert await click(client, click_payload("mute_1h")) == 200
+    async with buttons_on_a_live_message(engine, command_channels=["C0OPS"]) as buttons:
+        assert await buttons.click("mute_1h") == 200
 
         await _nothing_changed(engine)
-        [answer] = answers(slack)
+        [answer] = buttons.answers()
         assert answer.startswith(":no_entry: watches cannot be changed from this channel")
         assert "command_channels" in answer
 
@@ -49,66 +42,58 @@ async def test_mute_from_a_channel_the_operator_did_not_allow_changes_nothing_an
 async def test_a_button_about_an_image_version_this_channel_does_not_show_is_refused(
     engine: AsyncEngine, action: str
 ) -> None:
-    await live_message_in_channel(engine)
-    async with button_app(engine, button_settings()) as (client, slack):
-        await click(client, click_payload(action, "1234:424242"))
+    async with buttons_on_a_live_message(engine) as buttons:
+        await buttons.click(action, "1234:424242")
 
         await _nothing_changed(engine)
-        [answer] = answers(slack)
+        [answer] = buttons.answers()
         assert "image version 424242 is not posted in this channel" in answer
 
 
 async def test_a_user_id_that_is_not_one_never_becomes_a_mention(engine: AsyncEngine) -> None:
-    await live_message_in_channel(engine)
-    async with button_app(engine, button_settings()) as (client, slack):
-        await click(client, click_payload("mute_1h", user="<!channel>"))
+    async with buttons_on_a_live_message(engine) as buttons:
+        await buttons.click("mute_1h", user="<!channel>")
 
         await _nothing_changed(engine)
-        assert answers(slack, "<!channel>") == [
+        assert buttons.answers("<!channel>") == [
             ":warning: Slack did not say who you are; nothing was muted"
         ]
 
 
 async def test_a_forged_click_is_refused(engine: AsyncEngine) -> None:
-    await live_message_in_channel(engine)
-    async with button_app(engine, button_settings()) as (client, slack):
-        body, headers = signed(click_payload("mute_1h"), secret="not-the-signing-secret")
-        response = await client.post(PATH, data=body, headers=headers)
+    async with buttons_on_a_live_message(engine) as buttons:
+        response = await buttons.send(
+            *signed(click_payload("mute_1h"), secret="not-the-signing-secret")
+        )
 
         assert response.status == 401
         await _nothing_changed(engine)
-        assert slack.ephemerals() == []
+        assert buttons.slack.ephemerals() == []
 
 
 async def test_a_captured_click_sent_again_is_refused(engine: AsyncEngine) -> None:
-    await live_message_in_channel(engine)
-    async with button_app(engine, button_settings()) as (client, slack):
+    async with buttons_on_a_live_message(engine) as buttons:
         body, headers = signed(click_payload("stop_watching"))
-        assert (await client.post(PATH, data=body, headers=headers)).status == 200
+        assert (await buttons.send(body, headers)).status == 200
 
-        again = await client.post(PATH, data=body, headers=headers)
+        again = await buttons.send(body, headers)
 
         assert again.status == 401
         assert await followed_in_channel(engine, CHANNEL) == []
-        assert len(answers(slack)) == 1
+        assert len(buttons.answers()) == 1
 
 
 async def test_a_click_signed_more_than_five_minutes_ago_is_refused(engine: AsyncEngine) -> None:
-    await live_message_in_channel(engine)
-    async with button_app(engine, button_settings()) as (client, _):
-        body, headers = signed(click_payload("mute_1h"), at=time.time() - 6 * 60)
-        response = await client.post(PATH, data=body, headers=headers)
+    async with buttons_on_a_live_message(engine) as buttons:
+        response = await buttons.send(*signed(click_payload("mute_1h"), at=time.time() - 6 * 60))
 
         assert response.status == 401
         await _nothing_changed(engine)
 
 
 async def test_without_a_signing_secret_no_click_is_accepted(engine: AsyncEngine) -> None:
-    await live_message_in_channel(engine)
-    settings = button_settings(signing_secret=None)
-    async with button_app(engine, settings) as (client, _):
-        body, headers = signed(click_payload("mute_1h"))
-        response = await client.post(PATH, data=body, headers=headers)
+    async with buttons_on_a_live_message(engine, signing_secret=None) as buttons:
+        response = await buttons.send(*signed(click_payload("mute_1h")))
 
         assert response.status == 401
         assert "signing_secret is not set" in await response.text()
@@ -129,10 +114,8 @@ async def test_without_a_signing_secret_no_click_is_accepted(engine: AsyncEngine
 async def test_a_payload_that_is_no_button_click_is_refused_with_400(
     engine: AsyncEngine, payload: str
 ) -> None:
-    await live_message_in_channel(engine)
-    async with button_app(engine, button_settings()) as (client, _):
-        body, headers = signed(payload)
-        response = await client.post(PATH, data=body, headers=headers)
+    async with buttons_on_a_live_message(engine) as buttons:
+        response = await buttons.send(*signed(payload))
 
         assert response.status in (400, 413)
         await _nothing_changed(engine)

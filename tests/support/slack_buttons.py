@@ -126,11 +126,35 @@ def signed(
     return slack_signed({"payload": raw}, secret, at)
 
 
-async def click(client: Client, payload: dict[str, Any]) -> int:
-    body, headers = signed(payload)
-    response = await client.post(PATH, data=body, headers=headers)
-    return response.status
+@dataclass
+class Buttons:
+    """The app behind the live message's buttons, and the fake Slack its answers go to."""
+
+    client: Client
+    slack: FakeSlack
+
+    async def send(self, body: bytes, headers: dict[str, str]) -> aiohttp.ClientResponse:
+        """``POST /slack/interactions`` with a body signed (or not) as the test wants."""
+        return await self.client.post(PATH, data=body, headers=headers)
+
+    async def click(
+        self, action_id: str, value: str = f"{ASID}:{IVID}", *, user: str = "U0ANA"
+    ) -> int:
+        """A click signed as Slack signs it; returns the HTTP status the app answered."""
+        response = await self.send(*signed(click_payload(action_id, value, user=user)))
+        return response.status
+
+    def answers(self, user: str = "U0ANA") -> list[str]:
+        """What the person who clicked read, in order."""
+        return [str(call.args["text"]) for call in self.slack.ephemerals(user)]
 
 
-def answers(slack: FakeSlack, user: str = "U0ANA") -> list[str]:
-    return [str(call.args["text"]) for call in slack.ephemerals(user)]
+@asynccontextmanager
+async def buttons_on_a_live_message(
+    engine: AsyncEngine, *, followed: bool = True, **slack_settings: Any
+) -> AsyncIterator[Buttons]:
+    """A live message in ``CHANNEL`` (see :func:`live_message_in_channel`) and the app behind
+    its buttons, configured with ``button_settings(**slack_settings)``."""
+    await live_message_in_channel(engine, followed=followed)
+    async with button_app(engine, button_settings(**slack_settings)) as (client, slack):
+        yield Buttons(client, slack)
