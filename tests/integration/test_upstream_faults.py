@@ -38,6 +38,16 @@ async def events_of(service: Service, image_version_id: int) -> list[Event]:
     return list(reversed(await recent_events(service.engine, 500, image_version_id)))
 
 
+async def resume_and_poll(
+    service: Service, clock: HandClock, count: int, **which: int
+) -> tuple[int, list[Event]]:
+    """An operator resumes the paused watches (those ``which`` narrows to, or all), then
+    ``count`` ticks poll: how many were resumed, and IVID2's events by then."""
+    resumed = await resume_watches(service.engine, clock(), **which)
+    await ticks(service, clock, count)
+    return resumed, await events_of(service, IVID2)
+
+
 def fast_settings(
     database_url: str, fake: FakeClanforge, watches: list[tuple[int, int]], *accounts: str
 ) -> Settings:
@@ -133,9 +143,8 @@ async def test_refused_credential_pauses_every_watch_of_it_and_says_which(
     async with Service(settings, clock=clock) as service:
         await ticks(service, clock, 2)
         assert types(await events_of(service, IVID2)) == ["watch.poll_failing"]
-        assert await resume_watches(service.engine, clock()) == 2
-        await ticks(service, clock, 2)
-        events = await events_of(service, IVID2)
+        resumed, events = await resume_and_poll(service, clock, 2)
+        assert resumed == 2
     assert types(events) == FAILED_RECOVERED_RESUMED
 
 
@@ -160,9 +169,7 @@ async def test_access_denied_to_an_account_service_pauses_its_watches(
         assert fake.polls(OTHER_ASID, IVID2) == 1
         # Access is granted upstream, and the watch resumed: recovered once, then its state.
         fake.add_credentials("eu-ak", "eu-sk", [ASID, OTHER_ASID])
-        await resume_watches(service.engine, clock(), account_service_id=OTHER_ASID)
-        await ticks(service, clock, 3)
-        events = await events_of(service, IVID2)
+        _, events = await resume_and_poll(service, clock, 3, account_service_id=OTHER_ASID)
     assert types(events) == FAILED_RECOVERED_RESUMED
 
 
@@ -184,8 +191,6 @@ async def test_unknown_image_version_pauses_that_watch_only(
         assert types(known) == ["imageversion.state_changed"]
         # The image version was created after all (a typo fixed upstream): resume, recover once.
         fake.set_status(ASID, IVID2, status_reply(2))
-        await resume_watches(service.engine, clock(), image_version_id=IVID2)
-        await ticks(service, clock, 3)
-        missing = await events_of(service, IVID2)
+        _, missing = await resume_and_poll(service, clock, 3, image_version_id=IVID2)
     assert types(missing) == FAILED_RECOVERED_RESUMED
     assert missing[1].detail == {"consecutive_failures": 1}
