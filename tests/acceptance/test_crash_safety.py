@@ -144,6 +144,19 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}"
 
 
+def delivery_to_chatops(database: Path, event_id: str) -> tuple[str, str | None]:
+    """(status, lease owner) of the "chatops" webhook's delivery of event ``event_id``."""
+    with sqlite3.connect(database) as db:
+        row = db.execute(
+            "SELECT d.status, d.lease_owner FROM deliveries d "
+            "JOIN subscriptions s ON s.id = d.subscription_id "
+            "WHERE d.event_id = ? AND s.name = 'chatops'",
+            (event_id,),
+        ).fetchone()
+    assert row is not None, f"no delivery of {event_id} to chatops"
+    return row[0], row[1]
+
+
 async def start(config: Path, log: Path) -> asyncio.subprocess.Process:
     with log.open("ab") as out:
         return await start_run(
@@ -336,18 +349,13 @@ async def test_sigterm_or_sigint_finishes_the_send_under_way_and_exits_0(
 
     output = await stopped_cleanly(proc, log, stop_signal)
     assert "notifier stopped" in output
+    first_id = hooks.requests[0].headers["webhook-id"]
+    assert delivery_to_chatops(tmp_path / "notifier.db", first_id) == ("delivered", None)
     with sqlite3.connect(tmp_path / "notifier.db") as db:
-        first = db.execute(
-            "SELECT d.status FROM deliveries d JOIN events e ON e.id = d.event_id "
-            "WHERE e.id = ? AND d.subscription_id = "
-            "(SELECT id FROM subscriptions WHERE name = 'chatops')",
-            (hooks.requests[0].headers["webhook-id"],),
-        ).fetchone()
         leased = db.execute(
             "SELECT (SELECT count(*) FROM deliveries WHERE lease_owner IS NOT NULL)"
             " + (SELECT count(*) FROM watches WHERE lease_owner IS NOT NULL)"
         ).fetchone()
-    assert first == ("delivered",)
     assert leased == (0,)
 
 
@@ -403,14 +411,7 @@ async def test_sigterm_past_the_grace_period_releases_the_lease_and_the_resend_k
 
     output = await stopped_cleanly(proc, log)
     assert "did not finish within 0.2 s" in output
-    with sqlite3.connect(tmp_path / "notifier.db") as db:
-        row = db.execute(
-            "SELECT d.status, d.lease_owner FROM deliveries d "
-            "JOIN subscriptions s ON s.id = d.subscription_id "
-            "WHERE d.event_id = ? AND s.name = 'chatops'",
-            (slow_id,),
-        ).fetchone()
-    assert row == ("pending", None)
+    assert delivery_to_chatops(tmp_path / "notifier.db", slow_id) == ("pending", None)
 
     # Restarted, it sends that one again at once (no lease to wait out), with the same id.
     proc = await start(config, log)
