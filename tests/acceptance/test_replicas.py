@@ -9,6 +9,8 @@ import itertools
 import signal
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from notifier.store.tables import EventRow
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.support import config_files as toml
-from tests.support.replicas import start_replicas, stop_all
+from tests.support.replicas import Replicas, replicas_running
 from tests.support.upstream import first_arrivals
 from tests.support.waiting import eventually
 
@@ -67,8 +69,25 @@ def write_config(
     )
 
 
+@dataclass
+class Fleet:
+    """The fake Clanforge every replica polls, the receiver of their webhooks, and where their
+    configuration file goes."""
+
+    clanforge: FakeClanforge
+    hooks: WebhookReceiver
+    folder: Path
+
+    def replicas(self, database_url: str, count: int) -> AbstractAsyncContextManager[Replicas]:
+        """``count`` replicas on ``database_url`` for the block (see ``replicas_running``)."""
+        config = self.folder / "notifier.toml"
+        write_config(config, database_url, self.clanforge, self.hooks)
+        return replicas_running(config, count)
+
+
 @pytest.fixture
-async def upstream() -> AsyncIterator[tuple[FakeClanforge, WebhookReceiver]]:
+async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
+    """Every watched job goes Queued, Running 50 %, Complete."""
     async with (
         FakeClanforge(access_key=ACCESS_KEY, secret_key=SECRET_KEY) as clanforge,
         WebhookReceiver() as hooks,
@@ -77,7 +96,7 @@ async def upstream() -> AsyncIterator[tuple[FakeClanforge, WebhookReceiver]]:
             clanforge.script(
                 ASID, ivid, [status_reply(3), status_reply(4, 50), status_reply(5, 100)]
             )
-        yield clanforge, hooks
+        yield Fleet(clanforge, hooks, tmp_path)
 
 
 def received_events(hooks: WebhookReceiver) -> dict[str, tuple[int, str, str]]:
@@ -116,45 +135,38 @@ def assert_no_image_version_polled_twice_within_an_interval(clanforge: FakeClanf
 
 
 async def test_three_replicas_share_the_work_without_double_sends(
-    upstream: tuple[FakeClanforge, WebhookReceiver], postgres_url: str, tmp_path: Path
+    fleet: Fleet, postgres_url: str
 ) -> None:
-    clanforge, hooks = upstream
-    config = write_config(tmp_path / "notifier.toml", postgres_url, clanforge, hooks)
-    replicas = await start_replicas(config, 3)
-    try:
+    hooks = fleet.hooks
+    async with fleet.replicas(postgres_url, 3) as replicas:
         await eventually(lambda: len(hooks.requests) >= WATCHES * len(EXPECTED_PER_WATCH), 60)
         await asyncio.sleep(1.0)  # anything extra that would arrive (it must not)
-    finally:
-        results = await stop_all(replicas)
+    results = replicas.results
     assert [code for code, _ in results] == [0, 0, 0], results
 
     ids = Counter(r.headers["webhook-id"] for r in hooks.requests)
     assert [i for i, n in ids.items() if n > 1] == []
     assert len(ids) == WATCHES * len(EXPECTED_PER_WATCH)
     assert_every_event_arrived_in_order(hooks)
-    assert_no_image_version_polled_twice_within_an_interval(clanforge)
+    assert_no_image_version_polled_twice_within_an_interval(fleet.clanforge)
     # Each replica did part of the polling (each logs the ticks in which it saw events).
     assert all("polled " in err for _, err in results), [err[-500:] for _, err in results]
 
 
-async def test_a_replica_killed_mid_run_loses_nothing(
-    upstream: tuple[FakeClanforge, WebhookReceiver], postgres_url: str, tmp_path: Path
-) -> None:
-    clanforge, hooks = upstream
-    config = write_config(tmp_path / "notifier.toml", postgres_url, clanforge, hooks)
-    replicas = await start_replicas(config, 3)
+async def test_a_replica_killed_mid_run_loses_nothing(fleet: Fleet, postgres_url: str) -> None:
+    hooks = fleet.hooks
     loop = asyncio.get_running_loop()
-    try:
+    async with fleet.replicas(postgres_url, 3) as replicas:
         await eventually(lambda: len(hooks.requests) >= WATCHES, 60)
-        replicas[0].send_signal(signal.SIGKILL)
-        await replicas[0].wait()
+        killed = replicas.processes[0]
+        killed.send_signal(signal.SIGKILL)
+        await killed.wait()
         killed_at = loop.time()
         # Watch leases last interval + 3 x timeout (6.5 s), delivery leases 2 x timeout + 5 s (7 s).
         await eventually(lambda: completed(hooks) == set(image_versions()), 45)
         await asyncio.sleep(1.0)  # deliveries of the last events, in order behind the completion
         takeover = loop.time() - killed_at
-    finally:
-        results = await stop_all(replicas)
+    results = replicas.results
     assert results[0][0] == -signal.SIGKILL
     assert [code for code, _ in results[1:]] == [0, 0], results
 
@@ -214,17 +226,13 @@ async def read_until_running(proc: asyncio.subprocess.Process) -> str:
 
 
 async def test_two_replicas_starting_together_migrate_and_sync_once(
-    upstream: tuple[FakeClanforge, WebhookReceiver], empty_postgres_url: str, tmp_path: Path
+    fleet: Fleet, empty_postgres_url: str
 ) -> None:
-    clanforge, hooks = upstream
-    config = write_config(tmp_path / "notifier.toml", empty_postgres_url, clanforge, hooks)
-    replicas = await start_replicas(config, 2)
-    try:
+    async with fleet.replicas(empty_postgres_url, 2) as replicas:
         logs = await asyncio.wait_for(
-            asyncio.gather(*(read_until_running(proc) for proc in replicas)), timeout=30
+            asyncio.gather(*(read_until_running(proc) for proc in replicas.processes)), timeout=30
         )
-    finally:
-        results = await stop_all(replicas)
+    results = replicas.results
     assert [code for code, _ in results] == [0, 0], results
 
     migrated = [log for log in logs if "database schema upgraded from empty to" in log]
