@@ -177,6 +177,15 @@ async def _mute_for_an_hour(studio: Studio) -> int:
     return silence.id
 
 
+async def _muted_while_running(studio: Studio) -> tuple[str, int]:
+    """The live message posted at Running 30 %, then muted for an hour with the mute shown on
+    it; returns the message's ts and the silence's id."""
+    ts = await _posted_running(studio)
+    silence_id = await _mute_for_an_hour(studio)
+    await studio.drain()
+    return ts, silence_id
+
+
 async def test_a_muted_image_version_sends_nothing_for_its_hour_then_one_update_and_one_reply(
     studio: Studio,
 ) -> None:
@@ -236,9 +245,7 @@ async def test_a_muted_image_version_sends_nothing_for_its_hour_then_one_update_
 async def test_an_end_handled_by_three_replicas_at_once_resumes_the_message_once(
     studio: Studio,
 ) -> None:
-    await _posted_running(studio)
-    await _mute_for_an_hour(studio)
-    await studio.drain()
+    await _muted_while_running(studio)
     await studio.poll(FAILED, 80, error="boom")
     studio.clock.advance(3601)
 
@@ -254,9 +261,7 @@ async def test_an_end_handled_by_three_replicas_at_once_resumes_the_message_once
 async def test_expiring_early_brings_the_message_up_to_date_without_a_reply_when_nothing_failed(
     studio: Studio,
 ) -> None:
-    ts = await _posted_running(studio)
-    silence_id = await _mute_for_an_hour(studio)
-    await studio.drain()
+    ts, silence_id = await _muted_while_running(studio)
     await studio.poll(RUNNING, 70)
     await studio.drain()
     sent_before = len(studio.calls())
@@ -308,9 +313,7 @@ async def test_a_silence_still_holding_keeps_what_an_ended_one_held(studio: Stud
 async def test_an_event_held_just_before_the_end_but_written_after_it_is_released_next_tick(
     studio: Studio,
 ) -> None:
-    await _posted_running(studio)
-    await _mute_for_an_hour(studio)
-    await studio.drain()
+    await _muted_while_running(studio)
     studio.clock.advance(3600 - 5)  # the poll sees the job 5 s before the end...
     after_the_end = studio.clock() + timedelta(seconds=10)
     assert (await end_silences(studio.engine, after_the_end)).silences == 1  # ...another replica
