@@ -10,6 +10,16 @@ from notifier.core.silences import MuteShown
 
 
 @dataclass(frozen=True, slots=True)
+class LiveMessageKey:
+    """Which live message: a subscription's one message per image version. It names the stored
+    row and, as the message's metadata, finds an interrupted first post again."""
+
+    subscription_id: int
+    account_service_id: int
+    image_version_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class LiveMessage:
     channel: str
     ts: str

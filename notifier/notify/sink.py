@@ -6,7 +6,7 @@ from typing import Protocol
 
 from notifier.core.digest import DailyDigest
 from notifier.core.events import Event
-from notifier.core.live_messages import LiveMessage, PendingPost
+from notifier.core.live_messages import LiveMessage, LiveMessageKey, PendingPost
 from notifier.core.subscriptions import Subscription
 
 
@@ -26,26 +26,14 @@ class LiveMessages(Protocol):
     It lives in the database so that a restart or another replica keeps updating the same message.
     """
 
-    async def get(
-        self, subscription_id: int, account_service_id: int, image_version_id: int
-    ) -> LiveMessage | PendingPost | None: ...
+    async def get(self, key: LiveMessageKey) -> LiveMessage | PendingPost | None: ...
 
-    async def reserve(
-        self, subscription_id: int, account_service_id: int, image_version_id: int, channel: str
-    ) -> PendingPost:
+    async def reserve(self, key: LiveMessageKey, channel: str) -> PendingPost:
         """Record that a first post is about to be made, before making it."""
         ...
 
-    async def release(
-        self, subscription_id: int, account_service_id: int, image_version_id: int
-    ) -> None:
+    async def release(self, key: LiveMessageKey) -> None:
         """Drop the marker of a first post that Slack refused: there is nothing to look for."""
         ...
 
-    async def put(
-        self,
-        subscription_id: int,
-        account_service_id: int,
-        image_version_id: int,
-        message: LiveMessage,
-    ) -> None: ...
+    async def put(self, key: LiveMessageKey, message: LiveMessage) -> None: ...

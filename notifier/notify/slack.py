@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -23,7 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from notifier.core.delivery_failure import DeliveryFailed
 from notifier.core.digest import DailyDigest
 from notifier.core.events import LIVE_REFRESH, SILENCE_ENDED, STATE_CHANGED, Event
-from notifier.core.live_messages import LiveControls, LiveMessage, PendingPost
+from notifier.core.live_messages import LiveControls, LiveMessage, LiveMessageKey, PendingPost
 from notifier.core.retry_after import parse_retry_after
 from notifier.core.status import FAILED, SQUASHED, JobStatus
 from notifier.core.subscriptions import SlackChannelSubscription, Subscription, mentions_for
@@ -130,7 +131,7 @@ class SlackSink(Sink):
             raise DeliveryFailed(f"could not reach Slack: {type(exc).__name__}") from exc
 
     async def _deliver(self, event: Event, subscription: SlackChannelSubscription) -> None:
-        key = (subscription.id, event.account_service_id, event.image_version_id)
+        key = LiveMessageKey(subscription.id, event.account_service_id, event.image_version_id)
         status = None
         if self._newest_status is not None:
             status = await self._newest_status(event.account_service_id, event.image_version_id)
@@ -149,7 +150,7 @@ class SlackSink(Sink):
         )
         shown = fingerprint(message)
 
-        earlier = await self._live.get(*key)
+        earlier = await self._live.get(key)
         if refresh and not isinstance(earlier, LiveMessage):
             return  # nothing posted yet (or a post under way): the event delivery posts it
         if isinstance(earlier, PendingPost):
@@ -171,7 +172,7 @@ class SlackSink(Sink):
                 live = await self._post(subscription.channel, message, shown, key)
             else:
                 live = LiveMessage(channel=earlier.channel, ts=earlier.ts, rendered=shown)
-                await self._live.put(*key, live)
+                await self._live.put(key, live)
 
         # The first post announces the job itself; a first sighting has no change to reply about
         # (even when an interrupted post was found again and this is its retry). A reply that
@@ -196,10 +197,10 @@ class SlackSink(Sink):
         )
 
     async def _post(
-        self, channel: str, message: SlackMessage, shown: str, key: tuple[int, int, int]
+        self, channel: str, message: SlackMessage, shown: str, key: LiveMessageKey
     ) -> LiveMessage:
         """Post a new live message, with a marker stored first so a crash cannot duplicate it."""
-        await self._live.reserve(*key, channel)
+        await self._live.reserve(key, channel)
         await self._pacer.wait_turn(channel)
         try:
             response = await self._client.chat_postMessage(
@@ -210,14 +211,14 @@ class SlackSink(Sink):
             )
         except SlackApiError:
             # Slack answered and refused: no message exists, so the next try need not search.
-            await self._live.release(*key)
+            await self._live.release(key)
             raise
         # Slack answers with the channel id even when given a name; chat.update needs the id.
         live = LiveMessage(channel=str(response["channel"]), ts=str(response["ts"]), rendered=shown)
-        await self._live.put(*key, live)
+        await self._live.put(key, live)
         return live
 
-    async def _recover(self, pending: PendingPost, key: tuple[int, int, int]) -> LiveMessage | None:
+    async def _recover(self, pending: PendingPost, key: LiveMessageKey) -> LiveMessage | None:
         """Find the message an interrupted first post may have left, by its metadata.
 
         Needs the ``channels:history`` scope (``groups:history`` for private channels). Without
@@ -251,7 +252,7 @@ class SlackSink(Sink):
                 and metadata.get("event_payload") == wanted
             ):
                 live = LiveMessage(channel=pending.channel, ts=str(found["ts"]))
-                await self._live.put(*key, live)
+                await self._live.put(key, live)
                 return live
         return None
 
@@ -271,13 +272,8 @@ def fingerprint(message: SlackMessage) -> str:
     return hashlib.sha256(encoded.encode()).hexdigest()
 
 
-def _payload(key: tuple[int, int, int]) -> dict[str, int]:
-    subscription_id, account_service_id, image_version_id = key
-    return {
-        "subscription_id": subscription_id,
-        "account_service_id": account_service_id,
-        "image_version_id": image_version_id,
-    }
+def _payload(key: LiveMessageKey) -> dict[str, int]:
+    return asdict(key)
 
 
 def _classify(exc: SlackApiError, channel: str) -> DeliveryFailed:

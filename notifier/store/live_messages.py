@@ -9,23 +9,22 @@ posted instead of posting a second one.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.core.live_messages import LiveMessage, PendingPost
+from notifier.core.live_messages import LiveMessage, LiveMessageKey, PendingPost
 from notifier.store.tables import SLACK_MESSAGES, SlackMessageRow
 
 
-def _key(
-    subscription_id: int, account_service_id: int, image_version_id: int
-) -> tuple[ColumnElement[bool], ...]:
+def _key(key: LiveMessageKey) -> tuple[ColumnElement[bool], ...]:
     return (
-        SlackMessageRow.subscription_id == subscription_id,
-        SlackMessageRow.account_service_id == account_service_id,
-        SlackMessageRow.image_version_id == image_version_id,
+        SlackMessageRow.subscription_id == key.subscription_id,
+        SlackMessageRow.account_service_id == key.account_service_id,
+        SlackMessageRow.image_version_id == key.image_version_id,
     )
 
 
@@ -34,9 +33,7 @@ class DatabaseLiveMessages:
         self._engine = engine
         self._clock = clock
 
-    async def get(
-        self, subscription_id: int, account_service_id: int, image_version_id: int
-    ) -> LiveMessage | PendingPost | None:
+    async def get(self, key: LiveMessageKey) -> LiveMessage | PendingPost | None:
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -46,7 +43,7 @@ class DatabaseLiveMessages:
                         SlackMessageRow.rendered,
                         SlackMessageRow.pending_since,
                         SlackMessageRow.updated_at,
-                    ).where(*_key(subscription_id, account_service_id, image_version_id))
+                    ).where(*_key(key))
                 )
             ).first()
         if row is None:
@@ -55,40 +52,22 @@ class DatabaseLiveMessages:
             return PendingPost(channel=row.channel, since=row.pending_since or row.updated_at)
         return LiveMessage(channel=row.channel, ts=row.ts, rendered=row.rendered)
 
-    async def reserve(
-        self, subscription_id: int, account_service_id: int, image_version_id: int, channel: str
-    ) -> PendingPost:
+    async def reserve(self, key: LiveMessageKey, channel: str) -> PendingPost:
         now = self._clock()
         await self._replace(
-            subscription_id,
-            account_service_id,
-            image_version_id,
-            {"channel": channel, "ts": None, "rendered": None, "pending_since": now},
+            key, {"channel": channel, "ts": None, "rendered": None, "pending_since": now}
         )
         return PendingPost(channel=channel, since=now)
 
-    async def release(
-        self, subscription_id: int, account_service_id: int, image_version_id: int
-    ) -> None:
+    async def release(self, key: LiveMessageKey) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(
-                delete(SlackMessageRow).where(
-                    *_key(subscription_id, account_service_id, image_version_id),
-                    SlackMessageRow.ts.is_(None),
-                )
+                delete(SlackMessageRow).where(*_key(key), SlackMessageRow.ts.is_(None))
             )
 
-    async def put(
-        self,
-        subscription_id: int,
-        account_service_id: int,
-        image_version_id: int,
-        message: LiveMessage,
-    ) -> None:
+    async def put(self, key: LiveMessageKey, message: LiveMessage) -> None:
         await self._replace(
-            subscription_id,
-            account_service_id,
-            image_version_id,
+            key,
             {
                 "channel": message.channel,
                 "ts": message.ts,
@@ -97,27 +76,11 @@ class DatabaseLiveMessages:
             },
         )
 
-    async def _replace(
-        self,
-        subscription_id: int,
-        account_service_id: int,
-        image_version_id: int,
-        values: dict[str, Any],
-    ) -> None:
+    async def _replace(self, key: LiveMessageKey, values: dict[str, Any]) -> None:
         async with self._engine.begin() as conn:
+            await conn.execute(delete(SlackMessageRow).where(*_key(key)))
             await conn.execute(
-                delete(SlackMessageRow).where(
-                    *_key(subscription_id, account_service_id, image_version_id)
-                )
-            )
-            await conn.execute(
-                SLACK_MESSAGES.insert().values(
-                    subscription_id=subscription_id,
-                    account_service_id=account_service_id,
-                    image_version_id=image_version_id,
-                    updated_at=self._clock(),
-                    **values,
-                )
+                SLACK_MESSAGES.insert().values(**asdict(key), updated_at=self._clock(), **values)
             )
 
 

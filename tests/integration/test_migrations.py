@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.core.live_messages import LiveMessage, PendingPost
+from notifier.core.live_messages import LiveMessage, LiveMessageKey, PendingPost
 from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.migrate import alembic_config, upgrade
 from notifier.store.tables import DELIVERIES, WATCHES, Base
@@ -42,16 +42,17 @@ async def test_migrated_schema_matches_the_table_definitions(engine: AsyncEngine
 async def test_slack_revision_reverts_dropping_only_unfinished_posts(engine: AsyncEngine) -> None:
     subscription = await seed_subscription(engine, make_subscription(kind="slack_channel"))
     live = DatabaseLiveMessages(engine, lambda: T0)
-    await live.put(subscription.id, 1, 10, LiveMessage("C1", "1.000100", rendered="abc"))
-    await live.reserve(subscription.id, 1, 11, "C1")
+    posted, pending = LiveMessageKey(subscription.id, 1, 10), LiveMessageKey(subscription.id, 1, 11)
+    await live.put(posted, LiveMessage("C1", "1.000100", rendered="abc"))
+    await live.reserve(pending, "C1")
 
     async with engine.begin() as conn:
         await conn.run_sync(_downgrade, "0004_upstream")
     await upgrade(engine)
 
-    assert await live.get(subscription.id, 1, 10) == LiveMessage("C1", "1.000100")
-    assert await live.get(subscription.id, 1, 11) is None
-    assert isinstance(await live.reserve(subscription.id, 1, 11, "C1"), PendingPost)
+    assert await live.get(posted) == LiveMessage("C1", "1.000100")
+    assert await live.get(pending) is None
+    assert isinstance(await live.reserve(pending, "C1"), PendingPost)
 
 
 def _subscription_columns(connection: Connection) -> set[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from notifier.core.live_messages import LiveMessage
+from notifier.core.live_messages import LiveMessage, LiveMessageKey
 from notifier.core.silences import Matchers
 from notifier.core.status import FAILED, RUNNING
 from notifier.store.live_messages import DatabaseLiveMessages
@@ -50,7 +50,7 @@ async def test_the_service_holds_a_muted_job_and_brings_its_message_up_to_date_o
             live = DatabaseLiveMessages(service.engine, lambda: datetime.now(UTC))
             async with asyncio.timeout(10):
                 while True:
-                    if isinstance(await live.get(1, ASID, IVID), LiveMessage):
+                    if isinstance(await live.get(LiveMessageKey(1, ASID, IVID)), LiveMessage):
                         break
                     await asyncio.sleep(0.05)
             silence = await add_silence(

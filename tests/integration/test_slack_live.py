@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.events import Event
+from notifier.core.live_messages import LiveMessageKey
 from notifier.core.retry import RetryPolicy
 from notifier.core.status import FAILED, QUEUED, RUNNING
 from notifier.core.subscriptions import (
@@ -201,7 +202,9 @@ async def test_post_that_succeeded_before_a_crash_is_found_again_not_duplicated(
     builds, watch = await _builds_channel_following_eu_fleet(engine)
     queued, running, _ = _lifecycle()
     # The crash: the marker was written, Slack took the post, its ts was never stored.
-    await DatabaseLiveMessages(engine, _now).reserve(builds.id, 1234, 567890, CHANNEL)
+    await DatabaseLiveMessages(engine, _now).reserve(
+        LiveMessageKey(builds.id, 1234, 567890), CHANNEL
+    )
     orphan_ts = fake.next_ts()
     fake.add_message(
         StoredMessage(
@@ -236,7 +239,9 @@ async def test_interrupted_post_with_nothing_to_find_posts_a_fresh_message(
     engine: AsyncEngine, fake: FakeSlack, session: aiohttp.ClientSession, history: str
 ) -> None:
     builds, watch = await _builds_channel_following_eu_fleet(engine)
-    await DatabaseLiveMessages(engine, _now).reserve(builds.id, 1234, 567890, CHANNEL)
+    await DatabaseLiveMessages(engine, _now).reserve(
+        LiveMessageKey(builds.id, 1234, 567890), CHANNEL
+    )
     if history == "missing_scope":
         fake.fail_next("conversations.history", "missing_scope")
 
@@ -294,4 +299,7 @@ async def test_refused_first_post_leaves_no_marker_to_search_for(
     await _drain(engine, _sink(engine, fake, session), [builds])
 
     assert [c.method for c in fake.calls] == ["chat.postMessage", "chat.postMessage"]
-    assert await DatabaseLiveMessages(engine, _now).get(builds.id, 1234, 567890) is not None
+    assert (
+        await DatabaseLiveMessages(engine, _now).get(LiveMessageKey(builds.id, 1234, 567890))
+        is not None
+    )

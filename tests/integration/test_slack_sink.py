@@ -15,7 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from notifier.core.delivery_failure import DeliveryFailed
 from notifier.core.events import ETA_CHANGED, FAILED_EVENT, STATE_CHANGED, Event
-from notifier.core.live_messages import LiveMessage, PendingPost
+from notifier.core.live_messages import LiveMessage, LiveMessageKey, PendingPost
 from notifier.core.status import COMPLETE, FAILED, QUEUED, RUNNING, SQUASHED, JobStatus
 from notifier.core.subscriptions import (
     SlackChannelSubscription,
@@ -36,35 +36,22 @@ class MemoryLiveMessages:
     """The LiveMessages seam kept in a dict; the real one lives in the database."""
 
     def __init__(self) -> None:
-        self.stored: dict[tuple[int, int, int], LiveMessage | PendingPost] = {}
+        self.stored: dict[LiveMessageKey, LiveMessage | PendingPost] = {}
 
-    async def get(
-        self, subscription_id: int, account_service_id: int, image_version_id: int
-    ) -> LiveMessage | PendingPost | None:
-        return self.stored.get((subscription_id, account_service_id, image_version_id))
+    async def get(self, key: LiveMessageKey) -> LiveMessage | PendingPost | None:
+        return self.stored.get(key)
 
-    async def reserve(
-        self, subscription_id: int, account_service_id: int, image_version_id: int, channel: str
-    ) -> PendingPost:
+    async def reserve(self, key: LiveMessageKey, channel: str) -> PendingPost:
         pending = PendingPost(channel=channel, since=datetime.now(UTC))
-        self.stored[(subscription_id, account_service_id, image_version_id)] = pending
+        self.stored[key] = pending
         return pending
 
-    async def release(
-        self, subscription_id: int, account_service_id: int, image_version_id: int
-    ) -> None:
-        key = (subscription_id, account_service_id, image_version_id)
+    async def release(self, key: LiveMessageKey) -> None:
         if isinstance(self.stored.get(key), PendingPost):
             del self.stored[key]
 
-    async def put(
-        self,
-        subscription_id: int,
-        account_service_id: int,
-        image_version_id: int,
-        message: LiveMessage,
-    ) -> None:
-        self.stored[(subscription_id, account_service_id, image_version_id)] = message
+    async def put(self, key: LiveMessageKey, message: LiveMessage) -> None:
+        self.stored[key] = message
 
 
 def _status(state_id: int, state: str, progress: int, error: str | None = None) -> JobStatus:
@@ -124,7 +111,7 @@ async def test_first_sighting_posts_one_live_message_and_remembers_it(
     assert post.args["channel"] == CHANNEL
     assert "Queued 0%" in post.args["text"]
     assert post.args["blocks"][0]["type"] == "header"
-    stored = live.stored[(3, 1234, 567890)]
+    stored = live.stored[LiveMessageKey(3, 1234, 567890)]
     assert isinstance(stored, LiveMessage)
     assert (stored.channel, stored.ts) == (CHANNEL, post.answer["ts"])
     assert fake.updates() == []
@@ -194,13 +181,13 @@ async def test_deleted_live_message_is_replaced_by_a_fresh_post(
     sink: SlackSink, fake: FakeSlack, live: MemoryLiveMessages
 ) -> None:
     await sink.deliver(_event(QUEUED_0), SUBSCRIPTION)
-    old = live.stored[(3, 1234, 567890)]
+    old = live.stored[LiveMessageKey(3, 1234, 567890)]
     assert isinstance(old, LiveMessage)
     fake.delete_message(old.channel, old.ts)
 
     await sink.deliver(_event(RUNNING_40, QUEUED_0), SUBSCRIPTION)
 
-    fresh = live.stored[(3, 1234, 567890)]
+    fresh = live.stored[LiveMessageKey(3, 1234, 567890)]
     assert isinstance(fresh, LiveMessage)
     assert fresh.ts != old.ts
     assert [call.error for call in fake.calls if call.method == "chat.update"] == [
@@ -223,7 +210,7 @@ async def test_message_that_can_no_longer_be_edited_is_replaced(
     await sink.deliver(_event(RUNNING_40, QUEUED_0), SUBSCRIPTION)
 
     first, fresh = fake.top_level_posts()
-    stored = live.stored[(3, 1234, 567890)]
+    stored = live.stored[LiveMessageKey(3, 1234, 567890)]
     assert isinstance(stored, LiveMessage)
     assert (stored.channel, stored.ts) == (CHANNEL, fresh.answer["ts"])
     assert fresh.answer["ts"] != first.answer["ts"]

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.api.slack_interactions import PATH, register
 from notifier.config import Settings
-from notifier.core.live_messages import LiveMessage
+from notifier.core.live_messages import LiveMessage, LiveMessageKey
 from notifier.core.subscriptions import SlackChannelSubscription
 from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.subscriptions import follow_in_channel
@@ -97,7 +97,8 @@ async def live_message_in_channel(
         )
         subscription_id = seeded.id
     await DatabaseLiveMessages(engine, lambda: now).put(
-        subscription_id, ASID, IVID, LiveMessage(channel=channel, ts="1700000000.000100")
+        LiveMessageKey(subscription_id, ASID, IVID),
+        LiveMessage(channel=channel, ts="1700000000.000100"),
     )
 
 
