@@ -3,15 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from notifier.core.clock import as_utc
 from notifier.core.digest import DailyDigest, DigestItem
 from notifier.core.events import Event
 from notifier.core.status import JobStatus
 from notifier.core.timing import Tracking
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+D = TypeVar("D", bound="DataclassInstance")
+
+
+def from_attributes(cls: type[D], source: Any, /, **computed: Any) -> D:
+    """A ``cls`` from the same-named columns of ``source`` (a row, or a dataclass like one): the
+    store's one row-to-dataclass reader, so a new field and its column need no mapper kept in
+    step. ``computed`` gives the fields no column holds as they are; a field ``source`` lacks
+    keeps its default."""
+    # A row's columns, not its tuple methods (``count``, ``index``) that attributes would find.
+    columns = source._mapping if hasattr(source, "_mapping") else _fields_of(source)
+    taken = {
+        f.name: columns[f.name] for f in fields(cls) if f.name not in computed and f.name in columns
+    }
+    return cls(**taken, **computed)
+
+
+def _fields_of(instance: DataclassInstance) -> dict[str, Any]:
+    return {f.name: getattr(instance, f.name) for f in fields(instance)}
 
 
 def _time(value: datetime | None) -> str | None:
@@ -54,22 +76,6 @@ def status_from_json(data: dict[str, Any]) -> JobStatus:
     )
 
 
-def status_from_row(image_version_id: int, row: Any) -> JobStatus:
-    return JobStatus(
-        image_version_id=image_version_id,
-        state_id=row.state_id,
-        state=row.state_name,
-        progress=row.progress,
-        eta=row.eta,
-        error=row.error,
-        failed_count=row.failed_count,
-        created=row.job_created,
-        started=row.job_started,
-        updated=row.job_updated,
-        eta_estimated=bool(getattr(row, "eta_estimated", False)),
-    )
-
-
 MEMORY_COLUMNS: Final = (
     "state_id",
     "state_name",
@@ -92,6 +98,13 @@ MEMORY_COLUMNS: Final = (
 """The ``job_status`` columns :func:`memory_from_values` reads, in its order."""
 _STATUS_COLUMNS: Final = MEMORY_COLUMNS.index("eta_estimated") + 1
 """The first of :data:`MEMORY_COLUMNS` hold the status, the rest the timing memory."""
+
+
+def status_from_row(image_version_id: int, row: Any) -> JobStatus:
+    """The stored status from a row with the ``job_status`` columns, read by name in the one
+    column order :func:`memory_from_values` reads by position."""
+    columns = row._mapping
+    return JobStatus(image_version_id, *(columns[c] for c in MEMORY_COLUMNS[:_STATUS_COLUMNS]))
 
 
 def memory_from_values(image_version_id: int, values: Sequence[Any]) -> tuple[JobStatus, Tracking]:
@@ -138,18 +151,14 @@ def memory_to_values(status: JobStatus, tracking: Tracking) -> tuple[Any, ...]:
 
 
 def event_from_row(row: Any) -> Event:
-    """An :class:`Event` from a row with the ``events`` table's columns."""
-    return Event(
-        id=row.id,
-        type=row.type,
-        occurred_at=row.occurred_at,
-        account_service_id=row.account_service_id,
-        image_version_id=row.image_version_id,
-        label=row.label,
+    """An :class:`Event` from a row with the ``events`` table's columns (and, when claimed for
+    sending, the watch's ``owners``)."""
+    return from_attributes(
+        Event,
+        row,
         previous=None if row.previous is None else status_from_json(row.previous),
         current=status_from_json(row.current),
         detail=row.detail or {},
-        silence_id=getattr(row, "silence_id", None),
         owners=tuple(getattr(row, "owners", None) or ()),
     )
 

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from notifier.core.live_messages import LiveControls
 from notifier.core.silences import Matchers, MuteShown, Silence, holding_silence
 from notifier.core.status import FAILED
+from notifier.store.codec import from_attributes
 from notifier.store.polling import live_refresh_insert
 from notifier.store.tables import (
     DELIVERIES,
@@ -65,15 +66,7 @@ class SilenceView:
         return self.matchers.describe()
 
     def silence(self) -> Silence:
-        return Silence(
-            id=self.id,
-            matchers=self.matchers,
-            starts_at=self.starts_at,
-            ends_at=self.ends_at,
-            reason=self.reason,
-            created_by=self.created_by,
-            source=self.source,
-        )
+        return _silence(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,15 +104,9 @@ _COLUMNS = (
 
 
 def _silence(row: Any) -> Silence:
-    return Silence(
-        id=row.id,
-        matchers=Matchers(row.image_version_id, row.account_service_id, row.label_glob),
-        starts_at=row.starts_at,
-        ends_at=row.ends_at,
-        reason=row.reason,
-        created_by=row.created_by,
-        source=row.source,
-    )
+    """The core's silence from a row of :data:`_COLUMNS` (or a :class:`SilenceView`)."""
+    matchers = Matchers(row.image_version_id, row.account_service_id, row.label_glob)
+    return from_attributes(Silence, row, matchers=matchers)
 
 
 async def add_silence(
@@ -195,10 +182,7 @@ async def _views(
     async with engine.connect() as conn:
         rows = (await conn.execute(stmt)).all()
     return [
-        SilenceView(
-            **{k: v for k, v in row._asdict().items()},
-            state="active" if row.ends_at > now else "expired",
-        )
+        from_attributes(SilenceView, row, state="active" if row.ends_at > now else "expired")
         for row in rows
     ]
 
@@ -239,9 +223,7 @@ async def held_events(
         ).all()
     found: dict[int, list[HeldEvent]] = defaultdict(list)
     for row in rows:
-        found[row.silence_id].append(
-            HeldEvent(row.silence_id, row.type, row.image_version_id, row.label, row.occurred_at)
-        )
+        found[row.silence_id].append(from_attributes(HeldEvent, row))
     return dict(found)
 
 

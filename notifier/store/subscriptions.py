@@ -24,6 +24,7 @@ from notifier.core.subscriptions import (
     WebhookSubscription,
 )
 from notifier.core.webhook_secrets import signing_secrets
+from notifier.store.codec import from_attributes
 from notifier.store.engine import is_postgres
 from notifier.store.inserts import insert_new
 from notifier.store.tables import SUBSCRIPTIONS, DeliveryRow, SubscriptionRow
@@ -299,22 +300,13 @@ async def list_subscriptions(
     async with engine.connect() as conn:
         rows = (await conn.execute(stmt)).all()
     return [
-        SubscriptionView(
-            id=row.id,
-            name=row.name,
-            kind=row.kind,
-            target=row.target,
-            filters=row.filters,
-            active=row.active,
-            source=row.source,
-            disabled_reason=row.disabled_reason,
+        from_attributes(
+            SubscriptionView,
+            row,
             signed=_signed(row),
-            preset=row.preset,
             custom_template=row.template is not None,
-            previous_secret_until=row.previous_secret_until,
             mention_on=_mention_on(row),
             mention=tuple(row.mention or ()),
-            digest=row.digest,
         )
         for row in rows
     ]

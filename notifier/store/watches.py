@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.status import JobStatus
-from notifier.store.codec import status_from_row
+from notifier.store.codec import from_attributes, status_from_row
 from notifier.store.inserts import insert_new
 from notifier.store.tables import JOB_STATUS, WATCHES, JobStatusRow, Watch
 
@@ -140,20 +140,10 @@ async def list_watches(
     async with engine.connect() as conn:
         rows = (await conn.execute(stmt)).all()
     return [
-        WatchView(
-            id=row.id,
-            account_service_id=row.account_service_id,
-            image_version_id=row.image_version_id,
-            label=row.label,
-            source=row.source,
-            active=row.active,
-            next_poll_at=row.next_poll_at,
-            last_polled_at=row.last_polled_at,
-            poll_errors=row.poll_errors,
-            last_poll_error=row.last_poll_error,
+        from_attributes(
+            WatchView,
+            row,
             status=None if row.state_name is None else status_from_row(row.image_version_id, row),
-            lease_owner=row.lease_owner,
-            paused_reason=row.paused_reason,
             poll_failing=bool(row.poll_failing),
             owners=tuple(row.owners or ()),
         )
