@@ -266,6 +266,18 @@ async def resume_watch_handler(request: web.Request) -> web.Response:
 
 # ---------------------------------------------------------------- subscriptions
 
+# The request's fields the store keeps as they are; the rest (filters, the secret) are derived.
+_STORED_AS_GIVEN = {
+    "name",
+    "kind",
+    "target",
+    "preset",
+    "template",
+    "mention_on",
+    "mention",
+    "digest",
+}
+
 
 async def list_subscriptions_handler(request: web.Request) -> web.Response:
     subs = await list_subscriptions(_deps(request).engine)
@@ -302,18 +314,11 @@ async def add_subscription_handler(request: web.Request) -> web.Response:
     try:
         sub_id = await add_subscription(
             deps.engine,
-            name=body.name,
-            kind=body.kind,
-            target=body.target,
+            **body.model_dump(include=_STORED_AS_GIVEN),
             filters=body.filters(),
             source="api",
             now=deps.clock(),
             secret=secret,
-            preset=body.preset,
-            template=body.template,
-            mention_on=body.mention_on,
-            mention=body.mention,
-            digest=body.digest,
         )
     except DuplicateSubscription as exc:
         raise ApiError(409, "duplicate", str(exc)) from None

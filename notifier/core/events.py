@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from notifier.core.status import COMPLETE, FAILED, SQUASHED, JobStatus
 
@@ -54,6 +54,20 @@ TERMINAL_EVENT_FOR_STATE: Final[dict[int, str]] = {
 }
 
 
+class Followed(Protocol):
+    """The job a watch follows, as every event about it names it: a claimed watch, a watch as
+    it is now, or an event already stored."""
+
+    @property
+    def account_service_id(self) -> int: ...
+
+    @property
+    def image_version_id(self) -> int: ...
+
+    @property
+    def label(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Detected:
     """An event the detector found, before it has an id or a watch attached."""
@@ -62,6 +76,21 @@ class Detected:
     previous: JobStatus | None
     current: JobStatus
     detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def event(self, event_id: str, occurred_at: datetime, job: Followed) -> Event:
+        """This event with its id, the moment it was seen, and the job it is about: the one
+        place an :class:`Event` is put together, for detected events and stand-ins alike."""
+        return Event(
+            id=event_id,
+            type=self.type,
+            occurred_at=occurred_at,
+            account_service_id=job.account_service_id,
+            image_version_id=job.image_version_id,
+            label=job.label,
+            previous=self.previous,
+            current=self.current,
+            detail=dict(self.detail),
+        )
 
 
 @dataclass(frozen=True, slots=True)

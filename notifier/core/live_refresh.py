@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from notifier.core.events import LIVE_REFRESH, SILENCE_ENDED, Event
+from notifier.core.events import LIVE_REFRESH, SILENCE_ENDED, Detected, Event
 from notifier.core.status import FAILED, JobStatus
 
 
@@ -26,15 +26,8 @@ class WatchNow:
 
 def refresh_event(delivery_id: int, created_at: datetime, watch: WatchNow) -> Event:
     """The stand-in for a refresh delivery; its id is the delivery's, never an event's."""
-    return Event(
-        id=f"refresh-{delivery_id}",
-        type=LIVE_REFRESH,
-        occurred_at=created_at,
-        account_service_id=watch.account_service_id,
-        image_version_id=watch.image_version_id,
-        label=watch.label,
-        previous=None,
-        current=watch.status,
+    return Detected(LIVE_REFRESH, None, watch.status).event(
+        f"refresh-{delivery_id}", created_at, watch
     )
 
 
@@ -45,14 +38,5 @@ def resume_event(delivery_id: int, held: Event) -> Event:
     failed = held.current.state_id == FAILED and (
         held.previous is None or held.previous.state_id != FAILED
     )
-    return Event(
-        id=f"resume-{delivery_id}",
-        type=SILENCE_ENDED,
-        occurred_at=held.occurred_at,
-        account_service_id=held.account_service_id,
-        image_version_id=held.image_version_id,
-        label=held.label,
-        previous=held.previous,
-        current=held.current,
-        detail={"failed_meanwhile": failed},
-    )
+    resumed = Detected(SILENCE_ENDED, held.previous, held.current, {"failed_meanwhile": failed})
+    return resumed.event(f"resume-{delivery_id}", held.occurred_at, held)

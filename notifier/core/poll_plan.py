@@ -429,20 +429,7 @@ def _events(
     now: datetime,
     new_event_id: Callable[[], str],
 ) -> tuple[Event, ...]:
-    return tuple(
-        Event(
-            id=new_event_id(),
-            type=d.type,
-            occurred_at=now,
-            account_service_id=due.account_service_id,
-            image_version_id=due.image_version_id,
-            label=due.label,
-            previous=d.previous,
-            current=d.current,
-            detail=dict(d.detail),
-        )
-        for d in detected
-    )
+    return tuple(d.event(new_event_id(), now, due) for d in detected)
 
 
 def plan_deliveries(
