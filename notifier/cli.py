@@ -24,7 +24,7 @@ from notifier.config_output import config_warnings, render_effective_config
 from notifier.core.clock import utc_now
 from notifier.core.ids import BadId, parse_id
 from notifier.core.mentions import MentionProblem, check_owner
-from notifier.core.silences import BadSilence, new_silence
+from notifier.core.silences import BadSilence, Matchers, new_silence
 from notifier.core.urls import redact_url
 from notifier.database import (
     DatabaseMissing,
@@ -849,9 +849,7 @@ async def _silence_add(engine: AsyncEngine, settings: Settings, args: argparse.N
     try:
         asked = new_silence(
             now,
-            image_version_id=args.image_version,
-            account_service_id=args.account_service,
-            label_glob=args.label_glob,
+            Matchers(args.image_version, args.account_service, args.label_glob),
             duration=args.duration,
             until=args.until,
             reason=args.reason,
@@ -860,15 +858,7 @@ async def _silence_add(engine: AsyncEngine, settings: Settings, args: argparse.N
         )
     except BadSilence as exc:
         raise UsageError(str(exc)) from None
-    silence = await add_silence(
-        engine,
-        asked.matchers,
-        ends_at=asked.ends_at,
-        reason=asked.reason,
-        created_by=asked.created_by,
-        source="cli",
-        now=now,
-    )
+    silence = await add_silence(engine, asked, source="cli", now=now)
     print(
         f"silence {silence.id} holds {silence.matches} until {format_time(silence.ends_at)}; "
         f"end it early with `notifier silence expire {silence.id}`"

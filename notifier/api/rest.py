@@ -40,7 +40,7 @@ from notifier.config import check_webhook_url, sends_in_clear_text
 from notifier.core.events import EVENT_TYPES
 from notifier.core.ids import BadId, parse_id
 from notifier.core.mentions import DEFAULT_MENTION_ON
-from notifier.core.silences import BadSilence, new_silence
+from notifier.core.silences import BadSilence, Matchers, new_silence
 from notifier.core.status import state_id_for_name
 from notifier.core.webhook_secrets import new_secret
 from notifier.notify.guarded_http import resolve_problem
@@ -454,9 +454,7 @@ async def add_silence_handler(request: web.Request) -> web.Response:
     try:
         asked = new_silence(
             now,
-            image_version_id=body.image_version_id,
-            account_service_id=body.account_service_id,
-            label_glob=body.label_glob,
+            Matchers(body.image_version_id, body.account_service_id, body.label_glob),
             duration=body.for_,
             until=body.until,
             reason=body.reason,
@@ -464,15 +462,7 @@ async def add_silence_handler(request: web.Request) -> web.Response:
         )
     except BadSilence as exc:
         raise ApiError(422, "invalid", str(exc)) from None
-    silence = await add_silence(
-        deps.engine,
-        asked.matchers,
-        ends_at=asked.ends_at,
-        reason=asked.reason,
-        created_by=asked.created_by,
-        source="api",
-        now=now,
-    )
+    silence = await add_silence(deps.engine, asked, source="api", now=now)
     deps.wake_dispatcher()  # the live messages it holds show the mute now
     log.info("api: silence %d holds %s", silence.id, silence.matches)
     return _json(SilenceOut.model_validate(silence), status=201)

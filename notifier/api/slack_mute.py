@@ -15,7 +15,7 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.core.silences import Matchers
+from notifier.core.silences import Matchers, NewSilence
 from notifier.notify.render import escape_slack
 from notifier.store.live_messages import posted_in_channel
 from notifier.store.silences import add_silence, end_silences, expire_mutes, mute_shown
@@ -60,15 +60,13 @@ async def mute(
     who = slack_user(user_id)
     if who is None:
         return ":warning: Slack did not say who you are; nothing was muted"
-    silence = await add_silence(
-        engine,
+    asked = NewSilence(
         Matchers(image_version_id=image_version_id),
         ends_at=now + duration,
         reason="muted from Slack",
         created_by=who,
-        source="slack",
-        now=now,
     )
+    silence = await add_silence(engine, asked, source="slack", now=now)
     return (
         f":no_bell: Image version {image_version_id} is muted until "
         f"{silence.ends_at:%Y-%m-%d %H:%M} UTC (silence {silence.id}): nothing is sent about it "

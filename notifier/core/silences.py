@@ -196,10 +196,8 @@ class NewSilence:
 
 def new_silence(
     now: datetime,
+    matchers: Matchers,
     *,
-    image_version_id: int | None,
-    account_service_id: int | None,
-    label_glob: str | None,
     duration: str | None,
     until: str | None,
     reason: str,
@@ -209,7 +207,7 @@ def new_silence(
     """Read a silence as a person gave it; :class:`BadSilence` names the first problem.
     ``names`` are how the caller spells the reason and author (``--reason`` on the CLI)."""
     return NewSilence(
-        matchers=Matchers(image_version_id, account_service_id, label_glob),
+        matchers=matchers,
         ends_at=silence_end(
             now,
             duration=None if duration is None else parse_duration(duration),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -21,7 +21,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from notifier.core.live_messages import LiveControls
-from notifier.core.silences import Matchers, MuteShown, Silence, holding_silence
+from notifier.core.silences import Matchers, MuteShown, NewSilence, Silence, holding_silence
 from notifier.core.status import FAILED
 from notifier.store.codec import from_attributes
 from notifier.store.polling import live_refresh_insert
@@ -110,14 +110,7 @@ def _silence(row: Any) -> Silence:
 
 
 async def add_silence(
-    engine: AsyncEngine,
-    matchers: Matchers,
-    *,
-    ends_at: datetime,
-    reason: str,
-    created_by: str,
-    source: str,
-    now: datetime,
+    engine: AsyncEngine, asked: NewSilence, *, source: str, now: datetime
 ) -> SilenceView:
     """Start a silence now; the live messages it holds are queued to show it (and its button)."""
     async with engine.begin() as conn:
@@ -125,20 +118,18 @@ async def add_silence(
             await conn.execute(
                 SILENCES.insert()
                 .values(
-                    image_version_id=matchers.image_version_id,
-                    account_service_id=matchers.account_service_id,
-                    label_glob=matchers.label_glob,
+                    **asdict(asked.matchers),
+                    ends_at=asked.ends_at,
+                    reason=asked.reason,
+                    created_by=asked.created_by,
                     starts_at=now,
-                    ends_at=ends_at,
-                    reason=reason,
-                    created_by=created_by,
-                    source=source,
                     created_at=now,
+                    source=source,
                 )
                 .returning(_S.id)
             )
         ).scalar_one()
-        await _refresh_live_messages(conn, await _matched_watches(conn, [matchers]), now)
+        await _refresh_live_messages(conn, await _matched_watches(conn, [asked.matchers]), now)
     found = await get_silence(engine, silence_id, now)
     assert found is not None
     return found

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.cli import main
 from notifier.core.retention import Pruned, RetentionPolicy
-from notifier.core.silences import Matchers
+from notifier.core.silences import Matchers, NewSilence
 from notifier.store.retention import prune, row_counts
 from notifier.store.silences import add_silence
 from notifier.store.tables import DELIVERIES, EVENTS, SILENCES, WATCHES
@@ -137,10 +137,12 @@ async def test_silences_that_ended_before_the_kept_events_go_unless_a_kept_row_n
     async def silence(ivid: int, ends_at: datetime) -> int:
         made = await add_silence(
             engine,
-            Matchers(image_version_id=ivid),
-            ends_at=ends_at,
-            reason="maintenance",
-            created_by="ops",
+            NewSilence(
+                Matchers(image_version_id=ivid),
+                ends_at=ends_at,
+                reason="maintenance",
+                created_by="ops",
+            ),
             source="cli",
             now=ends_at - timedelta(hours=2),
         )

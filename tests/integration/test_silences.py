@@ -22,7 +22,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.retry import RetryPolicy
-from notifier.core.silences import Matchers
+from notifier.core.silences import Matchers, NewSilence
 from notifier.core.status import FAILED, RUNNING
 from notifier.dispatching.dispatcher import Dispatcher
 from notifier.notify.pacing import ChannelPacer
@@ -167,10 +167,12 @@ async def _posted_running(studio: Studio) -> str:
 async def _mute_for_an_hour(studio: Studio) -> int:
     silence = await add_silence(
         studio.engine,
-        Matchers(image_version_id=IVID),
-        ends_at=studio.clock() + timedelta(hours=1),
-        reason="known flaky builder",
-        created_by="<@U0ANA>",
+        NewSilence(
+            Matchers(image_version_id=IVID),
+            ends_at=studio.clock() + timedelta(hours=1),
+            reason="known flaky builder",
+            created_by="<@U0ANA>",
+        ),
         source="slack",
         now=studio.clock(),
     )
@@ -284,10 +286,12 @@ async def test_a_silence_still_holding_keeps_what_an_ended_one_held(studio: Stud
     short = await _mute_for_an_hour(studio)
     await add_silence(
         studio.engine,
-        Matchers(label_glob="EU fleet*"),
-        ends_at=studio.clock() + timedelta(hours=3),
-        reason="EU maintenance",
-        created_by="ops",
+        NewSilence(
+            Matchers(label_glob="EU fleet*"),
+            ends_at=studio.clock() + timedelta(hours=3),
+            reason="EU maintenance",
+            created_by="ops",
+        ),
         source="cli",
         now=studio.clock(),
     )

@@ -7,7 +7,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from notifier.core.live_messages import LiveMessage, LiveMessageKey
-from notifier.core.silences import Matchers
+from notifier.core.silences import Matchers, NewSilence
 from notifier.core.status import FAILED, RUNNING
 from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.silences import add_silence, expire_silence
@@ -55,10 +55,12 @@ async def test_the_service_holds_a_muted_job_and_brings_its_message_up_to_date_o
                     await asyncio.sleep(0.05)
             silence = await add_silence(
                 service.engine,
-                Matchers(image_version_id=IVID),
-                ends_at=datetime.now(UTC) + timedelta(hours=1),
-                reason="",
-                created_by="ana",
+                NewSilence(
+                    Matchers(image_version_id=IVID),
+                    ends_at=datetime.now(UTC) + timedelta(hours=1),
+                    reason="",
+                    created_by="ana",
+                ),
                 source="cli",
                 now=datetime.now(UTC),
             )
