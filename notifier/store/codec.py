@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, fields
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from notifier.core.clock import as_utc
 from notifier.core.digest import DailyDigest, DigestItem
@@ -13,27 +13,30 @@ from notifier.core.events import Event
 from notifier.core.status import JobStatus
 from notifier.core.timing import Tracking
 
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
-
-D = TypeVar("D", bound="DataclassInstance")
+T = TypeVar("T")
 
 
-def from_attributes(cls: type[D], source: Any, /, **computed: Any) -> D:
-    """A ``cls`` from the same-named columns of ``source`` (a row, or a dataclass like one): the
-    store's one row-to-dataclass reader, so a new field and its column need no mapper kept in
-    step. ``computed`` gives the fields no column holds as they are; a field ``source`` lacks
-    keeps its default."""
+def from_attributes(cls: type[T], source: Any, /, **computed: Any) -> T:
+    """A ``cls`` (a dataclass or a named tuple) from the same-named columns of ``source`` (a row,
+    or a dataclass like one): the store's one row-to-dataclass reader, so a new field and its
+    column need no mapper kept in step. ``computed`` gives the fields no column holds as they
+    are; a field ``source`` lacks keeps its default."""
     # A row's columns, not its tuple methods (``count``, ``index``) that attributes would find.
     columns = source._mapping if hasattr(source, "_mapping") else _fields_of(source)
     taken = {
-        f.name: columns[f.name] for f in fields(cls) if f.name not in computed and f.name in columns
+        name: columns[name]
+        for name in _field_names(cls)
+        if name not in computed and name in columns
     }
     return cls(**taken, **computed)
 
 
-def _fields_of(instance: DataclassInstance) -> dict[str, Any]:
-    return {f.name: getattr(instance, f.name) for f in fields(instance)}
+def _field_names(cls: Any) -> Sequence[str]:
+    return cls._fields if hasattr(cls, "_fields") else [f.name for f in fields(cls)]
+
+
+def _fields_of(instance: Any) -> dict[str, Any]:
+    return {name: getattr(instance, name) for name in _field_names(instance)}
 
 
 def _time(value: datetime | None) -> str | None:

@@ -16,6 +16,7 @@ from notifier.core.lease import Lease
 from notifier.core.poll_plan import ClaimedWatch, PlannedDelivery, PollPlan
 from notifier.core.status import JobStatus
 from notifier.core.timing import Tracking
+from notifier.store.codec import from_attributes
 from notifier.store.watch_store import (
     CANDIDATE_LIMIT,
     Candidate,
@@ -166,21 +167,14 @@ def _schedule(watch: StoredWatch, next_at: datetime | None, now: datetime) -> No
 
 
 def _claimed(watch: StoredWatch) -> ClaimedWatch:
-    return ClaimedWatch(
+    """A stored watch as a claim hands it out, read like :class:`SqlWatchStore` reads a row."""
+    status = watch.status
+    return from_attributes(
+        ClaimedWatch,
+        watch,
         watch_id=watch.id,
-        account_service_id=watch.account_service_id,
-        image_version_id=watch.image_version_id,
-        label=watch.label,
-        poll_errors=watch.poll_errors,
-        previous=watch.status,
-        state_since=watch.state_since,
-        tracking=watch.tracking,
-        poll_failing=watch.poll_failing,
-        interval_seconds=watch.interval_seconds,
-        reply_digest=watch.reply_digest,
-        quiet_until=watch.quiet_until,
-        next_poll_at=watch.next_poll_at,
-        state_id=None if watch.status is None else watch.status.state_id,
+        previous=status,
+        state_id=None if status is None else status.state_id,
     )
 
 
