@@ -55,10 +55,23 @@ _MAX_ESTIMATE: Final = 4 * MAX_VALUE_CHARS
 
 
 @dataclass(slots=True)
+class _Allowance:
+    """What a rendering has left of one kind of spending, and what running out of it says."""
+
+    left: int
+    exhausted: str
+
+    def spend(self, amount: int = 1) -> None:
+        self.left -= amount
+        if self.left < 0:
+            raise SecurityError(self.exhausted)
+
+
+@dataclass(slots=True)
 class _Budget:
-    iterations: int
-    calls: int
-    written: int
+    iterations: _Allowance
+    calls: _Allowance
+    written: _Allowance
     deadline: float
 
     def tick(self) -> None:
@@ -74,9 +87,11 @@ def rendering_budget(seconds: float = MAX_RENDER_SECONDS) -> Iterator[None]:
     """One rendering's budget, for the rendering inside the block (each thread its own)."""
     token = _budget.set(
         _Budget(
-            iterations=MAX_ITERATIONS,
-            calls=MAX_CALLS,
-            written=MAX_WRITTEN_CHARS,
+            iterations=_Allowance(MAX_ITERATIONS, f"more than {MAX_ITERATIONS} loop iterations"),
+            calls=_Allowance(MAX_CALLS, f"more than {MAX_CALLS} calls"),
+            written=_Allowance(
+                MAX_WRITTEN_CHARS, f"more than {MAX_WRITTEN_CHARS} characters written"
+            ),
             deadline=time.monotonic() + min(seconds, MAX_RENDER_SECONDS),
         )
     )
@@ -88,17 +103,13 @@ def rendering_budget(seconds: float = MAX_RENDER_SECONDS) -> Iterator[None]:
 
 def _charge_iteration() -> None:
     budget = _budget.get()
-    budget.iterations -= 1
-    if budget.iterations < 0:
-        raise SecurityError(f"more than {MAX_ITERATIONS} loop iterations")
+    budget.iterations.spend()
     budget.tick()
 
 
 def _charge_call() -> None:
     budget = _budget.get()
-    budget.calls -= 1
-    if budget.calls < 0:
-        raise SecurityError(f"more than {MAX_CALLS} calls")
+    budget.calls.spend()
     budget.tick()
 
 
@@ -134,10 +145,7 @@ def _counted_loop(iterable: Iterable[Any]) -> Iterator[Any]:
 def _written(value: Any) -> str:
     """What every ``{{ ... }}`` and text run writes, charged to the rendering's written text."""
     text = str(value)
-    budget = _budget.get()
-    budget.written -= len(text)
-    if budget.written < 0:
-        raise SecurityError(f"more than {MAX_WRITTEN_CHARS} characters written")
+    _budget.get().written.spend(len(text))
     return text
 
 
