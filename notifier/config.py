@@ -33,7 +33,7 @@ from sqlalchemy.exc import ArgumentError
 from notifier.clanforge.options import DEFAULT_BASE_URL, ClanforgeOptions, Credential
 from notifier.core.address_policy import AddressPolicy
 from notifier.core.digest import parse_digest
-from notifier.core.events import EVENT_TYPES, STATE_CHANGED
+from notifier.core.events import STATE_CHANGED, check_event_types
 from notifier.core.mentions import DEFAULT_MENTION_ON, check_mentions, check_owners
 from notifier.core.poll_plan import PollPolicy
 from notifier.core.retention import RetentionPolicy
@@ -43,7 +43,7 @@ from notifier.core.retry import (
     DEFAULT_SCHEDULE_SECONDS,
     RetryPolicy,
 )
-from notifier.core.status import STATE_NAMES, state_id_for_name
+from notifier.core.status import check_state_names
 from notifier.core.subscriptions import WebhookSubscription
 from notifier.core.timing import DetectPolicy
 from notifier.core.urls import redact_url
@@ -554,11 +554,6 @@ class SubscriptionSettings(_Section):
     # "HH:MM Area/City": a daily digest of the last 24 hours at that local time.
     digest: DigestTime | None = None
 
-    @field_validator("mention_on")
-    @classmethod
-    def _mention_on(cls, value: list[str]) -> list[str]:
-        return cls._known_events(value)
-
     @field_validator("webhook_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
@@ -576,27 +571,15 @@ class SubscriptionSettings(_Section):
             )
         return value
 
-    @field_validator("events")
+    @field_validator("events", "mention_on")
     @classmethod
     def _events(cls, value: list[str]) -> list[str]:
-        return cls._known_events(value)
-
-    @staticmethod
-    def _known_events(value: list[str]) -> list[str]:
-        for name in value:
-            if name not in EVENT_TYPES:
-                known = ", ".join(EVENT_TYPES)
-                raise ValueError(f"unknown event type {name!r}; known: {known}")
-        return value
+        return check_event_types(value)
 
     @field_validator("states")
     @classmethod
-    def _known_states(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if state_id_for_name(name) is None:
-                known = ", ".join(STATE_NAMES.values())
-                raise ValueError(f"unknown state {name!r}; known: {known}")
-        return value
+    def _states(cls, value: list[str]) -> list[str]:
+        return check_state_names(value)
 
     @field_validator("webhook_secret")
     @classmethod

@@ -23,10 +23,10 @@ from pydantic import (
 )
 
 from notifier.config import DigestTime, Mentions, Owners
-from notifier.core.events import EVENT_TYPES, Event
+from notifier.core.events import EVENT_TYPES, Event, check_event_types
 from notifier.core.ids import MAX_ID, parse_id
 from notifier.core.mentions import DEFAULT_MENTION_ON
-from notifier.core.status import JobStatus, state_id_for_name
+from notifier.core.status import JobStatus, check_state_names
 from notifier.core.urls import redact_url
 from notifier.core.webhook_secrets import check_secret
 from notifier.store.outbox import DeliveryView
@@ -120,13 +120,6 @@ WatchList = _list_of("WatchList", WatchOut)
 # ---------------------------------------------------------------- subscriptions
 
 
-def _known_events(value: list[str]) -> list[str]:
-    for name in value:
-        if name not in EVENT_TYPES:
-            raise ValueError(f"unknown event type {name!r}; known: {', '.join(EVENT_TYPES)}")
-    return value
-
-
 def _whsec(value: str | None) -> str | None:
     return None if value is None else check_secret(value)
 
@@ -167,7 +160,7 @@ class SubscriptionCreate(_Request):
     @field_validator("events", "mention_on")
     @classmethod
     def _events(cls, value: list[str]) -> list[str]:
-        return _known_events(value)
+        return check_event_types(value)
 
     @model_validator(mode="after")
     def _webhook_options(self) -> SubscriptionCreate:
@@ -190,10 +183,7 @@ class SubscriptionCreate(_Request):
     @field_validator("states")
     @classmethod
     def _states(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if state_id_for_name(name) is None:
-                raise ValueError(f"unknown state {name!r}")
-        return value
+        return check_state_names(value)
 
     def filters(self) -> dict[str, Any]:
         return {

@@ -38,6 +38,16 @@ EVENT_TYPES: Final = (
     POLL_RECOVERED,
 )
 
+
+def check_event_types(names: list[str]) -> list[str]:
+    """``names`` when each is a type a subscription may name; ValueError names the first that is
+    not (the configuration and the API refuse it alike)."""
+    for name in names:
+        if name not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {name!r}; known: {', '.join(EVENT_TYPES)}")
+    return names
+
+
 LIVE_REFRESH: Final = "internal.live_refresh"
 """Not an event: the type of the stand-in the outbox hands the Slack sink for a live-message
 refresh (a progress/ETA-only change). Never stored in ``events``, never in ``EVENT_TYPES``, so no

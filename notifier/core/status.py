@@ -38,6 +38,15 @@ def state_id_for_name(name: str) -> int | None:
     return _NAME_ALIASES.get(name.strip().lower())
 
 
+def check_state_names(names: list[str]) -> list[str]:
+    """``names`` when each names a state (as :func:`state_id_for_name` reads it); ValueError
+    names the first that does not (the configuration and the API refuse it alike)."""
+    for name in names:
+        if state_id_for_name(name) is None:
+            raise ValueError(f"unknown state {name!r}; known: {', '.join(STATE_NAMES.values())}")
+    return names
+
+
 def state_name(state_id: int | None, fallback: str = "Unknown") -> str:
     if state_id is None:
         return fallback
