@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
@@ -76,21 +77,46 @@ async def add_watch(
     """A new watch, polled from now; ``interval_seconds`` overrides the poll interval by state;
     ``owners`` (checked mentions) are paged about its failures."""
     row = WATCHES.insert().values(
-        account_service_id=account_service_id,
-        image_version_id=image_version_id,
-        label=label,
-        source=source,
-        active=True,
-        next_poll_at=now,
-        poll_errors=0,
-        created_at=now,
-        interval_seconds=interval_seconds,
-        # Named only when there are any: a watch without owners is written as before.
-        **({"owners": list(owners)} if owners else {}),
+        _new_watch(
+            account_service_id,
+            image_version_id,
+            source,
+            now,
+            label=label,
+            interval_seconds=interval_seconds,
+            owners=owners,
+        )
     )
     return await insert_new(
         engine, row, lambda: DuplicateWatch(account_service_id, image_version_id)
     )
+
+
+def _new_watch(
+    account_service_id: int,
+    image_version_id: int,
+    source: str,
+    now: datetime,
+    *,
+    label: str = "",
+    interval_seconds: float | None = None,
+    owners: Sequence[str] = (),
+) -> dict[str, Any]:
+    """A new watch's row, however it came (CLI, API, Slack, the file, discovery): active,
+    polled from now, no poll errors yet."""
+    return {
+        "account_service_id": account_service_id,
+        "image_version_id": image_version_id,
+        "label": label,
+        "source": source,
+        "active": True,
+        "next_poll_at": now,
+        "poll_errors": 0,
+        "created_at": now,
+        "interval_seconds": interval_seconds,
+        # Named only when there are any: a watch without owners is written as before.
+        **({"owners": list(owners)} if owners else {}),
+    }
 
 
 async def remove_watch(
@@ -273,19 +299,7 @@ async def _insert_discovered(
         if new:
             await conn.execute(
                 WATCHES.insert(),
-                [
-                    {
-                        "account_service_id": account_service_id,
-                        "image_version_id": ivid,
-                        "label": "",
-                        "source": "discovered",
-                        "active": True,
-                        "next_poll_at": now,
-                        "poll_errors": 0,
-                        "created_at": now,
-                    }
-                    for ivid in new
-                ],
+                [_new_watch(account_service_id, ivid, "discovered", now) for ivid in new],
             )
     return new
 
@@ -337,16 +351,14 @@ async def sync_config_watches(
             if row is None:
                 await conn.execute(
                     WATCHES.insert().values(
-                        account_service_id=key[0],
-                        image_version_id=key[1],
-                        label=setting.label,
-                        source="config",
-                        active=True,
-                        next_poll_at=now,
-                        poll_errors=0,
-                        created_at=now,
-                        interval_seconds=setting.interval_seconds,
-                        owners=list(setting.owners) or None,
+                        _new_watch(
+                            *key,
+                            "config",
+                            now,
+                            label=setting.label,
+                            interval_seconds=setting.interval_seconds,
+                            owners=setting.owners,
+                        )
                     )
                 )
                 added += 1
