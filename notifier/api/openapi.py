@@ -86,6 +86,11 @@ def _op(
     return op
 
 
+def _listing(summary: str, schema: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    """A GET of a list narrowed by query parameters, one of which may be malformed (400)."""
+    return _op(summary, {"200": _ok(schema), **_QUERY_ERRORS}, parameters=parameters)
+
+
 def _ok(name: str, description: str = "OK") -> dict[str, Any]:
     return {"description": description, **_json_content(name)}
 
@@ -120,11 +125,7 @@ def build_openapi() -> dict[str, Any]:
     watch_item = f"{PREFIX}/watches/{{id}}"
     paths: dict[str, Any] = {
         f"{PREFIX}/watches": {
-            "get": _op(
-                "List watches",
-                {"200": _ok("WatchList"), **_QUERY_ERRORS},
-                parameters=watch_filters,
-            ),
+            "get": _listing("List watches", "WatchList", watch_filters),
             "post": _op(
                 "Watch an image version",
                 {"201": _ok("WatchOut", "Created"), "409": _error("Already watched")},
@@ -187,10 +188,10 @@ def build_openapi() -> dict[str, Any]:
             "post": _rotate_op(),
         },
         f"{PREFIX}/events": {
-            "get": _op(
+            "get": _listing(
                 "Event history, newest first",
-                {"200": _ok("EventPage"), **_QUERY_ERRORS},
-                parameters=[
+                "EventPage",
+                [
                     _LIMIT,
                     _query("before", _POSITIVE, "Cursor: next_before of the previous page"),
                     _query("watch_id", _POSITIVE, "Only this watch"),
@@ -200,10 +201,10 @@ def build_openapi() -> dict[str, Any]:
             )
         },
         f"{PREFIX}/deliveries": {
-            "get": _op(
+            "get": _listing(
                 "Deliveries, newest first",
-                {"200": _ok("DeliveryList"), **_QUERY_ERRORS},
-                parameters=[
+                "DeliveryList",
+                [
                     _LIMIT,
                     _query(
                         "status",
@@ -214,10 +215,10 @@ def build_openapi() -> dict[str, Any]:
             )
         },
         f"{PREFIX}/silences": {
-            "get": _op(
+            "get": _listing(
                 "Active silences, the soonest to end first",
-                {"200": _ok("SilenceList"), **_QUERY_ERRORS},
-                parameters=[_query("all", {"type": "boolean"}, "Ended silences too")],
+                "SilenceList",
+                [_query("all", {"type": "boolean"}, "Ended silences too")],
             ),
             "post": _op(
                 "Silence what the matchers name, from now for a while",
