@@ -87,7 +87,8 @@ def _digest_time(value: str) -> str:
     return parse_digest(value).text
 
 
-# The checks of owners, extra mentions and digest times, one for the file and the API alike.
+# The checks of owners, extra mentions, digest times, event types and state names, one for the
+# file and the API alike.
 Owners = Annotated[
     list[Annotated[str, Field(max_length=40)]],
     Field(max_length=20, description='Slack mentions: "<@U…>" users, "<!subteam^S…>" groups.'),
@@ -97,6 +98,8 @@ Mentions = Annotated[
     list[Annotated[str, Field(max_length=40)]], Field(max_length=20), AfterValidator(_mention_list)
 ]
 DigestTime = Annotated[str, Field(max_length=60), AfterValidator(_digest_time)]
+EventTypes = Annotated[list[str], AfterValidator(check_event_types)]
+StateNames = Annotated[list[str], AfterValidator(check_state_names)]
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -544,12 +547,12 @@ class SubscriptionSettings(_Section):
     preset: Literal["teams", "discord", "mattermost", "google_chat"] | None = None
     # A Slack incoming-webhook URL (post-only; the URL is the credential, so it is a secret).
     slack_webhook_url: SecretStr | None = None
-    events: list[str] = Field(default_factory=lambda: [STATE_CHANGED], min_length=1)
-    states: list[str] = Field(default_factory=list)
+    events: EventTypes = Field(default_factory=lambda: [STATE_CHANGED], min_length=1)
+    states: StateNames = Field(default_factory=list)
     account_service_ids: list[PositiveInt] = Field(default_factory=list)
     image_version_ids: list[PositiveInt] = Field(default_factory=list)
     # Slack only: which events' replies mention the watch's owners, and who else they mention.
-    mention_on: list[str] = Field(default_factory=lambda: list(DEFAULT_MENTION_ON))
+    mention_on: EventTypes = Field(default_factory=lambda: list(DEFAULT_MENTION_ON))
     mention: Mentions = Field(default_factory=list)
     # "HH:MM Area/City": a daily digest of the last 24 hours at that local time.
     digest: DigestTime | None = None
@@ -570,16 +573,6 @@ class SubscriptionSettings(_Section):
                 "must be the URL Slack gave for the incoming webhook (https://hooks.slack.com/...)"
             )
         return value
-
-    @field_validator("events", "mention_on")
-    @classmethod
-    def _events(cls, value: list[str]) -> list[str]:
-        return check_event_types(value)
-
-    @field_validator("states")
-    @classmethod
-    def _states(cls, value: list[str]) -> list[str]:
-        return check_state_names(value)
 
     @field_validator("webhook_secret")
     @classmethod

@@ -22,11 +22,11 @@ from pydantic import (
     model_validator,
 )
 
-from notifier.config import DigestTime, Mentions, Owners
-from notifier.core.events import EVENT_TYPES, Event, check_event_types
+from notifier.config import DigestTime, EventTypes, Mentions, Owners, StateNames
+from notifier.core.events import EVENT_TYPES, Event
 from notifier.core.ids import MAX_ID, parse_id
 from notifier.core.mentions import DEFAULT_MENTION_ON
-from notifier.core.status import JobStatus, check_state_names
+from notifier.core.status import JobStatus
 from notifier.core.urls import redact_url
 from notifier.core.webhook_secrets import check_secret
 from notifier.store.outbox import DeliveryView
@@ -137,10 +137,10 @@ class SubscriptionCreate(_Request):
     kind: Literal["slack_channel", "webhook"]
     target: Annotated[str, Field(min_length=1, max_length=2000)]
     """The Slack channel id, or the webhook URL (http or https)."""
-    events: Annotated[list[str], Field(min_length=1, max_length=len(EVENT_TYPES))] = Field(
+    events: Annotated[EventTypes, Field(min_length=1, max_length=len(EVENT_TYPES))] = Field(
         default_factory=lambda: ["imageversion.state_changed"]
     )
-    states: Annotated[list[str], Field(max_length=20)] = Field(default_factory=list)
+    states: Annotated[StateNames, Field(max_length=20)] = Field(default_factory=list)
     account_service_ids: Annotated[list[Id], Field(max_length=1000)] = Field(default_factory=list)
     image_version_ids: Annotated[list[Id], Field(max_length=1000)] = Field(default_factory=list)
     secret: WebhookSecret | None = None
@@ -149,18 +149,13 @@ class SubscriptionCreate(_Request):
     template: Annotated[str, Field(min_length=1, max_length=MAX_TEMPLATE_CHARS)] | None = None
     """A Jinja2 body template, as ``[[subscription]] template``: checked against a sample of
     every event type before the subscription is added."""
-    mention_on: Annotated[list[str], Field(max_length=len(EVENT_TYPES))] = Field(
+    mention_on: Annotated[EventTypes, Field(max_length=len(EVENT_TYPES))] = Field(
         default_factory=lambda: list(DEFAULT_MENTION_ON)
     )
     """Slack channels only: event types whose thread reply mentions the owners and ``mention``."""
     mention: Mentions = Field(default_factory=list)
     digest: DigestTime | None = None
     """``HH:MM Area/City``: a daily digest of the last 24 hours at that local time."""
-
-    @field_validator("events", "mention_on")
-    @classmethod
-    def _events(cls, value: list[str]) -> list[str]:
-        return check_event_types(value)
 
     @model_validator(mode="after")
     def _webhook_options(self) -> SubscriptionCreate:
@@ -179,11 +174,6 @@ class SubscriptionCreate(_Request):
         if self.preset is not None and self.template is not None:
             raise ValueError("give template or preset, not both")
         return self
-
-    @field_validator("states")
-    @classmethod
-    def _states(cls, value: list[str]) -> list[str]:
-        return check_state_names(value)
 
     def filters(self) -> dict[str, Any]:
         return {
