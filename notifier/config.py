@@ -536,8 +536,8 @@ def sends_in_clear_text(url: str) -> bool:
 class SubscriptionSettings(_Section):
     name: NonEmptyStr
     slack_channel: NonEmptyStr | None = None
-    webhook_url: str | None = None
-    webhook_secret: SecretStr | None = None
+    webhook_url: Annotated[str, AfterValidator(check_webhook_url)] | None = None
+    webhook_secret: Annotated[SecretStr, AfterValidator(_whsec)] | None = None
     # During a rotation: more secrets, each adding a signature beside webhook_secret's.
     webhook_secrets: list[SecretStr] = Field(default_factory=list)
     # Plain http to a host other than loopback sends events (and signatures) in clear text.
@@ -557,11 +557,6 @@ class SubscriptionSettings(_Section):
     # "HH:MM Area/City": a daily digest of the last 24 hours at that local time.
     digest: DigestTime | None = None
 
-    @field_validator("webhook_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        return None if value is None else check_webhook_url(value)
-
     @field_validator("slack_webhook_url")
     @classmethod
     def _slack_hook(cls, value: SecretStr | None) -> SecretStr | None:
@@ -573,11 +568,6 @@ class SubscriptionSettings(_Section):
                 "must be the URL Slack gave for the incoming webhook (https://hooks.slack.com/...)"
             )
         return value
-
-    @field_validator("webhook_secret")
-    @classmethod
-    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
-        return None if value is None else _whsec(value)
 
     @field_validator("webhook_secrets")
     @classmethod
