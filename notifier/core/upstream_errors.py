@@ -7,6 +7,7 @@ line a person can act on. Neither ever carries a credential.
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass
 from typing import Final
 
 CREDENTIALS_REJECTED: Final = "credentials_rejected"
@@ -27,33 +28,22 @@ REASONS: Final = frozenset(
 )
 
 
+@dataclass(eq=False, repr=False)
 class UpstreamError(Exception):
     """A failed status fetch: what kind of failure, and the one line to show for it."""
 
     reason: str
     message: str
-    status: int | None
-    retry_after: float | None
-    credential: str | None
+    _: KW_ONLY
+    status: int | None = None
+    retry_after: float | None = None
+    credential: str | None = None
     """The name of the credential pair the request was made with, when one was."""
 
-    def __init__(
-        self,
-        reason: str,
-        message: str,
-        *,
-        status: int | None = None,
-        retry_after: float | None = None,
-        credential: str | None = None,
-    ) -> None:
-        if reason not in REASONS:
-            raise ValueError(f"unknown upstream error reason {reason!r}")
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.status = status
-        self.retry_after = retry_after
-        self.credential = credential
+    def __post_init__(self) -> None:
+        if self.reason not in REASONS:
+            raise ValueError(f"unknown upstream error reason {self.reason!r}")
+        super().__init__(self.message)
 
     def __str__(self) -> str:
         return self.message
