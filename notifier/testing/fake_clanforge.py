@@ -244,17 +244,19 @@ class FakeClanforge(LoopbackServer):
     def base_url(self) -> str:
         return f"{self.origin}{self._prefix}"
 
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get(
-            self._prefix + r"/cfp/v1/imageversion/{ivid:\d+}/status",
-            self._handle_status,
-            allow_head=False,
-        )
-        app.router.add_get(
-            self._prefix + "/cfp/v1/imageinstall/status", self._handle_installs, allow_head=False
-        )
-        return app
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get(
+                self._prefix + r"/cfp/v1/imageversion/{ivid:\d+}/status",
+                self._handle_status,
+                allow_head=False,
+            ),
+            web.get(
+                self._prefix + "/cfp/v1/imageinstall/status",
+                self._handle_installs,
+                allow_head=False,
+            ),
+        ]
 
     def runner_options(self) -> dict[str, Any]:
         # A delayed step must not hold up shutdown once the client gave up.

@@ -100,11 +100,11 @@ class FakeSlack(LoopbackServer):
         """``http://127.0.0.1:PORT/api/``; the trailing slash matters to slack-sdk's URL join."""
         return f"{self.origin}/api/"
 
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_route("*", "/api/{method}", self._handle)
-        app.router.add_post("/services/{path:.+}", self._handle_hook)
-        return app
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.route("*", "/api/{method}", self._handle),
+            web.post("/services/{path:.+}", self._handle_hook),
+        ]
 
     # -- scripting ----------------------------------------------------------------------------
 

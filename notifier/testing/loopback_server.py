@@ -9,7 +9,8 @@ from aiohttp import web
 
 
 class LoopbackServer:
-    """Subclasses build their app in :meth:`app` and read their address from :attr:`origin`."""
+    """Subclasses list their handlers in :meth:`routes` and read their address from
+    :attr:`origin`."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._host = host
@@ -17,8 +18,13 @@ class LoopbackServer:
         self._runner: web.AppRunner | None = None
         self._origin: str | None = None
 
-    def app(self) -> web.Application:
+    def routes(self) -> list[web.RouteDef]:
         raise NotImplementedError
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.add_routes(self.routes())
+        return app
 
     def runner_options(self) -> dict[str, Any]:
         """Extra ``web.AppRunner`` options (a fake with slow answers cancels them at close)."""

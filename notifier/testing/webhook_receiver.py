@@ -61,10 +61,8 @@ class WebhookReceiver(LoopbackServer):
     def url(self) -> str:
         return f"{self.origin}{self._path}"
 
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        return app
+    def routes(self) -> list[web.RouteDef]:
+        return [web.route("*", "/{tail:.*}", self._handle)]
 
     async def close(self) -> None:
         self._closing.set()
