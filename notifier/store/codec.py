@@ -31,12 +31,20 @@ def from_attributes(cls: type[T], source: Any, /, **computed: Any) -> T:
     return cls(**taken, **computed)
 
 
-def _field_names(cls: Any) -> Sequence[str]:
-    return cls._fields if hasattr(cls, "_fields") else [f.name for f in fields(cls)]
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
-def _fields_of(instance: Any) -> dict[str, Any]:
-    return {name: getattr(instance, name) for name in _field_names(instance)}
+def _field_names(cls: type) -> tuple[str, ...]:
+    """A dataclass's or named tuple's field names, looked up once per class."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = cls._fields if hasattr(cls, "_fields") else tuple(f.name for f in fields(cls))
+        _FIELD_NAMES[cls] = names
+    return names
+
+
+def _fields_of(instance: object) -> dict[str, Any]:
+    return {name: getattr(instance, name) for name in _field_names(type(instance))}
 
 
 def _time(value: datetime | None) -> str | None:
