@@ -50,10 +50,7 @@ from notifier.store.watch_store import Claim, PollResults, PollWrite, Ranker, Wa
 from notifier.store.watches import add_watch
 from notifier.testing.fake_clanforge import FakeClanforge
 from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.support.api import ADMIN_TOKEN as ADMIN_TOKEN
-from tests.support.api import ApiServer as ApiServer
-from tests.support.api import make_settings as make_settings
-from tests.support.api import running_api as running_api
+from tests.support.api import ApiServer, running_api
 from tests.support.clock import T0 as T0
 from tests.support.clock import HandClock
 from tests.support.statements import rows_selected as rows_selected
