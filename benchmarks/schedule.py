@@ -27,7 +27,15 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from notifier.core.schedule import History, Known, Outlook, SchedulePolicy, outlook, pick
+from notifier.core.schedule import (
+    History,
+    Known,
+    Outlook,
+    SchedulePolicy,
+    outlook,
+    pick,
+    run_start,
+)
 from notifier.core.status import COMPLETE, CREATED, FAILED, QUEUED, RUNNING, TERMINAL_STATES
 
 DAY = 86_400.0
@@ -273,6 +281,7 @@ class Scheduled(Policy):
             eta=job.eta if state in (RUNNING, FAILED, COMPLETE) else None,
             rate_since=rate_since,
             rate_base_progress=base,
+            run_started=job.running if state in (RUNNING, FAILED, COMPLETE) else None,
         )
         if known.due_at is None:
             self.drop(watch_id)
@@ -285,7 +294,8 @@ class Scheduled(Policy):
             return
         spent = t - known.state_since
         if known.state_id == RUNNING and state in TERMINAL_STATES:
-            self._history.record_run(known.account_service_id, spent, failed=state == FAILED)
+            run = t - run_start(known)
+            self._history.record_run(known.account_service_id, run, failed=state == FAILED)
         elif known.state_id in (CREATED, QUEUED):
             self._history.record_wait(known.account_service_id, known.state_id, spent)
 

@@ -82,11 +82,14 @@ class History:
     """What similar jobs did: per account service, the latest waits before Running, runs from
     Running to a finish, and how many runs failed. Plain data the caller feeds as it observes."""
 
-    __slots__ = ("_by_service", "_policy")
+    __slots__ = ("_by_service", "_policy", "_pooled_prior", "_pooled_waits")
 
     def __init__(self, policy: SchedulePolicy) -> None:
         self._policy = policy
         self._by_service: dict[int, _Samples] = {}
+        self._pooled_waits: deque[float] = deque(maxlen=_HISTORY_SIZE)
+        """The latest waits of every account service and waiting state together."""
+        self._pooled_prior: float | None = None
 
     def record_wait(self, account_service_id: int, state_id: int | None, seconds: float) -> None:
         """A job of this account service left ``state_id`` (a waiting state) after this long."""
@@ -96,6 +99,12 @@ class History:
             waits = samples.waits[state_id] = deque(maxlen=_HISTORY_SIZE)
         waits.append(seconds)
         samples.wait_rates.pop(state_id, None)
+        self._pooled_waits.append(seconds)
+        if self._pooled_prior is not None:
+            # Every rate leans on the pooled prior: recomputed on demand, one sum per change.
+            self._pooled_prior = None
+            for other in self._by_service.values():
+                other.wait_rates.clear()
 
     def record_run(self, account_service_id: int, seconds: float, *, failed: bool) -> None:
         samples = self._samples(account_service_id)
@@ -116,13 +125,28 @@ class History:
         """
         samples = self._by_service.get(account_service_id)
         if samples is None:
-            return 1 / self._policy.wait_seconds
+            return 1 / self.wait_prior()
         rate = samples.wait_rates.get(state_id)
         if rate is None:
             waits = samples.waits.get(state_id, ())
-            mean = (sum(waits) + self._policy.wait_seconds) / (len(waits) + 1)
+            mean = (sum(waits) + self.wait_prior()) / (len(waits) + 1)
             rate = samples.wait_rates[state_id] = 1 / max(mean, 1.0)
         return rate
+
+    def wait_prior(self) -> float:
+        """The mean wait to assume for a state and account service with no waits of their own:
+        that of every wait seen, whatever its state and account service, with the policy's
+        ``wait_seconds`` counted as one wait of its own.
+
+        A fixed ten-minute guess is a poor prior once anything is known: the Created jobs of a
+        fresh process whose Queued jobs were seen to wait a minute were polled as if they waited
+        ten, and their ends were the slowest changes of issue 24's end-to-end run.
+        """
+        prior = self._pooled_prior
+        if prior is None:
+            waits = self._pooled_waits
+            prior = self._pooled_prior = (sum(waits) + self._policy.wait_seconds) / (len(waits) + 1)
+        return prior
 
     def run_fit(self, account_service_id: int) -> tuple[float, float, float]:
         """(shortest, longest typical run in seconds, share of runs that fail)."""
@@ -174,6 +198,9 @@ class Known:
     rate_since: float | None = None
     """First poll that saw it Running: the progress rate is measured from there."""
     rate_base_progress: int = 0
+    run_started: float | None = None
+    """When upstream says the run began (its ``start``): a job first seen Running after a
+    restart has run since long before ``state_since``, the moment this process first saw it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +257,7 @@ def outlook(known: Known, history: History, policy: SchedulePolicy) -> Outlook:
         rate = history.wait_rate(known.account_service_id, state)
         return Outlook(known.watch_id, known.due_at, since, rate=rate)
     run_from, run_to, failure_share = history.run_fit(known.account_service_id)
-    started = known.state_since if known.state_since is not None else since
+    started = run_start(known)
     low, high = _finish_window(known, started, run_from, run_to, policy)
     if high <= since:
         # Past every expectation and still running: it may finish any moment now.
@@ -249,6 +276,21 @@ def outlook(known: Known, history: History, policy: SchedulePolicy) -> Outlook:
         window_to=max(high, low + 1.0),
         window_weight=policy.finish_weight * (1 - failure_share),
     )
+
+
+def run_start(known: Known) -> float:
+    """When the Running job's run began, as best known: upstream's ``start`` where given (never
+    after the first sighting, whatever the clocks' skew), else when the state was first seen.
+
+    The ETA's spread is a share of the whole run: measured from a first sighting minutes into
+    a run, as a process that starts while jobs are running would, the window around the ETA
+    came out a fraction of its true width, and finishes outside it were seen late.
+    """
+    seen = known.state_since if known.state_since is not None else known.polled_at
+    assert seen is not None
+    if known.run_started is None:
+        return seen
+    return min(known.run_started, seen)
 
 
 def _finish_window(

@@ -86,6 +86,11 @@ class BudgetSchedule:
             return
         spent = (plan.state_since - watch.state_since).total_seconds()
         if previous.state_id == RUNNING and current.state_id in TERMINAL_STATES:
+            # The whole run, from upstream's start where it gives one: a run first seen
+            # minutes in (after a restart) is not a short run.
+            started = current.started or previous.started
+            if started is not None and started < watch.state_since:
+                spent = (plan.state_since - started).total_seconds()
             self.history.record_run(
                 watch.account_service_id, spent, failed=current.state_id == FAILED
             )
@@ -106,4 +111,5 @@ def _known(candidate: Candidate) -> Known:
         eta_estimated=candidate.eta_estimated,
         rate_since=_seconds(candidate.rate_since),
         rate_base_progress=candidate.rate_base_progress,
+        run_started=_seconds(candidate.run_started),
     )

@@ -192,4 +192,5 @@ def _candidate(watch: StoredWatch) -> Candidate:
         False if status is None else status.eta_estimated,
         None if tracking is None else tracking.rate_since,
         0 if tracking is None else tracking.rate_base_progress,
+        None if status is None else status.started,
     )

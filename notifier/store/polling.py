@@ -159,7 +159,7 @@ def _claimed(row: Sequence[Any]) -> ClaimedWatch:
 def _candidate(row: Sequence[Any]) -> Candidate:
     """A row of :data:`_DUE_RANKED` as the scheduler's candidate."""
     ident, asid, _, _, _, since, _, _, _, _, due, state = row[:12]
-    polled, progress, eta, estimated, rate_since, base = row[12:]
+    polled, progress, eta, estimated, rate_since, base, started = row[12:]
     return Candidate(
         ident,
         asid,
@@ -172,6 +172,7 @@ def _candidate(row: Sequence[Any]) -> Candidate:
         bool(estimated),
         rate_since,
         base or 0,
+        started,
     )
 
 
@@ -207,7 +208,13 @@ _DUE = (
 
 # The due watches with what the budget-aware scheduler ranks them by.
 _DUE_RANKED = _DUE.add_columns(
-    _W.last_polled_at, _S.progress, _S.eta, _S.eta_estimated, _S.rate_since, _S.rate_base_progress
+    _W.last_polled_at,
+    _S.progress,
+    _S.eta,
+    _S.eta_estimated,
+    _S.rate_since,
+    _S.rate_base_progress,
+    _S.job_started,
 )
 
 

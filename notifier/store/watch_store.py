@@ -42,6 +42,8 @@ class Candidate:
     eta_estimated: bool = False
     rate_since: datetime | None = None
     rate_base_progress: int = 0
+    run_started: datetime | None = None
+    """Upstream's ``start`` of the job's run, as last seen."""
 
 
 Ranker = Callable[[Sequence[Candidate], datetime], Sequence[int]]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -401,6 +401,31 @@ async def test_over_budget_a_running_job_near_its_eta_goes_before_a_queued_one_j
     assert summary.polled == 1
     assert views[1].last_polled_at == T0 + timedelta(seconds=95)
     assert views[2].last_polled_at == T0 + timedelta(seconds=50)
+
+
+async def test_over_budget_a_job_running_long_before_it_was_first_seen_is_looked_for_sooner(
+    backend: Backend,
+) -> None:
+    """Two Running jobs first seen together, both with an ETA 100 s on: the one upstream says
+    started 15 minutes ago may finish any moment (a fifth of its run either side of the ETA);
+    the one that started 10 s ago not for another minute. One poll goes to the first."""
+    poll = PollPolicy(interval_seconds=30, running_interval_seconds=30)
+    clock = HandClock(T0)
+    eta = T0 + timedelta(seconds=100)
+    long_run = replace(make_status(RUNNING, 85, eta=eta), started=T0 - timedelta(minutes=15))
+    fresh_run = replace(make_status(RUNNING, 5, eta=eta), started=T0 - timedelta(seconds=10))
+    upstream = Upstream({1: long_run, 2: fresh_run})
+    for ivid in (1, 2):
+        await backend.add(ivid, T0)
+    await poller(backend, upstream, clock, poll=poll).tick()
+
+    clock.now = T0 + timedelta(seconds=30)
+    summary = await budget_poller(backend, upstream, clock, poll, slots=1).tick()
+
+    views = await backend.views()
+    assert summary.polled == 1
+    assert views[1].last_polled_at == T0 + timedelta(seconds=30)
+    assert views[2].last_polled_at == T0
 
 
 async def test_over_budget_no_unfinished_watch_waits_longer_than_the_gap_bound(

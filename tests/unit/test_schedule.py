@@ -104,6 +104,40 @@ def test_learnt_waits_set_how_soon_a_waiting_job_is_looked_at() -> None:
     assert pick(outlooks(slow, quick, history=history), NOW, 1, POLICY) == [1]
 
 
+def test_a_job_first_seen_long_into_its_run_gets_a_window_as_wide_as_its_whole_run() -> None:
+    # Seen Running a minute ago (a restart), but upstream says it started 15 minutes ago: the
+    # ETA's 20 % error is a share of the whole run, not of the minute this process has seen.
+    seen_late = known(1, RUNNING, eta=NOW + 100, state_since=NOW - 60)
+    with_start = replace(seen_late, watch_id=2, run_started=NOW - 900)
+    narrow, wide = outlooks(seen_late, with_start)
+    assert wide.window_to - wide.window_from > 3 * (narrow.window_to - narrow.window_from)
+    # A finish may already have come (the window opened 100 s ago): it is looked for now.
+    assert wide.window_to == NOW + 100 + 0.2 * 1000
+    assert wide.missed(NOW) > narrow.missed(NOW)
+
+
+def test_a_start_upstream_puts_after_the_first_sighting_is_not_believed() -> None:
+    # Clocks apart: the job was Running when first seen, so its run began no later than that.
+    skewed = known(1, RUNNING, eta=NOW + 100, state_since=NOW - 60, run_started=NOW + 30)
+    plain = replace(skewed, watch_id=2, run_started=None)
+    assert outlooks(skewed) == [replace(outlooks(plain)[0], watch_id=1)]
+
+
+def test_waits_seen_in_one_state_set_the_prior_of_states_and_services_not_seen_yet() -> None:
+    history = History(POLICY)
+    fresh = History(POLICY)
+    for _ in range(10):
+        history.record_wait(7, QUEUED, 60)
+    assert fresh.wait_rate(8, CREATED) == 1 / POLICY.wait_seconds
+    # Another state of the same service, and a service never seen: a minute and a bit, not ten.
+    assert 1 / history.wait_rate(7, CREATED) < 120
+    assert 1 / history.wait_rate(9, PENDING) < 120
+    created = known(1, CREATED, account_service_id=9)
+    running_far = known(2, RUNNING, eta=NOW + 3000, state_since=NOW - 60, account_service_id=9)
+    assert pick(outlooks(running_far, created, history=history), NOW, 1, POLICY) == [1]
+    assert pick(outlooks(running_far, created, history=fresh), NOW, 1, POLICY) == [2]
+
+
 @st.composite
 def watches(draw: st.DrawFn) -> list[Known]:
     count = draw(st.integers(1, 40))
