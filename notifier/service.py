@@ -318,6 +318,8 @@ class Service:
                 name: int(rate * poll.tick_seconds) for name, rate in accounts.rates().items()
             },
             credential_of=accounts.credential_name,
+            # With other replicas on the same credential, this one's part of its turns.
+            share_of=accounts.turn_share,
         )
         self._poller = Poller(
             SqlWatchStore(engine),

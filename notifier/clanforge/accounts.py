@@ -102,6 +102,12 @@ class ClanforgeAccounts:
                 return account.turns
         raise KeyError(name)
 
+    def turn_share(self, name: str) -> float:
+        """This replica's part of the named credential's turns lately (1 without a shared
+        ledger, or alone on it): see :meth:`SharedTurns.share`."""
+        turns = self.turns(name)
+        return 1.0 if turns is None else turns.share()
+
     def rates(self) -> dict[str, float]:
         """Each credential's configured requests per second, by name."""
         return {a.credential.name: a.credential.requests_per_second for a in self._accounts}

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 BATCH_SECONDS: Final = 0.5
 """At most this long of turns is taken in one round trip (and so held by one replica)."""
 
+SHARE_SECONDS: Final = 3.0
+"""How far back :meth:`SharedTurns.share` looks: a few ticks, so a replica that goes quiet or
+stops hands its part of the budget to the others within seconds."""
+
 
 def credential_key(access_key: str) -> str:
     """The ledger key of a credential: the same in every replica that has the same key pair,
@@ -66,6 +70,26 @@ class SharedTurns:
         self.round_trips = 0
         """Takes from the ledger so far (each a database round trip with PostgreSQL)."""
         self._unreachable = False
+        # (moment, turns this replica took, turns others took just before them) per take.
+        self._takes: deque[tuple[float, int, float]] = deque()
+        self._last_end: float | None = None
+
+    def share(self) -> float:
+        """This replica's part of the credential's turns lately: 1 when no other replica took
+        any, 1/3 when three took turns alike.
+
+        Others' turns show as the gap between the end of this replica's last take and the first
+        turn of its next one (the ledger had moved on by theirs); an idle ledger shows none. The
+        poller sizes its claim by it: each replica claiming a whole tick of the budget, N busy
+        replicas claimed N ticks' worth, and a watch one of them picked waited up to N ticks
+        behind the others' picks for its turn.
+        """
+        takes, horizon = self._takes, self._clock() - SHARE_SECONDS
+        while takes and takes[0][0] < horizon:
+            takes.popleft()
+        mine = sum(take[1] for take in takes)
+        theirs = sum(take[2] for take in takes)
+        return 1.0 if mine + theirs <= 0 else mine / (mine + theirs)
 
     async def wait(self) -> None:
         self._waiting += 1
@@ -104,8 +128,16 @@ class SharedTurns:
                 log.info("the shared Clanforge budget is back")
                 self._unreachable = False
             self.round_trips += 1
-            turns.extend(turns_ending(end, count, self._interval))
+            ours = turns_ending(end, count, self._interval)
+            self._noted(now, count, ours[0])
+            self._last_end = end
+            turns.extend(ours)
         return turns.popleft()
+
+    def _noted(self, now: float, count: int, first: float) -> None:
+        last = self._last_end
+        start = now - self._tolerance if last is None else max(last, now - self._tolerance)
+        self._takes.append((now, count, max(0.0, (first - start) / self._interval)))
 
     async def push(self, seconds: float) -> None:
         """Upstream said 429: no replica's turn starts within ``seconds``, this one's included."""

@@ -13,6 +13,7 @@ another's rate went unused).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
@@ -38,16 +39,23 @@ class BudgetSchedule:
         *,
         credential_slots: Mapping[str, int] | None = None,
         credential_of: Callable[[int], str | None] | None = None,
+        share_of: Callable[[str], float] | None = None,
     ) -> None:
         """``slots`` requests a tick in all; with ``credential_of`` (account service id to
         credential name) each credential's candidates are ranked against its own
-        ``credential_slots``, and those of no credential (refused without a request) all go."""
+        ``credential_slots``, and those of no credential (refused without a request) all go.
+
+        ``share_of`` (credential name to this replica's part of its turns lately, see
+        :meth:`~notifier.clanforge.shared_budget.SharedTurns.share`) scales each credential's
+        slots to what this replica actually gets of a budget other replicas share: claimed
+        whole by each of N busy replicas, a tick's picks waited up to N ticks for their turns."""
         self.policy = policy
         self.slots = max(slots, 1)
         self.tick_seconds = tick_seconds
         self.history = History(policy)
         self._credential_slots = dict(credential_slots or {})
         self._credential_of = credential_of
+        self._share_of = share_of
         self.binding = False
         """Set when a claim had more due than its slots (its owner clears it)."""
 
@@ -65,11 +73,16 @@ class BudgetSchedule:
             if name is None:
                 chosen.extend(candidate.watch_id for candidate in group)
             else:
-                slots = max(self._credential_slots.get(name, self.slots), 1)
+                slots = self._credential_slots.get(name, self.slots)
+                if self._share_of is not None:
+                    # Rounded up: a turn short would leave the shared budget idle at the end of
+                    # each tick; a turn over waits a fraction of one.
+                    slots = math.ceil(slots * self._share_of(name) - 1e-9)
                 chosen.extend(self._rank(group, due_by, slots))
         return chosen
 
     def _rank(self, candidates: Sequence[Candidate], due_by: datetime, slots: int) -> list[int]:
+        slots = max(slots, 1)
         if len(candidates) <= slots:
             return [candidate.watch_id for candidate in candidates]
         self.binding = True

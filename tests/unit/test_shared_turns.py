@@ -128,3 +128,48 @@ def test_each_credential_s_watches_are_ranked_against_its_own_rate_not_the_sum()
     assert len([i for i in chosen if i < 100]) == 5
     assert 100 in chosen
     assert 200 in chosen
+
+
+async def test_busy_replicas_each_see_their_part_of_the_turns_and_a_lone_one_all_of_them() -> None:
+    # On the wall clock (concurrent sleeps), which the test can move on by ``skipped``.
+    skipped = 0.0
+
+    def clock() -> float:
+        return time.time() + skipped
+
+    ledger = MemoryPaceLedger()
+    key = credential_key("ak")
+    replicas = [SharedTurns(ledger, key, 200, 1, clock=clock) for _ in "abc"]
+
+    async def worker(turns: SharedTurns) -> None:
+        for _ in range(10):
+            await turns.wait()
+
+    # Eight poll workers a replica, all asking at once.
+    await asyncio.gather(*(worker(turns) for turns in replicas for _ in range(8)))
+    # About a third each (the first to ask had the ledger to itself for a moment).
+    assert all(0.25 <= turns.share() <= 0.45 for turns in replicas)
+
+    # The other two stop: a few seconds on, the one left sees the whole budget as its own.
+    skipped = 5.0
+    alone = replicas[0]
+    await asyncio.gather(*(worker(alone) for _ in range(8)))
+    assert alone.share() == 1.0
+
+
+def test_a_replica_claims_its_part_of_a_shared_budget_not_a_whole_tick_of_it() -> None:
+    names = {1: "shared"}
+    budget = BudgetSchedule(
+        SchedulePolicy(),
+        slots=10,
+        tick_seconds=1.0,
+        credential_slots={"shared": 10},
+        credential_of=names.get,
+        share_of={"shared": 1 / 3}.__getitem__,
+    )
+    due = [_candidate(i, 1) for i in range(1, 31)]
+
+    chosen = budget.rank(due, datetime(2026, 12, 6, 0, 0, 1, tzinfo=UTC))
+
+    # Three replicas claiming 4 each poll their picks within about a tick, not three.
+    assert len(chosen) == 4
