@@ -48,7 +48,7 @@ from notifier.notify.sink import Sink
 from notifier.notify.slack import SlackSink
 from notifier.notify.slack_webhook import SlackWebhookSink
 from notifier.notify.webhook import WebhookSink
-from notifier.polling.budget import BudgetSchedule
+from notifier.polling.budget import PAST_CHANGES, BudgetSchedule
 from notifier.polling.discovery import Discovery
 from notifier.polling.poller import Poller, TickSummary
 from notifier.store.digests import enqueue_digest
@@ -321,8 +321,12 @@ class Service:
             # With other replicas on the same credential, this one's part of its turns.
             share_of=accounts.turn_share,
         )
+        watch_store = SqlWatchStore(engine)
+        learnt = self._budget.learn_past(await watch_store.recent_state_changes(PAST_CHANGES))
+        if learnt:
+            log.info("scheduler: learnt %d past waits and runs from the events", learnt)
         self._poller = Poller(
-            SqlWatchStore(engine),
+            watch_store,
             accounts,
             self._subscriptions,
             poll=poll,

@@ -188,6 +188,9 @@ class WritesSeen:
     async def release(self, owner: str) -> None:
         await self._store.release(owner)
 
+    async def recent_state_changes(self, limit: int) -> list[Event]:
+        return await self._store.recent_state_changes(limit)
+
 
 def hand_poller(
     store: WatchStore,

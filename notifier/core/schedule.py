@@ -30,7 +30,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from notifier.core.status import COMPLETE, FAILED, RUNNING, SQUASHED
+from notifier.core.status import COMPLETE, FAILED, RUNNING, SQUASHED, TERMINAL_STATES
+from notifier.core.timing import WAITING_STATES
 
 FIRST_SIGHTING: Final = math.inf
 """The urgency of a watch never polled: nothing is known of it, so it goes first."""
@@ -148,6 +149,34 @@ class History:
             prior = self._pooled_prior = (sum(waits) + self._policy.wait_seconds) / (len(waits) + 1)
         return prior
 
+    def learn_past(self, changes: Iterable[PastChange]) -> int:
+        """Learn from changes of state seen before this process started (the events table),
+        oldest first, as if it had seen them itself; how many waits and runs that gave.
+
+        Without it every restart began from the prior: minutes in which waiting jobs were
+        polled as if they waited ten minutes and runs were unknown.
+        """
+        entered: dict[tuple[int, int], PastChange] = {}
+        learnt = 0
+        for change in changes:
+            job = (change.account_service_id, change.image_version_id)
+            before = entered.get(job)
+            entered[job] = change
+            if before is None or before.state_id != change.previous_state_id:
+                continue  # what it left was entered before the history kept
+            spent = change.at - before.at
+            if before.state_id == RUNNING and change.state_id in TERMINAL_STATES:
+                started = change.run_started
+                if started is not None and started < before.at:
+                    spent = change.at - started
+                self.record_run(change.account_service_id, spent, failed=change.state_id == FAILED)
+            elif before.state_id in WAITING_STATES and change.state_id != before.state_id:
+                self.record_wait(change.account_service_id, before.state_id, spent)
+            else:
+                continue
+            learnt += 1
+        return learnt
+
     def run_fit(self, account_service_id: int) -> tuple[float, float, float]:
         """(shortest, longest typical run in seconds, share of runs that fail)."""
         samples = self._by_service.get(account_service_id)
@@ -177,6 +206,20 @@ class History:
         if samples is None:
             samples = self._by_service[account_service_id] = _Samples()
         return samples
+
+
+@dataclass(frozen=True, slots=True)
+class PastChange:
+    """A change of state a poll saw before this process started (a ``state_changed`` event)."""
+
+    account_service_id: int
+    image_version_id: int
+    previous_state_id: int | None
+    state_id: int | None
+    at: float
+    """When it was seen, on the scheduler's clock."""
+    run_started: float | None = None
+    """Upstream's ``start`` of the run, as the status after the change gives it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,12 +16,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from typing import Final
 
+from notifier.core.events import Event
 from notifier.core.poll_plan import ClaimedWatch, PollPlan
-from notifier.core.schedule import History, Known, SchedulePolicy, outlook, pick
+from notifier.core.schedule import History, Known, PastChange, SchedulePolicy, outlook, pick
 from notifier.core.status import FAILED, RUNNING, TERMINAL_STATES
 from notifier.core.timing import WAITING_STATES
 from notifier.store.watch_store import Candidate
+
+PAST_CHANGES: Final = 5_000
+"""How many of the latest state changes a starting process learns from: enough for the last
+64 waits and runs of dozens of account services, read in one short query."""
 
 
 def _seconds(moment: datetime | None) -> float | None:
@@ -89,6 +95,22 @@ class BudgetSchedule:
         policy, history = self.policy, self.history
         outlooks = [outlook(_known(candidate), history, policy) for candidate in candidates]
         return pick(outlooks, due_by.timestamp(), slots, policy, self.tick_seconds)
+
+    def learn_past(self, events: Sequence[Event]) -> int:
+        """Learn how long jobs waited and ran from ``state_changed`` events (oldest first) seen
+        before this process started; how many waits and runs they gave (see
+        :meth:`History.learn_past`)."""
+        return self.history.learn_past(
+            PastChange(
+                event.account_service_id,
+                event.image_version_id,
+                None if event.previous is None else event.previous.state_id,
+                event.current.state_id,
+                event.occurred_at.timestamp(),
+                _seconds(event.current.started),
+            )
+            for event in events
+        )
 
     def learn(self, watch: ClaimedWatch, plan: PollPlan) -> None:
         """Note how long the state a poll saw end lasted (a wait, or a run to its finish)."""

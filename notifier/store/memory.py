@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from notifier.core.events import Event
+from notifier.core.events import STATE_CHANGED, Event
 from notifier.core.lease import Lease
 from notifier.core.poll_plan import ClaimedWatch, PlannedDelivery, PollPlan
 from notifier.core.status import JobStatus
@@ -156,6 +156,10 @@ class MemoryWatchStore:
         for watch in self.watches.values():
             if watch.lease_owner == owner:
                 watch.lease_owner = watch.lease_until = None
+
+    async def recent_state_changes(self, limit: int) -> list[Event]:
+        changes = [event for event in self.events if event.type == STATE_CHANGED]
+        return changes[-limit:] if limit > 0 else []
 
 
 def _schedule(watch: StoredWatch, next_at: datetime | None, now: datetime) -> None:

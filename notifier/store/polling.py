@@ -20,11 +20,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from notifier.core.events import STATE_CHANGED, Event
 from notifier.core.lease import Lease
 from notifier.core.poll_plan import ClaimedWatch, PollPlan
 from notifier.core.timing import Tracking
 from notifier.store.codec import (
     MEMORY_COLUMNS,
+    event_from_row,
     memory_from_values,
     memory_to_values,
     status_to_json,
@@ -133,6 +135,17 @@ class SqlWatchStore:
                 .where(WATCHES.c.lease_owner == owner)
                 .values(lease_owner=None, lease_until=None)
             )
+
+    async def recent_state_changes(self, limit: int) -> list[Event]:
+        query = (
+            select(EVENTS)
+            .where(EVENTS.c.type == STATE_CHANGED)
+            .order_by(EVENTS.c.seq.desc())
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [event_from_row(row) for row in reversed(rows)]
 
 
 def _claimed(row: Sequence[Any]) -> ClaimedWatch:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from notifier.core.events import Event
 from notifier.core.lease import Lease
 from notifier.core.poll_plan import ClaimedWatch, PlannedDelivery, PlannedRefresh, PollPlan
 
@@ -105,4 +106,9 @@ class WatchStore(Protocol):
 
     async def release(self, owner: str) -> None:
         """Give back every lease ``owner`` holds (at shutdown, so another replica polls at once)."""
+        ...
+
+    async def recent_state_changes(self, limit: int) -> list[Event]:
+        """The latest ``limit`` ``imageversion.state_changed`` events, oldest first: what the
+        scheduler learns how long jobs wait and run from when the process starts."""
         ...

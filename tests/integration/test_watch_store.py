@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from notifier.core.lease import Lease
 from notifier.core.poll_plan import PollPolicy
 from notifier.core.schedule import SchedulePolicy
-from notifier.core.status import QUEUED, RUNNING, FetchedStatus, JobStatus
+from notifier.core.status import COMPLETE, QUEUED, RUNNING, FetchedStatus, JobStatus
 from notifier.core.subscriptions import Subscription
 from notifier.core.upstream_errors import UNAVAILABLE, UpstreamError
 from notifier.polling.budget import BudgetSchedule
@@ -456,6 +456,30 @@ async def test_over_budget_no_unfinished_watch_waits_longer_than_the_gap_bound(
     assert longest <= timedelta(seconds=15)
     # What the bound leaves goes to the jobs most likely to have finished.
     assert running_polls > 60
+
+
+async def test_a_restarted_scheduler_learns_waits_and_runs_from_the_stored_state_changes(
+    backend: Backend,
+) -> None:
+    """Two jobs seen Queued, then Running, then Complete by one process; the next process,
+    started on the same database, learns their waits and runs from the events alone."""
+    poll = PollPolicy(interval_seconds=1, running_interval_seconds=1)
+    clock = HandClock(T0)
+    upstream = Upstream({1: make_status(QUEUED), 2: make_status(QUEUED)})
+    for ivid in (1, 2):
+        await backend.add(ivid, T0)
+    first = poller(backend, upstream, clock, poll=poll)
+    for seconds, state in ((0, QUEUED), (60, RUNNING), (300, COMPLETE)):
+        clock.now = T0 + timedelta(seconds=seconds)
+        upstream.answers = {ivid: make_status(state, 100 * (state == COMPLETE)) for ivid in (1, 2)}
+        await first.tick()
+
+    restarted = BudgetSchedule(SchedulePolicy(), slots=1, tick_seconds=1.0)
+    learnt = restarted.learn_past(await backend.store.recent_state_changes(100))
+
+    assert learnt == 4  # two waits in Queued, two runs
+    assert 1 / restarted.history.wait_rate(ASID, QUEUED) < 600  # the one-minute waits count
+    assert restarted.learn_past(await backend.store.recent_state_changes(1)) == 0
 
 
 async def test_within_budget_every_due_watch_is_claimed_in_due_order(backend: Backend) -> None:

@@ -11,6 +11,7 @@ from notifier.core.schedule import (
     History,
     Known,
     Outlook,
+    PastChange,
     SchedulePolicy,
     outlook,
     pick,
@@ -136,6 +137,32 @@ def test_waits_seen_in_one_state_set_the_prior_of_states_and_services_not_seen_y
     running_far = known(2, RUNNING, eta=NOW + 3000, state_since=NOW - 60, account_service_id=9)
     assert pick(outlooks(running_far, created, history=history), NOW, 1, POLICY) == [1]
     assert pick(outlooks(running_far, created, history=fresh), NOW, 1, POLICY) == [2]
+
+
+def test_a_restarted_process_knows_from_past_changes_how_long_jobs_wait_and_run() -> None:
+    # Seen before the restart: a job Created, Queued 40 s later, Running a minute after that
+    # (upstream's start 5 s before it was seen), Complete 10 minutes on; five such jobs.
+    past = []
+    for n in range(5):
+        t, ivid = 1000.0 * n, 100 + n
+        past += [
+            PastChange(7, ivid, None, CREATED, t),
+            PastChange(7, ivid, CREATED, QUEUED, t + 40),
+            PastChange(7, ivid, QUEUED, RUNNING, t + 100, run_started=t + 95),
+            PastChange(7, ivid, RUNNING, COMPLETE, t + 700, run_started=t + 95),
+        ]
+    # A change whose previous state the history did not keep teaches nothing.
+    past.append(PastChange(7, 999, QUEUED, RUNNING, 9000.0))
+    restarted, fresh = History(POLICY), History(POLICY)
+
+    assert restarted.learn_past(past) == 15
+
+    queued = known(1, QUEUED, account_service_id=7)
+    running_far = known(2, RUNNING, eta=NOW + 3000, state_since=NOW - 60, account_service_id=7)
+    assert pick(outlooks(running_far, queued, history=restarted), NOW, 1, POLICY) == [1]
+    assert pick(outlooks(running_far, queued, history=fresh), NOW, 1, POLICY) == [2]
+    # Runs counted from upstream's start: 605 s each, however late they were first seen.
+    assert restarted.run_fit(7)[:2] == (605.0, 605.0)
 
 
 @st.composite
