@@ -78,8 +78,12 @@ def make_jobs(seed: int, duration: float) -> list[Job]:
         end = running + planned * (rng.uniform(0.1, 0.95) if failed else 1.0)
         if end <= 0:
             end = rng.uniform(1, duration)
-        # Progress at an even speed: the simulation's job, with the run's moments from t0.
-        jobs.append(Job(ivid, ASID, min(queued, 0) - 60, queued, running, end, failed, eta, (1.0,)))
+        # Progress at an even speed, moved every PROGRESS_EVERY seconds (see drive): the
+        # simulation's job, with the run's moments from t0.
+        created = min(queued, 0) - 60
+        jobs.append(
+            Job(ivid, ASID, created, queued, running, end, failed, eta, (1.0,), PROGRESS_EVERY)
+        )
     return jobs
 
 
@@ -92,7 +96,7 @@ def reply(job: Job, t: float, epoch: float) -> dict[str, object]:
         error="Image build failed" if state == FAILED else None,
         start=int(epoch + job.running) if state >= RUNNING else "",
         created=int(epoch + job.created),
-        updated=int(epoch + min(t, job.end)),
+        updated=int(epoch + job.updated_at(t)),
     )
 
 

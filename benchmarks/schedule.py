@@ -78,6 +78,20 @@ class Job:
     eta: float
     speeds: tuple[float, ...]
     """Relative progress speed over equal quarters of the run."""
+    updates_every: float = 0.0
+    """Upstream moves the progress (and ``updated``) only this often, from the clock's zero and
+    at each change of state; 0: at every moment."""
+
+    def updated_at(self, t: float) -> float:
+        """When upstream last updated the job, as an answer at ``t`` says."""
+        every = self.updates_every
+        if every <= 0 or t >= self.end:
+            return min(t, self.end)
+        moment = every * math.floor(t / every)
+        for change in (self.queued, self.running):
+            if moment < change <= t:
+                moment = change
+        return moment
 
     def state_at(self, t: float) -> int:
         if t < self.queued:
@@ -91,6 +105,7 @@ class Job:
     def progress_at(self, t: float) -> int:
         if t < self.running:
             return 0
+        t = self.updated_at(t)
         duration = (self.end - self.running) if not self.failed else self._full_run()
         done = min(max((min(t, self.end) - self.running) / duration, 0.0), 1.0)
         total = sum(self.speeds)
@@ -282,6 +297,7 @@ class Scheduled(Policy):
             rate_since=rate_since,
             rate_base_progress=base,
             run_started=job.running if state in (RUNNING, FAILED, COMPLETE) else None,
+            updated=job.updated_at(t),
         )
         if known.due_at is None:
             self.drop(watch_id)

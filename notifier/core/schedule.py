@@ -244,6 +244,8 @@ class Known:
     run_started: float | None = None
     """When upstream says the run began (its ``start``): a job first seen Running after a
     restart has run since long before ``state_since``, the moment this process first saw it."""
+    updated: float | None = None
+    """Upstream's ``updated`` in the last answer: when its progress figure was measured."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,10 +368,17 @@ def _projection(known: Known, policy: SchedulePolicy) -> tuple[float, float] | N
     if made <= 0 or spent <= 0 or known.progress >= 100:
         return None
     per_point = spent / made
+    # The progress is as of upstream's last update, which may be seconds before the poll (the
+    # fake of benchmarks.detection moves it every 5 s: a few points of a short run). Projected
+    # from the poll, the window opened that much too late and finishes were seen late. An
+    # ``updated`` from before the run was first seen says nothing of the progress: ignored.
+    measured = known.polled_at
+    if known.updated is not None and known.rate_since <= known.updated < measured:
+        measured = known.updated
     # Upstream rounds progress down: at 99 % the job may be a moment or a whole point from done.
     soonest = (99 - known.progress) * per_point * (1 - policy.estimate_error)
     latest = (100 - known.progress) * per_point * (1 + policy.estimate_error)
-    return known.polled_at + soonest, known.polled_at + latest
+    return measured + soonest, measured + latest
 
 
 def pick(

@@ -147,4 +147,5 @@ def _known(candidate: Candidate) -> Known:
         rate_since=_seconds(candidate.rate_since),
         rate_base_progress=candidate.rate_base_progress,
         run_started=_seconds(candidate.run_started),
+        updated=_seconds(candidate.updated),
     )

@@ -197,4 +197,5 @@ def _candidate(watch: StoredWatch) -> Candidate:
         None if tracking is None else tracking.rate_since,
         0 if tracking is None else tracking.rate_base_progress,
         None if status is None else status.started,
+        None if status is None else status.updated,
     )

@@ -172,7 +172,7 @@ def _claimed(row: Sequence[Any]) -> ClaimedWatch:
 def _candidate(row: Sequence[Any]) -> Candidate:
     """A row of :data:`_DUE_RANKED` as the scheduler's candidate."""
     ident, asid, _, _, _, since, _, _, _, _, due, state = row[:12]
-    polled, progress, eta, estimated, rate_since, base, started = row[12:]
+    polled, progress, eta, estimated, rate_since, base, started, updated = row[12:]
     return Candidate(
         ident,
         asid,
@@ -186,6 +186,7 @@ def _candidate(row: Sequence[Any]) -> Candidate:
         rate_since,
         base or 0,
         started,
+        updated,
     )
 
 
@@ -228,6 +229,7 @@ _DUE_RANKED = _DUE.add_columns(
     _S.rate_since,
     _S.rate_base_progress,
     _S.job_started,
+    _S.job_updated,
 )
 
 

@@ -45,6 +45,8 @@ class Candidate:
     rate_base_progress: int = 0
     run_started: datetime | None = None
     """Upstream's ``start`` of the job's run, as last seen."""
+    updated: datetime | None = None
+    """Upstream's ``updated`` in the last status: when its progress was measured."""
 
 
 Ranker = Callable[[Sequence[Candidate], datetime], Sequence[int]]

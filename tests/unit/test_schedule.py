@@ -65,6 +65,18 @@ def test_progress_narrows_the_eta_window() -> None:
     assert second.missed(NOW + 60) > first.missed(NOW + 60)
 
 
+def test_progress_upstream_measured_seconds_before_the_poll_is_projected_from_then() -> None:
+    # 98 % after 980 s seen Running (a point every 10 s), as of upstream's update 8 s before
+    # the poll: the last points may be 8 s nearer done than the poll's moment says.
+    fresh = known(1, RUNNING, polled_ago=1, progress=98, rate_since=NOW - 981)
+    stale = replace(fresh, watch_id=2, updated=NOW - 9)
+    from_before_the_run = replace(fresh, watch_id=3, updated=NOW - 5000)
+    fresh_outlook, stale_outlook, ignored = outlooks(fresh, stale, from_before_the_run)
+    assert stale_outlook.window_from < fresh_outlook.window_from
+    assert stale_outlook.missed(NOW + 10) > fresh_outlook.missed(NOW + 10)
+    assert replace(ignored, watch_id=1) == fresh_outlook
+
+
 def test_finished_jobs_cost_nothing_and_failed_ones_only_their_linger() -> None:
     complete = known(1, COMPLETE, due_at=None)
     squashed = known(2, SQUASHED, due_at=None)
