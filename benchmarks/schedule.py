@@ -225,8 +225,12 @@ class Oracle(Policy):
 
     name = "oracle (knows every change)"
 
-    def __init__(self, jobs: Iterable[Job]) -> None:
-        self._pending = sorted((at, job.watch_id) for job in jobs for at, _ in job.changes())
+    def __init__(self, jobs: Iterable[Job], since: float = -math.inf) -> None:
+        """``since``: changes before it were seen before the measure began (no poll goes to
+        them)."""
+        self._pending = sorted(
+            (at, job.watch_id) for job in jobs for at, _ in job.changes() if at >= since
+        )
         self._next = 0
 
     def choose(self, now: float, slots: int) -> tuple[list[int | None], bool]:
