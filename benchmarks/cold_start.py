@@ -64,20 +64,20 @@ def replay(
     while now < duration + 120:
         chosen, _ = policy.choose(now, RATE)
         for slot, watch_id in enumerate(chosen):
-            job = None if watch_id is None else by_id.get(watch_id)
-            if job is None:
+            seen = None if watch_id is None else by_id.get(watch_id)
+            if seen is None:
                 continue
             t = now + slot * step
-            policy.saw(job.watch_id, t, job)
-            changes = pending[job.watch_id]
+            policy.saw(seen.watch_id, t, seen)
+            changes = pending[seen.watch_id]
             while changes and changes[0][0] <= t:
                 at, kind = changes.pop(0)
                 delays["all"].append(t + latency - at)
                 if kind in ("complete", "failed"):
                     delays[kind].append(t + latency - at)
                     changes.clear()
-            if job.state_at(t) in TERMINAL_STATES:
-                pending[job.watch_id] = []
+            if seen.state_at(t) in TERMINAL_STATES:
+                pending[seen.watch_id] = []
         now += TICK
     return delays
 
@@ -127,9 +127,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, nargs="+", default=[4.0, 10.0])
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--latency", type=float, default=0.0)
-    parser.add_argument(
-        "--failure-weight", type=float, default=SchedulePolicy().failure_weight
-    )
+    parser.add_argument("--failure-weight", type=float, default=SchedulePolicy().failure_weight)
     args = parser.parse_args()
     schedule = SchedulePolicy(failure_weight=args.failure_weight)
     for minutes in args.minutes:

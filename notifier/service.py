@@ -12,6 +12,7 @@ import asyncio
 import functools
 import gc
 import logging
+import math
 import os
 import secrets
 import socket
@@ -129,6 +130,10 @@ DIGEST_RESYNC_SECONDS = 60
 """How soon a digest time added or changed at run time gets its cron trigger."""
 
 PRUNE_INTERVAL_SECONDS = 3600
+
+WRITE_EVERY_SECONDS = 0.5
+"""While the budget binds, a poll batch holds about this long of Clanforge's rate: what a change
+seen by the batch's first fetch waits for its last before it is written and sent."""
 """Hourly: a day's history goes in 24 small runs rather than one large one."""
 
 
@@ -343,6 +348,14 @@ class Service:
             on_committed=self._dispatcher.wake,
             observe_fetches=self.metrics.record_polls,
             observe_batch=self.metrics.record_batch,
+            # A batch is written (and its news sent) once all its fetches are back: a tick's
+            # polls in one batch made a change seen by its first fetch wait for its last, a whole
+            # tick (10 s at the default intervals while the budget binds). Half a second of the
+            # budget a batch, and never fewer than the fetches that may run at once.
+            batch_size=max(
+                settings.clanforge.max_concurrency,
+                math.ceil(requests_per_second * WRITE_EVERY_SECONDS),
+            ),
             budget=self._budget,
             load_silences=functools.partial(current_silences, engine),
         )
