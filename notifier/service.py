@@ -130,11 +130,11 @@ DIGEST_RESYNC_SECONDS = 60
 """How soon a digest time added or changed at run time gets its cron trigger."""
 
 PRUNE_INTERVAL_SECONDS = 3600
+"""Hourly: a day's history goes in 24 small runs rather than one large one."""
 
 WRITE_EVERY_SECONDS = 0.5
 """While the budget binds, a poll batch holds about this long of Clanforge's rate: what a change
 seen by the batch's first fetch waits for its last before it is written and sent."""
-"""Hourly: a day's history goes in 24 small runs rather than one large one."""
 
 
 def _every(
