@@ -5,7 +5,6 @@ replicas, and a channel gets no more than Slack allows, from all of them togethe
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +13,8 @@ import tomli_w
 
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
 from notifier.testing.fake_slack import FakeSlack
-from tests.support.replicas import eventually, start_replicas, stop_all
+from tests.support.replicas import replicas_running
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -78,12 +78,10 @@ async def test_three_replicas_use_the_accounts_budget_together_and_draw_no_429(
     for ivid in watches:
         clanforge.set_status(ASID, ivid, status_reply(4, 50))
     config = write_config(tmp_path / "notifier.toml", postgres_url, clanforge, watches)
-    replicas = await start_replicas(config, 3)
-    try:
+    async with replicas_running(config, 3) as replicas:
         await eventually(lambda: len(clanforge.requests) >= 20, 30)
         await asyncio.sleep(12)
-    finally:
-        results = await stop_all(replicas)
+    results = replicas.results
     assert [code for code, _ in results] == [0, 0, 0], results
 
     times = [request.time for request in clanforge.requests]
@@ -136,12 +134,10 @@ async def test_three_replicas_post_twenty_changes_into_one_channel_in_order_with
                 }
             ],
         )
-        replicas = await start_replicas(config, 3, env=dict(os.environ))
-        try:
+        async with replicas_running(config, 3) as replicas:
             await eventually(lambda: len(slack.posts(CHANNEL)) >= 2 * len(watches), 55)
             await asyncio.sleep(1.0)  # anything more that would come (it must not)
-        finally:
-            results = await stop_all(replicas)
+    results = replicas.results
     assert [code for code, _ in results] == [0, 0, 0], results
 
     posts = slack.top_level_posts(CHANNEL)
