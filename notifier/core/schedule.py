@@ -28,6 +28,7 @@ import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Final
 
 from notifier.core.status import COMPLETE, FAILED, RUNNING, SQUASHED, TERMINAL_STATES
@@ -222,9 +223,16 @@ class PastChange:
     """Upstream's ``start`` of the run, as the status after the change gives it."""
 
 
+def on_clock(moment: datetime | None) -> float | None:
+    """A moment of the service's (aware) clock as the scheduler reads it: Unix seconds."""
+    return None if moment is None else moment.timestamp()
+
+
 @dataclass(frozen=True, slots=True)
 class Known:
-    """What the poller knows of one watch, in seconds on the scheduler's clock."""
+    """What the poller knows of one watch, in seconds on the scheduler's clock: what a
+    budget-aware claim reads of each due watch (the stores build it from their rows with
+    :func:`on_clock`) and the scheduler's change model is made from."""
 
     watch_id: int
     account_service_id: int

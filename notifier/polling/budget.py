@@ -1,7 +1,8 @@
 """The budget-aware claim: which due watches a tick polls when more are due than it can afford.
 
-The ranking itself is :mod:`notifier.core.schedule`'s (pure, over seconds); this is its
-adapter to the watch store's candidates and to the poller's plans, and the process's memory of
+The ranking itself is :mod:`notifier.core.schedule`'s (pure, over seconds, over the watches
+as the store's claim reads them); this is its adapter to the credentials' budgets and to the
+poller's plans, and the process's memory of
 what similar jobs did (:class:`~notifier.core.schedule.History`), learnt from every change of
 state a poll sees.
 
@@ -20,18 +21,21 @@ from typing import Final
 
 from notifier.core.events import Event
 from notifier.core.poll_plan import ClaimedWatch, PollPlan
-from notifier.core.schedule import History, Known, PastChange, SchedulePolicy, outlook, pick
+from notifier.core.schedule import (
+    History,
+    Known,
+    PastChange,
+    SchedulePolicy,
+    on_clock,
+    outlook,
+    pick,
+)
 from notifier.core.status import FAILED, RUNNING, TERMINAL_STATES
 from notifier.core.timing import WAITING_STATES
-from notifier.store.watch_store import Candidate
 
 PAST_CHANGES: Final = 5_000
 """How many of the latest state changes a starting process learns from: enough for the last
 64 waits and runs of dozens of account services, read in one short query."""
-
-
-def _seconds(moment: datetime | None) -> float | None:
-    return None if moment is None else moment.timestamp()
 
 
 class BudgetSchedule:
@@ -65,13 +69,13 @@ class BudgetSchedule:
         self.binding = False
         """Set when a claim had more due than its slots (its owner clears it)."""
 
-    def rank(self, candidates: Sequence[Candidate], due_by: datetime) -> list[int]:
+    def rank(self, candidates: Sequence[Known], due_by: datetime) -> list[int]:
         """Every candidate, in due order, while the budget covers them; else the ``slots`` ones
         the scheduler picks, most urgent first (the gap bound served before anything else)."""
         credential_of = self._credential_of
         if credential_of is None:
             return self._rank(candidates, due_by, self.slots)
-        groups: dict[str | None, list[Candidate]] = {}
+        groups: dict[str | None, list[Known]] = {}
         for candidate in candidates:
             groups.setdefault(credential_of(candidate.account_service_id), []).append(candidate)
         chosen: list[int] = []
@@ -87,13 +91,13 @@ class BudgetSchedule:
                 chosen.extend(self._rank(group, due_by, slots))
         return chosen
 
-    def _rank(self, candidates: Sequence[Candidate], due_by: datetime, slots: int) -> list[int]:
+    def _rank(self, candidates: Sequence[Known], due_by: datetime, slots: int) -> list[int]:
         slots = max(slots, 1)
         if len(candidates) <= slots:
             return [candidate.watch_id for candidate in candidates]
         self.binding = True
         policy, history = self.policy, self.history
-        outlooks = [outlook(_known(candidate), history, policy) for candidate in candidates]
+        outlooks = [outlook(candidate, history, policy) for candidate in candidates]
         return pick(outlooks, due_by.timestamp(), slots, policy, self.tick_seconds)
 
     def learn_past(self, events: Sequence[Event]) -> int:
@@ -107,7 +111,7 @@ class BudgetSchedule:
                 None if event.previous is None else event.previous.state_id,
                 event.current.state_id,
                 event.occurred_at.timestamp(),
-                _seconds(event.current.started),
+                on_clock(event.current.started),
             )
             for event in events
         )
@@ -131,21 +135,3 @@ class BudgetSchedule:
             )
         elif previous.state_id in WAITING_STATES:
             self.history.record_wait(watch.account_service_id, previous.state_id, spent)
-
-
-def _known(candidate: Candidate) -> Known:
-    return Known(
-        candidate.watch_id,
-        candidate.account_service_id,
-        candidate.state_id,
-        _seconds(candidate.last_polled_at),
-        _seconds(candidate.next_poll_at),
-        state_since=_seconds(candidate.state_since),
-        progress=candidate.progress,
-        eta=_seconds(candidate.eta),
-        eta_estimated=candidate.eta_estimated,
-        rate_since=_seconds(candidate.rate_since),
-        rate_base_progress=candidate.rate_base_progress,
-        run_started=_seconds(candidate.run_started),
-        updated=_seconds(candidate.updated),
-    )

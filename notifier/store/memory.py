@@ -14,12 +14,12 @@ from datetime import datetime
 from notifier.core.events import STATE_CHANGED, Event
 from notifier.core.lease import Lease
 from notifier.core.poll_plan import ClaimedWatch, PlannedDelivery, PollPlan
+from notifier.core.schedule import Known, on_clock
 from notifier.core.status import JobStatus
 from notifier.core.timing import Tracking
 from notifier.store.codec import from_attributes
 from notifier.store.watch_store import (
     CANDIDATE_LIMIT,
-    Candidate,
     Claim,
     PollResults,
     PollWrite,
@@ -103,7 +103,7 @@ class MemoryWatchStore:
         )[: limit if rank is None else max(limit, CANDIDATE_LIMIT)]
         if rank is not None:
             by_id = {w.id: w for w in due}
-            due = [by_id[i] for i in rank([_candidate(w) for w in due], due_by)][:limit]
+            due = [by_id[i] for i in rank([_known(w) for w in due], due_by)][:limit]
         for watch in due:
             watch.lease_owner, watch.lease_until = lease.owner, until
         return Claim(lease.owner, until, [_claimed(w) for w in due])
@@ -182,20 +182,20 @@ def _claimed(watch: StoredWatch) -> ClaimedWatch:
     )
 
 
-def _candidate(watch: StoredWatch) -> Candidate:
+def _known(watch: StoredWatch) -> Known:
     status, tracking = watch.status, watch.tracking
-    return Candidate(
+    return Known(
         watch.id,
         watch.account_service_id,
         None if status is None else status.state_id,
-        watch.last_polled_at,
-        watch.next_poll_at,
-        watch.state_since,
-        0 if status is None else status.progress,
-        None if status is None else status.eta,
-        False if status is None else status.eta_estimated,
-        None if tracking is None else tracking.rate_since,
-        0 if tracking is None else tracking.rate_base_progress,
-        None if status is None else status.started,
-        None if status is None else status.updated,
+        on_clock(watch.last_polled_at),
+        on_clock(watch.next_poll_at),
+        state_since=on_clock(watch.state_since),
+        progress=0 if status is None else status.progress,
+        eta=None if status is None else on_clock(status.eta),
+        eta_estimated=False if status is None else status.eta_estimated,
+        rate_since=None if tracking is None else on_clock(tracking.rate_since),
+        rate_base_progress=0 if tracking is None else tracking.rate_base_progress,
+        run_started=None if status is None else on_clock(status.started),
+        updated=None if status is None else on_clock(status.updated),
     )

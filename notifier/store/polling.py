@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from notifier.core.events import STATE_CHANGED, Event
 from notifier.core.lease import Lease
 from notifier.core.poll_plan import ClaimedWatch, PollPlan
+from notifier.core.schedule import Known, on_clock
 from notifier.core.timing import Tracking
 from notifier.store.codec import (
     MEMORY_COLUMNS,
@@ -40,7 +41,6 @@ from notifier.store.tables import (
 )
 from notifier.store.watch_store import (
     CANDIDATE_LIMIT,
-    Candidate,
     Claim,
     PollResults,
     PollWrite,
@@ -79,7 +79,7 @@ class SqlWatchStore:
                     await conn.execute(_DUE_RANKED.limit(max(limit, CANDIDATE_LIMIT)), params)
                 ).all()
                 by_id = {row[0]: row for row in ranked}
-                chosen = rank([_candidate(row) for row in ranked], due_by)[:limit]
+                chosen = rank([_known(row) for row in ranked], due_by)[:limit]
                 rows = [by_id[ident][: len(_DUE.selected_columns)] for ident in chosen]
             if rows:
                 await conn.execute(
@@ -169,24 +169,24 @@ def _claimed(row: Sequence[Any]) -> ClaimedWatch:
     )
 
 
-def _candidate(row: Sequence[Any]) -> Candidate:
-    """A row of :data:`_DUE_RANKED` as the scheduler's candidate."""
+def _known(row: Sequence[Any]) -> Known:
+    """A row of :data:`_DUE_RANKED` as the scheduler reads it."""
     ident, asid, _, _, _, since, _, _, _, _, due, state = row[:12]
     polled, progress, eta, estimated, rate_since, base, started, updated = row[12:]
-    return Candidate(
+    return Known(
         ident,
         asid,
         state,
-        polled,
-        due,
-        since,
-        progress or 0,
-        eta,
-        bool(estimated),
-        rate_since,
-        base or 0,
-        started,
-        updated,
+        on_clock(polled),
+        on_clock(due),
+        state_since=on_clock(since),
+        progress=progress or 0,
+        eta=on_clock(eta),
+        eta_estimated=bool(estimated),
+        rate_since=on_clock(rate_since),
+        rate_base_progress=base or 0,
+        run_started=on_clock(started),
+        updated=on_clock(updated),
     )
 
 

@@ -16,6 +16,7 @@ from typing import Protocol
 from notifier.core.events import Event
 from notifier.core.lease import Lease
 from notifier.core.poll_plan import ClaimedWatch, PlannedDelivery, PlannedRefresh, PollPlan
+from notifier.core.schedule import Known
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,30 +29,10 @@ class Claim:
     watches: Sequence[ClaimedWatch]
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A due watch as a budget-aware claim ranks it: what the scheduler's change model needs."""
-
-    watch_id: int
-    account_service_id: int
-    state_id: int | None
-    last_polled_at: datetime | None
-    next_poll_at: datetime | None
-    state_since: datetime | None = None
-    progress: int = 0
-    eta: datetime | None = None
-    eta_estimated: bool = False
-    rate_since: datetime | None = None
-    rate_base_progress: int = 0
-    run_started: datetime | None = None
-    """Upstream's ``start`` of the job's run, as last seen."""
-    updated: datetime | None = None
-    """Upstream's ``updated`` in the last status: when its progress was measured."""
-
-
-Ranker = Callable[[Sequence[Candidate], datetime], Sequence[int]]
-"""Given every watch due by the given moment (in due order), the ids to claim, first first: when
-more is due than a tick's budget polls, the budget-aware scheduler's choice; otherwise all."""
+Ranker = Callable[[Sequence[Known], datetime], Sequence[int]]
+"""Given every watch due by the given moment (in due order), as the scheduler reads it, the ids
+to claim, first first: when more is due than a tick's budget polls, the budget-aware scheduler's
+choice; otherwise all."""
 
 CANDIDATE_LIMIT = 10_000
 """At most this many due watches are ranked per claim (the longest overdue, by due order)."""

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from notifier.clanforge.shared_budget import SharedTurns, credential_key
 from notifier.core.pacing import MemoryPaceLedger, reserve, turns_ending
-from notifier.core.schedule import SchedulePolicy
+from notifier.core.schedule import Known, SchedulePolicy
 from notifier.polling.budget import BudgetSchedule
-from notifier.store.watch_store import Candidate
 
 
 class FakeTime:
@@ -105,9 +104,10 @@ def test_the_credential_key_is_a_digest_not_the_access_key() -> None:
     assert key == credential_key("AKIA-secretish") != credential_key("other")
 
 
-def _candidate(watch_id: int, asid: int) -> Candidate:
-    moment = datetime(2026, 12, 6, tzinfo=UTC)
-    return Candidate(watch_id, asid, 4, moment - timedelta(seconds=watch_id), moment)
+def _candidate(watch_id: int, asid: int) -> Known:
+    """A Running watch due now, polled ``watch_id`` seconds ago."""
+    moment = datetime(2026, 12, 6, tzinfo=UTC).timestamp()
+    return Known(watch_id, asid, 4, moment - watch_id, moment)
 
 
 def test_each_credential_s_watches_are_ranked_against_its_own_rate_not_the_sum() -> None:
