@@ -26,9 +26,7 @@ TICKS = 20
 def _fleet(clanforge: FakeClanforge, now: HandClock) -> list[tuple[int, int]]:
     """One job Queued and eleven Running with two hours to go; the watches, the Queued first."""
     start = now()
-    clanforge.set_status(
-        ASID, WAITING, status_reply(QUEUED, 0, created=start, updated=start, start=None)
-    )
+    clanforge.set_status(ASID, WAITING, status_reply(QUEUED, 0, created=start, updated=start))
     for ivid in RUNNING_JOBS:
         clanforge.set_status(
             ASID,

@@ -80,7 +80,7 @@ async def leave_past_waits(
         clanforge.set_status(
             account_service_id,
             ivid,
-            status_reply(QUEUED, 0, created=queued_at, updated=queued_at, start=None),
+            status_reply(QUEUED, 0, created=queued_at, updated=queued_at),
         )
     settings = bound_settings(
         database_url,
