@@ -12,7 +12,6 @@ import asyncio
 import functools
 import gc
 import logging
-import math
 import os
 import secrets
 import socket
@@ -51,7 +50,7 @@ from notifier.notify.slack_webhook import SlackWebhookSink
 from notifier.notify.webhook import WebhookSink
 from notifier.polling.budget import PAST_CHANGES, BudgetSchedule
 from notifier.polling.discovery import Discovery
-from notifier.polling.poller import Poller, TickSummary
+from notifier.polling.poller import Poller, TickSummary, batch_size_for
 from notifier.store.digests import enqueue_digest
 from notifier.store.engine import create_engine, is_postgres
 from notifier.store.live_messages import DatabaseLiveMessages
@@ -131,10 +130,6 @@ DIGEST_RESYNC_SECONDS = 60
 
 PRUNE_INTERVAL_SECONDS = 3600
 """Hourly: a day's history goes in 24 small runs rather than one large one."""
-
-WRITE_EVERY_SECONDS = 0.5
-"""While the budget binds, a poll batch holds about this long of Clanforge's rate: what a change
-seen by the batch's first fetch waits for its last before it is written and sent."""
 
 
 def _every(
@@ -348,14 +343,7 @@ class Service:
             on_committed=self._dispatcher.wake,
             observe_fetches=self.metrics.record_polls,
             observe_batch=self.metrics.record_batch,
-            # A batch is written (and its news sent) once all its fetches are back: a tick's
-            # polls in one batch made a change seen by its first fetch wait for its last, a whole
-            # tick (10 s at the default intervals while the budget binds). Half a second of the
-            # budget a batch, and never fewer than the fetches that may run at once.
-            batch_size=max(
-                settings.clanforge.max_concurrency,
-                math.ceil(requests_per_second * WRITE_EVERY_SECONDS),
-            ),
+            batch_size=batch_size_for(requests_per_second, settings.clanforge.max_concurrency),
             budget=self._budget,
             load_silences=functools.partial(current_silences, engine),
         )

@@ -19,7 +19,7 @@ from notifier.core.status import FetchedStatus, JobStatus
 from notifier.core.subscriptions import Subscription
 from notifier.core.timing import DetectPolicy
 from notifier.core.upstream_errors import RATE_LIMITED, UNAVAILABLE, UpstreamError
-from notifier.polling.poller import Poller
+from notifier.polling.poller import DEFAULT_BATCH_SIZE, Poller, batch_size_for
 from notifier.store.memory import MemoryWatchStore, StoredWatch
 from tests.conftest import POLL, T0, hand_poller, make_status, make_subscription
 from tests.support.clock import HandClock
@@ -179,3 +179,18 @@ async def test_deliveries_go_to_the_subscriptions_that_want_the_events() -> None
     ]
     assert summary.deliveries == len(store.deliveries)
     assert all(isinstance(d, PlannedDelivery) for d in store.deliveries)
+
+
+def test_a_poll_batch_holds_half_a_second_of_the_budget_so_news_is_not_held_for_the_tick() -> None:
+    assert batch_size_for(requests_per_second=100, max_concurrency=10) == 50
+    assert batch_size_for(requests_per_second=5, max_concurrency=2) == 3
+
+
+def test_a_poll_batch_is_never_smaller_than_the_fetches_that_may_run_at_once() -> None:
+    assert batch_size_for(requests_per_second=5, max_concurrency=10) == 10
+
+
+def test_a_huge_rate_limit_cannot_make_one_batch_of_the_whole_watch_list() -> None:
+    """A batch's statuses, plans and rows are held in memory together: at a rate of a million
+    a second, one batch was the whole list (650 MB at 100,000 watches)."""
+    assert batch_size_for(requests_per_second=1_000_000, max_concurrency=8) == DEFAULT_BATCH_SIZE
