@@ -34,7 +34,6 @@ from notifier.core.schedule import (
     SchedulePolicy,
     outlook,
     pick,
-    run_start,
 )
 from notifier.core.status import COMPLETE, CREATED, FAILED, QUEUED, RUNNING, TERMINAL_STATES
 
@@ -312,12 +311,14 @@ class Scheduled(Policy):
     def _learn(self, known: Known, state: int, t: float) -> None:
         if known.state_id is None or known.state_since is None:
             return
-        spent = t - known.state_since
-        if known.state_id == RUNNING and state in TERMINAL_STATES:
-            run = t - run_start(known)
-            self._history.record_run(known.account_service_id, run, failed=state == FAILED)
-        elif known.state_id in (CREATED, QUEUED):
-            self._history.record_wait(known.account_service_id, known.state_id, spent)
+        self._history.record_change(
+            known.account_service_id,
+            known.state_id,
+            state,
+            since=known.state_since,
+            at=t,
+            run_started=known.run_started,
+        )
 
 
 def _due(state: int, since: float, t: float) -> float | None:

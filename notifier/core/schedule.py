@@ -150,6 +150,34 @@ class History:
             prior = self._pooled_prior = (sum(waits) + self._policy.wait_seconds) / (len(waits) + 1)
         return prior
 
+    def record_change(
+        self,
+        account_service_id: int,
+        left: int | None,
+        entered: int | None,
+        *,
+        since: float,
+        at: float,
+        run_started: float | None = None,
+    ) -> bool:
+        """A job left ``left`` (entered at ``since``) for ``entered`` at ``at``: the one rule of
+        what a change teaches, for the poller, the events table at start-up and the simulation.
+        Whether it gave a wait or a run.
+
+        A run is measured from upstream's ``run_started`` where that is earlier: a run first seen
+        minutes in (after a restart) is not a short run.
+        """
+        if left == entered:
+            return False
+        if left == RUNNING and entered in TERMINAL_STATES:
+            start = since if run_started is None else min(run_started, since)
+            self.record_run(account_service_id, at - start, failed=entered == FAILED)
+        elif left in WAITING_STATES:
+            self.record_wait(account_service_id, left, at - since)
+        else:
+            return False
+        return True
+
     def learn_past(self, changes: Iterable[PastChange]) -> int:
         """Learn from changes of state seen before this process started (the events table),
         oldest first, as if it had seen them itself; how many waits and runs that gave.
@@ -165,17 +193,14 @@ class History:
             entered[job] = change
             if before is None or before.state_id != change.previous_state_id:
                 continue  # what it left was entered before the history kept
-            spent = change.at - before.at
-            if before.state_id == RUNNING and change.state_id in TERMINAL_STATES:
-                started = change.run_started
-                if started is not None and started < before.at:
-                    spent = change.at - started
-                self.record_run(change.account_service_id, spent, failed=change.state_id == FAILED)
-            elif before.state_id in WAITING_STATES and change.state_id != before.state_id:
-                self.record_wait(change.account_service_id, before.state_id, spent)
-            else:
-                continue
-            learnt += 1
+            learnt += self.record_change(
+                change.account_service_id,
+                before.state_id,
+                change.state_id,
+                since=before.at,
+                at=change.at,
+                run_started=change.run_started,
+            )
         return learnt
 
     def run_fit(self, account_service_id: int) -> tuple[float, float, float]:

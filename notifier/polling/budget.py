@@ -30,8 +30,6 @@ from notifier.core.schedule import (
     outlook,
     pick,
 )
-from notifier.core.status import FAILED, RUNNING, TERMINAL_STATES
-from notifier.core.timing import WAITING_STATES
 
 PAST_CHANGES: Final = 5_000
 """How many of the latest state changes a starting process learns from: enough for the last
@@ -121,17 +119,14 @@ class BudgetSchedule:
         previous, current = watch.previous, plan.status
         if previous is None or current is None or watch.state_since is None:
             return
-        if plan.state_since is None or current.state_id == previous.state_id:
+        if plan.state_since is None:
             return
-        spent = (plan.state_since - watch.state_since).total_seconds()
-        if previous.state_id == RUNNING and current.state_id in TERMINAL_STATES:
-            # The whole run, from upstream's start where it gives one: a run first seen
-            # minutes in (after a restart) is not a short run.
-            started = current.started or previous.started
-            if started is not None and started < watch.state_since:
-                spent = (plan.state_since - started).total_seconds()
-            self.history.record_run(
-                watch.account_service_id, spent, failed=current.state_id == FAILED
-            )
-        elif previous.state_id in WAITING_STATES:
-            self.history.record_wait(watch.account_service_id, previous.state_id, spent)
+        started = current.started or previous.started
+        self.history.record_change(
+            watch.account_service_id,
+            previous.state_id,
+            current.state_id,
+            since=watch.state_since.timestamp(),
+            at=plan.state_since.timestamp(),
+            run_started=on_clock(started),
+        )
