@@ -64,18 +64,11 @@ def decide_failure(
     ``created_at``; a ``Retry-After`` is a floor for the next try (see :class:`RetryPolicy`)."""
     if failure.gone:
         return DisableSubscription(failure.reason)
-    decision = policy.decide(
-        attempts,
-        now,
-        created_at,
-        permanent=failure.permanent,
-        retry_after=failure.retry_after,
-        rand=rand,
-    )
-    if not isinstance(decision, GiveUp):
-        return RetryLater(decision.at, failure.reason)
     if failure.permanent:
         return Rejected(failure.reason)
+    decision = policy.decide(attempts, now, created_at, retry_after=failure.retry_after, rand=rand)
+    if not isinstance(decision, GiveUp):
+        return RetryLater(decision.at, failure.reason)
     return GaveUp(f"{failure.reason} ({decision.why})", failure.reason, decision.why)
 
 

@@ -70,7 +70,6 @@ class RetryPolicy:
         now: datetime,
         created_at: datetime,
         *,
-        permanent: bool = False,
         retry_after: float | None = None,
         rand: Callable[[], float] = random.random,
     ) -> Retry | GiveUp:
@@ -78,8 +77,6 @@ class RetryPolicy:
 
         ``created_at`` is when the delivery was queued: its age is measured from there.
         """
-        if permanent:
-            return GiveUp("the receiver's answer means trying again cannot help")
         if attempts >= self.max_attempts:
             return GiveUp(f"gave up after {attempts} attempts")
         lower, upper = self.delay_bounds(attempts)

@@ -55,10 +55,6 @@ def test_retry_after_is_a_floor_never_a_shortcut() -> None:
     assert delay(POLICY.decide(2, T0, T0, retry_after=1, rand=lambda: 1.0)) == 300
 
 
-def test_permanent_failure_gives_up_at_once() -> None:
-    assert isinstance(POLICY.decide(1, T0, T0, permanent=True), GiveUp)
-
-
 def test_gives_up_after_max_attempts() -> None:
     decision = POLICY.decide(len(DEFAULT_SCHEDULE_SECONDS) + 1, T0, T0)
     assert decision == GiveUp("gave up after 10 attempts")
