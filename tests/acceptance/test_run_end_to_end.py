@@ -238,4 +238,7 @@ async def test_each_watch_is_polled_once_per_interval_not_every_other_tick(
     for request in upstream.clanforge.requests:
         times[request.path].append(request.time)
     gaps = [round(b - a, 3) for polls in times.values() for a, b in itertools.pairwise(polls)]
-    assert min(gaps) >= 0.45, sorted(gaps)[:5]
+    # Arrival times at the fake server carry the event loop's lag on a loaded machine (one late
+    # request makes the next gap short by as much: 0.3 s seen at a load of 10 on 2 cores); a
+    # watch polled twice in one interval shows a gap near zero, and the count above more polls.
+    assert min(gaps) >= 0.2, sorted(gaps)[:5]
