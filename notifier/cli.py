@@ -28,14 +28,18 @@ from notifier.core.silences import BadSilence, Matchers, new_silence
 from notifier.core.urls import redact_url
 from notifier.database import (
     DatabaseMissing,
-    delivery_states,
     describe,
     existing_database,
     make_parent_directory,
     upgrade_and_sync,
 )
 from notifier.logs import configure_logging
-from notifier.store.outbox import DeliveryView, list_deliveries, retry_deliveries
+from notifier.store.outbox import (
+    DeliveryView,
+    delivery_states,
+    list_deliveries,
+    retry_deliveries,
+)
 from notifier.store.retention import prune
 from notifier.store.silences import add_silence, end_silences, expire_silence, list_silences
 from notifier.store.subscriptions import (

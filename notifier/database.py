@@ -8,12 +8,11 @@ line, where it looked and which command creates it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,7 +21,6 @@ from notifier.store.engine import create_engine
 from notifier.store.locks import CONFIG_SYNC_LOCK, exclusive
 from notifier.store.migrate import SchemaUpgrade, current_revision, head_revision, upgrade
 from notifier.store.subscriptions import sync_config_subscriptions
-from notifier.store.tables import DeliveryRow
 from notifier.store.watches import WatchSync, sync_config_watches
 
 CREATE_HINT = "create it with `notifier db upgrade` (or `notifier run`)"
@@ -102,29 +100,3 @@ async def upgrade_and_sync(settings: Settings, now: datetime) -> tuple[SchemaUpg
     finally:
         await engine.dispose()
     return schema, synced
-
-
-# Row ids are 32-bit integers on PostgreSQL: a larger one names no row, and asking for it there
-# would be an error rather than "not found".
-_MAX_ROW_ID = 2**31 - 1
-
-
-async def delivery_states(
-    engine: AsyncEngine, ids: Collection[int], now: datetime
-) -> dict[int, str]:
-    """Each existing delivery among ``ids`` by its status, "leased" for one being sent now, so
-    ``deliveries retry`` can name the ids it did not put back in line, and why."""
-    wanted = [i for i in ids if i <= _MAX_ROW_ID]
-    if not wanted:
-        return {}
-    stmt = select(DeliveryRow.id, DeliveryRow.status, DeliveryRow.lease_until).where(
-        DeliveryRow.id.in_(wanted)
-    )
-    async with engine.connect() as conn:
-        rows = (await conn.execute(stmt)).all()
-    return {
-        row.id: "leased"
-        if row.status != "delivered" and row.lease_until is not None and row.lease_until >= now
-        else row.status
-        for row in rows
-    }

@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from notifier.api.deps import DEPS_KEY, ApiDeps
 from notifier.api.schemas import Health
 from notifier.metrics import CONTENT_TYPE
+from notifier.store.engine import unreachable_because
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +31,8 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     deps = request.app[DEPS_KEY]
     checks: dict[str, str] = {}
-    try:
-        async with deps.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except (SQLAlchemyError, OSError) as exc:
-        checks["database"] = f"unreachable: {type(exc).__name__}"
+    problem = await unreachable_because(deps.engine)
+    checks["database"] = "ok" if problem is None else f"unreachable: {problem}"
     checks["scheduler"] = "ok" if deps.scheduler_running() else "not running"
     return _health(checks)
 

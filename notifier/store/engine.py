@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from notifier.store.file_modes import prepare_sqlite_file
@@ -61,3 +62,14 @@ def _make_sqlite_transactions_explicit(engine: AsyncEngine) -> None:
 
 def is_postgres(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+async def unreachable_because(engine: AsyncEngine) -> str | None:
+    """None when the database answers a query now; otherwise why not, as the error's class
+    name (what ``/readyz`` shows)."""
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except (SQLAlchemyError, OSError) as exc:
+        return type(exc).__name__
+    return None

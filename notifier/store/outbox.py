@@ -408,3 +408,29 @@ async def outbox_depth(engine: AsyncEngine) -> int:
             select(func.count()).select_from(DeliveryRow).where(DeliveryRow.status == "pending")
         )
     return int(count or 0)
+
+
+# Row ids are 32-bit integers on PostgreSQL: a larger one names no row, and asking for it there
+# would be an error rather than "not found".
+_MAX_ROW_ID = 2**31 - 1
+
+
+async def delivery_states(
+    engine: AsyncEngine, ids: Collection[int], now: datetime
+) -> dict[int, str]:
+    """Each existing delivery among ``ids`` by its status, "leased" for one being sent now, so
+    ``deliveries retry`` can name the ids it did not put back in line, and why."""
+    wanted = [i for i in ids if i <= _MAX_ROW_ID]
+    if not wanted:
+        return {}
+    stmt = select(DeliveryRow.id, DeliveryRow.status, DeliveryRow.lease_until).where(
+        DeliveryRow.id.in_(wanted)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(stmt)).all()
+    return {
+        row.id: "leased"
+        if row.status != "delivered" and row.lease_until is not None and row.lease_until >= now
+        else row.status
+        for row in rows
+    }
