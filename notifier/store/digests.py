@@ -11,13 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.digest import WINDOW, DailyDigest, build_digest, digest_day, digest_id
 from notifier.core.subscriptions import Subscription, follows
 from notifier.store.codec import digest_to_json, event_from_row
-from notifier.store.engine import is_postgres
+from notifier.store.engine import conflict_insert
 from notifier.store.tables import DELIVERIES, EventRow
 
 
@@ -63,9 +62,8 @@ async def enqueue_digest(
         )
         if digest is None:
             return None
-        dialect = postgresql if is_postgres(engine) else sqlite
         insert = (
-            dialect.insert(DELIVERIES)
+            conflict_insert(conn, DELIVERIES)
             .values(
                 subscription_id=subscription.id,
                 kind="digest",

@@ -1,18 +1,22 @@
-"""The one place that builds the database engine, with what each backend needs to behave."""
+"""The one place that builds the database engine, with what each backend needs to behave, and
+says which backend it is: PostgreSQL or SQLite, and the insert each spells ON CONFLICT with."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
-from sqlalchemy import event, text
+from sqlalchemy import Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from notifier.store.file_modes import prepare_sqlite_file
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+ConflictInsert: TypeAlias = postgresql.Insert | sqlite.Insert
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -60,8 +64,14 @@ def _make_sqlite_transactions_explicit(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def is_postgres(engine: AsyncEngine) -> bool:
+def is_postgres(engine: AsyncEngine | AsyncConnection) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def conflict_insert(bind: AsyncEngine | AsyncConnection, table: Table) -> ConflictInsert:
+    """An INSERT into ``table`` that takes ON CONFLICT DO NOTHING / DO UPDATE: the same
+    clause on both backends, built by each dialect's own insert."""
+    return postgresql.insert(table) if is_postgres(bind) else sqlite.insert(table)
 
 
 async def unreachable_because(engine: AsyncEngine) -> str | None:

@@ -8,10 +8,9 @@ they get never overlap. One round trip a batch of turns, in a transaction of its
 from __future__ import annotations
 
 from sqlalchemy import ColumnElement, func
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.store.engine import is_postgres
+from notifier.store.engine import ConflictInsert, conflict_insert, is_postgres
 from notifier.store.tables import PACE
 
 __all__ = ["SqlPaceLedger"]
@@ -28,8 +27,8 @@ class SqlPaceLedger:
         # SQLite's two-argument max() is its scalar GREATEST.
         return func.greatest(a, b) if self._postgres else func.max(a, b)
 
-    def _insert(self) -> postgresql.Insert | sqlite.Insert:
-        return postgresql.insert(PACE) if self._postgres else sqlite.insert(PACE)
+    def _insert(self) -> ConflictInsert:
+        return conflict_insert(self._engine, PACE)
 
     async def take(
         self, key: str, count: int, interval: float, tolerance: float, now: float

@@ -17,7 +17,6 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from notifier.core.events import STATE_CHANGED, Event
@@ -32,6 +31,7 @@ from notifier.store.codec import (
     memory_to_values,
     status_to_json,
 )
+from notifier.store.engine import conflict_insert
 from notifier.store.tables import (
     DELIVERIES,
     EVENTS,
@@ -386,7 +386,7 @@ async def _write_plans(
         if r.watch_id in ours
     ]
     if refreshes:
-        await conn.execute(live_refresh_insert(conn.dialect.name, now), refreshes)
+        await conn.execute(live_refresh_insert(conn, now), refreshes)
     await conn.execute(
         _PLANNED,
         [
@@ -405,12 +405,12 @@ async def _write_plans(
     )
 
 
-def live_refresh_insert(dialect: str, now: datetime) -> Insert:
+def live_refresh_insert(conn: AsyncConnection, now: datetime) -> Insert:
     """Queue a refresh where the live message exists, merged into an unclaimed one if queued.
 
     One statement for the batch (executemany): the live-message check is its SELECT and the
-    merge is the unique (subscription, watch, refresh_slot) key with ON CONFLICT DO NOTHING,
-    which each dialect spells with an insert of its own.
+    merge is the unique (subscription, watch, refresh_slot) key with ON CONFLICT DO NOTHING
+    (:func:`notifier.store.engine.conflict_insert`).
     """
     live = (
         select(
@@ -446,5 +446,4 @@ def live_refresh_insert(dialect: str, now: datetime) -> Insert:
         "next_attempt_at",
         "created_at",
     ]
-    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return dialect_insert(DELIVERIES).from_select(columns, live).on_conflict_do_nothing()
+    return conflict_insert(conn, DELIVERIES).from_select(columns, live).on_conflict_do_nothing()

@@ -488,4 +488,4 @@ async def _refresh_live_messages(
     ]
     pairs = [p for p in pairs if (p["b_sub"], p["b_watch"]) not in (skip or set())]
     if pairs:
-        await conn.execute(live_refresh_insert(conn.dialect.name, now), pairs)
+        await conn.execute(live_refresh_insert(conn, now), pairs)
