@@ -25,7 +25,6 @@ from notifier.core.subscriptions import (
 )
 from notifier.core.webhook_secrets import signing_secrets
 from notifier.store.codec import from_attributes
-from notifier.store.engine import is_postgres
 from notifier.store.inserts import insert_new
 from notifier.store.tables import SUBSCRIPTIONS, DeliveryRow, SubscriptionRow
 
@@ -235,14 +234,17 @@ async def rotate_secret(
     unsigned webhook starts signing at once. A subscription of the configuration file keeps
     its secrets in the file: :class:`CannotRotate`.
     """
-    stmt = select(
-        SubscriptionRow.name,
-        SubscriptionRow.kind,
-        SubscriptionRow.source,
-        SubscriptionRow.signing_secret,
-    ).where(SubscriptionRow.id == subscription_id)
-    if is_postgres(engine):
-        stmt = stmt.with_for_update()
+    # FOR UPDATE on PostgreSQL; SQLite renders none, its BEGIN IMMEDIATE serialises already.
+    stmt = (
+        select(
+            SubscriptionRow.name,
+            SubscriptionRow.kind,
+            SubscriptionRow.source,
+            SubscriptionRow.signing_secret,
+        )
+        .where(SubscriptionRow.id == subscription_id)
+        .with_for_update()
+    )
     async with engine.begin() as conn:
         row = (await conn.execute(stmt)).first()
         if row is None:
@@ -460,7 +462,7 @@ async def follow_in_channel(
 
 async def _follow(engine: AsyncEngine, channel: str, image_version_id: int, now: datetime) -> bool:
     async with engine.begin() as conn:
-        row = (await conn.execute(_locked_channel_row(engine, channel))).first()
+        row = (await conn.execute(_locked_channel_row(channel))).first()
         if row is None:
             name = channel_subscription_name(channel)
             taken = await conn.scalar(
@@ -503,7 +505,7 @@ async def unfollow_in_channel(engine: AsyncEngine, channel: str, image_version_i
     The last one removed deactivates the subscription: an empty filter would mean "everything".
     """
     async with engine.begin() as conn:
-        row = (await conn.execute(_locked_channel_row(engine, channel))).first()
+        row = (await conn.execute(_locked_channel_row(channel))).first()
         if row is None or not row.active:
             return False
         ids = list(row.filters.get("image_version_ids", []))
@@ -566,11 +568,11 @@ def channel_suffix(taken_id: int) -> str:
     return f"imagewatch-{taken_id}"
 
 
-def _locked_channel_row(engine: AsyncEngine, channel: str) -> Select[Any]:
-    stmt = (
+def _locked_channel_row(channel: str) -> Select[Any]:
+    return (
         select(SubscriptionRow.id, SubscriptionRow.filters, SubscriptionRow.active)
         .where(*_channel_row(channel))
         .order_by(SubscriptionRow.id)
         .limit(1)
+        .with_for_update()
     )
-    return stmt.with_for_update() if is_postgres(engine) else stmt
