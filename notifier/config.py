@@ -50,6 +50,7 @@ from notifier.core.urls import redact_url
 from notifier.core.webhook_secrets import check_secret
 from notifier.notify.presets import PRESETS
 from notifier.notify.template import TemplateProblem, check_template
+from notifier.store.engine import sqlite_file
 from notifier.store.subscriptions import ConfigSubscription
 from notifier.store.watches import ConfigWatch
 
@@ -883,15 +884,11 @@ def load_config(path: Path | str, env: Mapping[str, str]) -> Settings:
 def anchor_sqlite_url(url: str, base: Path) -> str:
     """A relative SQLite path made absolute against ``base``, the configuration file's
     directory: the same file whichever directory a command is started from."""
-    parsed = make_url(url)
-    database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or database in (None, "", ":memory:"):
-        return url
-    assert database is not None
-    if database.startswith("file:") or Path(database).is_absolute():
+    database = sqlite_file(url)
+    if database is None or database.startswith("file:") or Path(database).is_absolute():
         return url
     absolute = os.path.abspath(base / database)  # absolute, with any ../ folded away
-    return parsed.set(database=absolute).render_as_string(hide_password=False)
+    return make_url(url).set(database=absolute).render_as_string(hide_password=False)
 
 
 def config_path(cli_value: str | None, env: Mapping[str, str]) -> Path:

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.config import Settings
-from notifier.store.engine import create_engine
+from notifier.store.engine import create_engine, sqlite_file
 from notifier.store.locks import CONFIG_SYNC_LOCK, exclusive
 from notifier.store.migrate import SchemaUpgrade, current_revision, head_revision, upgrade
 from notifier.store.subscriptions import sync_config_subscriptions
@@ -38,22 +38,15 @@ def describe(url: str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
-def sqlite_file(url: str) -> Path | None:
-    """The file of a SQLite URL; None for PostgreSQL and for an in-memory database."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(parsed.database)
-
-
 @asynccontextmanager
 async def existing_database(url: str) -> AsyncIterator[AsyncEngine]:
     """An engine on a database that exists and is at head; :class:`DatabaseMissing` otherwise.
 
     Checks the SQLite file before connecting, since connecting would create it.
     """
-    path = sqlite_file(url)
-    if path is not None and not path.is_file():
+    file = sqlite_file(url)
+    # One stat, before there is an engine or anything else to wait on.
+    if file is not None and not Path(file).is_file():  # noqa: ASYNC240
         raise DatabaseMissing(f"no database at {describe(url)}; {CREATE_HINT}")
     engine = create_engine(url)
     try:
@@ -73,9 +66,9 @@ async def existing_database(url: str) -> AsyncIterator[AsyncEngine]:
 
 def make_parent_directory(url: str) -> None:
     """``run`` and ``db upgrade`` may create where the database goes; nothing else does."""
-    path = sqlite_file(url)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    file = sqlite_file(url)
+    if file is not None:
+        Path(file).parent.mkdir(parents=True, exist_ok=True)
 
 
 async def sync_configuration(engine: AsyncEngine, settings: Settings, now: datetime) -> WatchSync:

@@ -21,16 +21,25 @@ ConflictInsert: TypeAlias = postgresql.Insert | sqlite.Insert
 
 def create_engine(url: str) -> AsyncEngine:
     """An async engine for ``url`` (sqlite+aiosqlite or postgresql+asyncpg)."""
-    parsed = make_url(url)
     json_codec: dict[str, Any] = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
-    if parsed.get_backend_name() != "sqlite":
+    if make_url(url).get_backend_name() != "sqlite":
         return create_async_engine(url, pool_pre_ping=True, **json_codec)
 
-    if parsed.database and parsed.database != ":memory:":
-        prepare_sqlite_file(parsed.database)
+    file = sqlite_file(url)
+    if file is not None:
+        prepare_sqlite_file(file)
     engine = create_async_engine(url, **json_codec)
     _make_sqlite_transactions_explicit(engine)
     return engine
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file a SQLite URL names, as the URL spells it; None for PostgreSQL and for an
+    in-memory database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
 
 
 def _json_text(value: Any) -> str:
