@@ -35,7 +35,6 @@ from notifier.clanforge.accounts import ClanforgeAccounts, open_clanforge_accoun
 from notifier.config import Settings
 from notifier.core.clock import Clock, utc_now
 from notifier.core.digest import CATCH_UP, last_fire
-from notifier.core.pacing import MemoryPaceLedger, PaceLedger
 from notifier.core.retention import Pruned
 from notifier.core.schedule import SchedulePolicy
 from notifier.core.subscriptions import Subscription
@@ -52,12 +51,12 @@ from notifier.polling.budget import PAST_CHANGES, BudgetSchedule
 from notifier.polling.discovery import Discovery
 from notifier.polling.poller import Poller, TickSummary, batch_size_for
 from notifier.store.digests import enqueue_digest
-from notifier.store.engine import create_engine, is_postgres
+from notifier.store.engine import create_engine
 from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.locks import CONFIG_SYNC_LOCK, exclusive
 from notifier.store.migrate import upgrade
 from notifier.store.outbox import SqlOutbox
-from notifier.store.pacing import SqlPaceLedger
+from notifier.store.pacing import pace_ledger_for
 from notifier.store.polling import SqlWatchStore
 from notifier.store.retention import prune
 from notifier.store.silences import controls_lookup, current_silences, end_silences
@@ -222,9 +221,8 @@ class Service:
         )
 
         # Clanforge's and Slack's limits are the account's and the channel's, whatever the
-        # number of replicas: with PostgreSQL (several replicas) their turns live in the
-        # database, with SQLite (one process) in this process.
-        ledger: PaceLedger = SqlPaceLedger(engine) if is_postgres(engine) else MemoryPaceLedger()
+        # number of replicas: their turns are shared through the store's ledger.
+        ledger = pace_ledger_for(engine)
         accounts = await self._stack.enter_async_context(
             open_clanforge_accounts(settings.clanforge.options(), ledger)
         )

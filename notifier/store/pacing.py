@@ -10,10 +10,17 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, func
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.core.pacing import MemoryPaceLedger, PaceLedger
 from notifier.store.engine import ConflictInsert, conflict_insert, is_postgres
 from notifier.store.tables import PACE
 
-__all__ = ["SqlPaceLedger"]
+__all__ = ["SqlPaceLedger", "pace_ledger_for"]
+
+
+def pace_ledger_for(engine: AsyncEngine) -> PaceLedger:
+    """Where the shared turns live: the database with PostgreSQL (several replicas), this
+    process with SQLite (one process)."""
+    return SqlPaceLedger(engine) if is_postgres(engine) else MemoryPaceLedger()
 
 
 class SqlPaceLedger:
