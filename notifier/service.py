@@ -18,7 +18,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Self
 
 import aiohttp
@@ -34,10 +34,18 @@ from notifier.api.server import serve
 from notifier.clanforge.accounts import ClanforgeAccounts, open_clanforge_accounts
 from notifier.config import Settings
 from notifier.core.clock import Clock, utc_now
-from notifier.core.digest import CATCH_UP, last_fire
+from notifier.core.digest import (
+    CATCH_UP,
+    WINDOW,
+    DailyDigest,
+    build_digest,
+    digest_day,
+    digest_id,
+    last_fire,
+)
 from notifier.core.retention import Pruned
 from notifier.core.schedule import SchedulePolicy
-from notifier.core.subscriptions import Subscription
+from notifier.core.subscriptions import Subscription, follows
 from notifier.dispatching.dispatcher import Dispatcher
 from notifier.metrics import InstrumentedSink, Metrics
 from notifier.notify.guarded_http import guarded_session
@@ -50,7 +58,7 @@ from notifier.notify.webhook import WebhookSink
 from notifier.polling.budget import PAST_CHANGES, BudgetSchedule
 from notifier.polling.discovery import Discovery
 from notifier.polling.poller import Poller, TickSummary, batch_size_for
-from notifier.store.digests import enqueue_digest
+from notifier.store.digests import digest_enqueued, digest_events, enqueue_digest
 from notifier.store.engine import create_engine
 from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.locks import CONFIG_SYNC_LOCK, exclusive
@@ -473,7 +481,7 @@ class Service:
             if now - fire > CATCH_UP:
                 continue
             try:
-                digest = await enqueue_digest(self.engine, subscription, fire, now)
+                digest = await self._enqueue_digest(subscription, fire, now)
             except Exception:
                 log.exception("digest of subscription %r failed", subscription.name)
                 continue
@@ -488,6 +496,28 @@ class Service:
         if enqueued and self._dispatcher is not None:
             self._dispatcher.wake()
         return enqueued
+
+    async def _enqueue_digest(
+        self, subscription: Subscription, fire: datetime, now: datetime
+    ) -> DailyDigest | None:
+        """The digest of ``subscription`` due at ``fire`` when this call put it in the outbox;
+        None when it was there already or the day had nothing for it."""
+        schedule = subscription.digest
+        assert schedule is not None, "only subscriptions with a digest have one to send"
+        day = digest_day(schedule, fire)
+        if await digest_enqueued(self.engine, digest_id(subscription.id, day)):
+            return None
+        found = await digest_events(self.engine, subscription, fire - WINDOW, fire)
+        digest = build_digest(
+            subscription.id,
+            day,
+            fire,
+            [e for e in found.in_window if follows(subscription, e)],
+            [e for e in found.before if follows(subscription, e)],
+        )
+        if digest is None or not await enqueue_digest(self.engine, digest, now):
+            return None
+        return digest
 
     async def schedule_digests(self, scheduler: AsyncIOScheduler) -> None:
         """One cron trigger per digest time the subscriptions name, and none for times no
