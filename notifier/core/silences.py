@@ -4,20 +4,23 @@ A silence names what it holds (an image version, an account service, a label glo
 matchers must all agree) and until when. An event detected while a silence matching its watch is
 active is recorded with that silence and not sent; when the silence ends, each Slack live message
 it held is brought up to date once. The rules here are pure: which silence holds a watch at a
-moment, and how a duration or an end time typed by a person is read (strictly, with a bound, so a
-typo cannot silence a fleet for a year).
+moment, what a silence's end does to the deliveries it held (:func:`release_held`), and how a
+duration or an end time typed by a person is read (strictly, with a bound, so a typo cannot
+silence a fleet for a year).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Final
 
 from notifier.core.clock import as_utc
+from notifier.core.status import FAILED
+from notifier.core.subscriptions import SubscriptionKind
 
 MAX_SILENCE: Final = timedelta(days=30)
 """The longest a silence may last: longer is a watch to remove, not a silence."""
@@ -123,6 +126,74 @@ def holding_silence(
     if not holding:
         return None
     return max(holding, key=lambda s: (as_utc(s.ends_at), -s.id))
+
+
+@dataclass(frozen=True, slots=True)
+class HeldDelivery:
+    """A delivery a silence held back, with what its release depends on."""
+
+    id: int
+    subscription_id: int
+    subscription_kind: SubscriptionKind
+    watch_id: int
+    account_service_id: int
+    image_version_id: int
+    label: str
+    state_id: int | None
+    """The state the held event found the job in."""
+    previous_state_id: int | None
+    """The state before it (None: the first sighting)."""
+
+    @property
+    def failed_here(self) -> bool:
+        """The event is the job going to Failed (not a later event of a job that had failed)."""
+        return self.state_id == FAILED and self.previous_state_id != FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """What the end of silences does to the deliveries they held."""
+
+    resume: tuple[int, ...] = ()
+    """Sent after all, as the live message's one update ("resume"): one per Slack channel
+    subscription and watch."""
+    silence: tuple[int, ...] = ()
+    """Never sent."""
+    resumed: frozenset[tuple[int, int]] = frozenset()
+    """The (subscription, watch) pairs given a resume, whose live message needs no other
+    refresh."""
+
+
+def release_held(held: Iterable[HeldDelivery], active: Sequence[Silence], now: datetime) -> Release:
+    """Release the held deliveries no ``active`` silence holds at ``now`` (an overlapping silence
+    keeps holding): per Slack channel subscription and watch, the one to resume is the last
+    failure, else the last; every other one, and every one of another kind (a webhook got the
+    event recorded, not sent), is silenced for good."""
+    by_pair: dict[tuple[int, int], list[HeldDelivery]] = {}
+    for delivery in sorted(held, key=lambda d: d.id):
+        if (
+            holding_silence(
+                active,
+                delivery.account_service_id,
+                delivery.image_version_id,
+                delivery.label,
+                now,
+            )
+            is None
+        ):
+            by_pair.setdefault((delivery.subscription_id, delivery.watch_id), []).append(delivery)
+    resume: list[int] = []
+    silence: list[int] = []
+    resumed: set[tuple[int, int]] = set()
+    for pair, group in by_pair.items():
+        if group[0].subscription_kind != "slack_channel":
+            silence.extend(d.id for d in group)
+            continue
+        chosen = ([d for d in group if d.failed_here] or group)[-1]
+        resume.append(chosen.id)
+        silence.extend(d.id for d in group if d.id != chosen.id)
+        resumed.add(pair)
+    return Release(tuple(resume), tuple(silence), frozenset(resumed))
 
 
 def parse_duration(text: str) -> timedelta:

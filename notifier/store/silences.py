@@ -12,7 +12,7 @@ held events: they were recorded, and ``notifier events`` lists them with their s
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -21,8 +21,15 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from notifier.core.live_messages import LiveControls
-from notifier.core.silences import Matchers, MuteShown, NewSilence, Silence, holding_silence
-from notifier.core.status import FAILED
+from notifier.core.silences import (
+    HeldDelivery,
+    Matchers,
+    MuteShown,
+    NewSilence,
+    Silence,
+    holding_silence,
+    release_held,
+)
 from notifier.store.codec import from_attributes
 from notifier.store.polling import live_refresh_insert
 from notifier.store.tables import (
@@ -363,9 +370,10 @@ async def _orphans(conn: AsyncConnection) -> bool:
 
 async def _release_held(
     conn: AsyncConnection, active: Sequence[Silence], now: datetime
-) -> tuple[int, int, set[tuple[int, int]]]:
-    """Release the held deliveries no active silence holds: per Slack channel subscription and
-    watch the one to resume (the last failure, else the last), the rest silenced for good."""
+) -> tuple[int, int, frozenset[tuple[int, int]]]:
+    """Read the held deliveries whose silence's end is handled, release them as
+    :func:`notifier.core.silences.release_held` decides, and write that: how many resumed, how
+    many silenced, and the (subscription, watch) pairs resumed."""
     d, e, w, s = DELIVERIES.c, EVENTS.c, WATCHES.c, SUBSCRIPTIONS.c
     rows = (
         await conn.execute(
@@ -384,51 +392,44 @@ async def _release_held(
             .join(WATCHES, w.id == d.watch_id)
             .join(SUBSCRIPTIONS, s.id == d.subscription_id)
             .where(d.status == "held", d.silence_id.in_(_handled()))
-            .order_by(d.id)
         )
     ).all()
-    by_pair: dict[tuple[int, int], list[Any]] = defaultdict(list)
-    for row in rows:
-        if (
-            holding_silence(active, row.account_service_id, row.image_version_id, row.label, now)
-            is None
-        ):
-            by_pair[(row.subscription_id, row.watch_id)].append(row)
-    revive: list[int] = []
-    silence: list[int] = []
-    for group in by_pair.values():
-        if group[0].kind != "slack_channel":
-            silence.extend(r.id for r in group)
-            continue
-        failures = [r for r in group if _failed_here(r.current, r.previous)]
-        chosen = (failures or group)[-1]
-        revive.append(chosen.id)
-        silence.extend(r.id for r in group if r.id != chosen.id)
+    release = release_held(
+        (
+            HeldDelivery(
+                id=row.id,
+                subscription_id=row.subscription_id,
+                subscription_kind=row.kind,
+                watch_id=row.watch_id,
+                account_service_id=row.account_service_id,
+                image_version_id=row.image_version_id,
+                label=row.label,
+                state_id=row.current.get("state_id"),
+                previous_state_id=None if row.previous is None else row.previous.get("state_id"),
+            )
+            for row in rows
+        ),
+        active,
+        now,
+    )
     revived = silenced = 0
-    if revive:
+    if release.resume:
         revived = (
             await conn.execute(
                 update(DELIVERIES)
-                .where(d.id.in_(revive), d.status == "held")
+                .where(d.id.in_(release.resume), d.status == "held")
                 .values(status="pending", kind="resume", next_attempt_at=now)
             )
         ).rowcount
-    if silence:
+    if release.silence:
         silenced = (
             await conn.execute(
                 update(DELIVERIES)
-                .where(d.id.in_(silence), d.status == "held")
+                .where(d.id.in_(release.silence), d.status == "held")
                 .values(status="silenced")
             )
         ).rowcount
-    chosen_pairs = {pair for pair, group in by_pair.items() if group[0].kind == "slack_channel"}
-    return revived, silenced, chosen_pairs
-
-
-def _failed_here(current: dict[str, Any], previous: dict[str, Any] | None) -> bool:
-    """The event is the job going to Failed (not a later event of a job that had failed)."""
-    was = None if previous is None else previous.get("state_id")
-    return current.get("state_id") == FAILED and was != FAILED
+    return revived, silenced, release.resumed
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,7 +468,7 @@ async def _refresh_live_messages(
     conn: AsyncConnection,
     watches: Sequence[_WatchKey],
     now: datetime,
-    skip: set[tuple[int, int]] | None = None,
+    skip: Collection[tuple[int, int]] = (),
 ) -> None:
     """Queue a refresh of every posted live message of ``watches`` (merged into one queued)."""
     if not watches:
@@ -486,6 +487,6 @@ async def _refresh_live_messages(
         for r in rows
         if (r.account_service_id, r.image_version_id) in by_key
     ]
-    pairs = [p for p in pairs if (p["b_sub"], p["b_watch"]) not in (skip or set())]
+    pairs = [p for p in pairs if (p["b_sub"], p["b_watch"]) not in skip]
     if pairs:
         await conn.execute(live_refresh_insert(conn, now), pairs)
