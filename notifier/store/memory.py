@@ -1,4 +1,4 @@
-"""The watch store in a process's memory: the poller's unit tests and the scheduling simulation.
+"""The watch store in a process's memory, for the poller's unit tests.
 
 It keeps the same promises as :class:`notifier.store.polling.SqlWatchStore` (the store tests run
 over both): due order, leases, a write that skips watches whose lease moved on, unchanged polls

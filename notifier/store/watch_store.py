@@ -1,9 +1,9 @@
 """What the poller needs of a store: claim due watches, record what their polls meant, release.
 
 Two implementations: :class:`notifier.store.polling.SqlWatchStore` (SQLite and PostgreSQL, the
-service's) and :class:`notifier.store.memory.MemoryWatchStore` (unit tests of the poller, the
-scheduling simulation). The store keeps what the plans say; it decides nothing about a poll and
-builds no event (that is :mod:`notifier.core.poll_plan`'s work).
+service's) and :class:`notifier.store.memory.MemoryWatchStore` (unit tests of the poller; the
+store contract tests run over both). The store keeps what the plans say; it decides nothing
+about a poll and builds no event (that is :mod:`notifier.core.poll_plan`'s work).
 """
 
 from __future__ import annotations
