@@ -46,6 +46,7 @@ from notifier.core.digest import (
 from notifier.core.retention import Pruned
 from notifier.core.schedule import SchedulePolicy
 from notifier.core.subscriptions import Subscription, follows
+from notifier.database import sync_configuration
 from notifier.dispatching.dispatcher import Dispatcher
 from notifier.metrics import InstrumentedSink, Metrics
 from notifier.notify.guarded_http import guarded_session
@@ -61,7 +62,6 @@ from notifier.polling.poller import Poller, TickSummary, batch_size_for
 from notifier.store.digests import digest_enqueued, digest_events, enqueue_digest
 from notifier.store.engine import create_engine
 from notifier.store.live_messages import DatabaseLiveMessages
-from notifier.store.locks import CONFIG_SYNC_LOCK, exclusive
 from notifier.store.migrate import upgrade
 from notifier.store.outbox import SqlOutbox
 from notifier.store.pacing import pace_ledger_for
@@ -71,9 +71,8 @@ from notifier.store.silences import controls_lookup, current_silences, end_silen
 from notifier.store.subscriptions import (
     forget_replaced_secrets,
     load_active_subscriptions,
-    sync_config_subscriptions,
 )
-from notifier.store.watches import newest_status, sync_config_watches
+from notifier.store.watches import newest_status
 
 log = logging.getLogger(__name__)
 
@@ -216,11 +215,7 @@ class Service:
             )
         else:
             log.info("database schema up to date at %s", schema.after)
-        # Replicas starting together would both insert the same new entries: one at a time.
-        async with exclusive(engine, CONFIG_SYNC_LOCK):
-            now = self.clock()
-            synced = await sync_config_watches(engine, [w.entry() for w in settings.watch], now)
-            await sync_config_subscriptions(engine, [s.entry() for s in settings.subscription], now)
+        synced = await sync_configuration(engine, settings, self.clock())
         log.info(
             "config synced: %d watches added, %d updated, %d retired",
             synced.added,
