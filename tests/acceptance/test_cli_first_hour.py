@@ -249,6 +249,8 @@ def test_a_reader_that_goes_away_gets_no_error_line(
     read_end, write_end = os.pipe()
     os.close(read_end)
     # The child inherits a stdout whose reader is gone, as in a shell pipeline into `head`.
+    # Started by hand, not by tests/support/service_process: that harness is async, and this
+    # test cannot be, since `run` (notifier's main, in-process) starts an event loop of its own.
     finished = subprocess.run(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "notifier", "watch", "list", "--json", "--config", str(config)],
         stdout=write_end,

@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from tests.support import config_files as toml
-from tests.support.service_process import start_run, status_page_url
+from tests.support.service_process import run_cli_output, start_run, status_page_url
 
 pytestmark = pytest.mark.slow
 
@@ -39,21 +38,9 @@ def write_config(tmp_path: Path, server: str) -> Path:
 
 
 async def health(config: Path, *extra: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "notifier",
-        "health",
-        "--config",
-        str(config),
-        *extra,
-        env={"NOTIFIER_ADMIN_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    return await run_cli_output(
+        config, "health", *extra, env={"NOTIFIER_ADMIN_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"}
     )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_health_of_a_running_service_on_a_wildcard_address(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import asyncio
 import functools
 import itertools
 import json
-import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from notifier.notify.render import escape_slack
 from notifier.testing.fake_clanforge import FakeReply, status_reply
 from tests.support import config_files as toml
+from tests.support.service_process import run_cli_output
 from tests.support.story import (
     ACCESS_KEY,
     ASID,
@@ -188,22 +188,11 @@ async def test_upstream_errors_create_no_state_event_and_no_delivery(
     assert up.slack.calls == []
     assert up.hooks.requests == []
 
-    listing = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "notifier",
-        "events",
-        "--config",
-        str(config),
-        env=run_env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, _ = await listing.communicate()
-    assert listing.returncode == 0
+    code, out, _ = await run_cli_output(config, "events", env=run_env())
+    assert code == 0
     # Only health events (poll failing: 3 failures in a row, and the 404 at once), one per
     # watch; no subscription here asked for them, so nothing was delivered.
-    rows = out.decode().strip().splitlines()[1:]
+    rows = out.strip().splitlines()[1:]
     assert sorted(row.split()[2] for row in rows) == ["watch.poll_failing"] * 2
 
 

@@ -23,11 +23,23 @@ async def start_run(
     stderr: Stream = None,
 ) -> asyncio.subprocess.Process:
     """``python -m notifier run --config CONFIG`` with ``env`` as its whole environment."""
+    return await start_notifier_command(config, "run", env=env, stdout=stdout, stderr=stderr)
+
+
+async def start_notifier_command(
+    config: Path,
+    *argv: str,
+    env: Mapping[str, str] | None = None,
+    stdout: Stream = None,
+    stderr: Stream = None,
+) -> asyncio.subprocess.Process:
+    """``python -m notifier ARGV --config CONFIG`` started, with ``env`` (when given) as its
+    whole environment."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "notifier",
-        "run",
+        *argv,
         "--config",
         str(config),
         env=None if env is None else dict(env),
@@ -40,28 +52,37 @@ async def run_cli(
     config: Path, *argv: str, env: Mapping[str, str] | None = None
 ) -> tuple[int | None, str]:
     """One operator command, ``python -m notifier ARGV --config CONFIG``: (exit code, stderr).
+    What it prints on stdout is not kept (see :func:`run_cli_output`).
 
     Cancelling it kills the child, which may already have exited on its own in the meantime.
     """
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "notifier",
-        *argv,
-        "--config",
-        str(config),
-        env=None if env is None else dict(env),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+    code, _, err = await _run_cli(config, argv, env, stdout=asyncio.subprocess.DEVNULL)
+    return code, err
+
+
+async def run_cli_output(
+    config: Path, *argv: str, env: Mapping[str, str] | None = None
+) -> tuple[int, str, str]:
+    """:func:`run_cli`, keeping what the command printed: (exit code, stdout, stderr)."""
+    code, out, err = await _run_cli(config, argv, env, stdout=asyncio.subprocess.PIPE)
+    assert code is not None
+    return code, out, err
+
+
+async def _run_cli(
+    config: Path, argv: tuple[str, ...], env: Mapping[str, str] | None, *, stdout: int
+) -> tuple[int | None, str, str]:
+    proc = await start_notifier_command(
+        config, *argv, env=env, stdout=stdout, stderr=asyncio.subprocess.PIPE
     )
     try:
-        _, err = await proc.communicate()
+        out, err = await proc.communicate()
     except asyncio.CancelledError:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()
         raise
-    return proc.returncode, err.decode()
+    return proc.returncode, (out or b"").decode(), err.decode()
 
 
 async def status_page_url(proc: asyncio.subprocess.Process) -> tuple[str, bytes]:
