@@ -29,6 +29,7 @@ from notifier.store.subscriptions import load_active_subscriptions, sync_config_
 from notifier.store.tables import EVENTS
 from notifier.store.watches import add_watch, list_watches
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
+from tests.support.clock import HandClock
 from tests.support.narrow import event_of
 from tests.support.poller import (
     ASID,
@@ -213,15 +214,15 @@ async def test_a_job_that_repeats_itself_past_the_stall_threshold_is_reported_st
     engine: AsyncEngine, fake: FakeClanforge, session: aiohttp.ClientSession
 ) -> None:
     start = utc_now()
-    now = [start]
+    clock = HandClock(start)
     fake.set_status(ASID, 1, status_reply(4, 40))
     await add_watch(engine, ASID, 1, "build 1", "cli", start)
     detect = DetectPolicy(stall_after_seconds=600)
-    poller = make_poller(engine, session, fake, clock=lambda: now[0], detect=detect)
+    poller = make_poller(engine, session, fake, clock=clock, detect=detect)
     polls = []
     for minutes in (0, 1, 9, 11, 12):  # the same reply every time
-        now[0] = start + timedelta(minutes=minutes)
-        await make_all_due(engine, now[0])
+        clock.now = start + timedelta(minutes=minutes)
+        await make_all_due(engine, clock.now)
         polls.append((await poller.tick()).events)
     async with engine.connect() as conn:
         events = (await conn.execute(select(EVENTS.c.type))).scalars().all()

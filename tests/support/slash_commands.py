@@ -4,11 +4,10 @@ signed the way Slack signs them."""
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.api.slack_commands import PATH, register
 from notifier.config import Settings
 from notifier.core.clock import utc_now
+from tests.support.clock import HandClock
 from tests.support.slack_signing import slack_signed
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -89,25 +89,17 @@ async def answer(client: Client, text: str, **signing: Any) -> dict[str, Any]:
     return reply
 
 
-class FrozenClock(Clock):
-    """The signature verifier's clock, moved by hand (``value`` in Unix seconds)."""
-
-    def __init__(self) -> None:
-        self.value = time.time()
-
-    def now(self) -> float:
-        return self.value
+@pytest.fixture
+def clock() -> HandClock:
+    """The signature verifier's clock, moved by hand from the wall clock's now."""
+    return HandClock(datetime.now(UTC))
 
 
 @pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock()
-
-
-@pytest.fixture
-async def client(engine: AsyncEngine, clock: FrozenClock) -> AsyncIterator[Client]:
-    """The command route with a signing secret, its verifier on the :class:`FrozenClock`."""
-    async with command_client(engine, command_settings(), verifier_clock=clock) as running:
+async def client(engine: AsyncEngine, clock: HandClock) -> AsyncIterator[Client]:
+    """The command route with a signing secret, its verifier on the hand ``clock``."""
+    verifier_clock = clock.signature_clock()
+    async with command_client(engine, command_settings(), verifier_clock=verifier_clock) as running:
         yield running
 
 

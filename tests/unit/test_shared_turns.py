@@ -10,18 +10,7 @@ from notifier.clanforge.shared_budget import SharedTurns, credential_key
 from notifier.core.pacing import MemoryPaceLedger, reserve, turns_ending
 from notifier.core.schedule import Known, SchedulePolicy
 from notifier.polling.budget import BudgetSchedule
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        await asyncio.sleep(0)
+from tests.support.clock import HandClock
 
 
 def busiest(times: list[float], window: float = 1.0) -> int:
@@ -63,36 +52,36 @@ async def test_three_replicas_on_one_ledger_send_at_the_rate_together_not_three_
 
 
 async def test_a_429_seen_by_one_replica_holds_every_replica_back_for_its_retry_after() -> None:
-    fake = FakeTime()
+    fake = HandClock.at_seconds(1000.0)
     ledger = MemoryPaceLedger()
     key = credential_key("ak")
-    one = SharedTurns(ledger, key, 5, 1, clock=fake.clock, sleep=fake.sleep)
-    other = SharedTurns(ledger, key, 5, 1, clock=fake.clock, sleep=fake.sleep)
+    one = SharedTurns(ledger, key, 5, 1, clock=fake.seconds, sleep=fake.sleep)
+    other = SharedTurns(ledger, key, 5, 1, clock=fake.seconds, sleep=fake.sleep)
     await one.wait()
 
     await one.push(30)
     await other.wait()
 
-    assert fake.now >= 1030.0
+    assert fake.seconds() >= 1030.0
 
 
 async def test_requests_waiting_together_take_their_turns_in_one_round_trip() -> None:
-    fake = FakeTime()
+    fake = HandClock.at_seconds(1000.0)
     ledger = MemoryPaceLedger()
-    await ledger.take("k", 1, 0.1, 0.0, fake.now)  # another replica's turn comes first
-    turns = SharedTurns(ledger, "k", 10, 1, clock=fake.clock, sleep=fake.sleep)
+    await ledger.take("k", 1, 0.1, 0.0, fake.seconds())  # another replica's turn comes first
+    turns = SharedTurns(ledger, "k", 10, 1, clock=fake.seconds, sleep=fake.sleep)
     sent: list[float] = []
 
     async def send() -> None:
         await turns.wait()
-        sent.append(round(fake.now, 6))
+        sent.append(round(fake.seconds(), 6))
 
     # The first goes alone; the two that queued behind it take two turns at once.
     await asyncio.gather(send(), send(), send())
     assert turns.round_trips == 2
     assert sent == [1000.1, 1000.2, 1000.3]
 
-    fake.now += 5  # idle: the next request takes a fresh turn, now
+    fake.advance(5)  # idle: the next request takes a fresh turn, now
     await send()
     assert sent[-1] == 1005.3  # not the turn of 1000.4 it could have kept
     assert turns.round_trips == 3
