@@ -54,7 +54,6 @@ from tests.support.api import ApiServer, running_api
 from tests.support.clock import T0 as T0
 from tests.support.clock import HandClock
 from tests.support.statements import rows_selected as rows_selected
-from tests.support.statements import sent_statements as sent_statements
 
 POSTGRES_URL_VAR = "NOTIFIER_TEST_POSTGRES_URL"
 # Set by .ci/run: a missing PostgreSQL fails the run instead of skipping its tests.

@@ -12,12 +12,10 @@ import base64
 import math
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import aiohttp
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -46,6 +44,7 @@ from tests.conftest import make_status, seed_builds_and_hook, seed_subscription
 from tests.support.api import running_api
 from tests.support.dispatch import build_dispatcher
 from tests.support.poller import make_poller
+from tests.support.statements import Statements
 
 ASID = 1234
 IVID = 567890
@@ -144,18 +143,6 @@ async def deliveries_of(engine: AsyncEngine, subscription_id: int) -> int:
     return int(count or 0)
 
 
-class DeliveryWrites:
-    """The statements a tick sent that write deliveries, from SQLAlchemy's own events."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.statements: list[str] = []
-        sa_event.listen(engine.sync_engine, "before_cursor_execute", self._seen)
-
-    def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if " ".join(statement.split()).upper().startswith("INSERT INTO DELIVERIES"):
-            self.statements.append(statement)
-
-
 @pytest.fixture
 async def harness(engine: AsyncEngine) -> AsyncIterator[Harness]:
     async with (
@@ -197,13 +184,13 @@ async def test_progress_changes_while_a_refresh_is_pending_become_one_update_wit
     harness: Harness,
 ) -> None:
     ts = await _running_message_posted(harness)
-    writes = DeliveryWrites(harness.engine)
+    writes = Statements(harness.engine)
 
     for progress in (35, 40, 47):  # three ticks, the dispatcher busy elsewhere meanwhile
         await harness.poll(RUNNING, progress)
     assert await pending(harness.engine, "refresh") == 1
     # One statement per tick queues (or merges) the refresh, whatever the number of watches.
-    assert len(writes.statements) == 3
+    assert len(writes.inserts_into("deliveries")) == 3
 
     await harness.drain()
     [update_call] = harness.slack.updates(CHANNEL)
@@ -279,11 +266,11 @@ async def test_an_unchanged_poll_plans_no_refresh(harness: Harness) -> None:
         harness.engine, SlackChannelSubscription(id=0, name="late", channel=LATE)
     )
     harness.subscriptions.append(late)
-    writes = DeliveryWrites(harness.engine)
+    writes = Statements(harness.engine)
 
     await harness.poll(RUNNING, 30)  # the same as before
 
-    assert writes.statements == []
+    assert writes.inserts_into("deliveries") == []
     assert await pending(harness.engine, "refresh") == 0
     await harness.drain()
     assert harness.slack.updates(CHANNEL) == []
@@ -312,11 +299,11 @@ async def test_a_tick_queues_the_refreshes_of_all_its_watches_in_one_statement(
         await add_watch(harness.engine, ASID, ivid, f"build {ivid}", "config", _now())
     await harness.poll(RUNNING, 30, ivids=ivids)
     await harness.drain()
-    writes = DeliveryWrites(harness.engine)
+    writes = Statements(harness.engine)
 
     await harness.poll(RUNNING, 50, ivids=ivids)
 
-    assert len(writes.statements) == 1
+    assert len(writes.inserts_into("deliveries")) == 1
     assert await pending(harness.engine, "refresh") == 3
     await harness.drain()
     updates = harness.slack.updates(CHANNEL)

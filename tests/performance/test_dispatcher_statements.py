@@ -12,7 +12,7 @@ from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.support.clock import HandClock
 from tests.support.dispatch import sql_dispatcher
 from tests.support.outbox import deliveries, queued_for_webhook
-from tests.support.statements import sent_statements
+from tests.support.statements import Statements
 
 
 async def statements_of_a_busy_pass(
@@ -23,9 +23,9 @@ async def statements_of_a_busy_pass(
     not turn the wait for a batch into extra writes."""
     sink = WebhookSink(session, timeout_seconds=2.0)
     busy = sql_dispatcher(engine, clock, {"webhook": sink}, outcome_wait=60.0)
-    with sent_statements(engine) as sent:
+    with Statements(engine) as statements:
         await busy.dispatch_due()
-    return sent
+    return statements.sent
 
 
 def is_claim(statement: str) -> bool:

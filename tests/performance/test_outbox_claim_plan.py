@@ -15,13 +15,13 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.lease import Lease
 from notifier.store.codec import status_to_json
 from notifier.store.outbox import SqlOutbox
 from tests.conftest import T0, make_status
+from tests.support.statements import Statements
 
 pytestmark = pytest.mark.postgres
 
@@ -99,37 +99,21 @@ def rows_read(plan: dict[str, Any]) -> int:
     )
 
 
-class ClaimStatement:
-    """The lease statement of the last claim, as the driver was given it."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.sql = ""
-        self.parameters: Any = None
-        event.listen(engine.sync_engine, "before_cursor_execute", self._record)
-        self._engine = engine
-
-    def _record(
-        self, _conn: object, _cursor: object, statement: str, parameters: Any, *_: object
-    ) -> None:
-        if "lease_owner" in statement and "RETURNING" in statement:
-            self.sql, self.parameters = statement, parameters
-
-    def stop(self) -> None:
-        event.remove(self._engine.sync_engine, "before_cursor_execute", self._record)
-
-
 @pytest.fixture
-def claim_statement(engine: AsyncEngine) -> Iterator[ClaimStatement]:
-    recorder = ClaimStatement(engine)
-    yield recorder
-    recorder.stop()
+def claim_statement(engine: AsyncEngine) -> Iterator[Statements]:
+    """What the engine is sent during the test: its last lease statement is the claim's."""
+    with Statements(engine) as statements:
+        yield statements
 
 
-async def rows_read_by_the_claim(engine: AsyncEngine, claim: ClaimStatement) -> int:
+def is_claim(statement: str) -> bool:
+    return "lease_owner" in statement and "RETURNING" in statement
+
+
+async def rows_read_by_the_claim(engine: AsyncEngine, statements: Statements) -> int:
+    sql, parameters = statements.last(is_claim)
     async with engine.connect() as conn:
-        explained = await conn.exec_driver_sql(
-            f"EXPLAIN (ANALYZE, FORMAT JSON) {claim.sql}", claim.parameters
-        )
+        explained = await conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", parameters)
         [[document]] = explained.all()
         await conn.rollback()
     [top] = orjson.loads(document) if isinstance(document, str) else document
@@ -138,7 +122,7 @@ async def rows_read_by_the_claim(engine: AsyncEngine, claim: ClaimStatement) -> 
 
 @pytest.mark.parametrize("statistics", ["stale", "fresh"])
 async def test_a_claim_reads_the_pending_deliveries_not_their_square_nor_the_history(
-    engine: AsyncEngine, claim_statement: ClaimStatement, statistics: str
+    engine: AsyncEngine, claim_statement: Statements, statistics: str
 ) -> None:
     await fill_outbox(engine, analyze_before_the_burst=statistics == "stale")
 

@@ -97,7 +97,7 @@ async def test_no_statement_of_a_tick_scans_the_watch_table(
             later = timedelta(minutes=5)
             await poller.tick()  # one change, three quiet repeats
         touching_watches = [
-            (sql, binds) for sql, binds in statements.sent if " watches" in sql.lower()
+            (sql, binds) for sql, binds in statements.runnable if " watches" in sql.lower()
         ]
         assert len(touching_watches) >= 8
         async with engine.connect() as conn:

@@ -12,13 +12,13 @@ from tests.conftest import T0, add_hand_watches
 from tests.support.api import ApiServer
 from tests.support.rows import count_rows
 from tests.support.slash_commands import answer, command_client, command_settings
-from tests.support.statements import rows_selected, sent_statements
+from tests.support.statements import Statements, rows_selected
 
 
 async def test_status_page_reads_one_page_of_a_long_watch_list(api: ApiServer) -> None:
     await add_hand_watches(api.engine, range(1, 2001))
 
-    with sent_statements(api.engine) as sent:
+    with Statements(api.engine) as sent:
         status, html = await api.call("GET", "/?page=2")
 
     assert status == 200
@@ -35,7 +35,7 @@ async def test_list_and_status_read_the_channels_watches_not_the_whole_watch_lis
         await answer(client, "add 1234 567890 EU fleet")
         await answer(client, "add 1234 5")
 
-        with sent_statements(engine) as sent:
+        with Statements(engine) as sent:
             listed = (await answer(client, "list"))["text"]
             status = (await answer(client, "status 5"))["text"]
 
@@ -61,7 +61,7 @@ async def test_config_sync_reads_only_the_files_watches_not_those_added_at_run_t
     # Its reads, replayed once it is done, return the file's watches (each at most twice: as
     # the file's own, and as a key the file lists), never the 2,000 added at run time.
     for _ in ("adopts one and adds one", "finds nothing to do"):
-        with sent_statements(engine) as sent:
+        with Statements(engine) as sent:
             await sync_config_watches(engine, listed, T0)
         assert await rows_selected(engine, sent) <= 2 * len(listed)
     assert await count_rows(engine, Watch) == 2001
