@@ -5,7 +5,6 @@ that retry delays are checked without waiting for them."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -13,7 +12,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.config import SubscriptionSettings
@@ -24,7 +22,6 @@ from notifier.core.subscriptions import Subscription
 from notifier.dispatching.dispatcher import Dispatcher
 from notifier.metrics import InstrumentedSink, Metrics
 from notifier.notify.pacing import ChannelPacer
-from notifier.notify.webhook import WebhookSink
 from notifier.store.outbox import retry_deliveries
 from notifier.store.subscriptions import (
     enable_subscription,
@@ -32,12 +29,12 @@ from notifier.store.subscriptions import (
     load_active_subscriptions,
     sync_config_subscriptions,
 )
-from notifier.store.watches import add_watch, newest_status
+from notifier.store.watches import add_watch
 from notifier.testing.fake_slack import FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.conftest import T0, event_ids, poll_once
 from tests.support.clock import HandClock
-from tests.support.dispatch import sql_dispatcher
+from tests.support.dispatch import build_dispatcher, fake_slack_client
 from tests.support.outbox import (
     ASID,
     SlackChannelDeliveries,
@@ -69,8 +66,9 @@ async def builds(
 ) -> AsyncIterator[SlackChannelDeliveries]:
     async with FakeSlack(token=SLACK_TOKEN) as slack:
         await subscribe(engine, "builds", slack_channel=CHANNEL)
-        client = AsyncWebClient(token=SLACK_TOKEN, base_url=slack.base_url, session=session)
-        yield SlackChannelDeliveries(engine, clock, slack, client, CHANNEL)
+        yield SlackChannelDeliveries(
+            engine, clock, slack, fake_slack_client(slack, session), CHANNEL
+        )
 
 
 async def until(condition: Callable[[], bool], within: float = 20.0) -> None:
@@ -149,7 +147,7 @@ async def test_sends_are_counted_by_outcome_with_the_latency_of_the_delivered(
     webhook.receiver.respond_next(404, body=b"no such hook")
     metrics = Metrics()
     sink = InstrumentedSink("webhook", webhook.sink(), metrics, webhook.clock)
-    d = sql_dispatcher(webhook.engine, webhook.clock, {"webhook": sink})
+    d = build_dispatcher(webhook.engine, clock=webhook.clock, sinks={"webhook": sink})
 
     def count(outcome: str) -> float | None:
         return metrics.registry.get_sample_value(
@@ -307,7 +305,7 @@ async def test_receiver_down_for_a_while_then_back_gets_everything_in_order(
     await subscribe(engine, webhook_url=url)
     await lifecycle(engine, [1, 2, 3])
     clock.now = T0 + timedelta(hours=3)
-    d = sql_dispatcher(engine, clock, {"webhook": WebhookSink(session, timeout_seconds=2.0)})
+    d = build_dispatcher(engine, clock=clock, session=session)
 
     # Down: each image version's first delivery is tried and fails; nothing behind it is tried.
     for _ in range(3):
@@ -376,7 +374,7 @@ async def test_slack_live_message_never_goes_back_to_an_older_state(
     """Queued went dead, Running went out; Queued retried by hand later changes nothing shown."""
     slack = builds.slack
     await builds.seen([QUEUED, RUNNING])
-    d = builds.dispatcher(newest_status=functools.partial(newest_status, builds.engine))
+    d = builds.dispatcher()  # its Slack sink renders the newest status, as the service's does
     slack.fail_next("chat.postMessage", "not_in_channel")
     await d.dispatch_due()
     [live] = slack.top_level_posts(CHANNEL)

@@ -17,7 +17,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -25,12 +24,7 @@ from notifier.core.retry import RetryPolicy
 from notifier.core.silences import Matchers, NewSilence
 from notifier.core.status import FAILED, RUNNING
 from notifier.dispatching.dispatcher import Dispatcher
-from notifier.notify.pacing import ChannelPacer
-from notifier.notify.slack import SlackSink
-from notifier.notify.webhook import WebhookSink
 from notifier.polling.poller import DEFAULT_BATCH_SIZE
-from notifier.store.live_messages import DatabaseLiveMessages
-from notifier.store.outbox import SqlOutbox
 from notifier.store.silences import (
     add_silence,
     controls_lookup,
@@ -40,13 +34,13 @@ from notifier.store.silences import (
     list_silences,
 )
 from notifier.store.tables import WATCHES, DeliveryRow, EventRow
-from notifier.store.watches import add_watch, newest_status
+from notifier.store.watches import add_watch
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
-from notifier.testing.fake_slack import FAKE_TOKEN, FakeSlack, SlackCall
+from notifier.testing.fake_slack import FakeSlack, SlackCall
 from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.conftest import seed_builds_and_hook
 from tests.support.clock import HandClock
-from tests.support.dispatch import build_dispatcher
+from tests.support.dispatch import build_dispatcher, fake_slack_client
 from tests.support.poller import make_poller
 
 ASID = 1234
@@ -87,18 +81,13 @@ class Studio:
             subscriptions=load,
             load_silences=functools.partial(current_silences, engine),
         )
-        sink = SlackSink(
-            AsyncWebClient(token=FAKE_TOKEN, base_url=slack.base_url, session=session),
-            DatabaseLiveMessages(engine, self.clock),
-            newest_status=lambda asid, ivid: newest_status(engine, asid, ivid),
-            pacer=ChannelPacer(0),
-            controls=controls_lookup(engine, self.clock, PAGE.format),
-        )
         self.dispatcher: Dispatcher = build_dispatcher(
-            SqlOutbox(engine),
-            {"slack_channel": sink, "webhook": WebhookSink(session, timeout_seconds=2.0)},
-            load,
+            engine,
             clock=self.clock,
+            load_subscriptions=load,
+            session=session,
+            slack=fake_slack_client(slack, session),
+            controls=controls_lookup(engine, self.clock, PAGE.format),
             policy=RetryPolicy(
                 schedule_seconds=(0.05,) * 5, max_attempts=10, max_age_seconds=math.inf
             ),

@@ -13,7 +13,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,12 +27,16 @@ from notifier.core.subscriptions import (
 from notifier.notify.pacing import ChannelPacer
 from notifier.notify.slack import SlackSink
 from notifier.store.live_messages import DatabaseLiveMessages
-from notifier.store.outbox import SqlOutbox
 from notifier.store.tables import DeliveryRow
-from notifier.store.watches import add_watch, newest_status
-from notifier.testing.fake_slack import FAKE_TOKEN, FakeSlack, StoredMessage
+from notifier.store.watches import add_watch
+from notifier.testing.fake_slack import FakeSlack, StoredMessage
 from tests.conftest import T0, make_event, make_status, seed_events, seed_subscription
-from tests.support.dispatch import build_dispatcher, fixed_subscriptions
+from tests.support.dispatch import (
+    build_dispatcher,
+    fake_slack_client,
+    fixed_subscriptions,
+    slack_sink,
+)
 
 CHANNEL = "C0BUILDS"
 OTHER = "C0OTHER"
@@ -54,12 +57,7 @@ def _sink(
     engine: AsyncEngine, fake: FakeSlack, session: aiohttp.ClientSession, interval: float = 0
 ) -> SlackSink:
     """A sink as the service builds one; a new one per "process" in restart tests."""
-    return SlackSink(
-        AsyncWebClient(token=FAKE_TOKEN, base_url=fake.base_url, session=session),
-        DatabaseLiveMessages(engine, _now),
-        newest_status=lambda asid, ivid: newest_status(engine, asid, ivid),
-        pacer=ChannelPacer(interval),
-    )
+    return slack_sink(engine, fake_slack_client(fake, session), _now, pacer=ChannelPacer(interval))
 
 
 async def _subscribe(engine: AsyncEngine, name: str, channel: str) -> Subscription:
@@ -91,11 +89,11 @@ async def _drain(engine: AsyncEngine, sink: SlackSink, subscriptions: list[Subsc
     """Run the real dispatcher until the outbox is empty (retries come back after 50 ms)."""
 
     dispatcher = build_dispatcher(
-        SqlOutbox(engine),
-        {"slack_channel": sink},
-        fixed_subscriptions(subscriptions),
-        owner="test",
+        engine,
         clock=_now,
+        load_subscriptions=fixed_subscriptions(subscriptions),
+        sinks={"slack_channel": sink},
+        owner="test",
         # Events are dated T0 and retried by the real clock: an age limit would turn these
         # tests into a calendar (they broke once T0 was days old). Age has its own tests.
         policy=RetryPolicy(

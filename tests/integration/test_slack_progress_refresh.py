@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
-from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,21 +27,17 @@ from notifier.core.subscriptions import (
     SlackChannelSubscription,
     Subscription,
 )
-from notifier.notify.pacing import ChannelPacer
-from notifier.notify.slack import SlackSink
-from notifier.notify.webhook import WebhookSink
 from notifier.polling.poller import DEFAULT_BATCH_SIZE
 from notifier.store.events import recent_events
-from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.outbox import SqlOutbox
 from notifier.store.tables import WATCHES, DeliveryRow
-from notifier.store.watches import add_watch, newest_status
+from notifier.store.watches import add_watch
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
-from notifier.testing.fake_slack import FAKE_TOKEN, FakeSlack
+from notifier.testing.fake_slack import FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.conftest import make_status, seed_builds_and_hook, seed_subscription
 from tests.support.api import running_api
-from tests.support.dispatch import build_dispatcher
+from tests.support.dispatch import build_dispatcher, fake_slack_client, slack_sink
 from tests.support.poller import make_poller
 from tests.support.statements import Statements
 
@@ -88,19 +83,14 @@ class Harness:
             clock=_now,
             subscriptions=load,
         )
-        self.sink = SlackSink(
-            AsyncWebClient(token=FAKE_TOKEN, base_url=slack.base_url, session=session),
-            DatabaseLiveMessages(engine, _now),
-            newest_status=lambda asid, ivid: newest_status(engine, asid, ivid),
-            pacer=ChannelPacer(0),
-        )
-        sink = self.sink
+        self.sink = slack_sink(engine, fake_slack_client(slack, session), _now)
         self.dispatcher = build_dispatcher(
-            SqlOutbox(engine),
-            {"slack_channel": sink, "webhook": WebhookSink(session, timeout_seconds=2.0)},
-            load,
-            owner="test",
+            engine,
             clock=_now,
+            load_subscriptions=load,
+            session=session,
+            sinks={"slack_channel": self.sink},
+            owner="test",
             # Events are dated T0 and retried by the real clock: an age limit would turn these
             # tests into a calendar (they broke once T0 was days old). Age has its own tests.
             policy=RetryPolicy(

@@ -7,10 +7,9 @@ import aiohttp
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.notify.webhook import WebhookSink
 from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.support.clock import HandClock
-from tests.support.dispatch import sql_dispatcher
+from tests.support.dispatch import build_dispatcher
 from tests.support.outbox import deliveries, queued_for_webhook
 from tests.support.statements import Statements
 
@@ -21,8 +20,7 @@ async def statements_of_a_busy_pass(
     """Every statement (with its parameters) a four-slot webhook dispatcher sends to send all
     that is due. Outcomes wait for a batch's worth however long it takes: a slow machine must
     not turn the wait for a batch into extra writes."""
-    sink = WebhookSink(session, timeout_seconds=2.0)
-    busy = sql_dispatcher(engine, clock, {"webhook": sink}, outcome_wait=60.0)
+    busy = build_dispatcher(engine, clock=clock, session=session, outcome_wait=60.0)
     with Statements(engine) as statements:
         await busy.dispatch_due()
     return statements.sent

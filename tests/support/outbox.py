@@ -16,9 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.config import SubscriptionSettings
 from notifier.core.status import COMPLETE, QUEUED, RUNNING, JobStatus
 from notifier.dispatching.dispatcher import Dispatcher
-from notifier.notify.slack import SlackSink
+from notifier.notify.pacing import ChannelPacer
 from notifier.notify.webhook import WebhookSink
-from notifier.store.live_messages import DatabaseLiveMessages
 from notifier.store.outbox import DeliveryView, list_deliveries
 from notifier.store.subscriptions import sync_config_subscriptions
 from notifier.store.watches import add_watch
@@ -26,7 +25,7 @@ from notifier.testing.fake_slack import FakeSlack
 from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.conftest import T0, event_ids, make_status, poll_once
 from tests.support.clock import HandClock
-from tests.support.dispatch import sql_dispatcher
+from tests.support.dispatch import WEBHOOK_TIMEOUT_SECONDS, build_dispatcher, webhook_sink
 
 ASID = 1234
 
@@ -88,21 +87,26 @@ class WebhookDeliveries:
         """See :func:`queued_for_webhook`."""
         await queued_for_webhook(self.engine, self.clock, self.receiver, image_version_ids)
 
-    def sink(self, timeout: float = 2.0) -> WebhookSink:
-        return WebhookSink(self.session, timeout_seconds=timeout)
+    def sink(self, timeout: float = WEBHOOK_TIMEOUT_SECONDS) -> WebhookSink:
+        return webhook_sink(self.session, timeout)
 
     def dispatcher(
         self,
         *,
-        timeout: float = 2.0,
+        timeout: float = WEBHOOK_TIMEOUT_SECONDS,
         clock: Callable[[], datetime] | None = None,
         **options: Any,
     ) -> Dispatcher:
         """A dispatcher whose webhook sends time out after ``timeout`` seconds, on the hand clock
         unless given another; ``options`` as :func:`~tests.support.dispatch.build_dispatcher`
         takes them."""
-        sinks = {"webhook": self.sink(timeout)}
-        return sql_dispatcher(self.engine, clock or self.clock, sinks, **options)
+        return build_dispatcher(
+            self.engine,
+            clock=clock or self.clock,
+            session=self.session,
+            webhook_timeout=timeout,
+            **options,
+        )
 
     async def deliveries(self) -> list[DeliveryView]:
         return await deliveries(self.engine)
@@ -125,12 +129,9 @@ class SlackChannelDeliveries:
         await lifecycle(self.engine, [1], states)
         self.clock.now = T0 + timedelta(hours=len(states))
 
-    def dispatcher(self, **sink_options: Any) -> Dispatcher:
-        """A dispatcher on the hand clock with a Slack sink (``sink_options`` as
-        :class:`SlackSink` takes them) that keeps live messages in the database."""
-        live_messages = DatabaseLiveMessages(self.engine, self.clock)
-        sink = SlackSink(self.client, live_messages, **sink_options)
-        return sql_dispatcher(self.engine, self.clock, {"slack_channel": sink})
+    def dispatcher(self, pacer: ChannelPacer | None = None) -> Dispatcher:
+        """A dispatcher on the hand clock with the standard Slack sink (paced by ``pacer``)."""
+        return build_dispatcher(self.engine, clock=self.clock, slack=self.client, pacer=pacer)
 
     async def deliveries(self) -> list[DeliveryView]:
         return await deliveries(self.engine)

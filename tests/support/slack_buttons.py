@@ -28,6 +28,7 @@ from notifier.store.tables import SubscriptionRow
 from notifier.store.watches import add_watch
 from notifier.testing.fake_slack import FAKE_TOKEN, FakeSlack
 from tests.conftest import seed_subscription
+from tests.support.dispatch import fake_slack_client
 from tests.support.slack_signing import slack_signed
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -68,7 +69,7 @@ async def button_app(
 ) -> AsyncIterator[tuple[Client, FakeSlack]]:
     """The app, and the fake Slack that receives its ephemeral answers."""
     async with FakeSlack() as slack, aiohttp.ClientSession() as session:
-        client = AsyncWebClient(token=FAKE_TOKEN, base_url=slack.base_url, session=session)
+        client = fake_slack_client(slack, session)
         app = web.Application()
         register(app, ButtonDeps(engine, settings, client))
         async with TestClient(TestServer(app, host="127.0.0.1")) as running:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import aiohttp
-import pytest
 
 from notifier.core.digest import DailyDigest
 from notifier.core.events import Event
@@ -17,7 +16,6 @@ from notifier.core.status import QUEUED, RUNNING
 from notifier.core.subscriptions import Subscription
 from notifier.dispatching.dispatcher import Dispatcher
 from notifier.notify.sink import Sink
-from notifier.notify.webhook import WebhookSink
 from notifier.store.memory_outbox import InMemoryOutbox, StoredDelivery
 from notifier.testing.webhook_receiver import WebhookReceiver
 from tests.conftest import T0, make_event, make_status, make_subscription
@@ -25,11 +23,6 @@ from tests.support.clock import HandClock
 from tests.support.dispatch import build_dispatcher, fixed_subscriptions
 
 OWNER = "replica-unit"
-
-
-@pytest.fixture
-def sink(session: aiohttp.ClientSession) -> WebhookSink:
-    return WebhookSink(session, timeout_seconds=2.0)
 
 
 def event(event_id: str, image_version_id: int = 1, state: int = QUEUED) -> Event:
@@ -43,15 +36,19 @@ def hook(subscription_id: int, url: str) -> Subscription:
 def dispatcher(
     outbox: InMemoryOutbox,
     clock: HandClock,
-    sinks: dict[str, Sink],
     subscriptions: list[Subscription],
+    *,
+    session: aiohttp.ClientSession | None = None,
+    sinks: dict[str, Sink] | None = None,
     max_concurrency: int = 4,
 ) -> Dispatcher:
+    """The webhook sink sends with ``session``; ``sinks`` are a test's own."""
     return build_dispatcher(
         outbox,
-        sinks,
-        fixed_subscriptions(subscriptions),
         clock=clock,
+        load_subscriptions=fixed_subscriptions(subscriptions),
+        session=session,
+        sinks=sinks,
         owner=OWNER,
         max_concurrency=max_concurrency,
     )
@@ -68,13 +65,15 @@ class HeadAnswered:
     behind: StoredDelivery
 
 
-async def head_answered(status: int, receiver: WebhookReceiver, sink: WebhookSink) -> HeadAnswered:
+async def head_answered(
+    status: int, receiver: WebhookReceiver, session: aiohttp.ClientSession
+) -> HeadAnswered:
     """Both due an hour before the clock; one pass, the receiver answering the head ``status``."""
     outbox, clock = InMemoryOutbox(), HandClock(T0 + timedelta(hours=1))
     head = outbox.add(1, 1, event("evt_1"), T0)
     behind = outbox.add(1, 1, event("evt_2", state=RUNNING), T0)
     receiver.respond_next(status)
-    d = dispatcher(outbox, clock, {"webhook": sink}, [hook(1, receiver.url)])
+    d = dispatcher(outbox, clock, [hook(1, receiver.url)], session=session)
     await d.dispatch_due()
     return HeadAnswered(outbox, clock, d, head, behind)
 
@@ -86,7 +85,7 @@ def sent(receiver: WebhookReceiver) -> list[tuple[str, str]]:
 
 
 async def test_one_pass_sends_a_keys_deliveries_in_order_and_records_each(
-    receiver: WebhookReceiver, sink: WebhookSink
+    receiver: WebhookReceiver, session: aiohttp.ClientSession
 ) -> None:
     """Only the head of a key is claimed; its recorded outcome makes the next one due within
     the same pass."""
@@ -94,7 +93,7 @@ async def test_one_pass_sends_a_keys_deliveries_in_order_and_records_each(
     outbox.add(1, 1, event("evt_1", state=QUEUED), T0)
     outbox.add(1, 1, event("evt_2", state=RUNNING), T0)
     outbox.add(1, 2, event("evt_3", image_version_id=2), T0)
-    d = dispatcher(outbox, clock, {"webhook": sink}, [hook(1, receiver.url)])
+    d = dispatcher(outbox, clock, [hook(1, receiver.url)], session=session)
 
     assert await d.dispatch_due() == 3
 
@@ -108,9 +107,9 @@ async def test_one_pass_sends_a_keys_deliveries_in_order_and_records_each(
 
 
 async def test_a_failed_send_is_retried_when_due_with_the_same_webhook_id(
-    receiver: WebhookReceiver, sink: WebhookSink
+    receiver: WebhookReceiver, session: aiohttp.ClientSession
 ) -> None:
-    answered = await head_answered(503, receiver, sink)
+    answered = await head_answered(503, receiver, session)
     clock, first, behind = answered.clock, answered.head, answered.behind
 
     assert (first.status, first.attempts, first.last_error) == (
@@ -128,9 +127,9 @@ async def test_a_failed_send_is_retried_when_due_with_the_same_webhook_id(
 
 
 async def test_410_disables_the_subscription_and_its_pending_deliveries_go_dead(
-    receiver: WebhookReceiver, sink: WebhookSink
+    receiver: WebhookReceiver, session: aiohttp.ClientSession
 ) -> None:
-    answered = await head_answered(410, receiver, sink)
+    answered = await head_answered(410, receiver, session)
     gone, behind = answered.head, answered.behind
 
     assert len(receiver.requests) == 1
@@ -142,13 +141,13 @@ async def test_410_disables_the_subscription_and_its_pending_deliveries_go_dead(
 
 
 async def test_a_receiver_asking_to_slow_down_gets_its_waiting_deliveries_back_unattempted(
-    receiver: WebhookReceiver, sink: WebhookSink
+    receiver: WebhookReceiver, session: aiohttp.ClientSession
 ) -> None:
     outbox, clock = InMemoryOutbox(), HandClock(T0 + timedelta(hours=1))
     limited = [outbox.add(1, ivid, event(f"evt_{ivid}", ivid), T0) for ivid in (1, 2, 3)]
     receiver.respond_next(429, headers={"Retry-After": "60"})
     # One slot: 2 and 3 wait for it behind 1.
-    d = dispatcher(outbox, clock, {"webhook": sink}, [hook(1, receiver.url)], max_concurrency=1)
+    d = dispatcher(outbox, clock, [hook(1, receiver.url)], session=session, max_concurrency=1)
 
     await d.dispatch_due()
 
@@ -161,13 +160,13 @@ async def test_a_receiver_asking_to_slow_down_gets_its_waiting_deliveries_back_u
 
 
 async def test_a_delivery_without_a_subscription_or_a_sink_is_dead_with_why(
-    receiver: WebhookReceiver, sink: WebhookSink
+    receiver: WebhookReceiver, session: aiohttp.ClientSession
 ) -> None:
     outbox, clock = InMemoryOutbox(), HandClock(T0 + timedelta(hours=1))
     orphan = outbox.add(9, 1, event("evt_1"), T0)
     slack = outbox.add(2, 1, event("evt_2"), T0)
     channel = make_subscription(2, "slack_channel", name="builds", channel="C0BUILDS")
-    d = dispatcher(outbox, clock, {"webhook": sink}, [hook(1, receiver.url), channel])
+    d = dispatcher(outbox, clock, [hook(1, receiver.url), channel], session=session)
 
     await d.dispatch_due()
 
@@ -195,7 +194,7 @@ async def test_a_refresh_reaches_its_sink_as_a_stand_in_event_of_the_watchs_stat
             raise AssertionError("no digest was enqueued")
 
     channel = make_subscription(1, "slack_channel", name="builds", channel="C0BUILDS")
-    d = dispatcher(outbox, clock, {"slack_channel": Recording()}, [channel])
+    d = dispatcher(outbox, clock, [channel], sinks={"slack_channel": Recording()})
 
     await d.dispatch_due()
 
@@ -209,13 +208,13 @@ async def test_a_refresh_reaches_its_sink_as_a_stand_in_event_of_the_watchs_stat
 
 
 async def test_stopping_gives_back_what_waits_for_a_slot_and_records_what_went_out(
-    receiver: WebhookReceiver, sink: WebhookSink
+    receiver: WebhookReceiver, session: aiohttp.ClientSession
 ) -> None:
     outbox, clock = InMemoryOutbox(), HandClock(T0 + timedelta(hours=1))
     rows = [outbox.add(1, ivid, event(f"evt_{ivid}", ivid), T0) for ivid in range(1, 21)]
     for _ in rows:
         receiver.respond_next(204, delay=0.05)
-    d = dispatcher(outbox, clock, {"webhook": sink}, [hook(1, receiver.url)], max_concurrency=2)
+    d = dispatcher(outbox, clock, [hook(1, receiver.url)], session=session, max_concurrency=2)
     running = asyncio.create_task(d.run())
     d.wake()
     deadline = asyncio.get_running_loop().time() + 10
