@@ -242,6 +242,14 @@ async def poll_once(
     return store.plans
 
 
+@pytest.fixture(autouse=True)
+def _no_terminal_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLI tables fit ``COLUMNS`` when it is set, and a developer's shell or pytest-xdist's
+    workers (``COLUMNS=80``) set it: the cells a test reads would be cut short. A test of the
+    fitting sets its own."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+
 # ---------------------------------------------------------------- databases
 
 
