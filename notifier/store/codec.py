@@ -22,7 +22,10 @@ def from_attributes(cls: type[T], source: Any, /, **computed: Any) -> T:
     column need no mapper kept in step. ``computed`` gives the fields no column holds as they
     are; a field ``source`` lacks keeps its default."""
     # A row's columns, not its tuple methods (``count``, ``index``) that attributes would find.
-    columns = source._mapping if hasattr(source, "_mapping") else _fields_of(source)
+    # Read once: a row builds a new mapping each time it is asked for one.
+    columns = getattr(source, "_mapping", None)
+    if columns is None:
+        columns = _fields_of(source)
     taken = {
         name: columns[name]
         for name in _field_names(cls)
