@@ -19,7 +19,6 @@ import platform
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from benchmarks.layers import run_layers
 from benchmarks.live import measure_latency, run_memory
 from benchmarks.poll import run_poll
 from benchmarks.report import render_table
+from notifier.core.clock import utc_now
 
 DEFAULT_OUT = Path("benchmarks/results.json")
 
@@ -101,7 +101,7 @@ def machine() -> dict[str, Any]:
 
 async def run_all(plan: Plan, profile_dir: Path | None, postgres: str | None) -> dict[str, Any]:
     results: dict[str, Any] = {
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "started_at": utc_now().isoformat(timespec="seconds"),
         "machine": machine(),
         "database": "SQLite (sqlite+aiosqlite, WAL), the default deployment",
         "plan": {

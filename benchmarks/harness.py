@@ -14,7 +14,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from sqlalchemy import insert, make_url, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from notifier.config import Settings, parse_config
+from notifier.core.clock import utc_now
 from notifier.store.tables import WATCHES
 
 ASID = 1000
@@ -201,10 +201,6 @@ events = ["imageversion.state_changed"]
 
 def service_settings(database_url: str, urls: ServerUrls, **options: Any) -> Settings:
     return parse_config(service_config(database_url, urls, **options), env={})
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def seed_watches(engine: AsyncEngine, count: int) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from notifier.config import Settings
+from notifier.core.clock import utc_now
 from notifier.core.status import COMPLETE, CREATED, FAILED, QUEUED, RUNNING
 from notifier.notify.blocks_text import blocks_to_text, mrkdwn_to_text
 from notifier.service import Service
@@ -251,7 +252,7 @@ class _Printer:
             )
 
     def _print(self, title: str, body: str) -> None:
-        clock = self._colours.paint(datetime.now(UTC).strftime("%H:%M:%S"), DIM)
+        clock = self._colours.paint(utc_now().strftime("%H:%M:%S"), DIM)
         print(f"\n[{clock}] {title}", file=self._out)
         for line in body.splitlines():
             print(f"    {line}", file=self._out)
@@ -287,7 +288,7 @@ async def run_demo(
     polls = max(
         len(_lifecycle(_ANY_TIME, fail_with=e, queued_polls=q, delay=d)) for *_, e, q, d in WATCHES
     )
-    started = datetime.now(UTC).replace(microsecond=0) - polls * SIMULATED_STEP
+    started = utc_now().replace(microsecond=0) - polls * SIMULATED_STEP
     with tempfile.TemporaryDirectory(prefix="notifier-demo-") as tmp:
         async with (
             FakeClanforge(access_key=ACCESS_KEY, secret_key=SECRET_KEY) as clanforge,

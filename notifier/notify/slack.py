@@ -14,7 +14,6 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import aiohttp
@@ -282,7 +281,7 @@ def _classify(exc: SlackApiError, channel: str) -> DeliveryFailed:
     if code == "ratelimited" or status == 429:
         return DeliveryFailed(
             f"Slack says {code or 'HTTP 429'}: too many messages, slowing down",
-            retry_after=parse_retry_after(_header(exc, "Retry-After"), datetime.now(UTC)),
+            retry_after=parse_retry_after(_header(exc, "Retry-After")),
         )
     if code in _TRANSIENT_ERRORS or (isinstance(status, int) and status >= 500):
         return DeliveryFailed(f"Slack says {code or f'HTTP {status}'}: will try again")

@@ -8,7 +8,6 @@ logged or stored in the database, and error messages name only its host.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Final
 
 import aiohttp
@@ -92,7 +91,7 @@ class SlackWebhookSink(Sink):
         if 200 <= status < 300:
             return
         if status == 429:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
             await self._pacer.back_off(pace_key, retry_after or 1.0)
             raise DeliveryFailed("Slack says HTTP 429: slowing down", retry_after=retry_after)
         if status >= 500:

@@ -4,10 +4,10 @@ the real service, one delivery slot, a hung receiver first in line and a healthy
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from pathlib import Path
 
 from notifier.config import Settings
+from notifier.core.clock import utc_now
 from notifier.core.status import FAILED, RUNNING
 from notifier.service import Service
 from notifier.store.outbox import list_deliveries
@@ -18,7 +18,7 @@ ACCESS_KEY, SECRET_KEY = "ak-slots", "sk-slots"
 
 
 async def test_a_hung_receiver_gives_the_only_slot_back_at_the_timeout(tmp_path: Path) -> None:
-    started = datetime.now(UTC).replace(microsecond=0)
+    started = utc_now().replace(microsecond=0)
     async with (
         FakeClanforge(access_key=ACCESS_KEY, secret_key=SECRET_KEY) as clanforge,
         WebhookReceiver() as hung,

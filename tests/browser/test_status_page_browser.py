@@ -14,7 +14,7 @@ import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -28,6 +28,7 @@ from playwright.async_api import (
     expect,
 )
 
+from notifier.core.clock import utc_now
 from notifier.core.status import COMPLETE, FAILED, QUEUED, RUNNING
 from notifier.service import Service
 from notifier.testing.fake_clanforge import FakeClanforge, status_reply
@@ -61,7 +62,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def status_url(tmp_path: Path) -> AsyncIterator[str]:
-    eta = datetime.now(UTC) + timedelta(minutes=12)
+    eta = utc_now() + timedelta(minutes=12)
     async with FakeClanforge(access_key="ak", secret_key="sk") as clanforge:
         clanforge.script(
             ASID, EU, [status_reply(QUEUED, 0)] * 2 + [status_reply(RUNNING, 40, eta=eta)]

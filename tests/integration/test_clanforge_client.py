@@ -15,6 +15,7 @@ import pytest
 from notifier.clanforge.client import ClanforgeClient, open_clanforge
 from notifier.clanforge.options import ClanforgeOptions, Credential
 from notifier.clanforge.reply import MAX_RETRY_AFTER
+from notifier.core.clock import utc_now
 from notifier.core.status import FetchedStatus
 from notifier.core.upstream_errors import (
     BAD_REPLY,
@@ -187,7 +188,7 @@ async def test_rate_limit_carries_retry_after(fake: FakeClanforge, client: Clanf
 async def test_rate_limit_retry_after_as_an_http_date_counts_from_now(
     fake: FakeClanforge, client: ClanforgeClient
 ) -> None:
-    in_a_minute = datetime.fromtimestamp(datetime.now(UTC).timestamp() + 60, UTC)
+    in_a_minute = datetime.fromtimestamp(utc_now().timestamp() + 60, UTC)
     retry_after = in_a_minute.strftime("%a, %d %b %Y %H:%M:%S GMT")
     fake.set_status(
         ASID, IVID, FakeReply.json(429, {"error": "slow"}, {"Retry-After": retry_after})

@@ -12,7 +12,7 @@ import base64
 import functools
 import math
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.core.clock import utc_now
 from notifier.core.retry import RetryPolicy
 from notifier.core.silences import Matchers, NewSilence
 from notifier.core.status import FAILED, RUNNING
@@ -66,7 +67,7 @@ class Studio:
         self.clanforge = clanforge
         self.slack = slack
         self.receiver = receiver
-        self.clock = HandClock(datetime.now(UTC).replace(microsecond=0))
+        self.clock = HandClock(utc_now().replace(microsecond=0))
         self.eta = self.clock() + timedelta(hours=2)
 
         async def load() -> list[Any]:
@@ -141,7 +142,7 @@ async def studio(engine: AsyncEngine) -> AsyncIterator[Studio]:
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
     ):
         subscriptions = await seed_builds_and_hook(engine, CHANNEL, receiver.url, SECRET)
-        await add_watch(engine, ASID, IVID, "EU fleet, build 1.4.2", "config", datetime.now(UTC))
+        await add_watch(engine, ASID, IVID, "EU fleet, build 1.4.2", "config", utc_now())
         yield Studio(engine, clanforge, slack, receiver, session, subscriptions)
 
 

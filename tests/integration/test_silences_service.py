@@ -4,8 +4,9 @@ Clanforge and Slack. Its own ticks hold the events, show the mute, and release i
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
+from notifier.core.clock import utc_now
 from notifier.core.live_messages import LiveMessage, LiveMessageKey
 from notifier.core.silences import Matchers, NewSilence
 from notifier.core.status import FAILED, RUNNING
@@ -47,7 +48,7 @@ async def test_the_service_holds_a_muted_job_and_brings_its_message_up_to_date_o
             assert actions["elements"][-1]["url"] == "https://notifier.example.com/watches/1"
 
             # A mute shows on a message whose ts is stored: wait for the post to be recorded.
-            live = DatabaseLiveMessages(service.engine, lambda: datetime.now(UTC))
+            live = DatabaseLiveMessages(service.engine, lambda: utc_now())
             async with asyncio.timeout(10):
                 while True:
                     if isinstance(await live.get(LiveMessageKey(1, ASID, IVID)), LiveMessage):
@@ -57,12 +58,12 @@ async def test_the_service_holds_a_muted_job_and_brings_its_message_up_to_date_o
                 service.engine,
                 NewSilence(
                     Matchers(image_version_id=IVID),
-                    ends_at=datetime.now(UTC) + timedelta(hours=1),
+                    ends_at=utc_now() + timedelta(hours=1),
                     reason="",
                     created_by="ana",
                 ),
                 source="cli",
-                now=datetime.now(UTC),
+                now=utc_now(),
             )
             await eventually(
                 lambda: any("muted until" in u.args["text"] for u in slack.updates(CHANNEL))
@@ -72,7 +73,7 @@ async def test_the_service_holds_a_muted_job_and_brings_its_message_up_to_date_o
             await asyncio.sleep(1.5)  # several ticks: the failure is seen and held
             assert len(slack.calls) == calls
 
-            await expire_silence(service.engine, silence.id, datetime.now(UTC), "ana")
+            await expire_silence(service.engine, silence.id, utc_now(), "ana")
             await eventually(lambda: len(slack.calls) >= calls + 2)
             await asyncio.sleep(0.5)  # nothing more comes after the one update and reply
             update, reply = slack.calls[calls:]

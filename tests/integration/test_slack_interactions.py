@@ -3,11 +3,10 @@ what the person who clicked reads comes back through a fake Slack's chat.postEph
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.core.clock import utc_now
 from notifier.store.silences import list_silences
 from notifier.store.subscriptions import followed_in_channel
 from notifier.store.tables import DeliveryRow
@@ -30,7 +29,7 @@ async def test_mute_silences_the_image_version_for_an_hour_and_queues_the_messag
     async with buttons_on_a_live_message(engine) as buttons:
         assert await buttons.click("mute_1h") == 200
 
-        [silence] = await list_silences(engine, datetime.now(UTC))
+        [silence] = await list_silences(engine, utc_now())
         assert (silence.image_version_id, silence.created_by, silence.source) == (
             IVID,
             "<@U0ANA>",
@@ -48,7 +47,7 @@ async def test_unmute_ends_the_mute(engine: AsyncEngine) -> None:
         await buttons.click("mute_1h")
         assert await buttons.click("unmute") == 200
 
-        assert await list_silences(engine, datetime.now(UTC)) == []
+        assert await list_silences(engine, utc_now()) == []
         assert buttons.answers()[-1].startswith(f":bell: Image version {IVID} is unmuted")
 
 
@@ -79,4 +78,4 @@ async def test_the_open_link_button_is_acknowledged_and_changes_nothing(
         assert await buttons.click("open", "https://x.example/watches/1") == 200
 
         assert buttons.answers() == []
-        assert await list_silences(engine, datetime.now(UTC)) == []
+        assert await list_silences(engine, utc_now()) == []

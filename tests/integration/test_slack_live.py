@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.core.clock import utc_now
 from notifier.core.events import Event
 from notifier.core.live_messages import LiveMessageKey
 from notifier.core.retry import RetryPolicy
@@ -43,10 +44,6 @@ OTHER = "C0OTHER"
 LIMITS = {"header": 150, "section": 3000}
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeSlack]:
     async with FakeSlack(channels={CHANNEL, OTHER}) as running:
@@ -57,7 +54,9 @@ def _sink(
     engine: AsyncEngine, fake: FakeSlack, session: aiohttp.ClientSession, interval: float = 0
 ) -> SlackSink:
     """A sink as the service builds one; a new one per "process" in restart tests."""
-    return slack_sink(engine, fake_slack_client(fake, session), _now, pacer=ChannelPacer(interval))
+    return slack_sink(
+        engine, fake_slack_client(fake, session), utc_now, pacer=ChannelPacer(interval)
+    )
 
 
 async def _subscribe(engine: AsyncEngine, name: str, channel: str) -> Subscription:
@@ -90,7 +89,7 @@ async def _drain(engine: AsyncEngine, sink: SlackSink, subscriptions: list[Subsc
 
     dispatcher = build_dispatcher(
         engine,
-        clock=_now,
+        clock=utc_now,
         load_subscriptions=fixed_subscriptions(subscriptions),
         sinks={"slack_channel": sink},
         owner="test",
@@ -200,7 +199,7 @@ async def test_post_that_succeeded_before_a_crash_is_found_again_not_duplicated(
     builds, watch = await _builds_channel_following_eu_fleet(engine)
     queued, running, _ = _lifecycle()
     # The crash: the marker was written, Slack took the post, its ts was never stored.
-    await DatabaseLiveMessages(engine, _now).reserve(
+    await DatabaseLiveMessages(engine, utc_now).reserve(
         LiveMessageKey(builds.id, 1234, 567890), CHANNEL
     )
     orphan_ts = fake.next_ts()
@@ -237,7 +236,7 @@ async def test_interrupted_post_with_nothing_to_find_posts_a_fresh_message(
     engine: AsyncEngine, fake: FakeSlack, session: aiohttp.ClientSession, history: str
 ) -> None:
     builds, watch = await _builds_channel_following_eu_fleet(engine)
-    await DatabaseLiveMessages(engine, _now).reserve(
+    await DatabaseLiveMessages(engine, utc_now).reserve(
         LiveMessageKey(builds.id, 1234, 567890), CHANNEL
     )
     if history == "missing_scope":
@@ -298,6 +297,6 @@ async def test_refused_first_post_leaves_no_marker_to_search_for(
 
     assert [c.method for c in fake.calls] == ["chat.postMessage", "chat.postMessage"]
     assert (
-        await DatabaseLiveMessages(engine, _now).get(LiveMessageKey(builds.id, 1234, 567890))
+        await DatabaseLiveMessages(engine, utc_now).get(LiveMessageKey(builds.id, 1234, 567890))
         is not None
     )

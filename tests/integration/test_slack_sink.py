@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from notifier.core.clock import utc_now
 from notifier.core.delivery_failure import DeliveryFailed
 from notifier.core.events import ETA_CHANGED, FAILED_EVENT, STATE_CHANGED, Event
 from notifier.core.live_messages import LiveMessage, LiveMessageKey, PendingPost
@@ -42,7 +43,7 @@ class MemoryLiveMessages:
         return self.stored.get(key)
 
     async def reserve(self, key: LiveMessageKey, channel: str) -> PendingPost:
-        pending = PendingPost(channel=channel, since=datetime.now(UTC))
+        pending = PendingPost(channel=channel, since=utc_now())
         self.stored[key] = pending
         return pending
 

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from notifier import __version__
+from notifier.core.clock import utc_now
 from notifier.core.delivery_failure import DeliveryFailed
 from notifier.core.events import FAILED_EVENT, Event
 from notifier.core.status import FAILED
@@ -24,7 +25,7 @@ from tests.conftest import make_event
 from tests.support.samples import DETECTED, example_status
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
-SENT_AT = datetime.now(UTC).replace(microsecond=0)
+SENT_AT = utc_now().replace(microsecond=0)
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +33,7 @@ def _sent_just_now() -> None:
     """Receivers reject timestamps over 5 minutes old, and the whole suite runs longer than that:
     "now" is each test's now, not the moment this module was imported."""
     global SENT_AT
-    SENT_AT = datetime.now(UTC).replace(microsecond=0)
+    SENT_AT = utc_now().replace(microsecond=0)
 
 
 def _event() -> Event:

@@ -5,11 +5,11 @@ replayed or stale, changes nothing; the person who clicked is told why when Slac
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.core.clock import utc_now
 from notifier.store.silences import list_silences
 from notifier.store.subscriptions import followed_in_channel
 from tests.support.slack_buttons import (
@@ -22,7 +22,7 @@ from tests.support.slack_buttons import (
 
 
 async def _nothing_changed(engine: AsyncEngine) -> None:
-    assert await list_silences(engine, datetime.now(UTC), include_ended=True) == []
+    assert await list_silences(engine, utc_now(), include_ended=True) == []
     assert await followed_in_channel(engine, CHANNEL) == [IVID]
 
 

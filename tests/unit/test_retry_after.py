@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from notifier.clanforge.reply import MAX_RETRY_AFTER
+from notifier.core.clock import utc_now
 from notifier.core.retry_after import parse_retry_after
 
 NOW = datetime(2026, 11, 28, 17, 0, 0, tzinfo=UTC)
@@ -48,7 +49,7 @@ def test_a_caller_may_cap_what_it_takes_at_face_value(value: str) -> None:
 
 
 def test_without_a_given_time_a_date_counts_from_the_clock() -> None:
-    in_two_minutes = datetime.fromtimestamp(datetime.now(UTC).timestamp() + 120, UTC)
+    in_two_minutes = datetime.fromtimestamp(utc_now().timestamp() + 120, UTC)
     seconds = parse_retry_after(in_two_minutes.strftime("%a, %d %b %Y %H:%M:%S GMT"))
     assert seconds is not None
     assert 115 <= seconds <= 120

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import standardwebhooks
 
+from notifier.core.clock import utc_now
 from notifier.notify.signing import check_request, parse_raw_request, standard_headers
 
 OLD = "whsec_" + base64.b64encode(b"old-secret-old-secret-old-secret").decode()
@@ -19,7 +20,7 @@ BODY = json.dumps({"type": "imageversion.failed", "label": "ünïcode"}, ensure_
 
 
 def _now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+    return utc_now().replace(microsecond=0)
 
 
 def test_one_secret_signature_verifies_with_standardwebhooks() -> None:
