@@ -406,11 +406,8 @@ class Service:
         """One poll tick, and while the budget binds straight after it another for each run of
         the clock it outlasted; the lock lets shutdown wait for a tick under way.
 
-        While the budget binds, a tick's polls fill its whole interval (the rate limit spaces
-        them) and its claim and write make it end a little after the next tick was due:
-        APScheduler skips that run, and waiting for the one after left a second without a
-        request, a quarter of the budget unused in issue 24's end-to-end run. Run at once
-        instead, the ticks follow each other and the limiter alone sets the pace.
+        A tick that fills its interval ends just after the next run was due, which APScheduler
+        skips; running the next one at once leaves the rate limiter alone to set the pace.
         """
         assert self._poller is not None
         async with self._tick_lock:

@@ -84,9 +84,8 @@ def _render(template: str, status: int = 200, **context: Any) -> web.Response:
 
 
 async def index(request: web.Request) -> web.Response:
-    """A page of watches at a time: the page refreshes itself every few seconds, and a studio
-    may watch thousands of image versions (10,000 cards took 0.25 s of the event loop to load
-    and render, and made 6 MB of HTML, every refresh of every open tab)."""
+    """A page of watches at a time: the page refreshes itself every few seconds, and loading and
+    rendering thousands of cards each time would hold up the event loop."""
     deps = request.app[DEPS_KEY]
     page = _page_number(request)
     state_filter = request.query.get("state", "")

@@ -120,10 +120,8 @@ class History:
         """Ends of waits in this state per second: one over the mean wait of similar jobs,
         with the prior counted as one wait of its own.
 
-        The prior as one pseudo-wait (rather than alone until five waits are known) lets the
-        first few waits seen move the rate at once: a fresh process whose jobs wait a minute,
-        not the prior's ten, polled its waiting jobs as rarely as round-robin over every watch
-        for the first minutes of issue 24's end-to-end run.
+        Counting the prior as one wait, rather than alone until several are known, lets a fresh
+        process learn from its first few waits.
         """
         samples = self._by_service.get(account_service_id)
         if samples is None:
@@ -140,9 +138,7 @@ class History:
         that of every wait seen, whatever its state and account service, with the policy's
         ``wait_seconds`` counted as one wait of its own.
 
-        A fixed ten-minute guess is a poor prior once anything is known: the Created jobs of a
-        fresh process whose Queued jobs were seen to wait a minute were polled as if they waited
-        ten, and their ends were the slowest changes of issue 24's end-to-end run.
+        Waits seen elsewhere beat a fixed guess: a state not seen yet waits much like the others.
         """
         prior = self._pooled_prior
         if prior is None:
@@ -401,10 +397,9 @@ def _projection(known: Known, policy: SchedulePolicy) -> tuple[float, float] | N
     if made <= 0 or spent <= 0 or known.progress >= 100:
         return None
     per_point = spent / made
-    # The progress is as of upstream's last update, which may be seconds before the poll (the
-    # fake of benchmarks.detection moves it every 5 s: a few points of a short run). Projected
-    # from the poll, the window opened that much too late and finishes were seen late. An
-    # ``updated`` from before the run was first seen says nothing of the progress: ignored.
+    # The progress is as of upstream's last update, which may be seconds before the poll:
+    # projected from the poll, the window opens late. An ``updated`` from before the run was
+    # first seen says nothing of the progress: ignored.
     measured = known.polled_at
     if known.updated is not None and known.rate_since <= known.updated < measured:
         measured = known.updated

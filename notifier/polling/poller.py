@@ -124,8 +124,7 @@ def batch_size_for(requests_per_second: float, max_concurrency: int) -> int:
     its first fetch waits for its last: with a tick's polls in one batch, a whole tick (10 s at
     the default intervals while the budget binds). Half a second of the budget a batch, never
     fewer than the fetches that may run at once, and never more than :data:`DEFAULT_BATCH_SIZE`,
-    which bounds a tick's memory at any rate (a rate of thousands a second made one batch of
-    the whole watch list: 650 MB at 100,000 watches).
+    which bounds a tick's memory however high the rate.
     """
     wanted = max(max_concurrency, math.ceil(requests_per_second * BATCH_SECONDS))
     return min(DEFAULT_BATCH_SIZE, wanted)

@@ -271,23 +271,13 @@ def _sqlite_lease() -> Update:
 
 
 def _postgres_lease() -> Update:
-    """The same claim for PostgreSQL, in a shape whose cost does not hang on its statistics.
+    """The same claim for PostgreSQL, linear in the pending deliveries whatever its statistics say.
 
-    Written as SQLite's, its plan depended on what the last ANALYZE saw, which was usually no
-    pending delivery at all (a quiet outbox; a burst of a few thousand rows in a long history
-    does not trigger autoanalyze). Believing in one pending row, the planner checked "no
-    earlier pending delivery of the key" by reading every pending delivery for each
-    candidate: 350 ms a claim behind 2,000 of them. With fresh statistics it could walk the
-    primary key through the whole delivered history instead. Here the heads of the keys are
-    found in one pass over the pending deliveries (``ix_deliveries_status``), and the due ones
-    among them are locked through the primary key (SKIP LOCKED, oldest first, up to the
-    limit): linear in the pending deliveries whatever the statistics say (2.7 ms at 2,000,
-    9 ms at 20,000), and nothing else is left for the planner to choose.
-
-    The lock re-checks the row as it is now (another replica may have recorded it meanwhile),
-    and spells "still pending" so that no index serves it: given ``status = 'pending'``,
-    the planner read the pending deliveries through ``ix_deliveries_status`` and matched each
-    against the array of heads, once more the pending deliveries times the limit."""
+    SQLite's shape let a stale ANALYZE (a burst of pending rows after a quiet spell) pick a plan
+    that read every pending delivery per candidate. Here the keys' heads come from one pass over
+    the pending deliveries and the due ones are locked through the primary key; "still pending"
+    is spelled so that no index serves it, or the planner matches each pending row against the
+    heads again (docs/performance-history.md, tenth round)."""
     d = DELIVERIES.c
     h = DELIVERIES.alias("h")
     heads = (

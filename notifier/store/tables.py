@@ -102,10 +102,8 @@ class Watch(Base):
     __tablename__ = "watches"
     __table_args__ = (
         UniqueConstraint("account_service_id", "image_version_id"),
-        # The claim's order: what falls due first, ties by id. With the id in the index,
-        # PostgreSQL walks it and stops at the batch's LIMIT; on next_poll_at alone it sorted
-        # every due watch for every batch (6 ms a claim at 10,000 due, 1 ms now). SQLite's
-        # indexes end with the rowid anyway.
+        # The claim's order, ties by id: with the id in it PostgreSQL stops at the batch's LIMIT
+        # instead of sorting every due watch (SQLite's indexes end with the rowid anyway).
         Index("ix_watches_due_order", "next_poll_at", "id"),
         # A removed watch's id is never given to the next one (migration 0013).
         {"sqlite_autoincrement": True},

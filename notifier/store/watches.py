@@ -329,9 +329,8 @@ async def sync_config_watches(
     wanted = {(w.account_service_id, w.image_version_id): w for w in watches}
     added = updated = 0
     async with engine.begin() as conn:
-        # Only the file's own rows and the rows of the keys it lists: a list of many watches
-        # added at run time or discovered is none of the sync's business, and reading it whole
-        # made start-up memory grow with it (45 MB at 100,000 watches).
+        # Only the file's own rows and those of the keys it lists, so that start-up memory does
+        # not grow with watches added at run time or discovered.
         existing = {
             (row.account_service_id, row.image_version_id): row
             for row in (await conn.execute(_SYNCED.where(Watch.source == "config"))).all()
