@@ -16,6 +16,7 @@ wall ratio swings with whatever else the machine runs, the CPU ratio much less.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 from collections import Counter
@@ -42,6 +43,7 @@ from notifier.metrics import BATCH_PHASES
 from notifier.service import Service
 
 _VERB_TABLE = re.compile(r"^\s*(\w+)\s+(?:OR \w+ )?(?:INTO |FROM )?(\w+)?", re.IGNORECASE)
+_REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 class SqlCounter:
@@ -248,6 +250,8 @@ async def _profile_tick(
     with profiler:
         await _timed_tick(service, count)
     report = profiler.output_text(unicode=False, color=False, show_all=False)
+    # Paths relative to the repository, so a committed profile does not name the machine's checkout.
+    report = report.replace(f"{_REPOSITORY}{os.sep}", "")
     await asyncio.to_thread(target.write_text, report)
 
 
