@@ -1,6 +1,7 @@
 # The checks of .ci/run, one target a step. .ci/run makes a clean virtualenv from the lock file and
 # calls these targets with it (make VENV=...), so CI and a developer run the same commands.
-# Locally, with the virtualenv of the README: `make check` (all but the image), or one target.
+# Locally, with a virtualenv of `pip install -e '.[test,lint]'` in .venv: `make check` (all but the
+# image), or one target.
 
 VENV ?= .venv
 BIN := $(VENV)/bin
