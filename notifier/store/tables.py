@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar, cast
 
@@ -57,37 +56,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return as_utc(value)
-
-    # On SQLite the two layers (this decorator, then the dialect's DATETIME text format) run as
-    # one function per value instead of two: the poll tick binds and reads several datetimes per
-    # watch, tens of thousands per tick. The text is exactly the dialect's storage format
-    # (``YYYY-MM-DD HH:MM:SS.ffffff``), so rows written either way compare and sort alike.
-    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
-        if dialect.name != "sqlite":
-            return super().bind_processor(dialect)
-
-        def process(value: datetime | None) -> str | None:
-            if value is None:
-                return None
-            if value.tzinfo is None:
-                raise ValueError("naive datetime given to the store; use aware UTC datetimes")
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-        return process
-
-    def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
-        if dialect.name != "sqlite":
-            return super().result_processor(dialect, coltype)
-
-        def process(value: str | None) -> datetime | None:
-            if value is None:
-                return None
-            if len(value) in (19, 26) and value[-6] not in "+-":
-                # The stored form, zone-less: parsed as UTC in one call.
-                return datetime.fromisoformat(value + "+00:00")
-            return datetime.fromisoformat(value).astimezone(UTC)
-
-        return process
 
 
 class Base(DeclarativeBase):

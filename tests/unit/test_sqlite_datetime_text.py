@@ -1,5 +1,5 @@
-"""The text a datetime is stored as on SQLite: the dialect's own DATETIME format, exactly, so
-rows written by our bind processor and by SQLAlchemy's compare and sort alike."""
+"""The text a datetime is stored as on SQLite: the dialect's own DATETIME format of its UTC time,
+exactly, so rows written through UTCDateTime and by SQLAlchemy's DateTime compare and sort alike."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from sqlalchemy.dialects import sqlite
 from notifier.store.tables import UTCDateTime
 
 _DIALECT = sqlite.dialect()
-_OURS = UTCDateTime().bind_processor(_DIALECT)
-_READ = UTCDateTime().result_processor(_DIALECT, None)
+# As SQLAlchemy calls them: through the type's implementation for the dialect.
+_OURS = UTCDateTime().dialect_impl(_DIALECT).bind_processor(_DIALECT)
+_READ = UTCDateTime().dialect_impl(_DIALECT).result_processor(_DIALECT, None)
 _SQLALCHEMYS = DateTime().dialect_impl(_DIALECT).bind_processor(_DIALECT)
 
 
