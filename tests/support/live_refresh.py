@@ -8,7 +8,7 @@ import asyncio
 import base64
 import math
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import aiohttp
 import pytest
@@ -35,7 +35,7 @@ CHANNEL = "C0BUILDS"
 LATE = "C0LATE"
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 # Far enough out that small moves stay under the 600 s eta_changed step.
-ETA = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+ETA = utc_now().replace(microsecond=0) + timedelta(hours=2)
 
 
 class Harness:

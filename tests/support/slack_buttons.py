@@ -8,7 +8,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.api.slack_interactions import PATH, register
 from notifier.config import Settings
+from notifier.core.clock import utc_now
 from notifier.core.live_messages import LiveMessage, LiveMessageKey
 from notifier.core.subscriptions import SlackChannelSubscription
 from notifier.store.live_messages import DatabaseLiveMessages
@@ -47,7 +48,7 @@ class ButtonDeps:
     engine: AsyncEngine
     settings: Settings
     slack: AsyncWebClient | None
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    clock: Callable[[], datetime] = utc_now
     wakes: list[int] = field(default_factory=list)
 
     def wake_dispatcher(self) -> None:
@@ -81,7 +82,7 @@ async def live_message_in_channel(
 ) -> None:
     """A watch whose live message the channel shows, followed there through /imagewatch (or,
     with ``followed=False``, sent there by a subscription of the configuration file)."""
-    now = datetime.now(UTC)
+    now = utc_now()
     await add_watch(engine, ASID, IVID, "EU fleet", "slack", now)
     if followed:
         await follow_in_channel(engine, channel, IVID, now)

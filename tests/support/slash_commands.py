@@ -7,7 +7,7 @@ import itertools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -92,7 +92,7 @@ async def answer(client: Client, text: str, **signing: Any) -> dict[str, Any]:
 @pytest.fixture
 def clock() -> HandClock:
     """The signature verifier's clock, moved by hand from the wall clock's now."""
-    return HandClock(datetime.now(UTC))
+    return HandClock(utc_now())
 
 
 @pytest.fixture
