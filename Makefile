@@ -28,7 +28,7 @@ hadolint:
 
 # pytest exits 5 when it collected nothing: a filter or a conftest gone wrong, never a pass.
 test:
-	$(BIN)/pytest -p no:cacheprovider -rs $(PYTEST_ARGS); status=$$?; \
+	$(BIN)/pytest -p no:cacheprovider -rs -n auto $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
 

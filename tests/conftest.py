@@ -1,8 +1,9 @@
 """Shared builders and fixtures.
 
 Store tests take the ``engine`` fixture and run once on a SQLite file and once on the real
-PostgreSQL named by ``NOTIFIER_TEST_POSTGRES_URL`` (each test in a database of its own, cloned
-from a migrated template and dropped afterwards). Without that variable the PostgreSQL variant is
+PostgreSQL named by ``NOTIFIER_TEST_POSTGRES_URL``, each test in a database of its own cloned
+from a migrated template (a copied file; a PostgreSQL database made with ``TEMPLATE`` and
+dropped afterwards). Without that variable the PostgreSQL variant is
 skipped, and ``.ci/run`` fails when it was.
 """
 
@@ -12,6 +13,7 @@ import asyncio
 import hashlib
 import os
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -320,27 +322,51 @@ def empty_postgres_url() -> Iterator[str]:
     yield from _fresh_postgres_database(None)
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once a run: migrating one takes about 0.35 s, copying it 1 ms."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "notifier.db"
+
+    async def create() -> None:
+        engine = create_engine(f"sqlite+aiosqlite:///{path}")
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(create())
+    # The last connection's close folds the write-ahead log into the file: the file is whole.
+    assert not path.with_name(path.name + "-wal").exists()
+    return path
+
+
+def _migrated_sqlite(template: Path, tmp_path: Path) -> str:
+    path = tmp_path / "notifier.db"
+    shutil.copyfile(template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}"
+        return _migrated_sqlite(sqlite_template, tmp_path)
     url: str = request.getfixturevalue("postgres_url")
     return url
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str | None:
     """For contract tests of a store interface: a database URL for the SQL implementation, or
     None for the in-memory one that must behave alike."""
     if request.param == "memory":
         return None
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}"
+        return _migrated_sqlite(sqlite_template, tmp_path)
     url: str = request.getfixturevalue("postgres_url")
     return url
 

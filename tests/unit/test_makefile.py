@@ -55,7 +55,7 @@ def test_ci_runs_each_of_its_steps_as_a_makefile_target() -> None:
         "/ci/venv/bin/mypy notifier tests benchmarks",
         "/ci/venv/bin/lint-imports",
         "/ci/venv/bin/hadolint Dockerfile",
-        "/ci/venv/bin/pytest -p no:cacheprovider -rs",
+        "/ci/venv/bin/pytest -p no:cacheprovider -rs -n auto",
         "bash .ci/image",
     ):
         assert command in dry_run.stdout
