@@ -8,113 +8,35 @@ one update to the newest state and, if the job failed meanwhile, one reply that 
 from __future__ import annotations
 
 import asyncio
-import base64
-import functools
 import math
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import aiohttp
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.clock import utc_now
 from notifier.core.retry import RetryPolicy
 from notifier.core.silences import Matchers, NewSilence
 from notifier.core.status import FAILED, RUNNING
-from notifier.dispatching.dispatcher import Dispatcher
-from notifier.polling.poller import DEFAULT_BATCH_SIZE
 from notifier.store.silences import (
     add_silence,
     controls_lookup,
-    current_silences,
     end_silences,
     expire_silence,
     list_silences,
 )
-from notifier.store.tables import WATCHES, DeliveryRow, EventRow
-from notifier.store.watches import add_watch
-from notifier.testing.fake_clanforge import FakeClanforge, status_reply
-from notifier.testing.fake_slack import FakeSlack, SlackCall
-from notifier.testing.webhook_receiver import WebhookReceiver
-from tests.conftest import seed_builds_and_hook
+from notifier.store.tables import DeliveryRow, EventRow
+from notifier.testing.fake_slack import SlackCall
 from tests.support.clock import HandClock
-from tests.support.dispatch import build_dispatcher, fake_slack_client
-from tests.support.poller import make_poller
+from tests.support.stepped import CHANNEL, IVID, SteppedReplica, stepped_replica
 
-ASID = 1234
-IVID = 567890
-CHANNEL = "C0BUILDS"
-SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 PAGE = "https://notifier.example.com/watches/{}"
 
-
-class Studio:
-    """One replica's poller and dispatcher over fake upstreams, on a clock moved by hand."""
-
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        clanforge: FakeClanforge,
-        slack: FakeSlack,
-        receiver: WebhookReceiver,
-        session: aiohttp.ClientSession,
-        subscriptions: list[Any],
-    ) -> None:
-        self.engine = engine
-        self.clanforge = clanforge
-        self.slack = slack
-        self.receiver = receiver
-        self.clock = HandClock(utc_now().replace(microsecond=0))
-        self.eta = self.clock() + timedelta(hours=2)
-
-        async def load() -> list[Any]:
-            return subscriptions
-
-        self.poller = make_poller(
-            engine,
-            session,
-            clanforge,
-            batch_size=DEFAULT_BATCH_SIZE,
-            clock=self.clock,
-            subscriptions=load,
-            load_silences=functools.partial(current_silences, engine),
-        )
-        self.dispatcher: Dispatcher = build_dispatcher(
-            engine,
-            clock=self.clock,
-            load_subscriptions=load,
-            session=session,
-            slack=fake_slack_client(slack, session),
-            controls=controls_lookup(engine, self.clock, PAGE.format),
-            policy=RetryPolicy(
-                schedule_seconds=(0.05,) * 5, max_attempts=10, max_age_seconds=math.inf
-            ),
-        )
-
-    async def poll(self, state_id: int, progress: int, error: str | None = None) -> None:
-        """Upstream now says this; the watch is due, one tick sees it."""
-        self.clanforge.set_status(
-            ASID,
-            IVID,
-            status_reply(state_id, progress, eta=self.eta, error=error, failed=int(bool(error))),
-        )
-        async with self.engine.begin() as conn:
-            await conn.execute(update(WATCHES).values(next_poll_at=self.clock()))
-        await self.poller.tick()
-
-    async def drain(self) -> None:
-        for _ in range(100):
-            if not await _count(self.engine, DeliveryRow.status == "pending"):
-                return
-            if not await self.dispatcher.dispatch_due():
-                await asyncio.sleep(0.02)
-        raise AssertionError("the outbox did not drain")
-
-    def calls(self) -> list[SlackCall]:
-        return [c for c in self.slack.calls if c.ok and c.method.startswith("chat.")]
+Studio = SteppedReplica[HandClock]
+"""The replica on a clock moved by hand, loading silences, with Slack's buttons."""
 
 
 async def _count(engine: AsyncEngine, *where: Any) -> int:
@@ -135,15 +57,15 @@ def _buttons(call: SlackCall) -> list[str]:
 
 @pytest.fixture
 async def studio(engine: AsyncEngine) -> AsyncIterator[Studio]:
-    async with (
-        FakeClanforge(record=False) as clanforge,
-        FakeSlack(channels={CHANNEL}) as slack,
-        WebhookReceiver() as receiver,
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
-    ):
-        subscriptions = await seed_builds_and_hook(engine, CHANNEL, receiver.url, SECRET)
-        await add_watch(engine, ASID, IVID, "EU fleet, build 1.4.2", "config", utc_now())
-        yield Studio(engine, clanforge, slack, receiver, session, subscriptions)
+    clock = HandClock(utc_now().replace(microsecond=0))
+    async with stepped_replica(
+        engine,
+        clock=clock,
+        silences=True,
+        controls=controls_lookup(engine, clock, PAGE.format),
+        policy=RetryPolicy(schedule_seconds=(0.05,) * 5, max_attempts=10, max_age_seconds=math.inf),
+    ) as replica:
+        yield replica
 
 
 async def _posted_running(studio: Studio) -> str:
